@@ -1,0 +1,161 @@
+"""Checkpoints: one versioned file, written atomically, read with ``weights_only=True``.
+
+A checkpoint is a plain dict of tensors and JSON-like values (so that
+``torch.load(weights_only=True)`` can read it without running any code):
+
+    format:        "diffusion-studio-checkpoint"
+    version:       FORMAT_VERSION
+    app_version:   the writing app's version
+    kind:          "ddpm"
+    model:         UNetConfig as a dict
+    schedule:      ScheduleConfig as a dict
+    train:         TrainConfig as a dict
+    weights:       the U-Net's state_dict
+    ema_weights:   the EMA copy's state_dict, or None
+    optimizer:     the optimizer's state_dict, or None
+    epoch:         completed epochs
+    position:      {"epoch": e, "step": s} where training stopped (s = 0 at an epoch boundary)
+    history:       {"epochs": [per-epoch records], "steps": [per-step records]}
+    rng:           generator states for an exact resume
+    seed:          the run's seed
+    best:          {"epoch": e, "val_loss": v}
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import __version__
+
+FORMAT = "diffusion-studio-checkpoint"
+FORMAT_VERSION = 1
+KIND = "ddpm"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be read or written; the message says what to do."""
+
+
+def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` to ``path`` atomically: a temporary file in the same
+    folder, flushed to disk, then renamed over the target. A crash or a stop
+    part-way leaves the previous file intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"format": FORMAT, "version": FORMAT_VERSION, "app_version": __version__, "kind": KIND}
+    data.update(payload)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(data, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with _suppress():
+            os.unlink(tmp)
+        raise
+    return path
+
+
+class _suppress:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return True
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by ``save_checkpoint``.
+
+    Refuses, with a CheckpointError that says why: a missing file, a file that
+    is not a Diffusion Studio checkpoint (or is damaged), one of another kind,
+    or one written by a newer format version.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; check the path")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(
+            f"{path} is not a readable Diffusion Studio checkpoint (it may be damaged or "
+            f"from another program): {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from exc
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a Diffusion Studio checkpoint")
+    version = data.get("version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} was written by a newer Diffusion Studio (checkpoint format {version}, "
+            f"this app reads up to {FORMAT_VERSION}); update the app to open it"
+        )
+    if data.get("kind") != KIND:
+        raise CheckpointError(f"{path} holds a {data.get('kind')!r} model; this app reads {KIND!r} checkpoints")
+    for key in ("model", "schedule", "weights"):
+        if key not in data:
+            raise CheckpointError(f"{path} is incomplete: it has no {key!r} entry")
+    return data
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class LoadedModel:
+    """A network ready to sample from, with its schedule and the checkpoint's contents.
+
+    model: the U-Net in eval mode on ``device``, holding the EMA weights when the
+    checkpoint has them (``use_ema=True``), else the raw weights.
+    """
+
+    def __init__(self, payload: dict, path: Path | None, device: torch.device, use_ema: bool = True) -> None:
+        from .schedule import NoiseSchedule, ScheduleConfig
+        from .unet import UNet, UNetConfig
+
+        self.payload = payload
+        self.path = path
+        self.device = device
+        try:
+            self.model_config = UNetConfig.from_dict(payload["model"])
+            self.schedule_config = ScheduleConfig.from_dict(payload["schedule"])
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{path or 'checkpoint'} has an invalid configuration: {exc}") from exc
+        self.schedule = NoiseSchedule(self.schedule_config)
+        self.model = UNet(self.model_config)
+        ema = payload.get("ema_weights")
+        self.uses_ema = bool(use_ema and ema is not None)
+        try:
+            self.model.load_state_dict(ema if self.uses_ema else payload["weights"])
+        except RuntimeError as exc:
+            raise CheckpointError(
+                f"{path or 'checkpoint'}: the weights do not fit the network it describes ({str(exc).splitlines()[0]})"
+            ) from exc
+        self.model.to(device).eval()
+
+    @property
+    def history(self) -> dict:
+        return self.payload.get("history") or {"epochs": [], "steps": {}}
+
+    @property
+    def epoch(self) -> int:
+        return int(self.payload.get("epoch", 0))
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", use_ema: bool = True) -> LoadedModel:
+    """Load a checkpoint file and build its network on ``device`` (see LoadedModel)."""
+    device = torch.device(device)
+    payload = load_checkpoint(path, map_location="cpu")
+    return LoadedModel(payload, Path(path), device, use_ema=use_ema)

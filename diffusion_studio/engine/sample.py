@@ -1,0 +1,256 @@
+"""Reverse process: Ho et al. 2020 Algorithm 2 (DDPM) and DDIM (Song et al. 2021).
+
+Both samplers are iterators: each step yields a ``SampleStep`` holding the new,
+less noisy image and the network's current guess of the clean image, so a
+viewer can animate x_T -> x_0. ``sample()`` runs one to the end in batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Iterator, Literal, NamedTuple, get_args
+
+import numpy as np
+import torch
+from torch import nn
+
+from .device import autocast
+from .schedule import NoiseSchedule, _known_fields
+
+SamplerKind = Literal["ddpm", "ddim"]
+SAMPLER_KINDS: tuple[str, ...] = get_args(SamplerKind)
+VarianceKind = Literal["posterior", "beta"]
+VARIANCE_KINDS: tuple[str, ...] = get_args(VarianceKind)
+DEFAULT_DDIM_STEPS = 50
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """How to run the reverse process.
+
+    kind:     "ddpm" (Algorithm 2, all T steps) or "ddim" (``steps`` steps).
+    steps:    DDIM step count (default 50); for DDPM None or T.
+    eta:      DDIM stochasticity: 0 = deterministic, 1 = DDPM-like noise.
+    variance: DDPM sigma_t^2: "posterior" = beta-tilde_t = beta_t (1-abar_{t-1})/(1-abar_t)
+              (the true posterior variance), or "beta" = beta_t (Ho et al. found both work).
+    clip_x0:  clip the predicted x_0 to [-1, 1] and step from it (off = Algorithm 2 as written).
+    guidance: classifier-free guidance weight w for conditional models:
+              eps = (1 + w) eps(x, t, y) - w eps(x, t, no label).
+    """
+
+    kind: SamplerKind = "ddpm"
+    steps: int | None = None
+    eta: float = 0.0
+    variance: VarianceKind = "posterior"
+    clip_x0: bool = False
+    guidance: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in SAMPLER_KINDS:
+            raise ValueError(f"unknown sampler {self.kind!r}; choose one of {', '.join(SAMPLER_KINDS)}")
+        if self.variance not in VARIANCE_KINDS:
+            raise ValueError(f"unknown variance {self.variance!r}; choose one of {', '.join(VARIANCE_KINDS)}")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if not 0.0 <= self.eta <= 1.0:
+            raise ValueError(f"eta must lie in [0, 1], got {self.eta}")
+        if self.guidance < 0:
+            raise ValueError(f"guidance must be >= 0, got {self.guidance}")
+
+    def num_steps(self, timesteps: int) -> int:
+        if self.kind == "ddpm":
+            if self.steps not in (None, timesteps):
+                raise ValueError(
+                    f"DDPM runs all T={timesteps} steps (asked for {self.steps}); use the DDIM sampler for fewer"
+                )
+            return timesteps
+        steps = self.steps or min(DEFAULT_DDIM_STEPS, timesteps)
+        if steps > timesteps:
+            raise ValueError(f"DDIM steps ({steps}) cannot exceed T={timesteps}")
+        return steps
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SamplerConfig":
+        return cls(**_known_fields(cls, data))
+
+
+class SampleStep(NamedTuple):
+    """One reverse step.
+
+    index:   0-based step number; steps: how many in all.
+    t:       the timestep the network saw; t_prev: the timestep of ``x``.
+    x:       (B, C, H, W) float32, the new sample x_{t_prev} (x_0 at the last step).
+    x0_pred: (B, C, H, W) float32, the network's guess of x_0 from x_t, clipped to [-1, 1].
+    """
+
+    index: int
+    steps: int
+    t: int
+    t_prev: int
+    x: torch.Tensor
+    x0_pred: torch.Tensor
+
+
+def ddim_timesteps(timesteps: int, steps: int) -> list[int]:
+    """``steps`` timesteps from T down to 1, evenly spaced, always starting at T."""
+    ts = np.unique(np.round(np.linspace(1, timesteps, steps)).astype(int))[::-1]
+    return [int(t) for t in ts]
+
+
+def _channels_last(model: nn.Module) -> bool:
+    for p in model.parameters():
+        if p.dim() == 4:
+            return p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+    return False
+
+
+def _predict_eps(model, x, t_batch, labels, guidance, num_classes, device, precision):
+    with autocast(device, precision):
+        if labels is None or guidance == 0.0:
+            eps = model(x, t_batch, labels) if labels is not None else model(x, t_batch)
+        else:
+            null = torch.full_like(labels, num_classes)
+            both = model(torch.cat([x, x]), torch.cat([t_batch, t_batch]), torch.cat([labels, null]))
+            eps_c, eps_u = both.float().chunk(2)
+            eps = (1 + guidance) * eps_c - guidance * eps_u
+    return eps.float()
+
+
+def sample_steps(
+    model: nn.Module,
+    schedule: NoiseSchedule,
+    n: int,
+    *,
+    sampler: SamplerConfig | None = None,
+    labels: torch.Tensor | None = None,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    precision: str = "fp32",
+    x_T: torch.Tensor | None = None,
+) -> Iterator[SampleStep]:
+    """Run the reverse process for ``n`` images, yielding one SampleStep per step.
+
+    Exactly ``sampler.num_steps(T)`` steps are yielded; the last one's ``x`` is x_0.
+    Randomness comes from a generator seeded with ``seed`` on ``device`` (x_T, z).
+    labels: (n,) int64 digits for a class-conditional model, or None.
+    x_T: start from this (n, C, H, W) noise instead of drawing it.
+    The model is put in eval mode for the run and restored afterwards.
+    """
+    sampler = sampler or SamplerConfig()
+    device = torch.device(device)
+    T = schedule.timesteps
+    total = sampler.num_steps(T)
+    num_classes = getattr(getattr(model, "config", None), "num_classes", 0)
+    if labels is not None:
+        if num_classes == 0:
+            raise ValueError("labels were given but this model is not class-conditional")
+        labels = labels.to(device=device, dtype=torch.long)
+        if labels.shape != (n,):
+            raise ValueError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
+    channels = getattr(getattr(model, "config", None), "image_channels", 1)
+    gen = torch.Generator(device=device).manual_seed(int(seed))
+    if x_T is None:
+        x = torch.randn((n, channels, 28, 28), generator=gen, device=device)
+    else:
+        x = x_T.to(device=device, dtype=torch.float32).clone()
+    memory_format = torch.channels_last if _channels_last(model) else torch.contiguous_format
+
+    beta = schedule.beta.to(device)
+    alpha = schedule.alpha.to(device)
+    abar = schedule.alphabar.to(device)
+    if sampler.variance == "posterior":
+        sigma = schedule.posterior_variance.to(device).sqrt()
+    else:
+        sigma = beta.sqrt()
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            if sampler.kind == "ddpm":
+                ts = list(range(T, 0, -1))
+            else:
+                ts = ddim_timesteps(T, total)
+            for i, t in enumerate(ts):
+                t_prev = ts[i + 1] if i + 1 < len(ts) else 0
+                t_batch = torch.full((n,), t, device=device, dtype=torch.long)
+                eps = _predict_eps(
+                    model, x.contiguous(memory_format=memory_format), t_batch, labels,
+                    sampler.guidance, num_classes, device, precision,
+                )
+                x0_pred = (x - (1 - abar[t]).sqrt() * eps) / abar[t].sqrt()
+                if sampler.clip_x0:
+                    x0_pred = x0_pred.clamp(-1, 1)
+                    # re-derive eps consistent with the clipped x0 (as diffusers does)
+                    eps = (x - abar[t].sqrt() * x0_pred) / (1 - abar[t]).sqrt()
+                if sampler.kind == "ddpm":
+                    # Algorithm 2, line 4:
+                    # x_{t-1} = 1/sqrt(alpha_t) (x_t - (1-alpha_t)/sqrt(1-abar_t) eps) + sigma_t z
+                    mean = (x - (1 - alpha[t]) / (1 - abar[t]).sqrt() * eps) / alpha[t].sqrt()
+                    if t > 1:
+                        z = torch.randn(x.shape, generator=gen, device=device)
+                        x = mean + sigma[t] * z
+                    else:
+                        x = mean  # z = 0 at the last step
+                else:
+                    # DDIM (Song et al. 2021, eq. 12):
+                    # x_{t'} = sqrt(abar_t') x0 + sqrt(1 - abar_t' - s^2) eps + s z,
+                    # s = eta sqrt((1 - abar_t')/(1 - abar_t)) sqrt(1 - abar_t/abar_t')
+                    ab_prev = abar[t_prev]
+                    s = sampler.eta * ((1 - ab_prev) / (1 - abar[t]) * (1 - abar[t] / ab_prev)).clamp(min=0).sqrt()
+                    x = ab_prev.sqrt() * x0_pred + (1 - ab_prev - s**2).clamp(min=0).sqrt() * eps
+                    if t_prev > 0 and sampler.eta > 0:
+                        x = x + s * torch.randn(x.shape, generator=gen, device=device)
+                yield SampleStep(i, total, t, t_prev, x, x0_pred.clamp(-1, 1))
+    finally:
+        model.train(was_training)
+
+
+def sample(
+    model: nn.Module,
+    schedule: NoiseSchedule,
+    n: int,
+    *,
+    sampler: SamplerConfig | None = None,
+    labels: torch.Tensor | None = None,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    precision: str = "fp32",
+    batch_size: int = 500,
+    progress=None,
+    should_stop=None,
+) -> torch.Tensor:
+    """Generate ``n`` images; returns (n, C, 28, 28) float32 on the CPU (not clipped).
+
+    Batches of ``batch_size`` are seeded ``seed``, ``seed + 1``, ... so results do
+    not depend on how many images were asked for before them.
+    progress(done_steps, total_steps) is called after every step when given;
+    should_stop() is checked every step (returns None early -> raises StopIteration-free
+    ``SamplingStopped``).
+    """
+    sampler = sampler or SamplerConfig()
+    total_steps = sampler.num_steps(schedule.timesteps) * ((n + batch_size - 1) // batch_size)
+    out, done = [], 0
+    for b, start in enumerate(range(0, n, batch_size)):
+        size = min(batch_size, n - start)
+        batch_labels = labels[start : start + size] if labels is not None else None
+        x = None
+        for step in sample_steps(
+            model, schedule, size, sampler=sampler, labels=batch_labels,
+            seed=seed + b, device=device, precision=precision,
+        ):
+            x = step.x
+            done += 1
+            if progress is not None:
+                progress(done, total_steps)
+            if should_stop is not None and should_stop():
+                raise SamplingStopped()
+        out.append(x.float().cpu())
+    return torch.cat(out)
+
+
+class SamplingStopped(Exception):
+    """Raised by ``sample()`` when its should_stop() callback returned True."""

@@ -1,0 +1,563 @@
+"""Training: Ho et al. 2020 Algorithm 1 with early stopping, as an iterator.
+
+    repeat
+      x_0 ~ q(x_0); t ~ Uniform({1..T}); eps ~ N(0, I)
+      gradient step on || eps - eps_theta(sqrt(abar_t) x_0 + sqrt(1-abar_t) eps, t) ||^2
+    until converged
+
+``Trainer.run()`` yields a ``StepRecord`` after every optimiser step, an
+``EpochRecord`` after every epoch (with the validation loss) and one
+``FinishedRecord`` at the end. The caller (CLI, GUI worker, tests) decides what
+to print or draw; the trainer only trains and, when given a run folder, keeps
+``best.pt``, ``last.pt`` and ``history.json`` there.
+
+Stopping: set ``stop_event`` (a ``threading.Event``); it is checked before every
+step, so training stops within one batch. ``last.pt`` then holds the exact
+position (epoch, step, generator states), and a Trainer built with
+``resume=`` continues as if it had never stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Literal, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .data import MNISTSplits, to_model_range
+from .device import PRECISIONS, autocast, resolve_device, resolve_precision
+from .schedule import NoiseSchedule, ScheduleConfig, _known_fields
+from .unet import UNet, UNetConfig
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings (the report's: Adam, lr 1e-3, 50 epochs, patience 5).
+
+    ema_decay:  0 disables the exponential moving average of the weights; with
+                EMA on, validation, early stopping and sampling use the EMA weights.
+    precision:  "auto" (bf16 autocast on CPUs and bf16-capable GPUs), "fp32" or "bf16".
+    label_dropout: for class-conditional models, the share of labels replaced by
+                "no label" so the same network learns the unconditional score (CFG).
+    grad_clip:  clip the gradient norm to this value (0 = off).
+    val_seed:   seeds the fixed (t, eps) drawn once per validation image, so the
+                validation curve measures the model, not the draw.
+    """
+
+    epochs: int = 50
+    batch_size: int = 128
+    lr: float = 1e-3
+    patience: int = 5
+    seed: int = 0
+    ema_decay: float = 0.0
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    channels_last: bool = True
+    label_dropout: float = 0.1
+    grad_clip: float = 0.0
+    val_seed: int = 12345
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 2:
+            raise ValueError(f"batch size must be >= 2 (BatchNorm needs it), got {self.batch_size}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"learning rate must be a positive number, got {self.lr}")
+        if self.patience < 1:
+            raise ValueError(f"patience must be >= 1, got {self.patience}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
+        if not 0.0 <= self.label_dropout < 1.0:
+            raise ValueError(f"label_dropout must lie in [0, 1), got {self.label_dropout}")
+        if self.grad_clip < 0:
+            raise ValueError(f"grad_clip must be >= 0, got {self.grad_clip}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        return cls(**_known_fields(cls, data))
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    epoch: int  # 1-based epoch this step belongs to
+    step: int  # 1-based step within the epoch
+    steps_per_epoch: int
+    global_step: int
+    loss: float
+    images_per_s: float  # this epoch so far
+    elapsed: float  # seconds since this run() started
+    kind: str = "step"
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    epoch: int
+    epochs: int
+    train_loss: float
+    val_loss: float
+    seconds: float
+    images_per_s: float
+    best_val_loss: float
+    best_epoch: int
+    epochs_without_improvement: int
+    patience: int
+    improved: bool
+    kind: str = "epoch"
+
+
+@dataclass(frozen=True)
+class FinishedRecord:
+    reason: Literal["completed", "early_stopped", "stopped", "diverged"]
+    epoch: int  # completed epochs
+    best_epoch: int  # 0 when no epoch finished
+    best_val_loss: float
+    message: str
+    kind: str = "finished"
+
+
+Record = Union[StepRecord, EpochRecord, FinishedRecord]
+
+
+class EMA:
+    """Exponential moving average of a model's parameters; buffers (BatchNorm
+    statistics) are copied from the live model."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        ema_p = list(self.model.parameters())
+        live_p = list(model.parameters())
+        torch._foreach_lerp_(ema_p, live_p, 1.0 - self.decay)
+        for b_ema, b in zip(self.model.buffers(), model.buffers()):
+            b_ema.copy_(b)
+
+
+def _format_loss(x: float) -> str:
+    return f"{x:.5f}" if math.isfinite(x) else str(x)
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=1)
+    os.replace(tmp, path)
+
+
+class Trainer:
+    """Trains a U-Net on MNIST (see the module docstring).
+
+    data:     MNISTSplits (uses its train and val splits).
+    run_dir:  where best.pt, last.pt and history.json go (None: keep nothing on disk).
+    resume:   a checkpoint path or loaded payload (last.pt) to continue from; its
+              model, schedule and training settings win over the arguments,
+              except ``epochs`` which may be raised to train longer.
+    stop_event: set it from any thread to stop within one batch.
+    """
+
+    def __init__(
+        self,
+        data: MNISTSplits,
+        *,
+        model_config: UNetConfig | None = None,
+        schedule_config: ScheduleConfig | None = None,
+        train_config: TrainConfig | None = None,
+        device: str | torch.device = "auto",
+        run_dir: str | os.PathLike | None = None,
+        stop_event: threading.Event | None = None,
+        resume: str | os.PathLike | dict | None = None,
+        extra_meta: dict | None = None,
+    ) -> None:
+        self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+        payload = None
+        if resume is not None:
+            payload = resume if isinstance(resume, dict) else load_checkpoint(resume, map_location="cpu")
+            model_config = UNetConfig.from_dict(payload["model"])
+            schedule_config = ScheduleConfig.from_dict(payload["schedule"])
+            saved = TrainConfig.from_dict(payload["train"])
+            epochs = max(saved.epochs, train_config.epochs) if train_config else saved.epochs
+            train_config = TrainConfig(**{**saved.to_dict(), "epochs": epochs})
+        self.model_config = model_config or UNetConfig()
+        self.schedule_config = schedule_config or ScheduleConfig()
+        self.config = train_config or TrainConfig()
+        self.extra_meta = dict(extra_meta or {})
+        self.precision = resolve_precision(self.config.precision, self.device)
+        self.schedule = NoiseSchedule(self.schedule_config)
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.stop_event = stop_event or threading.Event()
+
+        # distributed: each process trains on its shard; rank 0 writes files
+        dist = torch.distributed
+        self.distributed = dist.is_available() and dist.is_initialized()
+        self.rank = dist.get_rank() if self.distributed else 0
+        self.world_size = dist.get_world_size() if self.distributed else 1
+
+        torch.manual_seed(self.config.seed)
+        self.memory_format = torch.channels_last if self.config.channels_last else torch.contiguous_format
+        self.model = UNet(self.model_config).to(self.device, memory_format=self.memory_format)
+        self.ema = EMA(self.model, self.config.ema_decay) if self.config.ema_decay > 0 else None
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.lr)
+        self._ddp = None
+        if self.distributed:
+            self._ddp = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+
+        # data on the device once, in [-1, 1]
+        self.train_x = to_model_range(data.train_images).to(self.device)
+        self.train_y = data.train_labels.to(self.device)
+        self.val_x = to_model_range(data.val_images).to(self.device)
+        self.val_y = data.val_labels.to(self.device)
+        g = torch.Generator().manual_seed(self.config.val_seed)
+        self.val_t = torch.randint(1, self.schedule.timesteps + 1, (len(self.val_x),), generator=g).to(self.device)
+        self.val_noise = torch.randn(self.val_x.shape, generator=g).to(self.device)
+
+        # generators: the permutation on the CPU (the same on every rank, each
+        # taking its own shard of it), (t, eps) on the device (one stream per rank)
+        self.perm_gen = torch.Generator().manual_seed(self.config.seed * 1000)
+        self.noise_gen = torch.Generator(device=self.device).manual_seed(self.config.seed * 1000 + 7 + self.rank)
+        self.epoch_start_perm_state = self.perm_gen.get_state()
+
+        self.epoch = 0  # completed epochs
+        self.step_in_epoch = 0  # completed steps in the current (unfinished) epoch
+        self.partial_loss_sum = 0.0
+        self.global_step = 0
+        self.best_val_loss = math.inf
+        self.best_epoch = 0
+        self.epochs_without_improvement = 0
+        self.best_state: dict | None = None  # {"weights":..., "ema_weights":...}
+        self.history: dict = {"epochs": [], "steps": {"global_step": [], "epoch": [], "loss": [], "time": []}}
+        self.finished_reason: str | None = None
+        self.train_seconds = 0.0
+        if payload is not None:
+            self._restore(payload)
+
+    # ----------------------------------------------------------- state I/O
+    @property
+    def steps_per_epoch(self) -> int:
+        per_rank = len(self.train_x) // self.world_size
+        return max(1, math.ceil(per_rank / self.config.batch_size))
+
+    def sampling_model(self) -> nn.Module:
+        """The weights to sample from: the EMA copy when EMA is on."""
+        return self.ema.model if self.ema is not None else self.model
+
+    def _weights(self, module: nn.Module) -> dict:
+        return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in module.state_dict().items()}
+
+    def _snapshot(self) -> dict:
+        return {
+            "weights": self._weights(self.model),
+            "ema_weights": self._weights(self.ema.model) if self.ema is not None else None,
+        }
+
+    def _payload(self, weights: dict, *, with_training_state: bool) -> dict:
+        payload = {
+            "model": self.model_config.to_dict(),
+            "schedule": self.schedule_config.to_dict(),
+            "train": self.config.to_dict(),
+            "weights": weights["weights"],
+            "ema_weights": weights["ema_weights"],
+            "epoch": self.epoch,
+            "history": self.history,
+            "seed": self.config.seed,
+            "best": {"epoch": self.best_epoch, "val_loss": self.best_val_loss},
+            "meta": {**self.extra_meta, "finished_reason": self.finished_reason, "train_seconds": self.train_seconds},
+        }
+        if with_training_state:
+            payload.update(
+                optimizer=self.optimizer.state_dict(),
+                position={"epoch": self.epoch, "step": self.step_in_epoch},
+                partial_loss_sum=self.partial_loss_sum,
+                global_step=self.global_step,
+                epochs_without_improvement=self.epochs_without_improvement,
+                rng={
+                    "perm_epoch_start": self.epoch_start_perm_state,
+                    "perm": self.perm_gen.get_state(),
+                    "noise": self.noise_gen.get_state().cpu(),
+                    "torch": torch.get_rng_state(),
+                },
+                best_weights=self.best_state,
+            )
+        return payload
+
+    def _restore(self, p: dict) -> None:
+        def load(module: nn.Module, state: dict) -> None:
+            module.load_state_dict(state)
+            module.to(memory_format=self.memory_format)
+
+        load(self.model, p["weights"])
+        if self.ema is not None:
+            load(self.ema.model, p["ema_weights"] if p.get("ema_weights") is not None else p["weights"])
+        if p.get("optimizer") is not None:
+            self.optimizer.load_state_dict(p["optimizer"])
+        self.epoch = int(p.get("epoch", 0))
+        pos = p.get("position") or {"epoch": self.epoch, "step": 0}
+        self.step_in_epoch = int(pos.get("step", 0))
+        self.partial_loss_sum = float(p.get("partial_loss_sum", 0.0))
+        self.global_step = int(p.get("global_step", 0))
+        self.history = p.get("history") or self.history
+        best = p.get("best") or {}
+        self.best_epoch = int(best.get("epoch", 0))
+        self.best_val_loss = float(best.get("val_loss", math.inf))
+        self.epochs_without_improvement = int(p.get("epochs_without_improvement", 0))
+        self.best_state = p.get("best_weights")
+        self.train_seconds = float((p.get("meta") or {}).get("train_seconds", 0.0))
+        rng = p.get("rng")
+        if rng:
+            self.epoch_start_perm_state = rng["perm_epoch_start"]
+            self.perm_gen.set_state(rng["perm"])
+            self.noise_gen.set_state(rng["noise"].to(self.noise_gen.get_state().device))
+            torch.set_rng_state(rng["torch"])
+
+    def _save(self, name: str, payload: dict) -> None:
+        if self.run_dir is not None and self.rank == 0:
+            save_checkpoint(self.run_dir / name, payload)
+
+    def _write_history(self) -> None:
+        if self.run_dir is None or self.rank != 0:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        _write_json_atomic(
+            self.run_dir / "history.json",
+            {
+                "epochs": self.history["epochs"],
+                "best_epoch": self.best_epoch,
+                "best_val_loss": self.best_val_loss if math.isfinite(self.best_val_loss) else None,
+                "finished_reason": self.finished_reason,
+                "train_seconds": self.train_seconds,
+                "model": self.model_config.to_dict(),
+                "schedule": self.schedule_config.to_dict(),
+                "train": self.config.to_dict(),
+                **({"meta": self.extra_meta} if self.extra_meta else {}),
+            },
+        )
+
+    # ---------------------------------------------------------- the loop
+    def _labels_for(self, y: torch.Tensor) -> torch.Tensor | None:
+        if not self.model_config.conditional:
+            return None
+        if self.config.label_dropout > 0:
+            drop = torch.rand(y.shape, generator=self.noise_gen, device=self.device) < self.config.label_dropout
+            y = torch.where(drop, torch.full_like(y, self.model_config.num_classes), y)
+        return y
+
+    def _train_step(self, idx: torch.Tensor) -> torch.Tensor:
+        x0 = self.train_x[idx]
+        B = x0.shape[0]
+        # Algorithm 1: t ~ U{1..T}, eps ~ N(0, I)
+        t = torch.randint(1, self.schedule.timesteps + 1, (B,), generator=self.noise_gen, device=self.device)
+        eps = torch.randn(x0.shape, generator=self.noise_gen, device=self.device)
+        x_t = self.schedule.q_sample(x0, t, eps).contiguous(memory_format=self.memory_format)
+        y = self._labels_for(self.train_y[idx])
+        net = self._ddp or self.model
+        with autocast(self.device, self.precision):
+            pred = net(x_t, t, y) if y is not None else net(x_t, t)
+        loss = F.mse_loss(pred.float(), eps)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        return loss.detach()
+
+    @torch.no_grad()
+    def validation_loss(self, batch_size: int = 1000) -> float:
+        """Mean ||eps - eps_theta||^2 over the validation split with its fixed (t, eps)."""
+        model = self.sampling_model()
+        was_training = model.training
+        model.eval()
+        total, count = torch.zeros((), device=self.device, dtype=torch.float64), 0
+        n = len(self.val_x)
+        lo, hi = (n * self.rank) // self.world_size, (n * (self.rank + 1)) // self.world_size
+        try:
+            with torch.inference_mode():
+                for s in range(lo, hi, batch_size):
+                    e = min(s + batch_size, hi)
+                    x_t = self.schedule.q_sample(self.val_x[s:e], self.val_t[s:e], self.val_noise[s:e])
+                    x_t = x_t.contiguous(memory_format=self.memory_format)
+                    y = self.val_y[s:e] if self.model_config.conditional else None
+                    with autocast(self.device, self.precision):
+                        pred = model(x_t, self.val_t[s:e], y) if y is not None else model(x_t, self.val_t[s:e])
+                    total += F.mse_loss(pred.float(), self.val_noise[s:e], reduction="sum").double()
+                    count += (e - s) * self.val_x[0].numel()
+        finally:
+            model.train(was_training)
+        if self.distributed:
+            packed = torch.stack([total, torch.tensor(float(count), device=self.device, dtype=torch.float64)])
+            torch.distributed.all_reduce(packed)
+            total, count = packed[0], float(packed[1])
+        return float(total) / max(count, 1)
+
+    def _epoch_permutation(self) -> torch.Tensor:
+        """This rank's sample order for the current epoch (re-creatable from the saved state)."""
+        self.perm_gen.set_state(self.epoch_start_perm_state)
+        n = len(self.train_x)
+        perm = torch.randperm(n, generator=self.perm_gen)
+        if self.world_size > 1:
+            per_rank = n // self.world_size
+            perm = perm[self.rank * per_rank : (self.rank + 1) * per_rank]
+        return perm.to(self.device)
+
+    def _restore_best(self) -> None:
+        if self.best_state is None:
+            return
+        self.model.load_state_dict(self.best_state["weights"])
+        if self.ema is not None and self.best_state.get("ema_weights") is not None:
+            self.ema.model.load_state_dict(self.best_state["ema_weights"])
+
+    def _finish(self, reason: str, message: str) -> FinishedRecord:
+        self.finished_reason = reason
+        if reason != "diverged":
+            self._save("last.pt", self._payload(self._snapshot(), with_training_state=True))
+        self._restore_best()
+        if self.best_state is not None:
+            self._save("best.pt", self._payload(self.best_state, with_training_state=False))
+        self._write_history()
+        return FinishedRecord(reason, self.epoch, self.best_epoch, self.best_val_loss, message)
+
+    def run(self) -> Iterator[Record]:
+        """Train until the epoch budget, early stopping, a stop request or divergence."""
+        cfg = self.config
+        if self.epochs_without_improvement >= cfg.patience and self.epoch > 0:
+            yield FinishedRecord(
+                "early_stopped", self.epoch, self.best_epoch, self.best_val_loss,
+                f"this run already stopped early at epoch {self.epoch} (best epoch {self.best_epoch})",
+            )
+            return
+        if self.epoch >= cfg.epochs:
+            yield FinishedRecord(
+                "completed", self.epoch, self.best_epoch, self.best_val_loss,
+                f"this run already finished its {cfg.epochs} epochs; ask for more epochs to continue",
+            )
+            return
+        run_start = time.perf_counter()
+        self.model.train()
+        B = cfg.batch_size
+        steps = self.steps_per_epoch
+        while self.epoch < cfg.epochs:
+            epoch = self.epoch + 1
+            perm = self._epoch_permutation()
+            # (when resuming mid-epoch, the permutation's generator is already past it)
+            epoch_start = time.perf_counter()
+            images_this_run = 0
+            loss_sum = torch.tensor(self.partial_loss_sum, device=self.device, dtype=torch.float64)
+            start_step = self.step_in_epoch
+            for s in range(start_step, steps):
+                if self.stop_event.is_set():
+                    self.train_seconds += time.perf_counter() - epoch_start
+                    self.partial_loss_sum = float(loss_sum)
+                    yield self._finish(
+                        "stopped",
+                        f"stopped at epoch {epoch}, step {s} of {steps}"
+                        + (f"; best epoch {self.best_epoch} kept" if self.best_epoch else ""),
+                    )
+                    return
+                idx = perm[s * B : (s + 1) * B]
+                loss = self._train_step(idx)
+                loss_value = float(loss)
+                if not math.isfinite(loss_value):
+                    self.train_seconds += time.perf_counter() - epoch_start
+                    yield self._finish(
+                        "diverged",
+                        f"the training loss became {loss_value} at epoch {epoch}, step {s + 1}: training "
+                        "stopped" + (f"; the best checkpoint (epoch {self.best_epoch}) is kept" if self.best_epoch else "")
+                        + ". Try a lower learning rate, gradient clipping or fp32 precision.",
+                    )
+                    return
+                loss_sum += loss.double() * len(idx)
+                self.step_in_epoch = s + 1
+                self.global_step += 1
+                images_this_run += len(idx) * self.world_size
+                now = time.perf_counter()
+                h = self.history["steps"]
+                h["global_step"].append(self.global_step)
+                h["epoch"].append(epoch - 1 + (s + 1) / steps)
+                h["loss"].append(loss_value)
+                h["time"].append(self.train_seconds + now - epoch_start)
+                yield StepRecord(
+                    epoch, s + 1, steps, self.global_step, loss_value,
+                    images_this_run / max(now - epoch_start, 1e-9), now - run_start,
+                )
+            # ---- end of epoch
+            n_local = min(len(perm), steps * B)
+            train_loss = float(loss_sum) / n_local
+            if self.distributed:
+                t = torch.tensor([train_loss], device=self.device, dtype=torch.float64)
+                torch.distributed.all_reduce(t)
+                train_loss = float(t) / self.world_size
+            val_loss = self.validation_loss()
+            seconds = time.perf_counter() - epoch_start
+            self.train_seconds += seconds
+            self.epoch = epoch
+            self.step_in_epoch = 0
+            self.partial_loss_sum = 0.0
+            self.epoch_start_perm_state = self.perm_gen.get_state()
+            improved = math.isfinite(val_loss) and val_loss < self.best_val_loss
+            if improved:
+                self.best_val_loss, self.best_epoch = val_loss, epoch
+                self.epochs_without_improvement = 0
+                self.best_state = self._snapshot()
+            else:
+                self.epochs_without_improvement += 1
+            self.history["epochs"].append(
+                {
+                    "epoch": epoch,
+                    "train_loss": train_loss,
+                    "val_loss": val_loss,
+                    "seconds": seconds,
+                    "images_per_s": images_this_run / max(seconds, 1e-9),
+                    "best_val_loss": self.best_val_loss,
+                    "improved": improved,
+                    "time": self.train_seconds,
+                }
+            )
+            record = EpochRecord(
+                epoch, cfg.epochs, train_loss, val_loss, seconds, images_this_run / max(seconds, 1e-9),
+                self.best_val_loss, self.best_epoch, self.epochs_without_improvement, cfg.patience, improved,
+            )
+            early = self.epochs_without_improvement >= cfg.patience
+            done = early or self.epoch >= cfg.epochs
+            if improved and not done:
+                self._save("best.pt", self._payload(self.best_state, with_training_state=False))
+            if not done:
+                self._save("last.pt", self._payload(self._snapshot(), with_training_state=True))
+                self._write_history()
+            yield record
+            if not math.isfinite(val_loss):
+                yield self._finish("diverged", f"the validation loss became {val_loss} at epoch {epoch}; training stopped")
+                return
+            if early:
+                yield self._finish(
+                    "early_stopped",
+                    f"stopped early at epoch {epoch}, best epoch {self.best_epoch} restored "
+                    f"(validation loss {_format_loss(self.best_val_loss)})",
+                )
+                return
+        yield self._finish(
+            "completed",
+            f"finished {cfg.epochs} epochs, best epoch {self.best_epoch} restored "
+            f"(validation loss {_format_loss(self.best_val_loss)})",
+        )
