@@ -1,0 +1,78 @@
+"""``diffusion-studio``: the GUI with no subcommand, headless work with one.
+
+    diffusion-studio [--data DIR] [--checkpoint FILE]   open the app
+    diffusion-studio train ...                          see ``diffusion-studio train -h``
+    diffusion-studio sample ...
+    diffusion-studio noise ...
+
+Each subcommand lives in ``diffusion_studio/commands/<name>.py`` with a
+``register(subparsers)`` that adds its parser and sets ``func``. Failures the
+user can fix end with one line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from . import __version__
+
+# Modules under diffusion_studio.commands, in the order `--help` lists them.
+COMMAND_MODULES = ["train", "sample", "noise"]
+
+
+class CLIError(Exception):
+    """A problem with the user's input; the message says what to do."""
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from .engine.checkpoint import CheckpointError
+    from .engine.data import DataError
+
+    return (CLIError, DataError, CheckpointError, ValueError, OSError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="diffusion-studio",
+        description="Explore DDPMs on MNIST. With no command, opens the app.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"diffusion_studio.commands.{name}").register(sub)
+    return parser
+
+
+def _gui_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="diffusion-studio", description="Open the Diffusion Studio app.")
+    parser.add_argument("--data", metavar="DIR", help="MNIST folder (the four .gz files or torchvision's MNIST/raw)")
+    parser.add_argument("--checkpoint", metavar="FILE", help="open the sampler with this checkpoint")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = set(COMMAND_MODULES)
+    wants_gui = not argv or (argv[0] not in commands and argv[0] not in ("-h", "--help", "--version"))
+    if wants_gui:
+        args = _gui_parser().parse_args(argv)
+        from .app import main as gui_main
+
+        return gui_main(data=args.data, checkpoint=args.checkpoint)
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("diffusion-studio: interrupted", file=sys.stderr)
+        return 130
+    except _user_errors() as exc:
+        print(f"diffusion-studio {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""``diffusion-studio train``: train a U-Net headless, one line per epoch."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from ._progress import ProgressBar, format_seconds
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a model on MNIST", description="Train a DDPM on MNIST (Algorithm 1).")
+    p.add_argument("--data", metavar="DIR", help="MNIST folder (default: the app's data folder)")
+    p.add_argument("--out", metavar="RUN_DIR", required=True, help="folder for best.pt, last.pt, history.json")
+    p.add_argument("--preset", default="default", help="recipe: default or report (default: %(default)s)")
+    p.add_argument("--epochs", type=int, help="most epochs (default 50)")
+    p.add_argument("--batch-size", type=int, help="images per step (default 128)")
+    p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--patience", type=int, help="early stopping: epochs without improvement (default 5)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--ema", type=float, metavar="DECAY", dest="ema_decay", help="EMA decay, 0 = off")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], help="arithmetic (default auto)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: %(default)s")
+    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
+    p.add_argument("--download", action="store_true", help="download MNIST if the folder lacks it")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..cli import CLIError
+    from ..engine import paths
+    from ..engine.data import load_mnist
+    from ..engine.device import describe
+    from ..engine.presets import get_preset, with_overrides
+    from ..engine.train import Trainer
+
+    out = Path(args.out)
+    data_dir = Path(args.data) if args.data else paths.default_mnist_dir()
+    overrides = dict(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
+        seed=args.seed, ema_decay=args.ema_decay, precision=args.precision,
+    )
+    preset = with_overrides(get_preset(args.preset), **overrides)
+    resume = None
+    if args.resume:
+        resume = out / "last.pt"
+        if not resume.is_file():
+            raise CLIError(f"nothing to resume: {resume} does not exist (train without --resume first)")
+    elif (out / "last.pt").exists():
+        raise CLIError(f"{out} already holds a run; add --resume to continue it or choose another --out")
+
+    data = load_mnist(data_dir, download=args.download)
+    stop = threading.Event()
+    trainer = Trainer(
+        data,
+        model_config=preset.model,
+        schedule_config=preset.schedule,
+        train_config=preset.train if not resume or args.epochs else None,
+        device=args.device,
+        run_dir=out,
+        stop_event=stop,
+        resume=resume,
+        extra_meta={"preset": preset.name},
+    )
+    if trainer.rank == 0:
+        c = trainer.config
+        print(
+            f"training on {describe(trainer.device)}, {trainer.precision}; {len(trainer.train_x)} train / "
+            f"{len(trainer.val_x)} val digits; preset {preset.name}, schedule {trainer.schedule_config.kind} "
+            f"T={trainer.schedule.timesteps}; batch {c.batch_size}, lr {c.lr:g}, patience {c.patience}, "
+            f"EMA {c.ema_decay or 'off'}" + (f"; resuming at epoch {trainer.epoch + 1}" if resume else ""),
+            flush=True,
+        )
+
+    # Ctrl-C asks the trainer to stop after the current batch (a second one aborts).
+    def on_sigint(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    old = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() else None
+    bar = None
+    finished = None
+    try:
+        for record in trainer.run():
+            if trainer.rank != 0:
+                if record.kind == "finished":
+                    finished = record
+                continue
+            if record.kind == "step":
+                if bar is None:
+                    bar = ProgressBar(record.steps_per_epoch, f"epoch {record.epoch}")
+                bar.update(record.step, f"loss {record.loss:.4f} {record.images_per_s:.0f} img/s")
+            elif record.kind == "epoch":
+                if bar is not None:
+                    bar.close()
+                    bar = None
+                mark = "*" if record.improved else " "
+                print(
+                    f"epoch {record.epoch:3d}/{record.epochs}  train {record.train_loss:.5f}  "
+                    f"val {record.val_loss:.5f}{mark} best {record.best_val_loss:.5f} (epoch {record.best_epoch})  "
+                    f"{format_seconds(record.seconds)}  {record.images_per_s:.0f} img/s  "
+                    f"no improvement {record.epochs_without_improvement}/{record.patience}",
+                    flush=True,
+                )
+            else:
+                if bar is not None:
+                    bar.close()
+                finished = record
+                print(record.message, flush=True)
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGINT, old)
+    if finished is not None and finished.reason == "diverged":
+        return 1
+    if finished is not None and trainer.rank == 0:
+        best = out / "best.pt"
+        print(f"wrote {best if best.exists() else out / 'last.pt'}", file=sys.stderr)
+    return 0

@@ -1,0 +1,67 @@
+"""Shared test set-up: private app folders, headless Qt, and tiny MNIST folders.
+
+No test reads the real MNIST files or the user's folders: every test session
+gets its own DIFFUSION_STUDIO_HOME, and ``tiny_mnist`` writes small IDX files.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+# Before anything imports Qt or the app: headless, and no writes to the user's home.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+_HOME = tempfile.mkdtemp(prefix="diffusion-studio-tests-")
+os.environ["DIFFUSION_STUDIO_HOME"] = _HOME
+os.environ.setdefault("XDG_CONFIG_HOME", os.path.join(_HOME, "config"))
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+def make_digits(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """n synthetic 28x28 uint8 'digits' with labels 0..9: a bright bar whose
+    position and angle depend on the label, plus a little noise, on black."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 10
+    labels = labels[torch.randperm(n, generator=g)]
+    yy, xx = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
+    images = torch.zeros(n, 28, 28)
+    for i, y in enumerate(labels.tolist()):
+        angle = y * torch.pi / 10
+        d = (xx - 14) * torch.cos(torch.tensor(angle)) + (yy - 14) * torch.sin(torch.tensor(angle))
+        images[i] = (d.abs() < 2.5).float() * ((xx - 14) ** 2 + (yy - 14) ** 2 < 100).float()
+    images = images * 230 + torch.rand(n, 28, 28, generator=g) * 20
+    return images.clamp(0, 255).to(torch.uint8), labels
+
+
+def write_mnist_folder(folder, n_train: int = 120, n_test: int = 30, gz: bool = True, layout: str = "flat"):
+    """Write the four MNIST IDX files (tiny) into ``folder``; returns the folder."""
+    from diffusion_studio.engine.data import write_idx
+
+    folder = os.fspath(folder)
+    target = folder if layout == "flat" else os.path.join(folder, "MNIST", "raw")
+    os.makedirs(target, exist_ok=True)
+    ext = ".gz" if gz else ""
+    tr_x, tr_y = make_digits(n_train, seed=1)
+    te_x, te_y = make_digits(n_test, seed=2)
+    write_idx(os.path.join(target, "train-images-idx3-ubyte" + ext), tr_x)
+    write_idx(os.path.join(target, "train-labels-idx1-ubyte" + ext), tr_y)
+    write_idx(os.path.join(target, "t10k-images-idx3-ubyte" + ext), te_x)
+    write_idx(os.path.join(target, "t10k-labels-idx1-ubyte" + ext), te_y)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_mnist(tmp_path_factory):
+    """A flat folder with four gzipped IDX files: 120 train (100 train / 20 val), 30 test."""
+    return write_mnist_folder(tmp_path_factory.mktemp("mnist"))
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tiny_mnist):
+    from diffusion_studio.engine.data import load_mnist
+
+    return load_mnist(tiny_mnist)
