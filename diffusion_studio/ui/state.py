@@ -1,0 +1,73 @@
+"""The state the panels share, as one QObject living in the GUI thread.
+
+Panels receive it in their constructor, read from it, and subscribe to its
+signals; they never reach into each other. Everything here is plain data from
+the engine (no widgets).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+
+from ..engine.checkpoint import LoadedModel
+from ..engine.data import MNISTSplits
+from ..engine.schedule import ScheduleConfig
+
+
+class AppState(QObject):
+    """Shared, GUI-thread state.
+
+    data:        the loaded MNIST splits, or None when no data folder could be read
+    data_dir:    the folder they came from (or the one that failed)
+    data_error:  why loading failed (one line for the user), or ""
+    selection:   (K, 28, 28) uint8 digits chosen in the dataset browser (K may be 0)
+    selection_labels: (K,) int labels of those digits
+    schedule_config: the forward-process schedule the noise panel shows
+    model:       the model to sample from (bundled, just trained, or opened), or None
+    model_source: a short description of where ``model`` came from
+    device:      "auto", "cpu" or "cuda" (the user's choice for heavy work)
+    """
+
+    data_changed = Signal()
+    selection_changed = Signal()
+    schedule_changed = Signal()
+    model_changed = Signal()
+    status_message = Signal(str)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.data: MNISTSplits | None = None
+        self.data_dir: Path | None = None
+        self.data_error: str = ""
+        self.selection = np.zeros((0, 28, 28), dtype=np.uint8)
+        self.selection_labels = np.zeros((0,), dtype=np.int64)
+        self.schedule_config = ScheduleConfig()
+        self.model: LoadedModel | None = None
+        self.model_source: str = ""
+        self.device: str = "auto"
+
+    def set_data(self, data: MNISTSplits | None, folder: Path | None, error: str = "") -> None:
+        self.data, self.data_dir, self.data_error = data, folder, error
+        self.data_changed.emit()
+
+    def set_selection(self, images: np.ndarray, labels: np.ndarray) -> None:
+        """images: (K, 28, 28) uint8; labels: (K,) ints."""
+        self.selection = np.ascontiguousarray(images, dtype=np.uint8).reshape(-1, 28, 28)
+        self.selection_labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+        self.selection_changed.emit()
+
+    def set_schedule_config(self, config: ScheduleConfig) -> None:
+        if config != self.schedule_config:
+            self.schedule_config = config
+            self.schedule_changed.emit()
+
+    def set_model(self, model: LoadedModel | None, source: str) -> None:
+        self.model, self.model_source = model, source
+        self.model_changed.emit()
+
+    def report(self, message: str) -> None:
+        """Show a one-line message in the status bar."""
+        self.status_message.emit(message)
