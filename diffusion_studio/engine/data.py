@@ -117,7 +117,7 @@ def _check_idx(path: Path, data: bytes, name: str) -> int:
     want_magic = _IMAGES_MAGIC if is_images else _LABELS_MAGIC
     header = 16 if is_images else 8
     hint = f"Replace {path} with a fresh copy of {name}.gz."
-    if len(data) < header:
+    if len(data) < 8:
         raise DataError(f"{path} is truncated: {len(data)} bytes, too short for an IDX header. {hint}")
     magic, count = struct.unpack(">II", data[:8])
     if magic != want_magic:
@@ -125,6 +125,8 @@ def _check_idx(path: Path, data: bytes, name: str) -> int:
             f"{path} is not an MNIST {'image' if is_images else 'label'} file "
             f"(IDX magic {magic}, expected {want_magic}). {hint}"
         )
+    if len(data) < header:
+        raise DataError(f"{path} is truncated: {len(data)} bytes, too short for an IDX header. {hint}")
     size = count
     if is_images:
         rows, cols = struct.unpack(">II", data[8:16])

@@ -1,0 +1,86 @@
+import os
+
+import pytest
+import torch
+
+from diffusion_studio.engine import checkpoint as ck
+from diffusion_studio.engine.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from diffusion_studio.engine.schedule import ScheduleConfig
+from diffusion_studio.engine.unet import UNet, UNetConfig
+
+
+def payload():
+    net = UNet(UNetConfig(base_channels=4, time_embed_dim=16))
+    return {
+        "model": net.config.to_dict(),
+        "schedule": ScheduleConfig(timesteps=10).to_dict(),
+        "train": {},
+        "weights": net.state_dict(),
+        "ema_weights": None,
+        "history": {"epochs": [{"epoch": 1, "val_loss": 0.5}]},
+    }
+
+
+def test_round_trip_with_weights_only(tmp_path):
+    p = payload()
+    save_checkpoint(tmp_path / "m.pt", p)
+    back = load_checkpoint(tmp_path / "m.pt")
+    assert back["format"] == ck.FORMAT and back["version"] == ck.FORMAT_VERSION
+    assert back["history"] == p["history"]
+    for k, v in p["weights"].items():
+        assert torch.equal(back["weights"][k], v)
+    loaded = load_model(tmp_path / "m.pt")
+    assert not loaded.uses_ema and loaded.schedule.timesteps == 10
+    assert [f for f in os.listdir(tmp_path) if f.endswith(".tmp")] == []
+
+
+def test_failure_mid_save_keeps_the_old_file(tmp_path, monkeypatch):
+    target = tmp_path / "m.pt"
+    save_checkpoint(target, payload())
+    before = target.read_bytes()
+
+    def broken_save(obj, f):
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ck.torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(target, payload())
+    assert target.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["m.pt"]
+    load_checkpoint(target)
+
+
+def test_refuses_garbage_newer_versions_and_other_kinds(tmp_path):
+    (tmp_path / "junk.pt").write_bytes(b"\x00not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable Diffusion Studio checkpoint"):
+        load_checkpoint(tmp_path / "junk.pt")
+    torch.save({"format": ck.FORMAT, "version": ck.FORMAT_VERSION + 1, "kind": "ddpm"}, tmp_path / "new.pt")
+    with pytest.raises(CheckpointError, match="newer Diffusion Studio"):
+        load_checkpoint(tmp_path / "new.pt")
+    torch.save({"format": ck.FORMAT, "version": 1, "kind": "vae"}, tmp_path / "vae.pt")
+    with pytest.raises(CheckpointError, match="'vae'"):
+        load_checkpoint(tmp_path / "vae.pt")
+    torch.save({"state_dict": {}}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a Diffusion Studio checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_code_objects_are_not_loaded(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    torch.save({"format": ck.FORMAT, "version": 1, "kind": "ddpm", "x": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError):
+        load_checkpoint(tmp_path / "evil.pt")
+
+
+def test_weights_that_do_not_fit_the_config(tmp_path):
+    p = payload()
+    p["model"] = UNetConfig(base_channels=8, time_embed_dim=16).to_dict()
+    save_checkpoint(tmp_path / "bad.pt", p)
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_model(tmp_path / "bad.pt")

@@ -1,0 +1,105 @@
+import gzip
+import os
+import shutil
+
+import pytest
+import torch
+
+from diffusion_studio.engine.data import (
+    MNIST_FILES,
+    DataError,
+    MNISTNotFoundError,
+    load_mnist,
+    split_indices,
+    to_model_range,
+    to_uint8,
+    write_idx,
+)
+from conftest import make_digits, write_mnist_folder
+
+
+def test_load_flat_gz_folder_and_split(tiny_mnist, tmp_path):
+    d = load_mnist(tiny_mnist, cache_dir=tmp_path)
+    assert d.sizes() == {"train": 100, "val": 20, "test": 30}
+    assert d.train_images.dtype == torch.uint8 and d.train_images.shape == (100, 28, 28)
+    # train and val partition the official training set, with a fixed seed
+    both = torch.cat([d.train_index, d.val_index]).sort().values
+    assert torch.equal(both, torch.arange(120))
+    tr, va = split_indices(120)
+    assert torch.equal(tr, d.train_index) and torch.equal(va, d.val_index)
+    images, labels = make_digits(120, seed=1)
+    assert torch.equal(d.train_images, images[d.train_index])
+    assert torch.equal(d.val_labels, labels[d.val_index])
+
+
+def test_full_size_split_is_50000_10000():
+    tr, va = split_indices(60000)
+    assert len(tr) == 50000 and len(va) == 10000
+    assert len(set(tr.tolist()) & set(va.tolist())) == 0
+
+
+def test_torchvision_raw_layout_uncompressed(tmp_path):
+    folder = write_mnist_folder(tmp_path / "tv", gz=False, layout="torchvision")
+    d = load_mnist(folder, cache_dir=tmp_path / "cache")
+    assert d.sizes()["test"] == 30
+
+
+def test_missing_files_name_the_folder_and_files(tmp_path):
+    with pytest.raises(MNISTNotFoundError) as err:
+        load_mnist(tmp_path / "nowhere", cache_dir=tmp_path)
+    msg = str(err.value)
+    assert str(tmp_path / "nowhere") in msg
+    for name in MNIST_FILES:
+        assert name + ".gz" in msg
+
+
+def _copy(tiny_mnist, tmp_path):
+    dst = tmp_path / "copy"
+    shutil.copytree(tiny_mnist, dst)
+    return dst
+
+
+def test_truncated_gzip_gives_clear_error(tiny_mnist, tmp_path):
+    folder = _copy(tiny_mnist, tmp_path)
+    f = folder / "train-images-idx3-ubyte.gz"
+    f.write_bytes(f.read_bytes()[:200])
+    with pytest.raises(DataError, match="damaged.*train-images-idx3-ubyte"):
+        load_mnist(folder, cache_dir=tmp_path / "c")
+
+
+def test_wrong_magic_and_count_mismatch(tiny_mnist, tmp_path):
+    folder = _copy(tiny_mnist, tmp_path)
+    labels = torch.zeros(5, dtype=torch.uint8)
+    write_idx(folder / "train-images-idx3-ubyte.gz", labels)  # a label file where images belong
+    with pytest.raises(DataError, match="not an MNIST image file"):
+        load_mnist(folder, cache_dir=tmp_path / "c1")
+    folder2 = _copy(tiny_mnist, tmp_path / "b")
+    with gzip.open(folder2 / "t10k-images-idx3-ubyte.gz", "rb") as f:
+        data = f.read()
+    with gzip.open(folder2 / "t10k-images-idx3-ubyte.gz", "wb") as f:
+        f.write(data[:-100])
+    with pytest.raises(DataError, match="truncated or padded"):
+        load_mnist(folder2, cache_dir=tmp_path / "c2")
+    folder3 = _copy(tiny_mnist, tmp_path / "c")
+    write_idx(folder3 / "t10k-labels-idx1-ubyte.gz", torch.zeros(7, dtype=torch.uint8))
+    with pytest.raises(DataError, match="disagree: 30 images but 7 labels"):
+        load_mnist(folder3, cache_dir=tmp_path / "c3")
+
+
+def test_replaced_file_is_read_again(tiny_mnist, tmp_path):
+    folder = _copy(tiny_mnist, tmp_path)
+    cache = tmp_path / "cache"
+    first = load_mnist(folder, cache_dir=cache)
+    images, _ = make_digits(30, seed=99)
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", images)
+    os.utime(folder / "t10k-images-idx3-ubyte.gz", ns=(1, 10**18))
+    second = load_mnist(folder, cache_dir=cache)
+    assert not torch.equal(first.test_images, second.test_images)
+    assert torch.equal(second.test_images, images)
+
+
+def test_range_conversions_round_trip():
+    u = torch.arange(256, dtype=torch.uint8).reshape(1, 16, 16).repeat(2, 1, 1)
+    x = to_model_range(u)
+    assert x.shape == (2, 1, 16, 16) and x.min() == -1 and x.max() == 1
+    assert torch.equal(to_uint8(x), u)

@@ -1,0 +1,154 @@
+import math
+import threading
+
+import pytest
+import torch
+
+from diffusion_studio.engine.checkpoint import load_checkpoint, load_model
+from diffusion_studio.engine.schedule import ScheduleConfig
+from diffusion_studio.engine.train import EpochRecord, FinishedRecord, StepRecord, TrainConfig, Trainer
+from diffusion_studio.engine.unet import UNetConfig
+
+TINY_NET = UNetConfig(base_channels=4, time_embed_dim=16)
+TINY_SCHED = ScheduleConfig(timesteps=10)
+
+
+def tiny_trainer(data, run_dir=None, **train):
+    cfg = dict(epochs=2, batch_size=16, precision="fp32", channels_last=False)
+    cfg.update(train)
+    return Trainer(
+        data, model_config=TINY_NET, schedule_config=TINY_SCHED, train_config=TrainConfig(**cfg),
+        device="cpu", run_dir=run_dir,
+    )
+
+
+def test_records_and_a_finite_falling_loss(tiny_data, tmp_path):
+    trainer = tiny_trainer(tiny_data, tmp_path / "run", epochs=6, lr=3e-3)
+    records = list(trainer.run())
+    steps = [r for r in records if isinstance(r, StepRecord)]
+    epochs = [r for r in records if isinstance(r, EpochRecord)]
+    assert isinstance(records[-1], FinishedRecord) and records[-1].reason == "completed"
+    assert len(steps) == 6 * trainer.steps_per_epoch == 6 * 7  # 100 images, batch 16
+    assert [e.epoch for e in epochs] == list(range(1, 7))
+    losses = [e.train_loss for e in epochs]
+    assert all(math.isfinite(v) for v in losses)
+    assert losses[-1] < 0.85 * losses[0]
+    assert all(s.images_per_s > 0 for s in steps)
+    for name in ("best.pt", "last.pt", "history.json"):
+        assert (tmp_path / "run" / name).is_file()
+
+
+def test_validation_loss_uses_fixed_t_and_noise(tiny_data):
+    trainer = tiny_trainer(tiny_data)
+    assert trainer.validation_loss() == trainer.validation_loss()
+
+
+def test_early_stopping_on_a_flat_curve_restores_best(tiny_data, tmp_path, monkeypatch):
+    trainer = tiny_trainer(tiny_data, tmp_path / "run", epochs=20, patience=3)
+    scripted = iter([1.0, 0.5, 0.5, 0.6, 0.7, 0.9, 0.1])
+    monkeypatch.setattr(trainer, "validation_loss", lambda: next(scripted))
+    snapshot = {}
+    records = []
+    for r in trainer.run():
+        records.append(r)
+        if isinstance(r, EpochRecord) and r.epoch == 2:
+            snapshot = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    final = records[-1]
+    assert final.reason == "early_stopped" and final.epoch == 5 and final.best_epoch == 2
+    assert "stopped early at epoch 5, best epoch 2 restored" in final.message
+    epochs = [r for r in records if isinstance(r, EpochRecord)]
+    assert [e.epochs_without_improvement for e in epochs] == [0, 0, 1, 2, 3]
+    for k, v in trainer.model.state_dict().items():
+        assert torch.equal(v, snapshot[k]), k
+    best = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert best["best"]["epoch"] == 2
+    assert torch.equal(best["weights"]["out.weight"], snapshot["out.weight"])
+
+
+def test_stop_flag_ends_within_one_batch_and_keeps_best(tiny_data, tmp_path):
+    stop = threading.Event()
+    trainer = tiny_trainer(tiny_data, tmp_path / "run", epochs=5)
+    trainer.stop_event = stop
+    seen_after_stop = 0
+    final = None
+    for r in trainer.run():
+        if isinstance(r, StepRecord):
+            if stop.is_set():
+                seen_after_stop += 1
+            if r.epoch == 2 and r.step == 3:
+                stop.set()
+        final = r
+    assert seen_after_stop == 0
+    assert final.reason == "stopped" and final.best_epoch == 1
+    last = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert last["position"] == {"epoch": 1, "step": 3}
+    assert load_checkpoint(tmp_path / "run" / "best.pt")["best"]["epoch"] == 1
+
+
+def test_interrupted_then_resumed_equals_uninterrupted(tiny_data, tmp_path):
+    full = tiny_trainer(tiny_data, tmp_path / "a", epochs=3, ema_decay=0.9)
+    list(full.run())
+    stop = threading.Event()
+    part = tiny_trainer(tiny_data, tmp_path / "b", epochs=3, ema_decay=0.9)
+    part.stop_event = stop
+    for r in part.run():
+        if isinstance(r, StepRecord) and r.epoch == 2 and r.step == 4:
+            stop.set()
+    resumed = Trainer(tiny_data, device="cpu", run_dir=tmp_path / "b", resume=tmp_path / "b" / "last.pt")
+    assert resumed.epoch == 1 and resumed.step_in_epoch == 4
+    records = list(resumed.run())
+    assert records[-1].reason == "completed"
+    a = load_checkpoint(tmp_path / "a" / "last.pt")
+    b = load_checkpoint(tmp_path / "b" / "last.pt")
+    for key in ("weights", "ema_weights"):
+        for name, tensor in a[key].items():
+            assert torch.equal(tensor, b[key][name]), (key, name)
+    va = [e["val_loss"] for e in a["history"]["epochs"]]
+    vb = [e["val_loss"] for e in b["history"]["epochs"]]
+    ta = [e["train_loss"] for e in a["history"]["epochs"]]
+    tb = [e["train_loss"] for e in b["history"]["epochs"]]
+    assert va == vb and ta == pytest.approx(tb, rel=1e-12)
+    assert a["history"]["steps"]["loss"] == b["history"]["steps"]["loss"]
+
+
+def test_non_finite_loss_stops_and_keeps_best(tiny_data, tmp_path, monkeypatch):
+    trainer = tiny_trainer(tiny_data, tmp_path / "run", epochs=4)
+    real_step = trainer._train_step
+    calls = {"n": 0}
+
+    def poisoned(idx):
+        calls["n"] += 1
+        loss = real_step(idx)
+        return loss * float("nan") if calls["n"] > 2 * trainer.steps_per_epoch + 2 else loss
+
+    monkeypatch.setattr(trainer, "_train_step", poisoned)
+    final = list(trainer.run())[-1]
+    assert final.reason == "diverged" and "nan" in final.message.lower()
+    assert final.best_epoch >= 1 and f"best checkpoint (epoch {final.best_epoch})" in final.message
+    best = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert all(torch.isfinite(v).all() for v in best["weights"].values() if v.is_floating_point())
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+def test_ema_and_conditional_training_round_trip(tiny_data, tmp_path):
+    trainer = Trainer(
+        tiny_data, model_config=UNetConfig(base_channels=4, time_embed_dim=16, num_classes=10),
+        schedule_config=TINY_SCHED,
+        train_config=TrainConfig(epochs=1, batch_size=16, precision="fp32", ema_decay=0.5),
+        device="cpu", run_dir=tmp_path / "run",
+    )
+    list(trainer.run())
+    loaded = load_model(tmp_path / "run" / "best.pt")
+    assert loaded.uses_ema and loaded.model_config.num_classes == 10
+    ema = trainer.ema.model.state_dict()
+    for k, v in loaded.model.state_dict().items():
+        assert torch.equal(v, ema[k])
+
+
+def test_train_config_validation():
+    with pytest.raises(ValueError, match="patience"):
+        TrainConfig(patience=0)
+    with pytest.raises(ValueError, match="auto, fp32, bf16"):
+        TrainConfig(precision="fp16")
+    c = TrainConfig(lr=5e-4, ema_decay=0.99)
+    assert TrainConfig.from_dict(c.to_dict()) == c

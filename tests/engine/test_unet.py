@@ -1,0 +1,54 @@
+import pytest
+import torch
+
+from diffusion_studio.engine.unet import UNet, UNetConfig, count_parameters, forward_flops, sinusoidal_embedding
+
+
+def test_output_shape_and_timestep_dependence():
+    torch.manual_seed(0)
+    net = UNet(UNetConfig(base_channels=8)).eval()
+    x = torch.randn(3, 1, 28, 28)
+    out1 = net(x, torch.tensor([1, 1, 1]))
+    out2 = net(x, torch.tensor([200, 200, 200]))
+    assert out1.shape == x.shape
+    assert not torch.allclose(out1, out2)  # the timestep enters the network
+
+
+def test_structure_channels_double_down_and_halve_up():
+    net = UNet(UNetConfig(base_channels=16))
+    assert net.enc1.conv1.out_channels == 16
+    assert net.enc2.conv1.out_channels == 32
+    assert net.mid.conv1.out_channels == 64
+    assert isinstance(net.up2, torch.nn.ConvTranspose2d) and net.up2.out_channels == 32
+    assert net.dec2.conv1.in_channels == 64  # upsampled 32 + skip 32
+    assert net.dec1.conv1.in_channels == 32
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+
+
+def test_default_width_costs_about_150_mflop():
+    assert 140e6 < forward_flops(UNetConfig()) < 160e6
+    assert count_parameters(UNet(UNetConfig())) < 1_000_000
+
+
+def test_sinusoidal_embedding():
+    e = sinusoidal_embedding(torch.tensor([0, 5]), 16)
+    assert e.shape == (2, 16)
+    assert torch.allclose(e[0, :8], torch.zeros(8)) and torch.allclose(e[0, 8:], torch.ones(8))
+    assert torch.allclose(e[1, 0], torch.sin(torch.tensor(5.0)))
+
+
+def test_conditional_network_uses_labels():
+    torch.manual_seed(0)
+    net = UNet(UNetConfig(base_channels=8, num_classes=10)).eval()
+    x, t = torch.randn(2, 1, 28, 28), torch.tensor([50, 50])
+    a = net(x, t, torch.tensor([3, 3]))
+    b = net(x, t, torch.tensor([7, 7]))
+    null = net(x, t)  # None -> the "no label" token
+    assert not torch.allclose(a, b) and torch.allclose(null, net(x, t, torch.tensor([10, 10])))
+
+
+def test_config_validation_and_round_trip():
+    c = UNetConfig(base_channels=8, num_classes=10)
+    assert UNetConfig.from_dict(c.to_dict()) == c
+    with pytest.raises(ValueError, match="time_embed_dim"):
+        UNetConfig(time_embed_dim=7)
