@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -133,3 +135,51 @@ def test_missing_script_is_a_clear_error_without_traceback(tmp_path):
     assert result.stderr.startswith("diffusion-studio install-desktop: error: cannot find the 'diffusion-studio'")
     assert "--exec" in result.stderr
     assert not (tmp_path / "data").exists()
+
+
+def test_glib_launches_the_installed_entry_with_an_awkward_path(tmp_path):
+    # GLib (GNOME's menu) parses Exec like a shell after the key-file unescaping: the quoted path must survive.
+    gio = shutil.which("gio")
+    if gio is None:
+        pytest.skip("gio not installed (Debian package libglib2.0-bin)")
+    folder = tmp_path / "my venv $HOME \"x\" it's" / "bin"
+    folder.mkdir(parents=True)
+    marker = tmp_path / "launched"
+    script = folder / "diffusion-studio"
+    script.write_text(f'#!/bin/sh\nprintf "%s|%s" "$0" "$#" > "{marker}"\n')
+    script.chmod(0o755)
+    data_home = tmp_path / "data"
+    result = _cli("install-desktop", "--exec", str(script), data_home=data_home, home=tmp_path / "home")
+    assert result.returncode == 0, result.stderr
+    entry = data_home / "applications" / f"{APP_ID}.desktop"
+    launched = subprocess.run([gio, "launch", str(entry)], env=dict(os.environ, XDG_DATA_HOME=str(data_home)),
+                              capture_output=True, text=True, timeout=60)
+    assert launched.returncode == 0, launched.stderr
+    deadline = time.monotonic() + 20
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.read_text() == f"{script}|0"  # the script itself, with no stray arguments
+
+
+def test_installed_icons_resolve_through_the_hicolor_theme(tmp_path):
+    # What a desktop does with Icon=<APP_ID>: look it up in the hicolor theme under $XDG_DATA_HOME/icons.
+    hicolor_index = Path("/usr/share/icons/hicolor/index.theme")
+    if not hicolor_index.is_file():
+        pytest.skip("the hicolor theme index is missing (Debian package hicolor-icon-theme)")
+    data_home = tmp_path / "data"
+    desktop.install(base=data_home, exec_path=_fake_script(tmp_path / "bin"))
+    code = (
+        "import sys\n"
+        "from PySide6.QtGui import QIcon\n"
+        "from PySide6.QtWidgets import QApplication\n"
+        "app = QApplication([])\n"
+        "QIcon.setThemeSearchPaths([sys.argv[1], '/usr/share/icons'])\n"
+        "QIcon.setThemeName('hicolor')\n"
+        "icon = QIcon.fromTheme(sys.argv[2])\n"
+        "print(sorted({s.width() for s in icon.availableSizes()}))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(data_home / "icons"), APP_ID],
+                            env=dict(os.environ, QT_QPA_PLATFORM="offscreen"),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == str(list(ICON_SIZES))
