@@ -19,7 +19,7 @@ import sys
 from . import __version__
 
 # Modules under diffusion_studio.commands, in the order `--help` lists them.
-COMMAND_MODULES = ["train", "sample", "noise"]
+COMMAND_MODULES = ["train", "sample", "noise", "desktop"]
 
 
 class CLIError(Exception):
@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"diffusion_studio.commands.{name}").register(sub)
+    # Names as typed: a module may register several (desktop: install-desktop, uninstall-desktop).
+    parser.command_names = frozenset(sub.choices)
     return parser
 
 
@@ -54,15 +56,14 @@ def _gui_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = set(COMMAND_MODULES)
-    wants_gui = not argv or (argv[0] not in commands and argv[0] not in ("-h", "--help", "--version"))
+    parser = build_parser()
+    wants_gui = not argv or (argv[0] not in parser.command_names and argv[0] not in ("-h", "--help", "--version"))
     if wants_gui:
         args = _gui_parser().parse_args(argv)
         from .app import main as gui_main
 
         return gui_main(data=args.data, checkpoint=args.checkpoint)
 
-    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
