@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import signal
 import sys
 import threading
@@ -23,6 +24,11 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--ema", type=float, metavar="DECAY", dest="ema_decay", help="EMA decay, 0 = off")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], help="arithmetic (default auto)")
+    p.add_argument("--schedule", choices=["linear", "cosine", "rescaled_linear"], help="beta schedule (preset's)")
+    p.add_argument("--timesteps", type=int, metavar="T", help="diffusion steps T (default 300)")
+    p.add_argument("--width", type=int, metavar="C", help="U-Net base channels (default 32)")
+    p.add_argument("--conditional", action="store_true",
+                   help="class-conditional model for classifier-free guidance (labels dropped 10%% of the time)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: %(default)s")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
     p.add_argument("--download", action="store_true", help="download MNIST if the folder lacks it")
@@ -44,6 +50,15 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed, ema_decay=args.ema_decay, precision=args.precision,
     )
     preset = with_overrides(get_preset(args.preset), **overrides)
+    model_changes = {k: v for k, v in (("base_channels", args.width),) if v is not None}
+    if args.conditional:
+        model_changes["num_classes"] = 10
+    schedule_changes = {k: v for k, v in (("kind", args.schedule), ("timesteps", args.timesteps)) if v is not None}
+    preset = replace(
+        preset,
+        model=replace(preset.model, **model_changes),
+        schedule=replace(preset.schedule, **schedule_changes),
+    )
     resume = None
     if args.resume:
         resume = out / "last.pt"

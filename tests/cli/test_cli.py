@@ -1,0 +1,107 @@
+"""The CLI end to end, in subprocesses, on tiny IDX files written by the tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ["--width", "4", "--timesteps", "10"]  # a tiny network and chain: seconds, not minutes
+
+
+def run_cli(*args, cwd=None, timeout=300):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("DISPLAY", None)
+    return subprocess.run(
+        [sys.executable, "-m", "diffusion_studio", *map(str, args)],
+        capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_mnist, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    r = run_cli("train", "--data", tiny_mnist, "--out", out, "--epochs", "2", "--batch-size", "16",
+                "--precision", "fp32", "--device", "cpu", *TINY)
+    assert r.returncode == 0, r.stderr
+    return out, r
+
+
+def test_train_writes_best_last_and_history(trained_run):
+    out, r = trained_run
+    assert "epoch   1/2" in r.stdout and "epoch   2/2" in r.stdout
+    assert "100 train / 20 val digits" in r.stdout
+    import json
+
+    from diffusion_studio.engine.checkpoint import load_model
+
+    history = json.loads((out / "history.json").read_text())
+    assert [e["epoch"] for e in history["epochs"]] == [1, 2]
+    assert all({"train_loss", "val_loss"} <= set(e) for e in history["epochs"])
+    loaded = load_model(out / "best.pt")
+    assert loaded.epoch >= 1 and (out / "last.pt").is_file()
+
+
+def test_resume_and_refuse_to_overwrite(trained_run):
+    out, _ = trained_run
+    r = run_cli("train", "--data", out.parent.parent / "does-not-matter", "--out", out)
+    assert r.returncode == 2 and "already holds a run" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_resume_continues_epochs(tiny_mnist, tmp_path):
+    out = tmp_path / "run"
+    assert run_cli("train", "--data", tiny_mnist, "--out", out, "--epochs", "1", "--batch-size", "16",
+                   "--precision", "fp32", "--device", "cpu", *TINY).returncode == 0
+    r = run_cli("train", "--data", tiny_mnist, "--out", out, "--epochs", "2", "--resume", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert "resuming at epoch 2" in r.stdout and "epoch   2/2" in r.stdout and "epoch   1/" not in r.stdout
+
+
+def test_sample_png_and_npz(trained_run, tmp_path):
+    out, _ = trained_run
+    r = run_cli("sample", "--checkpoint", out / "best.pt", "--n", 6, "--out", tmp_path / "s.npz",
+                "--sampler", "ddim", "--steps", 5, "--seed", 1)
+    assert r.returncode == 0, r.stderr
+    images = np.load(tmp_path / "s.npz")["images"]
+    assert images.shape == (6, 28, 28) and images.dtype == np.uint8
+    r = run_cli("sample", "--checkpoint", out / "best.pt", "--n", 4, "--out", tmp_path / "s.png")
+    assert r.returncode == 0, r.stderr
+    grid = Image.open(tmp_path / "s.png")
+    assert grid.size == (2 * 28 + 3 * 2, 2 * 28 + 3 * 2)  # make_grid: 2x2 with padding 2
+
+
+def test_noise_strip(tiny_mnist, tmp_path):
+    r = run_cli("noise", "--data", tiny_mnist, "--t", "20,50,100,300", "--out", tmp_path / "n.png", "--n", 3)
+    assert r.returncode == 0, r.stderr
+    assert "sqrt(alphabar_T) = 0.219" in r.stdout
+    img = np.asarray(Image.open(tmp_path / "n.png"))
+    assert img.shape[:2] == (3 * 30 + 2, 5 * 30 + 2)  # 3 rows; x_0 + 4 timesteps
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["sample", "--checkpoint", "missing.pt", "--n", "2", "--out", "x.png"], "does not exist"),
+        (["sample", "--checkpoint", "junk.pt", "--n", "2", "--out", "x.png"], "not a readable Diffusion Studio checkpoint"),
+        (["sample", "--checkpoint", "junk.pt", "--n", "2", "--out", "x.jpg"], "must end in .png or .npz"),
+        (["noise", "--data", "nowhere", "--out", "n.png"], "MNIST was not found"),
+        (["noise", "--data", "nowhere", "--t", "5,x", "--out", "n.png"], "comma-separated integers"),
+        (["train", "--data", "nowhere", "--out", "r"], "train-images-idx3-ubyte.gz"),
+        (["train", "--data", "nowhere", "--out", "r", "--preset", "fast"], "default, report"),
+        (["train", "--data", "nowhere", "--out", "r", "--patience", "0"], "patience must be >= 1"),
+    ],
+)
+def test_bad_input_gives_one_clear_line(tmp_path, args, message):
+    (tmp_path / "junk.pt").write_bytes(b"garbage")
+    r = run_cli(*args, cwd=tmp_path)
+    assert r.returncode == 2
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
