@@ -846,6 +846,10 @@ def load_curves(run: RunInfo | str | os.PathLike) -> dict[str, np.ndarray]:
         f = path / name
         if not f.exists():
             continue
+        why = _check_checkpoint_file(f)
+        if why:
+            errors.append(why)
+            continue
         try:
             payload = load_checkpoint(f)
         except CheckpointError as exc:
