@@ -478,9 +478,10 @@ class RunInfo:
             return f"{self.epochs_done}/{self.epochs_planned}"
         return str(self.epochs_done) if self.epochs_done else ""
 
-    def metrics_text(self, limit: int = 2) -> str:
+    def metrics_text(self, limit: int = 3, short: bool = True) -> str:
+        """e.g. "FD 12.5; FID 30.2" (short: the name up to its first " (")."""
         items = list(self.metrics.items())[:limit]
-        return "; ".join(f"{k} {v:.4g}" for k, v in items)
+        return "; ".join(f"{k.split(' (')[0] if short else k} {v:.4g}" for k, v in items)
 
     def settings_flat(self) -> dict[str, Any]:
         """All settings as {"schedule.kind": ..., "model.base_channels": ..., "train.lr": ...}."""

@@ -82,8 +82,8 @@ class RunsTableModel(QAbstractTableModel):
     unknown values last); Qt.UserRole + 1 gives the RunInfo."""
 
     COLUMNS = (
-        "Name", "Status", "Settings", "Tags", "Epochs", "Best val loss", "Best epoch",
-        "Early stop", "Training time", "Latest metrics", "Created",
+        "Name", "Status", "Settings", "Tags", "Epochs", "Best val", "Best ep.",
+        "Early stop", "Time", "Latest metrics", "Created",
     )
     RunRole = Qt.ItemDataRole.UserRole + 1
 
@@ -102,9 +102,20 @@ class RunsTableModel(QAbstractTableModel):
     def columnCount(self, parent=QModelIndex()) -> int:  # noqa: N802
         return 0 if parent.isValid() else len(self.COLUMNS)
 
+    TIPS = {
+        "Best val": "lowest validation loss (ε-prediction MSE on the validation split)",
+        "Best ep.": "the epoch with the lowest validation loss (its weights are best.pt)",
+        "Early stop": "the epoch at which early stopping ended the run",
+        "Time": "training time (h:mm:ss), pauses excluded",
+        "Latest metrics": "metrics of the newest evaluation report (reports/*/report.json)",
+    }
+
     def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return self.COLUMNS[section]
+        if orientation == Qt.Orientation.Horizontal:
+            if role == Qt.ItemDataRole.DisplayRole:
+                return self.COLUMNS[section]
+            if role == Qt.ItemDataRole.ToolTipRole:
+                return self.TIPS.get(self.COLUMNS[section])
         return None
 
     def _text(self, r: R.RunInfo, col: int) -> str:
@@ -400,7 +411,7 @@ class RunsPanel(QWidget):
         else:
             self.running_timer.stop()
         self.table.resizeColumnsToContents()
-        for col, most in ((0, 280), (2, 250), (3, 140), (9, 260)):
+        for col, most in ((0, 250), (2, 235), (3, 120), (9, 240)):
             if self.table.columnWidth(col) > most:
                 self.table.setColumnWidth(col, most)
         if keep:

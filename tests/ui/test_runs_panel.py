@@ -85,9 +85,9 @@ def test_runs_appear_in_the_table_and_damaged_ones_are_marked(panel):
     for r in panel.runs():
         if r.status == "completed":
             assert rows[r.name]["Status"] == "completed"
-            assert rows[r.name]["Best val loss"] == f"{r.best_val_loss:.5f}"
+            assert rows[r.name]["Best val"] == f"{r.best_val_loss:.5f}"
             assert rows[r.name]["Epochs"] == "2/2"
-            assert rows[r.name]["Training time"] != ""
+            assert rows[r.name]["Time"] != ""
     assert rows[CRASHED]["Status"] == "damaged"
     assert "best.pt" in rows[CRASHED]["Settings"]  # the reason, where the settings would be
     assert "3 runs" in panel.folder_label.text()
@@ -146,7 +146,7 @@ def test_filter_and_sort(panel):
     panel.filter_edit.setText("DAMAGED")
     assert list(table_rows(panel)) == [CRASHED]
     panel.filter_edit.setText("")
-    col = RunsTableModel.COLUMNS.index("Best val loss")
+    col = RunsTableModel.COLUMNS.index("Best val")
     panel.table.sortByColumn(col, Qt.SortOrder.AscendingOrder)
     m = panel.table.model()
     losses = [m.index(r, col).data() for r in range(m.rowCount())]
