@@ -233,6 +233,15 @@ def _slug(text: str, limit: int = 60) -> str:
     return text[:limit].rstrip("-_.")
 
 
+def suggest_run_name(description: str = "", now: _dt.datetime | None = None) -> str:
+    """The name ``new_run_dir`` would start from (without creating anything),
+    e.g. for a form that shows where the next run will go."""
+    now = now or _utc_now()
+    stem = now.astimezone(_dt.timezone.utc).strftime("%Y-%m-%d_%H%M")
+    desc = _slug(description)
+    return f"{stem}_{desc}" if desc else stem
+
+
 def new_run_dir(
     runs_dir: str | os.PathLike | None = None,
     description: str = "",
@@ -253,9 +262,8 @@ def new_run_dir(
         raise RunError(f"the runs folder {root} is a file; choose a folder with --runs-dir")
     root.mkdir(parents=True, exist_ok=True)
     now = now or _utc_now()
-    stem = now.astimezone(_dt.timezone.utc).strftime("%Y-%m-%d_%H%M")
     desc = _slug(description)
-    base = f"{stem}_{desc}" if desc else stem
+    base = suggest_run_name(desc, now)
     for i in range(1, 1000):
         name = base if i == 1 else f"{base}_{i}"
         path = root / name

@@ -75,7 +75,7 @@ def test_new_run_dir_names_and_run_json(tmp_path):
     when = dt.datetime(2026, 11, 28, 7, 12, tzinfo=dt.timezone.utc)
     a = R.new_run_dir(tmp_path / "runs", "report-recipe", tags=["baseline", "baseline", " x "], now=when)
     b = R.new_run_dir(tmp_path / "runs", "report recipe/../", now=when)
-    assert a.name == "2026-11-28_0712_report-recipe"
+    assert a.name == "2026-11-28_0712_report-recipe" == R.suggest_run_name("report-recipe", when)
     assert b.name == "2026-11-28_0712_report-recipe_2"  # unsafe characters dropped, name kept unique
     meta = json.loads((a / "run.json").read_text())
     assert meta["created"] == "2026-11-28T07:12:00Z"
