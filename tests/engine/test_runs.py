@@ -89,6 +89,16 @@ def test_new_run_dir_names_and_run_json(tmp_path):
         R.new_run_dir(tmp_path / "afile", "x")
 
 
+def test_init_run_gives_a_chosen_folder_a_run_json_once(tmp_path):
+    folder = R.init_run(tmp_path / "my-run", "lr5e-4", tags=["manual"])
+    meta = json.loads((folder / "run.json").read_text())
+    assert meta["name"] == "my-run" and meta["description"] == "lr5e-4" and meta["tags"] == ["manual"]
+    R.set_notes(folder, "keep")
+    R.init_run(folder, "other")  # an existing run.json is kept
+    assert json.loads((folder / "run.json").read_text())["notes"] == "keep"
+    assert R.read_run(folder).status == "empty"
+
+
 def test_default_runs_dir_is_in_the_private_home():
     assert R.default_runs_dir() == Path(os.environ["DIFFUSION_STUDIO_HOME"]) / "data" / "runs"
     assert R.list_runs(Path(os.environ["DIFFUSION_STUDIO_HOME"]) / "no-such-folder") == []
