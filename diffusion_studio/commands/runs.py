@@ -1,0 +1,424 @@
+"""``diffusion-studio runs``: list, compare, rename, tag and delete training runs.
+
+    diffusion-studio runs list [--runs-dir DIR]
+    diffusion-studio runs compare RUN RUN ... --out FILE.html [--runs-dir DIR]
+    diffusion-studio runs rename RUN NEW_NAME
+    diffusion-studio runs tag RUN [TAG ...] [--add | --remove]
+    diffusion-studio runs delete RUN ... --yes
+
+RUN is a run folder's path or a run's name (or a unique start of it) inside
+the runs folder (default: the app's, see ``diffusion_studio.engine.paths``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "runs",
+        help="list, compare and manage training runs",
+        description="List, compare, rename, tag and delete the training runs kept in the runs folder.",
+    )
+    rsub = p.add_subparsers(dest="runs_command", metavar="ACTION")
+    rsub.required = True
+
+    def add(name: str, help: str) -> argparse.ArgumentParser:
+        q = rsub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".")
+        q.add_argument("--runs-dir", metavar="DIR", help="the runs folder (default: the app's data folder)")
+        return q
+
+    q = add("list", "show a table of the runs")
+    q.set_defaults(func=run_list)
+
+    q = add("compare", "write an HTML page comparing runs: settings, results and overlaid loss curves")
+    q.add_argument("runs", nargs="+", metavar="RUN", help="run folders or names (two or more to compare)")
+    q.add_argument("--out", metavar="FILE.html", required=True, help="the HTML file to write")
+    q.set_defaults(func=run_compare)
+
+    q = add("rename", "rename a run")
+    q.add_argument("run", metavar="RUN")
+    q.add_argument("new_name", metavar="NEW_NAME")
+    q.set_defaults(func=run_rename)
+
+    q = add("tag", "set, add or remove a run's tags")
+    q.add_argument("run", metavar="RUN")
+    q.add_argument("tags", nargs="*", metavar="TAG", help="tags (none, without --add/--remove: clear them)")
+    g = q.add_mutually_exclusive_group()
+    g.add_argument("--add", action="store_true", help="add these tags to the run's tags")
+    g.add_argument("--remove", action="store_true", help="remove these tags from the run's tags")
+    q.set_defaults(func=run_tag)
+
+    q = add("delete", "delete runs and all their files")
+    q.add_argument("runs", nargs="+", metavar="RUN")
+    q.add_argument("--yes", action="store_true", help="do not ask: delete (needed when not at a terminal)")
+    q.set_defaults(func=run_delete)
+
+
+def _user_facing(func):
+    """Turn the engine's RunError into the CLI's CLIError (one line, exit status 2)."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(args: argparse.Namespace) -> int:
+        from ..cli import CLIError
+        from ..engine.runs import RunError
+
+        try:
+            return func(args)
+        except RunError as exc:
+            raise CLIError(str(exc)) from None
+
+    return wrapper
+
+
+# ---------------------------------------------------------------- list
+def _fmt_loss(x: float | None) -> str:
+    return f"{x:.5f}" if x is not None else ""
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+@_user_facing
+def run_list(args: argparse.Namespace) -> int:
+    from ..engine import runs as R
+
+    root = Path(args.runs_dir).expanduser() if args.runs_dir else R.default_runs_dir()
+    infos = R.list_runs(root)
+    if not infos:
+        print(f"no runs in {root} (train one with `diffusion-studio train`)")
+        return 0
+    headers = ["NAME", "STATUS", "SETTINGS", "EPOCHS", "BEST VAL", "BEST EP", "EARLY STOP", "TIME", "TAGS", "METRICS"]
+    rows = []
+    notes = []
+    for r in infos:
+        rows.append([
+            r.name, r.status, r.key_settings(), r.epochs_text(), _fmt_loss(r.best_val_loss),
+            str(r.best_epoch or ""), str(r.early_stop_epoch or ""), R.format_duration(r.train_seconds),
+            ",".join(r.tags), r.metrics_text(),
+        ])
+        if r.status in ("damaged", "old version", "running") or (r.status == "stopped" and r.reason):
+            notes.append(f"  {r.name}: {r.reason}")
+    print(f"{len(infos)} run{'s' if len(infos) != 1 else ''} in {root}")
+    print(_table(headers, rows))
+    if notes:
+        print("\nnotes:")
+        print("\n".join(notes))
+    return 0
+
+
+# ------------------------------------------------------------- compare
+def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+        return [lo]
+    raw = (hi - lo) / n
+    mag = 10 ** math.floor(math.log10(raw))
+    step = min((m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw), default=raw)
+    start = math.ceil(lo / step) * step
+    ticks = []
+    v = start
+    while v <= hi + 1e-9 * step:
+        ticks.append(round(v, 12))
+        v += step
+    return ticks
+
+
+# SVG presentation attributes (not CSS classes), so any SVG viewer draws them alike
+_FONT = 'font-family="system-ui, -apple-system, Segoe UI, sans-serif"'
+_TITLE = f'{_FONT} font-size="13" font-weight="600" fill="#1d2330"'
+_LABEL = f'{_FONT} font-size="12" fill="#334"'
+_TICK = f'{_FONT} font-size="11" fill="#556"'
+_GRID = 'stroke="#e6e9ef" stroke-width="1"'
+
+
+def _svg_plot(series: list[dict], title: str, xlabel: str, width: int = 560, height: int = 340) -> str:
+    """An inline SVG line plot. series: [{"name", "color", "x", "y", "dash", "markers"}].
+    The y axis is logarithmic when all values are positive and span more than 3x."""
+    ml, mr, mt, mb = 64, 16, 30, 44
+    pw, ph = width - ml - mr, height - mt - mb
+    xs = np.concatenate([s["x"][np.isfinite(s["x"]) & np.isfinite(s["y"])] for s in series]) if series else np.array([])
+    ys = np.concatenate([s["y"][np.isfinite(s["x"]) & np.isfinite(s["y"])] for s in series]) if series else np.array([])
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        f'class="plot" role="img" aria-label="{html.escape(title)}">',
+        f'<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>',
+        f'<text x="{ml + pw / 2}" y="18" text-anchor="middle" {_TITLE}>{html.escape(title)}</text>',
+        f'<rect x="{ml}" y="{mt}" width="{pw}" height="{ph}" fill="none" stroke="#9aa3b2"/>',
+    ]
+    if xs.size == 0:
+        out.append(f'<text x="{ml + pw / 2}" y="{mt + ph / 2}" text-anchor="middle" {_LABEL}>no data</text></svg>')
+        return "\n".join(out)
+    logy = bool((ys > 0).all() and ys.max() / ys.min() > 3)
+    ty = np.log10 if logy else (lambda v: v)
+    x0, x1 = float(xs.min()), float(xs.max())
+    if x1 <= x0:
+        x0, x1 = x0 - 0.5, x1 + 0.5
+    y0, y1 = float(ty(ys).min()), float(ty(ys).max())
+    pad = (y1 - y0) * 0.05 or max(abs(y0) * 0.05, 1e-3)
+    y0, y1 = y0 - pad, y1 + pad
+
+    def px(v):
+        return ml + (v - x0) / (x1 - x0) * pw
+
+    def py(v):
+        return mt + ph - (ty(v) - y0) / (y1 - y0) * ph
+
+    # grid and ticks
+    for t in _nice_ticks(x0, x1):
+        X = px(t)
+        out.append(f'<line x1="{X:.1f}" y1="{mt}" x2="{X:.1f}" y2="{mt + ph}" {_GRID}/>')
+        out.append(f'<text x="{X:.1f}" y="{mt + ph + 16}" text-anchor="middle" {_TICK}>{t:g}</text>')
+    if logy:
+        for mults in ((1,), (1, 2, 5), (1, 2, 3, 4, 5, 6, 7, 8, 9)):
+            yticks = [10 ** e * m for e in range(math.floor(y0) - 1, math.ceil(y1) + 1) for m in mults]
+            yticks = [t for t in yticks if y0 <= math.log10(t) <= y1]
+            if len(yticks) >= 4:
+                break
+        if len(yticks) < 2:
+            yticks = [10 ** v for v in _nice_ticks(y0, y1, 4)]
+    else:
+        yticks = _nice_ticks(y0, y1, 5)
+    for t in yticks:
+        Y = mt + ph - (ty(t) - y0) / (y1 - y0) * ph
+        out.append(f'<line x1="{ml}" y1="{Y:.1f}" x2="{ml + pw}" y2="{Y:.1f}" {_GRID}/>')
+        out.append(f'<text x="{ml - 6}" y="{Y + 4:.1f}" text-anchor="end" {_TICK}>{t:.3g}</text>')
+    out.append(f'<text x="{ml + pw / 2}" y="{height - 8}" text-anchor="middle" {_LABEL}>{html.escape(xlabel)}</text>')
+    out.append(
+        f'<text x="14" y="{mt + ph / 2}" text-anchor="middle" {_LABEL} '
+        f'transform="rotate(-90 14 {mt + ph / 2})">loss{" (log scale)" if logy else ""}</text>'
+    )
+    for s in series:
+        ok = np.isfinite(s["x"]) & np.isfinite(s["y"]) & ((s["y"] > 0) if logy else True)
+        x, y = s["x"][ok], s["y"][ok]
+        if x.size == 0:
+            continue
+        d = " ".join(f"{'M' if i == 0 else 'L'}{px(a):.1f},{py(b):.1f}" for i, (a, b) in enumerate(zip(x, y)))
+        dash = ' stroke-dasharray="6 3"' if s.get("dash") else ""
+        out.append(
+            f'<path d="{d}" fill="none" stroke="{s["color"]}" stroke-width="{s.get("width", 1.6)}"{dash}><title>{html.escape(s["name"])}</title></path>'
+        )
+        if s.get("markers"):
+            for a, b in zip(x, y):
+                out.append(f'<circle cx="{px(a):.1f}" cy="{py(b):.1f}" r="2.6" fill="{s["color"]}"/>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px; color: #1d2330; }
+h1 { font-size: 20px; margin: 0 0 4px; } p.sub { color: #667; margin: 0 0 18px; }
+table { border-collapse: collapse; font-size: 13px; margin-bottom: 22px; }
+th, td { border: 1px solid #d8dce4; padding: 4px 9px; text-align: left; vertical-align: top; }
+thead th { background: #f1f3f7; } tbody th { background: #fafbfc; font-weight: 600; white-space: nowrap; }
+tr.diff td { background: #fff4cc; } tr.diff th::after { content: " \\2260"; color: #b58100; }
+td.best { font-weight: 700; color: #0a6b2d; }
+.swatch { display: inline-block; width: 12px; height: 12px; border-radius: 2px; margin-right: 6px; vertical-align: -1px; }
+.plots { display: flex; flex-wrap: wrap; gap: 18px; }
+svg.plot { background: #fff; border: 1px solid #d8dce4; }
+svg .frame { fill: none; stroke: #9aa3b2; } svg .grid { stroke: #eceff4; }
+svg .tick { font-size: 11px; fill: #556; } svg .label { font-size: 12px; fill: #334; }
+svg .ptitle { font-size: 13px; font-weight: 600; fill: #1d2330; } svg .empty { fill: #99a; }
+.legend { font-size: 13px; margin: 8px 0 20px; } .legend span.item { margin-right: 18px; white-space: nowrap; }
+.note { color: #8a4b00; font-size: 12px; }
+"""
+
+
+def _metric_direction(name: str) -> str | None:
+    """"min" for distances and losses (FID, FD, KID, NLL, loss, bits/dim), "max" for
+    scores (accuracy, IS, precision, recall), None when unknown (no highlight)."""
+    n = name.lower()
+    if any(k in n for k in ("fid", "fd ", "fd(", "kid", "distance", "loss", "nll", "bits", "error")) or n.startswith("fd"):
+        return "min"
+    if any(k in n for k in ("accuracy", "inception score", "precision", "recall", "is ")) or n == "is":
+        return "max"
+    return None
+
+
+def compare_html(infos, curves: dict[str, dict | None], title: str = "Diffusion Studio: runs compared") -> str:
+    """A self-contained HTML page comparing runs (no scripts, no external files).
+
+    infos: list of RunInfo; curves: run name -> load_curves() dict (or None when unreadable)."""
+    from ..engine import runs as R
+
+    esc = html.escape
+    head = "".join(
+        f'<th><span class="swatch" style="background:{r.color}"></span>{esc(r.name)}</th>' for r in infos
+    )
+
+    def row(label: str, values: list, *, best: str | None = None, always: bool = False) -> str:
+        texts = ["" if v is None else (R.format_number(v) if isinstance(v, (int, float)) and not isinstance(v, bool)
+                                        else str(v)) for v in values]
+        differ = len({t for t in texts if t}) > 1  # runs with unknown values do not count
+        best_i = None
+        nums = [v if isinstance(v, (int, float)) and not isinstance(v, bool) else None for v in values]
+        if best and differ and sum(n is not None for n in nums) >= 2:
+            cand = [(n, i) for i, n in enumerate(nums) if n is not None]
+            best_i = (min(cand) if best == "min" else max(cand))[1]
+        cells = "".join(
+            f'<td class="best">{esc(t)}</td>' if i == best_i else f"<td>{esc(t)}</td>" for i, t in enumerate(texts)
+        )
+        return f'<tr class="{"diff" if differ else ""}"><th>{esc(label)}</th>{cells}</tr>'
+
+    results = [
+        row("status", [r.status for r in infos]),
+        row("best validation loss", [round(r.best_val_loss, 6) if r.best_val_loss is not None else None for r in infos], best="min"),
+        row("best epoch", [r.best_epoch for r in infos]),
+        row("epochs trained", [r.epochs_text() for r in infos]),
+        row("early stop at epoch", [r.early_stop_epoch for r in infos]),
+        row("last train loss", [round(r.last_train_loss, 6) if r.last_train_loss is not None else None for r in infos], best="min"),
+        row("training time", [R.format_duration(r.train_seconds) for r in infos]),
+        row("training seconds", [round(r.train_seconds, 1) if r.train_seconds is not None else None for r in infos]),
+    ]
+    metric_names: list[str] = []
+    for r in infos:
+        for k in r.metrics:
+            if k not in metric_names:
+                metric_names.append(k)
+    for k in metric_names:
+        results.append(row(k, [r.metrics.get(k) for r in infos], best=_metric_direction(k)))
+    about = [
+        row("created", [r.created for r in infos]),
+        row("description", [r.description for r in infos]),
+        row("preset", [r.preset for r in infos]),
+        row("tags", [", ".join(r.tags) for r in infos]),
+        row("notes", [r.notes for r in infos]),
+    ]
+    keys: list[str] = []
+    for r in infos:
+        for k in r.settings_flat():
+            if k not in keys:
+                keys.append(k)
+    settings = [row(k, [r.settings_flat().get(k) for r in infos]) for k in keys]
+
+    train_series, val_series = [], []
+    notes = []
+    for r in infos:
+        c = curves.get(r.name)
+        if c is None:
+            notes.append(f"{r.name}: no curves ({r.reason or r.status})")
+            continue
+        if c["train_loss"].size:
+            y = c["train_loss"]
+            if y.size > 20:
+                y = R.smooth(y, 0.6)
+            train_series.append({"name": f"{r.name} train", "color": r.color, "x": c["step"], "y": y})
+        if c["val_loss"].size:
+            val_series.append({"name": f"{r.name} val", "color": r.color, "x": c["epoch"], "y": c["val_loss"],
+                               "markers": True, "width": 2.0})
+            val_series.append({"name": f"{r.name} train (epoch mean)", "color": r.color, "x": c["epoch"],
+                               "y": c["epoch_train_loss"], "dash": True, "width": 1.2})
+    legend = "".join(
+        f'<span class="item"><span class="swatch" style="background:{r.color}"></span>{esc(r.name)}</span>'
+        for r in infos
+    )
+    svg_train = _svg_plot(train_series, "Training loss per step (smoothed)", "step")
+    svg_val = _svg_plot(val_series, "Loss per epoch: validation (dots), training mean (dashed)", "epoch")
+    damaged = "".join(
+        f'<p class="note">{esc(r.name)}: {esc(r.status)}: {esc(r.reason)}</p>'
+        for r in infos if r.status in ("damaged", "old version")
+    ) + "".join(f'<p class="note">{esc(n)}</p>' for n in notes)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>
+<style>{_CSS}</style></head>
+<body>
+<h1>{esc(title)}</h1>
+<p class="sub">{len(infos)} runs. Rows whose values differ are highlighted; the best value of a result is in bold green.
+Loss = mean squared error between the true and predicted noise.</p>
+<div class="legend">{legend}</div>
+<div class="plots">
+{svg_train}
+{svg_val}
+</div>
+{damaged}
+<table><thead><tr><th>results</th>{head}</tr></thead><tbody>{''.join(results)}</tbody></table>
+<table><thead><tr><th>settings</th>{head}</tr></thead><tbody>{''.join(settings)}</tbody></table>
+<table><thead><tr><th>run</th>{head}</tr></thead><tbody>{''.join(about)}</tbody></table>
+</body></html>
+"""
+
+
+@_user_facing
+def run_compare(args: argparse.Namespace) -> int:
+    from ..cli import CLIError
+    from ..engine import runs as R
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise CLIError(f"--out must name an .html file, got {out}")
+    infos, seen = [], set()
+    for spec in args.runs:
+        path = R.resolve_run(spec, args.runs_dir)
+        key = path.resolve()
+        if key in seen:
+            continue
+        seen.add(key)
+        infos.append(R.read_run(path))
+    curves = {}
+    for r in infos:
+        try:
+            curves[r.name] = R.load_curves(r)
+        except R.RunError as exc:
+            print(f"warning: {exc}", file=sys.stderr)
+            curves[r.name] = None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(compare_html(infos, curves), encoding="utf-8")
+    print(f"wrote {out} comparing {len(infos)} run{'s' if len(infos) != 1 else ''}")
+    return 0
+
+
+# --------------------------------------------------------- management
+@_user_facing
+def run_rename(args: argparse.Namespace) -> int:
+    from ..engine import runs as R
+
+    path = R.resolve_run(args.run, args.runs_dir)
+    new = R.rename_run(path, args.new_name)
+    print(f"renamed {path.name} -> {new.name}")
+    return 0
+
+
+@_user_facing
+def run_tag(args: argparse.Namespace) -> int:
+    from ..engine import runs as R
+
+    path = R.resolve_run(args.run, args.runs_dir)
+    current = R.read_run(path).tags
+    if args.add:
+        tags = current + [t for t in args.tags if t not in current]
+    elif args.remove:
+        tags = [t for t in current if t not in args.tags]
+    else:
+        tags = list(args.tags)
+    tags = R.set_tags(path, tags)
+    print(f"{path.name}: tags {', '.join(tags) if tags else '(none)'}")
+    return 0
+
+
+@_user_facing
+def run_delete(args: argparse.Namespace) -> int:
+    from ..cli import CLIError
+    from ..engine import runs as R
+
+    paths = [R.resolve_run(spec, args.runs_dir) for spec in args.runs]
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise CLIError("deleting needs confirmation: add --yes")
+        answer = input(f"delete {len(paths)} run(s) and all their files ({', '.join(p.name for p in paths)})? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing deleted")
+            return 1
+    for p in paths:
+        R.delete_run(p)
+        print(f"deleted {p.name}")
+    return 0

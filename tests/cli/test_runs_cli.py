@@ -1,0 +1,124 @@
+"""``diffusion-studio runs``: list, compare (HTML), rename, tag, delete."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from diffusion_studio.cli import main
+from diffusion_studio.engine import runs as R
+from diffusion_studio.engine.schedule import ScheduleConfig
+from diffusion_studio.engine.train import Trainer, TrainConfig
+from diffusion_studio.engine.unet import UNetConfig
+
+MODEL = UNetConfig(base_channels=4)
+TRAIN = TrainConfig(epochs=2, batch_size=16, precision="fp32")
+SCHEDULES = (ScheduleConfig(timesteps=10), ScheduleConfig(kind="cosine", timesteps=10))
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def trained_runs(tiny_data) -> Path:
+    """Two tiny runs trained once per test session (the same cache as tests/engine/test_runs.py)."""
+    root = Path(os.environ["DIFFUSION_STUDIO_HOME"]) / "test-runs-cache"
+    if (root / "done").exists():
+        return root / "runs"
+    shutil.rmtree(root, ignore_errors=True)
+    for i, sched in enumerate(SCHEDULES):
+        when = dt.datetime(2026, 11, 28, 7, 10 + i, tzinfo=dt.timezone.utc)
+        run_dir = R.new_run_dir(root / "runs", R.describe_differences(MODEL, sched, TRAIN), now=when)
+        with R.mark_running(run_dir):
+            for _ in Trainer(tiny_data, model_config=MODEL, schedule_config=sched, train_config=TRAIN,
+                             device="cpu", run_dir=run_dir).run():
+                pass
+    (root / "done").touch()
+    return root / "runs"
+
+
+@pytest.fixture
+def runs_dir(tmp_path, tiny_data) -> Path:
+    dst = tmp_path / "runs"
+    shutil.copytree(trained_runs(tiny_data), dst)
+    damaged = dst / "2026-11-28_0715_crashed"
+    damaged.mkdir()
+    (damaged / "best.pt").write_bytes(b"\x00garbage" * 50)
+    (damaged / "history.json").write_text('{"epochs": [{"epoch": 1, "train_lo')
+    return dst
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return subprocess.run([sys.executable, "-m", "diffusion_studio", *args], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def test_runs_list_shows_trained_and_damaged_runs(runs_dir):
+    res = cli("runs", "list", "--runs-dir", str(runs_dir))
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert "3 runs in" in out
+    infos = R.list_runs(runs_dir)
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("2026-")}
+    for r in infos[:2]:
+        assert r.name in lines and "completed" in lines[r.name]
+        assert f"{r.best_val_loss:.5f}" in lines[r.name]
+        assert "2/2" in lines[r.name]
+    assert "damaged" in lines["2026-11-28_0715_crashed"]
+    assert "best.pt is damaged" in out and "history.json is unreadable" in out  # the reasons, as notes
+    assert "Traceback" not in res.stderr
+
+
+def test_runs_compare_writes_self_contained_html(runs_dir, tmp_path, capsys):
+    a, b, bad = (r.name for r in R.list_runs(runs_dir))
+    out = tmp_path / "cmp" / "compare.html"
+    res = cli("runs", "compare", a, str(runs_dir / b), bad, "--out", str(out), "--runs-dir", str(runs_dir))
+    assert res.returncode == 0, res.stderr
+    html = out.read_text()
+    assert html.startswith("<!DOCTYPE html>") and "</html>" in html
+    for name in (a, b, bad):
+        assert name in html
+    assert "<script" not in html and "http://" not in html.replace("http://www.w3.org/2000/svg", "")
+    assert html.count("<svg") == 2
+    # train curves (one per run) + val and epoch-mean train curves (two per run), two readable runs
+    paths = re.findall(r'<path d="M[^"]+" fill="none" stroke="(#[0-9A-Fa-f]{6})"', html)
+    assert len(paths) == 6
+    assert set(paths) == {R.color_for(a), R.color_for(b)}  # colours stable per run
+    # the settings that differ (the schedule) are highlighted, the equal ones are not
+    assert re.search(r'<tr class="diff"><th>schedule.kind</th>', html)
+    assert re.search(r'<tr class=""><th>model.base_channels</th>', html)
+    assert "damaged" in html
+    assert "warning: cannot read the curves" in res.stderr
+
+    # bad input: one clear line, exit status 2
+    assert main(["runs", "compare", a, "--out", str(tmp_path / "x.txt"), "--runs-dir", str(runs_dir)]) == 2
+    assert main(["runs", "compare", "no-such-run", "--out", str(out), "--runs-dir", str(runs_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "must name an .html file" in err and "no run 'no-such-run'" in err
+
+
+def test_runs_rename_tag_delete(runs_dir, capsys):
+    a, b, bad = (r.name for r in R.list_runs(runs_dir))
+    assert main(["runs", "rename", a, "baseline", "--runs-dir", str(runs_dir)]) == 0
+    assert (runs_dir / "baseline").is_dir() and not (runs_dir / a).exists()
+    assert main(["runs", "rename", "baseline", b, "--runs-dir", str(runs_dir)]) == 2  # taken
+
+    assert main(["runs", "tag", "baseline", "fast", "linear", "--runs-dir", str(runs_dir)]) == 0
+    assert main(["runs", "tag", "baseline", "cpu", "--add", "--runs-dir", str(runs_dir)]) == 0
+    assert main(["runs", "tag", "baseline", "fast", "--remove", "--runs-dir", str(runs_dir)]) == 0
+    assert R.read_run(runs_dir / "baseline").tags == ["linear", "cpu"]
+
+    # deleting asks: without a terminal it needs --yes
+    assert main(["runs", "delete", bad, "--runs-dir", str(runs_dir)]) == 2
+    assert (runs_dir / bad).exists()
+    assert main(["runs", "delete", bad, "baseline", "--yes", "--runs-dir", str(runs_dir)]) == 0
+    assert [r.name for r in R.list_runs(runs_dir)] == [b]
+    err = capsys.readouterr().err
+    assert "already exists" in err and "add --yes" in err
+    assert main(["runs", "list", "--runs-dir", str(runs_dir / "empty")]) == 0
+    assert "no runs in" in capsys.readouterr().out

@@ -1,0 +1,322 @@
+"""Runs: naming, listing with statuses, damaged and old runs, editing, curves."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from diffusion_studio.engine import runs as R
+from diffusion_studio.engine.presets import PRESETS
+from diffusion_studio.engine.schedule import ScheduleConfig
+from diffusion_studio.engine.train import Trainer, TrainConfig
+from diffusion_studio.engine.unet import UNetConfig
+
+MODEL = UNetConfig(base_channels=4)
+TRAIN = TrainConfig(epochs=2, batch_size=16, precision="fp32")
+SCHEDULES = (ScheduleConfig(timesteps=10), ScheduleConfig(kind="cosine", timesteps=10))
+
+
+def trained_runs(tiny_data) -> Path:
+    """Two tiny runs (linear and cosine schedule, 2 epochs each), trained once per
+    test session into the session's private home and copied by each test."""
+    root = Path(os.environ["DIFFUSION_STUDIO_HOME"]) / "test-runs-cache"
+    if (root / "done").exists():
+        return root / "runs"
+    shutil.rmtree(root, ignore_errors=True)
+    for i, sched in enumerate(SCHEDULES):
+        when = dt.datetime(2026, 11, 28, 7, 10 + i, tzinfo=dt.timezone.utc)
+        run_dir = R.new_run_dir(root / "runs", R.describe_differences(MODEL, sched, TRAIN), now=when)
+        with R.mark_running(run_dir):
+            for _ in Trainer(tiny_data, model_config=MODEL, schedule_config=sched, train_config=TRAIN,
+                             device="cpu", run_dir=run_dir).run():
+                pass
+    (root / "done").touch()
+    return root / "runs"
+
+
+@pytest.fixture
+def runs_dir(tmp_path, tiny_data) -> Path:
+    dst = tmp_path / "runs"
+    shutil.copytree(trained_runs(tiny_data), dst)
+    return dst
+
+
+def by_name(infos):
+    return {r.name: r for r in infos}
+
+
+# ------------------------------------------------------------- naming
+def test_describe_differences_against_the_presets():
+    d, rep = PRESETS["default"], PRESETS["report"]
+    assert R.describe_differences(d.model, d.schedule, d.train) == "default"
+    assert R.describe_differences() == "default"
+    assert R.describe_differences(rep.model, rep.schedule, rep.train) == "report-recipe"
+    assert R.describe_differences(train_cfg=replace(d.train, lr=5e-4)) == "lr5e-4"
+    changed = R.describe_differences(
+        d.model, replace(d.schedule, timesteps=1000), replace(d.train, lr=5e-4, precision="fp32", batch_size=64)
+    )
+    assert changed == "T1000_bs64_lr5e-4"  # precision does not change what is learned
+    assert R.describe_differences(replace(rep.model, base_channels=16), rep.schedule, rep.train) == "report-recipe_ch16"
+    # dicts work as well as dataclasses
+    assert R.describe_differences(train_cfg={**d.train.to_dict(), "ema_decay": 0.99}) == "ema0.99"
+
+
+def test_new_run_dir_names_and_run_json(tmp_path):
+    when = dt.datetime(2026, 11, 28, 7, 12, tzinfo=dt.timezone.utc)
+    a = R.new_run_dir(tmp_path / "runs", "report-recipe", tags=["baseline", "baseline", " x "], now=when)
+    b = R.new_run_dir(tmp_path / "runs", "report recipe/../", now=when)
+    assert a.name == "2026-11-28_0712_report-recipe" == R.suggest_run_name("report-recipe", when)
+    assert b.name == "2026-11-28_0712_report-recipe_2"  # unsafe characters dropped, name kept unique
+    meta = json.loads((a / "run.json").read_text())
+    assert meta["created"] == "2026-11-28T07:12:00Z"
+    assert meta["tags"] == ["baseline", "x"]
+    assert meta["name"] == a.name and meta["format"] == R.RUN_FORMAT
+    info = R.read_run(a)
+    assert info.status == "empty" and info.tags == ["baseline", "x"]
+    assert not list(a.glob(".*tmp"))  # atomic write left no temporary file
+    with pytest.raises(R.RunError, match="is a file"):
+        (tmp_path / "afile").write_text("x")
+        R.new_run_dir(tmp_path / "afile", "x")
+
+
+def test_init_run_gives_a_chosen_folder_a_run_json_once(tmp_path):
+    folder = R.init_run(tmp_path / "my-run", "lr5e-4", tags=["manual"])
+    meta = json.loads((folder / "run.json").read_text())
+    assert meta["name"] == "my-run" and meta["description"] == "lr5e-4" and meta["tags"] == ["manual"]
+    R.set_notes(folder, "keep")
+    R.init_run(folder, "other")  # an existing run.json is kept
+    assert json.loads((folder / "run.json").read_text())["notes"] == "keep"
+    assert R.read_run(folder).status == "empty"
+
+
+def test_default_runs_dir_is_in_the_private_home():
+    assert R.default_runs_dir() == Path(os.environ["DIFFUSION_STUDIO_HOME"]) / "data" / "runs"
+    assert R.list_runs(Path(os.environ["DIFFUSION_STUDIO_HOME"]) / "no-such-folder") == []
+
+
+# ------------------------------------------------------------ listing
+def test_trained_runs_are_listed_with_their_results(runs_dir):
+    infos = R.list_runs(runs_dir)
+    assert [r.name for r in infos] == ["2026-11-28_0710_report-recipe_T10_ch4_ep2_bs16",
+                                       "2026-11-28_0711_T10_ch4_ep2_bs16_noema"]
+    for r in infos:
+        history = json.loads((r.path / "history.json").read_text())
+        assert r.status == "completed", r.reason
+        assert r.epochs_done == 2 and r.epochs_planned == 2
+        vals = [e["val_loss"] for e in history["epochs"]]
+        assert r.best_val_loss == pytest.approx(min(vals))
+        assert r.best_epoch == 1 + int(np.argmin(vals))
+        assert r.early_stop_epoch is None
+        assert r.train_seconds == pytest.approx(history["train_seconds"]) and r.train_seconds > 0
+        assert r.has_best and r.has_last and r.resumable
+        assert r.checkpoint == r.path / "best.pt"
+        assert r.created.startswith("2026-11-28T07:1")
+        assert r.color in R.PALETTE and r.color == R.color_for(r.name)
+    assert infos[0].schedule["kind"] == "linear" and infos[1].schedule["kind"] == "cosine"
+    assert infos[0].key_settings() == "linear T10 · ch4 · no EMA · lr 1e-3 · bs16"
+
+
+def test_running_marker_and_stale_pid(runs_dir):
+    run = R.list_runs(runs_dir)[0].path
+    with R.mark_running(run):
+        info = R.read_run(run)
+        assert info.status == "running" and str(os.getpid()) in info.reason
+    assert not (run / R.RUNNING_FILE).exists()
+    assert R.read_run(run).status == "completed"
+
+    # a marker left by a process that died is stale
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (run / R.RUNNING_FILE).write_text(json.dumps({"pid": dead.pid, "host": __import__("socket").gethostname()}))
+    assert R.read_run(run).status == "completed"
+    # another live process owns the run: refuse to train, rename or delete it
+    (run / R.RUNNING_FILE).write_text(json.dumps({"pid": os.getppid(), "host": __import__("socket").gethostname()}))
+    assert R.read_run(run).status == "running"
+    with pytest.raises(R.RunError, match="already being trained"):
+        with R.mark_running(run):
+            pass
+    with pytest.raises(R.RunError, match="training"):
+        R.delete_run(run)
+    with pytest.raises(R.RunError, match="training"):
+        R.rename_run(run, "other")
+    assert (run / R.RUNNING_FILE).exists()  # not ours: left alone
+
+
+def test_damaged_runs_are_listed_and_do_not_stop_the_others(runs_dir):
+    good = R.list_runs(runs_dir)
+    bad_ckpt = runs_dir / "bad-checkpoint"
+    shutil.copytree(good[0].path, bad_ckpt)
+    (bad_ckpt / "best.pt").write_bytes(b"not a checkpoint at all" * 20)
+    bad_hist = runs_dir / "bad-history"
+    shutil.copytree(good[1].path, bad_hist)
+    text = (bad_hist / "history.json").read_text()
+    (bad_hist / "history.json").write_text(text[: len(text) // 2])  # truncated by a crash
+    bad_meta = runs_dir / "bad-run-json"
+    shutil.copytree(good[1].path, bad_meta)
+    (bad_meta / "run.json").write_text("{oops")
+    truncated = runs_dir / "truncated-last"
+    shutil.copytree(good[0].path, truncated)
+    data = (truncated / "last.pt").read_bytes()
+    (truncated / "last.pt").write_bytes(data[: len(data) // 3])
+
+    infos = by_name(R.list_runs(runs_dir))
+    assert len(infos) == 6
+    assert infos["bad-checkpoint"].status == "damaged" and "best.pt" in infos["bad-checkpoint"].reason
+    assert infos["bad-history"].status == "damaged" and "history.json" in infos["bad-history"].reason
+    assert infos["bad-run-json"].status == "damaged" and "run.json" in infos["bad-run-json"].reason
+    assert infos["truncated-last"].status == "damaged" and "last.pt" in infos["truncated-last"].reason
+    for r in good:
+        assert infos[r.name].status == "completed"
+        assert infos[r.name].best_val_loss == pytest.approx(r.best_val_loss)
+    # curves of a damaged run: what can be read, or a clear RunError
+    c = R.load_curves(infos["bad-checkpoint"])  # last.pt is fine there
+    assert c["train_loss"].size == 14
+    with pytest.raises(R.RunError, match="cannot read the curves"):
+        (bad_hist / "last.pt").write_bytes(b"x")
+        (bad_hist / "best.pt").write_bytes(b"x")
+        R.load_curves(bad_hist)
+
+
+def test_old_version_and_interrupted_and_finished_states(runs_dir):
+    src = R.list_runs(runs_dir)[0]
+    # an older app kept only checkpoints: read what we can from last.pt
+    old = runs_dir / "old-run"
+    old.mkdir()
+    for f in ("best.pt", "last.pt"):
+        shutil.copy(src.path / f, old / f)
+    info = R.read_run(old)
+    assert info.status == "old version" and "history.json" in info.reason
+    assert info.best_val_loss == pytest.approx(src.best_val_loss) and info.epochs_done == 2
+
+    # a history.json without the fields this version writes
+    old2 = runs_dir / "old-history"
+    shutil.copytree(src.path, old2)
+    h = json.loads((old2 / "history.json").read_text())
+    for k in ("finished_reason", "train_seconds", "best_epoch", "best_val_loss"):
+        h.pop(k)
+    (old2 / "history.json").write_text(json.dumps(h))
+    info = R.read_run(old2)
+    assert info.status == "old version"
+    assert info.best_val_loss == pytest.approx(src.best_val_loss)  # recomputed from the epochs
+    assert info.train_seconds == pytest.approx(sum(e["seconds"] for e in h["epochs"]))
+
+    def with_reason(name, reason):
+        d = runs_dir / name
+        shutil.copytree(src.path, d)
+        h = json.loads((d / "history.json").read_text())
+        h["finished_reason"] = reason
+        (d / "history.json").write_text(json.dumps(h))
+        return R.read_run(d)
+
+    early = with_reason("early", "early_stopped")
+    assert early.status == "early stopped" and early.early_stop_epoch == 2
+    assert with_reason("div", "diverged").status == "diverged"
+    assert with_reason("stop", "stopped").status == "stopped"
+    crashed = with_reason("crash", None)
+    assert crashed.status == "stopped" and "interrupted" in crashed.reason and crashed.resumable
+
+
+def test_latest_report_metrics_are_read(runs_dir):
+    run = R.list_runs(runs_dir)[0].path
+    a, b, c = (run / "reports" / n for n in ("a", "b", "c"))
+    for d in (a, b, c):
+        d.mkdir(parents=True)
+    (a / "report.json").write_text(json.dumps({"metrics": {"FD (MNIST classifier features)": 50.0}}))
+    (b / "report.json").write_text(json.dumps(
+        {"metrics": {"FD (MNIST classifier features)": 12.5, "FID (Inception, pytorch-fid)": {"value": 30.25, "n": 100},
+                     "note": "text", "bad": float("nan")}}
+    ))
+    (c / "report.json").write_text("{truncated")
+    os.utime(a / "report.json", (1, 1_000_000))
+    os.utime(b / "report.json", (1, 2_000_000))
+    os.utime(c / "report.json", (1, 3_000_000))  # newest but unreadable: skipped
+    info = R.read_run(run)
+    assert info.metrics == {"FD (MNIST classifier features)": 12.5, "FID (Inception, pytorch-fid)": 30.25}
+    assert info.metrics_report == "b"
+    assert info.status == "completed"
+
+
+# ------------------------------------------------------------ editing
+def test_rename_tag_delete(runs_dir):
+    first, second = R.list_runs(runs_dir)
+    new = R.rename_run(first.path, "my baseline")
+    assert new == runs_dir / "my baseline" and not first.path.exists()
+    assert json.loads((new / "run.json").read_text())["name"] == "my baseline"
+    assert "my baseline" in by_name(R.list_runs(runs_dir))
+    with pytest.raises(R.RunError, match="already exists"):
+        R.rename_run(new, second.name)
+    for bad in ("../escape", "", ".hidden", "a/b"):
+        with pytest.raises(R.RunError, match="not a usable run name"):
+            R.rename_run(new, bad)
+
+    assert R.set_tags(new, ["fast", " fast", "cosine ", ""]) == ["fast", "cosine"]
+    assert R.read_run(new).tags == ["fast", "cosine"]
+    with pytest.raises(R.RunError, match="commas"):
+        R.set_tags(new, ["a,b"])
+    R.set_notes(new, "the first try")
+    assert R.read_run(new).notes == "the first try"
+
+    R.delete_run(new)
+    assert not new.exists()
+    assert [r.name for r in R.list_runs(runs_dir)] == [second.name]
+    stranger = runs_dir / "not-a-run"
+    stranger.mkdir()
+    (stranger / "thesis.tex").write_text("precious")
+    with pytest.raises(R.RunError, match="does not look like a training run"):
+        R.delete_run(stranger)
+    assert (stranger / "thesis.tex").exists()
+
+
+def test_resolve_run(runs_dir):
+    first, second = R.list_runs(runs_dir)
+    assert R.resolve_run(first.name, runs_dir) == first.path
+    assert R.resolve_run(str(second.path), "/nonexistent") == second.path
+    assert R.resolve_run("2026-11-28_0711", runs_dir) == second.path  # unique prefix
+    with pytest.raises(R.RunError, match="several runs"):
+        R.resolve_run("2026-11-28", runs_dir)
+    with pytest.raises(R.RunError, match="no run 'nope'"):
+        R.resolve_run("nope", runs_dir)
+
+
+# ------------------------------------------------------------- curves
+def test_load_curves(runs_dir):
+    run = R.list_runs(runs_dir)[0]
+    c = R.load_curves(run)
+    history = json.loads((run.path / "history.json").read_text())
+    steps = 2 * math.ceil(100 / 16)  # 100 training digits, batch 16, 2 epochs
+    assert c["step"].tolist() == list(range(1, steps + 1))
+    assert c["train_loss"].shape == c["step_epoch"].shape == c["step_time"].shape == (steps,)
+    assert np.all(np.isfinite(c["train_loss"])) and np.all(c["train_loss"] > 0)
+    assert c["step_epoch"][-1] == pytest.approx(2.0)
+    assert np.all(np.diff(c["step_time"]) >= 0)
+    assert c["epoch"].tolist() == [1.0, 2.0]
+    assert c["val_loss"].tolist() == pytest.approx([e["val_loss"] for e in history["epochs"]])
+    assert c["epoch_step"].tolist() == pytest.approx([steps / 2, steps])
+    assert c["epoch_time"][-1] == pytest.approx(history["train_seconds"])
+    for axis, (sx, ex) in R.X_AXES.items():
+        assert sx in c and ex in c, axis
+
+
+def test_smooth_and_helpers():
+    x = np.array([1.0, 1.0, 1.0, np.nan, 1.0])
+    s = R.smooth(x, 0.9)
+    assert np.allclose(s[[0, 1, 2, 4]], 1.0) and np.isnan(s[3])  # debiased: no ramp from 0
+    y = np.array([0.0, 10.0])
+    assert R.smooth(y, 0.0).tolist() == [0.0, 10.0]
+    assert 0 < R.smooth(y, 0.5)[1] < 10
+    with pytest.raises(ValueError, match="smoothing"):
+        R.smooth(y, 1.0)
+    assert R.color_for("a run") == R.color_for("a run")
+    assert len({R.color_for(f"run {i}") for i in range(40)}) > 5
+    assert R.format_number(5e-4) == "5e-4" and R.format_number(0.999) == "0.999" and R.format_number(128) == "128"
+    assert R.format_duration(3725) == "1:02:05" and R.format_duration(65) == "1:05" and R.format_duration(None) == ""

@@ -1,0 +1,223 @@
+"""The Runs panel: tiny trained runs in the table, overlaid curves, damaged runs, actions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QInputDialog, QMessageBox
+
+from diffusion_studio.engine import runs as R
+from diffusion_studio.engine.schedule import ScheduleConfig
+from diffusion_studio.engine.train import Trainer, TrainConfig
+from diffusion_studio.engine.unet import UNetConfig
+from diffusion_studio.ui.runs_panel import RunsPanel, RunsTableModel
+from diffusion_studio.ui.state import AppState
+
+MODEL = UNetConfig(base_channels=4)
+TRAIN = TrainConfig(epochs=2, batch_size=16, precision="fp32")
+SCHEDULES = (ScheduleConfig(timesteps=10), ScheduleConfig(kind="cosine", timesteps=10))
+CRASHED = "2026-11-28_0715_crashed"
+
+
+def trained_runs(tiny_data) -> Path:
+    """Two tiny runs trained once per test session (the same cache as tests/engine/test_runs.py)."""
+    root = Path(os.environ["DIFFUSION_STUDIO_HOME"]) / "test-runs-cache"
+    if (root / "done").exists():
+        return root / "runs"
+    shutil.rmtree(root, ignore_errors=True)
+    for i, sched in enumerate(SCHEDULES):
+        when = dt.datetime(2026, 11, 28, 7, 10 + i, tzinfo=dt.timezone.utc)
+        run_dir = R.new_run_dir(root / "runs", R.describe_differences(MODEL, sched, TRAIN), now=when)
+        with R.mark_running(run_dir):
+            for _ in Trainer(tiny_data, model_config=MODEL, schedule_config=sched, train_config=TRAIN,
+                             device="cpu", run_dir=run_dir).run():
+                pass
+    (root / "done").touch()
+    return root / "runs"
+
+
+@pytest.fixture
+def runs_dir(tmp_path, tiny_data) -> Path:
+    dst = tmp_path / "runs"
+    shutil.copytree(trained_runs(tiny_data), dst)
+    damaged = dst / CRASHED
+    damaged.mkdir()
+    (damaged / "best.pt").write_bytes(b"\x00garbage" * 50)
+    (damaged / "history.json").write_text('{"epochs": [{"epoch": 1, "train_lo')
+    return dst
+
+
+@pytest.fixture
+def panel(qtbot, runs_dir):
+    state = AppState()
+    p = RunsPanel(state, runs_dir=runs_dir)
+    qtbot.addWidget(p)
+    p.resize(1100, 700)
+    p.show()
+    return p
+
+
+def good_names(panel) -> list[str]:
+    return [r.name for r in panel.runs() if r.status == "completed"]
+
+
+def table_rows(panel) -> dict[str, dict[str, str]]:
+    """Visible rows as {name: {column title: text}}."""
+    m = panel.table.model()
+    out = {}
+    for row in range(m.rowCount()):
+        cells = {RunsTableModel.COLUMNS[c]: m.index(row, c).data() for c in range(m.columnCount())}
+        out[cells["Name"]] = cells
+    return out
+
+
+def test_runs_appear_in_the_table_and_damaged_ones_are_marked(panel):
+    assert panel.objectName() == "runsPanel"
+    rows = table_rows(panel)
+    assert len(rows) == 3
+    for r in panel.runs():
+        if r.status == "completed":
+            assert rows[r.name]["Status"] == "completed"
+            assert rows[r.name]["Best val"] == f"{r.best_val_loss:.5f}"
+            assert rows[r.name]["Epochs"] == "2/2"
+            assert rows[r.name]["Time"] != ""
+    assert rows[CRASHED]["Status"] == "damaged"
+    assert "best.pt" in rows[CRASHED]["Settings"]  # the reason, where the settings would be
+    assert "3 runs" in panel.folder_label.text()
+
+
+def test_overlaying_two_runs_draws_two_train_and_two_val_curves(panel):
+    names = good_names(panel)
+    assert len(names) == 2
+    panel.select_runs(names)
+    assert sorted(r.name for r in panel.selected_runs()) == sorted(names)
+    plotted = [i for i in panel.plot.getPlotItem().listDataItems() if isinstance(i, pg.PlotDataItem)]
+    assert len(panel.curve_items["train"]) == 2 and len(panel.curve_items["val"]) == 2
+    assert all(i in plotted for i in panel.curve_items["train"] + panel.curve_items["val"])
+    assert {i.name() for i in panel.curve_items["train"]} == set(names)
+    # colours stable per run: the pen colour is the run's hash colour
+    for item in panel.curve_items["train"]:
+        assert item.opts["pen"].color().name().lower() == R.color_for(item.name()).lower()
+    legend_labels = [label.text for _, label in panel.legend.items]
+    assert sorted(legend_labels) == sorted(names)
+
+    # x axis: step -> val at the end-of-epoch steps; epoch -> 1, 2; wall time -> training seconds
+    curves = R.load_curves(panel.selected_runs()[0])
+    val_x = lambda: panel.curve_items["val"][0].getOriginalDataset()[0]  # noqa: E731
+    assert np.allclose(val_x(), [7, 14])
+    panel.x_axis_combo.setCurrentText("epoch")
+    assert np.allclose(val_x(), [1, 2]) and len(panel.curve_items["train"]) == 2
+    panel.x_axis_combo.setCurrentText("wall time")
+    assert np.allclose(val_x(), curves["epoch_time"])
+
+    # smoothing changes the train curve; 0 shows the raw losses
+    panel.smoothing_slider.setValue(0)
+    raw = panel.curve_items["train"][0].getOriginalDataset()[1].copy()
+    assert np.allclose(raw, curves["train_loss"])
+    panel.smoothing_slider.setValue(90)
+    smoothed = panel.curve_items["train"][0].getOriginalDataset()[1]
+    assert not np.allclose(raw, smoothed) and np.allclose(smoothed, R.smooth(curves["train_loss"], 0.9))
+
+    panel.log_check.setChecked(False)
+    assert not panel.plot.getPlotItem().ctrl.logYCheck.isChecked()
+    panel.log_check.setChecked(True)
+    assert panel.plot.getPlotItem().ctrl.logYCheck.isChecked()
+    panel.train_check.setChecked(False)
+    assert panel.curve_items["train"] == [] and len(panel.curve_items["val"]) == 2
+
+    # a damaged run in the selection does not stop the others from drawing
+    panel.train_check.setChecked(True)
+    panel.select_runs(names + [CRASHED])
+    assert len(panel.curve_items["train"]) == 2
+    assert CRASHED in panel.message_label.text()
+
+
+def test_filter_and_sort(panel):
+    panel.filter_edit.setText("cosine")
+    rows = table_rows(panel)
+    assert len(rows) == 1 and "cosine" in next(iter(rows.values()))["Settings"]
+    panel.filter_edit.setText("DAMAGED")
+    assert list(table_rows(panel)) == [CRASHED]
+    panel.filter_edit.setText("")
+    col = RunsTableModel.COLUMNS.index("Best val")
+    panel.table.sortByColumn(col, Qt.SortOrder.AscendingOrder)
+    m = panel.table.model()
+    losses = [m.index(r, col).data() for r in range(m.rowCount())]
+    assert losses[-1] == ""  # unknown sorts last
+    assert losses[:2] == sorted(losses[:2], key=float)
+
+
+def test_open_in_sampler_and_resume(panel, qtbot):
+    name = good_names(panel)[0]
+    panel.select_runs([name])
+    assert panel.open_button.isEnabled() and panel.resume_button.isEnabled()
+    with qtbot.waitSignal(panel.state.model_changed, timeout=5000):
+        panel.open_button.click()
+    assert panel.state.model_source == f"run: {name}"
+    assert panel.state.model.model_config.base_channels == 4
+    with qtbot.waitSignal(panel.resume_requested, timeout=1000) as blocker:
+        panel.resume_button.click()
+    assert blocker.args == [str(panel.runs_dir / name)]
+    panel.select_runs([CRASHED])
+    assert not panel.open_button.isEnabled() and not panel.resume_button.isEnabled()
+
+
+def test_rename_tag_and_delete_with_confirmation(panel, monkeypatch):
+    first, second = good_names(panel)
+    panel.select_runs([first])
+    monkeypatch.setattr(QInputDialog, "getText", staticmethod(lambda *a, **k: ("my baseline", True)))
+    panel.rename_button.click()
+    assert (panel.runs_dir / "my baseline").is_dir()
+    assert [r.name for r in panel.selected_runs()] == ["my baseline"]
+
+    monkeypatch.setattr(QInputDialog, "getText", staticmethod(lambda *a, **k: ("fast, linear , ", True)))
+    panel.tags_button.click()
+    assert table_rows(panel)["my baseline"]["Tags"] == "fast, linear"
+
+    asked = []
+
+    def answer(result):
+        def question(*args, **kwargs):
+            asked.append(args[2])
+            return result
+        return staticmethod(question)
+
+    monkeypatch.setattr(QMessageBox, "question", answer(QMessageBox.StandardButton.No))
+    panel.select_runs(["my baseline", CRASHED])
+    panel.delete_button.click()
+    assert (panel.runs_dir / "my baseline").exists() and len(table_rows(panel)) == 3
+    monkeypatch.setattr(QMessageBox, "question", answer(QMessageBox.StandardButton.Yes))
+    panel.delete_button.click()
+    assert "Delete 2 runs" in asked[-1] and "my baseline" in asked[-1]
+    assert not (panel.runs_dir / "my baseline").exists() and not (panel.runs_dir / CRASHED).exists()
+    assert list(table_rows(panel)) == [second]
+
+
+def test_refresh_picks_up_new_runs_and_running_state(panel, qtbot):
+    assert not panel.running_timer.isActive()
+    new = R.new_run_dir(panel.runs_dir, "fresh")
+    with R.mark_running(new):
+        panel.refresh()
+        rows = table_rows(panel)
+        assert rows[new.name]["Status"] == "running"
+        assert panel.running_timer.isActive()  # re-read while a run trains
+    # the folder is watched: removing the marker is noticed without a click
+    qtbot.waitUntil(lambda: table_rows(panel)[new.name]["Status"] == "empty", timeout=5000)
+    assert not panel.running_timer.isActive()
+
+
+def test_empty_and_missing_runs_folder(qtbot, tmp_path):
+    p = RunsPanel(AppState(), runs_dir=tmp_path / "nothing-here")
+    qtbot.addWidget(p)
+    assert p.model.rowCount() == 0 and "No runs yet" in p.empty_label.text()
+    assert p.curve_items == {"train": [], "val": []}
+    (tmp_path / "file").write_text("x")
+    p.set_runs_dir(tmp_path / "file")
+    assert "is a file" in p.message_label.text()
