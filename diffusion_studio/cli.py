@@ -29,8 +29,9 @@ class CLIError(Exception):
 def _user_errors() -> tuple[type[BaseException], ...]:
     from .engine.checkpoint import CheckpointError
     from .engine.data import DataError
+    from .engine.runs import RunError
 
-    return (CLIError, DataError, CheckpointError, ValueError, OSError)
+    return (CLIError, DataError, CheckpointError, RunError, ValueError, OSError)
 
 
 def build_parser() -> argparse.ArgumentParser:

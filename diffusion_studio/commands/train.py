@@ -15,7 +15,12 @@ from ._progress import ProgressBar, format_seconds
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a model on MNIST", description="Train a DDPM on MNIST (Algorithm 1).")
     p.add_argument("--data", metavar="DIR", help="MNIST folder (default: the app's data folder)")
-    p.add_argument("--out", metavar="RUN_DIR", required=True, help="folder for best.pt, last.pt, history.json")
+    p.add_argument(
+        "--out", metavar="RUN_DIR",
+        help="folder for best.pt, last.pt, history.json (default: a new run in --runs-dir, named after "
+        "the time and what differs from the default preset); with --resume, a run folder or run name",
+    )
+    p.add_argument("--runs-dir", metavar="DIR", help="where new runs go (default: the app's runs folder)")
     p.add_argument("--preset", default="default", help="recipe: default or report (default: %(default)s)")
     p.add_argument("--epochs", type=int, help="most epochs (default 50)")
     p.add_argument("--batch-size", type=int, help="images per step (default 128)")
@@ -39,11 +44,10 @@ def run(args: argparse.Namespace) -> int:
     from ..cli import CLIError
     from ..engine import paths
     from ..engine.data import load_mnist
-    from ..engine.device import describe
     from ..engine.presets import get_preset, with_overrides
-    from ..engine.train import Trainer
 
-    out = Path(args.out)
+    from ..engine import runs as R
+
     data_dir = Path(args.data) if args.data else paths.default_mnist_dir()
     overrides = dict(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
@@ -59,15 +63,36 @@ def run(args: argparse.Namespace) -> int:
         model=replace(preset.model, **model_changes),
         schedule=replace(preset.schedule, **schedule_changes),
     )
+    description = R.describe_differences(preset.model, preset.schedule, preset.train)
+    if args.out is None and args.resume:
+        raise CLIError("--resume needs --out: the run folder or run name to continue (see `diffusion-studio runs list`)")
+    out = None
+    if args.out is not None:
+        out = Path(args.out)
+        if args.resume and not out.is_dir():
+            out = R.resolve_run(args.out, args.runs_dir)  # a run name inside the runs folder
     resume = None
-    if args.resume:
+    if out is not None and args.resume:
         resume = out / "last.pt"
         if not resume.is_file():
             raise CLIError(f"nothing to resume: {resume} does not exist (train without --resume first)")
-    elif (out / "last.pt").exists():
+    elif out is not None and (out / "last.pt").exists():
         raise CLIError(f"{out} already holds a run; add --resume to continue it or choose another --out")
 
     data = load_mnist(data_dir, download=args.download)
+    if out is None:
+        out = R.new_run_dir(args.runs_dir, description)
+    elif not args.resume:
+        R.init_run(out, description)  # run.json (created time, tags, notes) for a folder of the user's choice
+    print(f"run folder: {out}", flush=True)
+    with R.mark_running(out):  # running.pid while this process trains (the Runs list shows "running")
+        return _train(args, out, data, preset, resume)
+
+
+def _train(args, out, data, preset, resume) -> int:
+    from ..engine.device import describe
+    from ..engine.train import Trainer
+
     stop = threading.Event()
     trainer = Trainer(
         data,
@@ -78,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         run_dir=out,
         stop_event=stop,
         resume=resume,
-        extra_meta={"preset": preset.name},
+        extra_meta={"preset": preset.name} if resume is None else None,
     )
     if trainer.rank == 0:
         c = trainer.config

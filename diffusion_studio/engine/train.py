@@ -201,6 +201,10 @@ class Trainer:
         self.schedule_config = schedule_config or ScheduleConfig()
         self.config = train_config or TrainConfig()
         self.extra_meta = dict(extra_meta or {})
+        if payload is not None:  # keep what the run was started with (its preset, ...)
+            saved_meta = {k: v for k, v in (payload.get("meta") or {}).items()
+                          if k not in ("finished_reason", "train_seconds")}
+            self.extra_meta = {**saved_meta, **self.extra_meta}
         self.precision = resolve_precision(self.config.precision, self.device)
         self.schedule = NoiseSchedule(self.schedule_config)
         self.run_dir = Path(run_dir) if run_dir is not None else None
