@@ -79,7 +79,12 @@ def run(args: argparse.Namespace) -> int:
     elif out is not None and (out / "last.pt").exists():
         raise CLIError(f"{out} already holds a run; add --resume to continue it or choose another --out")
 
+    rank, world = _init_distributed(args)
+    if world > 1 and out is None:
+        raise CLIError("under torchrun, name the run folder with --out (every process must use the same one)")
     data = load_mnist(data_dir, download=args.download)
+    if rank != 0:
+        return _train(args, out, data, preset, resume)
     if out is None:
         out = R.new_run_dir(args.runs_dir, description)
     elif not args.resume:
@@ -87,6 +92,32 @@ def run(args: argparse.Namespace) -> int:
     print(f"run folder: {out}", flush=True)
     with R.mark_running(out):  # running.pid while this process trains (the Runs list shows "running")
         return _train(args, out, data, preset, resume)
+
+
+def _init_distributed(args) -> tuple[int, int]:
+    """Join the process group when started by torchrun (WORLD_SIZE > 1).
+
+    gloo on CPUs, NCCL on CUDA (one GPU per process: cuda:LOCAL_RANK).
+    Returns (rank, world size); (0, 1) for an ordinary run.
+    """
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch
+    import torch.distributed as dist
+
+    use_cuda = args.device in ("auto", "cuda") and torch.cuda.is_available()
+    if use_cuda:
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local_rank)
+        args.device = f"cuda:{local_rank}"
+    else:
+        args.device = "cpu"
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return dist.get_rank(), dist.get_world_size()
 
 
 def _train(args, out, data, preset, resume) -> int:
@@ -154,6 +185,11 @@ def _train(args, out, data, preset, resume) -> int:
     finally:
         if old is not None:
             signal.signal(signal.SIGINT, old)
+    if trainer.distributed:
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()
     if finished is not None and finished.reason == "diverged":
         return 1
     if finished is not None and trainer.rank == 0:

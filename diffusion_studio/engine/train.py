@@ -210,11 +210,17 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.stop_event = stop_event or threading.Event()
 
-        # distributed: each process trains on its shard; rank 0 writes files
+        # distributed (torchrun + DDP): each process trains on its shard of every
+        # epoch with batch_size / world_size images per step, so the global batch
+        # and the step count equal a single-process run's; rank 0 writes files.
         dist = torch.distributed
         self.distributed = dist.is_available() and dist.is_initialized()
         self.rank = dist.get_rank() if self.distributed else 0
         self.world_size = dist.get_world_size() if self.distributed else 1
+        if self.config.batch_size % self.world_size:
+            raise ValueError(
+                f"batch size {self.config.batch_size} must be divisible by the {self.world_size} processes"
+            )
 
         torch.manual_seed(self.config.seed)
         self.memory_format = torch.channels_last if self.config.channels_last else torch.contiguous_format
@@ -258,9 +264,14 @@ class Trainer:
 
     # ----------------------------------------------------------- state I/O
     @property
+    def rank_batch_size(self) -> int:
+        """Images per step on this process: the global batch split across processes."""
+        return max(1, self.config.batch_size // self.world_size)
+
+    @property
     def steps_per_epoch(self) -> int:
         per_rank = len(self.train_x) // self.world_size
-        return max(1, math.ceil(per_rank / self.config.batch_size))
+        return max(1, math.ceil(per_rank / self.rank_batch_size))
 
     def sampling_model(self) -> nn.Module:
         """The weights to sample from: the EMA copy when EMA is on."""
@@ -459,7 +470,7 @@ class Trainer:
             return
         run_start = time.perf_counter()
         self.model.train()
-        B = cfg.batch_size
+        B = self.rank_batch_size
         steps = self.steps_per_epoch
         while self.epoch < cfg.epochs:
             epoch = self.epoch + 1

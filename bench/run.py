@@ -1,0 +1,180 @@
+"""Diffusion Studio benchmark: one command, one table, for this machine.
+
+    python bench/run.py [--device auto|cpu|cuda] [--quick]
+
+Prints, measured in this run:
+  - the machine's matrix-multiply peak (fp32 and bf16, 2048^2 matmul)
+  - training images/s at batch 128 with the app's settings (channels_last,
+    precision "auto") next to a plain fp32 eager loop over the same network,
+    and the share of the fp32 peak each reaches (3x forward FLOPs per image)
+  - DDPM (300 steps) and DDIM (50 steps) sampling images/s, batch 256
+  - feature extraction images/s for the offline metric and for Inception (random weights)
+  - the forward-noise frame time for 64 digits (what the t slider redraws)
+  - peak resident memory of the process
+
+Timings are medians over repeats after a warm-up. Sampling rates are
+extrapolated from the median time of one reverse step (every step costs the
+same network call): images/s = batch / (steps x step time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from diffusion_studio.engine.device import autocast, describe, resolve_device, resolve_precision  # noqa: E402
+from diffusion_studio.engine.schedule import NoiseSchedule, ScheduleConfig  # noqa: E402
+from diffusion_studio.engine.unet import UNet, UNetConfig, forward_flops  # noqa: E402
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def median_time(fn, device, repeats, warmup=2):
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def matmul_peak(device, dtype, n=2048, repeats=5):
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    if dtype == torch.bfloat16 and device.type == "cpu":
+        # emulated bf16 can be ~300x slower: time one small product instead
+        n = 256
+        a, b = a[:n, :n].contiguous(), b[:n, :n].contiguous()
+        repeats = 2
+    t = median_time(lambda: a @ b, device, repeats, warmup=1)
+    return 2 * n**3 / t / 1e9
+
+
+def train_rate(device, *, channels_last, precision, batch=128, repeats=5):
+    torch.manual_seed(0)
+    schedule = NoiseSchedule(ScheduleConfig(kind="cosine"))
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    net = UNet(UNetConfig()).to(device, memory_format=fmt)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    x0 = torch.rand(batch, 1, 28, 28, device=device) * 2 - 1
+
+    def step():
+        t = torch.randint(1, 301, (batch,), device=device)
+        eps = torch.randn_like(x0)
+        x_t = schedule.q_sample(x0, t, eps).contiguous(memory_format=fmt)
+        with autocast(device, precision):
+            pred = net(x_t, t)
+        loss = F.mse_loss(pred.float(), eps)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return batch / median_time(step, device, repeats)
+
+
+def sample_step_time(device, precision, batch=256, repeats=5):
+    net = UNet(UNetConfig()).to(device, memory_format=torch.channels_last).eval()
+    x = torch.randn(batch, 1, 28, 28, device=device).contiguous(memory_format=torch.channels_last)
+    t = torch.full((batch,), 150, device=device)
+
+    def step():
+        with torch.inference_mode(), autocast(device, precision):
+            net(x, t)
+
+    return median_time(step, device, repeats)
+
+
+def feature_rates(device, quick):
+    rows = []
+    try:
+        from diffusion_studio.engine import classifier  # noqa: F401
+    except ImportError:
+        return rows
+    try:
+        from bench_features import measure  # optional helper next to this file
+    except ImportError:
+        measure = None
+    if measure is not None:
+        rows.extend(measure(device, quick))
+    return rows
+
+
+def noise_frame_ms(repeats=50):
+    schedule = NoiseSchedule(ScheduleConfig())
+    x0 = torch.rand(64, 1, 28, 28) * 2 - 1
+    noise = torch.randn_like(x0)
+    t = torch.full((64,), 150)
+
+    def frame():
+        x = schedule.q_sample(x0, t, noise)
+        ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+
+    return median_time(frame, torch.device("cpu"), repeats, warmup=5) * 1000
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--quick", action="store_true", help="fewer repeats")
+    args = p.parse_args(argv)
+    device = resolve_device(args.device)
+    precision = resolve_precision("auto", device)
+    reps = 3 if args.quick else 7
+    flops = forward_flops(UNetConfig())
+
+    print(f"# Diffusion Studio benchmark — {platform.processor() or platform.machine()}, {describe(device)}, "
+          f"torch {torch.__version__}, app precision 'auto' -> {precision}")
+    peak32 = matmul_peak(device, torch.float32)
+    peak16 = matmul_peak(device, torch.bfloat16)
+    rows = [("matmul peak fp32", f"{peak32:,.0f} GFLOP/s", ""),
+            ("matmul peak bf16", f"{peak16:,.1f} GFLOP/s", "emulated" if peak16 < peak32 / 4 else "")]
+
+    plain = train_rate(device, channels_last=False, precision="fp32", repeats=reps)
+    app = train_rate(device, channels_last=True, precision=precision, repeats=reps)
+    share = lambda rate: 3 * flops * rate / (peak32 * 1e9)  # noqa: E731
+    rows += [
+        ("train, plain fp32 eager (batch 128)", f"{plain:,.0f} img/s", f"{share(plain):.0%} of fp32 peak"),
+        (f"train, app settings (channels_last, {precision})", f"{app:,.0f} img/s",
+         f"x{app / plain:.2f} vs plain; {share(app):.0%} of fp32 peak; epoch of 50,000 in {50000 / app:,.0f} s"),
+    ]
+    step = sample_step_time(device, precision, repeats=reps)
+    rows += [
+        ("DDPM sampling, 300 steps (batch 256)", f"{256 / (300 * step):,.1f} img/s",
+         f"{flops * 256 / step / (peak32 * 1e9):.0%} of fp32 peak"),
+        ("DDIM sampling, 50 steps (batch 256)", f"{256 / (50 * step):,.1f} img/s", ""),
+    ]
+    rows += feature_rates(device, args.quick)
+    rows.append(("forward-noise frame, 64 digits", f"{noise_frame_ms():.2f} ms", "q_sample + to uint8"))
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if device.type == "cuda":
+        rows.append(("peak GPU memory", f"{torch.cuda.max_memory_allocated() / 2**20:,.0f} MiB", ""))
+    rows.append(("peak resident memory", f"{peak_mb:,.0f} MiB", "whole process"))
+
+    w0 = max(len(r[0]) for r in rows)
+    w1 = max(len(r[1]) for r in rows)
+    print(f"| {'measure'.ljust(w0)} | {'result'.ljust(w1)} | notes |")
+    print(f"|{'-' * (w0 + 2)}|{'-' * (w1 + 2)}|-------|")
+    for name, value, note in rows:
+        print(f"| {name.ljust(w0)} | {value.ljust(w1)} | {note} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
