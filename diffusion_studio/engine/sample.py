@@ -228,8 +228,8 @@ def sample(
     Batches of ``batch_size`` are seeded ``seed``, ``seed + 1``, ... so results do
     not depend on how many images were asked for before them.
     progress(done_steps, total_steps) is called after every step when given;
-    should_stop() is checked every step (returns None early -> raises StopIteration-free
-    ``SamplingStopped``).
+    should_stop() is checked after every step, and when it returns True the run
+    ends by raising ``SamplingStopped``.
     """
     sampler = sampler or SamplerConfig()
     total_steps = sampler.num_steps(schedule.timesteps) * ((n + batch_size - 1) // batch_size)
