@@ -159,3 +159,25 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", use_
     device = torch.device(device)
     payload = load_checkpoint(path, map_location="cpu")
     return LoadedModel(payload, Path(path), device, use_ema=use_ema)
+
+
+def export_for_sampling(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Write a slim copy of checkpoint ``src`` for sampling and shipping.
+
+    Keeps the configs, the weights to sample from (the EMA copy when present,
+    stored as ``weights``), the per-epoch history (and the per-step losses, as
+    float32 tensors), the best epoch and the metadata; drops the optimizer and
+    the generator states. The result loads with ``load_model`` but cannot resume.
+    """
+    data = load_checkpoint(src)
+    ema = data.get("ema_weights")
+    slim = {
+        key: data[key]
+        for key in ("model", "schedule", "train", "epoch", "seed", "best", "meta")
+        if key in data
+    }
+    slim["weights"] = {k: v.clone() for k, v in (ema if ema is not None else data["weights"]).items()}
+    slim["ema_weights"] = None
+    slim["history"] = data.get("history") or {}
+    slim["meta"] = {**(data.get("meta") or {}), "exported_from": Path(src).name, "weights_are_ema": ema is not None}
+    return save_checkpoint(dst, slim)

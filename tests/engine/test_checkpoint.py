@@ -84,3 +84,20 @@ def test_weights_that_do_not_fit_the_config(tmp_path):
     save_checkpoint(tmp_path / "bad.pt", p)
     with pytest.raises(CheckpointError, match="do not fit"):
         load_model(tmp_path / "bad.pt")
+
+
+def test_export_for_sampling_keeps_the_ema_weights_and_drops_training_state(tmp_path):
+    from diffusion_studio.engine.checkpoint import export_for_sampling
+
+    p = payload()
+    ema = {k: (v + 1 if v.is_floating_point() else v) for k, v in p["weights"].items()}
+    p.update(ema_weights=ema, optimizer={"state": {}, "param_groups": []}, rng={"torch": torch.get_rng_state()})
+    save_checkpoint(tmp_path / "full.pt", p)
+    export_for_sampling(tmp_path / "full.pt", tmp_path / "slim.pt")
+    slim = load_checkpoint(tmp_path / "slim.pt")
+    assert "optimizer" not in slim and "rng" not in slim
+    assert slim["meta"]["weights_are_ema"] is True
+    loaded = load_model(tmp_path / "slim.pt")
+    for k, v in loaded.model.state_dict().items():
+        assert torch.equal(v, ema[k])
+    assert slim["history"] == p["history"]
