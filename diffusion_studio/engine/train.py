@@ -399,8 +399,12 @@ class Trainer:
         return loss.detach()
 
     @torch.no_grad()
-    def validation_loss(self, batch_size: int = 1000) -> float:
-        """Mean ||eps - eps_theta||^2 over the validation split with its fixed (t, eps)."""
+    def validation_loss(self, batch_size: int = 1000) -> float | None:
+        """Mean ||eps - eps_theta||^2 over the validation split with its fixed (t, eps).
+
+        Returns None when the stop event was set during the pass (checked every
+        batch, so a stop never waits for all 10,000 validation digits).
+        """
         model = self.sampling_model()
         was_training = model.training
         model.eval()
@@ -410,6 +414,8 @@ class Trainer:
         try:
             with torch.inference_mode():
                 for s in range(lo, hi, batch_size):
+                    if self.stop_event.is_set() and not self.distributed:
+                        return None
                     e = min(s + batch_size, hi)
                     x_t = self.schedule.q_sample(self.val_x[s:e], self.val_t[s:e], self.val_noise[s:e])
                     x_t = x_t.contiguous(memory_format=self.memory_format)
@@ -524,6 +530,12 @@ class Trainer:
                 torch.distributed.all_reduce(t)
                 train_loss = float(t) / self.world_size
             val_loss = self.validation_loss()
+            if val_loss is None:  # stopped during validation: resume re-runs it
+                self.train_seconds += time.perf_counter() - epoch_start
+                self.partial_loss_sum = float(loss_sum)
+                yield self._finish("stopped", f"stopped at the end of epoch {epoch}, before its validation"
+                                   + (f"; best epoch {self.best_epoch} kept" if self.best_epoch else ""))
+                return
             seconds = time.perf_counter() - epoch_start
             self.train_seconds += seconds
             self.epoch = epoch

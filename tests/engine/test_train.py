@@ -152,3 +152,28 @@ def test_train_config_validation():
         TrainConfig(precision="fp16")
     c = TrainConfig(lr=5e-4, ema_decay=0.99)
     assert TrainConfig.from_dict(c.to_dict()) == c
+
+
+def test_stop_during_validation_is_prompt_and_resumes_exactly(tiny_data, tmp_path):
+    full = tiny_trainer(tiny_data, tmp_path / "a", epochs=2)
+    list(full.run())
+    part = tiny_trainer(tiny_data, tmp_path / "b", epochs=2)
+    real_val = part.validation_loss
+    calls = {"n": 0}
+
+    def val_with_stop(batch_size=1000):
+        calls["n"] += 1
+        if calls["n"] == 2:  # a stop arrives while epoch 2 is being validated
+            part.stop_event.set()
+        return real_val(batch_size=batch_size)
+
+    part.validation_loss = val_with_stop
+    final = list(part.run())[-1]
+    assert final.reason == "stopped" and "before its validation" in final.message
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["position"] == {"epoch": 1, "step": 7}
+    list(Trainer(tiny_data, device="cpu", run_dir=tmp_path / "b", resume=tmp_path / "b" / "last.pt").run())
+    a = load_checkpoint(tmp_path / "a" / "last.pt")
+    b = load_checkpoint(tmp_path / "b" / "last.pt")
+    assert [e["val_loss"] for e in a["history"]["epochs"]] == [e["val_loss"] for e in b["history"]["epochs"]]
+    for name, tensor in a["weights"].items():
+        assert torch.equal(tensor, b["weights"][name])
