@@ -1,0 +1,199 @@
+"""The main window and the app entry point: panels, menus, data loading, checkpoints, shutdown."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox, QWidget
+
+from diffusion_studio.ui import main_window as mw
+from diffusion_studio.ui.main_window import PANELS, MainWindow, app_settings
+from diffusion_studio.ui.state import AppState
+
+ROOT = Path(__file__).resolve().parents[2]
+CORE_PANELS = ["datasetPanel", "noisePanel", "trainPanel", "samplerPanel"]
+
+
+@pytest.fixture
+def window(qtbot):
+    w = MainWindow(AppState())
+    qtbot.addWidget(w)
+    w.show()
+    return w
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path):
+    """A real (tiny, untrained) checkpoint file."""
+    from diffusion_studio.engine.checkpoint import save_checkpoint
+    from diffusion_studio.engine.schedule import ScheduleConfig
+    from diffusion_studio.engine.unet import UNet, UNetConfig
+
+    cfg = UNetConfig(base_channels=4, time_embed_dim=8)
+    payload = {
+        "model": cfg.to_dict(),
+        "schedule": ScheduleConfig(timesteps=10).to_dict(),
+        "weights": UNet(cfg).state_dict(),
+        "epoch": 3,
+    }
+    return save_checkpoint(tmp_path / "tiny.pt", payload)
+
+
+def test_window_has_the_four_panels_as_tabs(window):
+    names = [window.tabs.widget(i).objectName() for i in range(window.tabs.count())]
+    assert names[:4] == CORE_PANELS
+    for name in CORE_PANELS:
+        assert window.findChild(QWidget, name) is window.panels[name]
+    # optional panels appear exactly when their module is present
+    for spec in PANELS[4:]:
+        present = (ROOT / (spec.module.replace(".", "/") + ".py")).is_file()
+        assert (spec.object_name in names) == present
+    assert window.findChild(QWidget, "timestepSlider") is not None
+    assert window.windowTitle() == "Diffusion Studio"
+
+
+def test_optional_panel_module_missing_is_skipped_but_a_broken_one_is_not(monkeypatch):
+    spec = mw.PanelSpec("diffusion_studio.ui.no_such_panel", "NoSuchPanel", "noSuchPanel", "Nope", optional=True)
+    assert mw._panel_class(spec) is None
+    required = mw.PanelSpec("diffusion_studio.ui.no_such_panel", "NoSuchPanel", "noSuchPanel", "Nope")
+    with pytest.raises(ModuleNotFoundError):
+        mw._panel_class(required)
+
+
+def test_menus_and_shortcuts(window, qtbot):
+    assert window.open_data_action.shortcut().toString() == "Ctrl+O"
+    assert window.open_checkpoint_action.shortcut().toString() == "Ctrl+Shift+O"
+    assert window.export_grid_action.shortcut().toString() == "Ctrl+E"
+    assert window.quit_action.shortcut().toString() == "Ctrl+Q"
+    menus = [a.text().replace("&", "") for a in window.menuBar().actions()]
+    assert menus == ["File", "View", "Help"]
+    for i, act in enumerate(window.panel_actions):
+        assert act.shortcut().toString() == f"Ctrl+{i + 1}"
+    window.panel_actions[1].trigger()
+    assert window.tabs.currentWidget().objectName() == "noisePanel"
+    window.activateWindow()
+    qtbot.keyClick(window, Qt.Key.Key_1, Qt.KeyboardModifier.ControlModifier)
+    assert window.tabs.currentWidget().objectName() == "datasetPanel"
+    window.state.show_panel("samplerPanel")
+    assert window.tabs.currentWidget().objectName() == "samplerPanel"
+
+
+def test_status_bar_shows_state_messages(window):
+    window.state.report("hello from a panel")
+    assert window.statusBar().currentMessage() == "hello from a panel"
+
+
+def test_missing_mnist_shows_the_page_with_buttons(window, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    window.show_panel("noisePanel")
+    window.loader.load(empty)
+    assert window.loader.wait(60)
+    panel = window.panels["datasetPanel"]
+    assert window.state.data is None
+    assert panel.stack.currentWidget().objectName() == "dataMissingPage"
+    assert "MNIST was not found" in panel.missing_title.text()
+    assert str(empty) in panel.missing_text.text()
+    assert panel.choose_button.isVisible() and panel.choose_button.isEnabled()
+    assert panel.download_button.isVisible() and panel.download_button.isEnabled()
+    assert window.data_status.text() == "Data: none"
+
+
+def test_data_folder_loads_in_the_background(window, tiny_mnist):
+    window.state.request_data(tiny_mnist)
+    assert window.loader.busy  # the GUI thread is free while it loads
+    assert window.loader.wait(60)
+    state = window.state
+    assert state.data is not None and state.data.sizes() == {"train": 100, "val": 20, "test": 30}
+    assert window.panels["datasetPanel"].model.rowCount() == 100
+    assert len(state.selection) == 16  # the default selection reached the noise panel
+    assert window.panels["noisePanel"].current_images().shape == (16, 28, 28)
+    assert app_settings().value("data/lastFolder") == str(Path(tiny_mnist))
+    assert str(tiny_mnist) in window.data_status.text()
+
+
+def test_a_failed_switch_keeps_the_loaded_data(window, tiny_mnist, tmp_path):
+    window.loader.load(tiny_mnist)
+    window.loader.wait(60)
+    data = window.state.data
+    window.loader.load(tmp_path / "nothing-here")
+    window.loader.wait(60)
+    assert window.state.data is data
+    assert "not found" in window.statusBar().currentMessage()
+
+
+def test_open_and_save_checkpoint(window, tiny_checkpoint, tmp_path):
+    assert window.load_checkpoint(tiny_checkpoint)
+    state = window.state
+    assert state.model is not None and state.model.epoch == 3
+    assert "tiny.pt" in state.model_source and "tiny.pt" in window.model_status.text()
+    target = window.copy_checkpoint(tmp_path / "copy")
+    assert target == tmp_path / "copy.pt"  # the suffix is added
+    assert target.read_bytes() == Path(tiny_checkpoint).read_bytes()
+    assert app_settings().value("checkpoint/lastFolder") == str(tmp_path)
+
+
+def test_a_bad_checkpoint_is_a_message_not_an_exception(window, tmp_path, monkeypatch):
+    shown = []
+    monkeypatch.setattr(window, "show_message", lambda title, text, icon=None: shown.append((title, text)))
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert window.load_checkpoint(bad) is False
+    assert window.state.model is None
+    assert shown and "bad.pt" in shown[0][1]
+
+
+def test_close_calls_shutdown_on_every_panel_and_saves_geometry(qtbot):
+    w = MainWindow(AppState())
+    qtbot.addWidget(w)
+    w.show()
+    calls = []
+    for name, panel in w.panels.items():
+        panel.shutdown = lambda n=name: calls.append(n)
+    w.panels["noisePanel"].shutdown = lambda: (calls.append("noisePanel"), 1 / 0)  # a failing one
+    w.resize(1111, 777)
+    w.close()
+    assert sorted(calls) == sorted(w.panels)
+    assert not app_settings().value("window/geometry").isEmpty()
+
+
+def test_excepthook_shows_a_dialog(qapp, monkeypatch, capsys):
+    from diffusion_studio import app
+
+    shown = []
+    monkeypatch.delenv("DIFFUSION_STUDIO_QUIT_AFTER_MS", raising=False)
+    monkeypatch.delenv("DIFFUSION_STUDIO_SCREENSHOTS", raising=False)
+    monkeypatch.setattr(QMessageBox, "exec", lambda self: shown.append((self.text(), self.detailedText())) or 0)
+    try:
+        raise RuntimeError("boom in a slot")
+    except RuntimeError:
+        app._excepthook(*sys.exc_info())
+    assert shown and "boom in a slot" in shown[0][0] and "Traceback" in shown[0][1]
+    assert "boom in a slot" in capsys.readouterr().err
+
+
+def _run_app(args, env_extra, timeout=180):
+    env = dict(os.environ)
+    env.update(env_extra)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run(
+        [sys.executable, "-m", "diffusion_studio", *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def test_app_main_smoke_with_missing_data_quits_cleanly(tmp_path):
+    """`diffusion-studio --data EMPTY` opens, shows the missing-data page, quits by itself: no traceback."""
+    proc = _run_app(
+        ["--data", str(tmp_path / "no-mnist")],
+        {"QT_QPA_PLATFORM": "offscreen", "DIFFUSION_STUDIO_QUIT_AFTER_MS": "1500",
+         "XDG_CONFIG_HOME": str(tmp_path / "config")},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
