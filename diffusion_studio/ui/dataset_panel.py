@@ -41,6 +41,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..engine import paths
 from .imaging import gray_pixmap
 from .state import AppState
 
@@ -381,7 +382,8 @@ class DatasetPanel(QWidget):
                 f"No MNIST data is loaded{f' from {folder}' if folder else ''}."
             )
             self.missing_text.setText(
-                text + "<br><br>Choose the folder that holds the four MNIST files, or download them (about 11 MB)."
+                text + "<br><br>Choose the folder that holds the four MNIST files, or download them "
+                f"(about 11 MB, into {paths.default_mnist_dir()})."
             )
             self.model.set_digits(np.zeros((0, 28, 28), np.uint8), np.zeros(0), np.zeros(0))
             self.stack.setCurrentIndex(0)

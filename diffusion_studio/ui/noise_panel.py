@@ -402,7 +402,8 @@ class NoisePanel(QWidget):
             self._xt_uint8 = model_to_uint8(xt)
             ncols = min(8, max(1, math.ceil(math.sqrt(k))))
             mosaic = tile(self._xt_uint8, ncols)
-            scale = max(1, min(8, IMAGE_SIDE // max(mosaic.shape)))
+            side = max(IMAGE_SIDE, min(self.image_label.width(), self.image_label.height()) - 8)
+            scale = max(1, min(12, side // max(mosaic.shape)))  # whole pixels: crisp digits
             self.image_label.setPixmap(gray_pixmap(mosaic, scale))
             values = xt.numpy().ravel()
             # equal bins + range: numpy's fast path (no sort); pixels beyond +-HIST_RANGE are not drawn
