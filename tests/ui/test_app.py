@@ -197,3 +197,61 @@ def test_app_main_smoke_with_missing_data_quits_cleanly(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_initial_data_folder_order(tmp_path, monkeypatch):
+    from diffusion_studio.app import initial_data_folder
+    from diffusion_studio.engine import paths
+
+    settings = app_settings()
+    settings.setValue("data/lastFolder", str(tmp_path))
+    assert initial_data_folder(str(tmp_path / "given")) == tmp_path / "given"  # --data wins
+    assert initial_data_folder(None) == tmp_path  # then the last folder used
+    settings.setValue("data/lastFolder", str(tmp_path / "gone"))
+    assert initial_data_folder(None) == paths.default_mnist_dir()  # then the default
+    settings.remove("data/lastFolder")
+
+
+def test_main_with_data_loads_it_and_the_checkpoint(qapp, tiny_mnist, tiny_checkpoint, monkeypatch):
+    """app.main(data=..., checkpoint=...) in-process: the window opens at once, the data arrives
+    from the background load, the checkpoint lands in state.model; a timer closes the window."""
+    from PySide6.QtCore import QTimer
+
+    from diffusion_studio import app
+
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # main() installs its own; restore it after
+    for var in ("DIFFUSION_STUDIO_QUIT_AFTER_MS", "DIFFUSION_STUDIO_SCREENSHOTS"):
+        monkeypatch.delenv(var, raising=False)
+    windows = []
+
+    class Recording(MainWindow):
+        def __init__(self, state):
+            super().__init__(state)
+            windows.append(self)
+
+    monkeypatch.setattr(mw, "MainWindow", Recording)
+    seen_busy = []
+
+    def poll():
+        if windows:
+            w = windows[0]
+            seen_busy.append(w.loader.busy)
+            if not w.loader.busy and w.state.model is not None:
+                w.close()
+                return
+        QTimer.singleShot(50, poll)
+
+    QTimer.singleShot(0, poll)
+    assert app.main(data=str(tiny_mnist), checkpoint=str(tiny_checkpoint)) == 0
+    w = windows[0]
+    assert seen_busy[0] is True  # the window was up while MNIST loaded
+    assert w.state.data is not None and w.state.data.sizes()["train"] == 100
+    assert w.state.data_dir == Path(tiny_mnist)
+    assert w.state.model is not None and w.state.model.epoch == 3
+    assert QApplication_name() == "Diffusion Studio"
+
+
+def QApplication_name() -> str:  # noqa: N802
+    from PySide6.QtWidgets import QApplication
+
+    return QApplication.applicationName()
