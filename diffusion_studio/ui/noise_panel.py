@@ -44,6 +44,11 @@ CHUNK = 32  # digits per q_sample call (see NoisePanel.closed_form)  # the x_t m
 SCHEDULE_TITLES = {"linear": "linear", "cosine": "cosine", "rescaled_linear": "rescaled linear"}
 
 
+def _num(x: float) -> str:
+    """0.219 for ordinary values, 4.9e-05 for tiny ones (never a misleading 0.000)."""
+    return f"{x:.3f}" if abs(x) >= 1e-3 or x == 0 else f"{x:.2g}"
+
+
 def styled_plot(title: str, left: str = "", bottom: str = "t") -> pg.PlotWidget:
     """A pyqtgraph plot with dark-on-light styling and a readable title."""
     w = pg.PlotWidget(background="w")
@@ -355,7 +360,7 @@ class NoisePanel(QWidget):
             else "a visible trace of the digit remains in x_T, which sampling (starting from pure noise) never sees"
         )
         self.readout.setText(
-            f"<b>{title}</b> schedule, T = {T}: at t = T, √ᾱ<sub>T</sub> = <b>{summ['signal_at_T']:.3f}</b> "
+            f"<b>{title}</b> schedule, T = {T}: at t = T, √ᾱ<sub>T</sub> = <b>{_num(summ['signal_at_T'])}</b> "
             f"of the image survives (ᾱ<sub>T</sub> = {summ['alphabar_T']:.3g}); "
             f"KL(q(x<sub>T</sub>|x<sub>0</sub>) ‖ N(0, I)) = {kl_bg:.3g} nats for a background pixel{kl_sel}. "
             f"So {verdict}."
@@ -403,8 +408,14 @@ class NoisePanel(QWidget):
             ncols = min(8, max(1, math.ceil(math.sqrt(k))))
             mosaic = tile(self._xt_uint8, ncols)
             side = max(IMAGE_SIDE, min(self.image_label.width(), self.image_label.height()) - 8)
-            scale = max(1, min(12, side // max(mosaic.shape)))  # whole pixels: crisp digits
-            self.image_label.setPixmap(gray_pixmap(mosaic, scale))
+            scale = side // max(mosaic.shape)
+            if scale >= 2:  # whole pixels: crisp digits
+                pix = gray_pixmap(mosaic, min(scale, 12))
+            else:  # 64 digits: fit the box (nearest neighbour, not blurred)
+                pix = gray_pixmap(mosaic).scaled(
+                    side, side, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation
+                )
+            self.image_label.setPixmap(pix)
             values = xt.numpy().ravel()
             # equal bins + range: numpy's fast path (no sort); pixels beyond +-HIST_RANGE are not drawn
             counts, _ = np.histogram(values, bins=HIST_BINS, range=(-HIST_RANGE, HIST_RANGE))
