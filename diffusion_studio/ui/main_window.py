@@ -212,6 +212,12 @@ class MainWindow(QMainWindow):
         )
         file_menu.addSeparator()
         self.export_grid_action = self._action(file_menu, "&Export grid…", "Ctrl+E", self.export_grid)
+        self.export_strip_action = self._action(
+            file_menu, "Export s&trip…", "Ctrl+Shift+E", lambda: self._sampler_export("export_strip")
+        )
+        self.export_gif_action = self._action(
+            file_menu, "Export &animation (GIF)…", None, lambda: self._sampler_export("export_gif")
+        )
         file_menu.addSeparator()
         self.quit_action = self._action(file_menu, "&Quit", "Ctrl+Q", self.close)
         self.quit_action.setMenuRole(QAction.MenuRole.QuitRole)
@@ -342,12 +348,17 @@ class MainWindow(QMainWindow):
         return target
 
     def export_grid(self) -> None:
+        """File > Export grid…: the sampler panel's ``export_grid()`` (it asks for the file)."""
+        self._sampler_export("export_grid")
+
+    def _sampler_export(self, method: str) -> None:
         panel = self.panels.get("samplerPanel")
-        if panel is not None and callable(getattr(panel, "export_grid", None)):
+        fn = getattr(panel, method, None) if panel is not None else None
+        if callable(fn):
             self.show_panel("samplerPanel")
-            panel.export_grid()
+            fn()
         else:
-            self.show_message("Export grid", "Sample some images in the Sampler panel first.")
+            self.show_message("Export", "The sampler panel cannot export this; sample some images there first.")
 
     def show_about(self) -> None:
         import PySide6

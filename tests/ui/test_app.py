@@ -84,6 +84,19 @@ def test_menus_and_shortcuts(window, qtbot):
     assert window.tabs.currentWidget().objectName() == "samplerPanel"
 
 
+def test_export_actions_delegate_to_the_sampler_panel(window, monkeypatch):
+    calls = []
+    sampler = window.panels["samplerPanel"]
+    for name in ("export_grid", "export_strip", "export_gif"):
+        monkeypatch.setattr(sampler, name, lambda n=name: calls.append(n), raising=False)
+    window.show_panel("datasetPanel")
+    window.export_grid_action.trigger()
+    assert calls == ["export_grid"] and window.tabs.currentWidget() is sampler
+    window.export_strip_action.trigger()
+    window.export_gif_action.trigger()
+    assert calls == ["export_grid", "export_strip", "export_gif"]
+
+
 def test_status_bar_shows_state_messages(window):
     window.state.report("hello from a panel")
     assert window.statusBar().currentMessage() == "hello from a panel"
