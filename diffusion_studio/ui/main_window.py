@@ -231,6 +231,7 @@ class MainWindow(QMainWindow):
             self.panel_actions.append(act)
 
         help_menu = self.menuBar().addMenu("&Help")
+        self.shortcuts_action = self._action(help_menu, "&Keyboard shortcuts", "F1", self.show_shortcuts)
         self.about_action = self._action(help_menu, "&About Diffusion Studio", None, self.show_about)
         self.about_action.setMenuRole(QAction.MenuRole.AboutRole)
 
@@ -359,6 +360,28 @@ class MainWindow(QMainWindow):
             fn()
         else:
             self.show_message("Export", "The sampler panel cannot export this; sample some images there first.")
+
+    def shortcut_list(self) -> list[tuple[str, str]]:
+        """(key, what it does) for the window's actions and every panel button with a shortcut."""
+        from PySide6.QtWidgets import QAbstractButton
+
+        rows = []
+        for act in self.actions():
+            if not act.shortcut().isEmpty():
+                rows.append((act.shortcut().toString(QKeySequence.SequenceFormat.NativeText),
+                             act.text().replace("&", "")))
+        for name, panel in self.panels.items():
+            title = self.tabs.tabText(self.tabs.indexOf(panel))
+            for button in panel.findChildren(QAbstractButton):
+                if not button.shortcut().isEmpty():
+                    label = button.text().replace("&", "") or button.toolTip() or button.objectName()
+                    rows.append((button.shortcut().toString(QKeySequence.SequenceFormat.NativeText),
+                                 f"{title}: {label}"))
+        return rows
+
+    def show_shortcuts(self) -> None:
+        rows = "".join(f"<tr><td><b>{k}</b>&nbsp;&nbsp;</td><td>{v}</td></tr>" for k, v in self.shortcut_list())
+        self.show_message("Keyboard shortcuts", f"<table>{rows}</table>")
 
     def show_about(self) -> None:
         import PySide6

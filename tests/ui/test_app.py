@@ -82,6 +82,8 @@ def test_menus_and_shortcuts(window, qtbot):
     assert window.tabs.currentWidget().objectName() == "datasetPanel"
     window.state.show_panel("samplerPanel")
     assert window.tabs.currentWidget().objectName() == "samplerPanel"
+    keys = dict(window.shortcut_list())
+    assert keys["Ctrl+O"] == "Open data folder…" and keys["Ctrl+2"] == "Forward noise"
 
 
 def test_export_actions_delegate_to_the_sampler_panel(window, monkeypatch):
