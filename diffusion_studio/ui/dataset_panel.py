@@ -23,7 +23,7 @@ from PySide6.QtCore import (
     QTimer,
     Signal,
 )
-from PySide6.QtGui import QPixmap
+from PySide6.QtGui import QColor, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -37,6 +37,8 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSizePolicy,
     QStackedWidget,
+    QStyle,
+    QStyledItemDelegate,
     QVBoxLayout,
     QWidget,
 )
@@ -69,6 +71,7 @@ class DigitListModel(QAbstractListModel):
         self._labels = np.zeros((0,), dtype=np.int64)
         self._indices = np.zeros((0,), dtype=np.int64)
         self._split = ""
+        self._n = 0  # row count (asked ~4 times per row during a layout: keep it cheap)
         self._cache: OrderedDict[int, QPixmap] = OrderedDict()
         self.cache_size = int(cache_size)
         self.scale = int(scale)
@@ -85,6 +88,7 @@ class DigitListModel(QAbstractListModel):
             )
         self.beginResetModel()
         self._images, self._labels, self._indices, self._split = images, labels, indices, split
+        self._n = len(images)
         self._cache.clear()
         self.endResetModel()
 
@@ -115,7 +119,7 @@ class DigitListModel(QAbstractListModel):
 
     # ------------------------------------------------------------ Qt model API
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self._images)
+        return 0 if parent.isValid() else self._n
 
     def data(self, index, role: int = Qt.ItemDataRole.DisplayRole):
         if not index.isValid() or index.parent().isValid():
@@ -139,10 +143,41 @@ class DigitListModel(QAbstractListModel):
             return int(self._labels[row])
         return None
 
+    _FLAGS = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemNeverHasChildren
+
     def flags(self, index):
-        if not index.isValid():
-            return Qt.ItemFlag.NoItemFlags
-        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemNeverHasChildren
+        return self._FLAGS if index.isValid() else Qt.ItemFlag.NoItemFlags
+
+
+class ThumbnailDelegate(QStyledItemDelegate):
+    """Paints a thumbnail and a selection frame: one model call per visible item
+    (the stock delegate asks for about ten roles per item on every paint)."""
+
+    def __init__(self, parent=None, scale: int = THUMB_SCALE) -> None:
+        super().__init__(parent)
+        self._side = 28 * scale
+        self._size = QSize(self._side + 6, self._side + 6)
+        self._select_pen = QPen(QColor("#4aa3ff"), 3)
+        self._select_fill = QColor(74, 163, 255, 70)
+        self._focus_pen = QPen(QColor("#ffb300"), 2, Qt.PenStyle.DashLine)
+
+    def paint(self, painter: QPainter, option, index) -> None:
+        pix = index.data(Qt.ItemDataRole.DecorationRole)
+        r = option.rect
+        x = r.x() + (r.width() - self._side) // 2
+        y = r.y() + (r.height() - self._side) // 2
+        if pix is not None:
+            painter.drawPixmap(x, y, pix)
+        if option.state & QStyle.StateFlag.State_Selected:
+            painter.fillRect(x, y, self._side, self._side, self._select_fill)
+            painter.setPen(self._select_pen)
+            painter.drawRect(x - 1, y - 1, self._side + 1, self._side + 1)
+        if option.state & QStyle.StateFlag.State_HasFocus:  # the digit shown enlarged
+            painter.setPen(self._focus_pen)
+            painter.drawRect(x - 2, y - 2, self._side + 3, self._side + 3)
+
+    def sizeHint(self, option, index) -> QSize:  # noqa: N802 (Qt name)
+        return self._size
 
 
 class DatasetPanel(QWidget):
@@ -297,6 +332,9 @@ class DatasetPanel(QWidget):
         self.view.setFlow(QListView.Flow.LeftToRight)
         self.view.setWrapping(True)
         self.view.setUniformItemSizes(True)
+        # lay out 50,000 items a batch at a time between events, so the GUI never stalls
+        self.view.setLayoutMode(QListView.LayoutMode.Batched)
+        self.view.setBatchSize(4000)
         self.view.setSpacing(2)
         self.view.setIconSize(QSize(28 * THUMB_SCALE, 28 * THUMB_SCALE))
         self.view.setGridSize(QSize(28 * THUMB_SCALE + 6, 28 * THUMB_SCALE + 6))
@@ -304,6 +342,7 @@ class DatasetPanel(QWidget):
         self.view.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
         self.view.verticalScrollBar().setSingleStep(20)
         self.view.setStyleSheet("QListView { background: #202124; }")
+        self.view.setItemDelegate(ThumbnailDelegate(self.view))
         self.view.setModel(self.model)
         self.view.selectionModel().selectionChanged.connect(self._on_view_selection)
         self.view.selectionModel().currentChanged.connect(self._on_current_changed)
