@@ -132,7 +132,7 @@ def tiny_model(tiny_data, tmp_path_factory):
 
     run = tmp_path_factory.mktemp("tiny_run")
     trainer = Trainer(tiny_data, model_config=TINY_MODEL, schedule_config=TINY_SCHEDULE,
-                      train_config=TrainConfig(epochs=2, batch_size=16, precision="fp32"), device="cpu", run_dir=run)
+                      train_config=TrainConfig(epochs=1, batch_size=32, precision="fp32"), device="cpu", run_dir=run)
     for _ in trainer.run():
         pass
     return load_model(run / "best.pt")
