@@ -270,3 +270,28 @@ def QApplication_name() -> str:  # noqa: N802
     from PySide6.QtWidgets import QApplication
 
     return QApplication.applicationName()
+
+
+def test_an_exception_in_a_slot_reaches_the_dialog(qapp, monkeypatch):
+    """A bug in a Qt slot goes through sys.excepthook: the user sees a dialog, the app lives on."""
+    from PySide6.QtCore import QObject, Signal
+
+    from diffusion_studio import app
+
+    for var in ("DIFFUSION_STUDIO_QUIT_AFTER_MS", "DIFFUSION_STUDIO_SCREENSHOTS"):
+        monkeypatch.delenv(var, raising=False)
+    shown = []
+    monkeypatch.setattr(QMessageBox, "exec", lambda self: shown.append(self.text()) or 0)
+    monkeypatch.setattr(sys, "excepthook", app._excepthook)
+
+    class Emitter(QObject):
+        fire = Signal()
+
+    class Buggy(QObject):
+        def on_fire(self):
+            raise ValueError("a bug in a slot")
+
+    emitter, buggy = Emitter(), Buggy()
+    emitter.fire.connect(buggy.on_fire)
+    emitter.fire.emit()
+    assert shown and "a bug in a slot" in shown[0]
