@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pyqtgraph as pg
 import torch
-from PySide6.QtCore import QRect, Qt, Signal
+from PySide6.QtCore import QRect, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFont, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
@@ -39,6 +39,8 @@ STRIP_ROWS = 3  # digits shown in the strip
 HIST_RANGE = 4.0
 HIST_BINS = 80
 IMAGE_SIDE = 340
+PLAY_INTERVAL_MS = 30
+PLAY_FRAMES = 150  # a sweep 0 -> T takes this many frames
 CHUNK = 32  # digits per q_sample call (see NoisePanel.closed_form)  # the x_t mosaic is scaled (integer factor) to about this many pixels
 
 SCHEDULE_TITLES = {"linear": "linear", "cosine": "cosine", "rescaled_linear": "rescaled linear"}
@@ -125,6 +127,15 @@ class NoisePanel(QWidget):
         font.setPointSizeF(font.pointSizeF() * 1.3)
         font.setBold(True)
         self.t_label.setFont(font)
+        self.play_button = QPushButton("▶ Play")
+        self.play_button.setObjectName("playNoiseButton")
+        self.play_button.setCheckable(True)
+        self.play_button.setToolTip("Sweep t from 0 to T and back (or drag the slider; arrow keys step by 1)")
+        self.play_button.toggled.connect(self._on_play_toggled)
+        self._play_timer = QTimer(self)
+        self._play_timer.setInterval(PLAY_INTERVAL_MS)
+        self._play_timer.timeout.connect(self._play_step)
+        self._play_direction = 1
         self.new_noise_button = QPushButton("New noise")
         self.new_noise_button.setObjectName("newNoiseButton")
         self.new_noise_button.setToolTip("Draw a fresh noise image for every digit")
@@ -139,6 +150,7 @@ class NoisePanel(QWidget):
         top.addSpacing(16)
         top.addWidget(self.t_label)
         top.addWidget(self.slider, 1)
+        top.addWidget(self.play_button)
         top.addWidget(self.new_noise_button)
 
         self.readout = QLabel()
@@ -260,6 +272,32 @@ class NoisePanel(QWidget):
             x0 = self._x0[i : i + CHUNK]
             parts.append(self.schedule.q_sample(x0, torch.full((len(x0),), int(t), dtype=torch.long), self._noise[i : i + CHUNK]))
         return torch.cat(parts) if parts else torch.zeros(0, 1, 28, 28)
+
+    def _on_play_toggled(self, playing: bool) -> None:
+        self.play_button.setText("❚❚ Pause" if playing else "▶ Play")
+        if playing:
+            if self.slider.value() >= self.slider.maximum():
+                self._play_direction = -1
+            self._play_timer.start()
+        else:
+            self._play_timer.stop()
+
+    def _play_step(self) -> None:
+        T = self.slider.maximum()
+        step = max(1, round(T / PLAY_FRAMES))
+        t = self.slider.value() + self._play_direction * step
+        if t >= T or t <= 0:
+            self._play_direction *= -1
+            t = min(max(t, 0), T)
+        self.slider.setValue(t)
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().showEvent(event)
+        self.slider.setFocus()  # arrow keys move t at once
+
+    def hideEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        self.play_button.setChecked(False)  # no animation behind another tab
+        super().hideEvent(event)
 
     def new_noise(self) -> None:
         """Draw a new fixed noise tensor for the current selection and redraw."""

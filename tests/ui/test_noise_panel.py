@@ -165,3 +165,20 @@ def test_frame_time_for_64_digits_keeps_up_with_a_drag(qtbot, tiny_data):
     )
     assert panel.last_frame_ms > 0
     assert np.median(times) < 100  # generous bound for a loaded 2-core machine; the aim is < 16 ms
+
+
+def test_play_sweeps_t_and_pauses(panel, qtbot):
+    panel.set_t(0)
+    panel.play_button.click()
+    assert panel.play_button.isChecked()
+    qtbot.waitUntil(lambda: panel.t >= 20, timeout=5000)
+    panel.play_button.click()
+    stopped = panel.t
+    qtbot.wait(4 * 30)
+    assert panel.t == stopped
+    # it turns around at T
+    panel.set_t(panel.slider.maximum())
+    panel.play_button.click()
+    qtbot.waitUntil(lambda: panel.t < panel.slider.maximum(), timeout=5000)
+    panel.hide()  # leaving the tab stops it
+    assert not panel.play_button.isChecked()
