@@ -295,3 +295,43 @@ def test_an_exception_in_a_slot_reaches_the_dialog(qapp, monkeypatch):
     emitter.fire.connect(buggy.on_fire)
     emitter.fire.emit()
     assert shown and "a bug in a slot" in shown[0]
+
+
+def test_download_button_fetches_mnist_off_the_gui_thread(window, qtbot, tiny_mnist, monkeypatch):
+    """"Download MNIST" runs engine.data.download_mnist in the loader thread (faked here: no network
+    in tests), then loads the result; a failed download leaves the page with its buttons."""
+    import shutil
+    import threading
+
+    from diffusion_studio.engine import data as data_mod
+    from diffusion_studio.engine import paths
+
+    threads = []
+
+    def fake_download(folder):
+        threads.append(threading.current_thread().name)
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for f in Path(tiny_mnist).iterdir():
+            shutil.copy(f, folder / f.name)
+        return folder
+
+    def failing_download(folder):
+        raise data_mod.MNISTNotFoundError(f"MNIST was not found in {folder}. The download failed (no network).")
+
+    panel = window.panels["datasetPanel"]
+    target = paths.default_mnist_dir()
+    shutil.rmtree(target, ignore_errors=True)
+    monkeypatch.setattr(data_mod, "download_mnist", failing_download)
+    qtbot.mouseClick(panel.download_button, Qt.MouseButton.LeftButton)
+    assert window.loader.wait(60)
+    assert window.state.data is None and "download failed" in panel.missing_text.text()
+    assert panel.download_button.isEnabled()
+
+    monkeypatch.setattr(data_mod, "download_mnist", fake_download)
+    qtbot.mouseClick(panel.download_button, Qt.MouseButton.LeftButton)
+    assert window.loader.wait(60)
+    assert threads == ["mnist-load"]  # not the GUI thread
+    assert window.state.data is not None and window.state.data_dir == target
+    assert panel.stack.currentIndex() == 1 and panel.model.rowCount() == 100
+    shutil.rmtree(target, ignore_errors=True)
