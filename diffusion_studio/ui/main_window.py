@@ -197,8 +197,19 @@ class MainWindow(QMainWindow):
         state.data_changed.connect(self._on_data_changed)
         state.model_changed.connect(self._update_permanent_status)
         self._update_permanent_status()
-        self.resize(1360, 860)
+        self.resize(self.default_size())
         self._restore_settings()
+
+    @staticmethod
+    def default_size():
+        """1360 x 860, or 92% of a smaller screen's free area."""
+        from PySide6.QtCore import QSize
+
+        screen = QApplication.primaryScreen()
+        if screen is None:
+            return QSize(1360, 860)
+        avail = screen.availableGeometry()
+        return QSize(min(1360, int(avail.width() * 0.92)), min(860, int(avail.height() * 0.92)))
 
     # ------------------------------------------------------------------ menus
     def _build_menus(self) -> None:

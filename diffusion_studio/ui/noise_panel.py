@@ -38,7 +38,7 @@ STRIP_TIMESTEPS = (20, 50, 100, 300)  # the report's Figure 3
 STRIP_ROWS = 3  # digits shown in the strip
 HIST_RANGE = 4.0
 HIST_BINS = 80
-IMAGE_SIDE = 340
+MIN_IMAGE_SIDE = 250  # the x_t mosaic's smallest box; it grows with the window
 PLAY_INTERVAL_MS = 30
 PLAY_FRAMES = 150  # a sweep 0 -> T takes this many frames
 CHUNK = 32  # digits per q_sample call (see NoisePanel.closed_form)  # the x_t mosaic is scaled (integer factor) to about this many pixels
@@ -69,6 +69,45 @@ def styled_plot(title: str, left: str = "", bottom: str = "t") -> pg.PlotWidget:
     item.setMenuEnabled(False)
     w.setMinimumSize(240, 170)
     return w
+
+
+class MosaicView(QLabel):
+    """Shows a uint8 mosaic as large as its box allows: whole-pixel enlargement when
+    that is at least 2x, else a nearest-neighbour fit; rescales itself on resize and
+    never asks the layout for more room than MIN_IMAGE_SIDE."""
+
+    def __init__(self, placeholder: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._mosaic: np.ndarray | None = None
+        self._placeholder = placeholder
+        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.setMinimumSize(MIN_IMAGE_SIDE, MIN_IMAGE_SIDE)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+        self.setStyleSheet("background: #202124; border-radius: 4px; color: #ddd;")
+        self.setText(placeholder)
+
+    def set_mosaic(self, mosaic: np.ndarray | None) -> None:
+        """mosaic: (H, W) uint8, or None for the placeholder text."""
+        self._mosaic = mosaic
+        self._rescale()
+
+    def _rescale(self) -> None:
+        if self._mosaic is None:
+            self.setText(self._placeholder)
+            return
+        side = max(MIN_IMAGE_SIDE, min(self.width(), self.height())) - 8
+        scale = side // max(self._mosaic.shape)
+        if scale >= 2:  # whole pixels: crisp digits
+            pix = gray_pixmap(self._mosaic, min(scale, 12))
+        else:  # 64 digits in a small box: fit it (nearest neighbour, not blurred)
+            pix = gray_pixmap(self._mosaic).scaled(
+                side, side, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation
+            )
+        self.setPixmap(pix)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().resizeEvent(event)
+        self._rescale()
 
 
 class NoisePanel(QWidget):
@@ -165,18 +204,14 @@ class NoisePanel(QWidget):
         self.t_readout.setTextFormat(Qt.TextFormat.RichText)
 
         # x_t mosaic
-        self.image_label = QLabel()
+        self.image_label = MosaicView("Select digits in the Dataset panel.")
         self.image_label.setObjectName("noisyImages")
-        self.image_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.image_label.setMinimumSize(IMAGE_SIDE, IMAGE_SIDE)
-        self.image_label.setStyleSheet("background: #202124; border-radius: 4px;")
         self.frame_label = QLabel()
         self.frame_label.setObjectName("frameTimeLabel")
         self.frame_label.setStyleSheet("color: #666;")
         image_box = QGroupBox("x_t for the selected digits")
         ib = QVBoxLayout(image_box)
         ib.addWidget(self.image_label, 1)
-        ib.addWidget(self.frame_label)
 
         # the strip (Figure 3)
         self.strip_label = QLabel()
@@ -239,9 +274,11 @@ class NoisePanel(QWidget):
         lay = QVBoxLayout(self)
         lay.addLayout(top)
         lay.addWidget(self.readout)
-        lay.addWidget(self.t_readout)
+        readout_row = QHBoxLayout()
+        readout_row.addWidget(self.t_readout, 1)
+        readout_row.addWidget(self.frame_label)
+        lay.addLayout(readout_row)
         lay.addLayout(body, 1)
-        self.image_label.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
     # ------------------------------------------------------------------ public
     @property
@@ -444,16 +481,7 @@ class NoisePanel(QWidget):
             xt = self.closed_form(t)
             self._xt_uint8 = model_to_uint8(xt)
             ncols = min(8, max(1, math.ceil(math.sqrt(k))))
-            mosaic = tile(self._xt_uint8, ncols)
-            side = max(IMAGE_SIDE, min(self.image_label.width(), self.image_label.height()) - 8)
-            scale = side // max(mosaic.shape)
-            if scale >= 2:  # whole pixels: crisp digits
-                pix = gray_pixmap(mosaic, min(scale, 12))
-            else:  # 64 digits: fit the box (nearest neighbour, not blurred)
-                pix = gray_pixmap(mosaic).scaled(
-                    side, side, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation
-                )
-            self.image_label.setPixmap(pix)
+            self.image_label.set_mosaic(tile(self._xt_uint8, ncols))
             values = xt.numpy().ravel()
             # equal bins + range: numpy's fast path (no sort); pixels beyond +-HIST_RANGE are not drawn
             counts, _ = np.histogram(values, bins=HIST_BINS, range=(-HIST_RANGE, HIST_RANGE))
@@ -461,7 +489,7 @@ class NoisePanel(QWidget):
             self._hist = counts / (values.size * width)
         else:
             self._xt_uint8 = np.zeros((0, 28, 28), dtype=np.uint8)
-            self.image_label.setText("<span style='color:#ddd'>Select digits in the Dataset panel.</span>")
+            self.image_label.set_mosaic(None)
             self._hist = np.zeros(HIST_BINS)
         self.hist_curve.setData(self._edges, self._hist)
         for line in self.markers:
