@@ -72,8 +72,8 @@ def styled_plot(title: str, left: str = "", bottom: str = "t") -> pg.PlotWidget:
 
 
 class MosaicView(QLabel):
-    """Shows a uint8 mosaic as large as its box allows: whole-pixel enlargement when
-    that is at least 2x, else a nearest-neighbour fit; rescales itself on resize and
+    """Shows a uint8 mosaic as large as its box allows (whole-pixel enlargement when
+    that fills the box, else a nearest-neighbour fit); rescales itself on resize and
     never asks the layout for more room than MIN_IMAGE_SIDE."""
 
     def __init__(self, placeholder: str, parent: QWidget | None = None) -> None:
@@ -96,10 +96,11 @@ class MosaicView(QLabel):
             self.setText(self._placeholder)
             return
         side = max(MIN_IMAGE_SIDE, min(self.width(), self.height())) - 8
-        scale = side // max(self._mosaic.shape)
-        if scale >= 2:  # whole pixels: crisp digits
+        big = max(self._mosaic.shape)
+        scale = side // big
+        if scale >= 2 and scale * big >= 0.85 * side:  # whole pixels when that fills the box
             pix = gray_pixmap(self._mosaic, min(scale, 12))
-        else:  # 64 digits in a small box: fit it (nearest neighbour, not blurred)
+        else:  # else fit the box (nearest neighbour: pixels stay sharp, never blurred)
             pix = gray_pixmap(self._mosaic).scaled(
                 side, side, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation
             )
