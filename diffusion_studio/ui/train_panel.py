@@ -182,8 +182,7 @@ class TrainPanel(QWidget):
         form.addRow("Run folder", row)
 
         self.start_button = QPushButton("Start", objectName="startTrainingButton")
-        self.start_button.setToolTip("Train a new model with these settings (Ctrl+T)")
-        self.start_button.setShortcut("Ctrl+T")
+        self.start_button.setToolTip("Train a new model with these settings")
         self.start_button.clicked.connect(self.start_training)
         self.stop_button = QPushButton("Stop", objectName="stopTrainingButton", enabled=False)
         self.stop_button.setToolTip("Stop after the current batch; the best checkpoint is kept")
@@ -363,7 +362,7 @@ class TrainPanel(QWidget):
                 why = f"No MNIST data: {self.state.data_error}"
         self.start_button.setEnabled(has_data and not running)
         self.resume_button.setEnabled(has_data and not running)
-        self.start_button.setToolTip(why or "Train a new model with these settings (Ctrl+T)")
+        self.start_button.setToolTip(why or "Train a new model with these settings")
         self.resume_button.setToolTip(why or "Continue a run from its folder (it must hold last.pt)")
         self.stop_button.setEnabled(running)
         self.data_hint.setText(why)
@@ -619,6 +618,8 @@ class TrainPanel(QWidget):
         self.stopping_label.setText(message[:1].upper() + message[1:])
         if reason in ("completed", "early_stopped"):
             self.progress.setValue(self.progress.maximum())
+            if self.best_epoch and self.preview_label.pixmap() is not None and not self.preview_label.pixmap().isNull():
+                self.preview_caption.setText(f"samples from the restored best model (epoch {self.best_epoch})")
         self.progress_label.setText(f"{self.progress_label.text().split(' · ETA')[0]}")
         self._dirty = True
         self._redraw()

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
+from ..engine.sample import SamplerConfig, ddim_timesteps, sample_steps
+from ..engine.train import Trainer
 from .imaging import model_to_uint8
 
 #: at most this many step / frame signals per second reach the GUI
@@ -35,6 +37,27 @@ def strip_timesteps(T: int) -> list[int]:
     """The strip's timesteps for a schedule of T steps, descending: 300, 100, 50,
     20, 0 clipped to T (for T=300 exactly the report's; for T=10: 10, 0)."""
     return sorted({min(s, T) for s in STRIP_TIMESTEPS}, reverse=True)
+
+
+#: niceness added to a worker thread (and the torch threads it starts), so the
+#: window keeps the CPU it needs to stay responsive while training uses the rest
+WORKER_NICENESS = 5
+
+
+def lower_thread_priority(increment: int = WORKER_NICENESS) -> bool:
+    """Make the calling thread ``increment`` nicer (Linux: per-thread nice values,
+    inherited by threads it starts, such as its OpenMP team). True when it worked;
+    elsewhere a no-op. Call it from the worker thread before the first torch op."""
+    import os
+
+    if not hasattr(os, "setpriority") or increment <= 0:
+        return False
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + increment))
+        return True
+    except OSError:
+        return False
 
 
 def _error_text(exc: BaseException) -> str:
@@ -107,6 +130,7 @@ class TrainWorker(QObject):
 
     @Slot()
     def run(self) -> None:
+        lower_thread_priority()
         try:
             self._run()
         except Exception as exc:  # the GUI shows one line, never a traceback
@@ -120,8 +144,6 @@ class TrainWorker(QObject):
             self._pending = []
 
     def _run(self) -> None:
-        from ..engine.train import Trainer
-
         job = self.job
         trainer = Trainer(
             job.data,
@@ -182,8 +204,6 @@ class TrainWorker(QObject):
                 self.finished.emit(record.reason, record.message)
 
     def _preview(self, trainer) -> None:
-        from ..engine.sample import SamplerConfig, sample_steps
-
         job = self.job
         T = trainer.schedule.timesteps
         cfg = SamplerConfig(kind="ddim", steps=max(1, min(job.preview_steps, T)))
@@ -278,6 +298,7 @@ class SampleWorker(QObject):
 
     @Slot()
     def run(self) -> None:
+        lower_thread_priority()
         try:
             self._run()
         except Exception as exc:
@@ -287,8 +308,6 @@ class SampleWorker(QObject):
 
     def _run(self) -> None:
         import torch
-
-        from ..engine.sample import SamplerConfig, ddim_timesteps, sample_steps
 
         job = self.job
         loaded = job.loaded
@@ -417,6 +436,30 @@ class WorkerRunner(QObject):
             return True
         self.worker.stop()
         if not self.thread.wait(int(timeout_ms)):
+            _keep_until_done(self.thread, self.worker)
             return False
         self._release(self._generation)
         return True
+
+
+# Threads that did not end within a stop_and_wait() timeout (a long validation pass
+# on a slow device, say). They were asked to stop; they are kept referenced so that
+# nothing destroys a running QThread, and the interpreter waits for them at exit,
+# so the run still writes its checkpoints.
+_ORPHANS: list[tuple[QThread, QObject]] = []
+
+
+def _keep_until_done(thread: QThread, worker: QObject) -> None:
+    if not _ORPHANS:
+        import atexit
+
+        atexit.register(_wait_for_orphans)
+    _ORPHANS.append((thread, worker))
+
+
+def _wait_for_orphans() -> None:
+    for thread, _worker in _ORPHANS:
+        try:
+            thread.wait()
+        except RuntimeError:  # already deleted by Qt
+            pass

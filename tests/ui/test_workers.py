@@ -182,3 +182,26 @@ def test_sample_worker_stops_on_request(qtbot, tiny_model):
     assert runner.stop_and_wait(5000)
     qtbot.waitUntil(lambda: bool(rec.finished), timeout=5000)
     assert len(rec.finished[0]) < 11
+
+
+class VerySlowSampler(SampleWorker):
+    def _keep(self, t, x, x0):
+        import time
+
+        time.sleep(0.4)
+        super()._keep(t, x, x0)
+
+
+def test_stop_and_wait_times_out_without_killing_the_thread(qtbot, tiny_model):
+    runner = WorkerRunner()
+    worker = VerySlowSampler(SampleJob(tiny_model, n=1, sampler=SamplerConfig(kind="ddpm")))
+    rec = Recorder()
+    worker.cancelled.connect(rec.on_sample_finished)
+    runner.start(worker)
+    qtbot.wait(100)
+    assert runner.stop_and_wait(10) is False  # the step in progress takes longer than that
+    assert runner.is_running()  # left to finish on its own, never terminated
+    with qtbot.waitSignal(runner.stopped, timeout=5000):
+        pass
+    assert not runner.is_running()
+    qtbot.waitUntil(lambda: bool(rec.finished), timeout=2000)  # it ended through its stop event
