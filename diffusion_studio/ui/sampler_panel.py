@@ -14,6 +14,7 @@ import numpy as np
 from PySide6.QtCore import QSettings, QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPixmap
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -150,6 +151,12 @@ class SamplerPanel(QWidget):
         form.addRow("η (eta)", self.eta_spin)
         self.seed_spin = QSpinBox(objectName="sampleSeedSpin", minimum=0, maximum=2**31 - 1, value=0)
         form.addRow("Seed", self.seed_spin)
+        self.clip_check = QCheckBox("Clip predicted x_0 to [−1, 1]", objectName="clipX0Check", checked=True)
+        self.clip_check.setToolTip(
+            "Step from the clipped prediction of x_0 (keeps a young model's samples from blowing up); "
+            "off = Algorithm 2 exactly as written"
+        )
+        form.addRow(self.clip_check)
 
         self.sample_button = QPushButton("Sample", objectName="sampleButton")
         self.sample_button.clicked.connect(self.sample)
@@ -316,7 +323,7 @@ class SamplerPanel(QWidget):
             "Generate digits with these settings" if has_model else "No model: train one or open a checkpoint first"
         )
         self.cancel_button.setEnabled(running)
-        for w in (self.model_combo, self.count_spin, self.sampler_combo, self.seed_spin):
+        for w in (self.model_combo, self.count_spin, self.sampler_combo, self.seed_spin, self.clip_check):
             w.setEnabled(not running)
         self._on_sampler_changed()
         has_frames = bool(self.frames) and not running
@@ -336,9 +343,10 @@ class SamplerPanel(QWidget):
     def sampler_config(self):
         from ..engine.sample import SamplerConfig
 
+        clip = self.clip_check.isChecked()
         if self.sampler_combo.currentData() == "ddim":
-            return SamplerConfig(kind="ddim", steps=self.steps_spin.value(), eta=self.eta_spin.value())
-        return SamplerConfig(kind="ddpm")
+            return SamplerConfig(kind="ddim", steps=self.steps_spin.value(), eta=self.eta_spin.value(), clip_x0=clip)
+        return SamplerConfig(kind="ddpm", clip_x0=clip)
 
     @Slot()
     def sample(self) -> bool:
