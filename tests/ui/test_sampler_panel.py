@@ -100,6 +100,10 @@ def test_exports_write_png_grid_strip_and_gif(qtbot, panel, tmp_path):
     panel.sampler_combo.setCurrentIndex(panel.sampler_combo.findData("ddim"))
     panel.steps_spin.setValue(5)
     assert panel.steps_spin.isEnabled() and panel.eta_spin.isEnabled()
+    cfg = panel.sampler_config()
+    assert (cfg.kind, cfg.steps, cfg.clip_x0) == ("ddim", 5, True)
+    panel.clip_check.setChecked(False)
+    assert panel.sampler_config().clip_x0 is False
     run_sampling(qtbot, panel, n=4)
     assert [f.t for f in panel.frames][0] == 10 and panel.frames[-1].t == 0 and len(panel.frames) == 6
     assert panel.export_grid_button.isEnabled()
