@@ -159,8 +159,11 @@ class SamplerPanel(QWidget):
         form.addRow(self.clip_check)
 
         self.sample_button = QPushButton("Sample", objectName="sampleButton")
+        self.sample_button.setShortcut("Ctrl+R")
         self.sample_button.clicked.connect(self.sample)
         self.cancel_button = QPushButton("Cancel", objectName="cancelSampleButton", enabled=False)
+        self.cancel_button.setShortcut("Ctrl+Shift+R")
+        self.cancel_button.setToolTip("Stop sampling before the next step (Ctrl+Shift+R)")
         self.cancel_button.clicked.connect(self.cancel)
         buttons = QHBoxLayout()
         buttons.addWidget(self.sample_button, 2)
@@ -212,7 +215,8 @@ class SamplerPanel(QWidget):
 
         self.play_button = QPushButton(objectName="playButton")
         self.play_button.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_MediaPlay))
-        self.play_button.setToolTip("Play / pause the animation")
+        self.play_button.setShortcut("Ctrl+P")
+        self.play_button.setToolTip("Play / pause the animation (Ctrl+P)")
         self.play_button.clicked.connect(self.toggle_play)
         self.slider = QSlider(Qt.Orientation.Horizontal, objectName="frameSlider")
         self.slider.setRange(0, 0)
@@ -320,7 +324,7 @@ class SamplerPanel(QWidget):
         has_model = self.state.model is not None
         self.sample_button.setEnabled(has_model and not running)
         self.sample_button.setToolTip(
-            "Generate digits with these settings" if has_model else "No model: train one or open a checkpoint first"
+            "Generate digits with these settings (Ctrl+R)" if has_model else "No model: train one or open a checkpoint first"
         )
         self.cancel_button.setEnabled(running)
         for w in (self.model_combo, self.count_spin, self.sampler_combo, self.seed_spin, self.clip_check):

@@ -182,10 +182,11 @@ class TrainPanel(QWidget):
         form.addRow("Run folder", row)
 
         self.start_button = QPushButton("Start", objectName="startTrainingButton")
-        self.start_button.setToolTip("Train a new model with these settings")
+        self.start_button.setShortcut("Ctrl+T")
         self.start_button.clicked.connect(self.start_training)
         self.stop_button = QPushButton("Stop", objectName="stopTrainingButton", enabled=False)
-        self.stop_button.setToolTip("Stop after the current batch; the best checkpoint is kept")
+        self.stop_button.setShortcut("Ctrl+Shift+T")
+        self.stop_button.setToolTip("Stop after the current batch; the best checkpoint is kept (Ctrl+Shift+T)")
         self.stop_button.clicked.connect(self.stop_training)
         self.resume_button = QPushButton("Resume…", objectName="resumeTrainingButton")
         self.resume_button.setToolTip("Continue a run from its folder (it must hold last.pt)")
@@ -362,7 +363,7 @@ class TrainPanel(QWidget):
                 why = f"No MNIST data: {self.state.data_error}"
         self.start_button.setEnabled(has_data and not running)
         self.resume_button.setEnabled(has_data and not running)
-        self.start_button.setToolTip(why or "Train a new model with these settings")
+        self.start_button.setToolTip(why or "Train a new model with these settings (Ctrl+T)")
         self.resume_button.setToolTip(why or "Continue a run from its folder (it must hold last.pt)")
         self.stop_button.setEnabled(running)
         self.data_hint.setText(why)
