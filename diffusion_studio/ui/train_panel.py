@@ -172,6 +172,7 @@ class TrainPanel(QWidget):
 
         self.run_dir_edit = QLineEdit(objectName="runDirEdit")
         self.run_dir_edit.textEdited.connect(self._on_run_dir_edited)
+        self.run_dir_edit.textChanged.connect(self.run_dir_edit.setToolTip)  # the whole path
         browse = QToolButton(text="…")
         browse.setToolTip("Choose the run folder")
         browse.clicked.connect(self._browse_run_dir)
