@@ -36,6 +36,10 @@ class AppState(QObject):
     schedule_changed = Signal()
     model_changed = Signal()
     status_message = Signal(str)
+    # Requests any panel may make; the main window carries them out.
+    data_requested = Signal(str, bool)  # folder ("" = the default folder), download if missing
+    data_loading = Signal(str)  # a load or download started: one line saying what happens
+    panel_requested = Signal(str)  # the objectName of the panel to bring to the front
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -67,6 +71,19 @@ class AppState(QObject):
     def set_model(self, model: LoadedModel | None, source: str) -> None:
         self.model, self.model_source = model, source
         self.model_changed.emit()
+
+    def request_data(self, folder: str | Path | None = None, download: bool = False) -> None:
+        """Ask the main window to load MNIST from ``folder`` (None: the default folder),
+        downloading it first when ``download`` is true. The result arrives via ``set_data``."""
+        self.data_requested.emit(str(folder) if folder else "", bool(download))
+
+    def set_data_loading(self, message: str) -> None:
+        """Announce that a data load/download runs in the background (``message`` for the user)."""
+        self.data_loading.emit(message)
+
+    def show_panel(self, object_name: str) -> None:
+        """Ask the main window to switch to the panel with this objectName (e.g. "noisePanel")."""
+        self.panel_requested.emit(object_name)
 
     def report(self, message: str) -> None:
         """Show a one-line message in the status bar."""

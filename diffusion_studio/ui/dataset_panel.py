@@ -1,0 +1,524 @@
+"""The dataset browser: splits, label filter, per-label counts and a thumbnail grid.
+
+The grid is a ``QListView`` in icon mode over ``DigitListModel``, a
+``QAbstractListModel`` that builds each thumbnail only when the view asks for
+it and keeps the most recent ones in an LRU cache, so 50,000 digits scroll
+smoothly. Selecting digits sends them (at most ``MAX_SELECTION``) to
+``AppState.set_selection`` for the forward-noise panel.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QItemSelection,
+    QItemSelectionModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QSize,
+    Qt,
+    QTimer,
+    Signal,
+)
+from PySide6.QtGui import QColor, QPainter, QPen, QPixmap
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QFileDialog,
+    QFrame,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QListView,
+    QPushButton,
+    QSizePolicy,
+    QStackedWidget,
+    QStyle,
+    QStyledItemDelegate,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..engine import paths
+from .imaging import gray_pixmap
+from .state import AppState
+
+SPLIT_TITLES = {"train": "Train", "val": "Validation", "test": "Test"}
+MAX_SELECTION = 64  # the noise panel redraws every selected digit on each slider move
+DEFAULT_SELECTION = 16
+THUMB_SCALE = 2  # 28 px -> 56 px thumbnails
+
+IndexRole = Qt.ItemDataRole.UserRole + 1  # the digit's index within its split
+LabelRole = Qt.ItemDataRole.UserRole + 2  # its label 0..9
+
+
+class DigitListModel(QAbstractListModel):
+    """A flat list of digits: one row per image.
+
+    images: (N, 28, 28) uint8 (0 = black); labels: (N,) ints 0..9; indices: (N,)
+    each row's index within its split (rows may be a filtered subset). Rows give
+    a thumbnail (DecorationRole, a QPixmap built on demand, LRU-cached), a
+    tooltip, the split index (IndexRole) and the label (LabelRole).
+    """
+
+    def __init__(self, parent=None, cache_size: int = 4096, scale: int = THUMB_SCALE) -> None:
+        super().__init__(parent)
+        self._images = np.zeros((0, 28, 28), dtype=np.uint8)
+        self._labels = np.zeros((0,), dtype=np.int64)
+        self._indices = np.zeros((0,), dtype=np.int64)
+        self._split = ""
+        self._n = 0  # row count (asked ~4 times per row during a layout: keep it cheap)
+        self._cache: OrderedDict[int, QPixmap] = OrderedDict()
+        self.cache_size = int(cache_size)
+        self.scale = int(scale)
+        self.thumbnails_built = 0  # how many pixmaps were ever made (tests check laziness)
+
+    # ----------------------------------------------------------------- data
+    def set_digits(self, images: np.ndarray, labels: np.ndarray, indices: np.ndarray, split: str = "") -> None:
+        images = np.asarray(images, dtype=np.uint8).reshape(-1, 28, 28)
+        labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if not len(images) == len(labels) == len(indices):
+            raise ValueError(
+                f"images, labels and indices must have the same length, got {len(images)}, {len(labels)}, {len(indices)}"
+            )
+        self.beginResetModel()
+        self._images, self._labels, self._indices, self._split = images, labels, indices, split
+        self._n = len(images)
+        self._cache.clear()
+        self.endResetModel()
+
+    def digit(self, row: int) -> tuple[np.ndarray, int, int]:
+        """(image (28, 28) uint8, label, index within the split) of one row."""
+        return self._images[row], int(self._labels[row]), int(self._indices[row])
+
+    def rows_data(self, rows) -> tuple[np.ndarray, np.ndarray]:
+        """Images (K, 28, 28) uint8 and labels (K,) of the given rows."""
+        rows = np.asarray(list(rows), dtype=np.int64)
+        return self._images[rows], self._labels[rows]
+
+    def thumbnail(self, row: int) -> QPixmap:
+        pix = self._cache.get(row)
+        if pix is not None:
+            self._cache.move_to_end(row)
+            return pix
+        pix = gray_pixmap(self._images[row], self.scale)
+        self.thumbnails_built += 1
+        self._cache[row] = pix
+        if len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return pix
+
+    @property
+    def cached(self) -> int:
+        return len(self._cache)
+
+    # ------------------------------------------------------------ Qt model API
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else self._n
+
+    def data(self, index, role: int = Qt.ItemDataRole.DisplayRole):
+        if not index.isValid() or index.parent().isValid():
+            return None
+        row = index.row()
+        if not 0 <= row < len(self._images):
+            return None
+        if role == Qt.ItemDataRole.DecorationRole:
+            return self.thumbnail(row)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            split = f"{SPLIT_TITLES.get(self._split, self._split)} " if self._split else ""
+            return f"{split}#{int(self._indices[row])}: label {int(self._labels[row])}"
+        if role == Qt.ItemDataRole.AccessibleTextRole:
+            return f"digit {int(self._labels[row])}"
+        if role == Qt.ItemDataRole.SizeHintRole:
+            side = 28 * self.scale + 6
+            return QSize(side, side)
+        if role == IndexRole:
+            return int(self._indices[row])
+        if role == LabelRole:
+            return int(self._labels[row])
+        return None
+
+    _FLAGS = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemNeverHasChildren
+
+    def flags(self, index):
+        return self._FLAGS if index.isValid() else Qt.ItemFlag.NoItemFlags
+
+
+class ThumbnailDelegate(QStyledItemDelegate):
+    """Paints a thumbnail and a selection frame: one model call per visible item
+    (the stock delegate asks for about ten roles per item on every paint)."""
+
+    def __init__(self, parent=None, scale: int = THUMB_SCALE) -> None:
+        super().__init__(parent)
+        self._side = 28 * scale
+        self._size = QSize(self._side + 6, self._side + 6)
+        self._select_pen = QPen(QColor("#4aa3ff"), 3)
+        self._select_fill = QColor(74, 163, 255, 70)
+        self._focus_pen = QPen(QColor("#ffb300"), 2, Qt.PenStyle.DashLine)
+
+    def paint(self, painter: QPainter, option, index) -> None:
+        pix = index.data(Qt.ItemDataRole.DecorationRole)
+        r = option.rect
+        x = r.x() + (r.width() - self._side) // 2
+        y = r.y() + (r.height() - self._side) // 2
+        if pix is not None:
+            painter.drawPixmap(x, y, pix)
+        if option.state & QStyle.StateFlag.State_Selected:
+            painter.fillRect(x, y, self._side, self._side, self._select_fill)
+            painter.setPen(self._select_pen)
+            painter.drawRect(x - 1, y - 1, self._side + 1, self._side + 1)
+        if option.state & QStyle.StateFlag.State_HasFocus:  # the digit shown enlarged
+            painter.setPen(self._focus_pen)
+            painter.drawRect(x - 2, y - 2, self._side + 3, self._side + 3)
+
+    def sizeHint(self, option, index) -> QSize:  # noqa: N802 (Qt name)
+        return self._size
+
+
+class DatasetPanel(QWidget):
+    """Browse MNIST; the selection feeds the forward-noise panel.
+
+    Shows a page with "Choose folder…" / "Download MNIST" when no data is
+    loaded (``state.data is None``), a "loading" page while a load runs, and the
+    browser otherwise.
+    """
+
+    selection_sent = Signal(int)  # how many digits went to AppState (for tests and the status bar)
+
+    def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("datasetPanel")
+        self.state = state
+        self.model = DigitListModel(self)
+        self._split = "train"
+        self._label_filter: int | None = None
+        self._send_timer = QTimer(self)
+        self._send_timer.setSingleShot(True)
+        self._send_timer.setInterval(0)
+        self._send_timer.timeout.connect(self._send_view_selection)
+
+        self.stack = QStackedWidget(self)
+        self.stack.addWidget(self._build_missing_page())
+        self.stack.addWidget(self._build_browser_page())
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(self.stack)
+
+        state.data_changed.connect(self._on_data_changed)
+        state.data_loading.connect(self._on_loading)
+        self._on_data_changed()
+
+    # ---------------------------------------------------------------- building
+    def _build_missing_page(self) -> QWidget:
+        page = QWidget()
+        page.setObjectName("dataMissingPage")
+        box = QFrame(page)
+        box.setObjectName("dataMissingBanner")
+        box.setFrameShape(QFrame.Shape.StyledPanel)
+        box.setStyleSheet(
+            "#dataMissingBanner { background: #fff8e1; border: 1px solid #e0c068; border-radius: 6px; }"
+        )
+        box.setMaximumWidth(760)
+        self.missing_title = QLabel("<h2>MNIST was not found</h2>")
+        self.missing_text = QLabel()
+        self.missing_text.setObjectName("dataMissingMessage")
+        self.missing_text.setWordWrap(True)
+        self.missing_text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.choose_button = QPushButton("Choose folder…")
+        self.choose_button.setObjectName("chooseDataFolderButton")
+        self.choose_button.setToolTip("Pick a folder holding the four MNIST .gz files")
+        self.choose_button.clicked.connect(self.choose_folder)
+        self.download_button = QPushButton("Download MNIST")
+        self.download_button.setObjectName("downloadMnistButton")
+        self.download_button.setToolTip("Fetch MNIST (about 11 MB) into the default data folder")
+        self.download_button.clicked.connect(self.download)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.choose_button)
+        buttons.addWidget(self.download_button)
+        buttons.addStretch(1)
+        inner = QVBoxLayout(box)
+        inner.setContentsMargins(24, 18, 24, 18)
+        inner.setSpacing(12)
+        inner.addWidget(self.missing_title)
+        inner.addWidget(self.missing_text)
+        inner.addLayout(buttons)
+        lay = QVBoxLayout(page)
+        lay.addStretch(1)
+        row = QHBoxLayout()
+        row.addStretch(1)
+        row.addWidget(box, 4)
+        row.addStretch(1)
+        lay.addLayout(row)
+        lay.addStretch(2)
+        return page
+
+    def _build_browser_page(self) -> QWidget:
+        page = QWidget()
+        # left: split, label filter, per-label counts
+        self.split_combo = QComboBox()
+        self.split_combo.setObjectName("splitCombo")
+        for key, title in SPLIT_TITLES.items():
+            self.split_combo.addItem(title, key)
+        self.split_combo.currentIndexChanged.connect(self._on_split_changed)
+        self.label_combo = QComboBox()
+        self.label_combo.setObjectName("labelFilterCombo")
+        self.label_combo.addItem("All digits", None)
+        for d in range(10):
+            self.label_combo.addItem(str(d), d)
+        self.label_combo.currentIndexChanged.connect(self._on_label_changed)
+
+        self.count_label = QLabel()
+        self.count_label.setObjectName("shownCountLabel")
+        self.count_label.setWordWrap(True)
+
+        counts_box = QGroupBox("Digits per label")
+        grid = QGridLayout(counts_box)
+        grid.setHorizontalSpacing(10)
+        grid.setVerticalSpacing(2)
+        self.label_count_labels: list[QLabel] = []
+        self.label_bars: list[QFrame] = []
+        for d in range(10):
+            name = QLabel(f"<b>{d}</b>")
+            bar = QFrame()
+            bar.setStyleSheet("background: #5c8dd6; border-radius: 2px;")
+            bar.setFixedHeight(10)
+            num = QLabel("0")
+            num.setObjectName(f"labelCount{d}")
+            num.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            num.setMinimumWidth(48)
+            grid.addWidget(name, d, 0)
+            grid.addWidget(bar, d, 1, Qt.AlignmentFlag.AlignLeft)
+            grid.addWidget(num, d, 2)
+            self.label_count_labels.append(num)
+            self.label_bars.append(bar)
+        grid.setColumnStretch(1, 1)
+
+        self.send_button = QPushButton("Send to noise panel")
+        self.send_button.setObjectName("sendToNoiseButton")
+        self.send_button.setToolTip(f"Use the selected digits (at most {MAX_SELECTION}) in the forward-noise panel")
+        self.send_button.clicked.connect(self.send_to_noise_panel)
+        self.selection_label = QLabel()
+        self.selection_label.setObjectName("selectionLabel")
+        self.selection_label.setWordWrap(True)
+
+        form = QGridLayout()
+        form.addWidget(QLabel("Split"), 0, 0)
+        form.addWidget(self.split_combo, 0, 1)
+        form.addWidget(QLabel("Label"), 1, 0)
+        form.addWidget(self.label_combo, 1, 1)
+        form.setColumnStretch(1, 1)
+        left = QVBoxLayout()
+        left.addLayout(form)
+        left.addWidget(self.count_label)
+        left.addWidget(counts_box)
+        left.addWidget(self.selection_label)
+        left.addWidget(self.send_button)
+        left.addStretch(1)
+        left_w = QWidget()
+        left_w.setLayout(left)
+        left_w.setFixedWidth(250)
+
+        # centre: the thumbnail grid
+        self.view = QListView()
+        self.view.setObjectName("thumbnailView")
+        self.view.setViewMode(QListView.ViewMode.IconMode)
+        self.view.setMovement(QListView.Movement.Static)  # list-mode layout engine: fast for 50,000 rows
+        self.view.setResizeMode(QListView.ResizeMode.Adjust)
+        self.view.setFlow(QListView.Flow.LeftToRight)
+        self.view.setWrapping(True)
+        self.view.setUniformItemSizes(True)
+        # lay out 50,000 items a batch at a time between events, so the GUI never stalls
+        self.view.setLayoutMode(QListView.LayoutMode.Batched)
+        self.view.setBatchSize(4000)
+        self.view.setSpacing(2)
+        self.view.setIconSize(QSize(28 * THUMB_SCALE, 28 * THUMB_SCALE))
+        self.view.setGridSize(QSize(28 * THUMB_SCALE + 6, 28 * THUMB_SCALE + 6))
+        self.view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.view.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.view.verticalScrollBar().setSingleStep(20)
+        self.view.setStyleSheet("QListView { background: #202124; }")
+        self.view.setItemDelegate(ThumbnailDelegate(self.view))
+        self.view.setModel(self.model)
+        self.view.selectionModel().selectionChanged.connect(self._on_view_selection)
+        self.view.selectionModel().currentChanged.connect(self._on_current_changed)
+
+        # right: the enlarged digit
+        self.big_image = QLabel()
+        self.big_image.setObjectName("enlargedDigit")
+        self.big_image.setFixedSize(28 * 8, 28 * 8)
+        self.big_image.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.big_image.setStyleSheet("background: #202124; border-radius: 4px;")
+        self.big_caption = QLabel("Click a digit to enlarge it.")
+        self.big_caption.setObjectName("enlargedCaption")
+        self.big_caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.big_caption.setWordWrap(True)
+        hint = QLabel(
+            "Shift/Ctrl-click or drag to select several digits; they go to the "
+            f"<b>Forward noise</b> panel (at most {MAX_SELECTION})."
+        )
+        hint.setWordWrap(True)
+        hint.setStyleSheet("color: #555;")
+        right = QVBoxLayout()
+        right.addWidget(self.big_image, 0, Qt.AlignmentFlag.AlignHCenter)
+        right.addWidget(self.big_caption)
+        right.addSpacing(12)
+        right.addWidget(hint)
+        right.addStretch(1)
+        right_w = QWidget()
+        right_w.setLayout(right)
+        right_w.setFixedWidth(250)
+
+        lay = QHBoxLayout(page)
+        lay.addWidget(left_w)
+        lay.addWidget(self.view, 1)
+        lay.addWidget(right_w)
+        self.view.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        return page
+
+    # ------------------------------------------------------------------ actions
+    def choose_folder(self) -> None:
+        start = str(self.state.data_dir) if self.state.data_dir else ""
+        folder = QFileDialog.getExistingDirectory(self, "Choose the MNIST folder", start)
+        if folder:
+            self.state.request_data(folder)
+
+    def download(self) -> None:
+        self.state.request_data(None, download=True)
+
+    def send_to_noise_panel(self) -> None:
+        """Send the selected digits (or, with none selected, the first ones shown) and show the noise panel."""
+        rows = self._selected_rows()
+        if not rows and self.model.rowCount():
+            rows = list(range(min(DEFAULT_SELECTION, self.model.rowCount())))
+        if rows:
+            self._send_rows(rows)
+        self.state.show_panel("noisePanel")
+
+    # ---------------------------------------------------------------- reacting
+    def _on_loading(self, message: str) -> None:
+        if self.state.data is None:
+            self.missing_title.setText("<h2>Loading MNIST…</h2>")
+            self.missing_text.setText(message)
+            self.choose_button.setEnabled(False)
+            self.download_button.setEnabled(False)
+            self.stack.setCurrentIndex(0)
+        else:
+            self.state.report(message)
+
+    def _on_data_changed(self) -> None:
+        data = self.state.data
+        self.choose_button.setEnabled(True)
+        self.download_button.setEnabled(True)
+        if data is None:
+            self.missing_title.setText("<h2>MNIST was not found</h2>")
+            folder = self.state.data_dir
+            text = self.state.data_error or (
+                f"No MNIST data is loaded{f' from {folder}' if folder else ''}."
+            )
+            self.missing_text.setText(
+                text + "<br><br>Choose the folder that holds the four MNIST files, or download them "
+                f"(about 11 MB, into {paths.default_mnist_dir()})."
+            )
+            self.model.set_digits(np.zeros((0, 28, 28), np.uint8), np.zeros(0), np.zeros(0))
+            self.stack.setCurrentIndex(0)
+            return
+        sizes = data.sizes()
+        for i, key in enumerate(SPLIT_TITLES):
+            self.split_combo.setItemText(i, f"{SPLIT_TITLES[key]} ({sizes[key]:,})")
+        self.stack.setCurrentIndex(1)
+        self._refill(select_default=True)
+
+    def _on_split_changed(self, _index: int) -> None:
+        self._split = self.split_combo.currentData()
+        self._refill()
+
+    def _on_label_changed(self, _index: int) -> None:
+        self._label_filter = self.label_combo.currentData()
+        self._refill()
+
+    def set_split(self, split: str) -> None:
+        """Show "train", "val" or "test"."""
+        i = self.split_combo.findData(split)
+        if i < 0:
+            raise ValueError(f"unknown split {split!r}; choose train, val or test")
+        self.split_combo.setCurrentIndex(i)
+
+    def set_label_filter(self, label: int | None) -> None:
+        """Show only one label (0..9), or all with None."""
+        self.label_combo.setCurrentIndex(0 if label is None else int(label) + 1)
+
+    def _refill(self, select_default: bool = False) -> None:
+        data = self.state.data
+        if data is None:
+            return
+        images = data.images(self._split).numpy()
+        labels = data.labels(self._split).numpy()
+        counts = np.bincount(labels, minlength=10)[:10]
+        top = max(1, int(counts.max()))
+        for d in range(10):
+            self.label_count_labels[d].setText(f"{int(counts[d]):,}")
+            self.label_bars[d].setFixedWidth(max(2, int(110 * counts[d] / top)))
+            self.label_combo.setItemText(d + 1, f"{d}  ({int(counts[d]):,})")
+        self.label_combo.setItemText(0, f"All digits ({len(labels):,})")
+        if self._label_filter is None:
+            idx = np.arange(len(labels))
+            self.model.set_digits(images, labels, idx, self._split)  # no copy of 50,000 images
+        else:
+            idx = np.flatnonzero(labels == self._label_filter)
+            self.model.set_digits(images[idx], labels[idx], idx, self._split)
+        title = SPLIT_TITLES[self._split].lower()
+        what = "" if self._label_filter is None else f" with label {self._label_filter}"
+        self.count_label.setText(f"Showing <b>{len(idx):,}</b> of {len(labels):,} {title} digits{what}.")
+        if select_default and self.model.rowCount():
+            # a sensible start: the first digits shown, so the noise panel is never empty
+            n = min(DEFAULT_SELECTION, self.model.rowCount())
+            sel = self.view.selectionModel()
+            sel.select(
+                QItemSelection(self.model.index(0), self.model.index(n - 1)),
+                QItemSelectionModel.SelectionFlag.ClearAndSelect,
+            )
+            sel.setCurrentIndex(self.model.index(0), QItemSelectionModel.SelectionFlag.NoUpdate)
+            self._show_enlarged(0)
+            self._send_rows(list(range(n)))
+        self._update_selection_label()
+
+    def _selected_rows(self) -> list[int]:
+        return sorted(i.row() for i in self.view.selectionModel().selectedIndexes())
+
+    def _on_view_selection(self, *_args) -> None:
+        self._update_selection_label()
+        self._send_timer.start()  # coalesce a burst of selection changes into one send
+
+    def _send_view_selection(self) -> None:
+        rows = self._selected_rows()
+        if rows:  # an empty selection (e.g. after a filter change) keeps the noise panel's digits
+            self._send_rows(rows)
+
+    def _send_rows(self, rows: list[int]) -> None:
+        used = rows[:MAX_SELECTION]
+        images, labels = self.model.rows_data(used)
+        self.state.set_selection(images, labels)
+        extra = f" (the first {MAX_SELECTION} of {len(rows)} selected)" if len(rows) > MAX_SELECTION else ""
+        self.state.report(f"{len(used)} digits sent to the forward-noise panel{extra}")
+        self.selection_sent.emit(len(used))
+
+    def _update_selection_label(self) -> None:
+        n = len(self.view.selectionModel().selectedIndexes())
+        used = min(n, MAX_SELECTION)
+        text = f"<b>{n:,}</b> selected" + (f"; the first {MAX_SELECTION} go to the noise panel." if n > used else ".")
+        self.selection_label.setText(text)
+
+    def _on_current_changed(self, current, _previous) -> None:
+        if current.isValid():
+            self._show_enlarged(current.row())
+
+    def _show_enlarged(self, row: int) -> None:
+        image, label, index = self.model.digit(row)
+        self.big_image.setPixmap(gray_pixmap(image, 8))
+        split = SPLIT_TITLES[self._split]
+        self.big_caption.setText(f"<b>{split} #{index:,}</b><br>label <b>{label}</b>")

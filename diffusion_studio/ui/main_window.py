@@ -1,0 +1,463 @@
+"""The main window: the panels as tabs, the menus, the status bar and the remembered settings.
+
+Panels are listed once in ``PANELS``: each is a class taking the shared
+``AppState`` that sets its own objectName. To add a panel, add one line.
+Optional panels (``optional=True``) are skipped when their module is not
+installed. A panel may define ``shutdown()`` (called before the window
+closes, e.g. to stop a worker) and the sampler panel ``export_grid()``
+(File > Export grid…).
+"""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+import sys
+import threading
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QApplication,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QTabWidget,
+    QWidget,
+)
+
+from .. import __version__
+from ..engine import paths
+from .state import AppState
+
+
+@dataclass(frozen=True)
+class PanelSpec:
+    module: str  # e.g. "diffusion_studio.ui.noise_panel"
+    cls: str  # the class, constructed as cls(state)
+    object_name: str  # the panel's objectName (for automation and settings)
+    title: str  # the tab's title
+    optional: bool = False  # skip the tab when the module is missing
+
+
+# The tabs, in order (Ctrl+1.. switch to them). One line per panel.
+PANELS: list[PanelSpec] = [
+    PanelSpec("diffusion_studio.ui.dataset_panel", "DatasetPanel", "datasetPanel", "Dataset"),
+    PanelSpec("diffusion_studio.ui.noise_panel", "NoisePanel", "noisePanel", "Forward noise"),
+    PanelSpec("diffusion_studio.ui.train_panel", "TrainPanel", "trainPanel", "Training"),
+    PanelSpec("diffusion_studio.ui.sampler_panel", "SamplerPanel", "samplerPanel", "Sampler"),
+    PanelSpec("diffusion_studio.ui.evaluate_panel", "EvaluatePanel", "evaluatePanel", "Evaluate", optional=True),
+    PanelSpec("diffusion_studio.ui.runs_panel", "RunsPanel", "runsPanel", "Runs", optional=True),
+]
+
+
+def app_settings() -> QSettings:
+    """The app's settings store (per user; tests point XDG_CONFIG_HOME elsewhere)."""
+    return QSettings("diffusion-studio", "diffusion-studio")
+
+
+def _panel_class(spec: PanelSpec):
+    try:
+        module = importlib.import_module(spec.module)
+    except ModuleNotFoundError as exc:
+        if spec.optional and exc.name == spec.module:
+            return None
+        raise
+    return getattr(module, spec.cls)
+
+
+class DataLoader:
+    """Loads (or downloads) MNIST on a background thread and hands it to ``state.set_data``
+    in the GUI thread (a QTimer polls the thread; nothing Qt runs off the GUI thread)."""
+
+    POLL_MS = 30
+
+    def __init__(self, state: AppState, parent: QWidget) -> None:
+        self.state = state
+        self._thread: threading.Thread | None = None
+        self._result: tuple | None = None
+        self._pending: tuple[Path, bool] | None = None
+        self._folder: Path | None = None
+        self._timer = QTimer(parent)
+        self._timer.setInterval(self.POLL_MS)
+        self._timer.timeout.connect(self._poll)
+        self.on_loaded = None  # callable(folder: Path) after a successful load
+        state.data_requested.connect(self._on_requested)
+
+    @property
+    def busy(self) -> bool:
+        return self._thread is not None
+
+    def _on_requested(self, folder: str, download: bool) -> None:
+        self.load(Path(folder) if folder else paths.default_mnist_dir(), download=download)
+
+    def load(self, folder: Path | str, download: bool = False) -> None:
+        """Start loading ``folder`` (a second request while busy runs after the first)."""
+        folder = Path(folder).expanduser()
+        if self.busy:
+            self._pending = (folder, download)
+            return
+        self._folder, self._result = folder, None
+        verb = "Downloading MNIST into" if download else "Loading MNIST from"
+        self.state.set_data_loading(f"{verb} {folder} …")
+        self._thread = threading.Thread(target=self._work, args=(folder, download), daemon=True, name="mnist-load")
+        self._thread.start()
+        self._timer.start()
+
+    def _work(self, folder: Path, download: bool) -> None:
+        from ..engine.data import DataError, load_mnist
+
+        try:
+            self._result = ("ok", load_mnist(folder, download=download))
+        except DataError as exc:
+            self._result = ("error", str(exc))
+        except Exception as exc:  # anything else: still a message, never a traceback
+            self._result = ("error", f"MNIST could not be read from {folder}: {type(exc).__name__}: {exc}")
+
+    def _poll(self) -> None:
+        if self._thread is None or self._thread.is_alive():
+            return
+        self._thread.join()
+        self._thread = None
+        self._timer.stop()
+        kind, value = self._result or ("error", "the load ended without a result")
+        folder = self._folder
+        if kind == "ok":
+            self.state.set_data(value, folder)
+            sizes = value.sizes()
+            self.state.report(
+                f"MNIST loaded from {folder}: {sizes['train']:,} train, {sizes['val']:,} validation, "
+                f"{sizes['test']:,} test digits"
+            )
+            if self.on_loaded:
+                self.on_loaded(folder)
+        else:
+            keep = self.state.data is not None
+            if keep:  # a failed switch keeps the data already shown
+                self.state.report(value)
+                self.state.data_error = value
+                self.state.data_loading.emit(value)
+            else:
+                self.state.set_data(None, folder, value)
+                self.state.report("MNIST was not found; choose a folder or download it in the Dataset panel")
+        if self._pending:
+            folder, download = self._pending
+            self._pending = None
+            self.load(folder, download)
+
+    def wait(self, timeout_s: float = 60.0) -> bool:
+        """Block (processing events) until idle; for tests and scripted runs. True when idle."""
+        import time
+
+        end = time.monotonic() + timeout_s
+        app = QApplication.instance()
+        while (self.busy or self._pending) and time.monotonic() < end:
+            app.processEvents()
+            if self._thread is not None:
+                self._thread.join(0.02)
+            self._poll()
+        return not self.busy
+
+
+class MainWindow(QMainWindow):
+    """The app window. ``panels`` maps objectName -> panel widget; ``tabs`` is the QTabWidget."""
+
+    def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("mainWindow")
+        self.state = state
+        self.setWindowTitle("Diffusion Studio")
+        self._dialogs: list[QMessageBox] = []  # keep non-modal message boxes alive
+        self.tabs = QTabWidget()
+        self.tabs.setObjectName("panelTabs")
+        self.tabs.setDocumentMode(True)
+        self.setCentralWidget(self.tabs)
+        self.panels: dict[str, QWidget] = {}
+        for spec in PANELS:
+            cls = _panel_class(spec)
+            if cls is None:
+                continue
+            panel = cls(state)
+            if not panel.objectName():
+                panel.setObjectName(spec.object_name)
+            self.panels[panel.objectName()] = panel
+            self.tabs.addTab(panel, spec.title)
+
+        self.loader = DataLoader(state, self)
+        self.loader.on_loaded = self._remember_data_folder
+        self._build_menus()
+        self._build_status_bar()
+        state.status_message.connect(self._show_status)
+        state.panel_requested.connect(self.show_panel)
+        state.data_changed.connect(self._update_permanent_status)
+        state.data_changed.connect(self._on_data_changed)
+        state.model_changed.connect(self._update_permanent_status)
+        self._update_permanent_status()
+        self.resize(self.default_size())
+        self._restore_settings()
+
+    @staticmethod
+    def default_size():
+        """1360 x 860, or 92% of a smaller screen's free area."""
+        from PySide6.QtCore import QSize
+
+        screen = QApplication.primaryScreen()
+        if screen is None:
+            return QSize(1360, 860)
+        avail = screen.availableGeometry()
+        return QSize(min(1360, int(avail.width() * 0.92)), min(860, int(avail.height() * 0.92)))
+
+    # ------------------------------------------------------------------ menus
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        self.open_data_action = self._action(file_menu, "Open &data folder…", "Ctrl+O", self.open_data_folder)
+        self.open_checkpoint_action = self._action(
+            file_menu, "Open &checkpoint…", "Ctrl+Shift+O", self.open_checkpoint
+        )
+        self.save_checkpoint_action = self._action(
+            file_menu, "&Save checkpoint as…", QKeySequence.StandardKey.SaveAs, self.save_checkpoint_as
+        )
+        file_menu.addSeparator()
+        self.export_grid_action = self._action(file_menu, "&Export grid…", "Ctrl+E", self.export_grid)
+        self.export_strip_action = self._action(
+            file_menu, "Export s&trip…", "Ctrl+Shift+E", lambda: self._sampler_export("export_strip")
+        )
+        self.export_gif_action = self._action(
+            file_menu, "Export &animation (GIF)…", None, lambda: self._sampler_export("export_gif")
+        )
+        file_menu.addSeparator()
+        self.quit_action = self._action(file_menu, "&Quit", "Ctrl+Q", self.close)
+        self.quit_action.setMenuRole(QAction.MenuRole.QuitRole)
+
+        view_menu = self.menuBar().addMenu("&View")
+        self.panel_actions: list[QAction] = []
+        for i in range(self.tabs.count()):
+            name = self.tabs.widget(i).objectName()
+            shortcut = f"Ctrl+{i + 1}" if i < 9 else None
+            act = self._action(view_menu, self.tabs.tabText(i), shortcut, lambda _=False, n=name: self.show_panel(n))
+            self.panel_actions.append(act)
+
+        help_menu = self.menuBar().addMenu("&Help")
+        self.shortcuts_action = self._action(help_menu, "&Keyboard shortcuts", "F1", self.show_shortcuts)
+        self.about_action = self._action(help_menu, "&About Diffusion Studio", None, self.show_about)
+        self.about_action.setMenuRole(QAction.MenuRole.AboutRole)
+
+    def _action(self, menu, text, shortcut, slot) -> QAction:
+        act = QAction(text, self)
+        if shortcut is not None:
+            act.setShortcut(QKeySequence(shortcut))
+        act.triggered.connect(slot)
+        menu.addAction(act)
+        self.addAction(act)  # shortcuts work even with the menu bar hidden
+        return act
+
+    def _build_status_bar(self) -> None:
+        self.data_status = QLabel()
+        self.data_status.setObjectName("dataStatusLabel")
+        self.model_status = QLabel()
+        self.model_status.setObjectName("modelStatusLabel")
+        for w in (self.data_status, self.model_status):
+            w.setStyleSheet("QLabel { color: #444; padding: 0 8px; }")
+            self.statusBar().addPermanentWidget(w)
+
+    def _show_status(self, message: str) -> None:
+        self.statusBar().showMessage(message, 10000)
+
+    def _update_permanent_status(self) -> None:
+        s = self.state
+        if s.data is not None:
+            self.data_status.setText(f"Data: {s.data_dir}")
+        else:
+            self.data_status.setText("Data: none")
+        self.model_status.setText(f"Model: {s.model_source or 'none'}" if s.model is not None else "Model: none")
+
+    def _on_data_changed(self) -> None:
+        if self.state.data is None:  # the dataset panel says what is missing and offers the fixes
+            self.show_panel("datasetPanel")
+
+    # --------------------------------------------------------------- actions
+    def show_panel(self, object_name: str) -> None:
+        panel = self.panels.get(object_name)
+        if panel is not None:
+            self.tabs.setCurrentWidget(panel)
+
+    def open_data_folder(self) -> None:
+        start = self._settings_value("data/lastFolder") or str(self.state.data_dir or Path.home())
+        folder = QFileDialog.getExistingDirectory(self, "Open an MNIST folder", start)
+        if folder:
+            self.state.request_data(folder)
+
+    def open_checkpoint(self) -> None:
+        start = self._settings_value("checkpoint/lastFolder") or str(paths.runs_dir())
+        path, _ = QFileDialog.getOpenFileName(self, "Open a checkpoint", start, "Checkpoints (*.pt);;All files (*)")
+        if path:
+            self.load_checkpoint(path)
+
+    def load_checkpoint(self, path: str | Path, source: str | None = None, quiet: bool = False) -> bool:
+        """Load a checkpoint into ``state.set_model``; a failure is a message, never an exception."""
+        from ..engine.checkpoint import CheckpointError, load_model
+        from ..engine.device import resolve_device
+
+        path = Path(path)
+        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        try:
+            try:
+                device = resolve_device(self.state.device)
+            except ValueError:
+                device = resolve_device("cpu")
+            loaded = load_model(path, device)
+        except (CheckpointError, OSError, ValueError) as exc:
+            if not quiet:
+                self.show_message("Could not open the checkpoint", str(exc), QMessageBox.Icon.Warning)
+            self.state.report(f"Could not open {path.name}: {exc}")
+            return False
+        finally:
+            QApplication.restoreOverrideCursor()
+        self.state.set_model(loaded, source or f"{path.name} (epoch {loaded.epoch})")
+        self.state.report(f"Model loaded from {path}")
+        if source is None:
+            app_settings().setValue("checkpoint/lastFolder", str(path.parent))
+        return True
+
+    def save_checkpoint_as(self) -> None:
+        model = self.state.model
+        if model is None:
+            self.show_message("No model", "There is no model to save yet: train one or open a checkpoint.")
+            return
+        src = getattr(model, "path", None)
+        if not src or not Path(src).is_file():
+            self.show_message("Nothing to save", "This model has no checkpoint file to save.")
+            return
+        start = Path(self._settings_value("checkpoint/lastFolder") or Path.home()) / Path(src).name
+        target, _ = QFileDialog.getSaveFileName(self, "Save checkpoint as", str(start), "Checkpoints (*.pt)")
+        if target:
+            self.copy_checkpoint(target)
+
+    def copy_checkpoint(self, target: str | Path) -> Path | None:
+        """Copy the current model's checkpoint file to ``target``; None (and a message) on failure."""
+        model = self.state.model
+        src = Path(model.path) if model is not None and getattr(model, "path", None) else None
+        if src is None:
+            self.state.report("There is no checkpoint file to save")
+            return None
+        target = Path(target)
+        if target.suffix == "":
+            target = target.with_suffix(".pt")
+        try:
+            if target.resolve() != src.resolve():
+                tmp = target.with_name(f".{target.name}.tmp")
+                shutil.copyfile(src, tmp)
+                tmp.replace(target)
+        except OSError as exc:
+            self.show_message("Could not save the checkpoint", f"{target}: {exc}", QMessageBox.Icon.Warning)
+            return None
+        app_settings().setValue("checkpoint/lastFolder", str(target.parent))
+        self.state.report(f"Checkpoint saved to {target}")
+        return target
+
+    def export_grid(self) -> None:
+        """File > Export grid…: the sampler panel's ``export_grid()`` (it asks for the file)."""
+        self._sampler_export("export_grid")
+
+    def _sampler_export(self, method: str) -> None:
+        panel = self.panels.get("samplerPanel")
+        fn = getattr(panel, method, None) if panel is not None else None
+        if callable(fn):
+            self.show_panel("samplerPanel")
+            fn()
+        else:
+            self.show_message("Export", "The sampler panel cannot export this; sample some images there first.")
+
+    def shortcut_list(self) -> list[tuple[str, str]]:
+        """(key, what it does) for the window's actions and every panel button with a shortcut."""
+        from PySide6.QtWidgets import QAbstractButton
+
+        rows = []
+        for act in self.actions():
+            if not act.shortcut().isEmpty():
+                rows.append((act.shortcut().toString(QKeySequence.SequenceFormat.NativeText),
+                             act.text().replace("&", "")))
+        for name, panel in self.panels.items():
+            title = self.tabs.tabText(self.tabs.indexOf(panel))
+            for button in panel.findChildren(QAbstractButton):
+                if not button.shortcut().isEmpty():
+                    label = button.text().replace("&", "") or button.toolTip() or button.objectName()
+                    rows.append((button.shortcut().toString(QKeySequence.SequenceFormat.NativeText),
+                                 f"{title}: {label}"))
+        return rows
+
+    def show_shortcuts(self) -> None:
+        rows = "".join(f"<tr><td><b>{k}</b>&nbsp;&nbsp;</td><td>{v}</td></tr>" for k, v in self.shortcut_list())
+        self.show_message("Keyboard shortcuts", f"<table>{rows}</table>")
+
+    def show_about(self) -> None:
+        import PySide6
+        import pyqtgraph
+        import torch
+
+        QMessageBox.about(
+            self,
+            "About Diffusion Studio",
+            f"<h3>Diffusion Studio {__version__}</h3>"
+            "<p>Explore Denoising Diffusion Probabilistic Models (Ho et al. 2020) on MNIST: "
+            "the data, the forward noise, live training and sampling.</p>"
+            f"<p>PyTorch {torch.__version__} · PySide6 {PySide6.__version__} · pyqtgraph {pyqtgraph.__version__}</p>",
+        )
+
+    def show_message(self, title: str, text: str, icon=QMessageBox.Icon.Information) -> QMessageBox:
+        """A non-modal message box (never blocks the event loop or a scripted run)."""
+        box = QMessageBox(icon, title, text, QMessageBox.StandardButton.Ok, self)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.finished.connect(lambda _r, b=box: self._dialogs.remove(b) if b in self._dialogs else None)
+        self._dialogs.append(box)
+        box.open()
+        return box
+
+    # -------------------------------------------------------------- settings
+    def _settings_value(self, key: str) -> str:
+        value = app_settings().value(key, "")
+        return str(value) if value else ""
+
+    def _remember_data_folder(self, folder: Path) -> None:
+        app_settings().setValue("data/lastFolder", str(folder))
+
+    def _restore_settings(self) -> None:
+        s = app_settings()
+        geometry = s.value("window/geometry")
+        if isinstance(geometry, QByteArray) and not geometry.isEmpty():
+            self.restoreGeometry(geometry)
+        window_state = s.value("window/state")
+        if isinstance(window_state, QByteArray) and not window_state.isEmpty():
+            self.restoreState(window_state)
+        tab = s.value("window/tab", "")
+        if tab:
+            self.show_panel(str(tab))
+
+    def save_settings(self) -> None:
+        s = app_settings()
+        s.setValue("window/geometry", self.saveGeometry())
+        s.setValue("window/state", self.saveState())
+        current = self.tabs.currentWidget()
+        if current is not None:
+            s.setValue("window/tab", current.objectName())
+        s.sync()
+
+    def shutdown_panels(self) -> None:
+        """Call ``shutdown()`` on every panel that has one (stops workers); errors are reported, not raised."""
+        for name, panel in self.panels.items():
+            fn = getattr(panel, "shutdown", None)
+            if callable(fn):
+                try:
+                    fn()
+                except Exception:  # a failing panel must not keep the window open
+                    print(f"diffusion-studio: {name}.shutdown() failed:", file=sys.stderr)
+                    traceback.print_exc()
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt name)
+        self.shutdown_panels()
+        self.save_settings()
+        event.accept()

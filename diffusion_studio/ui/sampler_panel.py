@@ -1,0 +1,651 @@
+"""The sampler panel: run the reverse process and watch x_T become x_0.
+
+Sampling runs in a ``SampleWorker`` (``workers.py``) that keeps a bounded list
+of frames (x_t and the predicted x_0 as uint8). Play / pause / the slider only
+show kept frames: scrubbing never recomputes anything.
+"""
+
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QSettings, QSize, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPixmap
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QSlider,
+    QSpinBox,
+    QStyle,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .imaging import gray_qimage, tile
+from .state import AppState
+from .workers import Frame, SampleJob, SampleWorker, WorkerRunner, strip_timesteps
+
+PLAY_FPS = 12
+STRIP_ROWS = 4  # samples shown in the strip
+GIF_SCALE = 3
+
+
+class PixmapView(QLabel):
+    """Shows a uint8 image scaled to fit with square, sharp pixels (integer zoom when possible)."""
+
+    def __init__(self, placeholder: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.setMinimumSize(160, 160)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.setStyleSheet("background: #1e1e1e; color: #9a9a9a; border-radius: 4px;")
+        self._image: QImage | None = None
+        self.array: np.ndarray | None = None
+        self.setText(placeholder)
+
+    def set_array(self, array: np.ndarray | None) -> None:
+        self.array = None if array is None else np.asarray(array, dtype=np.uint8)
+        self._image = None if array is None else gray_qimage(self.array)
+        self._rescale()
+
+    def set_qimage(self, image: QImage) -> None:
+        self.array = None
+        self._image = image
+        self._rescale()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().resizeEvent(event)
+        self._rescale()
+
+    def sizeHint(self) -> QSize:
+        return QSize(320, 320)
+
+    def _rescale(self) -> None:
+        if self._image is None:
+            self.setPixmap(QPixmap())
+            return
+        w, h = self._image.width(), self._image.height()
+        avail_w, avail_h = max(1, self.width() - 8), max(1, self.height() - 8)
+        zoom = min(avail_w / w, avail_h / h)
+        if zoom >= 1:
+            zoom = int(zoom)
+        size = QSize(max(1, int(w * zoom)), max(1, int(h * zoom)))
+        self.setPixmap(QPixmap.fromImage(self._image).scaled(
+            size, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation))
+
+
+class SamplerPanel(QWidget):
+    """Sample digits from ``state.model`` and animate the reverse process
+    (objectName ``samplerPanel``).
+
+    Public API
+      sample() -> bool: start sampling with the form's settings (Sample button).
+      cancel(): stop a running sampling (Cancel button).
+      open_checkpoint(path=None) -> bool: load a checkpoint into ``state.model``.
+      show_frame(i): show kept frame i (what the slider does).
+      play() / pause(): animate the kept frames.
+      export_grid(path=None), export_strip(path=None), export_gif(path=None) ->
+          Path | None: write the final grid (PNG), the t = 300, 100, 50, 20, 0 strip
+          (PNG) or the animation of x_t and predicted x_0 (GIF); None asks with a
+          file dialog; returns None when there was nothing to export or it was cancelled.
+      shutdown(timeout_ms=5000) -> bool: stop and wait (bounded) for the worker.
+    Attributes: ``frames`` (list of workers.Frame, t descending), ``current_index``.
+    Signals: sampling_finished(str outcome) with "finished", "cancelled" or "failed".
+    """
+
+    sampling_finished = Signal(str)
+
+    def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("samplerPanel")
+        self.state = state
+        self.frames: list[Frame] = []
+        self.current_index = -1
+        self.runner = WorkerRunner(self)
+        self.runner.stopped.connect(self._on_thread_stopped)
+        self._outcome = ""
+        self._job_info = ""
+        self._build()
+        self.play_timer = QTimer(self)
+        self.play_timer.setInterval(int(1000 / PLAY_FPS))
+        self.play_timer.timeout.connect(self._advance)
+        state.model_changed.connect(self._on_model_changed)
+        self._on_model_changed()
+
+    # ------------------------------------------------------------ layout
+    def _build(self) -> None:
+        box = QGroupBox("Sampling")
+        form = QFormLayout(box)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        self.model_combo = QComboBox(objectName="modelCombo")
+        self.model_combo.activated.connect(self._on_model_combo)
+        form.addRow("Model", self.model_combo)
+        self.model_info = QLabel(wordWrap=True, objectName="modelInfo")
+        self.model_info.setStyleSheet("color: palette(mid); font-size: 11px;")
+        form.addRow(self.model_info)
+        self.count_spin = QSpinBox(objectName="imageCountSpin", minimum=1, maximum=400, value=16)
+        self.count_spin.setToolTip("How many digits to generate")
+        form.addRow("Images", self.count_spin)
+        self.sampler_combo = QComboBox(objectName="samplerCombo")
+        self.sampler_combo.addItem("DDPM (all T steps)", "ddpm")
+        self.sampler_combo.addItem("DDIM (fewer steps)", "ddim")
+        self.sampler_combo.currentIndexChanged.connect(self._on_sampler_changed)
+        form.addRow("Sampler", self.sampler_combo)
+        self.steps_spin = QSpinBox(objectName="ddimStepsSpin", minimum=1, maximum=1000, value=50)
+        self.steps_spin.setToolTip("DDIM steps (at most T)")
+        form.addRow("Steps", self.steps_spin)
+        self.eta_spin = QDoubleSpinBox(objectName="etaSpin", decimals=2, minimum=0.0, maximum=1.0, singleStep=0.1)
+        self.eta_spin.setToolTip("DDIM noise: 0 = deterministic, 1 = DDPM-like")
+        form.addRow("η (eta)", self.eta_spin)
+        self.seed_spin = QSpinBox(objectName="sampleSeedSpin", minimum=0, maximum=2**31 - 1, value=0)
+        form.addRow("Seed", self.seed_spin)
+        self.clip_check = QCheckBox("Clip predicted x_0 to [−1, 1]", objectName="clipX0Check", checked=True)
+        self.clip_check.setToolTip(
+            "Step from the clipped prediction of x_0 (keeps a young model's samples from blowing up); "
+            "off = Algorithm 2 exactly as written"
+        )
+        form.addRow(self.clip_check)
+
+        self.sample_button = QPushButton("Sample", objectName="sampleButton")
+        self.sample_button.setShortcut("Ctrl+R")
+        self.sample_button.clicked.connect(self.sample)
+        self.cancel_button = QPushButton("Cancel", objectName="cancelSampleButton", enabled=False)
+        self.cancel_button.setShortcut("Ctrl+Shift+R")
+        self.cancel_button.setToolTip("Stop sampling before the next step (Ctrl+Shift+R)")
+        self.cancel_button.clicked.connect(self.cancel)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.sample_button, 2)
+        buttons.addWidget(self.cancel_button, 1)
+        self.progress = QProgressBar(objectName="sampleProgress", minimum=0, maximum=1, value=0)
+        self.progress.setFormat("%v / %m steps")
+        self.message = QLabel(wordWrap=True, objectName="samplerMessage")
+        self.message.setMinimumHeight(40)
+        self.message.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+
+        export_box = QGroupBox("Export")
+        ev = QVBoxLayout(export_box)
+        self.export_grid_button = QPushButton("Grid as PNG…", objectName="exportGridButton")
+        self.export_grid_button.clicked.connect(lambda: self.export_grid())
+        self.export_strip_button = QPushButton("Strip as PNG…", objectName="exportStripButton")
+        self.export_strip_button.clicked.connect(lambda: self.export_strip())
+        self.export_gif_button = QPushButton("Animation as GIF…", objectName="exportGifButton")
+        self.export_gif_button.clicked.connect(lambda: self.export_gif())
+        for b in (self.export_grid_button, self.export_strip_button, self.export_gif_button):
+            ev.addWidget(b)
+
+        left = QVBoxLayout()
+        left.addWidget(box)
+        left.addLayout(buttons)
+        left.addWidget(self.progress)
+        left.addWidget(self.message)
+        left.addWidget(export_box)
+        left.addStretch(1)
+        left_w = QWidget()
+        left_w.setLayout(left)
+        left_w.setFixedWidth(320)
+
+        # ---- views
+        self.xt_view = PixmapView("x_t appears here")
+        self.xt_view.setObjectName("xtView")
+        self.x0_view = PixmapView("predicted x_0")
+        self.x0_view.setObjectName("x0View")
+        self.xt_title = QLabel("x_t", alignment=Qt.AlignmentFlag.AlignCenter)
+        self.x0_title = QLabel("predicted x_0 = (x_t − √(1−ᾱ_t) ε_θ) / √ᾱ_t", alignment=Qt.AlignmentFlag.AlignCenter)
+        title_font = QFont(self.xt_title.font())
+        title_font.setBold(True)
+        self.xt_title.setFont(title_font)
+        self.x0_title.setFont(title_font)
+        views = QGridLayout()
+        views.addWidget(self.xt_title, 0, 0)
+        views.addWidget(self.x0_title, 0, 1)
+        views.addWidget(self.xt_view, 1, 0)
+        views.addWidget(self.x0_view, 1, 1)
+
+        self.play_button = QPushButton(objectName="playButton")
+        self.play_button.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_MediaPlay))
+        self.play_button.setShortcut("Ctrl+P")
+        self.play_button.setToolTip("Play / pause the animation (Ctrl+P)")
+        self.play_button.clicked.connect(self.toggle_play)
+        self.slider = QSlider(Qt.Orientation.Horizontal, objectName="frameSlider")
+        self.slider.setRange(0, 0)
+        self.slider.valueChanged.connect(self.show_frame)
+        self.frame_label = QLabel("no frames yet", objectName="frameLabel")
+        self.frame_label.setMinimumWidth(170)
+        playback = QHBoxLayout()
+        playback.addWidget(self.play_button)
+        playback.addWidget(self.slider, 1)
+        playback.addWidget(self.frame_label)
+
+        strip_box = QGroupBox("The reverse process at t = 300, 100, 50, 20, 0 (report Figure 7)")
+        sv = QVBoxLayout(strip_box)
+        self.strip_view = QLabel(alignment=Qt.AlignmentFlag.AlignCenter, objectName="stripView")
+        self.strip_view.setMinimumHeight(STRIP_ROWS * 62 + 30)
+        self.strip_view.setText("Sample to see the strip")
+        self.strip_view.setStyleSheet("color: palette(mid);")
+        sv.addWidget(self.strip_view)
+
+        right = QVBoxLayout()
+        right.addLayout(views, 1)
+        right.addLayout(playback)
+        right.addWidget(strip_box)
+
+        layout = QHBoxLayout(self)
+        layout.addWidget(left_w)
+        layout.addLayout(right, 1)
+        self._on_sampler_changed()
+        self._update_enabled()
+
+    # ------------------------------------------------------------ model choice
+    @Slot()
+    def _on_model_changed(self) -> None:
+        self.model_combo.clear()
+        loaded = self.state.model
+        if loaded is not None:
+            self.model_combo.addItem(self.state.model_source or "current model", "current")
+        else:
+            self.model_combo.addItem("no model loaded", "none")
+        if _bundled_path() is not None:
+            self.model_combo.addItem("Bundled default model", "bundled")
+        self.model_combo.addItem("Open checkpoint…", "open")
+        self.model_combo.setCurrentIndex(0)
+        self.model_combo.setToolTip(self.model_combo.itemText(0))
+        if loaded is not None:
+            T = loaded.schedule.timesteps
+            mc, sc = loaded.model_config, loaded.schedule_config
+            best = (loaded.payload.get("best") or {}).get("epoch")
+            self.model_info.setText(
+                f"U-Net base {mc.base_channels}, {sc.kind} schedule T={T}, "
+                f"{loaded.epoch} epochs" + (f" (best {best})" if best else "")
+                + (", EMA weights" if loaded.uses_ema else "")
+            )
+            self.steps_spin.setMaximum(T)
+            self.steps_spin.setValue(min(self.steps_spin.value(), T))
+        else:
+            self.model_info.setText("Train a model or open a checkpoint to sample.")
+        self._update_enabled()
+
+    @Slot(int)
+    def _on_model_combo(self, index: int) -> None:
+        kind = self.model_combo.itemData(index)
+        if kind == "open":
+            self.open_checkpoint()
+        elif kind == "bundled":
+            path = _bundled_path()
+            if path is not None:
+                self.open_checkpoint(path, source="bundled default model")
+        self.model_combo.setCurrentIndex(0)
+
+    def open_checkpoint(self, path: str | Path | None = None, source: str | None = None) -> bool:
+        """Load a checkpoint into ``state.model`` (None asks with a file dialog)."""
+        if path is None:
+            settings = QSettings()
+            start = settings.value("sampler/checkpoint_dir", "")
+            if not start:
+                from ..engine import paths
+
+                start = str(paths.runs_dir())
+            path, _ = QFileDialog.getOpenFileName(self, "Open checkpoint", start, "Checkpoints (*.pt);;All files (*)")
+            if not path:
+                return False
+            settings.setValue("sampler/checkpoint_dir", str(Path(path).parent))
+        path = Path(path)
+        try:
+            from ..engine.checkpoint import load_model
+            from ..engine.device import resolve_device
+
+            loaded = load_model(path, device=resolve_device(self.state.device))
+        except Exception as exc:
+            self._say(f"Cannot open {path.name}: {_one_line(exc)}", error=True)
+            return False
+        self.state.set_model(loaded, source or f"checkpoint: {path.parent.name}/{path.name}")
+        self._say(f"Loaded {path.name}.")
+        return True
+
+    @Slot()
+    def _on_sampler_changed(self) -> None:
+        ddim = self.sampler_combo.currentData() == "ddim"
+        self.steps_spin.setEnabled(ddim and not self.runner.is_running())
+        self.eta_spin.setEnabled(ddim and not self.runner.is_running())
+
+    def _update_enabled(self) -> None:
+        running = self.runner.is_running()
+        has_model = self.state.model is not None
+        self.sample_button.setEnabled(has_model and not running)
+        self.sample_button.setToolTip(
+            "Generate digits with these settings (Ctrl+R)" if has_model else "No model: train one or open a checkpoint first"
+        )
+        self.cancel_button.setEnabled(running)
+        for w in (self.model_combo, self.count_spin, self.sampler_combo, self.seed_spin, self.clip_check):
+            w.setEnabled(not running)
+        self._on_sampler_changed()
+        has_frames = bool(self.frames) and not running
+        done = has_frames and self.frames[-1].t == 0
+        self.export_grid_button.setEnabled(done)
+        self.export_strip_button.setEnabled(done)
+        self.export_gif_button.setEnabled(has_frames)
+        self.play_button.setEnabled(has_frames)
+        self.slider.setEnabled(has_frames)
+
+    def _say(self, text: str, error: bool = False) -> None:
+        self.message.setStyleSheet("color: #b00020;" if error else "color: #444;")
+        self.message.setText(text)
+        self.state.report(text)
+
+    # ------------------------------------------------------------ sampling
+    def sampler_config(self):
+        from ..engine.sample import SamplerConfig
+
+        clip = self.clip_check.isChecked()
+        if self.sampler_combo.currentData() == "ddim":
+            return SamplerConfig(kind="ddim", steps=self.steps_spin.value(), eta=self.eta_spin.value(), clip_x0=clip)
+        return SamplerConfig(kind="ddpm", clip_x0=clip)
+
+    @Slot()
+    def sample(self) -> bool:
+        """Start sampling with the form's settings; False (with a message) when it cannot."""
+        if self.runner.is_running():
+            return False
+        loaded = self.state.model
+        if loaded is None:
+            self._say("No model to sample from: train one or open a checkpoint.", error=True)
+            return False
+        try:
+            sampler = self.sampler_config()
+            sampler.num_steps(loaded.schedule.timesteps)
+            from ..engine.device import resolve_precision
+
+            precision = resolve_precision("auto", loaded.device)
+        except ValueError as exc:
+            self._say(f"Cannot sample: {exc}", error=True)
+            return False
+        self.pause()
+        self.frames = []
+        self.current_index = -1
+        n = self.count_spin.value()
+        self._job_info = (
+            f"{n} images, {sampler.kind.upper()}"
+            + (f" {sampler.num_steps(loaded.schedule.timesteps)} steps, η={sampler.eta:g}" if sampler.kind == "ddim" else "")
+            + f", seed {self.seed_spin.value()}"
+        )
+        self._export_name = (
+            f"samples-{n}-{sampler.kind}" + (f"{sampler.steps}" if sampler.kind == "ddim" else "")
+            + f"-seed{self.seed_spin.value()}"
+        )
+        job = SampleJob(loaded, n=n, sampler=sampler, seed=self.seed_spin.value(), precision=precision)
+        gc.freeze()  # keep long GC passes off the animation (see TrainPanel._start)
+        worker = SampleWorker(job)
+        worker.progress.connect(self._on_progress)
+        worker.frame.connect(self._on_live_frame)
+        worker.finished.connect(self._on_finished)
+        worker.cancelled.connect(self._on_cancelled)
+        worker.failed.connect(self._on_failed)
+        self.progress.setRange(0, sampler.num_steps(loaded.schedule.timesteps))
+        self.progress.setValue(0)
+        self._outcome = ""
+        self.runner.start(worker)
+        self._say(f"Sampling {self._job_info}…")
+        self._update_enabled()
+        return True
+
+    @Slot()
+    def cancel(self) -> None:
+        if self.runner.is_running():
+            self.runner.stop()
+            self.cancel_button.setEnabled(False)
+
+    def shutdown(self, timeout_ms: int = 5000) -> bool:
+        """Stop sampling and wait at most ``timeout_ms``; True when no thread is left."""
+        self.pause()
+        return self.runner.stop_and_wait(timeout_ms)
+
+    @Slot(int, int)
+    def _on_progress(self, done: int, total: int) -> None:
+        self.progress.setRange(0, total)
+        self.progress.setValue(done)
+
+    @Slot(int, object, object)
+    def _on_live_frame(self, t: int, x, x0) -> None:
+        self._show_arrays(t, x, x0)
+        self.frame_label.setText(f"t = {t} (sampling…)")
+
+    @Slot(object)
+    def _on_finished(self, frames) -> None:
+        self._outcome = "finished"
+        self._set_frames(frames)
+        self._say(f"Sampled {self._job_info}: {len(self.frames)} frames kept.")
+
+    @Slot(object)
+    def _on_cancelled(self, frames) -> None:
+        self._outcome = "cancelled"
+        self._set_frames(frames)
+        self._say("Sampling cancelled" + (f" at t = {self.frames[-1].t}." if self.frames else "."))
+
+    @Slot(str)
+    def _on_failed(self, message: str) -> None:
+        self._outcome = "failed"
+        self._say(message[:1].upper() + message[1:], error=True)
+
+    @Slot()
+    def _on_thread_stopped(self) -> None:
+        self._update_enabled()
+        self.sampling_finished.emit(self._outcome or "failed")
+
+    def _set_frames(self, frames) -> None:
+        self.frames = list(frames)
+        self.slider.blockSignals(True)
+        self.slider.setRange(0, max(0, len(self.frames) - 1))
+        self.slider.setValue(max(0, len(self.frames) - 1))
+        self.slider.blockSignals(False)
+        if self.frames:
+            self.show_frame(len(self.frames) - 1)
+            self._update_strip()
+
+    # ------------------------------------------------------------ viewing
+    def _grid(self, images: np.ndarray) -> np.ndarray:
+        return tile(images, pad=2, pad_value=90)
+
+    def _show_arrays(self, t: int, x: np.ndarray, x0: np.ndarray) -> None:
+        self.xt_view.set_array(self._grid(x))
+        self.x0_view.set_array(self._grid(x0))
+        self.xt_title.setText(f"x_t at t = {t}" if t else "x_0 (the result)")
+
+    @Slot(int)
+    def show_frame(self, index: int) -> None:
+        """Show kept frame ``index`` (0 = x_T); never recomputes."""
+        if not self.frames:
+            return
+        index = int(np.clip(index, 0, len(self.frames) - 1))
+        self.current_index = index
+        f = self.frames[index]
+        self._show_arrays(f.t, f.x, f.x0)
+        self.frame_label.setText(f"t = {f.t}  (frame {index + 1} of {len(self.frames)})")
+        if self.slider.value() != index:
+            self.slider.blockSignals(True)
+            self.slider.setValue(index)
+            self.slider.blockSignals(False)
+
+    def is_playing(self) -> bool:
+        return self.play_timer.isActive()
+
+    @Slot()
+    def toggle_play(self) -> None:
+        self.pause() if self.is_playing() else self.play()
+
+    def play(self) -> None:
+        if not self.frames or self.runner.is_running():
+            return
+        if self.current_index >= len(self.frames) - 1:
+            self.show_frame(0)
+        self.play_timer.start()
+        self.play_button.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_MediaPause))
+
+    def pause(self) -> None:
+        self.play_timer.stop()
+        self.play_button.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_MediaPlay))
+
+    @Slot()
+    def _advance(self) -> None:
+        if self.current_index >= len(self.frames) - 1:
+            self.pause()
+            return
+        self.show_frame(self.current_index + 1)
+
+    # ------------------------------------------------------------ strip
+    def strip_frames(self) -> list[Frame]:
+        """The kept frames nearest to t = 300, 100, 50, 20, 0 (clipped to T)."""
+        if not self.frames:
+            return []
+        T = self.frames[0].t
+        out = []
+        for s in strip_timesteps(T):
+            f = min(self.frames, key=lambda fr: abs(fr.t - s))
+            if not out or out[-1] is not f:
+                out.append(f)
+        return out
+
+    def strip_image(self, scale: int = 3) -> QImage:
+        """The strip as a QImage: a column per timestep (labelled), a row per sample."""
+        frames = self.strip_frames()
+        rows = min(STRIP_ROWS, frames[0].x.shape[0])
+        cell, pad, head = 28 * scale, 6, 22
+        w = len(frames) * (cell + pad) + pad
+        h = head + rows * (cell + pad) + pad
+        img = QImage(w, h, QImage.Format.Format_RGB32)
+        img.fill(QColor("white"))
+        p = QPainter(img)
+        font = QFont(self.font())
+        font.setPointSize(10)
+        font.setBold(True)
+        p.setFont(font)
+        p.setPen(QColor("#222"))
+        for c, f in enumerate(frames):
+            x = pad + c * (cell + pad)
+            p.drawText(x, 2, cell, head - 4, Qt.AlignmentFlag.AlignCenter, f"t = {f.t}")
+            for r in range(rows):
+                y = head + pad // 2 + r * (cell + pad)
+                p.drawImage(x, y, gray_qimage(np.kron(f.x[r], np.ones((scale, scale), np.uint8))))
+        p.end()
+        return img
+
+    def _update_strip(self) -> None:
+        if self.frames and self.frames[-1].t == 0:
+            self.strip_view.setPixmap(QPixmap.fromImage(self.strip_image(scale=2)))
+        else:
+            self.strip_view.setText("The strip needs a finished sampling run")
+
+    # ------------------------------------------------------------ exports
+    def _export_path(self, path, title: str, suffix: str, filt: str) -> Path | None:
+        if path is not None:
+            path = Path(path)
+            return path if path.suffix.lower() == suffix else path.with_name(path.name + suffix)
+        settings = QSettings()
+        folder = settings.value("sampler/export_dir", "") or str(Path.home())
+        default = str(Path(folder) / f"{getattr(self, '_export_name', 'samples')}{suffix}")
+        chosen, _ = QFileDialog.getSaveFileName(self, title, default, filt)
+        if not chosen:
+            return None
+        chosen = Path(chosen)
+        if chosen.suffix.lower() != suffix:
+            chosen = chosen.with_name(chosen.name + suffix)
+        settings.setValue("sampler/export_dir", str(chosen.parent))
+        return chosen
+
+    def _final(self) -> Frame | None:
+        if not self.frames or self.frames[-1].t != 0:
+            self._say("Nothing to export yet: sample first (and let it finish).", error=True)
+            return None
+        return self.frames[-1]
+
+    def export_grid(self, path: str | Path | None = None) -> Path | None:
+        """Save the final images as one PNG grid (white 2-px gaps); returns the path."""
+        final = self._final()
+        if final is None:
+            return None
+        path = self._export_path(path, "Export grid", ".png", "PNG images (*.png)")
+        if path is None:
+            return None
+        return self._write(path, lambda: _save_png(tile(final.x, pad=2, pad_value=255), path), "grid")
+
+    def export_strip(self, path: str | Path | None = None) -> Path | None:
+        """Save the t = 300, 100, 50, 20, 0 strip (labelled) as PNG; returns the path."""
+        if self._final() is None:
+            return None
+        path = self._export_path(path, "Export strip", ".png", "PNG images (*.png)")
+        if path is None:
+            return None
+
+        def write():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.strip_image().save(str(path), "PNG"):
+                raise OSError(f"could not write {path}")
+
+        return self._write(path, write, "strip")
+
+    def export_gif(self, path: str | Path | None = None) -> Path | None:
+        """Save the kept frames as an animated GIF: x_t | predicted x_0 side by side,
+        the last frame held for 1.5 s; returns the path."""
+        if not self.frames:
+            self._say("Nothing to export yet: sample first.", error=True)
+            return None
+        path = self._export_path(path, "Export animation", ".gif", "GIF animations (*.gif)")
+        if path is None:
+            return None
+        return self._write(path, lambda: _save_gif(self.frames, path), "animation")
+
+    def _write(self, path: Path, write, what: str) -> Path | None:
+        try:
+            write()
+        except Exception as exc:
+            self._say(f"Could not save the {what} to {path}: {_one_line(exc)}", error=True)
+            return None
+        self._say(f"Saved the {what} to {path}")
+        return path
+
+
+def _save_png(array: np.ndarray, path: Path) -> None:
+    from ..engine.images import save_png
+
+    save_png(array, path)
+
+
+def _save_gif(frames: list[Frame], path: Path, scale: int = GIF_SCALE) -> None:
+    from PIL import Image
+
+    images = []
+    for f in frames:
+        a, b = tile(f.x, pad=2, pad_value=255), tile(f.x0, pad=2, pad_value=255)
+        gap = np.full((a.shape[0], 8), 255, np.uint8)
+        both = np.concatenate([a, gap, b], axis=1)
+        images.append(Image.fromarray(np.kron(both, np.ones((scale, scale), np.uint8))))
+    durations = [80] * len(images)
+    durations[-1] = 1500
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0)
+    tmp.replace(path)
+
+
+def _bundled_path() -> Path | None:
+    try:
+        from ..engine.bundled import default_checkpoint_path
+
+        return default_checkpoint_path()
+    except Exception:
+        return None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,465 @@
+"""Background workers for the GUI: training and sampling off the GUI thread.
+
+The pattern (as in Orange3): a ``QObject`` worker is moved to a ``QThread``; the
+thread's ``started`` signal runs the worker's ``run`` slot, which iterates an
+engine generator and reports through signals carrying only ints, floats,
+strings, dicts of those, and CPU numpy arrays. A worker is stopped by setting
+its ``threading.Event`` (``stop()``, safe from any thread); it is never
+terminated. Every worker emits ``done`` as its very last signal, whatever
+happened, so its thread can quit.
+
+``WorkerRunner`` owns one worker and its thread: ``start(worker)``,
+``stop_and_wait(timeout_ms)``, ``is_running()``.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+
+from ..engine.sample import SamplerConfig, ddim_timesteps, sample_steps
+from ..engine.train import Trainer
+from .imaging import model_to_uint8
+
+#: at most this many step / frame signals per second reach the GUI
+MAX_SIGNALS_PER_S = 30.0
+#: timesteps of the report's Figure 7 strip
+STRIP_TIMESTEPS = (300, 100, 50, 20, 0)
+
+
+def strip_timesteps(T: int) -> list[int]:
+    """The strip's timesteps for a schedule of T steps, descending: 300, 100, 50,
+    20, 0 clipped to T (for T=300 exactly the report's; for T=10: 10, 0)."""
+    return sorted({min(s, T) for s in STRIP_TIMESTEPS}, reverse=True)
+
+
+#: niceness added to a worker thread (and the torch threads it starts), so the
+#: window keeps the CPU it needs to stay responsive while training uses the rest
+WORKER_NICENESS = 5
+
+
+def lower_thread_priority(increment: int = WORKER_NICENESS) -> bool:
+    """Make the calling thread ``increment`` nicer (Linux: per-thread nice values,
+    inherited by threads it starts, such as its OpenMP team). True when it worked;
+    elsewhere a no-op. Call it from the worker thread before the first torch op."""
+    import os
+
+    if not hasattr(os, "setpriority") or increment <= 0:
+        return False
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + increment))
+        return True
+    except OSError:
+        return False
+
+
+def _error_text(exc: BaseException) -> str:
+    """One line for the user (never a traceback)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, MemoryError) or "out of memory" in text.lower():
+        return f"ran out of memory ({text}); try a smaller batch size or fewer images"
+    return text
+
+
+# ---------------------------------------------------------------- training
+@dataclass
+class TrainJob:
+    """What to train. ``resume`` is a last.pt path (its settings win, except that
+    ``train.epochs`` may raise the epoch budget)."""
+
+    data: object  # engine.data.MNISTSplits
+    model: object  # UNetConfig
+    schedule: object  # ScheduleConfig
+    train: object  # TrainConfig
+    device: str = "auto"
+    run_dir: Path | None = None
+    resume: Path | None = None
+    extra_meta: dict = field(default_factory=dict)
+    preview_every: int = 5  # epochs between preview samples (0 = never)
+    preview_count: int = 8  # digits per preview
+    preview_steps: int = 20  # DDIM steps per preview
+
+
+class TrainWorker(QObject):
+    """Runs ``engine.train.Trainer.run()`` in a worker thread.
+
+    Signals
+      started(dict): device, precision, epochs, start_epoch, steps_per_epoch,
+          batch_size, patience, run_dir, and ``history`` (the per-epoch records
+          of a resumed run, list of dicts, and its per-step losses as lists).
+      step_done(epoch, step, steps_per_epoch, loss, images_per_s): the latest
+          step, at most ``MAX_SIGNALS_PER_S`` times a second.
+      step_losses(np.ndarray (n, 2) float64): [global_step, loss] of *every*
+          step since the previous emission (sent with each step_done and before
+          each epoch_done, so no step is lost to the throttling).
+      epoch_done(dict): the EpochRecord's fields (plain ints / floats / bool).
+      preview_ready(np.ndarray uint8 (K, 28, 28)): digits sampled (DDIM) from
+          the current model every ``preview_every`` epochs and at the end.
+      finished(reason, message): "completed", "early_stopped", "stopped" or
+          "diverged", and the trainer's one-line message.
+      failed(message): the run could not start or crashed (one line).
+      done(): always last.
+    """
+
+    started = Signal(dict)
+    step_done = Signal(int, int, int, float, float)
+    step_losses = Signal(object)
+    epoch_done = Signal(dict)
+    preview_ready = Signal(object)
+    finished = Signal(str, str)
+    failed = Signal(str)
+    done = Signal()
+
+    def __init__(self, job: TrainJob) -> None:
+        super().__init__()
+        self.job = job
+        self.stop_event = threading.Event()
+        self._pending: list[tuple[float, float]] = []
+        self._last_emit = 0.0
+
+    def stop(self) -> None:
+        """Ask the run to stop after the current batch (any thread)."""
+        self.stop_event.set()
+
+    @Slot()
+    def run(self) -> None:
+        lower_thread_priority()
+        try:
+            self._run()
+        except Exception as exc:  # the GUI shows one line, never a traceback
+            self.failed.emit(f"training failed: {_error_text(exc)}")
+        finally:
+            self.done.emit()
+
+    def _flush_steps(self) -> None:
+        if self._pending:
+            self.step_losses.emit(np.asarray(self._pending, dtype=np.float64).reshape(-1, 2))
+            self._pending = []
+
+    def _run(self) -> None:
+        job = self.job
+        trainer = Trainer(
+            job.data,
+            model_config=job.model,
+            schedule_config=job.schedule,
+            train_config=job.train,
+            device=job.device,
+            run_dir=job.run_dir,
+            stop_event=self.stop_event,
+            resume=job.resume,
+            extra_meta=job.extra_meta,
+        )
+        steps_hist = trainer.history.get("steps") or {}
+        self.started.emit(
+            {
+                "device": str(trainer.device),
+                "precision": trainer.precision,
+                "epochs": trainer.config.epochs,
+                "start_epoch": trainer.epoch,
+                "start_step": trainer.step_in_epoch,
+                "steps_per_epoch": trainer.steps_per_epoch,
+                "batch_size": trainer.config.batch_size,
+                "patience": trainer.config.patience,
+                "timesteps": trainer.schedule.timesteps,
+                "run_dir": str(job.run_dir) if job.run_dir else "",
+                "history": {
+                    "epochs": [_plain(e) for e in trainer.history.get("epochs", [])],
+                    "global_step": [int(s) for s in steps_hist.get("global_step", [])],
+                    "loss": [float(v) for v in steps_hist.get("loss", [])],
+                },
+            }
+        )
+        min_gap = 1.0 / MAX_SIGNALS_PER_S
+        last = None
+        for record in trainer.run():
+            if record.kind == "step":
+                self._pending.append((float(record.global_step), float(record.loss)))
+                last = record
+                now = time.monotonic()
+                if now - self._last_emit >= min_gap:
+                    self._last_emit = now
+                    self._flush_steps()
+                    self.step_done.emit(
+                        record.epoch, record.step, record.steps_per_epoch, record.loss, record.images_per_s
+                    )
+            elif record.kind == "epoch":
+                self._flush_steps()
+                if last is not None:
+                    self.step_done.emit(last.epoch, last.step, last.steps_per_epoch, last.loss, last.images_per_s)
+                self.epoch_done.emit(_plain(record.__dict__))
+                every = job.preview_every
+                if every and record.epoch % every == 0 and not self.stop_event.is_set():
+                    self._preview(trainer)
+            else:
+                self._flush_steps()
+                if record.best_epoch and record.reason != "stopped" and job.preview_every:
+                    self._preview(trainer)  # the restored best model
+                self.finished.emit(record.reason, record.message)
+
+    def _preview(self, trainer) -> None:
+        job = self.job
+        T = trainer.schedule.timesteps
+        cfg = SamplerConfig(kind="ddim", steps=max(1, min(job.preview_steps, T)))
+        x = None
+        for step in sample_steps(
+            trainer.sampling_model(), trainer.schedule, job.preview_count, sampler=cfg,
+            seed=1234, device=trainer.device, precision=trainer.precision,
+        ):
+            if self.stop_event.is_set():
+                return
+            x = step.x
+        if x is not None:
+            self.preview_ready.emit(model_to_uint8(x))
+
+
+def _plain(d: dict) -> dict:
+    """Only JSON-like scalars (numpy / torch numbers become float / int)."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, bool) or v is None or isinstance(v, str):
+            out[k] = v
+        elif isinstance(v, int):
+            out[k] = int(v)
+        else:
+            try:
+                out[k] = float(v)
+            except (TypeError, ValueError):
+                continue
+    return out
+
+
+# ---------------------------------------------------------------- sampling
+@dataclass
+class SampleJob:
+    """What to sample: ``loaded`` is an engine LoadedModel (model, schedule, device)."""
+
+    loaded: object
+    n: int = 16
+    sampler: object = None  # SamplerConfig
+    seed: int = 0
+    max_frames: int = 120  # keep about this many frames (plus the strip's)
+    precision: str = "fp32"
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One kept moment of the reverse process.
+
+    t:  the timestep of ``x`` (T for pure noise, 0 for the result)
+    x:  (n, 28, 28) uint8, x_t (0 = black)
+    x0: (n, 28, 28) uint8, the network's prediction of x_0 from x_t (at t = 0: x_0 itself)
+    """
+
+    t: int
+    x: np.ndarray
+    x0: np.ndarray
+
+
+class SampleWorker(QObject):
+    """Runs ``engine.sample.sample_steps`` in a worker thread, keeping frames.
+
+    Frames are kept for t = T, every k-th step (k chosen so about ``max_frames``
+    are kept), the strip's timesteps (300, 100, 50, 20 or the nearest step
+    reached) and t = 0, so memory stays bounded (n x frames x 2 x 784 bytes).
+
+    Signals
+      progress(done, total): steps done, at most ``MAX_SIGNALS_PER_S`` a second
+          (and always at the end).
+      frame(t, x_t, x0): the newest kept frame, (n, 28, 28) uint8 each, throttled.
+      finished(list[Frame]): all kept frames in order, t descending.
+      cancelled(list[Frame]): stopped early; the frames kept so far.
+      failed(message): one line.
+      done(): always last.
+    """
+
+    progress = Signal(int, int)
+    frame = Signal(int, object, object)
+    finished = Signal(object)
+    cancelled = Signal(object)
+    failed = Signal(str)
+    done = Signal()
+
+    def __init__(self, job: SampleJob) -> None:
+        super().__init__()
+        self.job = job
+        self.stop_event = threading.Event()
+        self.frames: list[Frame] = []
+
+    def stop(self) -> None:
+        """Ask the run to stop before the next step (any thread)."""
+        self.stop_event.set()
+
+    @Slot()
+    def run(self) -> None:
+        lower_thread_priority()
+        try:
+            self._run()
+        except Exception as exc:
+            self.failed.emit(f"sampling failed: {_error_text(exc)}")
+        finally:
+            self.done.emit()
+
+    def _run(self) -> None:
+        import torch
+
+        job = self.job
+        loaded = job.loaded
+        sampler = job.sampler or SamplerConfig()
+        T = loaded.schedule.timesteps
+        total = sampler.num_steps(T)
+        if job.n < 1:
+            raise ValueError(f"the number of images must be at least 1, got {job.n}")
+        device = torch.device(loaded.device)
+        # the same x_T that sample_steps draws from this seed (its first draw)
+        gen = torch.Generator(device=device).manual_seed(int(job.seed))
+        channels = getattr(loaded.model_config, "image_channels", 1)
+        x_T = torch.randn((job.n, channels, 28, 28), generator=gen, device=device)
+        ts = list(range(T, 0, -1)) if sampler.kind == "ddpm" else ddim_timesteps(T, total)
+        t_prevs = ts[1:] + [0]
+        keep_every = max(1, math.ceil(total / max(1, job.max_frames)))
+        # the strip's timesteps (clipped to T): keep the step whose t_prev is nearest
+        wanted = {min(t_prevs, key=lambda tp: abs(tp - s)) for s in strip_timesteps(T)}
+        pending_t, pending_x = T, x_T  # x_t waiting for the prediction made from it
+        min_gap, last_emit = 1.0 / MAX_SIGNALS_PER_S, 0.0
+        done = 0
+        for step in sample_steps(
+            loaded.model, loaded.schedule, job.n, sampler=sampler, seed=job.seed,
+            device=device, precision=job.precision,
+        ):
+            if self.stop_event.is_set():
+                self.progress.emit(done, total)
+                self.cancelled.emit(list(self.frames))
+                return
+            done = step.index + 1
+            if pending_x is not None:  # step.x0_pred was predicted from pending_x
+                self._keep(pending_t, pending_x, step.x0_pred)
+            keep = (step.index + 1) % keep_every == 0 or step.t_prev in wanted or step.t_prev == 0
+            pending_t, pending_x = (step.t_prev, step.x) if keep else (step.t_prev, None)
+            now = time.monotonic()
+            if now - last_emit >= min_gap or done == total:
+                last_emit = now
+                self.progress.emit(done, total)
+                if self.frames:
+                    f = self.frames[-1]
+                    self.frame.emit(f.t, f.x, f.x0)
+        if pending_x is not None:  # t = 0: the result is its own x_0
+            self._keep(pending_t, pending_x, pending_x)
+            f = self.frames[-1]
+            self.frame.emit(f.t, f.x, f.x0)
+        self.progress.emit(total, total)
+        self.finished.emit(list(self.frames))
+
+    def _keep(self, t: int, x, x0) -> None:
+        self.frames.append(Frame(int(t), model_to_uint8(x), model_to_uint8(x0.clamp(-1, 1))))
+
+
+# ---------------------------------------------------------------- threads
+class _ThreadWatch(QObject):
+    """Lives in the GUI thread; tells its runner which run's thread finished."""
+
+    def __init__(self, runner: "WorkerRunner", generation: int) -> None:
+        super().__init__()
+        self.runner, self.generation = runner, generation
+
+    @Slot()
+    def on_finished(self) -> None:
+        self.runner._release(self.generation)
+
+
+class WorkerRunner(QObject):
+    """Owns one worker and the QThread it runs on (both live until it ends).
+
+    start(worker): move it to a new thread, run ``worker.run`` there, and wire
+        ``worker.done -> thread.quit``; when the thread has finished, the
+        worker and thread are released (``deleteLater``) and ``stopped`` is emitted.
+    stop(): ask the worker to stop (returns at once).
+    stop_and_wait(timeout_ms): ask the worker to stop and wait at most that
+        long for its thread; True when it ended.
+    """
+
+    stopped = Signal()
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.worker: QObject | None = None
+        self.thread: QThread | None = None
+        self._generation = 0
+        self._watch: _ThreadWatch | None = None
+
+    def is_running(self) -> bool:
+        return self.thread is not None
+
+    def start(self, worker: QObject) -> None:
+        if self.thread is not None:
+            raise RuntimeError("a worker is already running; stop it first")
+        self._generation += 1
+        thread = QThread()
+        thread.setObjectName(type(worker).__name__)
+        worker.moveToThread(thread)
+        thread.started.connect(worker.run)
+        # direct: quit() is thread-safe, and a queued call would wait for the GUI
+        # thread, which may be blocked in stop_and_wait()
+        worker.done.connect(thread.quit, Qt.ConnectionType.DirectConnection)
+        self._watch = _ThreadWatch(self, self._generation)
+        thread.finished.connect(self._watch.on_finished)
+        self.worker, self.thread = worker, thread
+        thread.start()
+
+    def _release(self, generation: int) -> None:
+        if generation != self._generation or self.thread is None:
+            return  # an older run, already released
+        thread, worker = self.thread, self.worker
+        thread.wait()  # 'finished' is emitted just before the thread really ends
+        # The Python wrappers own both objects: dropping the last reference deletes
+        # them now that the thread has ended (an extra deleteLater would delete twice).
+        # The watch may be the caller: it is dropped on the next start().
+        self.worker = self.thread = None
+        del thread, worker
+        self.stopped.emit()
+
+    def stop(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+
+    def stop_and_wait(self, timeout_ms: int = 15000) -> bool:
+        """Stop the worker and block at most ``timeout_ms`` for its thread. True when
+        nothing is running any more. On a timeout the thread is left to finish on
+        its own (it is never terminated) and False is returned."""
+        if self.thread is None:
+            return True
+        self.worker.stop()
+        if not self.thread.wait(int(timeout_ms)):
+            _keep_until_done(self.thread, self.worker)
+            return False
+        self._release(self._generation)
+        return True
+
+
+# Threads that did not end within a stop_and_wait() timeout (a long validation pass
+# on a slow device, say). They were asked to stop; they are kept referenced so that
+# nothing destroys a running QThread, and the interpreter waits for them at exit,
+# so the run still writes its checkpoints.
+_ORPHANS: list[tuple[QThread, QObject]] = []
+
+
+def _keep_until_done(thread: QThread, worker: QObject) -> None:
+    if not _ORPHANS:
+        import atexit
+
+        atexit.register(_wait_for_orphans)
+    _ORPHANS.append((thread, worker))
+
+
+def _wait_for_orphans() -> None:
+    for thread, _worker in _ORPHANS:
+        try:
+            thread.wait()
+        except RuntimeError:  # already deleted by Qt
+            pass

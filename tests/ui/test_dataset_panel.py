@@ -1,0 +1,191 @@
+"""The dataset browser: the list model, split/label filters, counts, selection -> AppState."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QItemSelection, QItemSelectionModel, Qt
+from PySide6.QtGui import QPixmap
+from PySide6.QtWidgets import QApplication
+
+from diffusion_studio.ui.dataset_panel import (
+    DEFAULT_SELECTION,
+    MAX_SELECTION,
+    DatasetPanel,
+    DigitListModel,
+    IndexRole,
+    LabelRole,
+)
+from diffusion_studio.ui.state import AppState
+
+
+@pytest.fixture
+def panel(qtbot, tiny_data, tiny_mnist):
+    state = AppState()
+    state.set_data(tiny_data, Path(tiny_mnist))
+    p = DatasetPanel(state)
+    qtbot.addWidget(p)
+    p.resize(1100, 700)
+    p.show()
+    return p
+
+
+def test_model_passes_qmodeltester(qapp, qtmodeltester, tiny_data):
+    model = DigitListModel(cache_size=8)
+    images = tiny_data.images("val").numpy()
+    labels = tiny_data.labels("val").numpy()
+    model.set_digits(images, labels, np.arange(len(labels)), "val")
+    qtmodeltester.check(model, force_py=True)
+    assert model.rowCount() == len(labels) == 20
+    idx = model.index(3)
+    assert model.data(idx, LabelRole) == labels[3]
+    assert model.data(idx, IndexRole) == 3
+    assert "label" in model.data(idx, Qt.ItemDataRole.ToolTipRole)
+    pix = model.data(idx, Qt.ItemDataRole.DecorationRole)
+    assert isinstance(pix, QPixmap) and pix.width() == 28 * model.scale
+
+
+def test_thumbnails_are_lazy_and_lru_cached(qapp):
+    model = DigitListModel(cache_size=5)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(1000, 28, 28), dtype=np.uint8)
+    model.set_digits(images, np.arange(1000) % 10, np.arange(1000))
+    assert model.thumbnails_built == 0  # nothing built before the view asks
+    first = model.data(model.index(0), Qt.ItemDataRole.DecorationRole)
+    again = model.data(model.index(0), Qt.ItemDataRole.DecorationRole)
+    assert model.thumbnails_built == 1 and first.cacheKey() == again.cacheKey()
+    for r in range(1, 10):
+        model.data(model.index(r), Qt.ItemDataRole.DecorationRole)
+    assert model.cached == 5  # bounded
+    model.data(model.index(0), Qt.ItemDataRole.DecorationRole)
+    assert model.thumbnails_built == 11  # row 0 was evicted and rebuilt
+    # the thumbnail shows the digit: pixel (r, c) of the 2x pixmap is the image's pixel
+    img = model.data(model.index(7), Qt.ItemDataRole.DecorationRole).toImage()
+    assert img.pixelColor(2 * 5, 2 * 9).red() == images[7, 9, 5]
+
+
+def test_fifty_thousand_digits_scroll_without_building_them_all(qtbot):
+    """The panel's own view over a 50,000-digit train split: scrolling builds only what is shown."""
+    import torch
+
+    from diffusion_studio.engine.data import MNISTSplits
+
+    g = torch.Generator().manual_seed(1)
+    n = 50_000
+    train = torch.randint(0, 256, (n, 28, 28), generator=g, dtype=torch.uint8)
+    small = train[:10]
+    data = MNISTSplits(
+        train_images=train, train_labels=torch.arange(n) % 10,
+        val_images=small, val_labels=torch.arange(10), test_images=small, test_labels=torch.arange(10),
+        train_index=torch.arange(n), val_index=torch.arange(10), source=Path("synthetic"),
+    )
+    state = AppState()
+    panel = DatasetPanel(state)
+    qtbot.addWidget(panel)
+    panel.resize(1100, 700)
+    panel.show()
+    qtbot.waitExposed(panel)
+    start = time.perf_counter()
+    state.set_data(data, Path("synthetic"))
+    QApplication.processEvents()
+    assert panel.model.rowCount() == n
+    assert panel.split_combo.currentText() == "Train (50,000)"
+    view = panel.view
+    bar = view.verticalScrollBar()
+    frames = []
+    for frac in np.linspace(0, 1, 25):
+        t0 = time.perf_counter()
+        bar.setValue(int(frac * bar.maximum()))
+        QApplication.processEvents()  # the view lays out and paints as in the event loop
+        view.viewport().repaint()
+        frames.append(time.perf_counter() - t0)
+    total = time.perf_counter() - start
+    print(f"\n50,000 digits: load + 25 scroll jumps in {total:.2f} s, "
+          f"median repaint {np.median(frames) * 1000:.1f} ms, slowest {max(frames) * 1000:.1f} ms, "
+          f"{panel.model.thumbnails_built} thumbnails built")
+    assert bar.maximum() > 0 and bar.value() == bar.maximum()
+    assert 0 < panel.model.thumbnails_built < 5000  # only what was on screen
+    assert np.median(frames) < 0.25  # generous: a shared 2-core machine
+
+
+def test_split_and_label_filter_change_counts(panel, tiny_data):
+    sizes = tiny_data.sizes()
+    assert panel.model.rowCount() == sizes["train"] == 100
+    assert "Train (100)" == panel.split_combo.currentText()
+    train_counts = np.bincount(tiny_data.labels("train").numpy(), minlength=10)
+    assert [int(lbl.text().replace(",", "")) for lbl in panel.label_count_labels] == train_counts.tolist()
+
+    panel.set_split("val")
+    assert panel.model.rowCount() == sizes["val"] == 20
+    assert "20" in panel.count_label.text()
+    val_counts = np.bincount(tiny_data.labels("val").numpy(), minlength=10)
+    assert [int(lbl.text()) for lbl in panel.label_count_labels] == val_counts.tolist()
+
+    panel.set_split("test")
+    panel.set_label_filter(3)
+    test_labels = tiny_data.labels("test").numpy()
+    want = int((test_labels == 3).sum())
+    assert panel.model.rowCount() == want > 0
+    assert all(panel.model.data(panel.model.index(r), LabelRole) == 3 for r in range(want))
+    # the rows keep their index in the split
+    assert [panel.model.data(panel.model.index(r), IndexRole) for r in range(want)] == np.flatnonzero(
+        test_labels == 3
+    ).tolist()
+    panel.set_label_filter(None)
+    assert panel.model.rowCount() == sizes["test"]
+    with pytest.raises(ValueError, match="unknown split"):
+        panel.set_split("holdout")
+
+
+def test_default_selection_fills_the_noise_panel(panel, tiny_data):
+    state = panel.state
+    assert state.selection.shape == (DEFAULT_SELECTION, 28, 28)
+    np.testing.assert_array_equal(state.selection, tiny_data.images("train")[:DEFAULT_SELECTION].numpy())
+    np.testing.assert_array_equal(state.selection_labels, tiny_data.labels("train")[:DEFAULT_SELECTION].numpy())
+
+
+def test_view_selection_reaches_state_and_click_enlarges(panel, qtbot, tiny_data):
+    state = panel.state
+    panel.set_split("test")
+    sel = panel.view.selectionModel()
+    with qtbot.waitSignal(state.selection_changed, timeout=2000):
+        sel.select(QItemSelection(panel.model.index(4), panel.model.index(9)), QItemSelectionModel.SelectionFlag.ClearAndSelect)
+    np.testing.assert_array_equal(state.selection, tiny_data.images("test")[4:10].numpy())
+    np.testing.assert_array_equal(state.selection_labels, tiny_data.labels("test")[4:10].numpy())
+    assert "6" in panel.selection_label.text()
+
+    # a click (current index) shows the digit enlarged with its index and label
+    rect = panel.view.visualRect(panel.model.index(7))
+    qtbot.mouseClick(panel.view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    label = int(tiny_data.labels("test")[7])
+    assert "#7" in panel.big_caption.text() and f"label <b>{label}</b>" in panel.big_caption.text()
+    assert panel.big_image.pixmap().width() == 28 * 8
+
+
+def test_large_selection_is_capped_and_send_button_switches_panel(panel, qtbot):
+    state = panel.state
+    panel.view.selectAll()
+    qtbot.waitUntil(lambda: len(state.selection) == MAX_SELECTION, timeout=2000)
+    assert "first 64" in panel.selection_label.text()
+    with qtbot.waitSignal(state.panel_requested, timeout=1000) as blocker:
+        qtbot.mouseClick(panel.send_button, Qt.MouseButton.LeftButton)
+    assert blocker.args == ["noisePanel"]
+
+
+def test_missing_data_page_offers_choose_and_download(qtbot, tmp_path):
+    state = AppState()
+    panel = DatasetPanel(state)
+    qtbot.addWidget(panel)
+    panel.show()
+    state.set_data(None, tmp_path, "MNIST was not found in /nowhere (missing: everything).")
+    assert panel.stack.currentIndex() == 0
+    assert "/nowhere" in panel.missing_text.text()
+    assert panel.choose_button.isVisible() and panel.download_button.isVisible()
+    with qtbot.waitSignal(state.data_requested, timeout=1000) as blocker:
+        qtbot.mouseClick(panel.download_button, Qt.MouseButton.LeftButton)
+    assert blocker.args == ["", True]
+    state.set_data_loading("Downloading MNIST into /x …")
+    assert "Loading" in panel.missing_title.text() and not panel.download_button.isEnabled()

@@ -1,0 +1,184 @@
+"""The forward-noise panel: the t slider, fixed noise, the strip, plots, histogram and readout."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+import torch
+from PySide6.QtCore import Qt
+
+from diffusion_studio.engine.data import to_model_range
+from diffusion_studio.engine.schedule import NoiseSchedule, ScheduleConfig
+from diffusion_studio.ui.imaging import model_to_uint8
+from diffusion_studio.ui.noise_panel import NoisePanel
+from diffusion_studio.ui.state import AppState
+
+
+def make_panel(qtbot, tiny_data, k: int = 8) -> NoisePanel:
+    state = AppState()
+    state.set_selection(tiny_data.images("train")[:k].numpy(), tiny_data.labels("train")[:k].numpy())
+    panel = NoisePanel(state)
+    qtbot.addWidget(panel)
+    panel.resize(1300, 800)
+    panel.show()
+    return panel
+
+
+@pytest.fixture
+def panel(qtbot, tiny_data):
+    return make_panel(qtbot, tiny_data)
+
+
+def test_slider_range_and_object_name(panel):
+    assert panel.slider.objectName() == "timestepSlider"
+    assert panel.findChild(type(panel.slider), "timestepSlider") is panel.slider
+    assert (panel.slider.minimum(), panel.slider.maximum()) == (0, panel.state.schedule_config.timesteps) == (0, 300)
+
+
+def test_t0_shows_the_digits_and_moving_the_slider_changes_the_image(panel, qtbot):
+    selection = panel.state.selection
+    panel.set_t(0)
+    np.testing.assert_array_equal(panel.current_images(), selection)
+    key0 = panel.image_label.pixmap().cacheKey()
+    # a user drag: keyboard steps on the focused slider
+    panel.slider.setFocus()
+    for _ in range(5):
+        qtbot.keyClick(panel.slider, Qt.Key.Key_PageUp)
+    t = panel.t
+    assert t > 0 and panel.t_label.text() == f"t = {t}"
+    moved = panel.current_images()
+    assert not np.array_equal(moved, selection)
+    assert panel.image_label.pixmap().cacheKey() != key0
+    # x_t is exactly the closed form with the panel's fixed noise
+    sched = NoiseSchedule(panel.state.schedule_config)
+    x0 = to_model_range(torch.from_numpy(selection))
+    want = model_to_uint8(sched.q_sample(x0, torch.full((len(x0),), t), panel._noise))
+    np.testing.assert_array_equal(moved, want)
+
+
+def test_same_t_gives_the_same_picture_and_noise_is_fixed_per_selection(panel, tiny_data):
+    panel.set_t(150)
+    first = panel.current_images()
+    panel.set_t(20)
+    panel.set_t(299)
+    panel.set_t(150)
+    np.testing.assert_array_equal(panel.current_images(), first)
+    panel.new_noise()
+    assert not np.array_equal(panel.current_images(), first)
+    # a new selection draws its noise once: the image at t is stable while dragging
+    panel.state.set_selection(tiny_data.images("test")[:5].numpy(), tiny_data.labels("test")[:5].numpy())
+    panel.set_t(200)
+    a = panel.current_images()
+    panel.set_t(10)
+    panel.set_t(200)
+    np.testing.assert_array_equal(panel.current_images(), a)
+    assert a.shape == (5, 28, 28)
+
+
+def test_histogram_and_markers_follow_t(panel):
+    panel.set_t(0)
+    edges, h0 = panel.histogram()
+    assert all(m.value() == 0 for m in panel.markers)
+    # at t = 0 the pixels sit in [-1, 1]: no mass beyond
+    centres = (edges[:-1] + edges[1:]) / 2
+    assert h0[np.abs(centres) > 1.05].sum() == 0
+    panel.set_t(250)
+    _, h1 = panel.histogram()
+    assert all(m.value() == 250 for m in panel.markers)
+    assert h1[np.abs(centres) > 1.05].sum() > 0
+    width = edges[1] - edges[0]
+    assert math.isclose(h1.sum() * width, 1.0, rel_tol=1e-3)  # a density
+    x, y = panel.hist_curve.getData()
+    np.testing.assert_allclose(y, h1)
+
+
+def test_histogram_matches_standard_normal_when_the_image_is_gone(qtbot, tiny_data):
+    panel = make_panel(qtbot, tiny_data, k=64)
+    panel.set_schedule("cosine", 300)  # alphabar_T ~ 0: x_T is N(0, I)
+    panel.set_t(300)
+    edges, h = panel.histogram()
+    centres = (edges[:-1] + edges[1:]) / 2
+    normal = np.exp(-0.5 * centres**2) / math.sqrt(2 * math.pi)
+    assert np.abs(h - normal).max() < 0.05
+
+
+def test_strip_has_the_report_timesteps(panel):
+    assert panel.strip_timesteps == [0, 20, 50, 100, 300]
+    assert not panel.strip_label.pixmap().isNull()
+    panel.set_schedule("linear", 80)
+    assert panel.strip_timesteps == [0, 20, 50, 80]
+
+
+def test_schedule_switch_changes_state_and_readout(panel, qtbot):
+    text = panel.readout.text()
+    assert "0.219" in text  # the report's linear T = 300 schedule keeps 0.219 of the image
+    assert "KL" in text
+    beta_before = panel.beta_curve.getData()[1].copy()
+    with qtbot.waitSignal(panel.state.schedule_changed, timeout=1000):
+        panel.schedule_combo.setCurrentIndex(panel.schedule_combo.findData("cosine"))
+    assert panel.state.schedule_config.kind == "cosine"
+    cos = NoiseSchedule(ScheduleConfig(kind="cosine", timesteps=300))
+    assert f"{cos.signal_at_T():.3f}" in panel.readout.text()
+    assert panel.readout.text() != text
+    assert not np.allclose(panel.beta_curve.getData()[1], beta_before)
+    panel.set_schedule("rescaled_linear", 300)
+    resc = NoiseSchedule(ScheduleConfig(kind="rescaled_linear", timesteps=300))
+    assert f"{resc.signal_at_T():.3f}" in panel.readout.text()
+    # T follows the spin box and the slider range follows T
+    panel.steps_spin.setValue(500)
+    assert panel.state.schedule_config.timesteps == 500 and panel.slider.maximum() == 500
+
+
+def test_invalid_schedule_is_refused_with_a_message(panel, qtbot):
+    before = panel.state.schedule_config
+    with qtbot.waitSignal(panel.state.status_message, timeout=1000) as blocker:
+        panel.set_schedule("rescaled_linear", 10)  # beta_end * 100 = 2 >= 1
+    assert "not valid" in blocker.args[0]
+    assert panel.state.schedule_config == before
+    assert panel.steps_spin.value() == before.timesteps
+
+
+def test_empty_selection_shows_a_hint(qtbot):
+    panel = NoisePanel(AppState())
+    qtbot.addWidget(panel)
+    panel.set_t(40)
+    assert panel.current_images().shape == (0, 28, 28)
+    assert "Select digits" in panel.image_label.text()
+
+
+def test_frame_time_for_64_digits_keeps_up_with_a_drag(qtbot, tiny_data):
+    panel = make_panel(qtbot, tiny_data, k=64)
+    qtbot.waitExposed(panel)
+    assert len(panel.state.selection) == 64
+    times = []
+    for t in list(range(0, 301, 3)) + list(range(300, -1, -7)):  # a drag there and back
+        start = time.perf_counter()
+        panel.slider.setValue(t)
+        times.append((time.perf_counter() - start) * 1000)
+    times = np.array(times[1:])
+    print(
+        f"\nnoise panel, 64 digits: frame time median {np.median(times):.2f} ms, "
+        f"mean {times.mean():.2f} ms, p95 {np.percentile(times, 95):.2f} ms over {len(times)} frames"
+    )
+    assert panel.last_frame_ms > 0
+    assert np.median(times) < 100  # generous bound for a loaded 2-core machine; the aim is < 16 ms
+
+
+def test_play_sweeps_t_and_pauses(panel, qtbot):
+    panel.set_t(0)
+    panel.play_button.click()
+    assert panel.play_button.isChecked()
+    qtbot.waitUntil(lambda: panel.t >= 20, timeout=5000)
+    panel.play_button.click()
+    stopped = panel.t
+    qtbot.wait(4 * 30)
+    assert panel.t == stopped
+    # it turns around at T
+    panel.set_t(panel.slider.maximum())
+    panel.play_button.click()
+    qtbot.waitUntil(lambda: panel.t < panel.slider.maximum(), timeout=5000)
+    panel.hide()  # leaving the tab stops it
+    assert not panel.play_button.isChecked()

@@ -1,0 +1,154 @@
+"""The sampler panel, used as a person would: sample, scrub, play, export, cancel."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from diffusion_studio.engine.checkpoint import load_model
+from diffusion_studio.engine.schedule import ScheduleConfig
+from diffusion_studio.engine.train import TrainConfig, Trainer
+from diffusion_studio.engine.unet import UNetConfig
+from diffusion_studio.ui import sampler_panel as sp
+from diffusion_studio.ui.imaging import tile
+from diffusion_studio.ui.state import AppState
+from diffusion_studio.ui.workers import SampleWorker
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tiny_data, tmp_path_factory):
+    run = tmp_path_factory.mktemp("sampler_run")
+    trainer = Trainer(tiny_data, model_config=UNetConfig(base_channels=4), schedule_config=ScheduleConfig(timesteps=10),
+                      train_config=TrainConfig(epochs=1, batch_size=32, precision="fp32"), device="cpu", run_dir=run)
+    for _ in trainer.run():
+        pass
+    return run / "best.pt"
+
+
+@pytest.fixture
+def panel(qtbot, tiny_checkpoint):
+    state = AppState()
+    state.set_model(load_model(tiny_checkpoint), "trained: tiny")
+    p = sp.SamplerPanel(state)
+    qtbot.addWidget(p)
+    p.resize(1000, 700)
+    p.show()
+    yield p
+    p.shutdown(5000)
+
+
+def run_sampling(qtbot, panel, n=6):
+    panel.count_spin.setValue(n)
+    with qtbot.waitSignal(panel.sampling_finished, timeout=30000) as blocker:
+        qtbot.mouseClick(panel.sample_button, sp.Qt.MouseButton.LeftButton)
+    return blocker.args[0]
+
+
+def test_needs_a_model(qtbot):
+    p = sp.SamplerPanel(AppState())
+    qtbot.addWidget(p)
+    assert p.findChild(type(p.sample_button), "sampleButton") is p.sample_button
+    assert not p.sample_button.isEnabled() and "model" in p.sample_button.toolTip().lower()
+    assert not p.sample()
+    assert p.export_grid("unused.png") is None  # nothing to export: a message, no file
+    assert "sample first" in p.message.text()
+
+
+def test_sample_keeps_frames_and_scrubbing_does_not_recompute(qtbot, panel):
+    assert panel.sample_button.isEnabled()
+    assert run_sampling(qtbot, panel) == "finished"
+    frames = panel.frames
+    assert [f.t for f in frames] == list(range(10, -1, -1))  # T=10, DDPM: every step kept
+    assert frames[0].x.shape == (6, 28, 28) and frames[-1].x.dtype == np.uint8
+    # the view shows the result: x_0 on the left, its own x_0 on the right
+    assert panel.slider.maximum() == len(frames) - 1 and panel.slider.value() == len(frames) - 1
+    np.testing.assert_array_equal(panel.xt_view.array, tile(frames[-1].x, pad=2, pad_value=90))
+    # scrub to x_T: the image changes, from the kept frames, with no worker started
+    kept = list(frames)
+    panel.slider.setValue(0)
+    assert panel.current_index == 0 and not panel.runner.is_running()
+    np.testing.assert_array_equal(panel.xt_view.array, tile(frames[0].x, pad=2, pad_value=90))
+    np.testing.assert_array_equal(panel.x0_view.array, tile(frames[0].x0, pad=2, pad_value=90))
+    assert not np.array_equal(panel.xt_view.array, tile(frames[-1].x, pad=2, pad_value=90))
+    assert "t = 10" in panel.frame_label.text() and "t = 10" in panel.xt_title.text()
+    panel.slider.setValue(5)
+    assert f"t = {frames[5].t}" in panel.frame_label.text()
+    assert all(a is b for a, b in zip(panel.frames, kept))  # the same frames, nothing recomputed
+    # the strip: t = 10 (T) and 0 for this tiny schedule
+    assert [f.t for f in panel.strip_frames()] == [10, 0]
+    assert not panel.strip_view.pixmap().isNull()
+
+
+def test_play_and_pause(qtbot, panel):
+    run_sampling(qtbot, panel, n=2)
+    panel.slider.setValue(0)
+    panel.play_button.click()
+    assert panel.is_playing()
+    qtbot.waitUntil(lambda: panel.current_index >= 2, timeout=5000)
+    panel.play_button.click()
+    assert not panel.is_playing()
+    stopped_at = panel.current_index
+    qtbot.wait(300)
+    assert panel.current_index == stopped_at
+    panel.play()  # plays to the end and stops there
+    qtbot.waitUntil(lambda: not panel.is_playing(), timeout=5000)
+    assert panel.current_index == len(panel.frames) - 1
+
+
+def test_exports_write_png_grid_strip_and_gif(qtbot, panel, tmp_path):
+    panel.sampler_combo.setCurrentIndex(panel.sampler_combo.findData("ddim"))
+    panel.steps_spin.setValue(5)
+    assert panel.steps_spin.isEnabled() and panel.eta_spin.isEnabled()
+    cfg = panel.sampler_config()
+    assert (cfg.kind, cfg.steps, cfg.clip_x0) == ("ddim", 5, True)
+    panel.clip_check.setChecked(False)
+    assert panel.sampler_config().clip_x0 is False
+    run_sampling(qtbot, panel, n=4)
+    assert [f.t for f in panel.frames][0] == 10 and panel.frames[-1].t == 0 and len(panel.frames) == 6
+    assert panel.export_grid_button.isEnabled()
+    grid = panel.export_grid(tmp_path / "out" / "grid.png")
+    with Image.open(grid) as im:
+        assert im.format == "PNG" and im.size == (2 * 30 + 2, 2 * 30 + 2)
+        np.testing.assert_array_equal(np.asarray(im), tile(panel.frames[-1].x, pad=2, pad_value=255))
+    strip = panel.export_strip(tmp_path / "strip.png")
+    with Image.open(strip) as im:
+        assert im.format == "PNG" and im.width > 2 * 28 and im.height > 4 * 28
+    gif = panel.export_gif(tmp_path / "anim")  # the suffix is added
+    assert gif.suffix == ".gif"
+    with Image.open(gif) as im:
+        assert im.format == "GIF" and im.n_frames > 1
+    assert "Saved" in panel.message.text()
+
+
+class SlowSampleWorker(SampleWorker):
+    def _keep(self, t, x, x0):
+        import time
+
+        time.sleep(0.1)
+        super()._keep(t, x, x0)
+
+
+def test_cancel_stops_the_worker(qtbot, panel, monkeypatch):
+    monkeypatch.setattr(sp, "SampleWorker", SlowSampleWorker)
+    panel.count_spin.setValue(2)
+    with qtbot.waitSignal(panel.sampling_finished, timeout=10000) as blocker:
+        panel.sample_button.click()
+        assert panel.cancel_button.isEnabled() and not panel.sample_button.isEnabled()
+        qtbot.waitUntil(lambda: panel.progress.value() >= 1, timeout=5000)
+        panel.cancel_button.click()
+    assert blocker.args == ["cancelled"]
+    assert not panel.runner.is_running() and panel.sample_button.isEnabled()
+    assert 0 < len(panel.frames) < 11
+    assert "cancelled" in panel.message.text().lower()
+    assert not panel.export_grid_button.isEnabled()  # no final grid from a cancelled run
+
+
+def test_open_checkpoint_errors_are_messages(qtbot, panel, tmp_path, tiny_checkpoint):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert not panel.open_checkpoint(bad)
+    assert "Cannot open bad.pt" in panel.message.text()
+    assert panel.open_checkpoint(tiny_checkpoint)
+    assert panel.state.model_source.startswith("checkpoint:")
+    assert panel.model_combo.itemText(0) == panel.state.model_source

@@ -1,0 +1,207 @@
+"""The training panel, driven as a user would: Start, live curves, Stop, Resume, close."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
+
+from diffusion_studio.engine.checkpoint import load_model
+from diffusion_studio.engine.presets import Preset
+from diffusion_studio.engine.schedule import ScheduleConfig
+from diffusion_studio.engine.train import TrainConfig
+from diffusion_studio.engine.unet import UNetConfig
+from diffusion_studio.ui.state import AppState
+from diffusion_studio.ui.train_panel import TrainPanel
+
+
+def tiny_preset(**train):
+    cfg = dict(epochs=2, batch_size=32, precision="fp32", lr=3e-2)
+    cfg.update(train)
+    return Preset("tiny", "Tiny (tests)", "a tiny U-Net", UNetConfig(base_channels=4),
+                  ScheduleConfig(timesteps=10), TrainConfig(**cfg))
+
+
+@pytest.fixture
+def panel(qtbot, tiny_data, tmp_path):
+    state = AppState()
+    state.set_data(tiny_data, None)
+    p = TrainPanel(state)
+    qtbot.addWidget(p)
+    p.preview_every = 1
+    p.resize(1000, 650)
+    p.show()
+    yield p
+    p.shutdown(10000)
+
+
+class LatencyProbe(QObject):
+    """A 5 ms QTimer in the GUI thread; records the largest gap between its ticks
+    until the panel has heard that the run ended (loading the trained model for the
+    sampler afterwards is timed separately)."""
+
+    def __init__(self, panel):
+        super().__init__()
+        self.panel = panel
+        self.timer = QTimer(self)
+        self.timer.setInterval(5)
+        self.timer.timeout.connect(self.tick)
+        self.last = None
+        self.max_gap = 0.0
+        self.ticks = 0
+
+    def start(self):
+        self.big = []
+        self.last = self.t0 = time.perf_counter()
+        self.timer.start()
+
+    @Slot()
+    def tick(self):
+        now = time.perf_counter()
+        if self.panel.last_reason:
+            self.timer.stop()
+            return
+        self.max_gap = max(self.max_gap, now - self.last)
+        if now - self.last > 0.05:
+            self.big.append((round(now - self.t0, 3), round((now - self.last) * 1000)))
+        self.last = now
+        self.ticks += 1
+
+
+def test_start_needs_data(qtbot):
+    state = AppState()
+    p = TrainPanel(state)
+    qtbot.addWidget(p)
+    start = p.findChild(type(p.start_button), "startTrainingButton")
+    assert start is not None and not start.isEnabled()
+    assert "data" in start.toolTip().lower()
+    assert p.findChild(type(p.plot), "lossPlot") is p.plot
+    assert not p.start_training()  # refuses, with a message instead of a crash
+    assert "data" in p.stopping_label.text().lower()
+
+
+def test_training_streams_curves_and_finishes(qtbot, panel, tmp_path):
+    panel.add_preset(tiny_preset(epochs=6, patience=1))
+    assert panel.epochs_spin.value() == 6 and panel.patience_spin.value() == 1
+    run = tmp_path / "run"
+    panel.run_dir_edit.setText(str(run))
+    panel._run_dir_auto = False
+    qtbot.waitExposed(panel)
+    qtbot.wait(300)  # the window's first paint is not part of training
+    probe = LatencyProbe(panel)
+    with qtbot.waitSignal(panel.training_finished, timeout=120000) as blocker:
+        probe.start()
+        qtbot.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
+        assert panel.is_training() and panel.stop_button.isEnabled() and not panel.start_button.isEnabled()
+    probe.timer.stop()
+    print(f"\nGUI event-loop latency during training: max gap {probe.max_gap * 1000:.1f} ms over {probe.ticks} ticks")
+    print("gaps over 50 ms (s since start, ms):", probe.big)
+    print(f"loading best.pt for the sampler (GUI thread): {panel.model_load_seconds * 1000:.0f} ms")
+    assert probe.max_gap < 0.100
+    reason, message = blocker.args
+    assert reason in ("completed", "early_stopped")
+    history = json.loads((run / "history.json").read_text())
+    epochs = [e["epoch"] for e in history["epochs"]]
+    # curves: every step (4 per epoch for 100 images in batches of 32), every epoch's validation loss
+    x, y = panel.raw_curve.getData()
+    assert len(x) == 4 * len(epochs) and np.allclose(x[-1], len(epochs))
+    vx, vy = panel.val_curve.getData()
+    assert vx.tolist() == epochs
+    np.testing.assert_allclose(vy, [e["val_loss"] for e in history["epochs"]])
+    sx, sy = panel.smooth_curve.getData()
+    assert len(sx) == len(x) and np.isfinite(sy).all()
+    # the best epoch is marked, and the label says how it ended
+    bx, by = panel.best_marker.getData()
+    assert bx.tolist() == [history["best_epoch"]]
+    assert by[0] == pytest.approx(history["best_val_loss"])
+    label = panel.stopping_label.text()
+    if reason == "early_stopped":
+        assert label.startswith(f"Stopped early at epoch {epochs[-1]}, best epoch {history['best_epoch']} restored")
+    else:
+        assert label.startswith(f"Finished {len(epochs)} epochs")
+    assert panel.progress.value() == panel.progress.maximum()
+    assert panel.preview_label.pixmap() is not None and not panel.preview_label.pixmap().isNull()
+    # the trained model is offered to the sampler
+    assert panel.state.model is not None and panel.state.model_source == f"trained: {run.name}"
+    assert panel.state.model.payload["best"]["epoch"] == history["best_epoch"]
+    assert not panel.is_training() and panel.start_button.isEnabled()
+    # log scale keeps the marker on the (log) point
+    panel.log_check.setChecked(True)
+    assert panel.best_marker.getData()[1][0] == pytest.approx(np.log10(history["best_val_loss"]))
+
+
+def test_stop_resume_and_close_during_run(qtbot, panel, tmp_path):
+    panel.add_preset(tiny_preset(epochs=50, patience=50))
+    run = tmp_path / "run"
+    panel.run_dir_edit.setText(str(run))
+    panel._run_dir_auto = False
+    assert panel.start_training()
+    qtbot.waitUntil(lambda: len(panel.val_epochs) >= 1, timeout=60000)
+    t0 = time.perf_counter()
+    with qtbot.waitSignal(panel.training_finished, timeout=10000) as blocker:
+        panel.stop_button.click()
+    stop_s = time.perf_counter() - t0
+    print(f"\nstop took {stop_s:.2f} s")
+    assert blocker.args[0] == "stopped"
+    assert (run / "best.pt").is_file() and (run / "last.pt").is_file()
+    stopped_at = load_model(run / "last.pt").epoch
+    assert stopped_at >= 1
+    assert panel.state.model is not None  # best.pt was loaded for the sampler
+
+    # Resume: the epoch count continues where it stopped, the old curve is kept
+    assert panel.resume_training(run)
+    qtbot.waitUntil(lambda: bool(panel.val_epochs) and panel.val_epochs[-1] > stopped_at, timeout=60000)
+    assert panel.val_epochs[: stopped_at] == list(range(1, stopped_at + 1))
+    assert panel.val_epochs[stopped_at] == stopped_at + 1
+    # closing the window during the run: the thread ends within the bound, nothing is lost
+    t0 = time.perf_counter()
+    assert panel.shutdown(10000)
+    print(f"shutdown took {time.perf_counter() - t0:.2f} s")
+    assert not panel.is_training()
+    last = load_model(run / "last.pt")
+    assert last.epoch >= stopped_at + 1
+    assert load_model(run / "best.pt").model is not None
+
+
+def test_refuses_to_overwrite_a_run_and_bad_resume(qtbot, panel, tmp_path):
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "last.pt").write_bytes(b"x")
+    panel.run_dir_edit.setText(str(tmp_path / "old"))
+    panel._run_dir_auto = False
+    assert not panel.start_training()
+    assert "Resume" in panel.stopping_label.text()
+    assert not panel.resume_training(tmp_path / "empty")
+    assert "no last.pt" in panel.stopping_label.text()
+    assert not panel.resume_training(tmp_path / "old")  # not a checkpoint: a message, no traceback
+    assert "Cannot resume" in panel.stopping_label.text()
+    assert not panel.is_training()
+
+
+class FakeWorker(QObject):
+    """Emits what a TrainWorker would, to check how the panel words early stopping."""
+
+    epoch_done = Signal(dict)
+    finished = Signal(str, str)
+
+
+def epoch_record(epoch, val, best_epoch, best, waited, patience=5):
+    return dict(epoch=epoch, epochs=50, train_loss=val, val_loss=val, seconds=1.0, images_per_s=100.0,
+                best_val_loss=best, best_epoch=best_epoch, epochs_without_improvement=waited,
+                patience=patience, improved=waited == 0)
+
+
+def test_early_stopping_state_is_worded_for_people(qtbot, panel):
+    fake = FakeWorker()
+    fake.epoch_done.connect(panel._on_epoch)
+    fake.finished.connect(panel._on_finished)
+    fake.epoch_done.emit(epoch_record(34, 0.031, 34, 0.031, 0))
+    assert "new best" in panel.stopping_label.text()
+    fake.epoch_done.emit(epoch_record(37, 0.033, 34, 0.031, 3))
+    assert panel.stopping_label.text() == "3 of 5 epochs without improvement"
+    panel._redraw()
+    assert panel.best_marker.getData()[0].tolist() == [34.0]
+    fake.finished.emit("early_stopped", "stopped early at epoch 39, best epoch 34 restored (validation loss 0.03100)")
+    assert panel.stopping_label.text().startswith("Stopped early at epoch 39, best epoch 34 restored")
