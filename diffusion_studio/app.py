@@ -14,6 +14,7 @@ Environment variables for scripted runs:
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import traceback
@@ -128,7 +129,9 @@ def main(data: str | None = None, checkpoint: str | None = None) -> int:
     app.setApplicationName("Diffusion Studio")
     app.setApplicationVersion(__version__)
     app.setOrganizationName("diffusion-studio")
-    app.setDesktopFileName("diffusion-studio")
+    from .ui.icon import set_app_identity
+
+    set_app_identity(app)  # desktop file name = the app id, so the menu entry's icon is the window's
     install_excepthook()
 
     from .ui.main_window import MainWindow
@@ -140,6 +143,10 @@ def main(data: str | None = None, checkpoint: str | None = None) -> int:
     if shots:
         window.resize(1360, 860)  # the same size every time, whatever the settings say
     window.show()
+    # A full garbage-collection pass over the objects built so far (torch, Qt,
+    # pyqtgraph) held the GIL for over a second; they live as long as the app.
+    gc.collect()
+    gc.freeze()
     window.loader.load(initial_data_folder(data))
     QTimer.singleShot(0, lambda: load_initial_models(window, checkpoint))
 

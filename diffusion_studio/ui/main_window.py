@@ -18,7 +18,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer
+from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -187,6 +187,10 @@ class MainWindow(QMainWindow):
             self.panels[panel.objectName()] = panel
             self.tabs.addTab(panel, spec.title)
 
+        runs_panel, train_panel = self.panels.get("runsPanel"), self.panels.get("trainPanel")
+        if runs_panel is not None and train_panel is not None:
+            runs_panel.resume_requested.connect(self._resume_run)
+
         self.loader = DataLoader(state, self)
         self.loader.on_loaded = self._remember_data_folder
         self._build_menus()
@@ -284,6 +288,12 @@ class MainWindow(QMainWindow):
         panel = self.panels.get(object_name)
         if panel is not None:
             self.tabs.setCurrentWidget(panel)
+
+    @Slot(str)
+    def _resume_run(self, run_dir: str) -> None:
+        """The Runs panel asked to continue a run: the training panel does it."""
+        self.show_panel("trainPanel")
+        self.panels["trainPanel"].resume_training(run_dir)
 
     def open_data_folder(self) -> None:
         start = self._settings_value("data/lastFolder") or str(self.state.data_dir or Path.home())

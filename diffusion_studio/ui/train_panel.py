@@ -37,7 +37,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..engine import paths
+from ..engine import paths, runs
 from ..engine.presets import PRESETS, Preset
 from ..engine.train import TrainConfig
 from .imaging import gray_pixmap, tile
@@ -321,7 +321,16 @@ class TrainPanel(QWidget):
             self.run_dir_edit.setText(str(self._new_run_dir()))
 
     def _new_run_dir(self) -> Path:
-        return paths.runs_dir() / f"{datetime.now():%Y%m%d-%H%M%S}-{self.current_preset().name}"
+        """Where the next run goes: named like the CLI's (time + what differs from the default)."""
+        return paths.runs_dir() / runs.suggest_run_name(self._run_description())
+
+    def _run_description(self) -> str:
+        preset = self.current_preset()
+        try:
+            train = self.train_config()
+        except ValueError:
+            train = preset.train
+        return runs.describe_differences(preset.model, preset.schedule, train)
 
     @Slot(str)
     def _on_run_dir_edited(self, _text: str) -> None:
@@ -403,6 +412,16 @@ class TrainPanel(QWidget):
             self._show_error(f"Cannot train: {exc}")
             return False
         preset = self.current_preset()
+        try:
+            if self._run_dir_auto:  # a fresh, unique folder with its run.json
+                run_dir = runs.new_run_dir(paths.runs_dir(), self._run_description())
+                self.run_dir_edit.setText(str(run_dir))
+                self._run_dir_auto = True
+            else:
+                runs.init_run(run_dir, self._run_description())
+        except (OSError, runs.RunError) as exc:
+            self._show_error(f"Cannot create the run folder {run_dir}: {exc}")
+            return False
         return self._start(TrainJob(
             data=self.state.data, model=preset.model, schedule=preset.schedule, train=config,
             device=self.device_combo.currentText(), run_dir=run_dir, extra_meta={"preset": preset.name},

@@ -14,6 +14,7 @@ happened, so its thread can quit.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
+from ..engine import runs
 from ..engine.sample import SamplerConfig, ddim_timesteps, sample_steps
 from ..engine.train import Trainer
 from .imaging import model_to_uint8
@@ -144,6 +146,12 @@ class TrainWorker(QObject):
             self._pending = []
 
     def _run(self) -> None:
+        # running.pid in the run folder while this trains, so the Runs panel shows "running"
+        marker = runs.mark_running(self.job.run_dir) if self.job.run_dir else contextlib.nullcontext()
+        with marker:
+            self._train()
+
+    def _train(self) -> None:
         job = self.job
         trainer = Trainer(
             job.data,

@@ -334,3 +334,16 @@ def test_download_button_fetches_mnist_off_the_gui_thread(window, qtbot, tiny_mn
     assert window.state.data is not None and window.state.data_dir == target
     assert panel.stack.currentIndex() == 1 and panel.model.rowCount() == 100
     shutil.rmtree(target, ignore_errors=True)
+
+
+def test_runs_panel_resume_goes_to_the_training_panel(qtbot, monkeypatch):
+    from diffusion_studio.ui.main_window import MainWindow
+    from diffusion_studio.ui.state import AppState
+
+    window = MainWindow(AppState())
+    qtbot.addWidget(window)
+    asked = []
+    monkeypatch.setattr(window.panels["trainPanel"], "resume_training", lambda run_dir=None: asked.append(run_dir))
+    window.panels["runsPanel"].resume_requested.emit("/some/run")
+    assert asked == ["/some/run"]
+    assert window.tabs.currentWidget() is window.panels["trainPanel"]
