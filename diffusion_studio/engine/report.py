@@ -406,13 +406,20 @@ def _json_safe(obj):
 
 
 # ------------------------------------------------------------------ writing
-def format_value(entry: dict) -> str:
-    """A metric's value for people: 4 significant digits, percentages for shares."""
+def format_value(entry: dict, short: bool = False) -> str:
+    """A metric's value for people: 4 significant digits, percentages for shares.
+
+    short: the label histogram as its summary (for narrow tables) instead of all ten counts.
+    """
     v = entry.get("value")
     key = entry.get("key", "")
     if v is None:
         return "n/a"
     if key == "label_histogram":
+        if short:
+            d = entry.get("details") or {}
+            top = int(np.argmax(v)) if sum(v) else 0
+            return f"{d.get('classes_present', 0)}/10 digits, most: {top} ({d.get('largest_share', 0):.0%})"
         return " ".join(f"{d}:{c}" for d, c in enumerate(v))
     if key in ("confident_share", "class_accuracy"):
         return f"{v:.1%}"

@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
@@ -133,7 +134,9 @@ class EvaluatePanel(QWidget):
         self.steps_spin.setRange(1, 10_000)
         self.steps_spin.setValue(50)
         self.seed_spin = QSpinBox()
-        self.seed_spin.setRange(0, 2**31 - 1)
+        self.seed_spin.setRange(0, 999_999_999)
+        self.seed_spin.setValue(1)  # Qt 6.11 leaves a fresh spin box at 0 blank until its value changes
+        self.seed_spin.setValue(0)
         self.weights_edit = QLineEdit()
         self.weights_edit.setPlaceholderText("default: torch hub cache (pt_inception-2015-12-05-6726825d.pth)")
         self.weights_button = QPushButton("Browse…")
@@ -176,16 +179,23 @@ class EvaluatePanel(QWidget):
         self.message_label = QLabel("")
         self.message_label.setWordWrap(True)
         self.message_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.message_label.setVisible(False)
+        self.message_scroll = QScrollArea()
+        self.message_scroll.setWidget(self.message_label)
+        self.message_scroll.setWidgetResizable(True)
+        self.message_scroll.setMaximumHeight(140)
+        self.message_scroll.setVisible(False)
 
         # --- results
         self.results_table = QTableWidget(0, 4)
         self.results_table.setHorizontalHeaderLabels(["Metric", "Value", "n generated / real", "Reference"])
         self.results_table.verticalHeader().setVisible(False)
         self.results_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        self.results_table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header = self.results_table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         for c in (1, 2, 3):
-            self.results_table.horizontalHeader().setSectionResizeMode(c, QHeaderView.ResizeMode.ResizeToContents)
+            header.setSectionResizeMode(c, QHeaderView.ResizeMode.ResizeToContents)
+        self.results_table.setWordWrap(True)
+        self.results_table.setMinimumHeight(170)
         self.results_table.currentCellChanged.connect(self._show_protocol)
         self.protocol_text = QPlainTextEdit()
         self.protocol_text.setReadOnly(True)
@@ -201,13 +211,13 @@ class EvaluatePanel(QWidget):
         left.addWidget(self.stage_label)
         left.addWidget(self.samples_label, 1)
         right = QVBoxLayout()
-        right.addWidget(self.message_label)
+        right.addWidget(self.message_scroll)
         right.addWidget(self.results_table, 2)
         right.addWidget(QLabel("Protocol"))
         right.addWidget(self.protocol_text, 1)
         layout = QHBoxLayout(self)
-        layout.addLayout(left, 2)
-        layout.addLayout(right, 3)
+        layout.addLayout(left, 1)
+        layout.addLayout(right, 1)
 
         self.source_combo.currentIndexChanged.connect(self._update_enabled)
         self.sampler_combo.currentIndexChanged.connect(self._update_enabled)
@@ -255,7 +265,7 @@ class EvaluatePanel(QWidget):
         colour = {"error": "#b00020", "warning": "#8a6d00", "info": "#333"}[kind]
         self.message_label.setStyleSheet(f"color: {colour};")
         self.message_label.setText(text)
-        self.message_label.setVisible(bool(text))
+        self.message_scroll.setVisible(bool(text))
 
     # ------------------------------------------------------------------ run
     @Slot()
@@ -383,7 +393,7 @@ class EvaluatePanel(QWidget):
         self.results_table.setRowCount(len(metrics))
         for row, m in enumerate(metrics):
             p = m["protocol"]
-            cells = [m["name"], format_value(m), f"{p['n_generated']:,} / {p['n_real']:,}", p["reference_split"]]
+            cells = [m["name"], format_value(m, short=True), f"{p['n_generated']:,} / {p['n_real']:,}", p["reference_split"]]
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setToolTip(m["name"] if col == 0 else text)
@@ -393,6 +403,7 @@ class EvaluatePanel(QWidget):
         if notes or warnings:
             self._show_message("\n\n".join(notes + [f"Warning: {w}" for w in warnings]),
                                "error" if notes else "warning")
+        self.results_table.resizeRowsToContents()
         if metrics:
             self.results_table.setCurrentCell(0, 0)
         samples = self.evaluation.samples[:64]

@@ -60,12 +60,13 @@ def test_panel_runs_and_shows_named_numbers_and_the_missing_weights_message(pane
     assert "n_generated: 12" in panel.protocol_text.toPlainText()
     # the Inception FID could not run: the panel says what to do, no traceback
     msg = panel.message_label.text()
-    assert panel.message_label.isVisibleTo(panel)
+    assert panel.message_scroll.isVisibleTo(panel)
     assert "pt_inception-2015-12-05-6726825d.pth" in msg and "Traceback" not in msg
 
     files = panel.export_report(tmp_path / "exported")
     assert files is not None and all(f.is_file() for f in files.values())
     assert json.loads(files["json"].read_text())["generation"]["n"] == 12
+    panel.resize(1100, 640)
     panel.grab().save(str(tmp_path / "panel.png"))
 
 
