@@ -184,6 +184,12 @@ class TrainedClassifier:
         for f, _ in self._forward_batches(images):
             yield f.double().cpu().numpy()
 
+    def probabilities_from_features(self, features: np.ndarray) -> np.ndarray:
+        """(N, 128) penultimate features -> (N, 10) class probabilities (the head is linear)."""
+        with torch.inference_mode():
+            f = torch.as_tensor(np.asarray(features), dtype=torch.float32, device=self.device)
+            return torch.softmax(self.model.head(f).double(), dim=1).cpu().numpy()
+
     def predict(self, images, *, progress: ProgressFn | None = None, should_stop: StopFn | None = None,
                 stage: str = "classifier") -> tuple[np.ndarray, np.ndarray]:
         """uint8 digits (N, 28, 28) -> (features (N, 128) float32, probabilities (N, 10) float64)."""
@@ -438,12 +444,19 @@ def offline_metrics(images, classifier: TrainedClassifier, data, *, split: str =
     else:
         warnings.append(f"{FD_NAME} and {KID_NAME} need at least 2 generated images")
 
+    # the same numbers on the real reference digits, for scale (their probabilities follow from
+    # the cached penultimate features: the head is one linear layer)
+    ref_probs = classifier.probabilities_from_features(ref_feats)
     conf = probs.max(1) if len(probs) else np.zeros(0)
     entries.append({"key": "confident_share", "name": CONFIDENT_NAME,
                     "value": float((conf >= CONFIDENCE).mean()) if len(conf) else float("nan"),
-                    "details": {"threshold": CONFIDENCE, "mean_top_probability": float(conf.mean()) if len(conf) else None},
+                    "details": {"threshold": CONFIDENCE, "mean_top_probability": float(conf.mean()) if len(conf) else None,
+                                f"real_{split}_value": float((ref_probs.max(1) >= CONFIDENCE).mean())},
                     "protocol": {**base, "seconds": time.perf_counter() - t0}})
     hist = label_histogram(probs)
+    ref_hist = label_histogram(ref_probs)
+    hist[f"real_{split}_entropy_bits"] = ref_hist["entropy_bits"]
+    hist[f"real_{split}_largest_share"] = ref_hist["largest_share"]
     entries.append({"key": "label_histogram", "name": HISTOGRAM_NAME, "value": hist["counts"],
                     "details": hist, "protocol": {**base, "seconds": time.perf_counter() - t0}})
     if hist["largest_share"] > 0.3 and len(images) >= 50:

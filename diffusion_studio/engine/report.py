@@ -421,7 +421,11 @@ def format_value(entry: dict, short: bool = False) -> str:
             top = int(np.argmax(v)) if sum(v) else 0
             return f"{d.get('classes_present', 0)}/10 digits, most: {top} ({d.get('largest_share', 0):.0%})"
         return " ".join(f"{d}:{c}" for d, c in enumerate(v))
-    if key in ("confident_share", "class_accuracy"):
+    if key == "confident_share":
+        real = next((x for k, x in (entry.get("details") or {}).items() if k.startswith("real_")), None)
+        split = (entry.get("protocol") or {}).get("reference_split", "test")
+        return f"{v:.1%}" + (f" (real {split} digits: {real:.1%})" if real is not None else "")
+    if key == "class_accuracy":
         return f"{v:.1%}"
     if key == "kid_classifier":
         std = (entry.get("details") or {}).get("std")
@@ -564,8 +568,12 @@ def render_html(evaluation: Evaluation) -> str:
     hist = next((m for m in r["metrics"] if m["key"] == "label_histogram"), None)
     if hist:
         d = hist["details"]
+        split = hist["protocol"].get("reference_split", "test")
+        real_h = d.get(f"real_{split}_entropy_bits")
         parts.append(f"<h2>Predicted labels</h2><p class='muted'>{d['classes_present']} of 10 digits present; entropy "
-                     f"{d['entropy_bits']:.2f} bits (3.32 = uniform); largest share {d['largest_share']:.0%}.</p>")
+                     f"{d['entropy_bits']:.2f} bits (3.32 = uniform"
+                     + (f"; the real {split} digits: {real_h:.2f}" if real_h is not None else "")
+                     + f"); largest share {d['largest_share']:.0%}.</p>")
         parts.append(svg_histogram(hist["value"]))
     cls = next((m for m in r["metrics"] if m["key"] == "class_accuracy"), None)
     if cls:

@@ -59,6 +59,7 @@ def test_metrics_separate_real_digits_from_noise_and_from_one_class(clf, tiny_da
     assert fd["noise"] > 5 * fd["real"] and fd["one"] > 5 * fd["real"]
     assert kid["noise"] > kid["real"] and kid["one"] > kid["real"]
     assert m_real["confident_share"]["value"] > 0.9
+    assert m_real["confident_share"]["details"]["real_test_value"] > 0.9  # the reference digits, for scale
     assert m_noise["confident_share"]["value"] < m_real["confident_share"]["value"]
 
     # the collapse shows in the histogram
