@@ -478,7 +478,7 @@ def svg_line_chart(series: dict[str, tuple[list, list]], *, width: int = 560, he
     for i in range(5):
         yv = y0 + (y1 - y0) * i / 4
         out.append(f'<line x1="{left}" x2="{width - right}" y1="{sy(yv):.1f}" y2="{sy(yv):.1f}" stroke="#eee"/>')
-        out.append(f'<text x="{left - 4}" y="{sy(yv) + 4:.1f}" text-anchor="end">{yv:.4g}</text>')
+        out.append(f'<text x="{left - 4}" y="{sy(yv) + 4:.1f}" text-anchor="end">{yv:.3g}</text>')
     xticks = sorted(set(int(round(x0 + (x1 - x0) * i / 5)) for i in range(6)))
     for xv in xticks:
         out.append(f'<text x="{sx(xv):.1f}" y="{height - bottom + 14}" text-anchor="middle">{xv}</text>')
