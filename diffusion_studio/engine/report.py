@@ -27,9 +27,8 @@ import math
 import os
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -179,7 +178,7 @@ def evaluate_model(
     from .classifier import ensure_classifier, offline_metrics
     from .data import to_uint8
     from .device import describe, resolve_device, resolve_precision
-    from .fid import INCEPTION_METRIC_NAME, find_inception_weights, missing_weights_message, pytorch_fid_version
+    from .fid import INCEPTION_METRIC_NAME, find_inception_weights, pytorch_fid_version
     from .sample import SamplerConfig, SamplingStopped, sample
 
     config = config or EvaluationConfig()
