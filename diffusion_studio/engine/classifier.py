@@ -5,14 +5,18 @@ minutes on a laptop CPU, fp32), is cached under ``paths.data_dir()/classifier/``
 keyed by the data's identity and the recipe, and its measured test accuracy
 (target >= 99%) is stored with it and reported with every metric.
 
-The network (``MNISTClassifier``), about 6 MMAC per image:
+The network (``MNISTClassifier``, w = ``ClassifierConfig.width`` = 16), about 1.7 MMAC per image:
 
     x (B,1,28,28) in [-1, 1]
-      conv3x3 1->32, BN, ReLU, maxpool 2      -> 14x14
-      conv3x3 32->64, BN, ReLU, maxpool 2     ->  7x7
-      conv3x3 64->64, BN, ReLU, flatten       -> 3136
-      linear 3136->128, ReLU                  = the *penultimate features* (128-d)
+      conv3x3 1->w, BN, ReLU, maxpool 2       -> 14x14
+      conv3x3 w->2w, BN, ReLU, maxpool 2      ->  7x7
+      conv3x3 2w->2w, BN, ReLU, flatten       -> 2w*49
+      linear 2w*49->128, ReLU                 = the *penultimate features* (128-d)
       dropout 0.3, linear 128->10             = logits
+
+Measured on the real MNIST (2-core AVX2 EPYC, fp32, one thread, shared machine):
+the default recipe (3 epochs, AdamW + one-cycle, +-2 px shifts) trained in 105 s
+to 99.22% test accuracy (99.20% validation); w = 32 reached 99.38%, ~4x the compute.
 
 Metrics from it (``offline_metrics``), never called plain "FID":
 
@@ -73,18 +77,19 @@ CLASS_ACCURACY_NAME = "Class accuracy (MNIST classifier: generated with label y,
 
 
 class MNISTClassifier(nn.Module):
-    """The small CNN above. ``features(x)`` -> (B, 128); ``forward(x)`` -> (B, 10) logits.
+    """The small CNN above (``width`` = w). ``features(x)`` -> (B, 128); ``forward(x)`` -> (B, 10) logits.
 
     x: (B, 1, 28, 28) float32 in [-1, 1] (``to_input`` converts uint8 digits).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, width: int = 16) -> None:
         super().__init__()
+        w = width
         self.body = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-            nn.Conv2d(64, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
-            nn.Flatten(), nn.Linear(64 * 7 * 7, FEATURE_DIMS), nn.ReLU(inplace=True),
+            nn.Conv2d(1, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(w, 2 * w, 3, padding=1), nn.BatchNorm2d(2 * w), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.BatchNorm2d(2 * w), nn.ReLU(inplace=True),
+            nn.Flatten(), nn.Linear(2 * w * 7 * 7, FEATURE_DIMS), nn.ReLU(inplace=True),
         )
         self.dropout = nn.Dropout(0.3)
         self.head = nn.Linear(FEATURE_DIMS, 10)
@@ -112,9 +117,10 @@ class ClassifierConfig:
     weight_decay: float = 1e-4
     shift: int = 2
     seed: int = 0
+    width: int = 16  # conv channels: width, 2 width, 2 width (16: 99.2% test accuracy in ~2 min)
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 2 or not self.lr > 0 or self.shift < 0:
+        if self.epochs < 1 or self.batch_size < 2 or not self.lr > 0 or self.shift < 0 or self.width < 1:
             raise ValueError(f"invalid classifier recipe {self}")
 
 
@@ -243,7 +249,7 @@ def train_classifier(data, config: ClassifierConfig | None = None, *, device: st
     torch.manual_seed(config.seed)
     gen = torch.Generator(device=device).manual_seed(config.seed)
     perm_gen = torch.Generator().manual_seed(config.seed + 1)
-    model = MNISTClassifier().to(device)
+    model = MNISTClassifier(config.width).to(device)
     x_all = data.images("train").to(device)
     y_all = data.labels("train").to(device)
     n = len(x_all)
@@ -328,7 +334,7 @@ def load_classifier(path: str | os.PathLike, device: str | torch.device = "cpu")
         meta = payload["meta"]
         if meta.get("format") != CLASSIFIER_FORMAT:
             raise ValueError("not a Diffusion Studio classifier")
-        model = MNISTClassifier()
+        model = MNISTClassifier(int((meta.get("config") or {}).get("width", 16)))
         model.load_state_dict(payload["state_dict"])
     except Exception as exc:
         raise MetricError(f"{path} is not a usable classifier file ({exc}); delete it and the app trains a new one") \
