@@ -1,0 +1,444 @@
+"""The Evaluate panel: measure a model (FID, offline metrics) and export the report.
+
+``EvaluatePanel(state)`` (objectName ``evaluatePanel``): choose the current
+model or a checkpoint file, n, the metric, the sampler and its steps, the seed
+and optionally the Inception weight file; Run starts an ``EvaluateWorker`` on a
+QThread (progress bar, Cancel sets a threading.Event); the numbers appear with
+their full names, the protocol below them; "Export report…" writes the same
+report.json / report.html / samples.png as ``diffusion-studio evaluate``.
+A missing Inception weight file is a message in the panel, never a traceback.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .imaging import gray_pixmap, tile
+
+METRIC_LABELS = [
+    ("all", "All: Inception FID + MNIST-classifier metrics"),
+    ("mnist", "MNIST-classifier metrics only (offline)"),
+    ("inception", "FID (Inception, pytorch-fid) only"),
+]
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class EvaluateWorker(QObject):
+    """Runs one evaluation off the GUI thread.
+
+    model: a private copy (SimpleNamespace like checkpoint.LoadedModel) or None to load ``checkpoint``.
+    Signals: progress(stage, done, total); finished(report JSON, samples (n,28,28) uint8, strip uint8);
+    failed(one-line message); cancelled(); done() always last.
+    """
+
+    progress = Signal(str, int, int)
+    finished = Signal(str, object, object)
+    failed = Signal(str)
+    cancelled = Signal()
+    done = Signal()
+
+    def __init__(self, data, config, *, model=None, checkpoint: str | None = None, label: str = "") -> None:
+        super().__init__()
+        self.data, self.config, self.model, self.checkpoint, self.label = data, config, model, checkpoint, label
+        self.stop_event = threading.Event()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    @Slot()
+    def run(self) -> None:
+        from ..engine.metrics import EvaluationStopped
+        from ..engine.report import evaluate_checkpoint, evaluate_model
+
+        try:
+            kw = dict(progress=self.progress.emit, should_stop=self.stop_event.is_set)
+            if self.model is not None:
+                ev = evaluate_model(self.model, self.data, self.config, checkpoint_label=self.label, **kw)
+            else:
+                ev = evaluate_checkpoint(self.checkpoint, self.data, self.config, **kw)
+            self.finished.emit(json.dumps(ev.report), np.ascontiguousarray(ev.samples), np.ascontiguousarray(ev.strip))
+        except EvaluationStopped:
+            self.cancelled.emit()
+        except Exception as exc:  # shown in the panel as one line, never a traceback
+            self.failed.emit(_one_line(exc))
+        finally:
+            self.done.emit()
+
+
+class EvaluatePanel(QWidget):
+    """See the module docstring. ``evaluation`` holds the last result (engine.report.Evaluation)."""
+
+    evaluation_finished = Signal(str)  # "finished", "cancelled" or "failed"
+
+    def __init__(self, state, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("evaluatePanel")
+        self.state = state
+        self.evaluation = None
+        self._thread: QThread | None = None
+        self._worker: EvaluateWorker | None = None
+
+        # --- what to evaluate
+        self.source_combo = QComboBox()
+        self.source_combo.addItem("Current model", "current")
+        self.source_combo.addItem("Checkpoint file", "file")
+        self.path_edit = QLineEdit()
+        self.path_edit.setPlaceholderText("a .pt checkpoint")
+        self.browse_button = QPushButton("Browse…")
+        self.browse_button.clicked.connect(self._browse_checkpoint)
+        path_row = QHBoxLayout()
+        path_row.addWidget(self.path_edit, 1)
+        path_row.addWidget(self.browse_button)
+        self.n_spin = QSpinBox()
+        self.n_spin.setRange(2, 100_000)
+        self.n_spin.setSingleStep(500)
+        self.n_spin.setValue(1000)
+        self.n_spin.setToolTip("Generated digits. Comparable FIDs use 10,000; FID is biased upward at small n.")
+        self.metric_combo = QComboBox()
+        for key, text in METRIC_LABELS:
+            self.metric_combo.addItem(text, key)
+        self.sampler_combo = QComboBox()
+        self.sampler_combo.addItem("DDPM (all T steps)", "ddpm")
+        self.sampler_combo.addItem("DDIM", "ddim")
+        self.steps_spin = QSpinBox()
+        self.steps_spin.setRange(1, 10_000)
+        self.steps_spin.setValue(50)
+        self.seed_spin = QSpinBox()
+        self.seed_spin.setRange(0, 999_999_999)
+        self.seed_spin.setValue(1)  # Qt 6.11 leaves a fresh spin box at 0 blank until its value changes
+        self.seed_spin.setValue(0)
+        self.weights_edit = QLineEdit()
+        self.weights_edit.setPlaceholderText("default: torch hub cache (pt_inception-2015-12-05-6726825d.pth)")
+        self.weights_button = QPushButton("Browse…")
+        self.weights_button.clicked.connect(self._browse_weights)
+        weights_row = QHBoxLayout()
+        weights_row.addWidget(self.weights_edit, 1)
+        weights_row.addWidget(self.weights_button)
+
+        form = QFormLayout()
+        form.addRow("Model", self.source_combo)
+        form.addRow("Checkpoint", path_row)
+        form.addRow("Digits (n)", self.n_spin)
+        form.addRow("Metric", self.metric_combo)
+        form.addRow("Sampler", self.sampler_combo)
+        form.addRow("DDIM steps", self.steps_spin)
+        form.addRow("Seed", self.seed_spin)
+        form.addRow("Inception weights", weights_row)
+        settings = QGroupBox("Evaluate")
+        settings.setLayout(form)
+
+        # --- run
+        self.run_button = QPushButton("Run")
+        self.run_button.setObjectName("evaluateRun")
+        self.run_button.clicked.connect(self.start)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.export_button = QPushButton("Export report…")
+        self.export_button.setEnabled(False)
+        self.export_button.clicked.connect(self._export_clicked)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.export_button)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(0)
+        self.stage_label = QLabel("Ready.")
+        self.message_label = QLabel("")
+        self.message_label.setWordWrap(True)
+        self.message_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.message_scroll = QScrollArea()
+        self.message_scroll.setWidget(self.message_label)
+        self.message_scroll.setWidgetResizable(True)
+        self.message_scroll.setMaximumHeight(140)
+        self.message_scroll.setVisible(False)
+
+        # --- results
+        self.results_table = QTableWidget(0, 4)
+        self.results_table.setHorizontalHeaderLabels(["Metric", "Value", "n generated / real", "Reference"])
+        self.results_table.verticalHeader().setVisible(False)
+        self.results_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        header = self.results_table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for c in (1, 2, 3):
+            header.setSectionResizeMode(c, QHeaderView.ResizeMode.ResizeToContents)
+        self.results_table.setWordWrap(True)
+        self.results_table.setMinimumHeight(170)
+        self.results_table.currentCellChanged.connect(self._show_protocol)
+        self.protocol_text = QPlainTextEdit()
+        self.protocol_text.setReadOnly(True)
+        self.protocol_text.setPlaceholderText("The protocol of the selected metric appears here.")
+        self.samples_label = QLabel()
+        self.samples_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.samples_label.setMinimumSize(200, 200)
+
+        left = QVBoxLayout()
+        left.addWidget(settings)
+        left.addLayout(buttons)
+        left.addWidget(self.progress_bar)
+        left.addWidget(self.stage_label)
+        left.addWidget(self.samples_label, 1)
+        right = QVBoxLayout()
+        right.addWidget(self.message_scroll)
+        right.addWidget(self.results_table, 2)
+        right.addWidget(QLabel("Protocol"))
+        right.addWidget(self.protocol_text, 1)
+        layout = QHBoxLayout(self)
+        layout.addLayout(left, 1)
+        layout.addLayout(right, 1)
+
+        self.source_combo.currentIndexChanged.connect(self._update_enabled)
+        self.sampler_combo.currentIndexChanged.connect(self._update_enabled)
+        state.model_changed.connect(self._update_enabled)
+        self._update_enabled()
+
+    # ------------------------------------------------------------ settings
+    @Slot()
+    def _update_enabled(self) -> None:
+        running = self._thread is not None
+        from_file = self.source_combo.currentData() == "file"
+        for w in (self.source_combo, self.n_spin, self.metric_combo, self.sampler_combo, self.seed_spin,
+                  self.weights_edit, self.weights_button):
+            w.setEnabled(not running)
+        self.path_edit.setEnabled(from_file and not running)
+        self.browse_button.setEnabled(from_file and not running)
+        self.steps_spin.setEnabled(self.sampler_combo.currentData() == "ddim" and not running)
+        self.run_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+        self.export_button.setEnabled(self.evaluation is not None and not running)
+
+    @Slot()
+    def _browse_checkpoint(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Checkpoint to evaluate", "", "Checkpoints (*.pt);;All files (*)")
+        if path:
+            self.path_edit.setText(path)
+
+    @Slot()
+    def _browse_weights(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Inception weights", "", "PyTorch weights (*.pth);;All files (*)")
+        if path:
+            self.weights_edit.setText(path)
+
+    def config(self):
+        from ..engine.report import EvaluationConfig
+
+        ddim = self.sampler_combo.currentData() == "ddim"
+        return EvaluationConfig(
+            n=self.n_spin.value(), metric=self.metric_combo.currentData(), sampler=self.sampler_combo.currentData(),
+            steps=self.steps_spin.value() if ddim else None, seed=self.seed_spin.value(),
+            inception_weights=self.weights_edit.text().strip() or None, device=getattr(self.state, "device", "auto"),
+        )
+
+    def _show_message(self, text: str, kind: str = "error") -> None:
+        colour = {"error": "#b00020", "warning": "#8a6d00", "info": "#333"}[kind]
+        self.message_label.setStyleSheet(f"color: {colour};")
+        self.message_label.setText(text)
+        self.message_scroll.setVisible(bool(text))
+
+    # ------------------------------------------------------------------ run
+    @Slot()
+    def start(self) -> None:
+        """Start an evaluation with the current settings (messages instead of errors)."""
+        if self._thread is not None:
+            return
+        data = self.state.data
+        if data is None:
+            self._show_message("No MNIST data is loaded: open the data folder first (the Data tab).")
+            return
+        try:
+            config = self.config()
+        except ValueError as exc:
+            self._show_message(_one_line(exc))
+            return
+        if self.source_combo.currentData() == "current":
+            loaded = self.state.model
+            if loaded is None:
+                self._show_message("There is no current model: train one, open a checkpoint, or choose "
+                                   "'Checkpoint file'.")
+                return
+            # a private copy: the sampler panel may use the shared model at the same time
+            model = SimpleNamespace(
+                model=copy.deepcopy(loaded.model), schedule=loaded.schedule, model_config=loaded.model_config,
+                payload={k: v for k, v in (loaded.payload or {}).items()
+                         if k in ("epoch", "best", "history", "meta")},
+                history=loaded.history, uses_ema=getattr(loaded, "uses_ema", False), path=loaded.path,
+            )
+            from ..engine.device import resolve_device
+
+            try:
+                model.model.to(resolve_device(config.device))
+            except ValueError as exc:
+                self._show_message(_one_line(exc))
+                return
+            worker = EvaluateWorker(data, config, model=model, label=self.state.model_source or "current model")
+        else:
+            path = self.path_edit.text().strip()
+            if not path:
+                self._show_message("Choose a checkpoint file (Browse…) or evaluate the current model.")
+                return
+            worker = EvaluateWorker(data, config, checkpoint=path)
+
+        self._show_message("")
+        self.results_table.setRowCount(0)
+        self.protocol_text.clear()
+        self.stage_label.setText("Starting…")
+        self.progress_bar.setRange(0, 0)
+        thread = QThread()
+        thread.setObjectName("EvaluateWorker")
+        worker.moveToThread(thread)
+        thread.started.connect(worker.run)
+        worker.progress.connect(self._on_progress)
+        worker.finished.connect(self._on_finished)
+        worker.failed.connect(self._on_failed)
+        worker.cancelled.connect(self._on_cancelled)
+        worker.done.connect(thread.quit, Qt.ConnectionType.DirectConnection)
+        thread.finished.connect(self._on_thread_finished)
+        self._thread, self._worker = thread, worker
+        self._update_enabled()
+        thread.start()
+
+    @Slot()
+    def cancel(self) -> None:
+        if self._worker is not None:
+            self._worker.stop()
+            self.stage_label.setText("Cancelling…")
+
+    def is_running(self) -> bool:
+        return self._thread is not None
+
+    def stop_and_wait(self, timeout_ms: int = 15000) -> bool:
+        """For the main window's close: stop the worker and wait for its thread."""
+        if self._thread is None:
+            return True
+        self._worker.stop()
+        ok = self._thread.wait(int(timeout_ms))
+        if ok:
+            self._on_thread_finished()
+        return ok
+
+    @Slot(str, int, int)
+    def _on_progress(self, stage: str, done: int, total: int) -> None:
+        self.progress_bar.setRange(0, max(1, total))
+        self.progress_bar.setValue(min(done, total))
+        self.stage_label.setText(f"{stage}: {done:,} / {total:,}" if total > 1 else f"{stage}…")
+
+    @Slot(str, object, object)
+    def _on_finished(self, report_json: str, samples, strip) -> None:
+        from ..engine.report import Evaluation
+
+        self.evaluation = Evaluation(report=json.loads(report_json), samples=samples, strip=strip)
+        self._show_results()
+        self.stage_label.setText(f"Finished in {self.evaluation.report['total_seconds']:.1f} s.")
+        self.evaluation_finished.emit("finished")
+
+    @Slot(str)
+    def _on_failed(self, message: str) -> None:
+        self._show_message(message)
+        self.stage_label.setText("Failed.")
+        self.evaluation_finished.emit("failed")
+
+    @Slot()
+    def _on_cancelled(self) -> None:
+        self.stage_label.setText("Cancelled.")
+        self.evaluation_finished.emit("cancelled")
+
+    @Slot()
+    def _on_thread_finished(self) -> None:
+        if self._thread is None:
+            return
+        self._thread.wait()
+        self._thread = self._worker = None
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(1 if self.evaluation is not None else 0)
+        self._update_enabled()
+
+    # -------------------------------------------------------------- results
+    def _show_results(self) -> None:
+        from ..engine.report import format_value
+
+        r = self.evaluation.report
+        metrics = r["metrics"]
+        self.results_table.setRowCount(len(metrics))
+        for row, m in enumerate(metrics):
+            p = m["protocol"]
+            cells = [m["name"], format_value(m, short=True), f"{p['n_generated']:,} / {p['n_real']:,}", p["reference_split"]]
+            for col, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setToolTip(m["name"] if col == 0 else text)
+                self.results_table.setItem(row, col, item)
+        notes = [f"{e['metric']} was not computed: {e['message']}" for e in r.get("errors", []) if e["metric"] != "all"]
+        warnings = list(r.get("warnings", []))
+        if notes or warnings:
+            self._show_message("\n\n".join(notes + [f"Warning: {w}" for w in warnings]),
+                               "error" if notes else "warning")
+        self.results_table.resizeRowsToContents()
+        if metrics:
+            self.results_table.setCurrentCell(0, 0)
+        samples = self.evaluation.samples[:64]
+        self.samples_label.setPixmap(gray_pixmap(tile(samples, ncols=8), scale=2))
+
+    @Slot(int, int, int, int)
+    def _show_protocol(self, row: int, *_):
+        if self.evaluation is None or not 0 <= row < len(self.evaluation.report["metrics"]):
+            return
+        m = self.evaluation.report["metrics"][row]
+        lines = [m["name"], ""] + [f"{k}: {v}" for k, v in m["protocol"].items()]
+        if m.get("details"):
+            lines += [""] + [f"{k}: {v}" for k, v in m["details"].items() if k not in ("shares",)]
+        self.protocol_text.setPlainText("\n".join(lines))
+
+    # --------------------------------------------------------------- export
+    @Slot()
+    def _export_clicked(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder for report.json, report.html and samples.png")
+        if folder:
+            self.export_report(folder)
+
+    def export_report(self, folder: str | Path) -> dict | None:
+        """Write the last evaluation's report files into ``folder``; returns their paths (None on failure)."""
+        from ..engine.report import write_report
+
+        if self.evaluation is None:
+            self._show_message("Run an evaluation first.")
+            return None
+        try:
+            files = write_report(self.evaluation, folder)
+        except OSError as exc:
+            self._show_message(f"Could not write the report to {folder}: {_one_line(exc)}")
+            return None
+        self.stage_label.setText(f"Wrote {files['html']}")
+        if hasattr(self.state, "report"):
+            self.state.report(f"Report written to {files['html']}")
+        return files

@@ -1,0 +1,111 @@
+"""evaluate_model / write_report on a tiny checkpoint: protocol fields, files, missing weights, cancel."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from diffusion_studio.engine import report as R
+from diffusion_studio.engine.classifier import ClassifierConfig
+from diffusion_studio.engine.metrics import EvaluationStopped
+
+TINY_CLF = ClassifierConfig(epochs=8, batch_size=25, shift=1, lr=3e-3)  # the same recipe as test_classifier
+
+
+def train_tiny_checkpoint(data, folder):
+    from diffusion_studio.engine.schedule import ScheduleConfig
+    from diffusion_studio.engine.train import TrainConfig, Trainer
+    from diffusion_studio.engine.unet import UNetConfig
+
+    trainer = Trainer(data, model_config=UNetConfig(base_channels=4), schedule_config=ScheduleConfig(timesteps=10),
+                      train_config=TrainConfig(epochs=2, batch_size=50, precision="fp32", patience=5),
+                      device="cpu", run_dir=folder)
+    for _ in trainer.run():
+        pass
+    return folder / "best.pt"
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tiny_data, tmp_path_factory):
+    return train_tiny_checkpoint(tiny_data, tmp_path_factory.mktemp("run"))
+
+
+def _config(**kw):
+    base = dict(n=12, metric="mnist", sampler="ddim", steps=4, seed=3, device="cpu", precision="fp32",
+                kid_subsets=10, classifier_config=TINY_CLF, strip_rows=3, strip_columns=4)
+    base.update(kw)
+    return R.EvaluationConfig(**base)
+
+
+def test_report_with_every_metric_and_protocol_field(tiny_checkpoint, tiny_data, tmp_path):
+    stages = []
+    ev = R.evaluate_checkpoint(
+        tiny_checkpoint, tiny_data, _config(metric="all", random_inception=True, inception_dims=64, split="val"),
+        progress=lambda s, d, t: stages.append(s))
+    keys = [m["key"] for m in ev.report["metrics"]]
+    assert keys == ["fd_classifier", "kid_classifier", "confident_share", "label_histogram", "fid_inception"]
+    for m in ev.report["metrics"]:
+        missing = [f for f in R.PROTOCOL_FIELDS if f not in m["protocol"]]
+        assert not missing, f"{m['key']} lacks {missing}"
+        p = m["protocol"]
+        assert p["n_generated"] == 12 and p["n_real"] == len(tiny_data.val_labels) and p["reference_split"] == "val"
+        assert p["sampler"] == "ddim" and p["sampler_steps"] == 4 and p["seed"] == 3
+        assert p["checkpoint"].endswith("best.pt") and len(p["checkpoint_sha256"]) == 64
+        assert p["weights_sha256"] and p["seconds"] >= 0
+    assert ev.metric("fid_inception")["name"] == "FID (Inception, pytorch-fid)"
+    assert ev.metric("fid_inception")["value"] > 0
+    assert any("RANDOM" in w for w in ev.report["warnings"])
+    assert any("n = 12 generated" in w and "not meaningful" in w for w in ev.report["warnings"])
+    assert {"sampling", "x_T -> x_0 strip", "classifier features"} <= set(stages)
+    assert ev.samples.shape == (12, 28, 28) and ev.samples.dtype.name == "uint8"
+    assert ev.strip.shape[0] > 3 * 28 and ev.strip.shape[1] > 4 * 28  # 3 rows, x_T + 3 later columns
+    assert len(ev.report["history"]["val_loss"]) == 2
+
+    files = R.write_report(ev, tmp_path / "rep")
+    for f in files.values():
+        assert f.is_file() and f.stat().st_size > 0
+    data = json.loads(files["json"].read_text())
+    assert data["format"] == "diffusion-studio-evaluation" and data["generation"]["n"] == 12
+    page = files["html"].read_text()
+    assert page.count("data:image/png;base64,") == 2 and "<svg" in page and "<polyline" in page
+    assert "FID (Inception, pytorch-fid)" in page and "FD (MNIST classifier features)" in page
+    assert "src='http" not in page and 'src="http' not in page  # self-contained
+
+
+def test_missing_inception_weights_keep_the_offline_metric(tiny_checkpoint, tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    ev = R.evaluate_checkpoint(tiny_checkpoint, tiny_data, _config(metric="all"))
+    assert ev.metric("fd_classifier") is not None and ev.metric("fid_inception") is None
+    (err,) = ev.errors
+    assert err["metric"] == "FID (Inception, pytorch-fid)"
+    assert "pt_inception-2015-12-05-6726825d.pth" in err["message"] and str(tmp_path / "torch") in err["message"]
+    page = R.render_html(ev)
+    assert "was not computed" in page and "pt_inception-2015-12-05-6726825d.pth" in page
+
+    from diffusion_studio.engine.fid import InceptionWeightsMissing
+
+    calls = []
+    with pytest.raises(InceptionWeightsMissing):  # before any sampling
+        R.evaluate_checkpoint(tiny_checkpoint, tiny_data, _config(metric="inception"),
+                              progress=lambda *a: calls.append(a))
+    assert calls == []
+
+
+def test_evaluation_can_be_cancelled(tiny_checkpoint, tiny_data):
+    seen = []
+    with pytest.raises(EvaluationStopped):
+        R.evaluate_checkpoint(tiny_checkpoint, tiny_data, _config(n=40, batch_size=10),
+                              progress=lambda s, d, t: seen.append(s), should_stop=lambda: len(seen) >= 3)
+    assert len(seen) < 10
+
+
+def test_bad_configuration_is_a_clear_error():
+    with pytest.raises(ValueError, match="choose one of inception, mnist, all"):
+        R.EvaluationConfig(metric="fid")
+    with pytest.raises(ValueError, match="at least 2"):
+        R.EvaluationConfig(n=1)
+
+
+def test_line_chart_without_history_says_so():
+    assert "No training history" in R.svg_line_chart({"train": ([], [])})

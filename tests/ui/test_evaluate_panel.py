@@ -1,0 +1,97 @@
+"""The Evaluate panel with a tiny model: runs in a thread, shows named numbers, cancels, exports."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("PySide6")
+
+from diffusion_studio.ui.evaluate_panel import EvaluatePanel  # noqa: E402
+from diffusion_studio.ui.state import AppState  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_data, tmp_path_factory):
+    from diffusion_studio.engine.checkpoint import load_model
+    from diffusion_studio.engine.schedule import ScheduleConfig
+    from diffusion_studio.engine.train import TrainConfig, Trainer
+    from diffusion_studio.engine.unet import UNetConfig
+
+    folder = tmp_path_factory.mktemp("panel-run")
+    trainer = Trainer(tiny_data, model_config=UNetConfig(base_channels=4), schedule_config=ScheduleConfig(timesteps=10),
+                      train_config=TrainConfig(epochs=1, batch_size=50, precision="fp32"), device="cpu",
+                      run_dir=folder)
+    for _ in trainer.run():
+        pass
+    return load_model(folder / "best.pt")
+
+
+@pytest.fixture
+def panel(qtbot, tiny_data, tiny_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no Inception weights here
+    state = AppState()
+    state.device = "cpu"
+    state.set_data(tiny_data, tiny_data.source)
+    state.set_model(tiny_model, "tiny test model")
+    p = EvaluatePanel(state)
+    qtbot.addWidget(p)
+    p.sampler_combo.setCurrentIndex(p.sampler_combo.findData("ddim"))
+    p.steps_spin.setValue(3)
+    yield p
+    p.stop_and_wait(20000)
+
+
+def test_panel_runs_and_shows_named_numbers_and_the_missing_weights_message(panel, qtbot, tmp_path):
+    assert panel.objectName() == "evaluatePanel"
+    panel.n_spin.setValue(12)
+    panel.metric_combo.setCurrentIndex(panel.metric_combo.findData("all"))
+    with qtbot.waitSignal(panel.evaluation_finished, timeout=180_000) as sig:
+        panel.run_button.click()
+        assert panel.cancel_button.isEnabled() and not panel.run_button.isEnabled()
+    assert sig.args == ["finished"]
+    qtbot.waitUntil(lambda: panel.run_button.isEnabled(), timeout=10_000)
+    names = [panel.results_table.item(r, 0).text() for r in range(panel.results_table.rowCount())]
+    assert "FD (MNIST classifier features)" in names
+    row = names.index("FD (MNIST classifier features)")
+    assert float(panel.results_table.item(row, 1).text()) >= 0
+    assert "12 /" in panel.results_table.item(row, 2).text()
+    assert "n_generated: 12" in panel.protocol_text.toPlainText()
+    # the Inception FID could not run: the panel says what to do, no traceback
+    msg = panel.message_label.text()
+    assert panel.message_scroll.isVisibleTo(panel)
+    assert "pt_inception-2015-12-05-6726825d.pth" in msg and "Traceback" not in msg
+
+    files = panel.export_report(tmp_path / "exported")
+    assert files is not None and all(f.is_file() for f in files.values())
+    assert json.loads(files["json"].read_text())["generation"]["n"] == 12
+    panel.resize(1100, 640)
+    panel.grab().save(str(tmp_path / "panel.png"))
+
+
+def test_cancel_stops_the_run(panel, qtbot):
+    panel.n_spin.setValue(20_000)
+    panel.metric_combo.setCurrentIndex(panel.metric_combo.findData("mnist"))
+    with qtbot.waitSignal(panel.evaluation_finished, timeout=60_000) as sig:
+        panel.run_button.click()
+        panel.cancel_button.click()
+    assert sig.args == ["cancelled"]
+    qtbot.waitUntil(lambda: panel.run_button.isEnabled(), timeout=10_000)
+    assert panel.stage_label.text() == "Cancelled." and panel.evaluation is None
+
+
+def test_inception_only_without_weights_is_a_message(panel, qtbot):
+    panel.n_spin.setValue(4)
+    panel.metric_combo.setCurrentIndex(panel.metric_combo.findData("inception"))
+    with qtbot.waitSignal(panel.evaluation_finished, timeout=60_000) as sig:
+        panel.run_button.click()
+    assert sig.args == ["failed"]
+    assert "pt_inception-2015-12-05-6726825d.pth" in panel.message_label.text()
+
+
+def test_no_model_and_no_data_are_messages(qtbot):
+    p = EvaluatePanel(AppState())
+    qtbot.addWidget(p)
+    p.run_button.click()
+    assert "No MNIST data" in p.message_label.text() and not p.is_running()
