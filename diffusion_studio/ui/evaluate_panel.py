@@ -338,6 +338,10 @@ class EvaluatePanel(QWidget):
     def is_running(self) -> bool:
         return self._thread is not None
 
+    def shutdown(self) -> bool:
+        """Called by the main window on close: cancel a running evaluation and wait (bounded)."""
+        return self.stop_and_wait()
+
     def stop_and_wait(self, timeout_ms: int = 15000) -> bool:
         """For the main window's close: stop the worker and wait for its thread."""
         if self._thread is None:
