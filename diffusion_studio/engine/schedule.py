@@ -31,7 +31,8 @@ class ScheduleConfig:
         schedule; with T=300 it leaves sqrt(alphabar_T) = 0.22 of the image at t=T).
       - ``rescaled_linear``: the same line with both ends multiplied by 1000/T
         (Nichol & Dhariwal 2021, ``get_named_beta_schedule("linear")``), so a
-        short chain destroys the signal as thoroughly as Ho et al.'s T=1000 did.
+        short chain destroys the signal as thoroughly as Ho et al.'s T=1000 did;
+        betas are clipped at 0.999 (only very short chains, T < 50, reach it).
       - ``cosine``: alphabar_t = f(t)/f(0), f(t) = cos((t/T + s)/(1 + s) * pi/2)^2,
         s = 0.008, betas clipped at 0.999 (Nichol & Dhariwal 2021, eq. 17).
     """
@@ -50,16 +51,12 @@ class ScheduleConfig:
         if not isinstance(self.timesteps, int) or self.timesteps < 1:
             raise ValueError(f"timesteps must be a positive integer, got {self.timesteps!r}")
         if self.kind != "cosine":
-            scale = 1000.0 / self.timesteps if self.kind == "rescaled_linear" else 1.0
             if not 0.0 < self.beta_start <= self.beta_end:
                 raise ValueError(
                     f"need 0 < beta_start <= beta_end, got {self.beta_start} and {self.beta_end}"
                 )
-            if self.beta_end * scale >= 1.0:
-                raise ValueError(
-                    f"beta_end={self.beta_end} (x{scale:.3g} for {self.kind}) must stay below 1; "
-                    "use fewer-step-friendly values or the cosine schedule"
-                )
+            if self.beta_end >= 1.0:
+                raise ValueError(f"beta_end must stay below 1, got {self.beta_end}")
         if self.cosine_s <= 0:
             raise ValueError(f"cosine_s must be positive, got {self.cosine_s}")
 
@@ -88,7 +85,7 @@ def _betas64(config: ScheduleConfig) -> torch.Tensor:
         scale = 1000.0 / T
         return torch.linspace(
             config.beta_start * scale, config.beta_end * scale, T, dtype=torch.float64
-        )
+        ).clamp(max=0.999)
     # cosine: alphabar(t) = f(t) / f(0); beta_t = 1 - alphabar_t / alphabar_{t-1}
     s = config.cosine_s
     steps = torch.arange(T + 1, dtype=torch.float64) / T

@@ -108,7 +108,7 @@ def test_default_runs_dir_is_in_the_private_home():
 def test_trained_runs_are_listed_with_their_results(runs_dir):
     infos = R.list_runs(runs_dir)
     assert [r.name for r in infos] == ["2026-11-28_0710_report-recipe_T10_ch4_ep2_bs16",
-                                       "2026-11-28_0711_T10_ch4_ep2_bs16_noema"]
+                                       "2026-11-28_0711_report-recipe_cosine_T10_ch4_ep2_bs16"]
     for r in infos:
         history = json.loads((r.path / "history.json").read_text())
         assert r.status == "completed", r.reason

@@ -87,3 +87,9 @@ def test_config_round_trip_and_errors():
         ScheduleConfig(timesteps=0)
     with pytest.raises(ValueError, match="unknown ScheduleConfig field"):
         ScheduleConfig.from_dict({"kind": "linear", "bogus": 1})
+
+
+def test_rescaled_linear_short_chains_clip_at_0999():
+    s = NoiseSchedule(ScheduleConfig(kind="rescaled_linear", timesteps=10))
+    assert s.beta[10].item() == pytest.approx(0.999)
+    assert torch.all(s.beta[1:] < 1) and s.signal_at_T() < 0.05
