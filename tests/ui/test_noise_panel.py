@@ -132,10 +132,16 @@ def test_schedule_switch_changes_state_and_readout(panel, qtbot):
     assert panel.state.schedule_config.timesteps == 500 and panel.slider.maximum() == 500
 
 
-def test_invalid_schedule_is_refused_with_a_message(panel, qtbot):
+def test_invalid_schedule_is_refused_with_a_message(panel, qtbot, monkeypatch):
+    import diffusion_studio.ui.noise_panel as noise_panel_module
+
+    def refuse(**kwargs):
+        raise ValueError("beta_end must stay below 1, got 1.5")
+
+    monkeypatch.setattr(noise_panel_module, "ScheduleConfig", refuse)
     before = panel.state.schedule_config
     with qtbot.waitSignal(panel.state.status_message, timeout=1000) as blocker:
-        panel.set_schedule("rescaled_linear", 10)  # beta_end * 100 = 2 >= 1
+        panel.set_schedule("rescaled_linear", 10)
     assert "not valid" in blocker.args[0]
     assert panel.state.schedule_config == before
     assert panel.steps_spin.value() == before.timesteps
