@@ -136,7 +136,14 @@ Record = Union[StepRecord, EpochRecord, FinishedRecord]
 
 class EMA:
     """Exponential moving average of a model's parameters; buffers (BatchNorm
-    statistics) are copied from the live model."""
+    statistics) are copied from the live model.
+
+    The decay warms up as min(decay, (1 + n) / (10 + n)) after n updates, so
+    the average is not dominated by the random initial weights for thousands of
+    steps: with a flat 0.999, 68% of the average after the first MNIST epoch
+    (390 steps) was still the initialisation, and its validation loss was 8x
+    the live model's.
+    """
 
     def __init__(self, model: nn.Module, decay: float) -> None:
         self.decay = decay
@@ -144,11 +151,15 @@ class EMA:
         for p in self.model.parameters():
             p.requires_grad_(False)
 
+    def decay_at(self, updates: int) -> float:
+        return min(self.decay, (1.0 + updates) / (10.0 + updates))
+
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
+    def update(self, model: nn.Module, updates: int) -> None:
+        """Fold the live weights in; ``updates`` = how many updates came before this one."""
         ema_p = list(self.model.parameters())
         live_p = list(model.parameters())
-        torch._foreach_lerp_(ema_p, live_p, 1.0 - self.decay)
+        torch._foreach_lerp_(ema_p, live_p, 1.0 - self.decay_at(updates))
         for b_ema, b in zip(self.model.buffers(), model.buffers()):
             b_ema.copy_(b)
 
@@ -395,7 +406,7 @@ class Trainer:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         self.optimizer.step()
         if self.ema is not None:
-            self.ema.update(self.model)
+            self.ema.update(self.model, self.global_step)
         return loss.detach()
 
     @torch.no_grad()

@@ -177,3 +177,20 @@ def test_stop_during_validation_is_prompt_and_resumes_exactly(tiny_data, tmp_pat
     assert [e["val_loss"] for e in a["history"]["epochs"]] == [e["val_loss"] for e in b["history"]["epochs"]]
     for name, tensor in a["weights"].items():
         assert torch.equal(tensor, b["weights"][name])
+
+
+def test_ema_warms_up_instead_of_averaging_in_the_initial_weights():
+    from diffusion_studio.engine.train import EMA
+
+    live = torch.nn.Linear(2, 2)
+    ema = EMA(live, decay=0.999)
+    assert ema.decay_at(0) == pytest.approx(0.1) and ema.decay_at(390) == pytest.approx(391 / 400)
+    assert ema.decay_at(100_000) == 0.999
+    w0 = ema.model.weight.clone()
+    with torch.no_grad():
+        live.weight.fill_(1.0)
+    ema.update(live, 0)  # the first update takes 90% of the live weights
+    assert torch.allclose(ema.model.weight, 0.1 * w0 + 0.9)
+    before = ema.model.weight.clone()
+    ema.update(live, 1)
+    assert torch.all((ema.model.weight - 1).abs() < (before - 1).abs())
