@@ -102,18 +102,35 @@ def sample_step_time(device, precision, batch=256, repeats=5):
 
 
 def feature_rates(device, quick):
-    rows = []
-    try:
-        from diffusion_studio.engine import classifier  # noqa: F401
-    except ImportError:
-        return rows
-    try:
-        from bench_features import measure  # optional helper next to this file
-    except ImportError:
-        measure = None
-    if measure is not None:
-        rows.extend(measure(device, quick))
-    return rows
+    """Images/s of the two metrics' feature extractors (weights do not change the speed)."""
+    import numpy as np
+
+    from diffusion_studio.engine.classifier import MNISTClassifier, to_input
+    from diffusion_studio.engine.fid import InceptionExtractor
+
+    images = np.random.default_rng(0).integers(0, 256, size=(1000, 28, 28), dtype=np.uint8)
+    clf = MNISTClassifier().to(device).eval()
+    x = to_input(torch.from_numpy(images[:500])).to(device)
+
+    def clf_batch():
+        with torch.inference_mode():
+            clf.features(x)
+
+    clf_rate = 500 / median_time(clf_batch, device, 3 if quick else 7)
+    extractor = InceptionExtractor(None, device=device)
+    n = extractor.batch_size
+    sample = images[:n]
+
+    def inception_batch():
+        for _ in extractor.batches(sample):
+            pass
+
+    inc_rate = n / median_time(inception_batch, device, 1 if quick else 3, warmup=1)
+    return [
+        ("features, MNIST classifier (offline metric)", f"{clf_rate:,.0f} img/s", "batch 500"),
+        ("features, Inception pool3 (FID)", f"{inc_rate:,.1f} img/s",
+         f"batch {n}, 299x299 inside; 10,000 + 10,000 images take {20000 / inc_rate / 60:,.0f} min"),
+    ]
 
 
 def noise_frame_ms(repeats=50):
