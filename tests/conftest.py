@@ -65,3 +65,31 @@ def tiny_data(tiny_mnist):
     from diffusion_studio.engine.data import load_mnist
 
     return load_mnist(tiny_mnist)
+
+
+TINY_RUN_SCHEDULES = ("linear", "cosine")
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tiny_data, tmp_path_factory):
+    """A runs folder with two tiny finished runs (linear and cosine schedule,
+    2 epochs each), trained once per session; tests copy it before changing it."""
+    import datetime as dt
+
+    from diffusion_studio.engine import runs as R
+    from diffusion_studio.engine.schedule import ScheduleConfig
+    from diffusion_studio.engine.train import TrainConfig, Trainer
+    from diffusion_studio.engine.unet import UNetConfig
+
+    root = tmp_path_factory.mktemp("tiny-runs") / "runs"
+    model = UNetConfig(base_channels=4)
+    train = TrainConfig(epochs=2, batch_size=16, precision="fp32")
+    for i, kind in enumerate(TINY_RUN_SCHEDULES):
+        schedule = ScheduleConfig(kind=kind, timesteps=10)
+        when = dt.datetime(2026, 11, 28, 7, 10 + i, tzinfo=dt.timezone.utc)
+        run_dir = R.new_run_dir(root, R.describe_differences(model, schedule, train), now=when)
+        with R.mark_running(run_dir):
+            for _ in Trainer(tiny_data, model_config=model, schedule_config=schedule, train_config=train,
+                             device="cpu", run_dir=run_dir).run():
+                pass
+    return root

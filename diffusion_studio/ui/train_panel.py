@@ -11,7 +11,6 @@ from __future__ import annotations
 import gc
 import math
 import time
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np

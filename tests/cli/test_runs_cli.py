@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import re
 import shutil
@@ -14,37 +13,15 @@ import pytest
 
 from diffusion_studio.cli import main
 from diffusion_studio.engine import runs as R
-from diffusion_studio.engine.schedule import ScheduleConfig
-from diffusion_studio.engine.train import Trainer, TrainConfig
-from diffusion_studio.engine.unet import UNetConfig
 
-MODEL = UNetConfig(base_channels=4)
-TRAIN = TrainConfig(epochs=2, batch_size=16, precision="fp32")
-SCHEDULES = (ScheduleConfig(timesteps=10), ScheduleConfig(kind="cosine", timesteps=10))
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def trained_runs(tiny_data) -> Path:
-    """Two tiny runs trained once per test session (the same cache as tests/engine/test_runs.py)."""
-    root = Path(os.environ["DIFFUSION_STUDIO_HOME"]) / "test-runs-cache"
-    if (root / "done").exists():
-        return root / "runs"
-    shutil.rmtree(root, ignore_errors=True)
-    for i, sched in enumerate(SCHEDULES):
-        when = dt.datetime(2026, 11, 28, 7, 10 + i, tzinfo=dt.timezone.utc)
-        run_dir = R.new_run_dir(root / "runs", R.describe_differences(MODEL, sched, TRAIN), now=when)
-        with R.mark_running(run_dir):
-            for _ in Trainer(tiny_data, model_config=MODEL, schedule_config=sched, train_config=TRAIN,
-                             device="cpu", run_dir=run_dir).run():
-                pass
-    (root / "done").touch()
-    return root / "runs"
-
 
 @pytest.fixture
-def runs_dir(tmp_path, tiny_data) -> Path:
+def runs_dir(tmp_path, tiny_runs) -> Path:
     dst = tmp_path / "runs"
-    shutil.copytree(trained_runs(tiny_data), dst)
+    shutil.copytree(tiny_runs, dst)
     damaged = dst / "2026-11-28_0715_crashed"
     damaged.mkdir()
     (damaged / "best.pt").write_bytes(b"\x00garbage" * 50)
