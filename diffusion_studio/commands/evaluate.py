@@ -36,7 +36,9 @@ def register(sub) -> None:
     )
     p.add_argument("--checkpoint", required=True, metavar="FILE", help="a .pt checkpoint, or 'default'")
     p.add_argument("--n", type=int, default=10_000, help="digits to generate (default %(default)s)")
-    p.add_argument("--report", required=True, metavar="DIR", help="folder for report.json, report.html, samples.png")
+    p.add_argument("--report", metavar="DIR",
+                   help="folder for report.json, report.html, samples.png (default: the checkpoint's run "
+                        "folder, reports/<time>_<metric>_n<N>, where the Runs panel finds it)")
     p.add_argument("--metric", choices=["inception", "mnist", "all"], default="all", help="default: %(default)s")
     p.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddpm", help="default: %(default)s")
     p.add_argument("--steps", type=int, metavar="K", help="DDIM steps (default 50); DDPM always runs T")
@@ -89,6 +91,13 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--n must be at least 2, got {args.n}")
     if args.batch_size < 1:
         raise CLIError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.report is None:
+        if args.checkpoint == "default":
+            raise CLIError("name a --report folder for the bundled model")
+        from datetime import datetime, timezone
+
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d_%H%M%S")
+        args.report = str(Path(args.checkpoint).parent / "reports" / f"{stamp}_{args.metric}_n{args.n}")
     report_dir = Path(args.report)
     if report_dir.exists() and not report_dir.is_dir():
         raise CLIError(f"--report must be a folder, but {report_dir} is a file")

@@ -536,6 +536,9 @@ def _read_metrics(run_dir: Path) -> tuple[dict[str, float], str]:
         except (OSError, ValueError):
             continue
         metrics = data.get("metrics") if isinstance(data, dict) else None
+        if isinstance(metrics, list):  # engine.report's layout: [{"name": ..., "value": ...}, ...]
+            metrics = {m.get("name") or m.get("key"): m.get("value") for m in metrics
+                       if isinstance(m, dict) and (m.get("name") or m.get("key"))}
         if not isinstance(metrics, dict):
             continue
         out: dict[str, float] = {}

@@ -87,3 +87,17 @@ def test_bad_checkpoint_is_one_line(tmp_path, tiny_mnist):
         code = main(["evaluate", "--checkpoint", str(bad), "--n", "4", "--report", str(tmp_path / "r"),
                      "--data", str(tiny_mnist)])
     assert code == 2 and "not a readable Diffusion Studio checkpoint" in err.getvalue()
+
+
+def test_report_goes_into_the_run_folder_and_the_runs_list_shows_it(tiny_checkpoint, tiny_mnist, tmp_path):
+    from diffusion_studio.engine.runs import read_run
+
+    r = _run(["evaluate", "--checkpoint", str(tiny_checkpoint), "--n", "12", "--metric", "mnist",
+              "--sampler", "ddim", "--steps", "2", "--data", str(tiny_mnist), "--device", "cpu"], {})
+    assert r.returncode == 0, r.stderr
+    reports = list((tiny_checkpoint.parent / "reports").glob("*_mnist_n12/report.json"))
+    assert len(reports) == 1
+    info = read_run(tiny_checkpoint.parent)
+    assert "FD (MNIST classifier features)" in info.metrics
+    fd = next(m for m in json.loads(reports[0].read_text())["metrics"] if m["key"] == "fd_classifier")
+    assert info.metrics["FD (MNIST classifier features)"] == pytest.approx(fd["value"])
