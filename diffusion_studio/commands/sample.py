@@ -18,6 +18,8 @@ def register(sub) -> None:
     p.add_argument("--steps", type=int, help="DDIM steps (default 50); DDPM always runs T")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM eta (default 0)")
     p.add_argument("--variance", choices=["posterior", "beta"], default="posterior", help="DDPM sigma_t^2")
+    p.add_argument("--clip-x0", action="store_true",
+                   help="clip the predicted x_0 to [-1, 1] at every step (off: Algorithm 2 as written)")
     p.add_argument("--label", type=int, help="digit to generate (class-conditional models)")
     p.add_argument("--guidance", type=float, default=0.0, help="classifier-free guidance weight")
     p.add_argument("--seed", type=int, default=0)
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     precision = resolve_precision(args.precision, device)
     loaded = load_model(resolve_checkpoint(args.checkpoint), device)
     sampler = SamplerConfig(kind=args.sampler, steps=args.steps, eta=args.eta, variance=args.variance,
-                            guidance=args.guidance)
+                            guidance=args.guidance, clip_x0=args.clip_x0)
     labels = None
     if args.label is not None:
         if not loaded.model_config.conditional:
