@@ -105,3 +105,10 @@ def test_bad_input_gives_one_clear_line(tmp_path, args, message):
     assert message in r.stderr
     assert "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_sample_from_the_bundled_default_model(tmp_path):
+    r = run_cli("sample", "--checkpoint", "default", "--n", 2, "--sampler", "ddim", "--steps", 2,
+                "--out", tmp_path / "d.npz")
+    assert r.returncode == 0, r.stderr
+    assert np.load(tmp_path / "d.npz")["images"].shape == (2, 28, 28)

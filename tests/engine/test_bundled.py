@@ -1,0 +1,24 @@
+"""The trained model shipped inside the package (``--checkpoint default``)."""
+
+from __future__ import annotations
+
+import torch
+
+from diffusion_studio.engine.bundled import default_checkpoint_path
+from diffusion_studio.engine.checkpoint import load_checkpoint, load_model
+from diffusion_studio.engine.presets import PRESETS
+from diffusion_studio.engine.sample import SamplerConfig, sample
+
+
+def test_bundled_model_is_the_default_recipe_and_samples():
+    path = default_checkpoint_path()
+    assert path.stat().st_size < 8 * 2**20  # a few MB at most
+    payload = load_checkpoint(path)
+    assert "optimizer" not in payload and payload["meta"]["weights_are_ema"] is True
+    loaded = load_model(path)
+    default = PRESETS["default"]
+    assert loaded.model_config == default.model and loaded.schedule_config == default.schedule
+    epochs = loaded.history["epochs"]
+    assert len(epochs) >= 3 and payload["best"]["epoch"] == min(epochs, key=lambda e: e["val_loss"])["epoch"]
+    x = sample(loaded.model, loaded.schedule, 4, sampler=SamplerConfig(kind="ddim", steps=3), seed=0)
+    assert x.shape == (4, 1, 28, 28) and torch.isfinite(x).all()
