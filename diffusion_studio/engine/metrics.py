@@ -199,12 +199,7 @@ def kid(
 
 
 # ------------------------------------------------------------------ identity
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+from .checkpoint import sha256_file  # noqa: E402, F401  (re-exported: fid, classifier and report import it from here)
 
 
 def array_identity(*arrays) -> str:
