@@ -89,7 +89,30 @@ class TrainJob:
     preview_steps: int = 20  # DDIM steps per preview
 
 
-class TrainWorker(QObject):
+class _StoppableWorker(QObject):
+    """What both workers share: a stop Event checked by their loop, and a ``run``
+    slot that turns any failure into one ``failed`` line and always ends with
+    ``done``. Subclasses define the ``failed``/``done`` signals, ``_run`` and
+    ``_activity`` (the word used in the failure message)."""
+
+    _activity = "work"
+
+    def stop(self) -> None:
+        """Ask the run to stop at its next check (any thread)."""
+        self.stop_event.set()
+
+    @Slot()
+    def run(self) -> None:
+        lower_thread_priority()
+        try:
+            self._run()
+        except Exception as exc:  # the GUI shows one line, never a traceback
+            self.failed.emit(f"{self._activity} failed: {_error_text(exc)}")
+        finally:
+            self.done.emit()
+
+
+class TrainWorker(_StoppableWorker):
     """Runs ``engine.train.Trainer.run()`` in a worker thread.
 
     Signals
@@ -126,19 +149,7 @@ class TrainWorker(QObject):
         self._pending: list[tuple[float, float]] = []
         self._last_emit = 0.0
 
-    def stop(self) -> None:
-        """Ask the run to stop after the current batch (any thread)."""
-        self.stop_event.set()
-
-    @Slot()
-    def run(self) -> None:
-        lower_thread_priority()
-        try:
-            self._run()
-        except Exception as exc:  # the GUI shows one line, never a traceback
-            self.failed.emit(f"training failed: {_error_text(exc)}")
-        finally:
-            self.done.emit()
+    _activity = "training"  # stop() takes effect after the current batch
 
     def _flush_steps(self) -> None:
         if self._pending:
@@ -270,7 +281,7 @@ class Frame:
     x0: np.ndarray
 
 
-class SampleWorker(QObject):
+class SampleWorker(_StoppableWorker):
     """Runs ``engine.sample.sample_steps`` in a worker thread, keeping frames.
 
     Frames are kept for t = T, every k-th step (k chosen so about ``max_frames``
@@ -300,19 +311,7 @@ class SampleWorker(QObject):
         self.stop_event = threading.Event()
         self.frames: list[Frame] = []
 
-    def stop(self) -> None:
-        """Ask the run to stop before the next step (any thread)."""
-        self.stop_event.set()
-
-    @Slot()
-    def run(self) -> None:
-        lower_thread_priority()
-        try:
-            self._run()
-        except Exception as exc:
-            self.failed.emit(f"sampling failed: {_error_text(exc)}")
-        finally:
-            self.done.emit()
+    _activity = "sampling"  # stop() takes effect before the next step
 
     def _run(self) -> None:
         import torch
