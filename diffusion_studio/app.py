@@ -145,7 +145,6 @@ def main(data: str | None = None, checkpoint: str | None = None) -> int:
     window.show()
     # A full garbage-collection pass over the objects built so far (torch, Qt,
     # pyqtgraph) held the GIL for over a second; they live as long as the app.
-    gc.collect()
     gc.freeze()
     window.loader.load(initial_data_folder(data))
     QTimer.singleShot(0, lambda: load_initial_models(window, checkpoint))
