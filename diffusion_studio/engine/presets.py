@@ -48,7 +48,8 @@ PRESETS: dict[str, Preset] = {
         ),
         model=UNetConfig(),
         schedule=ScheduleConfig(kind="linear", timesteps=300, beta_start=1e-4, beta_end=0.02),
-        train=TrainConfig(ema_decay=0.0),
+        # BatchNorm evaluated with the running statistics training leaves, as the report's code did
+        train=TrainConfig(ema_decay=0.0, bn_recalibration=0),
     ),
 }
 PRESET_NAMES = tuple(PRESETS)

@@ -194,3 +194,121 @@ def test_ema_warms_up_instead_of_averaging_in_the_initial_weights():
     before = ema.model.weight.clone()
     ema.update(live, 1)
     assert torch.all((ema.model.weight - 1).abs() < (before - 1).abs())
+
+
+class _ConvBN(torch.nn.Module):
+    """x -> BN(conv(x)) + 0*t: one BatchNorm whose input we can recompute by hand."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(3)
+        self.conv = torch.nn.Conv2d(1, 3, 3, padding=1)
+        self.bn = torch.nn.BatchNorm2d(3)
+
+    def forward(self, x, t):
+        return self.bn(self.conv(x)) + 0 * t.view(-1, 1, 1, 1)
+
+
+def test_recalibrated_statistics_are_the_average_of_the_calibration_batches():
+    from diffusion_studio.engine.schedule import NoiseSchedule
+    from diffusion_studio.engine.train import recalibrate_batchnorm
+
+    sched = NoiseSchedule(TINY_SCHED)
+    images = torch.rand(50, 1, 28, 28) * 2 - 1
+    model = _ConvBN()
+    weights = {k: v.clone() for k, v in model.state_dict().items() if "running" not in k and "tracked" not in k}
+    model.eval()
+    assert recalibrate_batchnorm(model, sched, images, batches=3, batch_size=8, seed=5)
+    # the same draws by hand: mean of batch means, mean of unbiased batch variances
+    gen = torch.Generator().manual_seed(5)
+    means, variances = [], []
+    for _ in range(3):
+        idx = torch.randint(0, 50, (8,), generator=gen)
+        t = torch.randint(1, sched.timesteps + 1, (8,), generator=gen)
+        eps = torch.randn((8, 1, 28, 28), generator=gen)
+        with torch.no_grad():
+            h = model.conv(sched.q_sample(images[idx], t, eps))
+        means.append(h.mean(dim=(0, 2, 3)))
+        variances.append(h.var(dim=(0, 2, 3), unbiased=True))
+    assert torch.allclose(model.bn.running_mean, torch.stack(means).mean(0), atol=1e-6)
+    assert torch.allclose(model.bn.running_var, torch.stack(variances).mean(0), atol=1e-5)
+    assert model.bn.momentum == 0.1 and not model.training  # settings and mode put back
+    for k, v in weights.items():
+        assert torch.equal(model.state_dict()[k], v)  # weights untouched
+
+
+def test_recalibration_makes_eval_mode_agree_with_batch_statistics(tiny_data):
+    """Stale running statistics (here: a fresh network's mean 0, var 1 after the
+    weights were scaled) make eval-mode outputs wrong; recalibrated ones match
+    what BatchNorm computes from a large batch of the same distribution."""
+    from diffusion_studio.engine.data import to_model_range
+    from diffusion_studio.engine.schedule import NoiseSchedule
+    from diffusion_studio.engine.train import recalibrate_batchnorm
+    from diffusion_studio.engine.unet import UNet
+
+    torch.manual_seed(0)
+    model = UNet(TINY_NET)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                m.weight.mul_(3.0)
+    sched = NoiseSchedule(TINY_SCHED)
+    images = to_model_range(tiny_data.train_images)
+    g = torch.Generator().manual_seed(9)
+    idx = torch.randint(0, len(images), (400,), generator=g)
+    t = torch.randint(1, sched.timesteps + 1, (400,), generator=g)
+    x_t = sched.q_sample(images[idx], t, torch.randn((400, 1, 28, 28), generator=g))
+
+    def gap():
+        with torch.no_grad():
+            model.train()
+            batch_stats = model(x_t, t)
+            model.eval()
+            running = model(x_t, t)
+        return float((batch_stats - running).pow(2).mean() / batch_stats.pow(2).mean())
+
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+    stale = gap()
+    assert recalibrate_batchnorm(model, sched, images, batches=20, batch_size=64, seed=1)
+    assert gap() < 0.05 < stale
+
+
+def test_stopped_recalibration_puts_the_old_statistics_back():
+    from diffusion_studio.engine.schedule import NoiseSchedule
+    from diffusion_studio.engine.train import recalibrate_batchnorm
+
+    model = _ConvBN()
+    with torch.no_grad():
+        model.bn.running_mean.fill_(0.25)
+    calls = iter([False, False, True])
+    done = recalibrate_batchnorm(model, NoiseSchedule(TINY_SCHED), torch.zeros(4, 1, 28, 28),
+                                 batches=10, batch_size=2, should_stop=lambda: next(calls))
+    assert done is False
+    assert torch.all(model.bn.running_mean == 0.25) and model.bn.momentum == 0.1
+
+
+def test_trainer_validates_ema_weights_with_their_own_statistics(tiny_data):
+    from diffusion_studio.engine.train import recalibrate_batchnorm
+
+    trainer = tiny_trainer(tiny_data, epochs=1, ema_decay=0.9, bn_recalibration=3)
+    list(trainer.run())
+    ema_stats = {k: v.clone() for k, v in trainer.ema.model.state_dict().items() if "running" in k}
+    live_stats = {k: v for k, v in trainer.model.state_dict().items() if "running" in k}
+    assert any(not torch.equal(v, live_stats[k]) for k, v in ema_stats.items())  # not copied from live
+    # they are exactly the recalibration of the EMA weights with the epoch's seed
+    recalibrate_batchnorm(trainer.ema.model, trainer.schedule, trainer.train_x, batches=3,
+                          batch_size=16, seed=0 * 1000 + 31 + 1)
+    for k, v in trainer.ema.model.state_dict().items():
+        if "running" in k:
+            assert torch.equal(v, ema_stats[k])
+
+
+def test_report_recipe_keeps_the_running_statistics_training_left():
+    from diffusion_studio.engine.presets import get_preset
+
+    assert get_preset("report").train.bn_recalibration == 0
+    assert get_preset("default").train.bn_recalibration > 0
+    with pytest.raises(ValueError, match="bn_recalibration"):
+        TrainConfig(bn_recalibration=-1)
