@@ -1,0 +1,60 @@
+"""Make the bundled model: a training checkpoint -> a slim, sampling-only copy.
+
+    python scripts/export_bundled_model.py --data DIR RUN/last.pt \
+        diffusion_studio/resources/models/default.pt [--recalibrate 40]
+
+Takes the checkpoint's EMA weights (its raw weights when it has none),
+re-estimates their BatchNorm statistics from ``--recalibrate`` training batches
+(``recalibrate_batchnorm``; checkpoints written before training did this
+themselves carry the live model's statistics, which do not fit the EMA
+weights), and writes the result with ``export_for_sampling``: configs, weights,
+history and metadata, no optimizer state. The output is written atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from diffusion_studio.engine.checkpoint import LoadedModel, export_for_sampling, load_checkpoint, save_checkpoint  # noqa: E402
+from diffusion_studio.engine.data import load_mnist, to_model_range  # noqa: E402
+from diffusion_studio.engine.train import recalibrate_batchnorm  # noqa: E402
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("src", help="training checkpoint (best.pt or last.pt)")
+    p.add_argument("dst", help="where to write the slim copy")
+    p.add_argument("--data", required=True, help="MNIST folder (for the calibration batches)")
+    p.add_argument("--recalibrate", type=int, default=40, metavar="N", help="calibration batches (0 = keep)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+
+    payload = load_checkpoint(args.src)
+    key = "ema_weights" if payload.get("ema_weights") is not None else "weights"
+    if args.recalibrate:
+        loaded = LoadedModel(payload, Path(args.src), device=__import__("torch").device("cpu"))
+        data = load_mnist(args.data)
+        conditional = loaded.model_config.conditional
+        recalibrate_batchnorm(
+            loaded.model, loaded.schedule, to_model_range(data.train_images),
+            labels=data.train_labels if conditional else None,
+            label_dropout=float((payload.get("train") or {}).get("label_dropout", 0.1)),
+            batches=args.recalibrate, batch_size=128, seed=args.seed,
+        )
+        payload[key] = {k: v.detach().clone() for k, v in loaded.model.state_dict().items()}
+        payload["meta"] = {**(payload.get("meta") or {}), "bn_recalibrated_batches": args.recalibrate}
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = save_checkpoint(Path(tmp) / Path(args.src).name, payload)
+        out = export_for_sampling(staged, args.dst)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) from the {key.replace('_', ' ')} of {args.src}, "
+          f"epoch {payload.get('epoch')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
