@@ -64,8 +64,9 @@ def main(argv=None) -> int:
     data = load_mnist(args.data)
     payload = load_checkpoint(args.checkpoint)
     loaded = LoadedModel(payload, Path(args.checkpoint), device, use_ema=args.weights == "ema")
-    if args.weights == "ema" and not loaded.uses_ema:
-        print("note: this checkpoint has no separate EMA weights; sampling from its only weights")
+    exported_ema = bool((payload.get("meta") or {}).get("weights_are_ema"))
+    if args.weights == "ema" and not (loaded.uses_ema or exported_ema):
+        print("note: this checkpoint has no EMA weights; sampling from its raw weights")
     model, schedule = loaded.model, loaded.schedule
     conditional = loaded.model_config.conditional
     t0 = time.perf_counter()
@@ -91,7 +92,7 @@ def main(argv=None) -> int:
         "tag": args.tag,
         "checkpoint": os.fspath(args.checkpoint),
         "epoch": loaded.epoch,
-        "weights": "ema" if loaded.uses_ema else "raw",
+        "weights": "ema" if loaded.uses_ema or (exported_ema and args.weights == "ema") else "raw",
         "recalibrate": args.recalibrate,
         "sampler": sampler.to_dict(),
         "n": args.n,
