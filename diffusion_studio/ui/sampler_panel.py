@@ -40,6 +40,7 @@ from .workers import Frame, SampleJob, SampleWorker, WorkerRunner, strip_timeste
 PLAY_FPS = 12
 STRIP_ROWS = 4  # samples shown in the strip
 GIF_SCALE = 3
+DEFAULT_GUIDANCE = 2.0  # classifier-free guidance weight offered for conditional models
 
 
 class PixmapView(QLabel):
@@ -151,6 +152,14 @@ class SamplerPanel(QWidget):
         form.addRow("η (eta)", self.eta_spin)
         self.seed_spin = QSpinBox(objectName="sampleSeedSpin", minimum=0, maximum=2**31 - 1, value=0)
         form.addRow("Seed", self.seed_spin)
+        self.digit_combo = QComboBox(objectName="digitCombo")
+        self.digit_combo.addItem("All digits, 0–9 in turn", -1)
+        for d in range(10):
+            self.digit_combo.addItem(str(d), d)
+        form.addRow("Digit", self.digit_combo)
+        self.guidance_spin = QDoubleSpinBox(objectName="guidanceSpin", decimals=1, minimum=0.0, maximum=20.0,
+                                            singleStep=0.5, value=DEFAULT_GUIDANCE)
+        form.addRow("Guidance", self.guidance_spin)
         self.clip_check = QCheckBox("Clip predicted x_0 to [−1, 1]", objectName="clipX0Check", checked=True)
         self.clip_check.setToolTip(
             "Step from the clipped prediction of x_0 (keeps a young model's samples from blowing up); "
@@ -269,6 +278,7 @@ class SamplerPanel(QWidget):
                 f"U-Net base {mc.base_channels}, {sc.kind} schedule T={T}, "
                 f"{loaded.epoch} epochs" + (f" (best {best})" if best else "")
                 + (", EMA weights" if loaded.uses_ema else "")
+                + (", class-conditional" if mc.conditional else "")
             )
             self.steps_spin.setMaximum(T)
             self.steps_spin.setValue(min(self.steps_spin.value(), T))
@@ -329,6 +339,19 @@ class SamplerPanel(QWidget):
         self.cancel_button.setEnabled(running)
         for w in (self.model_combo, self.count_spin, self.sampler_combo, self.seed_spin, self.clip_check):
             w.setEnabled(not running)
+        conditional = self._conditional()
+        for w in (self.digit_combo, self.guidance_spin):
+            w.setEnabled(conditional and not running)
+        if conditional:
+            self.digit_combo.setToolTip("Which digit to generate (the model is class-conditional)")
+            self.guidance_spin.setToolTip(
+                "Classifier-free guidance weight w: ε = (1 + w) ε(x, t, digit) − w ε(x, t, no digit); "
+                "0 = plain conditional sampling, larger = more typical digits, less variety (costs 2x per step)"
+            )
+        else:
+            why = "This model is unconditional: train with “Class-conditional” to choose the digit"
+            self.digit_combo.setToolTip(why)
+            self.guidance_spin.setToolTip(why)
         self._on_sampler_changed()
         has_frames = bool(self.frames) and not running
         done = has_frames and self.frames[-1].t == 0
@@ -344,13 +367,28 @@ class SamplerPanel(QWidget):
         self.state.report(text)
 
     # ------------------------------------------------------------ sampling
+    def _conditional(self) -> bool:
+        loaded = self.state.model
+        return bool(loaded is not None and loaded.model_config.conditional)
+
     def sampler_config(self):
         from ..engine.sample import SamplerConfig
 
         clip = self.clip_check.isChecked()
+        guidance = self.guidance_spin.value() if self._conditional() else 0.0
         if self.sampler_combo.currentData() == "ddim":
-            return SamplerConfig(kind="ddim", steps=self.steps_spin.value(), eta=self.eta_spin.value(), clip_x0=clip)
-        return SamplerConfig(kind="ddpm", clip_x0=clip)
+            return SamplerConfig(kind="ddim", steps=self.steps_spin.value(), eta=self.eta_spin.value(),
+                                 clip_x0=clip, guidance=guidance)
+        return SamplerConfig(kind="ddpm", clip_x0=clip, guidance=guidance)
+
+    def labels(self, n: int):
+        """The (n,) digits to ask a class-conditional model for (None for an unconditional one)."""
+        if not self._conditional():
+            return None
+        import torch
+
+        digit = self.digit_combo.currentData()
+        return torch.full((n,), int(digit)) if digit >= 0 else torch.arange(n) % 10
 
     @Slot()
     def sample(self) -> bool:
@@ -374,16 +412,22 @@ class SamplerPanel(QWidget):
         self.frames = []
         self.current_index = -1
         n = self.count_spin.value()
+        labels = self.labels(n)
+        digit = self.digit_combo.currentData() if labels is not None else None
+        what = "" if digit is None else (f", digit {digit}" if digit >= 0 else ", digits 0–9")
+        what += f", guidance {sampler.guidance:g}" if labels is not None else ""
         self._job_info = (
             f"{n} images, {sampler.kind.upper()}"
             + (f" {sampler.num_steps(loaded.schedule.timesteps)} steps, η={sampler.eta:g}" if sampler.kind == "ddim" else "")
-            + f", seed {self.seed_spin.value()}"
+            + what + f", seed {self.seed_spin.value()}"
         )
         self._export_name = (
             f"samples-{n}-{sampler.kind}" + (f"{sampler.steps}" if sampler.kind == "ddim" else "")
+            + ("" if digit is None else (f"-digit{digit}" if digit >= 0 else "-digits") + f"-w{sampler.guidance:g}")
             + f"-seed{self.seed_spin.value()}"
         )
-        job = SampleJob(loaded, n=n, sampler=sampler, seed=self.seed_spin.value(), precision=precision)
+        job = SampleJob(loaded, n=n, sampler=sampler, seed=self.seed_spin.value(), precision=precision,
+                        labels=labels)
         gc.freeze()  # keep long GC passes off the animation (see TrainPanel._start)
         worker = SampleWorker(job)
         worker.progress.connect(self._on_progress)

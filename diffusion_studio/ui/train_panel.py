@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,7 @@ from PySide6.QtWidgets import (
 from ..engine import paths, runs
 from ..engine.presets import PRESETS, Preset
 from ..engine.train import TrainConfig
+from ..engine.unet import UNetConfig
 from .imaging import gray_pixmap, tile
 from .state import AppState
 from .workers import TrainJob, TrainWorker, WorkerRunner
@@ -164,6 +166,14 @@ class TrainPanel(QWidget):
         self.ema_spin.setSpecialValueText("off")
         self.ema_spin.setToolTip("Exponential moving average of the weights (0 = off)")
         form.addRow("EMA decay", self.ema_spin)
+        self.conditional_check = QCheckBox("Class-conditional (pick the digit when sampling)",
+                                           objectName="conditionalCheck")
+        self.conditional_check.setToolTip(
+            "Train with the digit's label as an input (dropped 10% of the time), so the sampler can "
+            "ask for a digit and use classifier-free guidance"
+        )
+        self.conditional_check.toggled.connect(self._on_conditional_toggled)
+        form.addRow(self.conditional_check)
         self.precision_combo = QComboBox(objectName="precisionCombo")
         self.precision_combo.addItems(["auto", "fp32", "bf16"])
         self.precision_combo.setToolTip("auto: bf16 only where the hardware runs it fast")
@@ -319,6 +329,16 @@ class TrainPanel(QWidget):
         if self._run_dir_auto:
             self.run_dir_edit.setText(str(self._new_run_dir()))
 
+    @Slot(bool)
+    def _on_conditional_toggled(self, _checked: bool) -> None:
+        if self._run_dir_auto:
+            self.run_dir_edit.setText(str(self._new_run_dir()))
+
+    def model_config(self) -> UNetConfig:
+        """The preset's network, class-conditional when the form asks for it."""
+        model = self.current_preset().model
+        return replace(model, num_classes=10 if self.conditional_check.isChecked() else 0)
+
     def _new_run_dir(self) -> Path:
         """Where the next run goes: named like the CLI's (time + what differs from the default)."""
         return paths.runs_dir() / runs.suggest_run_name(self._run_description())
@@ -329,7 +349,7 @@ class TrainPanel(QWidget):
             train = self.train_config()
         except ValueError:
             train = preset.train
-        return runs.describe_differences(preset.model, preset.schedule, train)
+        return runs.describe_differences(self.model_config(), preset.schedule, train)
 
     @Slot(str)
     def _on_run_dir_edited(self, _text: str) -> None:
@@ -378,7 +398,8 @@ class TrainPanel(QWidget):
         self.data_hint.setText(why)
         self.data_hint.setVisible(bool(why))
         for w in (self.preset_combo, self.epochs_spin, self.batch_spin, self.lr_spin, self.patience_spin,
-                  self.seed_spin, self.device_combo, self.ema_spin, self.precision_combo, self.run_dir_edit):
+                  self.seed_spin, self.device_combo, self.ema_spin, self.precision_combo, self.run_dir_edit,
+                  self.conditional_check):
             w.setEnabled(not running)
 
     def _show_error(self, message: str) -> None:
@@ -422,7 +443,7 @@ class TrainPanel(QWidget):
             self._show_error(f"Cannot create the run folder {run_dir}: {exc}")
             return False
         return self._start(TrainJob(
-            data=self.state.data, model=preset.model, schedule=preset.schedule, train=config,
+            data=self.state.data, model=self.model_config(), schedule=preset.schedule, train=config,
             device=self.device_combo.currentText(), run_dir=run_dir, extra_meta={"preset": preset.name},
             preview_every=self.preview_every,
         ))

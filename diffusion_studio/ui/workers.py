@@ -265,6 +265,7 @@ class SampleJob:
     seed: int = 0
     max_frames: int = 120  # keep about this many frames (plus the strip's)
     precision: str = "fp32"
+    labels: object = None  # (n,) int64 digits for a class-conditional model
 
 
 @dataclass(frozen=True)
@@ -338,7 +339,7 @@ class SampleWorker(_StoppableWorker):
         done = 0
         for step in sample_steps(
             loaded.model, loaded.schedule, job.n, sampler=sampler, seed=job.seed,
-            device=device, precision=job.precision,
+            device=device, precision=job.precision, labels=job.labels,
         ):
             if self.stop_event.is_set():
                 self.progress.emit(done, total)

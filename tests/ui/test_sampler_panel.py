@@ -13,6 +13,7 @@ from diffusion_studio.engine.unet import UNetConfig
 from diffusion_studio.ui import sampler_panel as sp
 from diffusion_studio.ui.imaging import tile
 from diffusion_studio.ui.state import AppState
+from diffusion_studio.ui import workers as sp_workers
 from diffusion_studio.ui.workers import SampleWorker
 
 
@@ -152,3 +153,41 @@ def test_open_checkpoint_errors_are_messages(qtbot, panel, tmp_path, tiny_checkp
     assert panel.open_checkpoint(tiny_checkpoint)
     assert panel.state.model_source.startswith("checkpoint:")
     assert panel.model_combo.itemText(0) == panel.state.model_source
+
+
+@pytest.fixture(scope="module")
+def tiny_conditional_checkpoint(tiny_data, tmp_path_factory):
+    run = tmp_path_factory.mktemp("sampler_cond_run")
+    trainer = Trainer(tiny_data, model_config=UNetConfig(base_channels=4, num_classes=10),
+                      schedule_config=ScheduleConfig(timesteps=10),
+                      train_config=TrainConfig(epochs=1, batch_size=32, precision="fp32"), device="cpu", run_dir=run)
+    for _ in trainer.run():
+        pass
+    return run / "best.pt"
+
+
+def test_digit_and_guidance_only_for_conditional_models(qtbot, panel, tiny_conditional_checkpoint, monkeypatch):
+    # the unconditional model: no digit to choose, and why is said
+    assert not panel.digit_combo.isEnabled() and not panel.guidance_spin.isEnabled()
+    assert "unconditional" in panel.digit_combo.toolTip()
+    assert panel.labels(4) is None and panel.sampler_config().guidance == 0.0
+    panel.state.set_model(load_model(tiny_conditional_checkpoint), "trained: tiny conditional")
+    assert panel.digit_combo.isEnabled() and panel.guidance_spin.isEnabled()
+    assert "class-conditional" in panel.model_info.text()
+    # what the worker is asked for: every image a 3, guided with w = 1.5
+    seen = {}
+    real = sp_workers.sample_steps
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sp_workers, "sample_steps", spy)
+    panel.digit_combo.setCurrentIndex(panel.digit_combo.findData(3))
+    panel.guidance_spin.setValue(1.5)
+    assert run_sampling(qtbot, panel, n=5) == "finished"
+    assert seen["labels"].tolist() == [3] * 5 and seen["sampler"].guidance == 1.5
+    assert "digit 3, guidance 1.5" in panel.message.text()
+    # "all digits" cycles 0..9
+    panel.digit_combo.setCurrentIndex(0)
+    assert panel.labels(12).tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]

@@ -205,3 +205,14 @@ def test_early_stopping_state_is_worded_for_people(qtbot, panel):
     assert panel.best_marker.getData()[0].tolist() == [34.0]
     fake.finished.emit("early_stopped", "stopped early at epoch 39, best epoch 34 restored (validation loss 0.03100)")
     assert panel.stopping_label.text().startswith("Stopped early at epoch 39, best epoch 34 restored")
+
+
+def test_class_conditional_checkbox_trains_a_conditional_network(qtbot, panel):
+    check = panel.findChild(type(panel.conditional_check), "conditionalCheck")
+    assert check is panel.conditional_check and not check.isChecked()
+    assert panel.model_config().num_classes == 0
+    auto_dir = panel.run_dir_edit.text()
+    check.setChecked(True)
+    assert panel.model_config().num_classes == 10
+    assert panel.model_config().base_channels == panel.current_preset().model.base_channels
+    assert "cond10" in panel.run_dir_edit.text() and panel.run_dir_edit.text() != auto_dir  # the run's name says so
