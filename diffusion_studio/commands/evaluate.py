@@ -8,6 +8,14 @@ from pathlib import Path
 
 from ._progress import ProgressBar
 
+GUIDANCE_HELP_DEFAULT = "2"  # engine.sample.DEFAULT_GUIDANCE, written out to keep --help free of torch
+
+
+def default_guidance() -> float:
+    from ..engine.sample import DEFAULT_GUIDANCE
+
+    return DEFAULT_GUIDANCE
+
 EPILOG = """\
 metrics:
   inception  FID (Inception, pytorch-fid): needs pt_inception-2015-12-05-6726825d.pth in torch hub's
@@ -43,6 +51,9 @@ def register(sub) -> None:
     p.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddpm", help="default: %(default)s")
     p.add_argument("--steps", type=int, metavar="K", help="DDIM steps (default 50); DDPM always runs T")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM eta (default 0)")
+    p.add_argument("--guidance", type=float, default=None, metavar="W",
+                   help="classifier-free guidance weight for class-conditional models "
+                        f"(default {GUIDANCE_HELP_DEFAULT}; ignored for unconditional ones)")
     p.add_argument("--seed", type=int, default=0, help="default: %(default)s")
     p.add_argument("--data", metavar="DIR", help="MNIST folder (default: the app's data folder)")
     p.add_argument("--split", choices=["test", "val", "train"], default="test",
@@ -103,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--report must be a folder, but {report_dir} is a file")
     config = EvaluationConfig(
         n=args.n, metric=args.metric, sampler=args.sampler, steps=args.steps, eta=args.eta, seed=args.seed,
+        guidance=default_guidance() if args.guidance is None else args.guidance,
         split=args.split, inception_weights=args.inception_weights, allow_download=args.download_inception,
         device=args.device, precision=args.precision, batch_size=args.batch_size,
     )

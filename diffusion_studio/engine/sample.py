@@ -22,6 +22,9 @@ SAMPLER_KINDS: tuple[str, ...] = get_args(SamplerKind)
 VarianceKind = Literal["posterior", "beta"]
 VARIANCE_KINDS: tuple[str, ...] = get_args(VarianceKind)
 DEFAULT_DDIM_STEPS = 50
+# classifier-free guidance weight the app offers for class-conditional models
+# (README "Quality": measured against w = 0 with the offline metric)
+DEFAULT_GUIDANCE = 2.0
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 from PySide6.QtWidgets import (
     QComboBox,
+    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
@@ -133,6 +134,18 @@ class EvaluatePanel(QWidget):
         self.steps_spin = QSpinBox()
         self.steps_spin.setRange(1, 10_000)
         self.steps_spin.setValue(50)
+        from ..engine.sample import DEFAULT_GUIDANCE
+
+        self.guidance_spin = QDoubleSpinBox()
+        self.guidance_spin.setObjectName("evaluateGuidanceSpin")
+        self.guidance_spin.setRange(0.0, 20.0)
+        self.guidance_spin.setDecimals(1)
+        self.guidance_spin.setSingleStep(0.5)
+        self.guidance_spin.setValue(DEFAULT_GUIDANCE)
+        self.guidance_spin.setToolTip(
+            "Classifier-free guidance weight; used for class-conditional models only, whose digits "
+            "are generated 0–9 in turn and scored for class accuracy"
+        )
         self.seed_spin = QSpinBox()
         self.seed_spin.setRange(0, 999_999_999)
         self.seed_spin.setValue(1)  # Qt 6.11 leaves a fresh spin box at 0 blank until its value changes
@@ -152,6 +165,7 @@ class EvaluatePanel(QWidget):
         form.addRow("Metric", self.metric_combo)
         form.addRow("Sampler", self.sampler_combo)
         form.addRow("DDIM steps", self.steps_spin)
+        form.addRow("Guidance", self.guidance_spin)
         form.addRow("Seed", self.seed_spin)
         form.addRow("Inception weights", weights_row)
         settings = QGroupBox("Evaluate")
@@ -230,7 +244,7 @@ class EvaluatePanel(QWidget):
         running = self._thread is not None
         from_file = self.source_combo.currentData() == "file"
         for w in (self.source_combo, self.n_spin, self.metric_combo, self.sampler_combo, self.seed_spin,
-                  self.weights_edit, self.weights_button):
+                  self.guidance_spin, self.weights_edit, self.weights_button):
             w.setEnabled(not running)
         self.path_edit.setEnabled(from_file and not running)
         self.browse_button.setEnabled(from_file and not running)
@@ -258,6 +272,7 @@ class EvaluatePanel(QWidget):
         return EvaluationConfig(
             n=self.n_spin.value(), metric=self.metric_combo.currentData(), sampler=self.sampler_combo.currentData(),
             steps=self.steps_spin.value() if ddim else None, seed=self.seed_spin.value(),
+            guidance=self.guidance_spin.value(),
             inception_weights=self.weights_edit.text().strip() or None, device=getattr(self.state, "device", "auto"),
         )
 

@@ -40,7 +40,6 @@ from .workers import Frame, SampleJob, SampleWorker, WorkerRunner, strip_timeste
 PLAY_FPS = 12
 STRIP_ROWS = 4  # samples shown in the strip
 GIF_SCALE = 3
-DEFAULT_GUIDANCE = 2.0  # classifier-free guidance weight offered for conditional models
 
 
 class PixmapView(QLabel):
@@ -158,7 +157,7 @@ class SamplerPanel(QWidget):
             self.digit_combo.addItem(str(d), d)
         form.addRow("Digit", self.digit_combo)
         self.guidance_spin = QDoubleSpinBox(objectName="guidanceSpin", decimals=1, minimum=0.0, maximum=20.0,
-                                            singleStep=0.5, value=DEFAULT_GUIDANCE)
+                                            singleStep=0.5, value=_default_guidance())
         form.addRow("Guidance", self.guidance_spin)
         self.clip_check = QCheckBox("Clip predicted x_0 to [−1, 1]", objectName="clipX0Check", checked=True)
         self.clip_check.setToolTip(
@@ -679,6 +678,12 @@ def _save_gif(frames: list[Frame], path: Path, scale: int = GIF_SCALE) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0)
     tmp.replace(path)
+
+
+def _default_guidance() -> float:
+    from ..engine.sample import DEFAULT_GUIDANCE
+
+    return DEFAULT_GUIDANCE
 
 
 def _bundled_path() -> Path | None:

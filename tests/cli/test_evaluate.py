@@ -70,8 +70,19 @@ def test_evaluate_help_lists_the_options():
     sub = next(a for a in parser._actions if a.dest == "command")
     text = sub.choices["evaluate"].format_help()
     for opt in ("--checkpoint", "--n", "--report", "--metric", "--sampler", "--steps", "--seed", "--data",
-                "--inception-weights", "--device", "exit status"):
+                "--inception-weights", "--device", "--guidance", "exit status"):
         assert opt in text
+
+
+def test_guidance_defaults_to_the_samplers_and_its_help_says_which():
+    from diffusion_studio.cli import build_parser
+    from diffusion_studio.commands import evaluate
+    from diffusion_studio.engine.sample import DEFAULT_GUIDANCE
+
+    assert float(evaluate.GUIDANCE_HELP_DEFAULT) == DEFAULT_GUIDANCE == evaluate.default_guidance()
+    args = build_parser().parse_args(["evaluate", "--checkpoint", "x.pt", "--guidance", "0.5"])
+    assert args.guidance == 0.5
+    assert build_parser().parse_args(["evaluate", "--checkpoint", "x.pt"]).guidance is None
 
 
 def test_bad_checkpoint_is_one_line(tmp_path, tiny_mnist):

@@ -95,3 +95,13 @@ def test_no_model_and_no_data_are_messages(qtbot):
     qtbot.addWidget(p)
     p.run_button.click()
     assert "No MNIST data" in p.message_label.text() and not p.is_running()
+
+
+def test_guidance_weight_goes_into_the_evaluation(panel):
+    from diffusion_studio.engine.sample import DEFAULT_GUIDANCE
+
+    spin = panel.findChild(type(panel.guidance_spin), "evaluateGuidanceSpin")
+    assert spin is panel.guidance_spin and spin.value() == DEFAULT_GUIDANCE
+    assert "class-conditional" in spin.toolTip()
+    spin.setValue(0.5)
+    assert panel.config().guidance == 0.5
