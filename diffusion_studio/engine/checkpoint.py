@@ -143,7 +143,9 @@ class LoadedModel:
             raise CheckpointError(
                 f"{path or 'checkpoint'}: the weights do not fit the network it describes ({str(exc).splitlines()[0]})"
             ) from exc
-        self.model.to(device).eval()
+        # channels_last: 1.6x faster inference on a 2-core AVX2 CPU (bench/run.py
+        # measured sampling in this layout; sample_steps follows the model's layout)
+        self.model.to(device, memory_format=torch.channels_last).eval()
 
     @property
     def history(self) -> dict:

@@ -104,9 +104,13 @@ def ddim_timesteps(timesteps: int, steps: int) -> list[int]:
 
 
 def _channels_last(model: nn.Module) -> bool:
+    """Whether the model's conv weights are channels_last. A weight with one input
+    channel (the first conv's) is both layouts at once, so it decides nothing."""
     for p in model.parameters():
         if p.dim() == 4:
-            return p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+            cl, plain = p.is_contiguous(memory_format=torch.channels_last), p.is_contiguous()
+            if cl != plain:
+                return cl
     return False
 
 

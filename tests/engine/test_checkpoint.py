@@ -101,3 +101,20 @@ def test_export_for_sampling_keeps_the_ema_weights_and_drops_training_state(tmp_
     for k, v in loaded.model.state_dict().items():
         assert torch.equal(v, ema[k])
     assert slim["history"] == p["history"]
+
+
+def test_loaded_models_sample_in_channels_last_with_the_same_result(tmp_path):
+    """The layout that bench/run.py measures: the loaded network is channels_last,
+    and its outputs equal the same weights' in the default layout."""
+    from diffusion_studio.engine.sample import _channels_last
+
+    p = payload()
+    save_checkpoint(tmp_path / "m.pt", p)
+    loaded = load_model(tmp_path / "m.pt")
+    assert _channels_last(loaded.model)
+    plain = UNet(UNetConfig(base_channels=4, time_embed_dim=16)).eval()
+    plain.load_state_dict(p["weights"])
+    x, t = torch.randn(3, 1, 28, 28), torch.tensor([1, 5, 10])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(x.contiguous(memory_format=torch.channels_last), t), plain(x, t),
+                                   rtol=1e-4, atol=1e-5)
