@@ -165,6 +165,7 @@ _SHORT = {
     ("train", "seed"): lambda v: f"seed{v}",
     ("train", "label_dropout"): lambda v: f"drop{format_number(v)}",
     ("train", "grad_clip"): lambda v: f"clip{format_number(v)}" if v else "noclip",
+    ("train", "bn_recalibration"): lambda v: f"bnrecal{v}" if v else "bnrunning",
 }
 # Fields that do not change what is learned (or only how fast): not part of a name.
 _IGNORED = {("train", "precision"), ("train", "channels_last"), ("train", "val_seed")}
