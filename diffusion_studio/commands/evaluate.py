@@ -11,6 +11,12 @@ from ._progress import ProgressBar
 GUIDANCE_HELP_DEFAULT = "2"  # engine.sample.DEFAULT_GUIDANCE, written out to keep --help free of torch
 
 
+def default_eta() -> float:
+    from ..engine.sample import DEFAULT_DDIM_ETA
+
+    return DEFAULT_DDIM_ETA
+
+
 def default_guidance() -> float:
     from ..engine.sample import DEFAULT_GUIDANCE
 
@@ -50,7 +56,7 @@ def register(sub) -> None:
     p.add_argument("--metric", choices=["inception", "mnist", "all"], default="all", help="default: %(default)s")
     p.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddpm", help="default: %(default)s")
     p.add_argument("--steps", type=int, metavar="K", help="DDIM steps (default 50); DDPM always runs T")
-    p.add_argument("--eta", type=float, default=0.0, help="DDIM eta (default 0)")
+    p.add_argument("--eta", type=float, default=None, help="DDIM eta (default 1: measured better than 0)")
     p.add_argument("--guidance", type=float, default=None, metavar="W",
                    help="classifier-free guidance weight for class-conditional models "
                         f"(default {GUIDANCE_HELP_DEFAULT}; ignored for unconditional ones)")
@@ -113,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     if report_dir.exists() and not report_dir.is_dir():
         raise CLIError(f"--report must be a folder, but {report_dir} is a file")
     config = EvaluationConfig(
-        n=args.n, metric=args.metric, sampler=args.sampler, steps=args.steps, eta=args.eta, seed=args.seed,
+        n=args.n, metric=args.metric, sampler=args.sampler, steps=args.steps, eta=default_eta() if args.eta is None else args.eta, seed=args.seed,
         guidance=default_guidance() if args.guidance is None else args.guidance,
         split=args.split, inception_weights=args.inception_weights, allow_download=args.download_inception,
         device=args.device, precision=args.precision, batch_size=args.batch_size,

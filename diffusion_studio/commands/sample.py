@@ -16,7 +16,7 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, metavar="FILE", help=".png (a grid) or .npz (key 'images', uint8)")
     p.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddpm")
     p.add_argument("--steps", type=int, help="DDIM steps (default 50); DDPM always runs T")
-    p.add_argument("--eta", type=float, default=0.0, help="DDIM eta (default 0)")
+    p.add_argument("--eta", type=float, default=None, help="DDIM eta (default 1: measured better than 0)")
     p.add_argument("--variance", choices=["posterior", "beta"], default="posterior", help="DDPM sigma_t^2")
     p.add_argument("--clip-x0", action="store_true",
                    help="clip the predicted x_0 to [-1, 1] at every step (off: Algorithm 2 as written)")
@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
     loaded = load_model(resolve_checkpoint(args.checkpoint), device)
-    sampler = SamplerConfig(kind=args.sampler, steps=args.steps, eta=args.eta, variance=args.variance,
+    eta = {} if args.eta is None else {"eta": args.eta}
+    sampler = SamplerConfig(kind=args.sampler, steps=args.steps, **eta, variance=args.variance,
                             guidance=args.guidance, clip_x0=args.clip_x0)
     labels = None
     if args.label is not None:

@@ -46,6 +46,7 @@ from .metrics import (
     sha256_file,
     small_n_warning,
 )
+from .sample import DEFAULT_DDIM_ETA
 
 REPORT_FORMAT = "diffusion-studio-evaluation"
 REPORT_VERSION = 1
@@ -80,7 +81,7 @@ class EvaluationConfig:
     metric: str = "all"
     sampler: str = "ddpm"
     steps: int | None = None
-    eta: float = 0.0
+    eta: float = DEFAULT_DDIM_ETA
     seed: int = 0
     guidance: float = 0.0
     split: str = "test"

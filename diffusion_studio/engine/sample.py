@@ -22,6 +22,10 @@ SAMPLER_KINDS: tuple[str, ...] = get_args(SamplerKind)
 VarianceKind = Literal["posterior", "beta"]
 VARIANCE_KINDS: tuple[str, ...] = get_args(VarianceKind)
 DEFAULT_DDIM_STEPS = 50
+# DDIM noise by default: eta = 1 (ancestral sampling on the shortened chain). On the
+# bundled model, 5,000 digits with 50 steps scored FD 55.4 and 67.2% confident at
+# eta = 1 against FD 73.2 and 61.0% at eta = 0 (README "Quality").
+DEFAULT_DDIM_ETA = 1.0
 # classifier-free guidance weight the app offers for class-conditional models
 # (README "Quality": measured against w = 0 with the offline metric)
 DEFAULT_GUIDANCE = 2.0
@@ -33,7 +37,8 @@ class SamplerConfig:
 
     kind:     "ddpm" (Algorithm 2, all T steps) or "ddim" (``steps`` steps).
     steps:    DDIM step count (default 50); for DDPM None or T.
-    eta:      DDIM stochasticity: 0 = deterministic, 1 = DDPM-like noise.
+    eta:      DDIM stochasticity: 0 = deterministic, 1 = DDPM-like noise (the default,
+              chosen by measurement: see DEFAULT_DDIM_ETA).
     variance: DDPM sigma_t^2: "posterior" = beta-tilde_t = beta_t (1-abar_{t-1})/(1-abar_t)
               (the true posterior variance), or "beta" = beta_t (Ho et al. found both work).
     clip_x0:  clip the predicted x_0 to [-1, 1] and step from it (off = Algorithm 2 as written).
@@ -43,7 +48,7 @@ class SamplerConfig:
 
     kind: SamplerKind = "ddpm"
     steps: int | None = None
-    eta: float = 0.0
+    eta: float = DEFAULT_DDIM_ETA
     variance: VarianceKind = "posterior"
     clip_x0: bool = False
     guidance: float = 0.0

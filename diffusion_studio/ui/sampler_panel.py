@@ -147,7 +147,8 @@ class SamplerPanel(QWidget):
         self.steps_spin.setToolTip("DDIM steps (at most T)")
         form.addRow("Steps", self.steps_spin)
         self.eta_spin = QDoubleSpinBox(objectName="etaSpin", decimals=2, minimum=0.0, maximum=1.0, singleStep=0.1)
-        self.eta_spin.setToolTip("DDIM noise: 0 = deterministic, 1 = DDPM-like")
+        self.eta_spin.setValue(_default_eta())
+        self.eta_spin.setToolTip("DDIM noise: 0 = deterministic, 1 = DDPM-like (the default: it scored better)")
         form.addRow("η (eta)", self.eta_spin)
         self.seed_spin = QSpinBox(objectName="sampleSeedSpin", minimum=0, maximum=2**31 - 1, value=0)
         form.addRow("Seed", self.seed_spin)
@@ -678,6 +679,12 @@ def _save_gif(frames: list[Frame], path: Path, scale: int = GIF_SCALE) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0)
     tmp.replace(path)
+
+
+def _default_eta() -> float:
+    from ..engine.sample import DEFAULT_DDIM_ETA
+
+    return DEFAULT_DDIM_ETA
 
 
 def _default_guidance() -> float:

@@ -104,3 +104,17 @@ def test_sampler_config_errors():
     with pytest.raises(ValueError, match="use the DDIM sampler"):
         SamplerConfig(kind="ddpm", steps=20).num_steps(300)
     assert SamplerConfig(kind="ddim").num_steps(300) == 50
+
+
+def test_app_defaults_use_the_measured_ddim_eta():
+    """DDIM's default eta is the measured one (1), in the engine, the CLI and the evaluation."""
+    from diffusion_studio.cli import build_parser
+    from diffusion_studio.commands.evaluate import default_eta
+    from diffusion_studio.engine.report import EvaluationConfig
+    from diffusion_studio.engine.sample import DEFAULT_DDIM_ETA
+
+    assert DEFAULT_DDIM_ETA == 1.0
+    assert SamplerConfig(kind="ddim").eta == EvaluationConfig().eta == default_eta() == DEFAULT_DDIM_ETA
+    parser = build_parser()
+    assert parser.parse_args(["sample", "--checkpoint", "x", "--out", "s.png"]).eta is None  # -> the default
+    assert parser.parse_args(["sample", "--checkpoint", "x", "--out", "s.png", "--eta", "0"]).eta == 0.0
