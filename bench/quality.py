@@ -33,11 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from diffusion_studio.engine.checkpoint import LoadedModel, load_checkpoint  # noqa: E402
 from diffusion_studio.engine.classifier import class_accuracy, ensure_classifier, offline_metrics  # noqa: E402
-from diffusion_studio.engine.data import load_mnist, to_model_range, to_uint8  # noqa: E402
+from diffusion_studio.engine.data import load_mnist, to_uint8  # noqa: E402
 from diffusion_studio.engine.device import resolve_device  # noqa: E402
 from diffusion_studio.engine.images import save_grid  # noqa: E402
 from diffusion_studio.engine.sample import SamplerConfig, sample  # noqa: E402
-from diffusion_studio.engine.train import recalibrate_batchnorm  # noqa: E402
+from diffusion_studio.engine.train import recalibrate_on_training_split  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -71,10 +71,8 @@ def main(argv=None) -> int:
     conditional = loaded.model_config.conditional
     t0 = time.perf_counter()
     if args.recalibrate:
-        train = to_model_range(data.train_images).to(device)
-        recalibrate_batchnorm(model, schedule, train, labels=data.train_labels.to(device) if conditional else None,
-                              label_dropout=float(payload.get("train", {}).get("label_dropout", 0.1)),
-                              batches=args.recalibrate, batch_size=128, seed=args.seed)
+        recalibrate_on_training_split(model, schedule, data, batches=args.recalibrate, seed=args.seed,
+                                      label_dropout=float(payload.get("train", {}).get("label_dropout", 0.1)))
     recal_s = time.perf_counter() - t0
     sampler = SamplerConfig(kind=args.sampler, steps=args.steps, eta=args.eta, variance=args.variance,
                             clip_x0=args.clip_x0, guidance=args.guidance)

@@ -18,11 +18,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from diffusion_studio.engine.checkpoint import LoadedModel, export_for_sampling, load_checkpoint, save_checkpoint  # noqa: E402
-from diffusion_studio.engine.data import load_mnist, to_model_range  # noqa: E402
-from diffusion_studio.engine.train import recalibrate_batchnorm  # noqa: E402
+from diffusion_studio.engine.data import load_mnist  # noqa: E402
+from diffusion_studio.engine.train import recalibrate_on_training_split  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -37,14 +39,10 @@ def main(argv=None) -> int:
     payload = load_checkpoint(args.src)
     key = "ema_weights" if payload.get("ema_weights") is not None else "weights"
     if args.recalibrate:
-        loaded = LoadedModel(payload, Path(args.src), device=__import__("torch").device("cpu"))
-        data = load_mnist(args.data)
-        conditional = loaded.model_config.conditional
-        recalibrate_batchnorm(
-            loaded.model, loaded.schedule, to_model_range(data.train_images),
-            labels=data.train_labels if conditional else None,
+        loaded = LoadedModel(payload, Path(args.src), device=torch.device("cpu"))
+        recalibrate_on_training_split(
+            loaded.model, loaded.schedule, load_mnist(args.data), batches=args.recalibrate, seed=args.seed,
             label_dropout=float((payload.get("train") or {}).get("label_dropout", 0.1)),
-            batches=args.recalibrate, batch_size=128, seed=args.seed,
         )
         payload[key] = {k: v.detach().clone() for k, v in loaded.model.state_dict().items()}
         payload["meta"] = {**(payload.get("meta") or {}), "bn_recalibrated_batches": args.recalibrate}

@@ -177,6 +177,23 @@ class EMA:
                 b_ema.copy_(b)
 
 
+def noised_batch(schedule: NoiseSchedule, x0: torch.Tensor, gen: torch.Generator,
+                 memory_format: torch.memory_format = torch.contiguous_format):
+    """Algorithm 1's input: t ~ U{1..T}, eps ~ N(0, I) (drawn in that order from ``gen``),
+    x_t = q_sample(x0, t, eps). Returns (x_t, t, eps)."""
+    t = torch.randint(1, schedule.timesteps + 1, (x0.shape[0],), generator=gen, device=x0.device)
+    eps = torch.randn(x0.shape, generator=gen, device=x0.device)
+    return schedule.q_sample(x0, t, eps).contiguous(memory_format=memory_format), t, eps
+
+
+def drop_labels(y: torch.Tensor, p: float, null_label: int, gen: torch.Generator) -> torch.Tensor:
+    """Replace each label by ``null_label`` ("no label") with probability ``p`` (CFG training)."""
+    if p <= 0:
+        return y
+    drop = torch.rand(y.shape, generator=gen, device=y.device) < p
+    return torch.where(drop, torch.full_like(y, null_label), y)
+
+
 def _batchnorms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
@@ -237,16 +254,10 @@ def recalibrate_batchnorm(
                     m.load_state_dict(state)
                 return False
             idx = torch.randint(0, len(images), (batch_size,), generator=gen, device=device)
-            t = torch.randint(1, schedule.timesteps + 1, (batch_size,), generator=gen, device=device)
-            eps = torch.randn((batch_size, *images.shape[1:]), generator=gen, device=device)
-            x_t = schedule.q_sample(images[idx], t, eps).contiguous(memory_format=memory_format)
+            x_t, t, _ = noised_batch(schedule, images[idx], gen, memory_format)
             with autocast(device, precision):
                 if labels is not None and num_classes:
-                    y = labels[idx]
-                    if label_dropout > 0:
-                        drop = torch.rand(y.shape, generator=gen, device=device) < label_dropout
-                        y = torch.where(drop, torch.full_like(y, num_classes), y)
-                    model(x_t, t, y)
+                    model(x_t, t, drop_labels(labels[idx], label_dropout, num_classes, gen))
                 else:
                     model(x_t, t)
     finally:
@@ -254,6 +265,20 @@ def recalibrate_batchnorm(
             m.momentum = momentum
         model.train(was_training)
     return True
+
+
+def recalibrate_on_training_split(model: nn.Module, schedule: NoiseSchedule, data: MNISTSplits, *,
+                                  label_dropout: float = 0.1, batches: int = 40, batch_size: int = 128,
+                                  seed: int = 0) -> bool:
+    """``recalibrate_batchnorm`` for a finished model (a loaded checkpoint) from ``data``'s
+    training split, on the model's device; labels are used when the model is class-conditional."""
+    device = next(model.parameters()).device
+    conditional = getattr(getattr(model, "config", None), "conditional", False)
+    return recalibrate_batchnorm(
+        model, schedule, to_model_range(data.train_images).to(device),
+        labels=data.train_labels.to(device) if conditional else None, label_dropout=label_dropout,
+        batches=batches, batch_size=batch_size, seed=seed,
+    )
 
 
 def _format_loss(x: float) -> str:
@@ -478,18 +503,11 @@ class Trainer:
     def _labels_for(self, y: torch.Tensor) -> torch.Tensor | None:
         if not self.model_config.conditional:
             return None
-        if self.config.label_dropout > 0:
-            drop = torch.rand(y.shape, generator=self.noise_gen, device=self.device) < self.config.label_dropout
-            y = torch.where(drop, torch.full_like(y, self.model_config.num_classes), y)
-        return y
+        return drop_labels(y, self.config.label_dropout, self.model_config.num_classes, self.noise_gen)
 
     def _train_step(self, idx: torch.Tensor) -> torch.Tensor:
-        x0 = self.train_x[idx]
-        B = x0.shape[0]
         # Algorithm 1: t ~ U{1..T}, eps ~ N(0, I)
-        t = torch.randint(1, self.schedule.timesteps + 1, (B,), generator=self.noise_gen, device=self.device)
-        eps = torch.randn(x0.shape, generator=self.noise_gen, device=self.device)
-        x_t = self.schedule.q_sample(x0, t, eps).contiguous(memory_format=self.memory_format)
+        x_t, t, eps = noised_batch(self.schedule, self.train_x[idx], self.noise_gen, self.memory_format)
         y = self._labels_for(self.train_y[idx])
         net = self._ddp or self.model
         with autocast(self.device, self.precision):

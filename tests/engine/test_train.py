@@ -312,3 +312,21 @@ def test_report_recipe_keeps_the_running_statistics_training_left():
     assert get_preset("default").train.bn_recalibration > 0
     with pytest.raises(ValueError, match="bn_recalibration"):
         TrainConfig(bn_recalibration=-1)
+
+
+def test_recalibrating_a_finished_model_uses_the_training_split(tiny_data):
+    from diffusion_studio.engine.data import to_model_range
+    from diffusion_studio.engine.schedule import NoiseSchedule
+    from diffusion_studio.engine.train import recalibrate_batchnorm, recalibrate_on_training_split
+    from diffusion_studio.engine.unet import UNet
+
+    sched = NoiseSchedule(TINY_SCHED)
+    cond = UNetConfig(base_channels=4, time_embed_dim=16, num_classes=10)
+    a, b = UNet(cond), UNet(cond)
+    b.load_state_dict(a.state_dict())
+    assert recalibrate_on_training_split(a, sched, tiny_data, label_dropout=0.2, batches=3, batch_size=8, seed=4)
+    recalibrate_batchnorm(b, sched, to_model_range(tiny_data.train_images), labels=tiny_data.train_labels,
+                          label_dropout=0.2, batches=3, batch_size=8, seed=4)
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, b.state_dict()[k]), k
+    assert any("running_mean" in k and v.abs().sum() > 0 for k, v in a.state_dict().items())
