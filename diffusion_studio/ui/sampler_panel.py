@@ -126,6 +126,8 @@ class SamplerPanel(QWidget):
 
     # ------------------------------------------------------------ layout
     def _build(self) -> None:
+        from ..engine.sample import DEFAULT_DDIM_ETA, DEFAULT_GUIDANCE
+
         box = QGroupBox("Sampling")
         form = QFormLayout(box)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
@@ -147,7 +149,7 @@ class SamplerPanel(QWidget):
         self.steps_spin.setToolTip("DDIM steps (at most T)")
         form.addRow("Steps", self.steps_spin)
         self.eta_spin = QDoubleSpinBox(objectName="etaSpin", decimals=2, minimum=0.0, maximum=1.0, singleStep=0.1)
-        self.eta_spin.setValue(_default_eta())
+        self.eta_spin.setValue(DEFAULT_DDIM_ETA)
         self.eta_spin.setToolTip("DDIM noise: 0 = deterministic, 1 = DDPM-like (the default: it scored better)")
         form.addRow("η (eta)", self.eta_spin)
         self.seed_spin = QSpinBox(objectName="sampleSeedSpin", minimum=0, maximum=2**31 - 1, value=0)
@@ -158,7 +160,7 @@ class SamplerPanel(QWidget):
             self.digit_combo.addItem(str(d), d)
         form.addRow("Digit", self.digit_combo)
         self.guidance_spin = QDoubleSpinBox(objectName="guidanceSpin", decimals=1, minimum=0.0, maximum=20.0,
-                                            singleStep=0.5, value=_default_guidance())
+                                            singleStep=0.5, value=DEFAULT_GUIDANCE)
         form.addRow("Guidance", self.guidance_spin)
         self.clip_check = QCheckBox("Clip predicted x_0 to [−1, 1]", objectName="clipX0Check", checked=True)
         self.clip_check.setToolTip(
@@ -679,18 +681,6 @@ def _save_gif(frames: list[Frame], path: Path, scale: int = GIF_SCALE) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0)
     tmp.replace(path)
-
-
-def _default_eta() -> float:
-    from ..engine.sample import DEFAULT_DDIM_ETA
-
-    return DEFAULT_DDIM_ETA
-
-
-def _default_guidance() -> float:
-    from ..engine.sample import DEFAULT_GUIDANCE
-
-    return DEFAULT_GUIDANCE
 
 
 def _bundled_path() -> Path | None:
