@@ -119,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
     if report_dir.exists() and not report_dir.is_dir():
         raise CLIError(f"--report must be a folder, but {report_dir} is a file")
     config = EvaluationConfig(
-        n=args.n, metric=args.metric, sampler=args.sampler, steps=args.steps, eta=default_eta() if args.eta is None else args.eta, seed=args.seed,
+        n=args.n, metric=args.metric, sampler=args.sampler, steps=args.steps, seed=args.seed,
+        eta=default_eta() if args.eta is None else args.eta,
         guidance=default_guidance() if args.guidance is None else args.guidance,
         split=args.split, inception_weights=args.inception_weights, allow_download=args.download_inception,
         device=args.device, precision=args.precision, batch_size=args.batch_size,
