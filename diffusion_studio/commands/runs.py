@@ -110,6 +110,10 @@ def run_list(args: argparse.Namespace) -> int:
         ])
         if r.status in ("damaged", "old version", "running") or (r.status == "stopped" and r.reason):
             notes.append(f"  {r.name}: {r.reason}")
+        if r.temp_files and r.status != "running":
+            notes.append(f"  {r.name}: {len(r.temp_files)} temporary file(s) left by an interrupted write "
+                         f"({', '.join(r.temp_files[:3])}{', …' if len(r.temp_files) > 3 else ''}); "
+                         "they are removed when the run is resumed")
     print(f"{len(infos)} run{'s' if len(infos) != 1 else ''} in {root}")
     print(_table(headers, rows))
     if notes:
@@ -371,8 +375,9 @@ def run_compare(args: argparse.Namespace) -> int:
         except R.RunError as exc:
             print(f"warning: {exc}", file=sys.stderr)
             curves[r.name] = None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(compare_html(infos, curves), encoding="utf-8")
+    from ..engine.atomic import write_text_atomic
+
+    write_text_atomic(out, compare_html(infos, curves))
     print(f"wrote {out} comparing {len(infos)} run{'s' if len(infos) != 1 else ''}")
     return 0
 

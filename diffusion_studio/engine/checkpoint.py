@@ -24,13 +24,13 @@ A checkpoint is a plain dict of tensors and JSON-like values (so that
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .. import __version__
+from .atomic import write_serialized_atomic
 
 FORMAT = "diffusion-studio-checkpoint"
 FORMAT_VERSION = 1
@@ -49,26 +49,8 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {"format": FORMAT, "version": FORMAT_VERSION, "app_version": __version__, "kind": KIND}
     data.update(payload)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with _suppress():
-            os.unlink(tmp)
-        raise
+    write_serialized_atomic(path, lambda f: torch.save(data, f))
     return path
-
-
-class _suppress:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return True
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -123,7 +105,7 @@ class LoadedModel:
 
     def __init__(self, payload: dict, path: Path | None, device: torch.device, use_ema: bool = True) -> None:
         from .schedule import NoiseSchedule, ScheduleConfig
-        from .unet import UNet, UNetConfig
+        from .unet import UNetConfig, build_model
 
         self.payload = payload
         self.path = path
@@ -134,7 +116,7 @@ class LoadedModel:
         except (TypeError, ValueError) as exc:
             raise CheckpointError(f"{path or 'checkpoint'} has an invalid configuration: {exc}") from exc
         self.schedule = NoiseSchedule(self.schedule_config)
-        self.model = UNet(self.model_config)
+        self.model = build_model(self.model_config)
         ema = payload.get("ema_weights")
         self.uses_ema = bool(use_ema and ema is not None)
         try:

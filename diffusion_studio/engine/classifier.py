@@ -36,7 +36,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -48,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import paths
+from .atomic import write_serialized_atomic, write_text_atomic
 from .metrics import (
     MetricError,
     ProgressFn,
@@ -316,11 +316,8 @@ def save_classifier(clf: TrainedClassifier, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"meta": clf.meta, "state_dict": {k: v.cpu() for k, v in clf.model.state_dict().items()}}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        torch.save(payload, f)
-    os.replace(tmp, path)
-    path.with_suffix(".json").write_text(json.dumps(clf.meta, indent=1))
+    write_serialized_atomic(path, lambda f: torch.save(payload, f))
+    write_text_atomic(path.with_suffix(".json"), json.dumps(clf.meta, indent=1))
     clf.path = path
     clf.weights_file = str(path)
     clf.weights_sha256 = sha256_file(path)

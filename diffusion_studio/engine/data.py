@@ -23,7 +23,6 @@ import hashlib
 import os
 import shutil
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -31,6 +30,7 @@ from typing import Literal
 import torch
 
 from . import paths
+from .atomic import write_bytes_atomic
 
 SPLIT_SEED = 20200619  # the day Ho et al. put DDPM on arXiv; never change it
 SplitName = Literal["train", "val", "test"]
@@ -138,6 +138,10 @@ def _check_idx(path: Path, data: bytes, name: str) -> int:
             f"{path} is truncated or padded: its header announces {count} items "
             f"({size} bytes) but it holds {len(data) - header}. {hint}"
         )
+    if not is_images and count:
+        top = max(data[header:])
+        if top > 9:
+            raise DataError(f"{path} holds a label {top}; MNIST labels are the digits 0-9. {hint}")
     return count
 
 
@@ -158,17 +162,14 @@ def _prepare_raw_folder(files: dict[str, Path], cache: Path) -> Path:
         data = _read_payload(files[name])
         counts[name] = _check_idx(files[name], data, name)
         # atomic: never leave a half-written file that a later run would trust
-        fd, tmp = tempfile.mkstemp(dir=raw, prefix=name, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, raw / name)
+        write_bytes_atomic(raw / name, data)
     for split, (img, lab) in {"train": MNIST_FILES[:2], "test": MNIST_FILES[2:]}.items():
         if counts[img] != counts[lab]:
             raise DataError(
                 f"the {split} files disagree: {counts[img]} images but {counts[lab]} labels "
                 f"({files[img]}, {files[lab]}). Replace them with matching original files."
             )
-    (raw / ".ok").write_text("checked\n")
+    write_bytes_atomic(raw / ".ok", b"checked\n")
     return root
 
 
@@ -261,6 +262,10 @@ def load_mnist(
         test = torchvision.datasets.MNIST(str(root), train=False, download=False)
     except Exception as exc:
         raise DataError(f"torchvision could not read MNIST from {folder}: {exc}") from exc
+    for split, targets in (("training", train.targets), ("test", test.targets)):
+        if len(targets) and not (0 <= int(targets.min()) and int(targets.max()) <= 9):
+            raise DataError(f"the {split} labels in {folder} hold values outside 0-9; "
+                            "replace the label files with original MNIST copies")
     train_idx, val_idx = split_indices(len(train.targets))
     return MNISTSplits(
         train_images=train.data[train_idx].contiguous(),

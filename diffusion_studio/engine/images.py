@@ -29,12 +29,9 @@ def grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2, pad_va
 def save_png(array: np.ndarray, path: str | os.PathLike) -> Path:
     from PIL import Image
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(array).save(tmp, format="PNG")
-    os.replace(tmp, path)
-    return path
+    from .atomic import write_atomic
+
+    return write_atomic(path, lambda f: Image.fromarray(array).save(f, format="PNG"))
 
 
 def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int | None = None) -> Path:
@@ -44,12 +41,10 @@ def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int | None = 
 
 def save_npz(images: torch.Tensor, path: str | os.PathLike) -> Path:
     """Save as an .npz with key ``images``: uint8 (N, 28, 28), 0 = black background."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez_compressed(tmp, images=to_uint8(images).numpy())
-    os.replace(tmp, path)
-    return path
+    from .atomic import write_atomic
+
+    array = to_uint8(images).numpy()
+    return write_atomic(path, lambda f: np.savez_compressed(f, images=array))
 
 
 def strip(rows: list[torch.Tensor], padding: int = 2) -> np.ndarray:

@@ -56,13 +56,11 @@ class FeatureStats:
 
     def save(self, path: str | os.PathLike, **meta: str) -> Path:
         """Atomically write an .npz with keys mu, sigma, n (and string metadata)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, mu=self.mu, sigma=self.sigma, n=np.int64(self.n),
-                 **{f"meta_{k}": np.array(str(v)) for k, v in meta.items()})
-        os.replace(tmp, path)
-        return path
+        from .atomic import write_atomic
+
+        return write_atomic(path, lambda f: np.savez(
+            f, mu=self.mu, sigma=self.sigma, n=np.int64(self.n),
+            **{f"meta_{k}": np.array(str(v)) for k, v in meta.items()}))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "FeatureStats":

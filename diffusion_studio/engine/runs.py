@@ -6,13 +6,14 @@ A run folder (``RUNS_DIR/<name>/``) holds what the Trainer writes there
 
     run.json      who the run is for the user: name, tags, notes, created time,
                   a short description of its settings (written atomically)
-    running.pid   present while a process trains into the folder (see
-                  ``mark_running``); JSON {"pid", "host", "started"}
+    run.lock      the OS file lock a training process holds for its whole life
+                  (``mark_running``); the operating system drops it with the process
+    running.pid   who holds the lock, for display: JSON {"pid", "host", "started"}
 
 ``list_runs`` never raises for a bad run: a run whose files cannot be read is
 listed with status "damaged" and the reason. Statuses (``STATUSES``):
 
-    running        a live process holds running.pid
+    running        a process holds run.lock
     completed      trained all its epochs
     early stopped  the validation loss stopped improving for ``patience`` epochs
     stopped        stopped by the user, or interrupted (crash, killed process);
@@ -37,8 +38,6 @@ import os
 import re
 import shutil
 import socket
-import sys
-import tempfile
 import uuid
 import zipfile
 from dataclasses import dataclass, field
@@ -48,18 +47,21 @@ from typing import Any, Iterator
 import numpy as np
 
 from . import paths
+from .atomic import write_json_atomic
 
 RUN_FILE = "run.json"
 RUNNING_FILE = "running.pid"
+LOCK_FILE = "run.lock"
 HISTORY_FILE = "history.json"
 REPORTS_DIR = "reports"
 RUN_FORMAT = "diffusion-studio-run"
 RUN_FORMAT_VERSION = 1
 
-STATUSES = ("running", "completed", "early stopped", "stopped", "diverged", "empty", "damaged", "old version")
+STATUSES = ("running", "completed", "early stopped", "time budget", "stopped", "diverged", "empty", "damaged", "old version")
 _FINISHED_TO_STATUS = {
     "completed": "completed",
     "early_stopped": "early stopped",
+    "budget": "time budget",
     "stopped": "stopped",
     "diverged": "diverged",
 }
@@ -85,22 +87,6 @@ def default_runs_dir() -> Path:
 
 def _runs_dir(runs_dir: str | os.PathLike | None) -> Path:
     return Path(runs_dir).expanduser() if runs_dir is not None else default_runs_dir()
-
-
-def _write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file in the same folder, fsync, rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, allow_nan=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _utc_now() -> _dt.datetime:
@@ -272,7 +258,7 @@ def new_run_dir(
             path.mkdir()
         except FileExistsError:
             continue
-        _write_json_atomic(
+        write_json_atomic(
             path / RUN_FILE,
             {
                 "format": RUN_FORMAT,
@@ -297,7 +283,7 @@ def init_run(run_dir: str | os.PathLike, description: str = "", *, tags=(), note
     path = Path(run_dir)
     path.mkdir(parents=True, exist_ok=True)
     if not (path / RUN_FILE).exists():
-        _write_json_atomic(
+        write_json_atomic(
             path / RUN_FILE,
             {
                 "format": RUN_FORMAT,
@@ -336,76 +322,104 @@ def _clean_tags(tags) -> list[str]:
 
 
 # ----------------------------------------------------- running marker
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    if sys.platform == "win32":  # pragma: no cover - os.kill(pid, 0) would terminate it there
-        import ctypes
+def _run_lock(run_dir: Path, timeout: float):
+    import filelock
 
-        handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, pid)
-        if not handle:
-            return False
-        code = ctypes.c_ulong()
-        ok = ctypes.windll.kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
-        ctypes.windll.kernel32.CloseHandle(handle)
-        return bool(ok) and code.value == 259  # STILL_ACTIVE
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    return filelock.FileLock(str(run_dir / LOCK_FILE), timeout=timeout, thread_local=False)
+
+
+def _lock_is_held(run_dir: Path) -> bool:
+    """Whether some process (this one included) holds ``run_dir``'s OS lock now."""
+    import filelock
+
+    if not (run_dir / LOCK_FILE).exists():
         return False
-    except PermissionError:
+    lock = _run_lock(run_dir, timeout=0)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
         return True
     except OSError:
         return False
-    return True
+    lock.release()
+    return False
 
 
 def running_info(run_dir: str | os.PathLike) -> dict | None:
-    """The running.pid contents ({"pid", "host", "started"}) when a live process
-    trains into ``run_dir``; None when nobody does (or the marker is stale:
-    its process is gone). Markers from another host are trusted."""
-    f = Path(run_dir) / RUNNING_FILE
+    """{"pid", "host", "started"} when a process trains into ``run_dir`` now; else None.
+
+    The truth is the OS file lock on ``run.lock``, held for the run's whole life
+    (``mark_running``): the operating system drops it when its process ends, so
+    a crash leaves nothing that blocks, and a reused PID cannot look alive.
+    ``running.pid`` only says who holds it: without the lock it is stale (a
+    crash, or an older version's marker) and ignored, even when its PID has been
+    reused by another process."""
+    run_dir = Path(run_dir)
     try:
-        info = json.loads(f.read_text(encoding="utf-8"))
-        pid = int(info["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
+        info = json.loads((run_dir / RUNNING_FILE).read_text(encoding="utf-8"))
+        if not isinstance(info, dict):
+            info = {}
+    except (OSError, ValueError):
+        info = {}
+    if not _lock_is_held(run_dir):
         return None
-    if info.get("host") not in (None, socket.gethostname()):
-        return info
-    return info if _pid_alive(pid) else None
+    return info or {"pid": "?", "host": socket.gethostname()}
+
+
+def leftover_temp_files(run_dir: str | os.PathLike) -> list[Path]:
+    """Temporary files (``.NAME.*.tmp``) that a killed writer or a full disk left in ``run_dir``."""
+    run_dir = Path(run_dir)
+    try:
+        return sorted(p for p in run_dir.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp")
+                      and p.is_file())
+    except OSError:
+        return []
 
 
 @contextlib.contextmanager
 def mark_running(run_dir: str | os.PathLike) -> Iterator[Path]:
     """Mark ``run_dir`` as being trained by this process while the block runs.
 
-    Writes ``running.pid`` (atomically) and removes it on exit, even on errors.
-    A marker left by a dead process (a crash) is stale and ignored by
-    ``list_runs``. Raises RunError when another live process already trains
-    into the folder. Use it around the whole training:
+    Takes an OS file lock on ``run.lock`` for the whole block (two processes
+    started together cannot both pass: the operating system grants it to one),
+    removes the temporary files earlier killed writers left behind, writes
+    ``running.pid`` (who holds the lock, for display) and removes it on exit,
+    even on errors. A crashed process's lock disappears with the process.
+    Raises RunError when another process already trains into the folder. Use
+    it around the whole training:
 
         with mark_running(run_dir):
             for record in Trainer(..., run_dir=run_dir).run(): ...
     """
+    import filelock
+
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    other = running_info(run_dir)
-    if other is not None and int(other.get("pid", -1)) != os.getpid():
-        raise RunError(
-            f"{run_dir.name} is already being trained by process {other.get('pid')} on "
+
+    def refuse() -> RunError:
+        other = running_info(run_dir) or {}
+        return RunError(
+            f"{run_dir.name} is already being trained by process {other.get('pid', '?')} on "
             f"{other.get('host', 'this computer')}; wait for it or stop it first"
         )
-    marker = run_dir / RUNNING_FILE
-    _write_json_atomic(marker, {"pid": os.getpid(), "host": socket.gethostname(), "started": _iso(_utc_now())})
+
+    # (a short timeout: another process may be peeking at the lock in running_info)
+    lock = _run_lock(run_dir, timeout=0.2)
     try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise refuse() from None
+    marker = run_dir / RUNNING_FILE
+    try:
+        for tmp in leftover_temp_files(run_dir):  # we hold the lock: no writer is alive
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        write_json_atomic(marker, {"pid": os.getpid(), "host": socket.gethostname(), "started": _iso(_utc_now())})
         yield run_dir
     finally:
-        try:
-            info = json.loads(marker.read_text(encoding="utf-8"))
-            if int(info.get("pid", -1)) == os.getpid():
-                marker.unlink()
-        except (OSError, ValueError, TypeError):
-            pass
+        with contextlib.suppress(OSError):
+            marker.unlink()
+        lock.release()
 
 
 # ----------------------------------------------------------- RunInfo
@@ -443,6 +457,7 @@ class RunInfo:
     finished_reason: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     metrics_report: str = ""  # the report folder's name the metrics came from
+    temp_files: list = field(default_factory=list)  # leftovers of killed writers (removed at the next start)
     has_best: bool = False
     has_last: bool = False
 
@@ -661,6 +676,7 @@ def read_run(run_dir: str | os.PathLike) -> RunInfo:
             problems.append(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
     info.metrics, info.metrics_report = _read_metrics(path)
+    info.temp_files = [p.name for p in leftover_temp_files(path)]
 
     # status
     running = running_info(path)
@@ -782,7 +798,7 @@ def rename_run(run_dir: str | os.PathLike, new_name: str) -> Path:
     data = _read_run_json(p)
     os.rename(p, target)
     data["name"] = new_name
-    _write_json_atomic(target / RUN_FILE, data)
+    write_json_atomic(target / RUN_FILE, data)
     return target
 
 
@@ -791,7 +807,7 @@ def set_tags(run_dir: str | os.PathLike, tags: list[str] | tuple[str, ...]) -> l
     p = _require_run_dir(run_dir)
     data = _read_run_json(p)
     data["tags"] = _clean_tags(tags)
-    _write_json_atomic(p / RUN_FILE, data)
+    write_json_atomic(p / RUN_FILE, data)
     return data["tags"]
 
 
@@ -800,7 +816,7 @@ def set_notes(run_dir: str | os.PathLike, notes: str) -> None:
     p = _require_run_dir(run_dir)
     data = _read_run_json(p)
     data["notes"] = str(notes)
-    _write_json_atomic(p / RUN_FILE, data)
+    write_json_atomic(p / RUN_FILE, data)
 
 
 _RUN_MARKERS = (RUN_FILE, HISTORY_FILE, "best.pt", "last.pt", RUNNING_FILE, REPORTS_DIR)

@@ -19,6 +19,8 @@ from typing import Literal, get_args
 import torch
 
 ScheduleKind = Literal["linear", "cosine", "rescaled_linear"]
+# Longest chain: Ho et al. used T = 1000; 10,000 already samples for hours on a CPU.
+MAX_TIMESTEPS = 10_000
 SCHEDULE_KINDS: tuple[str, ...] = get_args(ScheduleKind)
 
 
@@ -50,6 +52,11 @@ class ScheduleConfig:
             )
         if not isinstance(self.timesteps, int) or self.timesteps < 1:
             raise ValueError(f"timesteps must be a positive integer, got {self.timesteps!r}")
+        if self.timesteps > MAX_TIMESTEPS:
+            raise ValueError(f"timesteps must be at most {MAX_TIMESTEPS} (asked for {self.timesteps})")
+        for name in ("beta_start", "beta_end", "cosine_s"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
         if self.kind != "cosine":
             if not 0.0 < self.beta_start <= self.beta_end:
                 raise ValueError(

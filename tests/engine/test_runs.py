@@ -111,22 +111,49 @@ def test_running_marker_and_stale_pid(runs_dir):
     assert not (run / R.RUNNING_FILE).exists()
     assert R.read_run(run).status == "completed"
 
-    # a marker left by a process that died is stale
+    # a marker left by a process that died is stale, and so is one whose PID a live
+    # process (here: our parent) has since been given: only the OS lock counts
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    (run / R.RUNNING_FILE).write_text(json.dumps({"pid": dead.pid, "host": __import__("socket").gethostname()}))
+    for pid in (dead.pid, os.getppid()):
+        (run / R.RUNNING_FILE).write_text(json.dumps({"pid": pid, "host": __import__("socket").gethostname()}))
+        assert R.read_run(run).status == "completed"
+    with R.mark_running(run):  # a stale marker does not block a resume
+        pass
+    # another live process holds the lock: refuse to train, rename or delete the run
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\nfrom diffusion_studio.engine import runs as R\n"
+         "with R.mark_running(sys.argv[1]):\n    print('locked', flush=True)\n    time.sleep(60)\n", str(run)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        info = R.read_run(run)
+        assert info.status == "running" and str(holder.pid) in info.reason
+        with pytest.raises(R.RunError, match=f"already being trained by process {holder.pid}"):
+            with R.mark_running(run):
+                pass
+        with pytest.raises(R.RunError, match="training"):
+            R.delete_run(run)
+        with pytest.raises(R.RunError, match="training"):
+            R.rename_run(run, "other")
+        assert (run / R.RUNNING_FILE).exists()  # not ours: left alone
+    finally:
+        holder.kill()  # killed, not stopped: the OS drops its lock
+        holder.wait()
     assert R.read_run(run).status == "completed"
-    # another live process owns the run: refuse to train, rename or delete it
-    (run / R.RUNNING_FILE).write_text(json.dumps({"pid": os.getppid(), "host": __import__("socket").gethostname()}))
-    assert R.read_run(run).status == "running"
-    with pytest.raises(R.RunError, match="already being trained"):
-        with R.mark_running(run):
-            pass
-    with pytest.raises(R.RunError, match="training"):
-        R.delete_run(run)
-    with pytest.raises(R.RunError, match="training"):
-        R.rename_run(run, "other")
-    assert (run / R.RUNNING_FILE).exists()  # not ours: left alone
+
+
+def test_leftover_temporary_files_are_listed_then_cleaned_when_the_run_starts(runs_dir):
+    run = R.list_runs(runs_dir)[0].path
+    for name in (".best.pt.abc123.tmp", ".history.json.x.tmp"):
+        (run / name).write_bytes(b"half a file")
+    assert sorted(R.read_run(run).temp_files) == [".best.pt.abc123.tmp", ".history.json.x.tmp"]
+    with R.mark_running(run):
+        assert R.leftover_temp_files(run) == []
+    assert R.read_run(run).temp_files == []
+    assert (run / "best.pt").is_file()  # real files untouched
 
 
 def test_damaged_runs_are_listed_and_do_not_stop_the_others(runs_dir):
