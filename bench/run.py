@@ -1,13 +1,15 @@
 """Diffusion Studio benchmark: one command, one table, for this machine.
 
-    python bench/run.py [--device auto|cpu|cuda] [--quick]
+    python bench/run.py [--device auto|cpu|cuda] [--preset default] [--quick]
 
-Prints, measured in this run:
+Prints, measured in this run, with the CPU model and its vector/bf16 flags:
   - the machine's matrix-multiply peak (fp32 and bf16, 2048^2 matmul)
   - training images/s at batch 128 with the app's settings (channels_last,
-    precision "auto") next to a plain fp32 eager loop over the same network,
-    and the share of the fp32 peak each reaches (3x forward FLOPs per image)
-  - DDPM (300 steps) and DDIM (50 steps) sampling images/s, batch 256
+    precision "auto" as the app resolves it: measured, see engine.device)
+    next to a plain fp32 eager loop (NCHW, no autocast) over the same network,
+    with the ratio, and the share of the fp32 peak each reaches (3x forward FLOPs)
+  - DDPM (300 steps) and DDIM (50 steps) sampling images/s, batch 256, the same
+    two ways. The app's settings must never be slower than the plain loop.
   - feature extraction images/s for the offline metric and for Inception (random weights)
   - the forward-noise frame time for 64 digits (what the t slider redraws)
   - peak resident memory of the process
@@ -20,7 +22,6 @@ same network call): images/s = batch / (steps x step time).
 from __future__ import annotations
 
 import argparse
-import platform
 import resource
 import statistics
 import sys
@@ -32,9 +33,12 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from diffusion_studio.engine.device import autocast, describe, resolve_device, resolve_precision  # noqa: E402
+from diffusion_studio.engine.device import (  # noqa: E402
+    autocast, choose_precision, cpu_flags, cpu_model_name, describe, resolve_device,
+)
+from diffusion_studio.engine.presets import PRESET_NAMES, get_preset  # noqa: E402
 from diffusion_studio.engine.schedule import NoiseSchedule, ScheduleConfig  # noqa: E402
-from diffusion_studio.engine.unet import UNet, UNetConfig, forward_flops  # noqa: E402
+from diffusion_studio.engine.unet import build_model, count_parameters, forward_flops  # noqa: E402
 
 
 def sync(device):
@@ -67,11 +71,11 @@ def matmul_peak(device, dtype, n=2048, repeats=5):
     return 2 * n**3 / t / 1e9
 
 
-def train_rate(device, *, channels_last, precision, batch=128, repeats=5):
+def train_rate(device, config, *, channels_last, precision, batch=128, repeats=5):
     torch.manual_seed(0)
     schedule = NoiseSchedule(ScheduleConfig(kind="cosine"))
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    net = UNet(UNetConfig()).to(device, memory_format=fmt)
+    net = build_model(config).to(device, memory_format=fmt)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     x0 = torch.rand(batch, 1, 28, 28, device=device) * 2 - 1
 
@@ -89,9 +93,10 @@ def train_rate(device, *, channels_last, precision, batch=128, repeats=5):
     return batch / median_time(step, device, repeats)
 
 
-def sample_step_time(device, precision, batch=256, repeats=5):
-    net = UNet(UNetConfig()).to(device, memory_format=torch.channels_last).eval()
-    x = torch.randn(batch, 1, 28, 28, device=device).contiguous(memory_format=torch.channels_last)
+def sample_step_time(device, config, *, channels_last, precision, batch=256, repeats=5):
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    net = build_model(config).to(device, memory_format=fmt).eval()
+    x = torch.randn(batch, 1, 28, 28, device=device).contiguous(memory_format=fmt)
     t = torch.full((batch,), 150, device=device)
 
     def step():
@@ -149,33 +154,46 @@ def noise_frame_ms(repeats=50):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--preset", default="default", choices=PRESET_NAMES, help="whose network (default: %(default)s)")
     p.add_argument("--quick", action="store_true", help="fewer repeats")
     args = p.parse_args(argv)
     device = resolve_device(args.device)
-    precision = resolve_precision("auto", device)
+    config = get_preset(args.preset).model
+    train_choice = choose_precision("auto", device, mode="train", model_config=config)
+    sample_choice = choose_precision("auto", device, mode="sample", model_config=config)
     reps = 3 if args.quick else 7
-    flops = forward_flops(UNetConfig())
+    flops = forward_flops(config)
+    flags = sorted(f for f in cpu_flags() if f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"))
 
-    print(f"# Diffusion Studio benchmark — {platform.processor() or platform.machine()}, {describe(device)}, "
-          f"torch {torch.__version__}, app precision 'auto' -> {precision}")
+    print(f"# Diffusion Studio benchmark — {cpu_model_name()} ({', '.join(flags) or 'no flags read'}), "
+          f"{describe(device)}, torch {torch.__version__}")
+    print(f"# network: preset {args.preset!r}, arch {config.arch}, {count_parameters(build_model(config)) / 1e6:.2f} M "
+          f"parameters, {flops / 1e6:.0f} MFLOP per image forward")
+    print(f"# precision 'auto': training -> {train_choice.describe()}; sampling -> {sample_choice.describe()}")
     peak32 = matmul_peak(device, torch.float32)
     peak16 = matmul_peak(device, torch.bfloat16)
     rows = [("matmul peak fp32", f"{peak32:,.0f} GFLOP/s", ""),
             ("matmul peak bf16", f"{peak16:,.1f} GFLOP/s", "emulated" if peak16 < peak32 / 4 else "")]
 
-    plain = train_rate(device, channels_last=False, precision="fp32", repeats=reps)
-    app = train_rate(device, channels_last=True, precision=precision, repeats=reps)
+    tp, sp = train_choice.precision, sample_choice.precision
+    plain = train_rate(device, config, channels_last=False, precision="fp32", repeats=reps)
+    app = train_rate(device, config, channels_last=True, precision=tp, repeats=reps)
     share = lambda rate: 3 * flops * rate / (peak32 * 1e9)  # noqa: E731
     rows += [
         ("train, plain fp32 eager (batch 128)", f"{plain:,.0f} img/s", f"{share(plain):.0%} of fp32 peak"),
-        (f"train, app settings (channels_last, {precision})", f"{app:,.0f} img/s",
-         f"x{app / plain:.2f} vs plain; {share(app):.0%} of fp32 peak; epoch of 50,000 in {50000 / app:,.0f} s"),
+        (f"train, app settings (channels_last, {tp})", f"{app:,.0f} img/s",
+         f"x{app / plain:.2f} vs plain; epoch of 50,000 in {50000 / app:,.0f} s"),
     ]
-    step = sample_step_time(device, precision, repeats=reps)
+    plain_step = sample_step_time(device, config, channels_last=False, precision="fp32", repeats=reps)
+    step = sample_step_time(device, config, channels_last=True, precision=sp, repeats=reps)
     rows += [
-        ("DDPM sampling, 300 steps (batch 256)", f"{256 / (300 * step):,.1f} img/s",
-         f"{flops * 256 / step / (peak32 * 1e9):.0%} of fp32 peak"),
-        ("DDIM sampling, 50 steps (batch 256)", f"{256 / (50 * step):,.1f} img/s", ""),
+        ("DDPM sampling, plain fp32 eager, 300 steps", f"{256 / (300 * plain_step):,.1f} img/s",
+         f"batch 256; {flops * 256 / plain_step / (peak32 * 1e9):.0%} of fp32 peak"),
+        (f"DDPM sampling, app settings ({sp}), 300 steps", f"{256 / (300 * step):,.1f} img/s",
+         f"x{plain_step / step:.2f} vs plain"),
+        ("DDIM sampling, plain fp32 eager, 50 steps", f"{256 / (50 * plain_step):,.1f} img/s", ""),
+        (f"DDIM sampling, app settings ({sp}), 50 steps", f"{256 / (50 * step):,.1f} img/s",
+         f"x{plain_step / step:.2f} vs plain"),
     ]
     rows += feature_rates(device, args.quick)
     rows.append(("forward-noise frame, 64 digits", f"{noise_frame_ms():.2f} ms", "q_sample + to uint8"))
