@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import replace
 import signal
 import sys
@@ -21,17 +22,28 @@ def register(sub) -> None:
         "the time and what differs from the default preset); with --resume, a run folder or run name",
     )
     p.add_argument("--runs-dir", metavar="DIR", help="where new runs go (default: the app's runs folder)")
-    p.add_argument("--preset", default="default", help="recipe: default or report (default: %(default)s)")
+    p.add_argument("--preset", default="default",
+                   help="recipe: default, plain, res or report, the report's exact recipe (default: %(default)s)")
     p.add_argument("--epochs", type=int, help="most epochs (default 50)")
     p.add_argument("--batch-size", type=int, help="images per step (default 128)")
     p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
     p.add_argument("--patience", type=int, help="early stopping: epochs without improvement (default 5)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--ema", type=float, metavar="DECAY", dest="ema_decay", help="EMA decay, 0 = off")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], help="arithmetic (default auto)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"],
+                   help="arithmetic (default auto: the faster of the two for this network, measured once)")
+    p.add_argument("--max-minutes", type=float, metavar="M",
+                   help="wall-clock budget: stop after M minutes, validate and keep the best model "
+                   "(early stopping still applies)")
+    p.add_argument("--lr-schedule", choices=["constant", "cosine"],
+                   help="learning rate over the run (preset's; cosine decays to the epoch or time budget)")
+    p.add_argument("--warmup-steps", type=int, metavar="N", help="linear learning-rate warm-up steps (preset's)")
+    p.add_argument("--min-snr", type=float, metavar="GAMMA", dest="min_snr_gamma",
+                   help="min-SNR-gamma loss weighting (Hang et al. 2023); 0 = off (preset's)")
     p.add_argument("--schedule", choices=["linear", "cosine", "rescaled_linear"], help="beta schedule (preset's)")
     p.add_argument("--timesteps", type=int, metavar="T", help="diffusion steps T (default 300)")
-    p.add_argument("--width", type=int, metavar="C", help="U-Net base channels (default 32)")
+    p.add_argument("--width", type=int, metavar="C",
+                   help="network width: channels at 28x28 (the preset's; twice and four times that at 14 and 7 px)")
     p.add_argument("--conditional", action="store_true",
                    help="class-conditional model for classifier-free guidance (labels dropped 10%% of the time)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: %(default)s")
@@ -51,10 +63,19 @@ def run(args: argparse.Namespace) -> int:
     data_dir = Path(args.data) if args.data else paths.default_mnist_dir()
     overrides = dict(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
-        seed=args.seed, ema_decay=args.ema_decay, precision=args.precision,
+        seed=args.seed, ema_decay=args.ema_decay, precision=args.precision, lr_schedule=args.lr_schedule,
+        warmup_steps=args.warmup_steps, min_snr_gamma=args.min_snr_gamma,
     )
+    if args.max_minutes is not None and not (args.max_minutes > 0 and math.isfinite(args.max_minutes)):
+        raise CLIError(f"--max-minutes must be a positive number of minutes, got {args.max_minutes}")
     preset = with_overrides(get_preset(args.preset), **overrides)
-    model_changes = {k: v for k, v in (("base_channels", args.width),) if v is not None}
+    model_changes = {}
+    if args.width is not None:
+        if preset.model.arch == "res":  # channels at 28, 14 and 7 px
+            model_changes["level_channels"] = (args.width, 2 * args.width, 4 * args.width)
+            model_changes["norm_groups"] = math.gcd(preset.model.norm_groups, args.width)
+        else:
+            model_changes["base_channels"] = args.width
     if args.conditional:
         model_changes["num_classes"] = 10
     schedule_changes = {k: v for k, v in (("kind", args.schedule), ("timesteps", args.timesteps)) if v is not None}
@@ -76,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         resume = out / "last.pt"
         if not resume.is_file():
             raise CLIError(f"nothing to resume: {resume} does not exist (train without --resume first)")
+        _refuse_ignored_settings(args, resume, preset)
     elif out is not None and (out / "last.pt").exists():
         raise CLIError(f"{out} already holds a run; add --resume to continue it or choose another --out")
 
@@ -90,8 +112,37 @@ def run(args: argparse.Namespace) -> int:
     elif not args.resume:
         R.init_run(out, description)  # run.json (created time, tags, notes) for a folder of the user's choice
     print(f"run folder: {out}", flush=True)
-    with R.mark_running(out):  # running.pid while this process trains (the Runs list shows "running")
+    with R.mark_running(out):  # the run's OS lock while this process trains (the Runs list shows "running")
+        if resume is None and (out / "last.pt").exists():  # another process trained here since the check
+            raise CLIError(f"{out} already holds a run; add --resume to continue it or choose another --out")
         return _train(args, out, data, preset, resume)
+
+
+def _refuse_ignored_settings(args, last: Path, preset) -> None:
+    """A resumed run keeps its settings: refuse (one line) any flag it would ignore."""
+    from ..cli import CLIError
+    from ..engine.checkpoint import load_checkpoint
+    from ..engine.train import resume_conflicts
+
+    payload = load_checkpoint(last)
+    requested = {("train", k): getattr(args, k) for k in (
+        "batch_size", "lr", "patience", "seed", "ema_decay", "precision", "lr_schedule", "warmup_steps",
+        "min_snr_gamma")}
+    requested[("schedule", "kind")] = args.schedule
+    requested[("schedule", "timesteps")] = args.timesteps
+    if args.width is not None:
+        for key in ("base_channels", "level_channels"):
+            requested[("model", key)] = getattr(preset.model, key)
+    if args.conditional:
+        requested[("model", "num_classes")] = 10
+    if args.preset != "default":
+        requested[("meta", "preset")] = args.preset
+    conflicts = resume_conflicts(payload, requested)
+    if conflicts:
+        raise CLIError(
+            f"--resume continues {last.parent.name} with its own settings, so it would ignore: "
+            f"{'; '.join(conflicts)}. Drop those options, or start a new run to change them"
+        )
 
 
 def _init_distributed(args) -> tuple[int, int]:
@@ -124,6 +175,9 @@ def _train(args, out, data, preset, resume) -> int:
     from ..engine.device import describe
     from ..engine.train import Trainer
 
+    import time
+
+    started_at = time.time() - 1.0  # (file times can be coarser than a second)
     stop = threading.Event()
     trainer = Trainer(
         data,
@@ -135,14 +189,17 @@ def _train(args, out, data, preset, resume) -> int:
         stop_event=stop,
         resume=resume,
         extra_meta={"preset": preset.name} if resume is None else None,
+        max_seconds=60.0 * args.max_minutes if args.max_minutes else None,
     )
     if trainer.rank == 0:
         c = trainer.config
         print(
-            f"training on {describe(trainer.device)}, {trainer.precision}; {len(trainer.train_x)} train / "
+            f"training on {describe(trainer.device)}, {trainer.precision_choice.describe()}; "
+            f"{len(trainer.train_x)} train / "
             f"{len(trainer.val_x)} val digits; preset {preset.name}, schedule {trainer.schedule_config.kind} "
             f"T={trainer.schedule.timesteps}; batch {c.batch_size}, lr {c.lr:g}, patience {c.patience}, "
-            f"EMA {c.ema_decay or 'off'}" + (f"; resuming at epoch {trainer.epoch + 1}" if resume else ""),
+            f"EMA {c.ema_decay or 'off'}" + (f"; resuming at epoch {trainer.epoch + 1}" if resume else "")
+            + (f"; time budget {args.max_minutes:g} min" if args.max_minutes else ""),
             flush=True,
         )
 
@@ -193,6 +250,9 @@ def _train(args, out, data, preset, resume) -> int:
     if finished is not None and finished.reason == "diverged":
         return 1
     if finished is not None and trainer.rank == 0:
-        best = out / "best.pt"
-        print(f"wrote {best if best.exists() else out / 'last.pt'}", file=sys.stderr)
+        written = [out / n for n in ("best.pt", "last.pt")
+                   if (out / n).exists() and (out / n).stat().st_mtime >= started_at]
+        print(f"wrote {', '.join(map(str, written))}" if written else "no checkpoint was written", file=sys.stderr)
+    if finished is not None and finished.reason == "stopped" and stop.is_set():
+        return 130  # stopped by Ctrl-C: the shell's convention (128 + SIGINT)
     return 0

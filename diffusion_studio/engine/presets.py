@@ -1,4 +1,4 @@
-"""Named training recipes: the app's default and the report's.
+"""Named training recipes: the app's default, the previous default ("plain") and the report's.
 
 A preset is the triple of configs a run starts from. The default was chosen by
 measurement (see README "Quality"); the report's recipe is kept, exactly, so
@@ -29,13 +29,24 @@ PRESETS: dict[str, Preset] = {
         name="default",
         title="Default",
         description=(
-            "Linear schedule rescaled by 1000/T (T=300: beta 3.3e-4..0.067), which turns x_T into pure "
-            "noise (0.6% of the image survives, against 22% for the report's), EMA of the weights (0.999); "
-            "Adam 1e-3, batch 128, up to 50 epochs, patience 5."
+            "A residual U-Net (GroupNorm, SiLU, self-attention at 7x7; 32/64/128 channels at 28/14/7 px, "
+            "1.9 M parameters), the linear schedule rescaled by 1000/T (T=300), EMA 0.999; Adam 1e-3 "
+            "with batch 32, 100 warm-up steps and a cosine decay to the end of training (the epoch or "
+            "time budget), gradient clipping at 1. Chosen by bench/time_to_quality.py (README: Quality)."
+        ),
+        model=UNetConfig(arch="res"),
+        schedule=ScheduleConfig(kind="rescaled_linear", timesteps=300),
+        train=TrainConfig(ema_decay=0.999, batch_size=32, lr=1e-3, lr_schedule="cosine", warmup_steps=100,
+                          grad_clip=1.0, bn_recalibration=0),
+    ),
+    "plain": Preset(
+        name="plain",
+        title="Plain U-Net",
+        description=(
+            "The previous default: the report's U-Net (0.54 M parameters) with the linear schedule rescaled by 1000/T, EMA 0.999 "
+            "and BatchNorm statistics re-estimated before each validation; Adam 1e-3, batch 128."
         ),
         model=UNetConfig(),
-        # Not cosine: at T=300 its last betas reach 0.999 (x_{t-1} divides by
-        # sqrt(alpha_t) = 0.03 there), and a young model's DDPM samples blew up.
         schedule=ScheduleConfig(kind="rescaled_linear", timesteps=300),
         train=TrainConfig(ema_decay=0.999),
     ),

@@ -20,10 +20,8 @@ position (epoch, step, generator states), and a Trainer built with
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
-import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -34,11 +32,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .atomic import write_json_atomic
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import MNISTSplits, to_model_range
-from .device import PRECISIONS, autocast, resolve_device, resolve_precision
+from .device import PRECISIONS, autocast, choose_precision, resolve_device
 from .schedule import NoiseSchedule, ScheduleConfig, _known_fields
-from .unet import UNet, UNetConfig
+from .unet import UNetConfig, build_model
+
+
+LR_SCHEDULES = ("constant", "cosine")
+MAX_BATCH_SIZE = 8192  # a sixth of the training split; beyond it an "epoch" is a handful of steps
+
+
+def lr_factor(schedule: str, step: int, warmup_steps: int, progress: float) -> float:
+    """The multiplier of the peak learning rate for optimiser step ``step`` (0-based).
+
+    Linear warm-up over ``warmup_steps``, then 1 ("constant") or a half cosine
+    from 1 to 0 over ``progress`` in [0, 1] ("cosine").
+    """
+    warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+    if schedule == "cosine":
+        return warm * 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+    return warm
 
 
 @dataclass(frozen=True)
@@ -58,6 +73,13 @@ class TrainConfig:
                 this many training batches with t ~ U{1..T}; 0 keeps the running
                 statistics training left behind (the report's behaviour). See
                 ``recalibrate_batchnorm`` for why.
+    lr_schedule: "constant" (the report's) or "cosine": after ``warmup_steps``
+                of linear warm-up, the rate decays as a half cosine to zero at the
+                end of training: at the epoch budget, or at the time budget when
+                the run has one (``Trainer(max_seconds=...)``), whichever comes first.
+    min_snr_gamma: weight each image's loss by min(SNR(t), gamma) / SNR(t)
+                (Hang et al. 2023, "Min-SNR", for eps-prediction), so the
+                nearly noise-free timesteps stop dominating the gradient; 0 = off.
     """
 
     epochs: int = 50
@@ -72,26 +94,39 @@ class TrainConfig:
     grad_clip: float = 0.0
     val_seed: int = 12345
     bn_recalibration: int = 40
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    warmup_steps: int = 0
+    min_snr_gamma: float = 0.0
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 2:
             raise ValueError(f"batch size must be >= 2 (BatchNorm needs it), got {self.batch_size}")
+        if self.batch_size > MAX_BATCH_SIZE:
+            raise ValueError(f"batch size must be at most {MAX_BATCH_SIZE} (asked for {self.batch_size})")
+        if self.epochs > 100_000:
+            raise ValueError(f"epochs must be at most 100000 (asked for {self.epochs})")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"learning rate must be a positive number, got {self.lr}")
         if self.patience < 1:
             raise ValueError(f"patience must be >= 1, got {self.patience}")
-        if not 0.0 <= self.ema_decay < 1.0:
+        if not (0.0 <= self.ema_decay < 1.0):
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
-        if not 0.0 <= self.label_dropout < 1.0:
+        if not (0.0 <= self.label_dropout < 1.0):
             raise ValueError(f"label_dropout must lie in [0, 1), got {self.label_dropout}")
-        if self.grad_clip < 0:
+        if not (self.grad_clip >= 0 and math.isfinite(self.grad_clip)):
             raise ValueError(f"grad_clip must be >= 0, got {self.grad_clip}")
         if self.bn_recalibration < 0:
             raise ValueError(f"bn_recalibration must be >= 0 batches, got {self.bn_recalibration}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"unknown lr schedule {self.lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if not (self.min_snr_gamma >= 0 and math.isfinite(self.min_snr_gamma)):
+            raise ValueError(f"min_snr_gamma must be a number >= 0 (0 = off), got {self.min_snr_gamma}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -126,12 +161,13 @@ class EpochRecord:
     epochs_without_improvement: int
     patience: int
     improved: bool
+    validation_seconds: float = 0.0  # of ``seconds``: BatchNorm recalibration + validation
     kind: str = "epoch"
 
 
 @dataclass(frozen=True)
 class FinishedRecord:
-    reason: Literal["completed", "early_stopped", "stopped", "diverged"]
+    reason: Literal["completed", "early_stopped", "stopped", "diverged", "budget"]
     epoch: int  # completed epochs
     best_epoch: int  # 0 when no epoch finished
     best_val_loss: float
@@ -281,15 +317,39 @@ def recalibrate_on_training_split(model: nn.Module, schedule: NoiseSchedule, dat
     )
 
 
+LOSS_BINS = 20
+
+
+def loss_bins(timesteps: int, bins: int = LOSS_BINS) -> list[int]:
+    """Edges of the t bins of the loss-by-timestep curve: bin i holds edges[i] <= t < edges[i+1],
+    t in 1..T (at most ``bins`` bins of about equal width)."""
+    n = max(1, min(bins, timesteps))
+    return sorted({int(round(1 + i * timesteps / n)) for i in range(n)} | {timesteps + 1})
+
+
+def resume_conflicts(payload: dict, requested: dict[tuple[str, str], Any]) -> list[str]:
+    """Settings asked for with a resume that the run would otherwise silently ignore.
+
+    payload: the run's last.pt; requested: {("train", "lr"): 1e-4, ("schedule", "timesteps"): 100, ...}
+    (only what the user set). A resumed run keeps its own model, schedule and
+    training settings, so any value that differs from the run's is a conflict;
+    ``epochs`` may be raised (train longer) and is never one. Returns one phrase
+    per conflict, e.g. "lr 0.0001 (the run uses 0.001)"; [] when there is none.
+    """
+    out = []
+    for (section, name), value in requested.items():
+        if value is None or (section, name) == ("train", "epochs"):
+            continue
+        saved = (payload.get(section) or {}).get(name)
+        if isinstance(saved, list):
+            saved = tuple(saved)
+        if saved != value:
+            out.append(f"{name} {value} (the run uses {saved})")
+    return out
+
+
 def _format_loss(x: float) -> str:
     return f"{x:.5f}" if math.isfinite(x) else str(x)
-
-
-def _write_json_atomic(path: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)
 
 
 class Trainer:
@@ -301,6 +361,11 @@ class Trainer:
               model, schedule and training settings win over the arguments,
               except ``epochs`` which may be raised to train longer.
     stop_event: set it from any thread to stop within one batch.
+    max_seconds: a wall-clock budget for this run() (None: none). Checked before
+              every step; when the time left would not cover the next step and a
+              validation, training validates what it has (a partial epoch counts),
+              keeps best.pt and last.pt, and finishes with reason "budget". A
+              resumed run gets a new budget. Early stopping applies inside it.
     """
 
     def __init__(
@@ -315,7 +380,11 @@ class Trainer:
         stop_event: threading.Event | None = None,
         resume: str | os.PathLike | dict | None = None,
         extra_meta: dict | None = None,
+        max_seconds: float | None = None,
     ) -> None:
+        if max_seconds is not None and not (max_seconds > 0 and math.isfinite(max_seconds)):
+            raise ValueError(f"the time budget must be a positive number of seconds, got {max_seconds}")
+        self.max_seconds = max_seconds
         self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
         payload = None
         if resume is not None:
@@ -333,7 +402,9 @@ class Trainer:
             saved_meta = {k: v for k, v in (payload.get("meta") or {}).items()
                           if k not in ("finished_reason", "train_seconds")}
             self.extra_meta = {**saved_meta, **self.extra_meta}
-        self.precision = resolve_precision(self.config.precision, self.device)
+        self.precision_choice = choose_precision(self.config.precision, self.device, mode="train",
+                                                 model_config=self.model_config)
+        self.precision = self.precision_choice.precision
         self.schedule = NoiseSchedule(self.schedule_config)
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.stop_event = stop_event or threading.Event()
@@ -352,7 +423,7 @@ class Trainer:
 
         torch.manual_seed(self.config.seed)
         self.memory_format = torch.channels_last if self.config.channels_last else torch.contiguous_format
-        self.model = UNet(self.model_config).to(self.device, memory_format=self.memory_format)
+        self.model = build_model(self.model_config).to(self.device, memory_format=self.memory_format)
         self.ema = (
             EMA(self.model, self.config.ema_decay, copy_buffers=self.config.bn_recalibration == 0)
             if self.config.ema_decay > 0 else None
@@ -390,6 +461,12 @@ class Trainer:
         self.history: dict = {"epochs": [], "steps": {"global_step": [], "epoch": [], "loss": [], "time": []}}
         self.finished_reason: str | None = None
         self.train_seconds = 0.0
+        self._run_start: float | None = None
+        self.last_val_by_t: list | None = None  # validation loss per t bin (loss_bins), latest validation
+        self._last_validation_seconds: float | None = None
+        snr = self.schedule.snr.to(self.device)
+        gamma = self.config.min_snr_gamma
+        self._snr_weight = torch.clamp(snr, max=gamma) / snr if gamma > 0 else None
         if payload is not None:
             self._restore(payload)
 
@@ -484,13 +561,14 @@ class Trainer:
         if self.run_dir is None or self.rank != 0:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        _write_json_atomic(
+        write_json_atomic(
             self.run_dir / "history.json",
             {
                 "epochs": self.history["epochs"],
                 "best_epoch": self.best_epoch,
                 "best_val_loss": self.best_val_loss if math.isfinite(self.best_val_loss) else None,
                 "finished_reason": self.finished_reason,
+                "loss_bins": loss_bins(self.schedule.timesteps),
                 "train_seconds": self.train_seconds,
                 "model": self.model_config.to_dict(),
                 "schedule": self.schedule_config.to_dict(),
@@ -512,7 +590,13 @@ class Trainer:
         net = self._ddp or self.model
         with autocast(self.device, self.precision):
             pred = net(x_t, t, y) if y is not None else net(x_t, t)
-        loss = F.mse_loss(pred.float(), eps)
+        if self.config.min_snr_gamma > 0:
+            # Min-SNR-gamma for eps-prediction: w_t = min(SNR_t, gamma) / SNR_t
+            per_image = (pred.float() - eps).pow(2).mean(dim=(1, 2, 3))
+            loss = (per_image * self._snr_weight[t]).mean()
+        else:
+            loss = F.mse_loss(pred.float(), eps)
+        self._set_lr()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.grad_clip > 0:
@@ -521,6 +605,44 @@ class Trainer:
         if self.ema is not None:
             self.ema.update(self.model, self.global_step)
         return loss.detach()
+
+    def _set_lr(self) -> None:
+        """Warm-up and decay (TrainConfig.lr_schedule) for the step about to be taken."""
+        cfg = self.config
+        if cfg.lr_schedule == "constant" and cfg.warmup_steps == 0:
+            return
+        progress = self.global_step / (cfg.epochs * self.steps_per_epoch)
+        if self.max_seconds is not None:
+            progress = max(progress, self._budget_used() / self.max_seconds)
+        lr = cfg.lr * lr_factor(cfg.lr_schedule, self.global_step, cfg.warmup_steps, progress)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def _budget_used(self) -> float:
+        """Seconds of this run()'s time budget spent so far."""
+        return time.perf_counter() - self._run_start if self._run_start is not None else 0.0
+
+    def _budget_exhausted(self, step_seconds: float) -> bool:
+        """True when the time left would not cover one more step and a validation."""
+        if self.max_seconds is None:
+            return False
+        if self.distributed:  # every rank must agree, or the collectives hang
+            flag = torch.tensor([float(self._budget_used())], device=self.device, dtype=torch.float64)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            used = float(flag)
+        else:
+            used = self._budget_used()
+        return used + step_seconds + self._validation_seconds_estimate(step_seconds) >= self.max_seconds
+
+    def _validation_seconds_estimate(self, step_seconds: float) -> float:
+        """How long the next recalibration + validation will take: the last one's
+        duration, or before any, from the step time (a forward is about a third
+        of a training step, and validation runs 10,000 digits in batches of 1,000)."""
+        if self._last_validation_seconds is not None:
+            return self._last_validation_seconds
+        per_image = step_seconds / max(self.rank_batch_size, 1) / 3.0
+        images = len(self.val_x) / self.world_size + self.config.bn_recalibration * self.config.batch_size
+        return per_image * images
 
     def recalibrate(self, epoch: int) -> bool:
         """Re-estimate the sampling model's BatchNorm statistics (see TrainConfig.bn_recalibration).
@@ -551,6 +673,10 @@ class Trainer:
         was_training = model.training
         model.eval()
         total, count = torch.zeros((), device=self.device, dtype=torch.float64), 0
+        bins = loss_bins(self.schedule.timesteps)
+        bin_sum = torch.zeros(len(bins) - 1, device=self.device, dtype=torch.float64)
+        bin_count = torch.zeros(len(bins) - 1, device=self.device, dtype=torch.float64)
+        edges = torch.tensor(bins[1:-1], device=self.device)
         n = len(self.val_x)
         lo, hi = (n * self.rank) // self.world_size, (n * (self.rank + 1)) // self.world_size
         try:
@@ -564,14 +690,23 @@ class Trainer:
                     y = self.val_y[s:e] if self.model_config.conditional else None
                     with autocast(self.device, self.precision):
                         pred = model(x_t, self.val_t[s:e], y) if y is not None else model(x_t, self.val_t[s:e])
-                    total += F.mse_loss(pred.float(), self.val_noise[s:e], reduction="sum").double()
+                    per_image = (pred.float() - self.val_noise[s:e]).pow(2).mean(dim=(1, 2, 3)).double()
+                    total += per_image.sum() * self.val_x[0].numel()
                     count += (e - s) * self.val_x[0].numel()
+                    which = torch.bucketize(self.val_t[s:e], edges, right=True)
+                    bin_sum.index_add_(0, which, per_image)
+                    bin_count.index_add_(0, which, torch.ones_like(per_image))
         finally:
             model.train(was_training)
         if self.distributed:
-            packed = torch.stack([total, torch.tensor(float(count), device=self.device, dtype=torch.float64)])
+            packed = torch.cat([total.view(1), torch.tensor([float(count)], device=self.device, dtype=torch.float64),
+                                bin_sum, bin_count])
             torch.distributed.all_reduce(packed)
             total, count = packed[0], float(packed[1])
+            nb = len(bin_sum)
+            bin_sum, bin_count = packed[2 : 2 + nb], packed[2 + nb :]
+        self.last_val_by_t = [float(sv / cv) if cv > 0 else None
+                              for sv, cv in zip(bin_sum.tolist(), bin_count.tolist())]
         return float(total) / max(count, 1)
 
     def _epoch_permutation(self) -> torch.Tensor:
@@ -601,6 +736,64 @@ class Trainer:
         self._write_history()
         return FinishedRecord(reason, self.epoch, self.best_epoch, self.best_val_loss, message)
 
+    def _validate(self, epoch: int) -> float | None:
+        """Recalibrate (when set) and validate the sampling weights; None when stopped."""
+        start = time.perf_counter()
+        val_loss = self.validation_loss() if self.recalibrate(epoch) else None
+        if val_loss is not None:
+            self._last_validation_seconds = time.perf_counter() - start
+        return val_loss
+
+    def _budget_message(self, epoch_done: float, step: int, steps: int) -> str:
+        minutes = self.max_seconds / 60.0
+        where = f"epoch {epoch_done + 1}, step {step} of {steps}" if step < steps else f"the end of epoch {int(epoch_done)}"
+        return (f"the time budget of {minutes:g} min ended training at {where}"
+                + (f"; best epoch {self.best_epoch} restored (validation loss {_format_loss(self.best_val_loss)})"
+                   if self.best_epoch else ""))
+
+    def _finish_budget(self, epoch: int, step: int, steps: int, epoch_start: float,
+                       loss_sum: torch.Tensor, images_this_run: int) -> Iterator[Record]:
+        """The budget ran out at ``step`` of ``epoch``: validate what was trained since the
+        last validation (a partial epoch), keep it if it is the best, and finish.
+
+        The position stays mid-epoch, so ``--resume`` continues this epoch exactly;
+        the early-stopping count is left alone (a partial epoch is not an epoch)."""
+        seconds_before = time.perf_counter() - epoch_start
+        self.partial_loss_sum = float(loss_sum)
+        if step == self._budget_start_step(epoch):  # nothing trained since the last validation
+            self.train_seconds += seconds_before
+            yield self._finish("budget", self._budget_message(epoch - 1, step, steps))
+            return
+        val_loss = self._validate(epoch)
+        seconds = time.perf_counter() - epoch_start
+        self.train_seconds += seconds
+        if val_loss is None:
+            yield self._finish("stopped", "stopped during the validation at the end of the time budget"
+                               + (f"; best epoch {self.best_epoch} kept" if self.best_epoch else ""))
+            return
+        improved = math.isfinite(val_loss) and val_loss < self.best_val_loss
+        if improved:
+            self.best_val_loss, self.best_epoch = val_loss, epoch
+            self.best_state = self._snapshot()
+        fraction = step / steps
+        train_loss = float(loss_sum) / max(step * self.rank_batch_size, 1)
+        self.history["epochs"].append({
+            "epoch": epoch - 1 + fraction, "partial": True, "train_loss": train_loss, "val_loss": val_loss,
+            "seconds": seconds, "images_per_s": images_this_run / max(seconds, 1e-9),
+            "val_loss_by_t": self.last_val_by_t,
+            "best_val_loss": self.best_val_loss, "improved": improved, "time": self.train_seconds,
+        })
+        yield EpochRecord(
+            epoch, self.config.epochs, train_loss, val_loss, seconds, images_this_run / max(seconds, 1e-9),
+            self.best_val_loss, self.best_epoch, self.epochs_without_improvement, self.config.patience, improved,
+            validation_seconds=self._last_validation_seconds or 0.0,
+        )
+        yield self._finish("budget", self._budget_message(epoch - 1, step, steps))
+
+    def _budget_start_step(self, epoch: int) -> int:
+        """The step of ``epoch`` at which the current run() began (0 unless it resumed mid-epoch)."""
+        return self._resumed_step if epoch == self._resumed_epoch else 0
+
     def run(self) -> Iterator[Record]:
         """Train until the epoch budget, early stopping, a stop request or divergence."""
         cfg = self.config
@@ -616,12 +809,17 @@ class Trainer:
                 f"this run already finished its {cfg.epochs} epochs; ask for more epochs to continue",
             )
             return
-        run_start = time.perf_counter()
+        run_start = self._run_start = time.perf_counter()
+        self._resumed_epoch, self._resumed_step = self.epoch + 1, self.step_in_epoch
         self.model.train()
         B = self.rank_batch_size
         steps = self.steps_per_epoch
+        step_seconds = 0.0  # a running average of one optimiser step's duration
         while self.epoch < cfg.epochs:
             epoch = self.epoch + 1
+            if self._budget_exhausted(step_seconds) and self.step_in_epoch == 0:
+                yield self._finish("budget", self._budget_message(epoch - 1, steps, steps))
+                return
             perm = self._epoch_permutation()
             # (when resuming mid-epoch, the permutation's generator is already past it)
             epoch_start = time.perf_counter()
@@ -629,6 +827,9 @@ class Trainer:
             loss_sum = torch.tensor(self.partial_loss_sum, device=self.device, dtype=torch.float64)
             start_step = self.step_in_epoch
             for s in range(start_step, steps):
+                if self._budget_exhausted(step_seconds):
+                    yield from self._finish_budget(epoch, s, steps, epoch_start, loss_sum, images_this_run)
+                    return
                 if self.stop_event.is_set():
                     self.train_seconds += time.perf_counter() - epoch_start
                     self.partial_loss_sum = float(loss_sum)
@@ -639,8 +840,11 @@ class Trainer:
                     )
                     return
                 idx = perm[s * B : (s + 1) * B]
+                step_start = time.perf_counter()
                 loss = self._train_step(idx)
                 loss_value = float(loss)
+                took = time.perf_counter() - step_start
+                step_seconds = took if step_seconds == 0.0 else 0.9 * step_seconds + 0.1 * took
                 if not math.isfinite(loss_value):
                     self.train_seconds += time.perf_counter() - epoch_start
                     yield self._finish(
@@ -671,7 +875,7 @@ class Trainer:
                 t = torch.tensor([train_loss], device=self.device, dtype=torch.float64)
                 torch.distributed.all_reduce(t)
                 train_loss = float(t) / self.world_size
-            val_loss = self.validation_loss() if self.recalibrate(epoch) else None
+            val_loss = self._validate(epoch)
             if val_loss is None:  # stopped during validation: resume re-runs it
                 self.train_seconds += time.perf_counter() - epoch_start
                 self.partial_loss_sum = float(loss_sum)
@@ -698,6 +902,7 @@ class Trainer:
                     "val_loss": val_loss,
                     "seconds": seconds,
                     "images_per_s": images_this_run / max(seconds, 1e-9),
+                    "val_loss_by_t": self.last_val_by_t,
                     "best_val_loss": self.best_val_loss,
                     "improved": improved,
                     "time": self.train_seconds,
@@ -706,6 +911,7 @@ class Trainer:
             record = EpochRecord(
                 epoch, cfg.epochs, train_loss, val_loss, seconds, images_this_run / max(seconds, 1e-9),
                 self.best_val_loss, self.best_epoch, self.epochs_without_improvement, cfg.patience, improved,
+                validation_seconds=self._last_validation_seconds or 0.0,
             )
             early = self.epochs_without_improvement >= cfg.patience
             done = early or self.epoch >= cfg.epochs

@@ -94,7 +94,7 @@ def test_noise_strip(tiny_mnist, tmp_path):
         (["noise", "--data", "nowhere", "--out", "n.png"], "MNIST was not found"),
         (["noise", "--data", "nowhere", "--t", "5,x", "--out", "n.png"], "comma-separated integers"),
         (["train", "--data", "nowhere", "--out", "r"], "train-images-idx3-ubyte.gz"),
-        (["train", "--data", "nowhere", "--out", "r", "--preset", "fast"], "default, report"),
+        (["train", "--data", "nowhere", "--out", "r", "--preset", "fast"], "default, plain, report"),
         (["train", "--data", "nowhere", "--out", "r", "--patience", "0"], "patience must be >= 1"),
     ],
 )

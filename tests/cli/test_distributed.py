@@ -49,5 +49,5 @@ def test_two_process_ddp_matches_single_process_step_count(tiny_mnist, tmp_path)
     assert b["global_step"] == a["global_step"] == 2 * 7  # 100 images, global batch 16
     assert len(b["history"]["epochs"]) == 2
     loaded = load_model(ddp / "best.pt")
-    assert loaded.model_config.base_channels == 4
+    assert loaded.model_config.level_channels == (4, 8, 16)  # --width 4 of the default (residual) network
     assert not any(k.startswith("module.") for k in b["weights"])  # plain weights, not DDP's wrapper

@@ -309,7 +309,12 @@ def test_report_recipe_keeps_the_running_statistics_training_left():
     from diffusion_studio.engine.presets import get_preset
 
     assert get_preset("report").train.bn_recalibration == 0
-    assert get_preset("default").train.bn_recalibration > 0
+    assert get_preset("plain").train.bn_recalibration > 0  # the BatchNorm U-Net outside the report
+    # the default network has GroupNorm: there is nothing to recalibrate
+    from diffusion_studio.engine.train import _batchnorms
+    from diffusion_studio.engine.unet import build_model
+
+    assert get_preset("default").train.bn_recalibration == 0 and not _batchnorms(build_model(get_preset("default").model))
     with pytest.raises(ValueError, match="bn_recalibration"):
         TrainConfig(bn_recalibration=-1)
 
@@ -330,3 +335,118 @@ def test_recalibrating_a_finished_model_uses_the_training_split(tiny_data):
     for k, v in a.state_dict().items():
         assert torch.equal(v, b.state_dict()[k]), k
     assert any("running_mean" in k and v.abs().sum() > 0 for k, v in a.state_dict().items())
+
+
+# ---------------------------------------------------------------- time budget
+def test_time_budget_validates_what_it_has_and_keeps_best(tiny_data, tmp_path, monkeypatch):
+    """A budget that ends mid-epoch: the partial epoch is validated, best.pt is written and
+    loadable, and history.json says the budget ended the run."""
+    import json
+
+    from diffusion_studio.engine import train as T
+
+    clock = [0.0]
+    monkeypatch.setattr(T.time, "perf_counter", lambda: clock[0])
+    trainer = Trainer(
+        tiny_data, model_config=TINY_NET, schedule_config=TINY_SCHED,
+        train_config=TrainConfig(epochs=50, batch_size=16, precision="fp32", channels_last=False),
+        device="cpu", run_dir=tmp_path / "run", max_seconds=100.0,
+    )
+    real_step = trainer._train_step
+
+    def one_second_step(idx):  # every step takes 1 s of the patched clock
+        clock[0] += 1.0
+        return real_step(idx)
+
+    monkeypatch.setattr(trainer, "_train_step", one_second_step)
+    records = list(trainer.run())
+    final = records[-1]
+    assert isinstance(final, FinishedRecord) and final.reason == "budget"
+    assert "time budget of 1.66667 min" in final.message
+    steps = [r for r in records if isinstance(r, StepRecord)]
+    # 7 steps per epoch; validation is estimated from the step time, so training ends
+    # before 100 s with room for it, never after
+    assert 90 <= len(steps) < 100
+    epochs = [r for r in records if isinstance(r, EpochRecord)]
+    assert len(epochs) == len(steps) // 7 + (1 if len(steps) % 7 else 0)
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert history["finished_reason"] == "budget"
+    last = history["epochs"][-1]
+    if len(steps) % 7:
+        assert last["partial"] and last["epoch"] == pytest.approx(len(steps) / 7)
+    loaded = load_model(tmp_path / "run" / "best.pt")
+    assert loaded.payload["best"]["epoch"] == final.best_epoch >= 1
+    # last.pt resumes mid-epoch, exactly where the budget stopped
+    resumed = Trainer(tiny_data, device="cpu", resume=tmp_path / "run" / "last.pt")
+    assert resumed.global_step == len(steps)
+
+
+def test_budget_zero_or_negative_is_refused(tiny_data):
+    with pytest.raises(ValueError, match="time budget must be a positive number"):
+        Trainer(tiny_data, model_config=TINY_NET, schedule_config=TINY_SCHED,
+                train_config=TrainConfig(precision="fp32"), device="cpu", max_seconds=0)
+
+
+def test_real_clock_budget_ends_an_otherwise_endless_run(tiny_data, tmp_path):
+    trainer = tiny_trainer(tiny_data, tmp_path / "run", epochs=10_000)
+    trainer.max_seconds = 1.0
+    final = list(trainer.run())[-1]
+    assert final.reason == "budget" and trainer.epoch < 10_000
+    assert (tmp_path / "run" / "best.pt").is_file()
+
+
+def test_lr_warmup_and_cosine_decay():
+    from diffusion_studio.engine.train import lr_factor
+
+    assert lr_factor("constant", 0, 0, 0.5) == 1.0
+    assert lr_factor("constant", 4, 10, 0.0) == pytest.approx(0.5)
+    assert lr_factor("cosine", 100, 10, 0.0) == pytest.approx(1.0)
+    assert lr_factor("cosine", 100, 10, 0.5) == pytest.approx(0.5)
+    assert lr_factor("cosine", 100, 10, 1.0) == pytest.approx(0.0)
+    assert lr_factor("cosine", 100, 10, 2.0) == pytest.approx(0.0)
+
+
+def test_cosine_schedule_reaches_zero_at_the_epoch_budget(tiny_data):
+    trainer = tiny_trainer(tiny_data, epochs=2, lr=1e-2, lr_schedule="cosine", warmup_steps=3)
+    lrs = []
+    real_set = trainer._set_lr
+
+    def spy():
+        real_set()
+        lrs.append(trainer.optimizer.param_groups[0]["lr"])
+
+    trainer._set_lr = spy
+    list(trainer.run())
+    assert lrs[0] == pytest.approx(1e-2 / 3) and lrs[2] == pytest.approx(1e-2 * 0.5 * (1 + math.cos(math.pi * 2 / 14)))
+    assert all(a >= b for a, b in zip(lrs[2:], lrs[3:])) and lrs[-1] < 1e-3
+
+
+def test_min_snr_weights_are_min_snr_gamma_over_snr(tiny_data):
+    trainer = tiny_trainer(tiny_data, min_snr_gamma=5.0)
+    snr = trainer.schedule.snr
+    expected = torch.clamp(snr[1:], max=5.0) / snr[1:]
+    assert torch.allclose(trainer._snr_weight[1:], expected)
+    # nearly clean timesteps (high SNR) are down-weighted, noisy ones keep (close to) 1
+    assert trainer._snr_weight[1] < 0.01 < trainer._snr_weight[-1] <= 1.0
+    records = list(trainer.run())
+    assert math.isfinite(records[-1].best_val_loss)
+
+
+def test_validation_loss_by_timestep_is_stored_per_epoch(tiny_data, tmp_path):
+    import json
+
+    from diffusion_studio.engine.train import loss_bins
+
+    assert loss_bins(300) == [1 + 15 * i for i in range(20)] + [301]
+    assert loss_bins(10) == list(range(1, 12))
+    trainer = tiny_trainer(tiny_data, tmp_path / "run", epochs=2)
+    records = list(trainer.run())
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert history["loss_bins"] == loss_bins(10)
+    for entry, record in zip(history["epochs"], [r for r in records if isinstance(r, EpochRecord)]):
+        by_t = entry["val_loss_by_t"]
+        assert len(by_t) == 10
+        # the bins' weighted mean is the validation loss
+        counts = torch.bincount(trainer.val_t - 1, minlength=10).double()
+        got = sum(c * v for c, v in zip(counts.tolist(), by_t) if v is not None) / counts.sum()
+        assert float(got) == pytest.approx(record.val_loss, rel=1e-6)
