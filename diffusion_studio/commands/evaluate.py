@@ -6,21 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..engine import defaults as D
 from ._progress import ProgressBar
-
-GUIDANCE_HELP_DEFAULT = "2"  # engine.sample.DEFAULT_GUIDANCE, written out to keep --help free of torch
-
-
-def default_eta() -> float:
-    from ..engine.sample import DEFAULT_DDIM_ETA
-
-    return DEFAULT_DDIM_ETA
-
-
-def default_guidance() -> float:
-    from ..engine.sample import DEFAULT_GUIDANCE
-
-    return DEFAULT_GUIDANCE
 
 EPILOG = """\
 metrics:
@@ -48,18 +35,21 @@ def register(sub) -> None:
                     "write a shareable report.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--checkpoint", required=True, metavar="FILE", help="a .pt checkpoint, or 'default'")
+    p.add_argument("--checkpoint", required=True, metavar="FILE",
+                   help="a .pt checkpoint, or a bundled model: 'default' or 'default-conditional'")
     p.add_argument("--n", type=int, default=10_000, help="digits to generate (default %(default)s)")
     p.add_argument("--report", metavar="DIR",
                    help="folder for report.json, report.html, samples.png (default: the checkpoint's run "
                         "folder, reports/<time>_<metric>_n<N>, where the Runs panel finds it)")
     p.add_argument("--metric", choices=["inception", "mnist", "all"], default="all", help="default: %(default)s")
-    p.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddpm", help="default: %(default)s")
-    p.add_argument("--steps", type=int, metavar="K", help="DDIM steps (default 50); DDPM always runs T")
-    p.add_argument("--eta", type=float, default=None, help="DDIM eta (default 1: measured better than 0)")
-    p.add_argument("--guidance", type=float, default=None, metavar="W",
+    p.add_argument("--sampler", choices=D.SAMPLER_KINDS, default=D.DEFAULT_SAMPLER, help="default: %(default)s")
+    p.add_argument("--steps", type=int, metavar="K",
+                   help=f"DDIM steps (default {D.DEFAULT_DDIM_STEPS}); DDPM always runs T")
+    p.add_argument("--eta", type=float, default=D.DEFAULT_DDIM_ETA,
+                   help="DDIM eta (default %(default)g: measured better than 0)")
+    p.add_argument("--guidance", type=float, default=D.DEFAULT_GUIDANCE, metavar="W",
                    help="classifier-free guidance weight for class-conditional models "
-                        f"(default {GUIDANCE_HELP_DEFAULT}; ignored for unconditional ones)")
+                        "(default %(default)g; ignored for unconditional ones)")
     p.add_argument("--seed", type=int, default=0, help="default: %(default)s")
     p.add_argument("--data", metavar="DIR", help="MNIST folder (default: the app's data folder)")
     p.add_argument("--split", choices=["test", "val", "train"], default="test",
@@ -97,6 +87,7 @@ class _Progress:
 def run(args: argparse.Namespace) -> int:
     from ..cli import CLIError
     from ..engine import paths
+    from ..engine.atomic import check_writable
     from ..engine.checkpoint import load_model
     from ..engine.data import load_mnist
     from ..engine.device import resolve_device
@@ -109,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise CLIError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.report is None:
-        if args.checkpoint == "default":
+        if args.checkpoint in ("default", "default-conditional"):
             raise CLIError("name a --report folder for the bundled model")
         from datetime import datetime, timezone
 
@@ -118,10 +109,10 @@ def run(args: argparse.Namespace) -> int:
     report_dir = Path(args.report)
     if report_dir.exists() and not report_dir.is_dir():
         raise CLIError(f"--report must be a folder, but {report_dir} is a file")
+    check_writable(report_dir, is_dir=True)  # before minutes of sampling and scoring
     config = EvaluationConfig(
         n=args.n, metric=args.metric, sampler=args.sampler, steps=args.steps, seed=args.seed,
-        eta=default_eta() if args.eta is None else args.eta,
-        guidance=default_guidance() if args.guidance is None else args.guidance,
+        eta=args.eta, guidance=args.guidance,
         split=args.split, inception_weights=args.inception_weights, allow_download=args.download_inception,
         device=args.device, precision=args.precision, batch_size=args.batch_size,
     )

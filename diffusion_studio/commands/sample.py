@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
+from ..engine import defaults as D
 from ._progress import ProgressBar
 
 
 def register(sub) -> None:
     p = sub.add_parser("sample", help="generate digits from a checkpoint",
                        description="Generate digits (Algorithm 2, or DDIM) and save a PNG grid or an NPZ.")
-    p.add_argument("--checkpoint", required=True, metavar="FILE", help="a .pt checkpoint, or 'default'")
+    p.add_argument("--checkpoint", required=True, metavar="FILE",
+                   help="a .pt checkpoint, or a bundled model: 'default' or 'default-conditional'")
     p.add_argument("--n", type=int, default=64, help="how many images (default %(default)s)")
     p.add_argument("--out", required=True, metavar="FILE", help=".png (a grid) or .npz (key 'images', uint8)")
-    p.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddpm")
-    p.add_argument("--steps", type=int, help="DDIM steps (default 50); DDPM always runs T")
-    p.add_argument("--eta", type=float, default=None, help="DDIM eta (default 1: measured better than 0)")
-    p.add_argument("--variance", choices=["posterior", "beta"], default="posterior", help="DDPM sigma_t^2")
+    p.add_argument("--sampler", choices=D.SAMPLER_KINDS, default=D.DEFAULT_SAMPLER, help="default: %(default)s")
+    p.add_argument("--steps", type=int, help=f"DDIM steps (default {D.DEFAULT_DDIM_STEPS}); DDPM always runs T")
+    p.add_argument("--eta", type=float, default=None,
+                   help=f"DDIM eta (default {D.DEFAULT_DDIM_ETA:g}: measured better than 0)")
+    p.add_argument("--variance", choices=D.VARIANCE_KINDS, default=D.DEFAULT_VARIANCE,
+                   help="DDPM sigma_t^2 (default: %(default)s)")
     p.add_argument("--clip-x0", action="store_true",
                    help="clip the predicted x_0 to [-1, 1] at every step (off: Algorithm 2 as written)")
     p.add_argument("--label", type=int, help="digit to generate (class-conditional models)")
-    p.add_argument("--guidance", type=float, default=0.0, help="classifier-free guidance weight")
+    p.add_argument("--guidance", type=float, default=None, metavar="W",
+                   help=f"classifier-free guidance weight for --label (default {D.DEFAULT_GUIDANCE:g})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -30,12 +36,10 @@ def register(sub) -> None:
 
 
 def resolve_checkpoint(value: str) -> Path:
-    """'default' -> the model shipped inside the package; anything else is a path."""
-    if value == "default":
-        from ..engine.bundled import default_checkpoint_path
+    """'default' or 'default-conditional' -> the model shipped inside the package; anything else is a path."""
+    from ..engine.bundled import resolve_checkpoint as resolve
 
-        return default_checkpoint_path()
-    return Path(value)
+    return resolve(value)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ..cli import CLIError
     from ..engine.checkpoint import load_model
-    from ..engine.device import resolve_device, resolve_precision
+    from ..engine.atomic import check_writable
+    from ..engine.device import choose_precision, resolve_device
     from ..engine.images import save_grid, save_npz
     from ..engine.sample import SamplerConfig, sample
 
@@ -52,12 +57,17 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--out must end in .png or .npz, got {out.name!r}")
     if args.n < 1:
         raise CLIError(f"--n must be at least 1, got {args.n}")
+    if args.batch_size < 1:
+        raise CLIError(f"--batch-size must be at least 1, got {args.batch_size}")
+    given = {"eta": args.eta, "guidance": args.guidance}  # None: SamplerConfig's default
+    sampler = SamplerConfig(kind=args.sampler, steps=args.steps, variance=args.variance, clip_x0=args.clip_x0,
+                            **{k: v for k, v in given.items() if v is not None})
+    check_writable(out)  # before minutes of sampling
     device = resolve_device(args.device)
-    precision = resolve_precision(args.precision, device)
     loaded = load_model(resolve_checkpoint(args.checkpoint), device)
-    eta = {} if args.eta is None else {"eta": args.eta}
-    sampler = SamplerConfig(kind=args.sampler, steps=args.steps, **eta, variance=args.variance,
-                            guidance=args.guidance, clip_x0=args.clip_x0)
+    choice = choose_precision(args.precision, device, mode="sample", model_config=loaded.model_config)
+    precision = choice.precision
+    print(f"sampling on {device.type}, {choice.describe()}", file=sys.stderr, flush=True)
     labels = None
     if args.label is not None:
         if not loaded.model_config.conditional:

@@ -46,7 +46,7 @@ from .metrics import (
     sha256_file,
     small_n_warning,
 )
-from .sample import DEFAULT_DDIM_ETA
+from .sample import DEFAULT_DDIM_ETA, DEFAULT_GUIDANCE
 
 REPORT_FORMAT = "diffusion-studio-evaluation"
 REPORT_VERSION = 1
@@ -83,7 +83,7 @@ class EvaluationConfig:
     steps: int | None = None
     eta: float = DEFAULT_DDIM_ETA
     seed: int = 0
-    guidance: float = 0.0
+    guidance: float = DEFAULT_GUIDANCE
     split: str = "test"
     inception_weights: str | None = None
     allow_download: bool = False
@@ -185,7 +185,7 @@ def evaluate_model(
     config = config or EvaluationConfig()
     t_start = time.perf_counter()
     device = resolve_device(config.device) if isinstance(config.device, str) else torch.device(config.device)
-    precision = resolve_precision(config.precision, device)
+    precision = resolve_precision(config.precision, device, mode="sample", model_config=loaded.model_config)
     sampler = SamplerConfig(kind=config.sampler, steps=config.steps, eta=config.eta, guidance=config.guidance)
     steps = sampler.num_steps(loaded.schedule.timesteps)
     errors: list[dict] = []
@@ -627,9 +627,9 @@ def write_report(evaluation: Evaluation, folder: str | os.PathLike) -> dict[str,
     folder.mkdir(parents=True, exist_ok=True)
     out = {"json": folder / "report.json", "html": folder / "report.html", "samples": folder / "samples.png"}
     save_png(samples_grid(evaluation.samples), out["samples"])
+    from .atomic import write_text_atomic
+
     for key, text in (("json", json.dumps(evaluation.report, indent=1, allow_nan=False)),
                       ("html", render_html(evaluation))):
-        tmp = out[key].with_name(f".{out[key].name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, out[key])
+        write_text_atomic(out[key], text)
     return out

@@ -21,14 +21,10 @@ SamplerKind = Literal["ddpm", "ddim"]
 SAMPLER_KINDS: tuple[str, ...] = get_args(SamplerKind)
 VarianceKind = Literal["posterior", "beta"]
 VARIANCE_KINDS: tuple[str, ...] = get_args(VarianceKind)
-DEFAULT_DDIM_STEPS = 50
-# DDIM noise by default: eta = 1 (ancestral sampling on the shortened chain). On the
-# bundled model, 5,000 digits with 50 steps scored FD 55.4 and 67.2% confident at
-# eta = 1 against FD 73.2 and 61.0% at eta = 0 (README "Quality").
-DEFAULT_DDIM_ETA = 1.0
-# classifier-free guidance weight the app offers for class-conditional models
-# (README "Quality": measured against w = 0 with the offline metric)
-DEFAULT_GUIDANCE = 2.0
+from .defaults import (  # noqa: F401 - re-exported: the engine's names for the app's defaults
+    DEFAULT_CLIP_X0, DEFAULT_DDIM_ETA, DEFAULT_DDIM_STEPS, DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_VARIANCE,
+)
+MAX_GUIDANCE = 100.0
 
 
 @dataclass(frozen=True)
@@ -43,15 +39,19 @@ class SamplerConfig:
               (the true posterior variance), or "beta" = beta_t (Ho et al. found both work).
     clip_x0:  clip the predicted x_0 to [-1, 1] and step from it (off = Algorithm 2 as written).
     guidance: classifier-free guidance weight w for conditional models:
-              eps = (1 + w) eps(x, t, y) - w eps(x, t, no label).
+              eps = (1 + w) eps(x, t, y) - w eps(x, t, no label). Used only when
+              labels are given (a class-conditional model asked for digits).
+
+    The field defaults are the app's defaults, for every front end: the GUI's
+    sampler form, ``sample``, ``evaluate`` and the benchmarks read them here.
     """
 
-    kind: SamplerKind = "ddpm"
+    kind: SamplerKind = DEFAULT_SAMPLER
     steps: int | None = None
     eta: float = DEFAULT_DDIM_ETA
-    variance: VarianceKind = "posterior"
-    clip_x0: bool = False
-    guidance: float = 0.0
+    variance: VarianceKind = DEFAULT_VARIANCE
+    clip_x0: bool = DEFAULT_CLIP_X0
+    guidance: float = DEFAULT_GUIDANCE
 
     def __post_init__(self) -> None:
         if self.kind not in SAMPLER_KINDS:
@@ -60,10 +60,10 @@ class SamplerConfig:
             raise ValueError(f"unknown variance {self.variance!r}; choose one of {', '.join(VARIANCE_KINDS)}")
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
-        if not 0.0 <= self.eta <= 1.0:
+        if not (0.0 <= self.eta <= 1.0):
             raise ValueError(f"eta must lie in [0, 1], got {self.eta}")
-        if self.guidance < 0:
-            raise ValueError(f"guidance must be >= 0, got {self.guidance}")
+        if not (0.0 <= self.guidance <= MAX_GUIDANCE):  # (also refuses nan and inf)
+            raise ValueError(f"guidance must be a number in 0..{MAX_GUIDANCE:g}, got {self.guidance}")
 
     def num_steps(self, timesteps: int) -> int:
         if self.kind == "ddpm":
@@ -103,9 +103,14 @@ class SampleStep(NamedTuple):
 
 
 def ddim_timesteps(timesteps: int, steps: int) -> list[int]:
-    """``steps`` timesteps from T down to 1, evenly spaced, always starting at T."""
-    ts = np.unique(np.round(np.linspace(1, timesteps, steps)).astype(int))[::-1]
-    return [int(t) for t in ts]
+    """``steps`` timesteps from T down to 1, evenly spaced, always starting at T
+    (one step: [T], since sampling starts from pure noise x_T).
+
+    Consecutive values of linspace(T, 1, K) lie (T-1)/(K-1) >= 1 apart for K <= T,
+    so after rounding they stay distinct: exactly ``steps`` timesteps."""
+    if not 1 <= steps <= timesteps:
+        raise ValueError(f"DDIM steps must lie in 1..T={timesteps}, got {steps}")
+    return [int(t) for t in np.round(np.linspace(timesteps, 1, steps)).astype(int)]
 
 
 def _channels_last(model: nn.Module) -> bool:
@@ -244,6 +249,8 @@ def sample(
     ends by raising ``SamplingStopped``.
     """
     sampler = sampler or SamplerConfig()
+    if n < 1 or batch_size < 1:
+        raise ValueError(f"need at least one image and a batch size of at least 1, got n={n}, batch {batch_size}")
     total_steps = sampler.num_steps(schedule.timesteps) * ((n + batch_size - 1) // batch_size)
     out, done = [], 0
     for b, start in enumerate(range(0, n, batch_size)):

@@ -76,13 +76,13 @@ def test_evaluate_help_lists_the_options():
 
 def test_guidance_defaults_to_the_samplers_and_its_help_says_which():
     from diffusion_studio.cli import build_parser
-    from diffusion_studio.commands import evaluate
     from diffusion_studio.engine.sample import DEFAULT_GUIDANCE
 
-    assert float(evaluate.GUIDANCE_HELP_DEFAULT) == DEFAULT_GUIDANCE == evaluate.default_guidance()
     args = build_parser().parse_args(["evaluate", "--checkpoint", "x.pt", "--guidance", "0.5"])
     assert args.guidance == 0.5
-    assert build_parser().parse_args(["evaluate", "--checkpoint", "x.pt"]).guidance is None
+    assert build_parser().parse_args(["evaluate", "--checkpoint", "x.pt"]).guidance == DEFAULT_GUIDANCE
+    text = build_parser()._subparsers._group_actions[0].choices["evaluate"].format_help()
+    assert f"default {DEFAULT_GUIDANCE:g}" in text
 
 
 def test_bad_checkpoint_is_one_line(tmp_path, tiny_mnist):

@@ -106,15 +106,37 @@ def test_sampler_config_errors():
     assert SamplerConfig(kind="ddim").num_steps(300) == 50
 
 
-def test_app_defaults_use_the_measured_ddim_eta():
-    """DDIM's default eta is the measured one (1), in the engine, the CLI and the evaluation."""
+def test_app_defaults_come_from_one_place():
+    """The sampler's defaults are SamplerConfig's fields, which come from engine.defaults
+    (torch-free), in the engine, the CLI's sample and evaluate, and the evaluation."""
     from diffusion_studio.cli import build_parser
-    from diffusion_studio.commands.evaluate import default_eta
+    from diffusion_studio.engine import defaults as D
     from diffusion_studio.engine.report import EvaluationConfig
-    from diffusion_studio.engine.sample import DEFAULT_DDIM_ETA
 
-    assert DEFAULT_DDIM_ETA == 1.0
-    assert SamplerConfig(kind="ddim").eta == EvaluationConfig().eta == default_eta() == DEFAULT_DDIM_ETA
+    c = SamplerConfig()
+    assert (c.kind, c.eta, c.guidance, c.clip_x0, c.variance) == (
+        D.DEFAULT_SAMPLER, D.DEFAULT_DDIM_ETA, D.DEFAULT_GUIDANCE, D.DEFAULT_CLIP_X0, D.DEFAULT_VARIANCE)
+    e = EvaluationConfig()
+    assert (e.sampler, e.eta, e.guidance) == (c.kind, c.eta, c.guidance)
+    parser = build_parser()
+    ev = parser.parse_args(["evaluate", "--checkpoint", "x"])
+    assert (ev.sampler, ev.eta, ev.guidance) == (c.kind, c.eta, c.guidance)
+    sa = parser.parse_args(["sample", "--checkpoint", "x", "--out", "s.png"])
+    assert (sa.sampler, sa.variance, sa.clip_x0) == (c.kind, c.variance, c.clip_x0)
     parser = build_parser()
     assert parser.parse_args(["sample", "--checkpoint", "x", "--out", "s.png"]).eta is None  # -> the default
     assert parser.parse_args(["sample", "--checkpoint", "x", "--out", "s.png", "--eta", "0"]).eta == 0.0
+
+
+@pytest.mark.parametrize("T", [1, 2, 10, 300])
+def test_ddim_timesteps_start_at_T_for_every_step_count(T):
+    from diffusion_studio.engine.sample import ddim_timesteps
+
+    for k in range(1, T + 1):
+        ts = ddim_timesteps(T, k)
+        assert len(ts) == k and ts[0] == T
+        assert all(a > b for a, b in zip(ts, ts[1:]))
+        assert k == 1 or ts[-1] == 1
+    assert ddim_timesteps(300, 1) == [300]  # one step: from pure noise, at t = T
+    with pytest.raises(ValueError, match="1..T=10"):
+        ddim_timesteps(10, 11)
