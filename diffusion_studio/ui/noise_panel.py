@@ -181,6 +181,12 @@ class NoisePanel(QWidget):
         self.new_noise_button.setToolTip("Draw a fresh noise image for every digit")
         self.new_noise_button.clicked.connect(self.new_noise)
 
+        self.schedule_source_label = QLabel(objectName="scheduleSourceLabel")
+        self.schedule_source_label.setStyleSheet("color: palette(mid); font-size: 11px;")
+        self.schedule_source_label.setToolTip(
+            "The noise panel follows the training form (the schedule the next run trains) and, when a model "
+            "is loaded, that model's schedule; choosing one here only changes what this panel shows"
+        )
         top = QHBoxLayout()
         top.addWidget(QLabel("Schedule"))
         top.addWidget(self.schedule_combo)
@@ -274,6 +280,7 @@ class NoisePanel(QWidget):
 
         lay = QVBoxLayout(self)
         lay.addLayout(top)
+        lay.addWidget(self.schedule_source_label)
         lay.addWidget(self.readout)
         readout_row = QHBoxLayout()
         readout_row.addWidget(self.t_readout, 1)
@@ -374,7 +381,7 @@ class NoisePanel(QWidget):
             self.state.report(f"That schedule is not valid: {exc}")
             self._sync_controls()  # back to the state's schedule
             return
-        self.state.set_schedule_config(config)
+        self.state.set_schedule_config(config, "this panel (not what the next run trains)")
 
     def _sync_controls(self) -> None:
         c = self.state.schedule_config
@@ -388,6 +395,8 @@ class NoisePanel(QWidget):
     def _on_schedule_changed(self) -> None:
         self.schedule = NoiseSchedule(self.state.schedule_config)
         self._sync_controls()
+        c = self.state.schedule_config
+        self.schedule_source_label.setText(f"{c.kind}, T = {c.timesteps}: the schedule of {self.state.schedule_source}")
         T = self.schedule.timesteps
         t_old = self.slider.value()
         self.slider.blockSignals(True)

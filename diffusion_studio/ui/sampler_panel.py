@@ -117,6 +117,7 @@ class SamplerPanel(QWidget):
         self.runner.stopped.connect(self._on_thread_stopped)
         self._outcome = ""
         self._job_info = ""
+        self.precision_detail = ""
         self._build()
         self.play_timer = QTimer(self)
         self.play_timer.setInterval(int(1000 / PLAY_FPS))
@@ -126,7 +127,7 @@ class SamplerPanel(QWidget):
 
     # ------------------------------------------------------------ layout
     def _build(self) -> None:
-        from ..engine.sample import DEFAULT_DDIM_ETA, DEFAULT_GUIDANCE
+        from ..engine.sample import DEFAULT_DDIM_STEPS, SamplerConfig
 
         box = QGroupBox("Sampling")
         form = QFormLayout(box)
@@ -143,13 +144,15 @@ class SamplerPanel(QWidget):
         self.sampler_combo = QComboBox(objectName="samplerCombo")
         self.sampler_combo.addItem("DDPM (all T steps)", "ddpm")
         self.sampler_combo.addItem("DDIM (fewer steps)", "ddim")
+        self.sampler_combo.setCurrentIndex(self.sampler_combo.findData(SamplerConfig().kind))
         self.sampler_combo.currentIndexChanged.connect(self._on_sampler_changed)
         form.addRow("Sampler", self.sampler_combo)
-        self.steps_spin = QSpinBox(objectName="ddimStepsSpin", minimum=1, maximum=1000, value=50)
+        self.steps_spin = QSpinBox(objectName="ddimStepsSpin", minimum=1, maximum=1000,
+                                   value=SamplerConfig().steps or DEFAULT_DDIM_STEPS)
         self.steps_spin.setToolTip("DDIM steps (at most T)")
         form.addRow("Steps", self.steps_spin)
         self.eta_spin = QDoubleSpinBox(objectName="etaSpin", decimals=2, minimum=0.0, maximum=1.0, singleStep=0.1)
-        self.eta_spin.setValue(DEFAULT_DDIM_ETA)
+        self.eta_spin.setValue(SamplerConfig().eta)
         self.eta_spin.setToolTip("DDIM noise: 0 = deterministic, 1 = DDPM-like (the default: it scored better)")
         form.addRow("η (eta)", self.eta_spin)
         self.seed_spin = QSpinBox(objectName="sampleSeedSpin", minimum=0, maximum=2**31 - 1, value=0)
@@ -160,9 +163,10 @@ class SamplerPanel(QWidget):
             self.digit_combo.addItem(str(d), d)
         form.addRow("Digit", self.digit_combo)
         self.guidance_spin = QDoubleSpinBox(objectName="guidanceSpin", decimals=1, minimum=0.0, maximum=20.0,
-                                            singleStep=0.5, value=DEFAULT_GUIDANCE)
+                                            singleStep=0.5, value=SamplerConfig().guidance)
         form.addRow("Guidance", self.guidance_spin)
-        self.clip_check = QCheckBox("Clip predicted x_0 to [−1, 1]", objectName="clipX0Check", checked=True)
+        self.clip_check = QCheckBox("Clip predicted x_0 to [−1, 1]", objectName="clipX0Check",
+                                    checked=SamplerConfig().clip_x0)
         self.clip_check.setToolTip(
             "Step from the clipped prediction of x_0 (keeps a young model's samples from blowing up); "
             "off = Algorithm 2 exactly as written"
@@ -267,8 +271,8 @@ class SamplerPanel(QWidget):
             self.model_combo.addItem(self.state.model_source or "current model", "current")
         else:
             self.model_combo.addItem("no model loaded", "none")
-        if _bundled_path() is not None:
-            self.model_combo.addItem("Bundled default model", "bundled")
+        for name, title, _path in _bundled_models():
+            self.model_combo.addItem(title, f"bundled:{name}")
         self.model_combo.addItem("Open checkpoint…", "open")
         self.model_combo.setCurrentIndex(0)
         self.model_combo.setToolTip(self.model_combo.itemText(0))
@@ -277,7 +281,8 @@ class SamplerPanel(QWidget):
             mc, sc = loaded.model_config, loaded.schedule_config
             best = (loaded.payload.get("best") or {}).get("epoch")
             self.model_info.setText(
-                f"U-Net base {mc.base_channels}, {sc.kind} schedule T={T}, "
+                (f"residual U-Net {'/'.join(map(str, mc.level_channels))} channels" if mc.arch == "res"
+                 else f"U-Net base {mc.base_channels}") + f", {sc.kind} schedule T={T}, "
                 f"{loaded.epoch} epochs" + (f" (best {best})" if best else "")
                 + (", EMA weights" if loaded.uses_ema else "")
                 + (", class-conditional" if mc.conditional else "")
@@ -293,10 +298,10 @@ class SamplerPanel(QWidget):
         kind = self.model_combo.itemData(index)
         if kind == "open":
             self.open_checkpoint()
-        elif kind == "bundled":
-            path = _bundled_path()
-            if path is not None:
-                self.open_checkpoint(path, source="bundled default model")
+        elif isinstance(kind, str) and kind.startswith("bundled:"):
+            for name, title, path in _bundled_models():
+                if f"bundled:{name}" == kind:
+                    self.open_checkpoint(path, source=title[:1].lower() + title[1:])
         self.model_combo.setCurrentIndex(0)
 
     def open_checkpoint(self, path: str | Path | None = None, source: str | None = None) -> bool:
@@ -404,9 +409,6 @@ class SamplerPanel(QWidget):
         try:
             sampler = self.sampler_config()
             sampler.num_steps(loaded.schedule.timesteps)
-            from ..engine.device import resolve_precision
-
-            precision = resolve_precision("auto", loaded.device)
         except ValueError as exc:
             self._say(f"Cannot sample: {exc}", error=True)
             return False
@@ -428,10 +430,11 @@ class SamplerPanel(QWidget):
             + ("" if digit is None else (f"-digit{digit}" if digit >= 0 else "-digits") + f"-w{sampler.guidance:g}")
             + f"-seed{self.seed_spin.value()}"
         )
-        job = SampleJob(loaded, n=n, sampler=sampler, seed=self.seed_spin.value(), precision=precision,
+        job = SampleJob(loaded, n=n, sampler=sampler, seed=self.seed_spin.value(), precision="auto",
                         labels=labels)
         gc.freeze()  # keep long GC passes off the animation (see TrainPanel._start)
         worker = SampleWorker(job)
+        worker.precision_chosen.connect(self._on_precision_chosen)
         worker.progress.connect(self._on_progress)
         worker.frame.connect(self._on_live_frame)
         worker.finished.connect(self._on_finished)
@@ -455,6 +458,11 @@ class SamplerPanel(QWidget):
         """Stop sampling and wait at most ``timeout_ms``; True when no thread is left."""
         self.pause()
         return self.runner.stop_and_wait(timeout_ms)
+
+    @Slot(str)
+    def _on_precision_chosen(self, detail: str) -> None:
+        self.precision_detail = detail
+        self._say(f"Sampling {self._job_info} in {detail}…")
 
     @Slot(int, int)
     def _on_progress(self, done: int, total: int) -> None:
@@ -633,9 +641,11 @@ class SamplerPanel(QWidget):
             return None
 
         def write():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if not self.strip_image().save(str(path), "PNG"):
-                raise OSError(f"could not write {path}")
+            from ..engine.atomic import atomic_path
+
+            with atomic_path(path) as tmp:
+                if not self.strip_image().save(str(tmp), "PNG"):
+                    raise OSError(f"could not write {path}")
 
         return self._write(path, write, "strip")
 
@@ -677,19 +687,16 @@ def _save_gif(frames: list[Frame], path: Path, scale: int = GIF_SCALE) -> None:
         images.append(Image.fromarray(np.kron(both, np.ones((scale, scale), np.uint8))))
     durations = [80] * len(images)
     durations[-1] = 1500
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0)
-    tmp.replace(path)
+    from ..engine.atomic import write_atomic
+
+    write_atomic(path, lambda f: images[0].save(f, format="GIF", save_all=True, append_images=images[1:],
+                                                duration=durations, loop=0))
 
 
-def _bundled_path() -> Path | None:
-    try:
-        from ..engine.bundled import default_checkpoint_path
+def _bundled_models() -> list[tuple[str, str, Path]]:
+    from ..engine.bundled import available_bundled
 
-        return default_checkpoint_path()
-    except Exception:
-        return None
+    return available_bundled()
 
 
 def _one_line(exc: BaseException) -> str:

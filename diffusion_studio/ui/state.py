@@ -25,7 +25,9 @@ class AppState(QObject):
     data_error:  why loading failed (one line for the user), or ""
     selection:   (K, 28, 28) uint8 digits chosen in the dataset browser (K may be 0)
     selection_labels: (K,) int labels of those digits
-    schedule_config: the forward-process schedule the noise panel shows
+    schedule_config: the forward-process schedule the noise panel shows: the training
+                 form's (which the next run trains), a loaded model's, or one chosen
+                 on the noise panel; ``schedule_source`` says which, in words
     model:       the model to sample from (bundled, just trained, or opened), or None
     model_source: a short description of where ``model`` came from
     device:      "auto", "cpu" or "cuda" (the user's choice for heavy work)
@@ -48,7 +50,10 @@ class AppState(QObject):
         self.data_error: str = ""
         self.selection = np.zeros((0, 28, 28), dtype=np.uint8)
         self.selection_labels = np.zeros((0,), dtype=np.int64)
-        self.schedule_config = ScheduleConfig()
+        from ..engine.presets import get_preset
+
+        self.schedule_config: ScheduleConfig = get_preset("default").schedule
+        self.schedule_source: str = "the training form"
         self.model: LoadedModel | None = None
         self.model_source: str = ""
         self.device: str = "auto"
@@ -63,14 +68,20 @@ class AppState(QObject):
         self.selection_labels = np.asarray(labels, dtype=np.int64).reshape(-1)
         self.selection_changed.emit()
 
-    def set_schedule_config(self, config: ScheduleConfig) -> None:
-        if config != self.schedule_config:
-            self.schedule_config = config
+    def set_schedule_config(self, config: ScheduleConfig, source: str | None = None) -> None:
+        """Show ``config`` (from ``source``: "the training form", "the loaded model (…)", …)."""
+        changed = config != self.schedule_config or (source is not None and source != self.schedule_source)
+        self.schedule_config = config
+        if source is not None:
+            self.schedule_source = source
+        if changed:
             self.schedule_changed.emit()
 
     def set_model(self, model: LoadedModel | None, source: str) -> None:
         self.model, self.model_source = model, source
         self.model_changed.emit()
+        if model is not None:  # the noise panel shows the schedule this model was trained with
+            self.set_schedule_config(model.schedule_config, f"the loaded model ({source})")
 
     def request_data(self, folder: str | Path | None = None, download: bool = False) -> None:
         """Ask the main window to load MNIST from ``folder`` (None: the default folder),

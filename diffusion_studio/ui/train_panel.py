@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QFont
+from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
 
 from ..engine import paths, runs
 from ..engine.presets import PRESETS, Preset
+from ..engine.schedule import MAX_TIMESTEPS, SCHEDULE_KINDS, ScheduleConfig
 from ..engine.train import TrainConfig
 from ..engine.unet import UNetConfig
 from .imaging import gray_pixmap, tile
@@ -100,7 +101,7 @@ class TrainPanel(QWidget):
       is_training() -> bool.
     Signals
       training_finished(reason, message): after a run ends ("completed",
-          "early_stopped", "stopped", "diverged", or "failed").
+          "early_stopped", "budget", "stopped", "diverged", or "failed").
     """
 
     training_finished = Signal(str, str)
@@ -137,6 +138,16 @@ class TrainPanel(QWidget):
         self.preset_label.setStyleSheet("color: palette(mid); font-size: 11px;")
         form.addRow(self.preset_label)
 
+        self.schedule_combo = QComboBox(objectName="trainScheduleCombo")
+        for kind in SCHEDULE_KINDS:
+            self.schedule_combo.addItem(kind.replace("_", " "), kind)
+        self.schedule_combo.setToolTip("The beta schedule the run trains with (the noise panel shows it)")
+        form.addRow("Schedule", self.schedule_combo)
+        self.timesteps_spin = QSpinBox(objectName="trainTimestepsSpin", minimum=2, maximum=MAX_TIMESTEPS, value=300)
+        self.timesteps_spin.setToolTip("T, the number of diffusion steps")
+        form.addRow("Steps T", self.timesteps_spin)
+        self.schedule_combo.currentIndexChanged.connect(self._on_schedule_edited)
+        self.timesteps_spin.valueChanged.connect(self._on_schedule_edited)
         self.epochs_spin = QSpinBox(objectName="epochsSpin", minimum=1, maximum=10000, value=50)
         self.epochs_spin.setToolTip("Most epochs to train (early stopping may end sooner)")
         form.addRow("Epochs", self.epochs_spin)
@@ -176,8 +187,19 @@ class TrainPanel(QWidget):
         form.addRow(self.conditional_check)
         self.precision_combo = QComboBox(objectName="precisionCombo")
         self.precision_combo.addItems(["auto", "fp32", "bf16"])
-        self.precision_combo.setToolTip("auto: bf16 only where the hardware runs it fast")
+        self.precision_combo.setToolTip(
+            "auto: the faster of fp32 and bf16 for this network on this machine, timed once "
+            "(about a second) and remembered"
+        )
         form.addRow("Precision", self.precision_combo)
+        self.budget_spin = QSpinBox(objectName="timeBudgetSpin", minimum=0, maximum=7 * 24 * 60, value=0)
+        self.budget_spin.setSuffix(" min")
+        self.budget_spin.setSpecialValueText("none")
+        self.budget_spin.setToolTip(
+            "Stop training after this many minutes (the model trained so far is validated and kept; "
+            "early stopping still applies). 0 = no time limit"
+        )
+        form.addRow("Time budget", self.budget_spin)
 
         self.run_dir_edit = QLineEdit(objectName="runDirEdit")
         self.run_dir_edit.textEdited.connect(self._on_run_dir_edited)
@@ -288,9 +310,27 @@ class TrainPanel(QWidget):
         self.epoch_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         self.progress_label.setFixedHeight(self.progress_label.fontMetrics().lineSpacing() + 4)
 
+        # ---- validation loss by timestep, one curve per epoch (latest strong, earlier faded)
+        self.t_plot = pg.PlotWidget(background="w")
+        self.t_plot.setObjectName("lossByTimestepPlot")
+        tp = self.t_plot.getPlotItem()
+        tp.setLabel("bottom", "timestep t")
+        tp.setLabel("left", "validation loss")
+        tp.setTitle("Validation loss by timestep (latest epoch strong, earlier ones faded)", size="9pt", color="#444")
+        for name in ("left", "bottom"):
+            ax = tp.getAxis(name)
+            ax.setPen(pg.mkPen("#555"))
+            ax.setTextPen(pg.mkPen("#333"))
+            ax.enableAutoSIPrefix(False)
+        tp.setLogMode(y=True)
+        self.t_plot.setMinimumHeight(150)
+        self.t_plot.setMaximumHeight(220)
+        self.t_curves: list = []  # one PlotDataItem per epoch
+
         right = QVBoxLayout()
         right.addLayout(plot_header)
         right.addWidget(self.plot, 1)
+        right.addWidget(self.t_plot)
         right.addWidget(self.progress)
         right.addWidget(self.progress_label)
         right.addWidget(self.epoch_label)
@@ -326,11 +366,35 @@ class TrainPanel(QWidget):
         self.seed_spin.setValue(t.seed)
         self.ema_spin.setValue(t.ema_decay)
         self.precision_combo.setCurrentText(t.precision)
+        for w in (self.schedule_combo, self.timesteps_spin):
+            w.blockSignals(True)
+        self.schedule_combo.setCurrentIndex(self.schedule_combo.findData(p.schedule.kind))
+        self.timesteps_spin.setValue(p.schedule.timesteps)
+        for w in (self.schedule_combo, self.timesteps_spin):
+            w.blockSignals(False)
+        self._on_schedule_edited()
         if self._run_dir_auto:
             self.run_dir_edit.setText(str(self._new_run_dir()))
 
     @Slot(bool)
     def _on_conditional_toggled(self, _checked: bool) -> None:
+        if self._run_dir_auto:
+            self.run_dir_edit.setText(str(self._new_run_dir()))
+
+    def schedule_config(self) -> ScheduleConfig:
+        """The preset's schedule with the form's kind and T (ValueError when invalid)."""
+        base = self.current_preset().schedule
+        return replace(base, kind=self.schedule_combo.currentData(), timesteps=self.timesteps_spin.value())
+
+    @Slot()
+    def _on_schedule_edited(self, *_args) -> None:
+        """The noise panel follows the form: it shows the schedule the next run trains."""
+        try:
+            config = self.schedule_config()
+        except ValueError as exc:
+            self.state.report(f"That schedule is not valid: {exc}")
+            return
+        self.state.set_schedule_config(config, "the training form")
         if self._run_dir_auto:
             self.run_dir_edit.setText(str(self._new_run_dir()))
 
@@ -349,7 +413,11 @@ class TrainPanel(QWidget):
             train = self.train_config()
         except ValueError:
             train = preset.train
-        return runs.describe_differences(self.model_config(), preset.schedule, train)
+        try:
+            schedule = self.schedule_config()
+        except ValueError:
+            schedule = preset.schedule
+        return runs.describe_differences(self.model_config(), schedule, train)
 
     @Slot(str)
     def _on_run_dir_edited(self, _text: str) -> None:
@@ -399,7 +467,7 @@ class TrainPanel(QWidget):
         self.data_hint.setVisible(bool(why))
         for w in (self.preset_combo, self.epochs_spin, self.batch_spin, self.lr_spin, self.patience_spin,
                   self.seed_spin, self.device_combo, self.ema_spin, self.precision_combo, self.run_dir_edit,
-                  self.conditional_check):
+                  self.conditional_check, self.budget_spin, self.schedule_combo, self.timesteps_spin):
             w.setEnabled(not running)
 
     def _show_error(self, message: str) -> None:
@@ -442,11 +510,21 @@ class TrainPanel(QWidget):
         except (OSError, runs.RunError) as exc:
             self._show_error(f"Cannot create the run folder {run_dir}: {exc}")
             return False
+        try:
+            schedule = self.schedule_config()
+        except ValueError as exc:
+            self._show_error(f"Cannot train: {exc}")
+            return False
         return self._start(TrainJob(
-            data=self.state.data, model=self.model_config(), schedule=preset.schedule, train=config,
+            data=self.state.data, model=self.model_config(), schedule=schedule, train=config,
             device=self.device_combo.currentText(), run_dir=run_dir, extra_meta={"preset": preset.name},
-            preview_every=self.preview_every,
+            preview_every=self.preview_every, max_seconds=self.max_seconds(),
         ))
+
+    def max_seconds(self) -> float | None:
+        """The form's time budget in seconds (None: no limit)."""
+        minutes = self.budget_spin.value()
+        return 60.0 * minutes if minutes > 0 else None
 
     preview_every = 5  # epochs between previews (tests lower it)
 
@@ -486,7 +564,7 @@ class TrainPanel(QWidget):
             train=TrainConfig(**{**saved.to_dict(), "epochs": epochs}),
             device=self.device_combo.currentText(), run_dir=run_dir, resume=last,
             extra_meta={"preset": str((payload.get("meta") or {}).get("preset", ""))},
-            preview_every=self.preview_every,
+            preview_every=self.preview_every, max_seconds=self.max_seconds(),
         ))
 
     def _start(self, job: TrainJob) -> bool:
@@ -546,12 +624,19 @@ class TrainPanel(QWidget):
         self.start_epoch = 0
         self.start_step = 0
         self._t0 = None
+        self.max_budget = 0.0
+        self.batch_size = 128
+        self.validation_images = 10000
+        self.validation_seconds: float | None = None  # measured at the last epoch's end
         self._dirty = False
         self.last_reason = ""
         self.last_message = ""
         self.model_load_seconds = 0.0
 
     def _clear_plot(self) -> None:
+        for curve in self.t_curves:
+            self.t_plot.getPlotItem().removeItem(curve)
+        self.t_curves = []
         for c in (self.raw_curve, self.smooth_curve, self.val_curve):
             c.setData([], [])
         self.best_marker.setData([], [])
@@ -568,6 +653,9 @@ class TrainPanel(QWidget):
         self.patience = int(info["patience"])
         self.start_epoch = int(info["start_epoch"])
         self.start_step = int(info.get("start_step", 0))
+        self.max_budget = float(info.get("max_seconds") or 0.0)
+        self.batch_size = int(info.get("batch_size", 128))
+        self.validation_images = int(info.get("validation_images", 10000))
         self._t0 = time.monotonic()
         hist = info.get("history") or {}
         if hist.get("global_step"):
@@ -580,8 +668,9 @@ class TrainPanel(QWidget):
             self.best_epoch = min(zip(self.val_losses, self.val_epochs))[1] if self.val_losses else 0
         what = f"resuming at epoch {self.start_epoch + 1}" if self.start_epoch or self.start_step else "training"
         self.stopping_label.setText(
-            f"{what.capitalize()} on {info['device']} ({info['precision']}), "
+            f"{what.capitalize()} on {info['device']} ({info.get('precision_detail') or info['precision']}), "
             f"{self.steps_per_epoch} steps per epoch"
+            + (f", budget {format_duration(self.max_budget)}" if self.max_budget else "")
         )
         self.state.report(f"{what} on {info['device']}, T={info['timesteps']}, batch {info['batch_size']}")
         self._dirty = True
@@ -614,19 +703,50 @@ class TrainPanel(QWidget):
         done_total = (epoch - 1) * steps + step
         total = self.epochs_total * steps
         self.progress.setValue(int(1000 * done_total / max(1, total)))
-        done_here = done_total - (self.start_epoch * steps + self.start_step)
         eta = "–"
-        if self._t0 is not None and done_here > 0:
-            per_step = (time.monotonic() - self._t0) / done_here
-            eta = format_duration(per_step * (total - done_total))
+        if self._t0 is not None and images_per_s > 0:
+            eta = format_duration(self.eta_seconds(epoch, total - done_total, images_per_s))
         self.progress.setFormat(f"epoch {epoch}/{self.epochs_total} · %p%")
         self.progress_label.setText(
             f"step {step}/{steps} · loss {loss:.4f} · {images_per_s:,.0f} images/s · ETA {eta}"
         )
 
+    def eta_seconds(self, epoch: int, steps_left: int, images_per_s: float) -> float:
+        """Time to the end of the run: the steps left at the current rate, plus one
+        validation per epoch left (measured at the last epoch's end, or before any
+        from the step rate: a forward pass costs about a third of a training step),
+        and never beyond the time budget."""
+        per_step = self.batch_size / images_per_s
+        validation = self.validation_seconds
+        if validation is None:
+            validation = self.validation_images / (3.0 * images_per_s)
+        eta = steps_left * per_step + (self.epochs_total - epoch + 1) * validation
+        if self.max_budget and self._t0 is not None:
+            eta = min(eta, max(0.0, self.max_budget - (time.monotonic() - self._t0)))
+        return eta
+
+    def add_loss_by_timestep(self, edges: list, values: list) -> None:
+        """Draw one epoch's validation loss per t bin; earlier epochs fade."""
+        edges = np.asarray(edges, float)
+        if len(edges) < 2 or len(values) != len(edges) - 1:
+            return
+        centres = (edges[:-1] + edges[1:] - 1) / 2
+        y = np.asarray([np.nan if v is None else float(v) for v in values])
+        ok = np.isfinite(y) & (y > 0)
+        for i, curve in enumerate(reversed(self.t_curves)):  # older = fainter
+            alpha = max(25, int(140 * 0.7 ** i))
+            curve.setPen(pg.mkPen(QColor(224, 112, 27, alpha), width=1))
+        curve = self.t_plot.getPlotItem().plot(centres[ok], y[ok], pen=pg.mkPen("#e0701b", width=2.5),
+                                               symbol="o", symbolSize=4, symbolBrush="#e0701b", symbolPen=None)
+        self.t_curves.append(curve)
+
     @Slot(dict)
     def _on_epoch(self, rec: dict) -> None:
         epoch = int(rec["epoch"])
+        if rec.get("val_loss_by_t"):
+            self.add_loss_by_timestep(rec.get("loss_bins") or [], rec["val_loss_by_t"])
+        if rec.get("validation_seconds"):
+            self.validation_seconds = float(rec["validation_seconds"])
         self._add_epoch(epoch, float(rec["val_loss"]))
         self.best_epoch = int(rec["best_epoch"])
         self.best_val = float(rec["best_val_loss"])
@@ -657,7 +777,7 @@ class TrainPanel(QWidget):
         self.last_reason, self.last_message = reason, message
         self.stopping_label.setStyleSheet("color: #1b6e1b;" if reason != "diverged" else "color: #b00020;")
         self.stopping_label.setText(message[:1].upper() + message[1:])
-        if reason in ("completed", "early_stopped"):
+        if reason in ("completed", "early_stopped", "budget"):
             self.progress.setValue(self.progress.maximum())
             if self.best_epoch and self.preview_label.pixmap() is not None and not self.preview_label.pixmap().isNull():
                 self.preview_caption.setText(f"samples from the restored best model (epoch {self.best_epoch})")

@@ -113,6 +113,7 @@ def test_strip_has_the_report_timesteps(panel):
 
 
 def test_schedule_switch_changes_state_and_readout(panel, qtbot):
+    panel.set_schedule("linear", 300)
     text = panel.readout.text()
     assert "0.219" in text  # the report's linear T = 300 schedule keeps 0.219 of the image
     assert "KL" in text
@@ -188,3 +189,23 @@ def test_play_sweeps_t_and_pauses(panel, qtbot):
     qtbot.waitUntil(lambda: panel.t < panel.slider.maximum(), timeout=5000)
     panel.hide()  # leaving the tab stops it
     assert not panel.play_button.isChecked()
+
+
+def test_the_panel_says_whose_schedule_it_shows(panel, tiny_data, tmp_path):
+    from diffusion_studio.engine.checkpoint import load_model
+    from diffusion_studio.engine.presets import get_preset
+    from diffusion_studio.engine.train import TrainConfig, Trainer
+    from diffusion_studio.engine.unet import UNetConfig
+
+    label = panel.findChild(type(panel.schedule_source_label), "scheduleSourceLabel")
+    assert panel.state.schedule_config == get_preset("default").schedule  # what the next run trains
+    assert "the training form" in label.text()
+    trainer = Trainer(tiny_data, model_config=UNetConfig(base_channels=4), schedule_config=ScheduleConfig(
+        kind="cosine", timesteps=40), train_config=TrainConfig(epochs=1, batch_size=32, precision="fp32"),
+        device="cpu", run_dir=tmp_path / "run")
+    list(trainer.run())
+    panel.state.set_model(load_model(tmp_path / "run" / "best.pt"), "trained: run")
+    assert panel.slider.maximum() == 40 and panel.schedule_combo.currentData() == "cosine"
+    assert label.text() == "cosine, T = 40: the schedule of the loaded model (trained: run)"
+    panel.set_schedule("linear", 300)
+    assert "this panel (not what the next run trains)" in label.text()

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from diffusion_studio.engine.checkpoint import load_model
+from diffusion_studio.engine.sample import SamplerConfig
 from diffusion_studio.engine.schedule import ScheduleConfig
 from diffusion_studio.engine.train import TrainConfig, Trainer
 from diffusion_studio.engine.unet import UNetConfig
@@ -102,7 +103,9 @@ def test_exports_write_png_grid_strip_and_gif(qtbot, panel, tmp_path):
     panel.steps_spin.setValue(5)
     assert panel.steps_spin.isEnabled() and panel.eta_spin.isEnabled()
     cfg = panel.sampler_config()
-    assert (cfg.kind, cfg.steps, cfg.clip_x0) == ("ddim", 5, True)
+    assert (cfg.kind, cfg.steps, cfg.clip_x0) == ("ddim", 5, SamplerConfig().clip_x0)  # the one default
+    panel.clip_check.setChecked(True)
+    assert panel.sampler_config().clip_x0
     panel.clip_check.setChecked(False)
     assert panel.sampler_config().clip_x0 is False
     run_sampling(qtbot, panel, n=4)
@@ -191,3 +194,32 @@ def test_digit_and_guidance_only_for_conditional_models(qtbot, panel, tiny_condi
     # "all digits" cycles 0..9
     panel.digit_combo.setCurrentIndex(0)
     assert panel.labels(12).tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
+
+
+@pytest.mark.slow
+def test_the_gui_sampler_at_its_initial_settings_makes_the_cli_samples(qtbot, tmp_path):
+    """One SamplerConfig end to end: the panel as it opens and `sample --checkpoint default
+    --n 16 --seed 0` (every other option at its default) give the same pixels."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from diffusion_studio.engine.bundled import default_checkpoint_path
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    r = subprocess.run([sys.executable, "-m", "diffusion_studio", "sample", "--checkpoint", "default", "--n", "16",
+                        "--seed", "0", "--out", str(tmp_path / "a.npz")], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    cli = np.load(tmp_path / "a.npz")["images"]
+    state = AppState()
+    state.set_model(load_model(default_checkpoint_path()), "bundled default model")
+    p = sp.SamplerPanel(state)
+    qtbot.addWidget(p)
+    assert p.count_spin.value() == 16 and p.seed_spin.value() == 0  # the form as it opens
+    with qtbot.waitSignal(p.sampling_finished, timeout=120000):
+        p.sample()
+    gui = p.frames[-1].x
+    p.shutdown(5000)
+    assert gui.shape == cli.shape == (16, 28, 28)
+    np.testing.assert_array_equal(gui, cli)

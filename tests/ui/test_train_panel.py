@@ -216,3 +216,57 @@ def test_class_conditional_checkbox_trains_a_conditional_network(qtbot, panel):
     assert panel.model_config().num_classes == 10
     assert panel.model_config().base_channels == panel.current_preset().model.base_channels
     assert "cond10" in panel.run_dir_edit.text() and panel.run_dir_edit.text() != auto_dir  # the run's name says so
+
+
+def test_time_budget_field_reaches_the_trainer_and_caps_the_eta(qtbot, panel, tmp_path, monkeypatch):
+    budget = panel.findChild(type(panel.budget_spin), "timeBudgetSpin")
+    assert budget is panel.budget_spin and budget.value() == 0 and budget.text() == "none"
+    assert panel.max_seconds() is None
+    jobs = []
+    monkeypatch.setattr(panel, "_start", lambda job: jobs.append(job) or True)
+    panel.add_preset(tiny_preset(epochs=3))
+    budget.setValue(15)
+    assert panel.start_training()
+    assert jobs[-1].max_seconds == 15 * 60
+    # ETA: steps left at the current rate plus one validation per epoch left, at most the budget left
+    panel._on_started({"steps_per_epoch": 100, "epochs": 50, "patience": 5, "start_epoch": 0, "start_step": 0,
+                       "device": "cpu", "precision": "fp32", "precision_detail": "fp32 (measured: fp32 300 img/s, "
+                       "bf16 100 img/s)", "batch_size": 128, "timesteps": 300, "max_seconds": 900.0,
+                       "validation_images": 10000 + 40 * 128})
+    assert "fp32 300 img/s" in panel.stopping_label.text() and "budget 15 min" in panel.stopping_label.text()
+    unlimited = 49 * 100 * 128 / 300 + 50 * (15120 / 900)  # steps + validations (forward = 1/3 of a step)
+    panel.max_budget = 0.0
+    assert panel.eta_seconds(1, 4900, 300.0) == pytest.approx(unlimited)
+    panel.max_budget = 900.0
+    assert panel.eta_seconds(1, 4900, 300.0) == pytest.approx(900.0, abs=5.0)
+    panel.validation_seconds = 12.0  # measured after the first epoch
+    panel.max_budget = 0.0
+    assert panel.eta_seconds(2, 4800, 300.0) == pytest.approx(4800 * 128 / 300 + 49 * 12.0)
+
+
+def test_the_schedule_you_see_is_the_schedule_you_train(qtbot, panel, monkeypatch):
+    combo = panel.findChild(type(panel.schedule_combo), "trainScheduleCombo")
+    spin = panel.findChild(type(panel.timesteps_spin), "trainTimestepsSpin")
+    assert combo is panel.schedule_combo and spin is panel.timesteps_spin
+    preset = panel.current_preset()
+    assert (combo.currentData(), spin.value()) == (preset.schedule.kind, preset.schedule.timesteps)
+    assert panel.state.schedule_config == preset.schedule and panel.state.schedule_source == "the training form"
+    combo.setCurrentIndex(combo.findData("cosine"))
+    spin.setValue(120)
+    assert panel.state.schedule_config.kind == "cosine" and panel.state.schedule_config.timesteps == 120
+    jobs = []
+    monkeypatch.setattr(panel, "_start", lambda job: jobs.append(job) or True)
+    assert panel.start_training()
+    assert jobs[-1].schedule.kind == "cosine" and jobs[-1].schedule.timesteps == 120
+
+
+def test_loss_by_timestep_draws_each_epoch_latest_strongest(qtbot, panel):
+    plot = panel.findChild(type(panel.t_plot), "lossByTimestepPlot")
+    assert plot is panel.t_plot
+    edges = [1, 4, 7, 11]
+    panel.add_loss_by_timestep(edges, [0.5, 0.1, 0.05])
+    panel.add_loss_by_timestep(edges, [0.4, None, 0.04])
+    assert len(panel.t_curves) == 2
+    x, y = panel.t_curves[-1].xData, panel.t_curves[-1].yData  # (getData() gives log10 y on the log axis)
+    assert list(y) == [0.4, 0.04] and list(x) == [2.0, 8.5]  # the empty bin is left out
+    assert panel.t_curves[0].opts["pen"].color().alpha() < panel.t_curves[-1].opts["pen"].color().alpha()
