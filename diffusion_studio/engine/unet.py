@@ -130,6 +130,21 @@ def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0)
     return torch.cat([torch.sin(args), torch.cos(args)], dim=1)
 
 
+def conditioning(net: nn.Module, t: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    """The vector every block receives: time_mlp(embedding of t), plus the label's
+    embedding for a class-conditional ``net`` (y None = the "no label" token).
+
+    net: a UNet or ResUNet (it has ``config``, ``time_mlp`` and ``label_embed``).
+    t: (B,) timesteps; y: (B,) labels or None -> (B, time_embed_dim).
+    """
+    emb = net.time_mlp(sinusoidal_embedding(t, net.config.time_embed_dim))
+    if net.label_embed is not None:
+        if y is None:
+            y = torch.full_like(t, net.config.num_classes, dtype=torch.long)
+        emb = emb + net.label_embed(y)
+    return emb
+
+
 class ConvBlock(nn.Module):
     """n x (3x3 conv, BatchNorm, ReLU) with the time embedding added after the first conv."""
 
@@ -177,11 +192,7 @@ class UNet(nn.Module):
         self.out = nn.Conv2d(b, c.image_channels, 1)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        emb = self.time_mlp(sinusoidal_embedding(t, self.config.time_embed_dim))
-        if self.label_embed is not None:
-            if y is None:
-                y = torch.full_like(t, self.config.num_classes, dtype=torch.long)
-            emb = emb + self.label_embed(y)
+        emb = conditioning(self, t, y)
         s1 = self.enc1(x, emb)
         s2 = self.enc2(self.pool(s1), emb)
         h = self.mid(self.pool(s2), emb)
@@ -331,11 +342,7 @@ class ResUNet(nn.Module):
         return h
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        emb = self.time_mlp(sinusoidal_embedding(t, self.config.time_embed_dim))
-        if self.label_embed is not None:
-            if y is None:
-                y = torch.full_like(t, self.config.num_classes, dtype=torch.long)
-            emb = emb + self.label_embed(y)
+        emb = conditioning(self, t, y)
         s0 = self._run(self.enc0, self.stem(x), emb)
         s1 = self._run(self.enc1, self.down0(s0), emb)
         h = self._run(self.mid1, self.down1(s1), emb)
