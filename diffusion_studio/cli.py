@@ -38,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="diffusion-studio",
         description="Explore DDPMs on MNIST. With no command, opens the app.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="the app (no COMMAND):\n" + "\n".join(
+            f"  {', '.join(a.option_strings)} {a.metavar or ''}".ljust(26) + (a.help or "")
+            for a in _gui_parser()._actions if a.option_strings and a.dest != "help"),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -89,3 +89,9 @@ def test_resume_refuses_settings_it_would_ignore(tiny_mnist, tmp_path):
     r = run_cli("train", "--data", tiny_mnist, "--out", out, "--resume", "--timesteps", "10", "--epochs", "2",
                 "--device", "cpu")
     assert r.returncode == 0, r.stderr
+
+
+def test_help_lists_the_apps_own_options():
+    r = run_cli("--help")
+    assert r.returncode == 0
+    assert "the app (no COMMAND)" in r.stdout and "--data DIR" in r.stdout and "--checkpoint FILE" in r.stdout
