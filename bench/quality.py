@@ -14,6 +14,8 @@ one JSON line to ``--out`` (default bench/quality.jsonl). A grid of the first
                            first (0: use the statistics stored in the checkpoint)
     --sampler ddpm|ddim, --steps, --eta, --variance posterior|beta, --clip-x0
     --guidance W           classifier-free guidance (labels cycle 0..9)
+    --precision auto|fp32|bf16   sampling arithmetic (auto: measured, as in the app)
+    --floor                also score --n real training digits: the floor the FD is read against
 
 Every arm uses the same seeds, so arms differ only in what is being compared.
 """
@@ -34,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from diffusion_studio.engine.checkpoint import LoadedModel, load_checkpoint  # noqa: E402
 from diffusion_studio.engine.classifier import class_accuracy, ensure_classifier, offline_metrics  # noqa: E402
 from diffusion_studio.engine.data import load_mnist, to_uint8  # noqa: E402
-from diffusion_studio.engine.device import resolve_device  # noqa: E402
+from diffusion_studio.engine.device import choose_precision, cpu_model_name, resolve_device  # noqa: E402
 from diffusion_studio.engine.images import save_grid  # noqa: E402
 from diffusion_studio.engine.sample import SamplerConfig, sample  # noqa: E402
 from diffusion_studio.engine.train import recalibrate_on_training_split  # noqa: E402
@@ -57,6 +59,10 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                   help="sampling arithmetic (default auto: measured, as in the app)")
+    p.add_argument("--floor", action="store_true",
+                   help="also score --n real training digits the same way (the real-data floor)")
     p.add_argument("--out", default=str(Path(__file__).with_name("quality.jsonl")))
     args = p.parse_args(argv)
 
@@ -78,8 +84,9 @@ def main(argv=None) -> int:
                             clip_x0=args.clip_x0, guidance=args.guidance)
     labels = torch.arange(args.n) % 10 if conditional else None
     t0 = time.perf_counter()
+    precision = choose_precision(args.precision, device, mode="sample", model_config=loaded.model_config)
     x = sample(model, schedule, args.n, sampler=sampler, labels=labels, seed=args.seed, device=device,
-               batch_size=args.batch_size)
+               batch_size=args.batch_size, precision=precision.precision)
     sample_s = time.perf_counter() - t0
     images = to_uint8(x).numpy()
     clf = ensure_classifier(data, device=device)
@@ -100,10 +107,19 @@ def main(argv=None) -> int:
         "confident_share": values.get("confident_share"),
         "label_shares": [round(s, 4) for s in hist["shares"]],
         "sample_seconds": round(sample_s, 1),
+        "precision": precision.describe(),
         "recalibrate_seconds": round(recal_s, 1),
         "device": str(device),
+        "cpu": cpu_model_name(),
         "warnings": warnings,
     }
+    if args.floor:
+        idx = torch.randperm(len(data.train_images), generator=torch.Generator().manual_seed(args.seed))[: args.n]
+        real, _ = offline_metrics(data.train_images[idx].numpy(), clf, data, split="test")
+        real = {e["key"]: e for e in real}
+        row["floor_fd_classifier"] = real["fd_classifier"]["value"]
+        row["floor_confident_share"] = real["confident_share"]["value"]
+        row["floor_label_shares"] = [round(s, 4) for s in real["label_histogram"]["details"]["shares"]]
     if conditional:
         _, probs = clf.predict(images)
         row["class_accuracy"] = class_accuracy(probs, labels.numpy())
@@ -114,6 +130,10 @@ def main(argv=None) -> int:
     shares = " ".join(f"{s:.3f}" for s in hist["shares"])
     print(f"{args.tag}: FD {row['fd_classifier']:.2f}  KID {row['kid_classifier']:.4f}  "
           f"confident {row['confident_share']:.3f}  shares [{shares}]  ({sample_s:.0f} s sampling)")
+    if args.floor:
+        fl = " ".join(f"{s:.3f}" for s in row["floor_label_shares"])
+        print(f"  real training digits, n = {args.n}: FD {row['floor_fd_classifier']:.2f}  "
+              f"confident {row['floor_confident_share']:.3f}  shares [{fl}]")
     if conditional:
         acc = row["class_accuracy"]
         per_class = " ".join(f"{a:.2f}" for a in acc["per_class"])
