@@ -125,8 +125,12 @@ def _channels_last(model: nn.Module) -> bool:
 
 
 def _predict_eps(model, x, t_batch, labels, guidance, num_classes, device, precision):
+    """eps_theta, with classifier-free guidance when labels are given: ``guidance`` is
+    one weight w, or a (B,) tensor of one weight per image (the guidance sweep)."""
+    if torch.is_tensor(guidance):
+        guidance = guidance.to(device=x.device, dtype=torch.float32).view(-1, 1, 1, 1)
     with autocast(device, precision):
-        if labels is None or guidance == 0.0:
+        if labels is None or (not torch.is_tensor(guidance) and guidance == 0.0):
             eps = model(x, t_batch, labels) if labels is not None else model(x, t_batch)
         else:
             null = torch.full_like(labels, num_classes)
@@ -147,6 +151,7 @@ def sample_steps(
     device: torch.device | str = "cpu",
     precision: str = "fp32",
     x_T: torch.Tensor | None = None,
+    guidance: torch.Tensor | None = None,
 ) -> Iterator[SampleStep]:
     """Run the reverse process for ``n`` images, yielding one SampleStep per step.
 
@@ -154,6 +159,7 @@ def sample_steps(
     Randomness comes from a generator seeded with ``seed`` on ``device`` (x_T, z).
     labels: (n,) int64 digits for a class-conditional model, or None.
     x_T: start from this (n, C, H, W) noise instead of drawing it.
+    guidance: (n,) one guidance weight per image, instead of ``sampler.guidance``.
     The model is put in eval mode for the run and restored afterwards.
     """
     sampler = sampler or SamplerConfig()
@@ -196,7 +202,7 @@ def sample_steps(
                 t_batch = torch.full((n,), t, device=device, dtype=torch.long)
                 eps = _predict_eps(
                     model, x.contiguous(memory_format=memory_format), t_batch, labels,
-                    sampler.guidance, num_classes, device, precision,
+                    sampler.guidance if guidance is None else guidance, num_classes, device, precision,
                 )
                 x0_pred = (x - (1 - abar[t]).sqrt() * eps) / abar[t].sqrt()
                 if sampler.clip_x0:
@@ -273,3 +279,87 @@ def sample(
 
 class SamplingStopped(Exception):
     """Raised by ``sample()`` when its should_stop() callback returned True."""
+
+
+# ------------------------------------------------- views that connect x_T and x_0
+def initial_noise(n: int, seed: int, *, channels: int = 1, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The x_T that ``sample_steps`` draws for ``n`` images from ``seed`` (its first draw):
+    (n, channels, 28, 28) float32."""
+    gen = torch.Generator(device=device).manual_seed(int(seed))
+    return torch.randn((n, channels, 28, 28), generator=gen, device=device)
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, w: float) -> torch.Tensor:
+    """Spherical interpolation from ``a`` (w = 0) to ``b`` (w = 1), both taken as one vector.
+
+    Gaussian noise in many dimensions lives near a sphere of radius sqrt(d); a
+    straight line between two draws passes inside it (at w = 0.5 its norm is about
+    0.71 of theirs), so the midpoints are not noise the model was trained on. Along
+    the great circle the norm stays put (Shoemake 1985; Song et al. 2021, DDIM sec. 5.3).
+    """
+    fa, fb = a.flatten().double(), b.flatten().double()
+    cos = torch.clamp(fa @ fb / (fa.norm() * fb.norm()), -1.0, 1.0)
+    omega = torch.arccos(cos)
+    if float(omega) < 1e-6:
+        return (1 - w) * a + w * b
+    s = torch.sin(omega)
+    return ((torch.sin((1 - w) * omega) / s) * a.double() + (torch.sin(w * omega) / s) * b.double()).to(a.dtype)
+
+
+def interpolate(model: nn.Module, schedule: NoiseSchedule, seed_a: int, seed_b: int, *, count: int = 9,
+                steps: int = DEFAULT_DDIM_STEPS, label: int | None = None, guidance: float = DEFAULT_GUIDANCE,
+                device: torch.device | str = "cpu", precision: str = "fp32", should_stop=None) -> torch.Tensor:
+    """Digits made from ``count`` points on the great circle between the x_T of two seeds.
+
+    Deterministic DDIM (eta = 0), so each image is a function of its x_T alone and
+    the strip shows how the reverse process maps nearby noise to nearby digits.
+    Returns (count, C, 28, 28) float32 on the CPU, unclipped; the ends are exactly
+    what DDIM with eta = 0 makes from seed_a and seed_b. ``label``/``guidance``: for a
+    class-conditional model. Raises SamplingStopped when should_stop() turns true.
+    """
+    if count < 2:
+        raise ValueError(f"an interpolation needs at least 2 images, got {count}")
+    channels = getattr(getattr(model, "config", None), "image_channels", 1)
+    a = initial_noise(1, seed_a, channels=channels, device=device)
+    b = initial_noise(1, seed_b, channels=channels, device=device)
+    x_T = torch.cat([slerp(a, b, float(w)) for w in torch.linspace(0, 1, count)])
+    sampler = SamplerConfig(kind="ddim", steps=min(steps, schedule.timesteps), eta=0.0, guidance=guidance)
+    labels = None if label is None else torch.full((count,), int(label), dtype=torch.long)
+    return _run_to_end(sample_steps(model, schedule, count, sampler=sampler, labels=labels, seed=seed_a,
+                                    device=device, precision=precision, x_T=x_T), should_stop)
+
+
+GUIDANCE_SWEEP = (0.0, 0.5, 1.0, 2.0, 4.0)
+
+
+def guidance_sweep(model: nn.Module, schedule: NoiseSchedule, label: int, seed: int, *,
+                   weights=GUIDANCE_SWEEP, steps: int = DEFAULT_DDIM_STEPS,
+                   device: torch.device | str = "cpu", precision: str = "fp32", should_stop=None) -> torch.Tensor:
+    """One seed, one digit, several classifier-free guidance weights w, in one batch.
+
+    Every image starts from the same x_T and runs deterministic DDIM (eta = 0), so
+    the strip differs only in w. Returns (len(weights), C, 28, 28) float32 on the
+    CPU, unclipped.
+    """
+    if not getattr(getattr(model, "config", None), "conditional", False):
+        raise ValueError("a guidance sweep needs a class-conditional model")
+    k = len(weights)
+    channels = model.config.image_channels
+    x_T = initial_noise(1, seed, channels=channels, device=device).expand(k, -1, -1, -1).contiguous()
+    sampler = SamplerConfig(kind="ddim", steps=min(steps, schedule.timesteps), eta=0.0)
+    w = torch.tensor([float(v) for v in weights])
+    for v in w.tolist():
+        SamplerConfig(guidance=v)  # validates each weight (finite, 0..MAX_GUIDANCE)
+    labels = torch.full((k,), int(label), dtype=torch.long)
+    steps = sample_steps(model, schedule, k, sampler=sampler, labels=labels, seed=seed, device=device,
+                         precision=precision, x_T=x_T, guidance=w)
+    return _run_to_end(steps, should_stop)
+
+
+def _run_to_end(steps: Iterator[SampleStep], should_stop) -> torch.Tensor:
+    x = None
+    for step in steps:
+        if should_stop is not None and should_stop():
+            raise SamplingStopped()
+        x = step.x
+    return x.float().cpu()

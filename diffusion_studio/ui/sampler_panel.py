@@ -33,9 +33,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .imaging import gray_qimage, tile
+from .imaging import gray_qimage, model_to_uint8, tile
 from .state import AppState
-from .workers import Frame, SampleJob, SampleWorker, WorkerRunner, strip_timesteps
+from .workers import Frame, SampleJob, SampleWorker, TaskWorker, WorkerRunner, strip_timesteps
 
 PLAY_FPS = 12
 STRIP_ROWS = 4  # samples shown in the strip
@@ -200,11 +200,30 @@ class SamplerPanel(QWidget):
         for b in (self.export_grid_button, self.export_strip_button, self.export_gif_button):
             ev.addWidget(b)
 
+        explore_box = QGroupBox("From noise to digits")
+        eb = QFormLayout(explore_box)
+        self.seed_b_spin = QSpinBox(objectName="interpolateSeedSpin", minimum=0, maximum=2**31 - 1, value=1)
+        self.seed_b_spin.setToolTip("The second seed: the strip walks from the x_T of Seed to the x_T of this one")
+        self.interpolate_button = QPushButton("Interpolate", objectName="interpolateButton")
+        self.interpolate_button.setToolTip(
+            "9 digits from points on the great circle (slerp) between the x_T of two seeds, "
+            "deterministic DDIM (η = 0) with the Steps above"
+        )
+        self.interpolate_button.clicked.connect(lambda: self.interpolate())
+        row = QHBoxLayout()
+        row.addWidget(self.seed_b_spin)
+        row.addWidget(self.interpolate_button, 1)
+        eb.addRow("to seed", row)
+        self.sweep_button = QPushButton("Guidance sweep", objectName="guidanceSweepButton")
+        self.sweep_button.clicked.connect(lambda: self.guidance_sweep())
+        eb.addRow(self.sweep_button)
+
         left = QVBoxLayout()
         left.addWidget(box)
         left.addLayout(buttons)
         left.addWidget(self.progress)
         left.addWidget(self.message)
+        left.addWidget(explore_box)
         left.addWidget(export_box)
         left.addStretch(1)
         left_w = QWidget()
@@ -251,10 +270,28 @@ class SamplerPanel(QWidget):
         self.strip_view.setStyleSheet("color: palette(mid);")
         sv.addWidget(self.strip_view)
 
+        self.explore_box = QGroupBox("Interpolation / guidance sweep")
+        xv = QHBoxLayout(self.explore_box)
+        self.explore_view = QLabel(alignment=Qt.AlignmentFlag.AlignCenter, objectName="exploreView")
+        self.explore_view.setMinimumHeight(70)
+        self.explore_caption = QLabel(wordWrap=True, objectName="exploreCaption")
+        self.explore_caption.setStyleSheet("color: palette(mid); font-size: 11px;")
+        self.export_explore_button = QPushButton("PNG…", objectName="exportExploreButton", enabled=False)
+        self.export_explore_button.setToolTip("Save this strip as a PNG")
+        self.export_explore_button.clicked.connect(lambda: self.export_explore())
+        col = QVBoxLayout()
+        col.addWidget(self.explore_view)
+        col.addWidget(self.explore_caption)
+        xv.addLayout(col, 1)
+        xv.addWidget(self.export_explore_button)
+        self.explore_box.setVisible(False)
+        self.explore_strip: np.ndarray | None = None  # (K, 28, 28) uint8, the latest strip
+
         right = QVBoxLayout()
         right.addLayout(views, 1)
         right.addLayout(playback)
         right.addWidget(strip_box)
+        right.addWidget(self.explore_box)
 
         layout = QHBoxLayout(self)
         layout.addWidget(left_w)
@@ -364,6 +401,14 @@ class SamplerPanel(QWidget):
         done = has_frames and self.frames[-1].t == 0
         self.export_grid_button.setEnabled(done)
         self.export_strip_button.setEnabled(done)
+        self.interpolate_button.setEnabled(has_model and not running)
+        self.seed_b_spin.setEnabled(has_model and not running)
+        self.sweep_button.setEnabled(conditional and not running)
+        self.sweep_button.setToolTip(
+            "One seed, the chosen digit, guidance w = 0, 0.5, 1, 2, 4 side by side (deterministic DDIM)"
+            if conditional else "Needs a class-conditional model (it compares guidance weights)"
+        )
+        self.export_explore_button.setEnabled(self.explore_strip is not None and not running)
         self.export_gif_button.setEnabled(has_frames)
         self.play_button.setEnabled(has_frames)
         self.slider.setEnabled(has_frames)
@@ -485,6 +530,94 @@ class SamplerPanel(QWidget):
         self._outcome = "cancelled"
         self._set_frames(frames)
         self._say("Sampling cancelled" + (f" at t = {self.frames[-1].t}." if self.frames else "."))
+
+    # ---------------------------------------------- interpolation, guidance sweep
+    def interpolate(self) -> bool:
+        """Nine digits between the x_T of Seed and of the second seed (slerp, DDIM eta = 0),
+        shown as a strip below the animation; False (with a message) when it cannot start."""
+        loaded = self.state.model
+        if loaded is None or self.runner.is_running():
+            return False
+        seed_a, seed_b = self.seed_spin.value(), self.seed_b_spin.value()
+        steps = min(self.steps_spin.value(), loaded.schedule.timesteps)
+        labels = self.labels(1)
+        label = None if labels is None else int(labels[0])
+        guidance = self.guidance_spin.value()
+
+        def job(should_stop):
+            from ..engine.device import choose_precision
+            from ..engine.sample import interpolate
+
+            p = choose_precision("auto", loaded.device, mode="sample", model_config=loaded.model_config).precision
+            x = interpolate(loaded.model, loaded.schedule, seed_a, seed_b, count=9, steps=steps, label=label,
+                            guidance=guidance, device=loaded.device, precision=p, should_stop=should_stop)
+            return model_to_uint8(x)
+
+        caption = (f"seed {seed_a} → seed {seed_b}: 9 points on the great circle between their x_T (slerp), "
+                   f"DDIM {steps} steps, η = 0" + ("" if label is None else f", digit {label}, w = {guidance:g}"))
+        return self._start_task(job, "interpolation", caption, f"interpolation-seed{seed_a}-seed{seed_b}")
+
+    def guidance_sweep(self) -> bool:
+        """One seed and digit at w = 0, 0.5, 1, 2, 4 (class-conditional models)."""
+        loaded = self.state.model
+        if loaded is None or self.runner.is_running():
+            return False
+        if not self._conditional():
+            self._say("The guidance sweep needs a class-conditional model.", error=True)
+            return False
+        from ..engine.sample import GUIDANCE_SWEEP
+
+        digit = self.digit_combo.currentData()
+        digit = 0 if digit is None or digit < 0 else int(digit)
+        seed = self.seed_spin.value()
+        steps = min(self.steps_spin.value(), loaded.schedule.timesteps)
+
+        def job(should_stop):
+            from ..engine.device import choose_precision
+            from ..engine.sample import guidance_sweep
+
+            p = choose_precision("auto", loaded.device, mode="sample", model_config=loaded.model_config).precision
+            x = guidance_sweep(loaded.model, loaded.schedule, digit, seed, steps=steps, device=loaded.device,
+                               precision=p, should_stop=should_stop)
+            return model_to_uint8(x)
+
+        weights = ", ".join(f"{w:g}" for w in GUIDANCE_SWEEP)
+        caption = f"digit {digit}, seed {seed}: guidance w = {weights} (DDIM {steps} steps, η = 0, same x_T)"
+        return self._start_task(job, "guidance sweep", caption, f"guidance-sweep-digit{digit}-seed{seed}")
+
+    def _start_task(self, job, what: str, caption: str, export_name: str) -> bool:
+        worker = TaskWorker(job, what)
+        worker.finished.connect(lambda images: self._on_explore_done(images, caption, export_name))
+        worker.cancelled.connect(lambda: self._say(f"The {what} was cancelled."))
+        worker.failed.connect(self._on_failed)
+        self._outcome = ""
+        self.runner.start(worker)
+        self._say(f"Running the {what}…")
+        self._update_enabled()
+        return True
+
+    def _on_explore_done(self, images, caption: str, export_name: str) -> None:
+        self._outcome = "completed"
+        self.explore_strip = np.asarray(images, dtype=np.uint8)
+        self._explore_name = export_name
+        strip = tile(self.explore_strip, ncols=len(self.explore_strip), pad=2, pad_value=255)
+        self.explore_view.setPixmap(QPixmap.fromImage(gray_qimage(strip)).scaledToHeight(
+            2 * strip.shape[0], Qt.TransformationMode.FastTransformation))
+        self.explore_caption.setText(caption)
+        self.explore_box.setVisible(True)
+        self._say(caption[:1].upper() + caption[1:])
+
+    def export_explore(self, path: str | Path | None = None) -> Path | None:
+        """Save the latest interpolation or guidance-sweep strip as PNG; returns the path."""
+        if self.explore_strip is None:
+            self._say("Nothing to export yet: run an interpolation or a guidance sweep first.", error=True)
+            return None
+        self._export_name = getattr(self, "_explore_name", "strip")
+        path = self._export_path(path, "Export strip", ".png", "PNG images (*.png)")
+        if path is None:
+            return None
+        strip = tile(self.explore_strip, ncols=len(self.explore_strip), pad=2, pad_value=255)
+        return self._write(path, lambda: _save_png(strip, path), "strip")
 
     @Slot(str)
     def _on_failed(self, message: str) -> None:

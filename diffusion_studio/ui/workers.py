@@ -397,6 +397,41 @@ class _ThreadWatch(QObject):
         self.runner._release(self.generation)
 
 
+class TaskWorker(_StoppableWorker):
+    """Runs ``fn(should_stop)`` in a worker thread, for short engine jobs (an
+    interpolation, a guidance sweep). ``fn`` returns a plain result (tensors on the
+    CPU, numbers) and calls ``should_stop()`` between steps; the engine raises
+    ``SamplingStopped`` then.
+
+    Signals
+      finished(object): fn's result.
+      cancelled(): stopped before the end.
+      failed(message): one line.
+      done(): always last.
+    """
+
+    finished = Signal(object)
+    cancelled = Signal()
+    failed = Signal(str)
+    done = Signal()
+
+    def __init__(self, fn, activity: str = "the job") -> None:
+        super().__init__()
+        self.fn = fn
+        self._activity = activity
+        self.stop_event = threading.Event()
+
+    def _run(self) -> None:
+        from ..engine.sample import SamplingStopped
+
+        try:
+            result = self.fn(self.stop_event.is_set)
+        except SamplingStopped:
+            self.cancelled.emit()
+            return
+        self.finished.emit(result)
+
+
 class WorkerRunner(QObject):
     """Owns one worker and the QThread it runs on (both live until it ends).
 

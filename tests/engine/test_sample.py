@@ -140,3 +140,49 @@ def test_ddim_timesteps_start_at_T_for_every_step_count(T):
     assert ddim_timesteps(300, 1) == [300]  # one step: from pure noise, at t = T
     with pytest.raises(ValueError, match="1..T=10"):
         ddim_timesteps(10, 11)
+
+
+def test_slerp_keeps_the_norm_and_the_ends():
+    from diffusion_studio.engine.sample import initial_noise, slerp
+
+    a, b = initial_noise(1, 0), initial_noise(1, 1)
+    assert torch.equal(slerp(a, b, 0.0), a) or torch.allclose(slerp(a, b, 0.0), a, atol=1e-6)
+    assert torch.allclose(slerp(a, b, 1.0), b, atol=1e-6)
+    mid = slerp(a, b, 0.5)
+    assert abs(mid.norm() / a.norm() - 1) < 0.05  # a straight line would give about 0.71
+    assert ((a + b) / 2).norm() / a.norm() < 0.8
+
+
+def test_interpolation_ends_are_the_seeds_own_ddim_samples():
+    from diffusion_studio.engine.sample import initial_noise, interpolate
+
+    torch.manual_seed(0)
+    net = UNet(UNetConfig(base_channels=4, time_embed_dim=16))
+    sched = NoiseSchedule(ScheduleConfig(timesteps=20))
+    strip = interpolate(net, sched, 3, 7, count=5, steps=4)
+    assert strip.shape == (5, 1, 28, 28)
+    ddim = SamplerConfig(kind="ddim", steps=4, eta=0.0)
+    for seed, row in ((3, 0), (7, 4)):
+        x = None
+        for step in sample_steps(net, sched, 1, sampler=ddim, x_T=initial_noise(1, seed)):
+            x = step.x
+        assert torch.allclose(strip[row], x[0], atol=1e-5)
+    assert not torch.allclose(strip[1], strip[3])
+
+
+def test_guidance_sweep_differs_only_in_w():
+    from diffusion_studio.engine.sample import GUIDANCE_SWEEP, guidance_sweep, initial_noise
+
+    torch.manual_seed(0)
+    net = UNet(UNetConfig(base_channels=4, time_embed_dim=16, num_classes=10))
+    sched = NoiseSchedule(ScheduleConfig(timesteps=20))
+    strip = guidance_sweep(net, sched, label=3, seed=5, steps=4)
+    assert strip.shape == (len(GUIDANCE_SWEEP), 1, 28, 28)
+    for i, w in enumerate(GUIDANCE_SWEEP):  # each image is that weight's own run from the same x_T
+        x = None
+        for step in sample_steps(net, sched, 1, sampler=SamplerConfig(kind="ddim", steps=4, eta=0.0, guidance=w),
+                                 labels=torch.tensor([3]), x_T=initial_noise(1, 5)):
+            x = step.x
+        assert torch.allclose(strip[i], x[0], atol=1e-5)
+    with pytest.raises(ValueError, match="class-conditional"):
+        guidance_sweep(UNet(UNetConfig(base_channels=4, time_embed_dim=16)), sched, 3, 5)

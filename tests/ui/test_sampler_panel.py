@@ -223,3 +223,48 @@ def test_the_gui_sampler_at_its_initial_settings_makes_the_cli_samples(qtbot, tm
     p.shutdown(5000)
     assert gui.shape == cli.shape == (16, 28, 28)
     np.testing.assert_array_equal(gui, cli)
+
+
+@pytest.fixture(scope="module")
+def tiny_conditional_checkpoint(tiny_data, tmp_path_factory):
+    run = tmp_path_factory.mktemp("sampler_cond_run")
+    trainer = Trainer(tiny_data, model_config=UNetConfig(base_channels=4, num_classes=10),
+                      schedule_config=ScheduleConfig(timesteps=10),
+                      train_config=TrainConfig(epochs=1, batch_size=32, precision="fp32"), device="cpu", run_dir=run)
+    for _ in trainer.run():
+        pass
+    return run / "best.pt"
+
+
+def test_interpolation_strip_between_two_seeds(qtbot, panel, tmp_path):
+    button = panel.findChild(type(panel.sample_button), "interpolateButton")
+    assert button is panel.interpolate_button and button.isEnabled()
+    sweep = panel.findChild(type(panel.sample_button), "guidanceSweepButton")
+    assert not sweep.isEnabled() and "class-conditional" in sweep.toolTip()  # an unconditional model
+    panel.seed_spin.setValue(3)
+    panel.seed_b_spin.setValue(8)
+    with qtbot.waitSignal(panel.sampling_finished, timeout=60000) as blocker:
+        qtbot.mouseClick(button, sp.Qt.MouseButton.LeftButton)
+    assert blocker.args[0] == "completed"
+    assert panel.explore_strip.shape == (9, 28, 28) and panel.explore_box.isVisible()
+    assert "seed 3 → seed 8" in panel.explore_caption.text()
+    view = panel.findChild(type(panel.explore_view), "exploreView")
+    assert view.pixmap() is not None and not view.pixmap().isNull()
+    out = panel.export_explore(tmp_path / "interp.png")
+    assert Image.open(out).size == (9 * 30 + 2, 32)
+
+
+def test_guidance_sweep_strip(qtbot, tiny_conditional_checkpoint, tmp_path):
+    state = AppState()
+    state.set_model(load_model(tiny_conditional_checkpoint), "trained: tiny conditional")
+    p = sp.SamplerPanel(state)
+    qtbot.addWidget(p)
+    sweep = p.findChild(type(p.sample_button), "guidanceSweepButton")
+    assert sweep.isEnabled()
+    p.digit_combo.setCurrentIndex(p.digit_combo.findData(7))
+    with qtbot.waitSignal(p.sampling_finished, timeout=60000):
+        qtbot.mouseClick(sweep, sp.Qt.MouseButton.LeftButton)
+    assert p.explore_strip.shape == (5, 28, 28)
+    assert "digit 7" in p.explore_caption.text() and "w = 0, 0.5, 1, 2, 4" in p.explore_caption.text()
+    assert p.export_explore(tmp_path / "sweep.png").is_file()
+    p.shutdown(5000)
