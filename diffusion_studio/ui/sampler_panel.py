@@ -217,6 +217,9 @@ class SamplerPanel(QWidget):
         self.sweep_button = QPushButton("Guidance sweep", objectName="guidanceSweepButton")
         self.sweep_button.clicked.connect(lambda: self.guidance_sweep())
         eb.addRow(self.sweep_button)
+        self.neighbour_button = QPushButton("Nearest training digits", objectName="nearestNeighbourButton")
+        self.neighbour_button.clicked.connect(lambda: self.nearest_neighbours())
+        eb.addRow(self.neighbour_button)
 
         left = QVBoxLayout()
         left.addWidget(box)
@@ -409,6 +412,13 @@ class SamplerPanel(QWidget):
             if conditional else "Needs a class-conditional model (it compares guidance weights)"
         )
         self.export_explore_button.setEnabled(self.explore_strip is not None and not running)
+        can_check = done and self.state.data is not None
+        self.neighbour_button.setEnabled(can_check)
+        self.neighbour_button.setToolTip(
+            "Does the model copy? For each digit sampled above, its nearest training digit in pixels and in "
+            "the metric classifier's features, against the same distances for real test digits"
+            if can_check else "Sample first (and open MNIST): this compares the samples with the training digits"
+        )
         self.export_gif_button.setEnabled(has_frames)
         self.play_button.setEnabled(has_frames)
         self.slider.setEnabled(has_frames)
@@ -585,6 +595,31 @@ class SamplerPanel(QWidget):
         caption = f"digit {digit}, seed {seed}: guidance w = {weights} (DDIM {steps} steps, η = 0, same x_T)"
         return self._start_task(job, "guidance sweep", caption, f"guidance-sweep-digit{digit}-seed{seed}")
 
+    def nearest_neighbours(self) -> bool:
+        """For the digits sampled last: their nearest training digits (pixels, classifier
+        features), shown as rows below them, with the distances against real test digits'."""
+        final = self._final()
+        data = self.state.data
+        if final is None or data is None or self.runner.is_running():
+            return False
+        generated = np.asarray(final.x, dtype=np.uint8)
+
+        def job(should_stop):
+            from ..engine.classifier import ensure_classifier
+            from ..engine.neighbours import memorisation_check
+
+            clf = ensure_classifier(data, should_stop=should_stop)  # trains it once (about 2 min on 2 cores)
+            check = memorisation_check(generated, data, classifier=clf, n_test=max(len(generated), 200),
+                                       should_stop=should_stop)
+            train = data.train_images.numpy()
+            rows = np.concatenate([generated, train[check.generated_pixel.index],
+                                   train[check.generated_feature.index]])
+            return rows, check.summary()
+
+        n = len(generated)
+        self._neighbour_count = n
+        return self._start_task(job, "nearest-neighbour check", "", f"nearest-training-digits-{n}")
+
     def _start_task(self, job, what: str, caption: str, export_name: str) -> bool:
         worker = TaskWorker(job, what)
         worker.finished.connect(lambda images: self._on_explore_done(images, caption, export_name))
@@ -596,11 +631,27 @@ class SamplerPanel(QWidget):
         self._update_enabled()
         return True
 
-    def _on_explore_done(self, images, caption: str, export_name: str) -> None:
+    def _on_explore_done(self, result, caption: str, export_name: str) -> None:
         self._outcome = "completed"
+        ncols = None
+        if isinstance(result, tuple):  # the nearest-neighbour check: 3 rows and the distances
+            images, summary = result
+            ncols = len(images) // 3
+            px, ft = summary["pixel"], summary.get("feature")
+            caption = (
+                f"Rows: the {ncols} samples; their nearest training digits in pixels; in classifier features. "
+                f"Pixel distance to the nearest training digit, median: samples {px['generated_median']:.2f}, "
+                f"real test digits {px['test_median']:.2f}; "
+                f"{px['generated_share_below_test_1st_percentile']:.0%} of samples are closer than the closest 1% "
+                "of test digits" + (f" (features: {ft['generated_median']:.2f} against {ft['test_median']:.2f})"
+                                    if ft else "") + ". A copying model would sit far below the test digits."
+            )
+        else:
+            images = result
         self.explore_strip = np.asarray(images, dtype=np.uint8)
+        self._explore_cols = ncols or len(self.explore_strip)
         self._explore_name = export_name
-        strip = tile(self.explore_strip, ncols=len(self.explore_strip), pad=2, pad_value=255)
+        strip = tile(self.explore_strip, ncols=self._explore_cols, pad=2, pad_value=255)
         self.explore_view.setPixmap(QPixmap.fromImage(gray_qimage(strip)).scaledToHeight(
             2 * strip.shape[0], Qt.TransformationMode.FastTransformation))
         self.explore_caption.setText(caption)
@@ -616,7 +667,8 @@ class SamplerPanel(QWidget):
         path = self._export_path(path, "Export strip", ".png", "PNG images (*.png)")
         if path is None:
             return None
-        strip = tile(self.explore_strip, ncols=len(self.explore_strip), pad=2, pad_value=255)
+        strip = tile(self.explore_strip, ncols=getattr(self, "_explore_cols", len(self.explore_strip)),
+                     pad=2, pad_value=255)
         return self._write(path, lambda: _save_png(strip, path), "strip")
 
     @Slot(str)

@@ -268,3 +268,21 @@ def test_guidance_sweep_strip(qtbot, tiny_conditional_checkpoint, tmp_path):
     assert "digit 7" in p.explore_caption.text() and "w = 0, 0.5, 1, 2, 4" in p.explore_caption.text()
     assert p.export_explore(tmp_path / "sweep.png").is_file()
     p.shutdown(5000)
+
+
+def test_nearest_training_digits_of_the_samples(qtbot, panel, tiny_data, tmp_path):
+    button = panel.findChild(type(panel.sample_button), "nearestNeighbourButton")
+    assert not button.isEnabled()  # nothing sampled yet
+    panel.state.set_data(tiny_data, None)
+    run_sampling(qtbot, panel, n=4)
+    assert button.isEnabled()
+    with qtbot.waitSignal(panel.sampling_finished, timeout=120000):
+        qtbot.mouseClick(button, sp.Qt.MouseButton.LeftButton)
+    strip = panel.explore_strip
+    assert strip.shape == (12, 28, 28)  # samples, nearest in pixels, nearest in features
+    np.testing.assert_array_equal(strip[:4], panel.frames[-1].x)
+    train = tiny_data.train_images.numpy()
+    for row in strip[4:]:
+        assert any((row == t).all() for t in train)  # every neighbour is a real training digit
+    assert "real test digits" in panel.explore_caption.text()
+    assert Image.open(panel.export_explore(tmp_path / "nn.png")).size == (4 * 30 + 2, 3 * 30 + 2)
