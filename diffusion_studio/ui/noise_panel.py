@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 from ..engine.data import to_model_range
 from ..engine.schedule import SCHEDULE_KINDS, NoiseSchedule, ScheduleConfig
 from .imaging import gray_pixmap, model_to_uint8, tile
+from .model_view import ERROR_FULL_SCALE, PredictionService
 from .state import AppState
 
 STRIP_TIMESTEPS = (20, 50, 100, 300)  # the report's Figure 3
@@ -120,6 +121,7 @@ class NoisePanel(QWidget):
     """
 
     frame_drawn = Signal(int)  # t of the frame just drawn
+    prediction_shown = Signal(int)  # t of the model's view just drawn
 
     def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -133,11 +135,17 @@ class NoisePanel(QWidget):
         self._xt_uint8 = np.zeros((0, 28, 28), dtype=np.uint8)
         self._hist = np.zeros(HIST_BINS)
         self._edges = np.linspace(-HIST_RANGE, HIST_RANGE, HIST_BINS + 1)
+        self.predictions = PredictionService(self)
+        self.predictions.ready.connect(self._on_prediction)
+        self.predictions.failed.connect(lambda msg: self.model_error_label.setText(f"The model failed: {msg}"))
+        self.last_prediction: dict | None = None
         self._build()
         state.selection_changed.connect(self._on_selection_changed)
         state.schedule_changed.connect(self._on_schedule_changed)
+        state.model_changed.connect(self._on_model_changed)
         self._on_schedule_changed()
         self._on_selection_changed()
+        self._on_model_changed()
 
     # ---------------------------------------------------------------- building
     def _build(self) -> None:
@@ -228,8 +236,30 @@ class NoisePanel(QWidget):
         sb = QVBoxLayout(strip_box)
         sb.addWidget(self.strip_label)
 
+        # ---- the model's view: what the network predicts from this x_t
+        self.model_box = QGroupBox("The model's view at this t (first 16 digits)")
+        mb = QGridLayout(self.model_box)
+        self.prediction_view = MosaicView("Load or train a model to see what it predicts from x_t.")
+        self.prediction_view.setObjectName("predictionView")
+        self.prediction_view.setToolTip("x̂_0 = (x_t − √(1−ᾱ_t) ε_θ(x_t, t)) / √ᾱ_t: the network's guess of the clean digit")
+        self.eps_error_view = MosaicView("")
+        self.eps_error_view.setObjectName("epsErrorView")
+        self.eps_error_view.setToolTip(
+            f"|ε_θ(x_t, t) − ε| per pixel: black = exact, white = off by {ERROR_FULL_SCALE:g} or more"
+        )
+        mb.addWidget(QLabel("predicted x̂_0", alignment=Qt.AlignmentFlag.AlignCenter), 0, 0)
+        mb.addWidget(QLabel("|ε_θ − ε| (error of the predicted noise)", alignment=Qt.AlignmentFlag.AlignCenter), 0, 1)
+        mb.addWidget(self.prediction_view, 1, 0)
+        mb.addWidget(self.eps_error_view, 1, 1)
+        self.model_error_label = QLabel(objectName="epsErrorLabel", wordWrap=True)
+        self.model_error_label.setStyleSheet("color: #444; font-size: 11px;")
+        mb.addWidget(self.model_error_label, 2, 0, 1, 2)
+        for v in (self.prediction_view, self.eps_error_view):
+            v.setMinimumSize(150, 150)
+
         left = QVBoxLayout()
         left.addWidget(image_box, 1)
+        left.addWidget(self.model_box, 1)
         left.addWidget(strip_box)
 
         # plots
@@ -317,6 +347,50 @@ class NoisePanel(QWidget):
             x0 = self._x0[i : i + CHUNK]
             parts.append(self.schedule.q_sample(x0, torch.full((len(x0),), int(t), dtype=torch.long), self._noise[i : i + CHUNK]))
         return torch.cat(parts) if parts else torch.zeros(0, 1, 28, 28)
+
+    # ------------------------------------------------------------ the model's view
+    MODEL_VIEW_DIGITS = 16
+
+    def _request_prediction(self, t: int) -> None:
+        """Ask the background service for the network's view at ``t`` (newest request wins)."""
+        loaded = self.state.model
+        if loaded is None or not len(self._x0):
+            return
+        T = loaded.schedule.timesteps
+        if not 1 <= t <= T:
+            self.model_error_label.setText(
+                "t = 0 is the clean digit: the network predicts from t ≥ 1" if t == 0
+                else f"t = {t} is beyond this model's T = {T}")
+            return
+        k = self.MODEL_VIEW_DIGITS
+        self.predictions.request(loaded, self._x0[:k], self._noise[:k], t)
+
+    def _on_prediction(self, result: dict) -> None:
+        self.last_prediction = result
+        k = len(result["x0_pred"])
+        ncols = min(8, max(1, math.ceil(math.sqrt(k))))
+        self.prediction_view.set_mosaic(tile(result["x0_pred"], ncols))
+        self.eps_error_view.set_mosaic(tile(result["error"], ncols))
+        errors = " ".join(f"{v:.3f}" for v in result["mse"])
+        stale = "" if result["t"] == self.slider.value() else " (catching up with the slider)"
+        self.model_error_label.setText(
+            f"t = {result['t']}{stale}: ‖ε_θ − ε‖² per digit (mean over pixels), in the order shown: {errors}")
+        self.prediction_shown.emit(result["t"])
+
+    def _on_model_changed(self) -> None:
+        loaded = self.state.model
+        self.model_box.setTitle(
+            "The model's view at this t (first 16 digits)" + (f": {self.state.model_source}" if loaded else ""))
+        if loaded is None:
+            self.prediction_view.set_mosaic(None)
+            self.eps_error_view.set_mosaic(None)
+            self.model_error_label.setText("")
+            return
+        self._request_prediction(self.slider.value())
+
+    def shutdown(self) -> None:
+        """Stop the background thread of the model's view (the window calls it on close)."""
+        self.predictions.shutdown()
 
     def _on_play_toggled(self, playing: bool) -> None:
         self.play_button.setText("❚❚ Pause" if playing else "▶ Play")
@@ -513,6 +587,7 @@ class NoisePanel(QWidget):
             f"β<sub>t</sub> = {float(s.beta[t]):.4g}, &nbsp; ᾱ<sub>t</sub> = {float(s.alphabar[t]):.4g}, "
             f"&nbsp; SNR = {snr}"
         )
+        self._request_prediction(t)
         self.last_frame_ms = (time.perf_counter() - start) * 1000.0
         self.frame_label.setText(f"{k} digits · frame drawn in {self.last_frame_ms:.1f} ms")
         self.frame_drawn.emit(t)

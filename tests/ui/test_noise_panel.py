@@ -209,3 +209,53 @@ def test_the_panel_says_whose_schedule_it_shows(panel, tiny_data, tmp_path):
     assert label.text() == "cosine, T = 40: the schedule of the loaded model (trained: run)"
     panel.set_schedule("linear", 300)
     assert "this panel (not what the next run trains)" in label.text()
+
+
+@pytest.fixture(scope="module")
+def tiny_model_checkpoint(tiny_data, tmp_path_factory):
+    from diffusion_studio.engine.train import TrainConfig, Trainer
+    from diffusion_studio.engine.unet import UNetConfig
+
+    run = tmp_path_factory.mktemp("noise_model")
+    trainer = Trainer(tiny_data, model_config=UNetConfig(base_channels=4), schedule_config=ScheduleConfig(
+        kind="rescaled_linear", timesteps=300), train_config=TrainConfig(epochs=1, batch_size=32, precision="fp32"),
+        device="cpu", run_dir=run)
+    list(trainer.run())
+    return run / "best.pt"
+
+
+def test_the_models_view_follows_the_slider(qtbot, tiny_data, tiny_model_checkpoint):
+    from diffusion_studio.engine.checkpoint import load_model
+    from diffusion_studio.ui.model_view import predict_at
+
+    panel = make_panel(qtbot, tiny_data, k=20)
+    pred = panel.findChild(type(panel.image_label), "predictionView")
+    err = panel.findChild(type(panel.image_label), "epsErrorView")
+    assert pred is panel.prediction_view and err is panel.eps_error_view
+    loaded = load_model(tiny_model_checkpoint)
+    with qtbot.waitSignal(panel.prediction_shown, timeout=10000):
+        panel.state.set_model(loaded, "trained: tiny")
+    with qtbot.waitSignal(panel.prediction_shown, timeout=10000, check_params_cb=lambda t: t == 123):
+        panel.set_t(123)
+    result = panel.last_prediction
+    assert result["t"] == 123 and result["x0_pred"].shape == result["error"].shape == (16, 28, 28)  # first 16
+    # exactly the network's prediction for this panel's digits and noise
+    again = predict_at(loaded, panel._x0[:16], panel._noise[:16], 123)
+    np.testing.assert_array_equal(again["x0_pred"], result["x0_pred"])
+    np.testing.assert_allclose(again["mse"], result["mse"])
+    assert "t = 123" in panel.model_error_label.text() and f"{result['mse'][0]:.3f}" in panel.model_error_label.text()
+    assert pred._mosaic is not None and err._mosaic is not None
+    panel.shutdown()
+
+
+def test_dragging_drops_stale_requests(qtbot, tiny_data, tiny_model_checkpoint):
+    from diffusion_studio.engine.checkpoint import load_model
+
+    panel = make_panel(qtbot, tiny_data, k=16)
+    panel.state.set_model(load_model(tiny_model_checkpoint), "trained: tiny")
+    before = panel.predictions.computed
+    for t in range(1, 201):  # a fast drag: 200 slider values without giving the worker time
+        panel.set_t(t)
+    qtbot.waitUntil(lambda: panel.last_prediction is not None and panel.last_prediction["t"] == 200, timeout=10000)
+    assert panel.predictions.computed - before < 200  # most requests were replaced before they started
+    panel.shutdown()
