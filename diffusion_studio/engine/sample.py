@@ -113,6 +113,23 @@ def ddim_timesteps(timesteps: int, steps: int) -> list[int]:
     return [int(t) for t in np.round(np.linspace(timesteps, 1, steps)).astype(int)]
 
 
+def reverse_timesteps(sampler: SamplerConfig, timesteps: int, start: int | None = None) -> list[int]:
+    """The timesteps the reverse process visits, descending, ending at 1.
+
+    DDPM: every t from ``start`` (default T) down to 1. DDIM: ``sampler``'s step
+    count spread evenly over start..1 (at most ``start`` steps), always beginning at
+    ``start``. The sampler worker and the report read it here instead of re-deriving it.
+    """
+    start = timesteps if start is None else int(start)
+    if not 1 <= start <= timesteps:
+        raise ValueError(f"the reverse process starts at a t in 1..T={timesteps}, got {start}")
+    if sampler.kind == "ddpm":
+        if start == timesteps:
+            sampler.num_steps(timesteps)  # refuses DDPM with a step count other than T
+        return list(range(start, 0, -1))
+    return ddim_timesteps(start, min(sampler.num_steps(timesteps), start))
+
+
 def _channels_last(model: nn.Module) -> bool:
     """Whether the model's conv weights are channels_last. A weight with one input
     channel (the first conv's) is both layouts at once, so it decides nothing."""
@@ -152,6 +169,7 @@ def sample_steps(
     precision: str = "fp32",
     x_T: torch.Tensor | None = None,
     guidance: torch.Tensor | None = None,
+    start_t: int | None = None,
 ) -> Iterator[SampleStep]:
     """Run the reverse process for ``n`` images, yielding one SampleStep per step.
 
@@ -160,12 +178,18 @@ def sample_steps(
     labels: (n,) int64 digits for a class-conditional model, or None.
     x_T: start from this (n, C, H, W) noise instead of drawing it.
     guidance: (n,) one guidance weight per image, instead of ``sampler.guidance``.
+    start_t: start the chain at this t < T instead of T, from ``x_T`` (then x_{start_t},
+        e.g. a real digit noised to start_t: "denoise from here", SDEdit); the steps
+        are ``reverse_timesteps(sampler, T, start_t)``.
     The model is put in eval mode for the run and restored afterwards.
     """
     sampler = sampler or SamplerConfig()
     device = torch.device(device)
     T = schedule.timesteps
-    total = sampler.num_steps(T)
+    if start_t is not None and x_T is None:
+        raise ValueError("start_t needs the x_t to start from (x_T)")
+    ts = reverse_timesteps(sampler, T, start_t)
+    total = len(ts)
     num_classes = getattr(getattr(model, "config", None), "num_classes", 0)
     if labels is not None:
         if num_classes == 0:
@@ -175,9 +199,10 @@ def sample_steps(
             raise ValueError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
     channels = getattr(getattr(model, "config", None), "image_channels", 1)
     gen = torch.Generator(device=device).manual_seed(int(seed))
-    if x_T is None:
-        x = torch.randn((n, channels, 28, 28), generator=gen, device=device)
-    else:
+    # x_T is always the generator's first draw, so a given x_T (the same one, or another)
+    # leaves the noise z of every later step exactly as a seeded run has it
+    x = torch.randn((n, channels, 28, 28), generator=gen, device=device)
+    if x_T is not None:
         x = x_T.to(device=device, dtype=torch.float32).clone()
     memory_format = torch.channels_last if _channels_last(model) else torch.contiguous_format
 
@@ -193,10 +218,6 @@ def sample_steps(
     model.eval()
     try:
         with torch.inference_mode():
-            if sampler.kind == "ddpm":
-                ts = list(range(T, 0, -1))
-            else:
-                ts = ddim_timesteps(T, total)
             for i, t in enumerate(ts):
                 t_prev = ts[i + 1] if i + 1 < len(ts) else 0
                 t_batch = torch.full((n,), t, device=device, dtype=torch.long)
@@ -363,3 +384,48 @@ def _run_to_end(steps: Iterator[SampleStep], should_stop) -> torch.Tensor:
             raise SamplingStopped()
         x = step.x
     return x.float().cpu()
+
+
+def denoise_from(model: nn.Module, schedule: NoiseSchedule, x0: torch.Tensor, t: int, *,
+                 noise: torch.Tensor | None = None, sampler: SamplerConfig | None = None, seed: int = 0,
+                 labels: torch.Tensor | None = None, device: torch.device | str = "cpu", precision: str = "fp32",
+                 should_stop=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """"Denoise from here" (SDEdit, Meng et al. 2022): noise real digits to x_t with the
+    forward process, then run the reverse process from t down to 0.
+
+    x0: (n, C, 28, 28) in [-1, 1]; noise: the eps of q_sample (default: drawn from
+    ``seed + 1``). Small t gives the same digit back; past some t the reverse
+    process is free to make another one. Returns (x_t, x_0 result), both on the CPU.
+    """
+    if noise is None:
+        noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(int(seed) + 1))
+    x_t = schedule.q_sample(x0.float().cpu(), torch.full((len(x0),), int(t), dtype=torch.long), noise.float().cpu())
+    result = _run_to_end(sample_steps(model, schedule, len(x0), sampler=sampler, labels=labels, seed=seed,
+                                      device=device, precision=precision, x_T=x_t, start_t=int(t)), should_stop)
+    return x_t, result
+
+
+def identity_kept(model: nn.Module, schedule: NoiseSchedule, x0: torch.Tensor, labels, classify, ts, *,
+                  sampler: SamplerConfig | None = None, seed: int = 0, device: torch.device | str = "cpu",
+                  precision: str = "fp32", should_stop=None, progress=None) -> list[tuple[int, float]]:
+    """The share of digits that keep their label after "denoise from t", for each t in ``ts``.
+
+    classify: uint8 (n, 28, 28) -> (n,) predicted labels (the offline metric's
+    classifier). labels: (n,) the digits' true labels. The same noise is used at
+    every t, so the curve changes only with t. Returns [(t, share)], t ascending.
+    """
+    labels = np.asarray(labels)
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(int(seed) + 1))
+    out = []
+    for i, t in enumerate(sorted({int(v) for v in ts if 1 <= int(v) <= schedule.timesteps})):
+        _, result = denoise_from(model, schedule, x0, t, noise=noise, sampler=sampler, seed=seed, device=device,
+                                 precision=precision, should_stop=should_stop)
+        predicted = np.asarray(classify(_to_uint8(result)))
+        out.append((t, float((predicted == labels).mean())))
+        if progress is not None:
+            progress(i + 1, len(ts))
+    return out
+
+
+def _to_uint8(x: torch.Tensor) -> np.ndarray:
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)[:, 0].numpy()

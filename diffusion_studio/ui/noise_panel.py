@@ -33,6 +33,7 @@ from ..engine.data import to_model_range
 from ..engine.schedule import SCHEDULE_KINDS, NoiseSchedule, ScheduleConfig
 from .imaging import gray_pixmap, model_to_uint8, tile
 from .model_view import ERROR_FULL_SCALE, PredictionService
+from .workers import TaskWorker, WorkerRunner
 from .state import AppState
 
 STRIP_TIMESTEPS = (20, 50, 100, 300)  # the report's Figure 3
@@ -122,6 +123,8 @@ class NoisePanel(QWidget):
 
     frame_drawn = Signal(int)  # t of the frame just drawn
     prediction_shown = Signal(int)  # t of the model's view just drawn
+    denoise_finished = Signal(int)  # "denoise from here" ended (its t)
+    identity_finished = Signal()  # the identity-vs-t curve is drawn
 
     def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -257,9 +260,42 @@ class NoisePanel(QWidget):
         for v in (self.prediction_view, self.eps_error_view):
             v.setMinimumSize(150, 150)
 
+        # ---- denoise from here (SDEdit)
+        self.denoise_box = QGroupBox("Denoise from here: x_t → x_0 with the sampler panel's settings")
+        db = QGridLayout(self.denoise_box)
+        self.denoise_button = QPushButton("Denoise from here", objectName="denoiseFromHereButton")
+        self.denoise_button.setToolTip(
+            "Run the reverse process from this x_t of the first 16 digits down to x_0 (SDEdit), "
+            "and say which digits are still the same digit (the metric classifier)"
+        )
+        self.denoise_button.clicked.connect(lambda: self.denoise_from_here())
+        self.identity_button = QPushButton("Identity kept vs t", objectName="identityCurveButton")
+        self.identity_button.setToolTip("Denoise from several t and plot the share of digits that keep their label")
+        self.identity_button.clicked.connect(lambda: self.identity_curve())
+        self.denoise_view = MosaicView("")
+        self.denoise_view.setObjectName("denoiseView")
+        self.denoise_view.setMinimumSize(150, 110)
+        self.denoise_label = QLabel(objectName="denoiseLabel", wordWrap=True)
+        self.denoise_label.setStyleSheet("color: #444; font-size: 11px;")
+        self.identity_plot = styled_plot("share of digits keeping their label", left="share", bottom="t")
+        self.identity_plot.setObjectName("identityPlot")
+        self.identity_plot.setYRange(0, 1.05)
+        self.identity_plot.setMinimumHeight(110)
+        self.identity_curve_item = self.identity_plot.plot(pen=pg.mkPen("#1f5fbf", width=2), symbol="o", symbolSize=6,
+                                                           symbolBrush="#1f5fbf")
+        db.addWidget(self.denoise_button, 0, 0)
+        db.addWidget(self.identity_button, 0, 1)
+        db.addWidget(self.denoise_view, 1, 0)
+        db.addWidget(self.identity_plot, 1, 1)
+        db.addWidget(self.denoise_label, 2, 0, 1, 2)
+        self.denoise_runner = WorkerRunner(self)
+        self.denoise_runner.stopped.connect(self._update_denoise_enabled)
+        self.denoise_result: dict | None = None
+
         left = QVBoxLayout()
         left.addWidget(image_box, 1)
         left.addWidget(self.model_box, 1)
+        left.addWidget(self.denoise_box)
         left.addWidget(strip_box)
 
         # plots
@@ -378,6 +414,7 @@ class NoisePanel(QWidget):
         self.prediction_shown.emit(result["t"])
 
     def _on_model_changed(self) -> None:
+        self._update_denoise_enabled()
         loaded = self.state.model
         self.model_box.setTitle(
             "The model's view at this t (first 16 digits)" + (f": {self.state.model_source}" if loaded else ""))
@@ -389,8 +426,134 @@ class NoisePanel(QWidget):
         self._request_prediction(self.slider.value())
 
     def shutdown(self) -> None:
-        """Stop the background thread of the model's view (the window calls it on close)."""
+        """Stop the model's view and any denoising run (the window calls it on close)."""
         self.predictions.shutdown()
+        self.denoise_runner.stop_and_wait(5000)
+
+    # ------------------------------------------------------------ denoise from here
+    def _denoise_inputs(self):
+        loaded = self.state.model
+        t = self.slider.value()
+        if loaded is None or not len(self._x0) or self.denoise_runner.is_running():
+            return None
+        if not 1 <= t <= loaded.schedule.timesteps:
+            self.denoise_label.setText(f"Move t into 1..{loaded.schedule.timesteps} (the model's T) first.")
+            return None
+        k = self.MODEL_VIEW_DIGITS
+        labels = self.state.selection_labels[:k]
+        return loaded, self._x0[:k], self._noise[:k], t, labels
+
+    def denoise_from_here(self) -> bool:
+        """Run the reverse process from the slider's x_t of the first 16 digits to x_0 (animated),
+        with the sampler panel's settings; then say which digits kept their label."""
+        inputs = self._denoise_inputs()
+        if inputs is None:
+            return False
+        loaded, x0, noise, t, labels = inputs
+        sampler = self.state.current_sampler_config()
+        data = self.state.data
+
+        def job(should_stop, report):
+            from ..engine.classifier import ensure_classifier
+            from ..engine.sample import SamplingStopped, sample_steps
+
+            x_t = loaded.schedule.q_sample(x0, torch.full((len(x0),), t, dtype=torch.long), noise)
+            x = x_t
+            for step in sample_steps(loaded.model, loaded.schedule, len(x0), sampler=sampler, x_T=x_t, start_t=t,
+                                     device=loaded.device):
+                if should_stop():
+                    raise SamplingStopped()
+                x = step.x
+                report((step.t_prev, model_to_uint8(step.x)))
+            result = {"t": t, "x0": model_to_uint8(x0), "x_t": model_to_uint8(x_t), "result": model_to_uint8(x),
+                      "labels": np.asarray(labels), "predicted": None}
+            if data is not None:
+                clf = ensure_classifier(data, should_stop=should_stop)
+                _, probs = clf.predict(result["result"])
+                result["predicted"] = probs.argmax(1)
+            return result
+
+        worker = TaskWorker(job, "denoising")
+        worker.partial.connect(self._on_denoise_frame)
+        worker.finished.connect(self._on_denoised)
+        worker.failed.connect(self.denoise_label.setText)
+        worker.cancelled.connect(lambda: self.denoise_label.setText("Denoising was stopped."))
+        self.denoise_runner.start(worker)
+        what = f"{sampler.kind.upper()}" + (f" {sampler.steps or ''} steps" if sampler.kind == "ddim" else "")
+        self.denoise_label.setText(f"Denoising the first {len(x0)} digits from t = {t} ({what})…")
+        self._update_denoise_enabled()
+        return True
+
+    def _on_denoise_frame(self, frame) -> None:
+        t, x = frame
+        ncols = min(8, max(1, math.ceil(math.sqrt(len(x)))))
+        self.denoise_view.set_mosaic(tile(x, ncols))
+        self.denoise_label.setText(f"Denoising… t = {t}")
+
+    def _on_denoised(self, result: dict) -> None:
+        self.denoise_result = result
+        k = len(result["result"])
+        # originals on top, the results below, side by side per digit
+        pairs = np.concatenate([result["x0"], result["result"]])
+        self.denoise_view.set_mosaic(tile(pairs, k))
+        text = f"From t = {result['t']}: top row the originals, bottom row what the reverse process made."
+        if result["predicted"] is not None and len(result["labels"]) == k:
+            kept = result["predicted"] == result["labels"]
+            marks = " ".join(f"{a}→{b}{'✓' if ok else '✗'}" for a, b, ok in
+                             zip(result["labels"], result["predicted"], kept))
+            text += f" Still the same digit: {int(kept.sum())} of {k} ({marks})."
+        self.denoise_label.setText(text)
+        self.denoise_finished.emit(result["t"])
+
+    def identity_curve(self, ts=None) -> bool:
+        """Denoise the first 16 digits from several t (default 7 values up to T) and plot the
+        share that keep their label (the metric classifier)."""
+        if self.state.model is None or self.state.data is None or self.denoise_runner.is_running() or not len(self._x0):
+            return False
+        loaded = self.state.model
+        T = loaded.schedule.timesteps
+        ts = ts or sorted({max(1, round(T * f)) for f in (0.1, 0.2, 0.33, 0.5, 0.67, 0.83, 1.0)})
+        k = self.MODEL_VIEW_DIGITS
+        x0, labels = self._x0[:k], self.state.selection_labels[:k]
+        sampler = self.state.current_sampler_config()
+        data = self.state.data
+
+        def job(should_stop, report):
+            from ..engine.classifier import ensure_classifier
+            from ..engine.sample import identity_kept
+
+            clf = ensure_classifier(data, should_stop=should_stop)
+            return identity_kept(loaded.model, loaded.schedule, x0, labels, lambda u: clf.predict(u)[1].argmax(1), ts,
+                                 sampler=sampler, device=loaded.device, should_stop=should_stop,
+                                 progress=lambda i, n: report(f"Identity curve: {i} of {n} t values done…"))
+
+        worker = TaskWorker(job, "the identity curve")
+        worker.partial.connect(self.denoise_label.setText)
+        worker.finished.connect(self._on_identity_curve)
+        worker.failed.connect(self.denoise_label.setText)
+        self.denoise_runner.start(worker)
+        self.denoise_label.setText(f"Denoising {len(x0)} digits from t = {', '.join(map(str, ts))}…")
+        self._update_denoise_enabled()
+        return True
+
+    def _on_identity_curve(self, curve) -> None:
+        self.identity_points = list(curve)
+        if curve:
+            ts, shares = zip(*curve)
+            self.identity_curve_item.setData(list(ts), list(shares))
+            self.identity_plot.setXRange(0, max(ts), padding=0.05)
+            lost = next((t for t, s in curve if s < 0.5), None)
+            self.denoise_label.setText(
+                "Share of digits that keep their label after denoising from t: "
+                + ", ".join(f"t={t}: {s:.0%}" for t, s in curve)
+                + (f". Half of them have become another digit by t = {lost}." if lost else "."))
+        self.identity_finished.emit()
+
+    def _update_denoise_enabled(self) -> None:
+        busy = self.denoise_runner.is_running()
+        has = self.state.model is not None and len(self._x0) > 0
+        self.denoise_button.setEnabled(has and not busy)
+        self.identity_button.setEnabled(has and not busy and self.state.data is not None)
 
     def _on_play_toggled(self, playing: bool) -> None:
         self.play_button.setText("❚❚ Pause" if playing else "▶ Play")
@@ -494,6 +657,7 @@ class NoisePanel(QWidget):
     def _on_selection_changed(self) -> None:
         images = self.state.selection
         self._x0 = to_model_range(torch.from_numpy(np.ascontiguousarray(images)))
+        self._update_denoise_enabled()
         self._draw_noise()
         self._update_readout()
         self._update_strip()

@@ -111,6 +111,7 @@ class SamplerPanel(QWidget):
         super().__init__(parent)
         self.setObjectName("samplerPanel")
         self.state = state
+        state.sampler_settings = self.sampler_config  # "denoise from here" uses these settings
         self.frames: list[Frame] = []
         self.current_index = -1
         self.runner = WorkerRunner(self)
@@ -554,7 +555,7 @@ class SamplerPanel(QWidget):
         label = None if labels is None else int(labels[0])
         guidance = self.guidance_spin.value()
 
-        def job(should_stop):
+        def job(should_stop, report):
             from ..engine.device import choose_precision
             from ..engine.sample import interpolate
 
@@ -582,7 +583,7 @@ class SamplerPanel(QWidget):
         seed = self.seed_spin.value()
         steps = min(self.steps_spin.value(), loaded.schedule.timesteps)
 
-        def job(should_stop):
+        def job(should_stop, report):
             from ..engine.device import choose_precision
             from ..engine.sample import guidance_sweep
 
@@ -604,7 +605,7 @@ class SamplerPanel(QWidget):
             return False
         generated = np.asarray(final.x, dtype=np.uint8)
 
-        def job(should_stop):
+        def job(should_stop, report):
             from ..engine.classifier import ensure_classifier
             from ..engine.neighbours import memorisation_check
 

@@ -57,6 +57,20 @@ class AppState(QObject):
         self.model: LoadedModel | None = None
         self.model_source: str = ""
         self.device: str = "auto"
+        # the sampler panel's settings, for other panels that run the reverse process
+        # ("denoise from here"); None until a sampler panel exists: SamplerConfig()
+        self.sampler_settings = None
+
+    def current_sampler_config(self):
+        """The sampler panel's settings as a SamplerConfig (its defaults without one)."""
+        from ..engine.sample import SamplerConfig
+
+        if self.sampler_settings is not None:
+            try:
+                return self.sampler_settings()
+            except ValueError:
+                pass
+        return SamplerConfig()
 
     def set_data(self, data: MNISTSplits | None, folder: Path | None, error: str = "") -> None:
         self.data, self.data_dir, self.data_error = data, folder, error

@@ -26,7 +26,7 @@ from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from ..engine import runs
 from ..engine.device import choose_precision
-from ..engine.sample import SamplerConfig, ddim_timesteps, sample_steps
+from ..engine.sample import SamplerConfig, initial_noise, reverse_timesteps, sample_steps
 from ..engine.train import Trainer, loss_bins
 from .imaging import model_to_uint8
 
@@ -277,6 +277,8 @@ class SampleJob:
     max_frames: int = 120  # keep about this many frames (plus the strip's)
     precision: str = "auto"  # "auto" is resolved (measured once, then cached) in the worker
     labels: object = None  # (n,) int64 digits for a class-conditional model
+    x_start: object = None  # (n, C, 28, 28) x_t to start from (with start_t), instead of noise from the seed
+    start_t: int | None = None  # "denoise from here": run the reverse process from start_t, not T
 
 
 @dataclass(frozen=True)
@@ -335,27 +337,28 @@ class SampleWorker(_StoppableWorker):
         loaded = job.loaded
         sampler = job.sampler or SamplerConfig()
         T = loaded.schedule.timesteps
-        total = sampler.num_steps(T)
         if job.n < 1:
             raise ValueError(f"the number of images must be at least 1, got {job.n}")
+        ts = reverse_timesteps(sampler, T, job.start_t)
+        total = len(ts)
         device = torch.device(loaded.device)
         choice = choose_precision(job.precision, device, mode="sample", model_config=loaded.model_config)
         self.precision_chosen.emit(choice.describe())
-        # the same x_T that sample_steps draws from this seed (its first draw)
-        gen = torch.Generator(device=device).manual_seed(int(job.seed))
         channels = getattr(loaded.model_config, "image_channels", 1)
-        x_T = torch.randn((job.n, channels, 28, 28), generator=gen, device=device)
-        ts = list(range(T, 0, -1)) if sampler.kind == "ddpm" else ddim_timesteps(T, total)
+        if job.x_start is not None:  # denoise from a given x_t (start_t)
+            x_T = job.x_start.to(device=device, dtype=torch.float32)
+        else:  # the same x_T that sample_steps draws from this seed
+            x_T = initial_noise(job.n, job.seed, channels=channels, device=device)
         t_prevs = ts[1:] + [0]
         keep_every = max(1, math.ceil(total / max(1, job.max_frames)))
         # the strip's timesteps (clipped to T): keep the step whose t_prev is nearest
         wanted = {min(t_prevs, key=lambda tp: abs(tp - s)) for s in strip_timesteps(T)}
-        pending_t, pending_x = T, x_T  # x_t waiting for the prediction made from it
+        pending_t, pending_x = ts[0], x_T  # x_t waiting for the prediction made from it
         min_gap, last_emit = 1.0 / MAX_SIGNALS_PER_S, 0.0
         done = 0
         for step in sample_steps(
             loaded.model, loaded.schedule, job.n, sampler=sampler, seed=job.seed,
-            device=device, precision=choice.precision, labels=job.labels,
+            device=device, precision=choice.precision, labels=job.labels, x_T=x_T, start_t=job.start_t,
         ):
             if self.stop_event.is_set():
                 self.progress.emit(done, total)
@@ -398,18 +401,22 @@ class _ThreadWatch(QObject):
 
 
 class TaskWorker(_StoppableWorker):
-    """Runs ``fn(should_stop)`` in a worker thread, for short engine jobs (an
-    interpolation, a guidance sweep). ``fn`` returns a plain result (tensors on the
-    CPU, numbers) and calls ``should_stop()`` between steps; the engine raises
-    ``SamplingStopped`` then.
+    """Runs ``fn(should_stop, report)`` in a worker thread, for short engine jobs (an
+    interpolation, a guidance sweep, denoise from here). ``fn`` returns a plain result
+    (CPU arrays, numbers), calls ``should_stop()`` between steps (the engine raises
+    ``SamplingStopped`` then) and may call ``report(obj)`` with partial results,
+    which reach the GUI at most ``MAX_SIGNALS_PER_S`` times a second (``force=True``
+    always goes through).
 
     Signals
+      partial(object): what fn reported.
       finished(object): fn's result.
       cancelled(): stopped before the end.
       failed(message): one line.
       done(): always last.
     """
 
+    partial = Signal(object)
     finished = Signal(object)
     cancelled = Signal()
     failed = Signal(str)
@@ -420,12 +427,19 @@ class TaskWorker(_StoppableWorker):
         self.fn = fn
         self._activity = activity
         self.stop_event = threading.Event()
+        self._last_report = 0.0
+
+    def report(self, obj, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._last_report >= 1.0 / MAX_SIGNALS_PER_S:
+            self._last_report = now
+            self.partial.emit(obj)
 
     def _run(self) -> None:
         from ..engine.sample import SamplingStopped
 
         try:
-            result = self.fn(self.stop_event.is_set)
+            result = self.fn(self.stop_event.is_set, self.report)
         except SamplingStopped:
             self.cancelled.emit()
             return

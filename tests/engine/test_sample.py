@@ -186,3 +186,27 @@ def test_guidance_sweep_differs_only_in_w():
         assert torch.allclose(strip[i], x[0], atol=1e-5)
     with pytest.raises(ValueError, match="class-conditional"):
         guidance_sweep(UNet(UNetConfig(base_channels=4, time_embed_dim=16)), sched, 3, 5)
+
+
+def test_denoise_from_a_small_t_gives_the_digit_back_and_from_T_is_sampling():
+    from diffusion_studio.engine.sample import denoise_from, identity_kept, reverse_timesteps
+    from diffusion_studio.engine.schedule import NoiseSchedule, ScheduleConfig
+
+    sched = NoiseSchedule(ScheduleConfig(kind="rescaled_linear", timesteps=50))
+    x0 = torch.rand(3, 1, 28, 28) * 2 - 1
+
+    class Oracle(nn.Module):  # knows x0: returns the true eps of any x_t
+        def forward(self, x, t, y=None):
+            a = sched.sqrt_alphabar[t].view(-1, 1, 1, 1)
+            b = sched.sqrt_one_minus_alphabar[t].view(-1, 1, 1, 1)
+            return (x - a * x0) / b
+
+    assert reverse_timesteps(SamplerConfig(kind="ddpm"), 50, 7) == [7, 6, 5, 4, 3, 2, 1]
+    assert reverse_timesteps(SamplerConfig(kind="ddim", steps=10), 50, 5) == [5, 4, 3, 2, 1]
+    for sampler in (SamplerConfig(kind="ddpm"), SamplerConfig(kind="ddim", steps=10, eta=0.0)):
+        x_t, out = denoise_from(Oracle(), sched, x0, 20, sampler=sampler, seed=1)
+        assert x_t.shape == out.shape == x0.shape
+        assert torch.allclose(out, x0, atol=1e-3)  # the oracle recovers the digit from any t
+    kept = identity_kept(Oracle(), sched, x0, [1, 2, 3], lambda u: [1, 2, 3], [5, 50, 500],
+                         sampler=SamplerConfig(kind="ddim", steps=5, eta=0.0))
+    assert kept == [(5, 1.0), (50, 1.0)]  # t beyond T is left out

@@ -259,3 +259,34 @@ def test_dragging_drops_stale_requests(qtbot, tiny_data, tiny_model_checkpoint):
     qtbot.waitUntil(lambda: panel.last_prediction is not None and panel.last_prediction["t"] == 200, timeout=10000)
     assert panel.predictions.computed - before < 200  # most requests were replaced before they started
     panel.shutdown()
+
+
+def test_denoise_from_here_and_the_identity_curve(qtbot, tiny_data, tiny_model_checkpoint):
+    from diffusion_studio.engine.checkpoint import load_model
+
+    panel = make_panel(qtbot, tiny_data, k=6)
+    button = panel.findChild(type(panel.denoise_button), "denoiseFromHereButton")
+    assert not button.isEnabled()  # no model yet
+    panel.state.set_data(tiny_data, None)
+    panel.state.set_model(load_model(tiny_model_checkpoint), "trained: tiny")
+    assert button.isEnabled()
+    panel.set_t(40)
+    with qtbot.waitSignal(panel.denoise_finished, timeout=120000) as blocker:
+        qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    assert blocker.args == [40]
+    r = panel.denoise_result
+    assert r["t"] == 40 and r["result"].shape == r["x0"].shape == (6, 28, 28)
+    assert r["predicted"] is not None and len(r["predicted"]) == 6
+    assert "Still the same digit" in panel.denoise_label.text()
+    view = panel.findChild(type(panel.image_label), "denoiseView")
+    assert view._mosaic is not None and view._mosaic.shape == (2 * 30 + 2, 6 * 30 + 2)  # originals over results
+    curve_button = panel.findChild(type(panel.denoise_button), "identityCurveButton")
+    qtbot.waitUntil(lambda: curve_button.isEnabled(), timeout=10000)  # the first run's thread has ended
+    with qtbot.waitSignal(panel.identity_finished, timeout=120000):
+        assert panel.identity_curve([10, 100, 300])
+    assert [t for t, _ in panel.identity_points] == [10, 100, 300]
+    assert all(0.0 <= s <= 1.0 for _, s in panel.identity_points)
+    x, y = panel.identity_curve_item.getData()
+    assert list(x) == [10, 100, 300]
+    qtbot.waitUntil(lambda: curve_button.isEnabled(), timeout=10000)
+    panel.shutdown()
