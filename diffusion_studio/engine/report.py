@@ -268,6 +268,7 @@ def evaluate_model(
                                  "classifier_trained_now": not clf.cached}
             metrics += entries
             warnings += w
+            metrics.append(memorisation_entry(samples, data, clf, common, should_stop=should_stop))
         except MetricError as exc:
             errors.append({"metric": "MNIST classifier metrics", "message": str(exc)})
 
@@ -339,6 +340,39 @@ def evaluate_model(
     if not metrics:
         report["errors"].append({"metric": "all", "message": "no metric could be computed"})
     return Evaluation(report=_json_safe(report), samples=samples, strip=strip_img)
+
+
+MEMORISATION_NAME = "Memorisation check: samples nearer a training digit than 99% of test digits are"
+
+
+def memorisation_entry(samples: np.ndarray, data, classifier, common: dict, *, should_stop=None,
+                       bins: int = 30) -> dict:
+    """The report's memorisation check: each generated digit's distance to its nearest
+    training digit against the same distance for as many real test digits (pixels in
+    [0, 1], and the classifier's features). The value is the share of generated
+    digits nearer than the nearest 1% of test digits: about 1% for a model that does
+    not copy, near 100% for one that does. Details hold both distance histograms."""
+    from .neighbours import memorisation_check
+
+    t0 = time.perf_counter()
+    n_test = min(len(samples), len(data.test_images))
+    check = memorisation_check(samples, data, classifier=classifier, n_test=n_test, should_stop=should_stop)
+    summary = check.summary()
+    histograms = {}
+    for space, gen, test in (("pixel", check.generated_pixel, check.test_pixel),
+                             ("feature", check.generated_feature, check.test_feature)):
+        top = float(max(gen.distance.max(), test.distance.max())) or 1.0
+        edges = np.linspace(0.0, top, bins + 1)
+        histograms[space] = {"edges": edges.tolist(),
+                             "generated": np.histogram(gen.distance, edges)[0].tolist(),
+                             "test": np.histogram(test.distance, edges)[0].tolist()}
+    return {"key": "memorisation", "name": MEMORISATION_NAME,
+            "value": summary["pixel"]["generated_share_below_test_1st_percentile"],
+            "details": {**summary, "histograms": histograms},
+            "protocol": {**common, **classifier.describe(), "n_generated": int(len(samples)), "n_real": int(n_test),
+                         "reference_split": "train (nearest neighbours), test (for scale)",
+                         "feature_extractor": "pixels and the MNIST classifier's features",
+                         "seconds": time.perf_counter() - t0}}
 
 
 def evaluate_checkpoint(path: str | os.PathLike, data, config: EvaluationConfig | None = None, *,
@@ -427,6 +461,10 @@ def format_value(entry: dict, short: bool = False) -> str:
         return f"{v:.1%}" + (f" (real {split} digits: {real:.1%})" if real is not None else "")
     if key == "class_accuracy":
         return f"{v:.1%}"
+    if key == "memorisation":
+        px = (entry.get("details") or {}).get("pixel") or {}
+        return (f"{v:.1%} (median pixel distance to the nearest training digit: samples "
+                f"{px.get('generated_median', float('nan')):.2f}, test digits {px.get('test_median', float('nan')):.2f})")
     if key == "kid_classifier":
         std = (entry.get("details") or {}).get("std")
         return f"{v:.4g} ± {std:.2g}" if std is not None else f"{v:.4g}"
@@ -582,6 +620,19 @@ def render_html(evaluation: Evaluation) -> str:
                      + "".join(f"<th>{d}</th>" for d in range(10)) + f"</tr><tr><td>classified as label</td>{row}"
                      "</tr></table>")
 
+    mem = next((m for m in r["metrics"] if m["key"] == "memorisation"), None)
+    if mem:
+        parts.append("<h2>Does the model copy its training digits?</h2><p class='muted'>Distance from each generated "
+                     "digit to its nearest training digit, against the same distance for real test digits (which "
+                     "the model never saw). A copying model's curve would pile up near 0, left of the test digits'."
+                     "</p>")
+        for space, title in (("pixel", "pixel distance (pixels in [0, 1])"),
+                             ("feature", "distance in the classifier's features")):
+            h = mem["details"]["histograms"].get(space)
+            if h:
+                centres = [(a + b) / 2 for a, b in zip(h["edges"][:-1], h["edges"][1:])]
+                parts.append(svg_line_chart({"generated": (centres, h["generated"]), "test digits": (centres, h["test"])},
+                                            ylabel=f"digits per bin: {title}"))
     parts.append("<h2>Samples</h2>")
     parts.append(f"<img class='px' width='{min(560, 6 * 28 * 10)}' alt='generated digits' "
                  f"src='data:image/png;base64,{_png_b64(samples_grid(evaluation.samples))}'>")

@@ -44,12 +44,19 @@ def test_report_with_every_metric_and_protocol_field(tiny_checkpoint, tiny_data,
         tiny_checkpoint, tiny_data, _config(metric="all", random_inception=True, inception_dims=64, split="val"),
         progress=lambda s, d, t: stages.append(s))
     keys = [m["key"] for m in ev.report["metrics"]]
-    assert keys == ["fd_classifier", "kid_classifier", "confident_share", "label_histogram", "fid_inception"]
+    assert keys == ["fd_classifier", "kid_classifier", "confident_share", "label_histogram", "memorisation",
+                    "fid_inception"]
+    mem = next(m for m in ev.report["metrics"] if m["key"] == "memorisation")
+    assert 0.0 <= mem["value"] <= 1.0
+    h = mem["details"]["histograms"]["pixel"]
+    assert sum(h["generated"]) == mem["protocol"]["n_generated"] and len(h["edges"]) == len(h["test"]) + 1
+    assert "Does the model copy" in R.render_html(ev)
     for m in ev.report["metrics"]:
         missing = [f for f in R.PROTOCOL_FIELDS if f not in m["protocol"]]
         assert not missing, f"{m['key']} lacks {missing}"
         p = m["protocol"]
-        assert p["n_generated"] == 12 and p["n_real"] == len(tiny_data.val_labels) and p["reference_split"] == "val"
+        if m["key"] != "memorisation":  # (that one compares with the training split, test digits for scale)
+            assert p["n_generated"] == 12 and p["n_real"] == len(tiny_data.val_labels) and p["reference_split"] == "val"
         assert p["sampler"] == "ddim" and p["sampler_steps"] == 4 and p["seed"] == 3
         assert p["checkpoint"].endswith("best.pt") and len(p["checkpoint_sha256"]) == 64
         assert p["weights_sha256"] and p["seconds"] >= 0
