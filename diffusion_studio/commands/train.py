@@ -227,8 +227,9 @@ def _train(args, out, data, preset, resume) -> int:
                     bar.close()
                     bar = None
                 mark = "*" if record.improved else " "
+                part = "" if record.fraction >= 1 else f" ({record.fraction:.0%} of it, the time budget ended it)"
                 print(
-                    f"epoch {record.epoch:3d}/{record.epochs}  train {record.train_loss:.5f}  "
+                    f"epoch {record.epoch:3d}/{record.epochs}{part}  train {record.train_loss:.5f}  "
                     f"val {record.val_loss:.5f}{mark} best {record.best_val_loss:.5f} (epoch {record.best_epoch})  "
                     f"{format_seconds(record.seconds)}  {record.images_per_s:.0f} img/s  "
                     f"no improvement {record.epochs_without_improvement}/{record.patience}",

@@ -162,6 +162,7 @@ class EpochRecord:
     patience: int
     improved: bool
     validation_seconds: float = 0.0  # of ``seconds``: BatchNorm recalibration + validation
+    fraction: float = 1.0  # of the epoch trained: below 1 when the time budget ended it part-way
     kind: str = "epoch"
 
 
@@ -786,7 +787,7 @@ class Trainer:
         yield EpochRecord(
             epoch, self.config.epochs, train_loss, val_loss, seconds, images_this_run / max(seconds, 1e-9),
             self.best_val_loss, self.best_epoch, self.epochs_without_improvement, self.config.patience, improved,
-            validation_seconds=self._last_validation_seconds or 0.0,
+            validation_seconds=self._last_validation_seconds or 0.0, fraction=fraction,
         )
         yield self._finish("budget", self._budget_message(epoch - 1, step, steps))
 

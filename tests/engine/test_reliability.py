@@ -148,3 +148,14 @@ def test_npz_and_png_writes_are_atomic(tmp_path, monkeypatch):
     save_grid(x, tmp_path / "a.png")
     assert np.load(tmp_path / "a.npz")["images"].shape == (4, 28, 28)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz", "a.png"]
+
+
+def test_atomic_files_get_the_usual_permissions_not_mkstemps_private_ones(tmp_path):
+    import os
+    import stat
+
+    new = write_text_atomic(tmp_path / "new.json", "{}")
+    assert stat.S_IMODE(new.stat().st_mode) == 0o666 & ~atomic._umask()
+    os.chmod(new, 0o640)
+    write_text_atomic(new, "{ }")  # a replaced file keeps its mode
+    assert stat.S_IMODE(new.stat().st_mode) == 0o640
