@@ -122,12 +122,22 @@ def find_inception_weights(path: str | os.PathLike | None = None, *, allow_downl
     raise InceptionWeightsMissing(missing_weights_message([hub]))
 
 
+FID_WEIGHTS_MB = 92  # the size of pt_inception-2015-12-05-6726825d.pth, for the user's consent
+
+
+class DownloadCancelled(MetricError):
+    """The user stopped the download; nothing was written."""
+
+
 def download_inception_weights(dest: str | os.PathLike | None = None, *, url: str | None = None,
-                               timeout: float = 20.0) -> Path:
+                               timeout: float = 20.0, progress=None, should_stop=None) -> Path:
     """Fetch the weights to ``dest`` (default: torch hub's cache), checking the sha256 prefix.
 
-    Raises InceptionWeightsMissing (with the manual instructions) when the
-    download fails; a stalled connection gives up after ``timeout`` seconds.
+    progress(done_bytes, total_bytes or 0) is called after every MiB; should_stop()
+    is checked as often and ends the download with DownloadCancelled. Raises
+    InceptionWeightsMissing (with the manual instructions) when the download fails;
+    a stalled connection gives up after ``timeout`` seconds. The file appears only
+    when complete and verified (a temporary file is renamed; it is removed on failure).
     """
     import urllib.request
 
@@ -138,9 +148,18 @@ def download_inception_weights(dest: str | os.PathLike | None = None, *, url: st
     try:
         h = hashlib.sha256()
         with urllib.request.urlopen(url, timeout=timeout) as resp, os.fdopen(fd, "wb") as out:
+            total = int(resp.headers.get("Content-Length") or 0)
+            done = 0
             for chunk in iter(lambda: resp.read(1 << 20), b""):
+                if should_stop is not None and should_stop():
+                    raise DownloadCancelled("the download of the Inception weights was cancelled")
                 h.update(chunk)
                 out.write(chunk)
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, total)
+            out.flush()
+            os.fsync(out.fileno())
         if not h.hexdigest().startswith(FID_WEIGHTS_SHA256_PREFIX):
             raise InceptionWeightsMissing(
                 f"the downloaded {FID_WEIGHTS_FILE} has sha256 {h.hexdigest()[:8]}..., not "
@@ -148,7 +167,7 @@ def download_inception_weights(dest: str | os.PathLike | None = None, *, url: st
             )
         os.replace(tmp, dest)
         return dest
-    except InceptionWeightsMissing:
+    except (InceptionWeightsMissing, DownloadCancelled):
         raise
     except Exception as exc:
         raise InceptionWeightsMissing(
@@ -377,3 +396,52 @@ __all__ = [
     "build_inception", "download_inception_weights", "extract", "find_inception_weights", "hub_weights_path",
     "missing_weights_message", "reference_statistics", "EvaluationStopped",
 ]
+
+
+# ------------------------------------------------------------ how long will it take?
+def _rate_cache_file() -> Path:
+    from .paths import cache_dir
+
+    return cache_dir() / "inception_rate.json"
+
+
+def inception_images_per_second(device: str | torch.device = "cpu", *, measure: bool = True) -> float | None:
+    """Images/s of the Inception pass on this machine (its speed does not depend on the
+    weights, so random ones are timed): measured once with one batch of 8 after a
+    warm-up (a few seconds on a CPU), then cached per CPU, torch version, threads and
+    device. None when not cached and ``measure`` is False."""
+    from .atomic import write_json_atomic
+    from .device import cpu_model_name
+
+    device = torch.device(device)
+    key = f"{cpu_model_name()} | torch {torch.__version__} | {torch.get_num_threads()} threads | {device}"
+    try:
+        cache = json.loads(_rate_cache_file().read_text())
+    except (OSError, ValueError):
+        cache = {}
+    if isinstance(cache.get(key), (int, float)):
+        return float(cache[key])
+    if not measure:
+        return None
+    import numpy as np
+
+    extractor = InceptionExtractor(None, device=device, batch_size=8)
+    images = np.random.default_rng(0).integers(0, 256, size=(8, 28, 28), dtype=np.uint8)
+    for _ in extractor.batches(images):  # warm-up
+        pass
+    start = time.perf_counter()
+    for _ in extractor.batches(images):
+        pass
+    rate = 8 / max(time.perf_counter() - start, 1e-9)
+    cache[key] = rate
+    try:
+        write_json_atomic(_rate_cache_file(), cache)
+    except OSError:
+        pass
+    return rate
+
+
+def estimate_inception_seconds(n_generated: int, rate: float, *, n_reference: int = 0) -> float:
+    """Seconds for the Inception features of ``n_generated`` digits, plus ``n_reference``
+    real ones when their statistics are not cached yet, at ``rate`` images/s."""
+    return (n_generated + n_reference) / max(rate, 1e-9)

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
@@ -41,12 +42,26 @@ from PySide6.QtWidgets import (
 )
 
 from .imaging import gray_pixmap, tile
+from .workers import TaskWorker, WorkerRunner
 
 METRIC_LABELS = [
     ("all", "All: Inception FID + MNIST-classifier metrics"),
     ("mnist", "MNIST-classifier metrics only (offline)"),
     ("inception", "FID (Inception, pytorch-fid) only"),
 ]
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:
+        return False
 
 
 def _one_line(exc: BaseException) -> str:
@@ -168,6 +183,23 @@ class EvaluatePanel(QWidget):
         form.addRow("Guidance", self.guidance_spin)
         form.addRow("Seed", self.seed_spin)
         form.addRow("Inception weights", weights_row)
+        from ..engine.fid import FID_WEIGHTS_MB
+
+        self.download_button = QPushButton(f"Download Inception weights (about {FID_WEIGHTS_MB} MB)…",
+                                           objectName="downloadInceptionButton")
+        self.download_button.setToolTip(
+            "Fetch pytorch-fid's pt_inception-2015-12-05-6726825d.pth into torch hub's cache, checked by its "
+            "sha256 (needs internet); on a machine without internet, copy the file there or choose it above"
+        )
+        self.download_button.clicked.connect(lambda: self.download_weights())
+        form.addRow(self.download_button)
+        self.estimate_label = QLabel(objectName="inceptionEstimateLabel", wordWrap=True)
+        self.estimate_label.setStyleSheet("color: #555; font-size: 11px;")
+        form.addRow(self.estimate_label)
+        self._download_runner = WorkerRunner(self)
+        self._download_runner.stopped.connect(self._update_enabled)
+        self._estimate_runner = WorkerRunner(self)
+        self.inception_rate: float | None = None
         settings = QGroupBox("Evaluate")
         settings.setLayout(form)
 
@@ -235,6 +267,9 @@ class EvaluatePanel(QWidget):
 
         self.source_combo.currentIndexChanged.connect(self._update_enabled)
         self.sampler_combo.currentIndexChanged.connect(self._update_enabled)
+        self.n_spin.valueChanged.connect(self._update_estimate)
+        self.metric_combo.currentIndexChanged.connect(self._update_estimate)
+        self.weights_edit.textChanged.connect(self._update_enabled)
         state.model_changed.connect(self._update_enabled)
         self._update_enabled()
 
@@ -249,9 +284,105 @@ class EvaluatePanel(QWidget):
         self.path_edit.setEnabled(from_file and not running)
         self.browse_button.setEnabled(from_file and not running)
         self.steps_spin.setEnabled(self.sampler_combo.currentData() == "ddim" and not running)
-        self.run_button.setEnabled(not running)
-        self.cancel_button.setEnabled(running)
+        downloading = self._download_runner.is_running()
+        self.run_button.setEnabled(not running and not downloading)
+        self.cancel_button.setEnabled(running or downloading)
         self.export_button.setEnabled(self.evaluation is not None and not running)
+        missing = self.inception_weights_missing()
+        self.download_button.setVisible(missing)
+        self.download_button.setEnabled(missing and not downloading and not running)
+        self._update_estimate()
+
+    def inception_weights_missing(self) -> bool:
+        """True when no Inception weight file is chosen and torch hub's cache has none."""
+        from ..engine.fid import hub_weights_path
+
+        return not self.weights_edit.text().strip() and not hub_weights_path().is_file()
+
+    # ------------------------------------------------------ the Inception weights
+    def download_weights(self, *, ask: bool = True) -> bool:
+        """Download the Inception weights after asking (``ask``); progress in the panel,
+        Cancel stops it and leaves nothing behind."""
+        from ..engine.fid import FID_WEIGHTS_MB, download_inception_weights, fid_weights_url, hub_weights_path
+
+        if self._download_runner.is_running() or self._thread is not None:
+            return False
+        dest = hub_weights_path()
+        if ask:
+            answer = QMessageBox.question(
+                self, "Download the Inception weights?",
+                f"FID needs pytorch-fid's Inception weights (about {FID_WEIGHTS_MB} MB) from\n{fid_weights_url()}\n\n"
+                f"They go to {dest} and are checked by their sha256. Download them now?")
+            if answer != QMessageBox.StandardButton.Yes:
+                return False
+
+        def job(should_stop, report):
+            return str(download_inception_weights(dest, should_stop=should_stop,
+                                                  progress=lambda done, total: report((done, total))))
+
+        worker = TaskWorker(job, "the download")
+        worker.partial.connect(self._on_download_progress)
+        worker.finished.connect(lambda path: self._show_message(f"Downloaded and verified {path}.", "info"))
+        worker.failed.connect(lambda msg: self._show_message(msg[:1].upper() + msg[1:]))
+        self.progress_bar.setRange(0, 0)
+        self.stage_label.setText("Downloading the Inception weights…")
+        self._download_runner.start(worker)
+        self._update_enabled()
+        return True
+
+    def _on_download_progress(self, progress) -> None:
+        done, total = progress
+        if total:
+            self.progress_bar.setRange(0, total)
+            self.progress_bar.setValue(done)
+        self.stage_label.setText(f"Downloading the Inception weights: {done / 1e6:.0f}"
+                                 + (f" of {total / 1e6:.0f} MB" if total else " MB"))
+
+    # -------------------------------------------------- how long will it take?
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().showEvent(event)
+        self.measure_inception_rate()
+
+    def measure_inception_rate(self) -> None:
+        """Know this machine's Inception speed (cached, else timed once in the background)."""
+        from ..engine.device import resolve_device
+        from ..engine.fid import inception_images_per_second
+
+        if self.inception_rate is not None or self._estimate_runner.is_running():
+            return
+        device = resolve_device(getattr(self.state, "device", "auto"))
+        self.inception_rate = inception_images_per_second(device, measure=False)
+        if self.inception_rate is not None:
+            self._update_estimate()
+            return
+        worker = TaskWorker(lambda should_stop, report: inception_images_per_second(device), "timing Inception")
+        worker.finished.connect(self._on_rate)
+        self._estimate_runner.start(worker)
+        self.estimate_label.setText("Timing the Inception network on this machine (a few seconds)…")
+
+    def _on_rate(self, rate) -> None:
+        self.inception_rate = float(rate)
+        self._update_estimate()
+
+    def _update_estimate(self, *_args) -> None:
+        if self.metric_combo.currentData() == "mnist":
+            self.estimate_label.setText("The offline metric's classifier scores thousands of digits per second.")
+            return
+        if self.inception_rate is None:
+            return
+        from ..engine.fid import estimate_inception_seconds
+
+        n = self.n_spin.value()
+        seconds = estimate_inception_seconds(n, self.inception_rate)
+        reference = estimate_inception_seconds(10_000, self.inception_rate)
+        gpu = _cuda_available()
+        self.estimate_label.setText(
+            f"The Inception pass for n = {n:,} takes about {_minutes(seconds)} here "
+            f"({self.inception_rate:.1f} images/s), plus {_minutes(reference)} once for the 10,000 reference digits "
+            "when their statistics are not cached yet."
+            + (" A CUDA GPU is available: the evaluation runs on it (device auto)." if gpu else
+               " On a GPU it takes seconds.")
+        )
 
     @Slot()
     def _browse_checkpoint(self) -> None:
@@ -349,13 +480,17 @@ class EvaluatePanel(QWidget):
         if self._worker is not None:
             self._worker.stop()
             self.stage_label.setText("Cancelling…")
+        if self._download_runner.is_running():
+            self._download_runner.stop()
+            self.stage_label.setText("Cancelling the download…")
 
     def is_running(self) -> bool:
         return self._thread is not None
 
     def shutdown(self) -> bool:
-        """Called by the main window on close: cancel a running evaluation and wait (bounded)."""
-        return self.stop_and_wait()
+        """Called by the main window on close: cancel a running evaluation or download and wait (bounded)."""
+        done = self._download_runner.stop_and_wait(5000) and self._estimate_runner.stop_and_wait(15000)
+        return self.stop_and_wait() and done
 
     def stop_and_wait(self, timeout_ms: int = 15000) -> bool:
         """For the main window's close: stop the worker and wait for its thread."""

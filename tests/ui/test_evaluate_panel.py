@@ -8,6 +8,8 @@ import pytest
 
 pytest.importorskip("PySide6")
 
+from PySide6.QtWidgets import QMessageBox  # noqa: E402
+
 from diffusion_studio.ui.evaluate_panel import EvaluatePanel  # noqa: E402
 from diffusion_studio.ui.state import AppState  # noqa: E402
 
@@ -105,3 +107,66 @@ def test_guidance_weight_goes_into_the_evaluation(panel):
     assert "class-conditional" in spin.toolTip()
     spin.setValue(0.5)
     assert panel.config().guidance == 0.5
+
+
+def test_download_with_consent_progress_and_cancel(qtbot, monkeypatch, tmp_path):
+    """The download asks first, shows progress, and a cancel leaves no file behind."""
+    import http.server
+    import threading
+
+    from diffusion_studio.engine import fid
+    from diffusion_studio.ui.state import AppState
+
+    payload = b"x" * (3 * 2**20)
+
+    class Slow(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            for i in range(0, len(payload), 2**20):
+                self.wfile.write(payload[i : i + 2**20])
+                self.wfile.flush()
+                threading.Event().wait(0.3)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    dest = tmp_path / "hub" / fid.FID_WEIGHTS_FILE
+    monkeypatch.setattr(fid, "hub_weights_path", lambda: dest)
+    monkeypatch.setattr(fid, "fid_weights_url", lambda: f"http://127.0.0.1:{server.server_port}/w.pth")
+    panel = EvaluatePanel(AppState())
+    qtbot.addWidget(panel)
+    button = panel.findChild(type(panel.run_button), "downloadInceptionButton")
+    assert button is panel.download_button and panel.inception_weights_missing()
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.No)
+    assert not panel.download_weights()  # no consent, no download
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
+    assert panel.download_weights()
+    qtbot.waitUntil(lambda: "of 3 MB" in panel.stage_label.text(), timeout=10000)
+    panel.cancel()
+    qtbot.waitUntil(lambda: not panel._download_runner.is_running(), timeout=10000)
+    assert not dest.exists() and not any(dest.parent.glob("*.tmp"))
+    assert "cancelled" in panel.message_label.text()
+    # a complete download is refused when its sha256 is not the official file's
+    assert panel.download_weights(ask=False)
+    qtbot.waitUntil(lambda: not panel._download_runner.is_running(), timeout=20000)
+    assert not dest.exists() and "damaged" in panel.message_label.text()
+    server.shutdown()
+    panel.shutdown()
+
+
+def test_the_panel_says_how_long_the_inception_pass_takes(qtbot, monkeypatch):
+    from diffusion_studio.engine import fid
+    from diffusion_studio.ui.state import AppState
+
+    monkeypatch.setattr(fid, "inception_images_per_second", lambda device, measure=True: 5.0)
+    panel = EvaluatePanel(AppState())
+    qtbot.addWidget(panel)
+    panel.measure_inception_rate()
+    panel.metric_combo.setCurrentIndex(panel.metric_combo.findData("all"))
+    panel.n_spin.setValue(1000)
+    text = panel.findChild(type(panel.stage_label), "inceptionEstimateLabel").text()
+    assert "n = 1,000 takes about 3 min here (5.0 images/s)" in text and "33 min once for the 10,000" in text
