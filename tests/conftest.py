@@ -93,3 +93,16 @@ def tiny_runs(tiny_data, tmp_path_factory):
                              device="cpu", run_dir=run_dir).run():
                 pass
     return root
+
+
+# The fast tier (`pytest -m "not slow"`): the engine and the panels in-process. Subprocess
+# tests (the CLI, packaging, a real X server) start Python and torch again and again, so
+# whole folders of them are slow by nature; single slow tests carry @pytest.mark.slow.
+SLOW_PATHS = ("tests/cli/", "tests/packaging/", "tests/ui/test_xvfb_screenshots.py", "tests/test_project.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = item.nodeid.replace("\\", "/")
+        if path.startswith(SLOW_PATHS):
+            item.add_marker(pytest.mark.slow)

@@ -305,7 +305,7 @@ def compare_html(infos, curves: dict[str, dict | None], title: str = "Diffusion 
                 keys.append(k)
     settings = [row(k, [r.settings_flat().get(k) for r in infos]) for k in keys]
 
-    train_series, val_series = [], []
+    train_series, val_series, t_series = [], [], []
     notes = []
     for r in infos:
         c = curves.get(r.name)
@@ -322,12 +322,16 @@ def compare_html(infos, curves: dict[str, dict | None], title: str = "Diffusion 
                                "markers": True, "width": 2.0})
             val_series.append({"name": f"{r.name} train (epoch mean)", "color": r.color, "x": c["epoch"],
                                "y": c["epoch_train_loss"], "dash": True, "width": 1.2})
+        if c.get("val_loss_by_t") is not None and c["val_loss_by_t"].size:
+            t_series.append({"name": f"{r.name} by t", "color": r.color, "x": c["t_centre"], "y": c["val_loss_by_t"],
+                             "markers": True, "width": 2.0})
     legend = "".join(
         f'<span class="item"><span class="swatch" style="background:{r.color}"></span>{esc(r.name)}</span>'
         for r in infos
     )
     svg_train = _svg_plot(train_series, "Training loss per step (smoothed)", "step")
     svg_val = _svg_plot(val_series, "Loss per epoch: validation (dots), training mean (dashed)", "epoch")
+    svg_t = _svg_plot(t_series, "Validation loss by timestep t (each run's last validation)", "t") if t_series else ""
     damaged = "".join(
         f'<p class="note">{esc(r.name)}: {esc(r.status)}: {esc(r.reason)}</p>'
         for r in infos if r.status in ("damaged", "old version")
@@ -343,6 +347,7 @@ Loss = mean squared error between the true and predicted noise.</p>
 <div class="plots">
 {svg_train}
 {svg_val}
+{svg_t}
 </div>
 {damaged}
 <table><thead><tr><th>results</th>{head}</tr></thead><tbody>{''.join(results)}</tbody></table>

@@ -855,6 +855,7 @@ def load_curves(run: RunInfo | str | os.PathLike) -> dict[str, np.ndarray]:
         epoch_time  training seconds at the end of the epoch
         val_loss    validation loss (NaN where it was not finite)
         epoch_train_loss  mean training loss of the epoch
+    Per t bin (B,), the last validation's: t_centre, val_loss_by_t (``engine.train.loss_bins``).
 
     Missing parts are empty arrays. Raises RunError when nothing can be read.
     """
@@ -862,11 +863,13 @@ def load_curves(run: RunInfo | str | os.PathLike) -> dict[str, np.ndarray]:
     epochs: list[dict] = []
     steps: dict = {}
     errors = []
+    bins: list = []
     hf = path / HISTORY_FILE
     if hf.exists():
         try:
             h = json.loads(hf.read_text(encoding="utf-8"))
             epochs = [e for e in h.get("epochs", []) if isinstance(e, dict)]
+            bins = h.get("loss_bins") if isinstance(h.get("loss_bins"), list) else []
         except (OSError, ValueError, AttributeError) as exc:
             errors.append(f"{HISTORY_FILE}: {exc}")
     from .checkpoint import CheckpointError, load_checkpoint
@@ -926,7 +929,18 @@ def load_curves(run: RunInfo | str | os.PathLike) -> dict[str, np.ndarray]:
         "epoch_time": etime,
         "val_loss": val,
         "epoch_train_loss": arr([e.get("train_loss") for e in epochs]),
+        **_loss_by_t(epochs, bins, arr),
     }
+
+
+def _loss_by_t(epochs: list[dict], bins: list, arr) -> dict[str, np.ndarray]:
+    """t_centre (B,) and val_loss_by_t (B,): the last validation's loss per t bin (empty when the run
+    has none, e.g. one trained before this was recorded)."""
+    last = next((e.get("val_loss_by_t") for e in reversed(epochs) if isinstance(e.get("val_loss_by_t"), list)), None)
+    if not last or len(bins) != len(last) + 1:
+        return {"t_centre": np.zeros(0), "val_loss_by_t": np.zeros(0)}
+    edges = arr(bins)
+    return {"t_centre": (edges[:-1] + edges[1:] - 1) / 2, "val_loss_by_t": arr(last)}
 
 
 X_AXES = {"step": ("step", "epoch_step"), "epoch": ("step_epoch", "epoch"), "wall time": ("step_time", "epoch_time")}

@@ -61,10 +61,12 @@ def test_runs_compare_writes_self_contained_html(runs_dir, tmp_path, capsys):
     for name in (a, b, bad):
         assert name in html
     assert "<script" not in html and "http://" not in html.replace("http://www.w3.org/2000/svg", "")
-    assert html.count("<svg") == 2
-    # train curves (one per run) + val and epoch-mean train curves (two per run), two readable runs
+    assert html.count("<svg") == 3
+    assert "Validation loss by timestep" in html
+    # train curves (one per run) + val and epoch-mean train curves (two per run) + loss by t (one per run),
+    # two readable runs
     paths = re.findall(r'<path d="M[^"]+" fill="none" stroke="(#[0-9A-Fa-f]{6})"', html)
-    assert len(paths) == 6
+    assert len(paths) == 8
     assert set(paths) == {R.color_for(a), R.color_for(b)}  # colours stable per run
     # the settings that differ (the schedule) are highlighted, the equal ones are not
     assert re.search(r'<tr class="diff"><th>schedule.kind</th>', html)

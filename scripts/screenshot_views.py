@@ -1,0 +1,118 @@
+"""Screenshots of the views that connect the forward and reverse processes (README).
+
+    QT_QPA_PLATFORM=offscreen python scripts/screenshot_views.py --data DIR \
+        [--history RUN/history.json] [--out docs/screenshots]
+
+Opens the app's main window at 1360x860 with the bundled default model, selects 16
+training digits, and saves:
+  noise_model_view.png   the noise panel at t = 150: x_t, the model's predicted x_0 and
+                         eps error, "denoise from here" and the identity-vs-t curve
+  sampler_views.png      the sampler after an interpolation between two seeds
+  sampler_guidance.png   the bundled class-conditional model's guidance sweep (if present)
+  train_loss_by_t.png    the training panel replaying RUN/history.json's curves and
+                         its validation loss by timestep
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True)
+    p.add_argument("--history", help="a run's history.json to replay in the training panel")
+    p.add_argument("--out", default="docs/screenshots")
+    args = p.parse_args(argv)
+
+    import numpy as np
+    from PySide6.QtWidgets import QApplication
+
+    from diffusion_studio.engine.bundled import available_bundled
+    from diffusion_studio.engine.checkpoint import load_model
+    from diffusion_studio.engine.data import load_mnist
+    from diffusion_studio.ui.main_window import MainWindow
+    from diffusion_studio.ui.state import AppState
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    state = AppState()
+    window = MainWindow(state)
+    window.resize(1360, 860)
+    window.show()
+
+    def wait(condition, timeout=600.0):
+        end = time.monotonic() + timeout
+        while not condition():
+            app.processEvents()
+            time.sleep(0.02)
+            if time.monotonic() > end:
+                raise TimeoutError("the app did not finish in time")
+        for _ in range(20):
+            app.processEvents()
+            time.sleep(0.01)
+
+    data = load_mnist(args.data)
+    state.set_data(data, Path(args.data))
+    bundled = {name: path for name, _title, path in available_bundled()}
+    state.set_model(load_model(bundled["default"]), "bundled default model")
+    idx = np.arange(16)
+    state.set_selection(data.train_images[idx].numpy(), data.train_labels[idx].numpy())
+
+    noise = window.panels["noisePanel"]
+    window.show_panel("noisePanel")
+    noise.set_t(150)
+    wait(lambda: noise.last_prediction is not None and noise.last_prediction["t"] == 150)
+    noise.identity_curve()
+    wait(lambda: getattr(noise, "identity_points", None) is not None and not noise.denoise_runner.is_running())
+    noise.denoise_from_here()
+    wait(lambda: noise.denoise_result is not None and not noise.denoise_runner.is_running())
+    window.grab().save(str(out / "noise_model_view.png"))
+
+    sampler = window.panels["samplerPanel"]
+    window.show_panel("samplerPanel")
+    sampler.sample()
+    wait(lambda: not sampler.runner.is_running())
+    sampler.seed_b_spin.setValue(7)
+    sampler.interpolate()
+    wait(lambda: not sampler.runner.is_running())
+    window.grab().save(str(out / "sampler_views.png"))
+
+    if "default-conditional" in bundled:
+        state.set_model(load_model(bundled["default-conditional"]), "bundled class-conditional model")
+        sampler.digit_combo.setCurrentIndex(sampler.digit_combo.findData(4))
+        sampler.sample()
+        wait(lambda: not sampler.runner.is_running())
+        sampler.guidance_sweep()
+        wait(lambda: not sampler.runner.is_running())
+        window.grab().save(str(out / "sampler_guidance.png"))
+
+    if args.history:
+        h = json.loads(Path(args.history).read_text())
+        train = window.panels["trainPanel"]
+        window.show_panel("trainPanel")
+        train._on_started({"steps_per_epoch": 1563, "epochs": 50, "patience": 5, "start_epoch": 0,
+                           "device": "cpu", "precision": "bf16", "batch_size": 32, "timesteps": 300,
+                           "history": {"epochs": h["epochs"], "global_step": [], "loss": []}})
+        for e in h["epochs"]:
+            if e.get("val_loss_by_t"):
+                train.add_loss_by_timestep(h["loss_bins"], e["val_loss_by_t"])
+        train.stopping_label.setText(f"Replayed from {Path(args.history).parent.name}/history.json")
+        train._dirty = True
+        train._redraw()
+        wait(lambda: True)
+        window.grab().save(str(out / "train_loss_by_t.png"))
+    window.close()
+    print(f"wrote the screenshots to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
