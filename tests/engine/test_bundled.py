@@ -27,3 +27,17 @@ def test_bundled_model_is_the_default_recipe_and_samples():
     assert payload["best"]["val_loss"] == best["val_loss"]
     x = sample(loaded.model, loaded.schedule, 4, sampler=SamplerConfig(kind="ddim", steps=3), seed=0)
     assert x.shape == (4, 1, 28, 28) and torch.isfinite(x).all()
+
+
+def test_bundled_conditional_model_samples_the_asked_digit_path():
+    from diffusion_studio.engine.bundled import available_bundled, bundled_checkpoint_path, resolve_checkpoint
+
+    assert [name for name, _, _ in available_bundled()] == ["default", "default-conditional"]
+    path = bundled_checkpoint_path("default-conditional")
+    assert resolve_checkpoint("default-conditional") == path and path.stat().st_size < 8 * 2**20
+    loaded = load_model(path)
+    default = PRESETS["default"]
+    assert loaded.model_config.num_classes == 10 and loaded.model_config.arch == default.model.arch
+    x = sample(loaded.model, loaded.schedule, 2, sampler=SamplerConfig(kind="ddim", steps=3),
+               labels=torch.tensor([3, 7]), seed=0)
+    assert x.shape == (2, 1, 28, 28) and torch.isfinite(x).all()
