@@ -256,9 +256,10 @@ class NoisePanel(QWidget):
         mb.addWidget(self.eps_error_view, 1, 1)
         self.model_error_label = QLabel(objectName="epsErrorLabel", wordWrap=True)
         self.model_error_label.setStyleSheet("color: #444; font-size: 11px;")
+        self.model_error_label.setFixedHeight(3 * self.model_error_label.fontMetrics().lineSpacing() + 4)
         mb.addWidget(self.model_error_label, 2, 0, 1, 2)
         for v in (self.prediction_view, self.eps_error_view):
-            v.setMinimumSize(150, 150)
+            v.setMinimumSize(120, 120)
 
         # ---- denoise from here (SDEdit)
         self.denoise_box = QGroupBox("Denoise from here: x_t → x_0 with the sampler panel's settings")
@@ -274,7 +275,7 @@ class NoisePanel(QWidget):
         self.identity_button.clicked.connect(lambda: self.identity_curve())
         self.denoise_view = MosaicView("")
         self.denoise_view.setObjectName("denoiseView")
-        self.denoise_view.setMinimumSize(150, 110)
+        self.denoise_view.setMinimumSize(200, 120)
         self.denoise_label = QLabel(objectName="denoiseLabel", wordWrap=True)
         self.denoise_label.setStyleSheet("color: #444; font-size: 11px;")
         self.identity_plot = styled_plot("share of digits keeping their label", left="share", bottom="t")
@@ -288,15 +289,16 @@ class NoisePanel(QWidget):
         db.addWidget(self.denoise_view, 1, 0)
         db.addWidget(self.identity_plot, 1, 1)
         db.addWidget(self.denoise_label, 2, 0, 1, 2)
+        db.setColumnStretch(0, 3)
+        db.setColumnStretch(1, 2)
         self.denoise_runner = WorkerRunner(self)
         self.denoise_runner.stopped.connect(self._update_denoise_enabled)
         self.denoise_result: dict | None = None
 
         left = QVBoxLayout()
-        left.addWidget(image_box, 1)
-        left.addWidget(self.model_box, 1)
-        left.addWidget(self.denoise_box)
-        left.addWidget(strip_box)
+        left.addWidget(image_box, 2)
+        left.addWidget(self.model_box, 2)
+        left.addWidget(self.denoise_box, 3)
 
         # plots
         self.beta_plot = styled_plot("β_t (noise added per step)")
@@ -340,9 +342,12 @@ class NoisePanel(QWidget):
         plots.addWidget(self.snr_plot, 1, 0)
         plots.addWidget(self.hist_plot, 1, 1)
 
+        right = QVBoxLayout()
+        right.addLayout(plots, 1)
+        right.addWidget(strip_box)
         body = QHBoxLayout()
-        body.addLayout(left, 0)
-        body.addLayout(plots, 1)
+        body.addLayout(left, 1)
+        body.addLayout(right, 1)
 
         lay = QVBoxLayout(self)
         lay.addLayout(top)
