@@ -333,7 +333,12 @@ def interpolate(model: nn.Module, schedule: NoiseSchedule, seed_a: int, seed_b: 
     """Digits made from ``count`` points on the great circle between the x_T of two seeds.
 
     Deterministic DDIM (eta = 0), so each image is a function of its x_T alone and
-    the strip shows how the reverse process maps nearby noise to nearby digits.
+    the strip shows how the reverse process maps nearby noise to nearby digits. The
+    predicted x_0 is clipped to [-1, 1] at every step: with the default schedule
+    sqrt(alphabar_T) = 0.006, and without noise injected to wash them out, the
+    first steps' errors in x_0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar) were
+    amplified into visibly noisy digits (a young conditional model's sweep ranged
+    over [-6, 4] instead of [-1, 1]).
     Returns (count, C, 28, 28) float32 on the CPU, unclipped; the ends are exactly
     what DDIM with eta = 0 makes from seed_a and seed_b. ``label``/``guidance``: for a
     class-conditional model. Raises SamplingStopped when should_stop() turns true.
@@ -344,7 +349,8 @@ def interpolate(model: nn.Module, schedule: NoiseSchedule, seed_a: int, seed_b: 
     a = initial_noise(1, seed_a, channels=channels, device=device)
     b = initial_noise(1, seed_b, channels=channels, device=device)
     x_T = torch.cat([slerp(a, b, float(w)) for w in torch.linspace(0, 1, count)])
-    sampler = SamplerConfig(kind="ddim", steps=min(steps, schedule.timesteps), eta=0.0, guidance=guidance)
+    sampler = SamplerConfig(kind="ddim", steps=min(steps, schedule.timesteps), eta=0.0, guidance=guidance,
+                            clip_x0=True)
     labels = None if label is None else torch.full((count,), int(label), dtype=torch.long)
     return _run_to_end(sample_steps(model, schedule, count, sampler=sampler, labels=labels, seed=seed_a,
                                     device=device, precision=precision, x_T=x_T), should_stop)
@@ -358,8 +364,8 @@ def guidance_sweep(model: nn.Module, schedule: NoiseSchedule, label: int, seed: 
                    device: torch.device | str = "cpu", precision: str = "fp32", should_stop=None) -> torch.Tensor:
     """One seed, one digit, several classifier-free guidance weights w, in one batch.
 
-    Every image starts from the same x_T and runs deterministic DDIM (eta = 0), so
-    the strip differs only in w. Returns (len(weights), C, 28, 28) float32 on the
+    Every image starts from the same x_T and runs deterministic DDIM (eta = 0, x_0
+    clipped as in ``interpolate``), so the strip differs only in w. Returns (len(weights), C, 28, 28) float32 on the
     CPU, unclipped.
     """
     if not getattr(getattr(model, "config", None), "conditional", False):
@@ -367,7 +373,7 @@ def guidance_sweep(model: nn.Module, schedule: NoiseSchedule, label: int, seed: 
     k = len(weights)
     channels = model.config.image_channels
     x_T = initial_noise(1, seed, channels=channels, device=device).expand(k, -1, -1, -1).contiguous()
-    sampler = SamplerConfig(kind="ddim", steps=min(steps, schedule.timesteps), eta=0.0)
+    sampler = SamplerConfig(kind="ddim", steps=min(steps, schedule.timesteps), eta=0.0, clip_x0=True)
     w = torch.tensor([float(v) for v in weights])
     for v in w.tolist():
         SamplerConfig(guidance=v)  # validates each weight (finite, 0..MAX_GUIDANCE)

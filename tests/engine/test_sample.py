@@ -161,7 +161,7 @@ def test_interpolation_ends_are_the_seeds_own_ddim_samples():
     sched = NoiseSchedule(ScheduleConfig(timesteps=20))
     strip = interpolate(net, sched, 3, 7, count=5, steps=4)
     assert strip.shape == (5, 1, 28, 28)
-    ddim = SamplerConfig(kind="ddim", steps=4, eta=0.0)
+    ddim = SamplerConfig(kind="ddim", steps=4, eta=0.0, clip_x0=True)
     for seed, row in ((3, 0), (7, 4)):
         x = None
         for step in sample_steps(net, sched, 1, sampler=ddim, x_T=initial_noise(1, seed)):
@@ -180,7 +180,8 @@ def test_guidance_sweep_differs_only_in_w():
     assert strip.shape == (len(GUIDANCE_SWEEP), 1, 28, 28)
     for i, w in enumerate(GUIDANCE_SWEEP):  # each image is that weight's own run from the same x_T
         x = None
-        for step in sample_steps(net, sched, 1, sampler=SamplerConfig(kind="ddim", steps=4, eta=0.0, guidance=w),
+        for step in sample_steps(net, sched, 1, sampler=SamplerConfig(kind="ddim", steps=4, eta=0.0, guidance=w,
+                                                                      clip_x0=True),
                                  labels=torch.tensor([3]), x_T=initial_noise(1, 5)):
             x = step.x
         assert torch.allclose(strip[i], x[0], atol=1e-5)
