@@ -259,7 +259,8 @@ class NoisePanel(QWidget):
         self.model_error_label.setFixedHeight(3 * self.model_error_label.fontMetrics().lineSpacing() + 4)
         mb.addWidget(self.model_error_label, 2, 0, 1, 2)
         for v in (self.prediction_view, self.eps_error_view):
-            v.setMinimumSize(120, 120)
+            v.setMinimumSize(160, 160)
+        self.model_box.setMinimumHeight(270)
 
         # ---- denoise from here (SDEdit)
         self.denoise_box = QGroupBox("Denoise from here: x_t → x_0 with the sampler panel's settings")
@@ -275,7 +276,7 @@ class NoisePanel(QWidget):
         self.identity_button.clicked.connect(lambda: self.identity_curve())
         self.denoise_view = MosaicView("")
         self.denoise_view.setObjectName("denoiseView")
-        self.denoise_view.setMinimumSize(200, 120)
+        self.denoise_view.setMinimumSize(200, 90)
         self.denoise_label = QLabel(objectName="denoiseLabel", wordWrap=True)
         self.denoise_label.setStyleSheet("color: #444; font-size: 11px;")
         self.identity_plot = styled_plot("share of digits keeping their label", left="share", bottom="t")
@@ -291,13 +292,14 @@ class NoisePanel(QWidget):
         db.addWidget(self.denoise_label, 2, 0, 1, 2)
         db.setColumnStretch(0, 3)
         db.setColumnStretch(1, 2)
+        self.denoise_box.setMaximumHeight(260)
         self.denoise_runner = WorkerRunner(self)
         self.denoise_runner.stopped.connect(self._update_denoise_enabled)
         self.denoise_result: dict | None = None
 
         left = QVBoxLayout()
-        left.addWidget(image_box, 2)
-        left.addWidget(self.model_box, 2)
+        left.addWidget(image_box, 3)
+        left.addWidget(self.model_box, 4)
         left.addWidget(self.denoise_box, 3)
 
         # plots
