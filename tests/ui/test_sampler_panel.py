@@ -207,7 +207,12 @@ def test_the_gui_sampler_at_its_initial_settings_makes_the_cli_samples(qtbot, tm
 
     from diffusion_studio.engine.bundled import default_checkpoint_path
 
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    import torch
+
+    # the same thread count, so the CLI's measured precision choice (cached in this session's
+    # folder) is the one the panel reads: both sample at the same precision
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+           "OMP_NUM_THREADS": str(torch.get_num_threads())}
     r = subprocess.run([sys.executable, "-m", "diffusion_studio", "sample", "--checkpoint", "default", "--n", "16",
                         "--seed", "0", "--out", str(tmp_path / "a.npz")], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr

@@ -140,7 +140,8 @@ def tiny_model(tiny_data, tmp_path_factory):
 
 def test_sample_worker_keeps_frames_in_order(qtbot, tiny_model):
     rec, runner = Recorder(), WorkerRunner()
-    worker = SampleWorker(SampleJob(tiny_model, n=6, sampler=SamplerConfig(kind="ddpm"), seed=3, max_frames=5))
+    worker = SampleWorker(SampleJob(tiny_model, n=6, sampler=SamplerConfig(kind="ddpm"), seed=3, max_frames=5,
+                                    precision="fp32"))  # the reference below samples in fp32
     worker.progress.connect(rec.on_progress)
     worker.frame.connect(rec.on_frame)
     worker.finished.connect(rec.on_sample_finished)
