@@ -230,17 +230,6 @@ def test_the_gui_sampler_at_its_initial_settings_makes_the_cli_samples(qtbot, tm
     np.testing.assert_array_equal(gui, cli)
 
 
-@pytest.fixture(scope="module")
-def tiny_conditional_checkpoint(tiny_data, tmp_path_factory):
-    run = tmp_path_factory.mktemp("sampler_cond_run")
-    trainer = Trainer(tiny_data, model_config=UNetConfig(base_channels=4, num_classes=10),
-                      schedule_config=ScheduleConfig(timesteps=10),
-                      train_config=TrainConfig(epochs=1, batch_size=32, precision="fp32"), device="cpu", run_dir=run)
-    for _ in trainer.run():
-        pass
-    return run / "best.pt"
-
-
 def test_interpolation_strip_between_two_seeds(qtbot, panel, tmp_path):
     button = panel.findChild(type(panel.sample_button), "interpolateButton")
     assert button is panel.interpolate_button and button.isEnabled()
