@@ -94,29 +94,39 @@ def _cache_file() -> Path:
     return cache_dir() / "precision.json"
 
 
-def _cache_key(mode: str, model_config) -> str:
-    flags = cpu_flags()
-    isa = ",".join(sorted(f for f in flags if f.startswith(("avx512_bf16", "amx", "avx512f", "avx2"))))
-    net = json.dumps(model_config.to_dict(), sort_keys=True) if model_config is not None else "default"
-    return f"{cpu_model_name()} [{isa}] | torch {torch.__version__} | {torch.get_num_threads()} threads | {mode} | {net}"
+def machine_key(*parts: str) -> str:
+    """A cache key for a speed measured on this machine: CPU model and its vector/bf16
+    flags, torch version, thread count, then ``parts``."""
+    isa = ",".join(sorted(f for f in cpu_flags() if f.startswith(("avx512_bf16", "amx", "avx512f", "avx2"))))
+    return " | ".join([f"{cpu_model_name()} [{isa}]", f"torch {torch.__version__}",
+                       f"{torch.get_num_threads()} threads", *parts])
 
 
-def _read_cache() -> dict:
+def read_measurements(path: Path) -> dict:
+    """A JSON file of measurements keyed by ``machine_key`` ({} when missing or unreadable)."""
     try:
-        return json.loads(_cache_file().read_text())
+        data = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return {}
+    return data if isinstance(data, dict) else {}
 
 
-def _write_cache(key: str, value: dict) -> None:
-    from .atomic import write_text_atomic
+def record_measurement(path: Path, key: str, value) -> None:
+    """Add one measurement to ``path`` (atomically); a cache that cannot be written only
+    costs the measurement again next time."""
+    from .atomic import write_json_atomic
 
-    data = _read_cache()
+    data = read_measurements(path)
     data[key] = value
     try:
-        write_text_atomic(_cache_file(), json.dumps(data, indent=1))
+        write_json_atomic(path, data)
     except OSError:
-        pass  # a cache that cannot be written only costs a second next time
+        pass
+
+
+def _cache_key(mode: str, model_config) -> str:
+    net = json.dumps(model_config.to_dict(), sort_keys=True) if model_config is not None else "default"
+    return machine_key(mode, net)
 
 
 def images_per_second(step, batch: int, min_seconds: float = 0.5, max_steps: int = 20) -> float:
@@ -184,14 +194,14 @@ def choose_precision(precision: str, device: torch.device, *, mode: PrecisionMod
     if not cpu_has_fast_bf16():
         return PrecisionChoice("fp32", reason="no bf16 kernels on this CPU")
     key = _cache_key(mode, model_config)
-    cached = _read_cache().get(key)
+    cached = read_measurements(_cache_file()).get(key)
     if isinstance(cached, dict) and {"fp32", "bf16"} <= set(cached):
         rates = {k: float(cached[k]) for k in ("fp32", "bf16")}
         return PrecisionChoice(max(rates, key=rates.get), rates, cached=True)
     rates = {p: _measure(p, mode, model_config, device) for p in ("fp32", "bf16")}
     # bf16 must win clearly (5%): a tie is not worth its rounding
     choice = "bf16" if rates["bf16"] > 1.05 * rates["fp32"] else "fp32"
-    _write_cache(key, {**rates, "choice": choice})
+    record_measurement(_cache_file(), key, {**rates, "choice": choice})
     return PrecisionChoice(choice, rates)
 
 

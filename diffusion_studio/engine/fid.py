@@ -410,17 +410,13 @@ def inception_images_per_second(device: str | torch.device = "cpu", *, measure: 
     weights, so random ones are timed): measured once with one batch of 8 after a
     warm-up (a few seconds on a CPU), then cached per CPU, torch version, threads and
     device. None when not cached and ``measure`` is False."""
-    from .atomic import write_json_atomic
-    from .device import cpu_model_name
+    from .device import machine_key, read_measurements, record_measurement
 
     device = torch.device(device)
-    key = f"{cpu_model_name()} | torch {torch.__version__} | {torch.get_num_threads()} threads | {device}"
-    try:
-        cache = json.loads(_rate_cache_file().read_text())
-    except (OSError, ValueError):
-        cache = {}
-    if isinstance(cache.get(key), (int, float)):
-        return float(cache[key])
+    key = machine_key(str(device))
+    cached = read_measurements(_rate_cache_file()).get(key)
+    if isinstance(cached, (int, float)):
+        return float(cached)
     if not measure:
         return None
     import numpy as np
@@ -433,11 +429,7 @@ def inception_images_per_second(device: str | torch.device = "cpu", *, measure: 
     for _ in extractor.batches(images):
         pass
     rate = 8 / max(time.perf_counter() - start, 1e-9)
-    cache[key] = rate
-    try:
-        write_json_atomic(_rate_cache_file(), cache)
-    except OSError:
-        pass
+    record_measurement(_rate_cache_file(), key, rate)
     return rate
 
 
