@@ -19,6 +19,10 @@ Arms (a recipe each; every one is also a preset or a set of ``train`` flags):
   default         the app's default preset: the residual U-Net, batch 32, cosine decay
   default-b<N>    the default with batch N (learning rate scaled by sqrt(N / 32))
   default-minsnr  the default with min-SNR-5 loss weighting
+  default-lean    the default with one residual block per level (level_blocks 1,1,1)
+  default-cond    the default, class-conditional (labels dropped 10% of the time);
+                  sampled with the labels 0-9 in turn and classifier-free guidance
+                  (``--guidance``, default the app's)
 """
 
 from __future__ import annotations
@@ -58,18 +62,26 @@ def arm_preset(name: str):
         return replace(default, name=name, train=replace(default.train, batch_size=batch, lr=lr))
     if name == "default-minsnr":
         return replace(default, name=name, train=replace(default.train, min_snr_gamma=5.0))
-    raise SystemExit(f"unknown arm {name!r}; choose presets ({', '.join(PRESETS)}), default-b<N> or default-minsnr")
+    if name == "default-lean":
+        return replace(default, name=name, model=replace(default.model, level_blocks=(1, 1, 1)))
+    if name == "default-cond":
+        return replace(default, name=name, model=replace(default.model, num_classes=10))
+    raise SystemExit(f"unknown arm {name!r}; choose presets ({', '.join(PRESETS)}), default-b<N>, "
+                     "default-minsnr, default-lean or default-cond")
 
 
-def score(images_uint8: np.ndarray, clf, data) -> dict:
-    entries, _ = offline_metrics(images_uint8, clf, data, split="test")
+def score(images_uint8: np.ndarray, clf, data, labels=None) -> dict:
+    entries, _ = offline_metrics(images_uint8, clf, data, split="test", labels=labels)
     values = {e["key"]: e for e in entries}
     hist = values["label_histogram"]["details"]
-    return {
+    result = {
         "fd": float(values["fd_classifier"]["value"]),
         "confident": float(values["confident_share"]["value"]),
         "shares": [round(float(s), 4) for s in hist["shares"]],
     }
+    if "class_accuracy" in values:
+        result["class_accuracy"] = float(values["class_accuracy"]["value"])
+    return result
 
 
 def main(argv=None) -> int:
@@ -82,6 +94,9 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=1000, help="digits sampled and scored per arm")
     p.add_argument("--sampler", choices=("ddpm", "ddim"), help="default: the app's (SamplerConfig())")
     p.add_argument("--steps", type=int, help="DDIM steps (default: the app's)")
+    p.add_argument("--eta", type=float, help="DDIM eta (default: the app's)")
+    p.add_argument("--guidance", help="guidance weight(s) for conditional arms, comma-separated: each is "
+                                      "sampled and scored (default: the app's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keep", metavar="DIR", help="keep each arm's run folder under DIR")
     p.add_argument("--out", default=str(Path(__file__).with_name("time_to_quality.jsonl")))
@@ -95,6 +110,9 @@ def main(argv=None) -> int:
         sampler = replace(sampler, kind=args.sampler, steps=args.steps if args.sampler == "ddim" else None)
     elif args.steps:
         sampler = replace(sampler, steps=args.steps)
+    if args.eta is not None:
+        sampler = replace(sampler, eta=args.eta)
+    guidances = [float(w) for w in args.guidance.split(",")] if args.guidance else [sampler.guidance]
     machine = {"cpu": cpu_model_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
                "python": platform.python_version()}
     print(f"machine: {machine['cpu']}, {machine['threads']} threads, torch {machine['torch']}", flush=True)
@@ -126,24 +144,30 @@ def main(argv=None) -> int:
         epochs = trainer.global_step / trainer.steps_per_epoch
         loaded = load_model(run_dir / "best.pt", device)
         sample_precision = choose_precision(args.precision, device, mode="sample", model_config=preset.model)
-        t0 = time.perf_counter()
-        x = sample(loaded.model, loaded.schedule, args.n, sampler=sampler, seed=args.seed, device=device,
-                   precision=sample_precision.precision, batch_size=250)
-        sample_s = time.perf_counter() - t0
-        result = score(to_uint8(x).numpy(), clf, data)
-        row = {
-            "arm": name, "minutes": args.minutes, "precision": trainer.precision, "n": args.n,
-            "epochs": round(epochs, 2), "train_seconds": round(train_s, 1), "finished": finished.reason,
-            "best_val_loss": finished.best_val_loss, "sampler": sampler.to_dict(), "sample_seconds": round(sample_s, 1),
-            **result, "floor_fd": floor["fd"], "floor_confident": floor["confident"], "machine": machine,
-            "model": preset.model.to_dict(), "schedule": preset.schedule.to_dict(), "train": train_cfg.to_dict(),
-        }
-        rows.append(row)
-        with open(args.out, "a") as f:
-            f.write(json.dumps(row) + "\n")
-        print(f"[{name}] {epochs:.2f} epochs in {train_s:.0f} s: FD {result['fd']:.2f} "
-              f"({result['fd'] / floor['fd']:.1f}x floor), confident {result['confident']:.3f}, "
-              f"sampling {sample_s:.0f} s", flush=True)
+        # a class-conditional arm is asked for the digits 0-9 in turn, at each guidance weight
+        labels = torch.arange(args.n) % 10 if preset.model.conditional else None
+        for w in guidances if labels is not None else [None]:
+            arm_sampler = replace(sampler, guidance=w) if w is not None else sampler
+            label = name if w is None else f"{name} w={w:g}"
+            t0 = time.perf_counter()
+            x = sample(loaded.model, loaded.schedule, args.n, sampler=arm_sampler, labels=labels, seed=args.seed,
+                       device=device, precision=sample_precision.precision, batch_size=250)
+            sample_s = time.perf_counter() - t0
+            result = score(to_uint8(x).numpy(), clf, data, labels=None if labels is None else labels.numpy())
+            row = {
+                "arm": label, "minutes": args.minutes, "precision": trainer.precision, "n": args.n,
+                "epochs": round(epochs, 2), "train_seconds": round(train_s, 1), "finished": finished.reason,
+                "best_val_loss": finished.best_val_loss, "sampler": arm_sampler.to_dict(),
+                "sample_seconds": round(sample_s, 1), **result, "floor_fd": floor["fd"],
+                "floor_confident": floor["confident"], "machine": machine, "model": preset.model.to_dict(),
+                "schedule": preset.schedule.to_dict(), "train": train_cfg.to_dict(),
+            }
+            rows.append(row)
+            with open(args.out, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(f"[{label}] {epochs:.2f} epochs in {train_s:.0f} s: FD {result['fd']:.2f} "
+                  f"({result['fd'] / floor['fd']:.1f}x floor), confident {result['confident']:.3f}, "
+                  f"sampling {sample_s:.0f} s", flush=True)
 
     print(f"\n{machine['cpu']}, {machine['threads']} threads, {args.precision}, {args.minutes:g} min per arm, "
           f"n = {args.n}, sampler {sampler.kind} {sampler.num_steps(300)} steps eta {sampler.eta:g}")

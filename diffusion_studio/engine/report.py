@@ -144,10 +144,9 @@ def _history_curves(history: dict | None) -> dict:
 def _strip(model, schedule, sampler, seed, rows, cols, labels, device, precision, should_stop) -> np.ndarray:
     """rows chains drawn from seed: columns x_T, then evenly spaced steps, the last x_0 -> uint8 image."""
     from .images import strip
-    from .sample import sample_steps
+    from .sample import initial_noise, sample_steps
 
-    gen = torch.Generator(device=device).manual_seed(int(seed))
-    x_T = torch.randn((rows, 1, 28, 28), generator=gen, device=device)
+    x_T = initial_noise(rows, seed, device=device)  # what sample_steps draws from this seed
     total = sampler.num_steps(schedule.timesteps)
     keep = set(np.unique(np.round(np.linspace(0, total - 1, max(2, cols) - 1)).astype(int)).tolist())
     columns = [x_T.float().cpu()]

@@ -7,6 +7,7 @@ viewer can animate x_T -> x_0. ``sample()`` runs one to the end in batches.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Iterator, Literal, NamedTuple, get_args
 
@@ -100,6 +101,102 @@ class SampleStep(NamedTuple):
     t_prev: int
     x: torch.Tensor
     x0_pred: torch.Tensor
+
+
+class StepResult(NamedTuple):
+    """What one reverse step computes (as diffusers' schedulers return it).
+
+    prev_sample: x_{t_prev}, the less noisy image (x_0 when t_prev = 0).
+    pred_x0:     the x_0 the step moved towards, (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)
+                 (clipped to [-1, 1] when the step was asked to clip).
+    eps:         the noise the step used: the network's, or the one consistent with the
+                 clipped x_0.
+    """
+
+    prev_sample: torch.Tensor
+    pred_x0: torch.Tensor
+    eps: torch.Tensor
+
+
+def _predicted_x0(x_t, eps, abar_t, clip_x0: bool):
+    """x_0 from x_t and eps (eq. 4 of Ho et al. solved for x_0); with ``clip_x0`` clipped
+    to [-1, 1] and eps re-derived from the clipped x_0, as diffusers does."""
+    x0 = (x_t - (1 - abar_t).sqrt() * eps) / abar_t.sqrt()
+    if clip_x0:
+        x0 = x0.clamp(-1, 1)
+        eps = (x_t - abar_t.sqrt() * x0) / (1 - abar_t).sqrt()
+    return x0, eps
+
+
+def ddpm_step(schedule: NoiseSchedule, x_t: torch.Tensor, eps: torch.Tensor, t: int, *,
+              noise: torch.Tensor | None = None, variance: VarianceKind = DEFAULT_VARIANCE,
+              clip_x0: bool = DEFAULT_CLIP_X0) -> StepResult:
+    """One step of Algorithm 2 (Ho et al. 2020), from x_t to x_{t-1}; a pure function.
+
+        x_{t-1} = 1/sqrt(alpha_t) (x_t - (1 - alpha_t)/sqrt(1 - abar_t) eps) + sigma_t z
+
+    with sigma_t^2 = beta_t (1 - abar_{t-1})/(1 - abar_t) ("posterior") or beta_t
+    ("beta"). ``noise`` is z; it is ignored at t = 1 (z = 0 there) and needed otherwise.
+    """
+    if not 1 <= t <= schedule.timesteps:
+        raise ValueError(f"t must lie in 1..T={schedule.timesteps}, got {t}")
+    dev = x_t.device
+    alpha_t, abar_t = schedule.alpha[t].to(dev), schedule.alphabar[t].to(dev)
+    x0, eps = _predicted_x0(x_t, eps, abar_t, clip_x0)
+    mean = (x_t - (1 - alpha_t) / (1 - abar_t).sqrt() * eps) / alpha_t.sqrt()
+    if t == 1:
+        return StepResult(mean, x0, eps)
+    if noise is None:
+        raise ValueError("a DDPM step at t > 1 needs its noise z")
+    var = schedule.posterior_variance[t] if variance == "posterior" else schedule.beta[t]
+    return StepResult(mean + var.to(dev).sqrt() * noise, x0, eps)
+
+
+def ddim_step(schedule: NoiseSchedule, x_t: torch.Tensor, eps: torch.Tensor, t: int, t_prev: int, *,
+              eta: float = DEFAULT_DDIM_ETA, noise: torch.Tensor | None = None,
+              clip_x0: bool = DEFAULT_CLIP_X0) -> StepResult:
+    """One DDIM step (Song et al. 2021, eq. 12), from x_t to x_{t_prev}; a pure function.
+
+        x_{t'} = sqrt(abar_t') x_0 + sqrt(1 - abar_t' - s^2) eps + s z,
+        s = eta sqrt((1 - abar_t')/(1 - abar_t)) sqrt(1 - abar_t/abar_t')
+
+    With eta = 1 and t' = t - 1, s^2 is the posterior variance, so the step is Algorithm 2's.
+    ``noise`` is z; it is needed when eta > 0 and t_prev > 0.
+    """
+    if not 0 <= t_prev < t <= schedule.timesteps:
+        raise ValueError(f"a DDIM step needs 0 <= t_prev < t <= T={schedule.timesteps}, got t={t}, t_prev={t_prev}")
+    dev = x_t.device
+    abar_t, ab_prev = schedule.alphabar[t].to(dev), schedule.alphabar[t_prev].to(dev)
+    x0, eps = _predicted_x0(x_t, eps, abar_t, clip_x0)
+    s = eta * ((1 - ab_prev) / (1 - abar_t) * (1 - abar_t / ab_prev)).clamp(min=0).sqrt()
+    x = ab_prev.sqrt() * x0 + (1 - ab_prev - s**2).clamp(min=0).sqrt() * eps
+    if t_prev > 0 and eta > 0:
+        if noise is None:
+            raise ValueError("a DDIM step with eta > 0 needs its noise z")
+        x = x + s * noise
+    return StepResult(x, x0, eps)
+
+
+#: timesteps of the report's Figure 7 strip (x_T, three stops, x_0)
+STRIP_TIMESTEPS = (300, 100, 50, 20, 0)
+
+
+def strip_timesteps(T: int) -> list[int]:
+    """The strip's timesteps for a schedule of T steps, descending: 300, 100, 50,
+    20, 0 clipped to T (for T=300 exactly the report's; for T=10: 10, 0)."""
+    return sorted({min(s, T) for s in STRIP_TIMESTEPS}, reverse=True)
+
+
+def kept_frames(ts: list[int], max_frames: int, timesteps: int) -> set[int]:
+    """The t_prev values whose x a viewer keeps from a run over ``ts`` (``reverse_timesteps``):
+    about ``max_frames`` evenly spaced steps, the steps nearest the strip's timesteps
+    (``strip_timesteps(T)``), and x_0 (t_prev = 0). x at ts[0] (x_T) is always kept too."""
+    t_prevs = ts[1:] + [0]
+    keep_every = max(1, math.ceil(len(ts) / max(1, max_frames)))
+    kept = {tp for i, tp in enumerate(t_prevs) if (i + 1) % keep_every == 0}
+    kept |= {min(t_prevs, key=lambda tp: abs(tp - s)) for s in strip_timesteps(timesteps)}
+    kept.add(0)
+    return kept
 
 
 def ddim_timesteps(timesteps: int, steps: int) -> list[int]:
@@ -206,14 +303,6 @@ def sample_steps(
         x = x_T.to(device=device, dtype=torch.float32).clone()
     memory_format = torch.channels_last if _channels_last(model) else torch.contiguous_format
 
-    beta = schedule.beta.to(device)
-    alpha = schedule.alpha.to(device)
-    abar = schedule.alphabar.to(device)
-    if sampler.variance == "posterior":
-        sigma = schedule.posterior_variance.to(device).sqrt()
-    else:
-        sigma = beta.sqrt()
-
     was_training = model.training
     model.eval()
     try:
@@ -225,29 +314,16 @@ def sample_steps(
                     model, x.contiguous(memory_format=memory_format), t_batch, labels,
                     sampler.guidance if guidance is None else guidance, num_classes, device, precision,
                 )
-                x0_pred = (x - (1 - abar[t]).sqrt() * eps) / abar[t].sqrt()
-                if sampler.clip_x0:
-                    x0_pred = x0_pred.clamp(-1, 1)
-                    # re-derive eps consistent with the clipped x0 (as diffusers does)
-                    eps = (x - abar[t].sqrt() * x0_pred) / (1 - abar[t]).sqrt()
+                # z for this step, drawn only where the step uses one (the generator's
+                # stream is part of what a seed means: keep the order of draws)
+                needs_noise = t_prev > 0 and (sampler.kind == "ddpm" or sampler.eta > 0)
+                z = torch.randn(x.shape, generator=gen, device=device) if needs_noise else None
                 if sampler.kind == "ddpm":
-                    # Algorithm 2, line 4:
-                    # x_{t-1} = 1/sqrt(alpha_t) (x_t - (1-alpha_t)/sqrt(1-abar_t) eps) + sigma_t z
-                    mean = (x - (1 - alpha[t]) / (1 - abar[t]).sqrt() * eps) / alpha[t].sqrt()
-                    if t > 1:
-                        z = torch.randn(x.shape, generator=gen, device=device)
-                        x = mean + sigma[t] * z
-                    else:
-                        x = mean  # z = 0 at the last step
+                    x, x0_pred, _ = ddpm_step(schedule, x, eps, t, noise=z, variance=sampler.variance,
+                                              clip_x0=sampler.clip_x0)
                 else:
-                    # DDIM (Song et al. 2021, eq. 12):
-                    # x_{t'} = sqrt(abar_t') x0 + sqrt(1 - abar_t' - s^2) eps + s z,
-                    # s = eta sqrt((1 - abar_t')/(1 - abar_t)) sqrt(1 - abar_t/abar_t')
-                    ab_prev = abar[t_prev]
-                    s = sampler.eta * ((1 - ab_prev) / (1 - abar[t]) * (1 - abar[t] / ab_prev)).clamp(min=0).sqrt()
-                    x = ab_prev.sqrt() * x0_pred + (1 - ab_prev - s**2).clamp(min=0).sqrt() * eps
-                    if t_prev > 0 and sampler.eta > 0:
-                        x = x + s * torch.randn(x.shape, generator=gen, device=device)
+                    x, x0_pred, _ = ddim_step(schedule, x, eps, t, t_prev, eta=sampler.eta, noise=z,
+                                              clip_x0=sampler.clip_x0)
                 yield SampleStep(i, total, t, t_prev, x, x0_pred.clamp(-1, 1))
     finally:
         model.train(was_training)

@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
 
 from .imaging import gray_qimage, model_to_uint8, tile
 from .state import AppState
-from .workers import Frame, SampleJob, SampleWorker, TaskWorker, WorkerRunner, strip_timesteps
+from .workers import Frame, SampleJob, SampleWorker, TaskWorker, WorkerRunner
 
 PLAY_FPS = 12
 STRIP_ROWS = 4  # samples shown in the strip
@@ -745,6 +745,8 @@ class SamplerPanel(QWidget):
     # ------------------------------------------------------------ strip
     def strip_frames(self) -> list[Frame]:
         """The kept frames nearest to t = 300, 100, 50, 20, 0 (clipped to T)."""
+        from ..engine.sample import strip_timesteps
+
         if not self.frames:
             return []
         T = self.frames[0].t

@@ -15,7 +15,6 @@ happened, so its thread can quit.
 from __future__ import annotations
 
 import contextlib
-import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,22 +25,12 @@ from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from ..engine import runs
 from ..engine.device import choose_precision
-from ..engine.sample import SamplerConfig, initial_noise, reverse_timesteps, sample_steps
+from ..engine.sample import SamplerConfig, initial_noise, kept_frames, reverse_timesteps, sample_steps
 from ..engine.train import Trainer, loss_bins
 from .imaging import model_to_uint8
 
 #: at most this many step / frame signals per second reach the GUI
 MAX_SIGNALS_PER_S = 30.0
-#: timesteps of the report's Figure 7 strip
-STRIP_TIMESTEPS = (300, 100, 50, 20, 0)
-
-
-def strip_timesteps(T: int) -> list[int]:
-    """The strip's timesteps for a schedule of T steps, descending: 300, 100, 50,
-    20, 0 clipped to T (for T=300 exactly the report's; for T=10: 10, 0)."""
-    return sorted({min(s, T) for s in STRIP_TIMESTEPS}, reverse=True)
-
-
 #: niceness added to a worker thread (and the torch threads it starts), so the
 #: window keeps the CPU it needs to stay responsive while training uses the rest
 WORKER_NICENESS = 5
@@ -349,10 +338,7 @@ class SampleWorker(_StoppableWorker):
             x_T = job.x_start.to(device=device, dtype=torch.float32)
         else:  # the same x_T that sample_steps draws from this seed
             x_T = initial_noise(job.n, job.seed, channels=channels, device=device)
-        t_prevs = ts[1:] + [0]
-        keep_every = max(1, math.ceil(total / max(1, job.max_frames)))
-        # the strip's timesteps (clipped to T): keep the step whose t_prev is nearest
-        wanted = {min(t_prevs, key=lambda tp: abs(tp - s)) for s in strip_timesteps(T)}
+        wanted = kept_frames(ts, job.max_frames, T)  # the engine's plan: evenly spaced, the strip's, x_0
         pending_t, pending_x = ts[0], x_T  # x_t waiting for the prediction made from it
         min_gap, last_emit = 1.0 / MAX_SIGNALS_PER_S, 0.0
         done = 0
@@ -367,8 +353,7 @@ class SampleWorker(_StoppableWorker):
             done = step.index + 1
             if pending_x is not None:  # step.x0_pred was predicted from pending_x
                 self._keep(pending_t, pending_x, step.x0_pred)
-            keep = (step.index + 1) % keep_every == 0 or step.t_prev in wanted or step.t_prev == 0
-            pending_t, pending_x = (step.t_prev, step.x) if keep else (step.t_prev, None)
+            pending_t, pending_x = (step.t_prev, step.x) if step.t_prev in wanted else (step.t_prev, None)
             now = time.monotonic()
             if now - last_emit >= min_gap or done == total:
                 last_emit = now

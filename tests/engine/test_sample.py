@@ -2,7 +2,10 @@ import pytest
 import torch
 from torch import nn
 
-from diffusion_studio.engine.sample import SamplerConfig, ddim_timesteps, sample, sample_steps
+from diffusion_studio.engine.sample import (
+    SamplerConfig, ddim_step, ddim_timesteps, ddpm_step, kept_frames, reverse_timesteps, sample, sample_steps,
+    strip_timesteps,
+)
 from diffusion_studio.engine.schedule import NoiseSchedule, ScheduleConfig
 from diffusion_studio.engine.unet import UNet, UNetConfig
 
@@ -211,3 +214,73 @@ def test_denoise_from_a_small_t_gives_the_digit_back_and_from_T_is_sampling():
     kept = identity_kept(Oracle(), sched, x0, [1, 2, 3], lambda u: [1, 2, 3], [5, 50, 500],
                          sampler=SamplerConfig(kind="ddim", steps=5, eta=0.0))
     assert kept == [(5, 1.0), (50, 1.0)]  # t beyond T is left out
+
+
+# ------------------------------------------------------------ the pure steps
+def test_ddpm_step_is_algorithm_2_written_out():
+    schedule = NoiseSchedule(ScheduleConfig(timesteps=50))
+    g = torch.Generator().manual_seed(0)
+    x, eps, z = (torch.randn((3, 1, 28, 28), generator=g) for _ in range(3))
+    t = 17
+    a, ab, b = schedule.alpha[t], schedule.alphabar[t], schedule.beta[t]
+    mean = (x - (1 - a) / (1 - ab).sqrt() * eps) / a.sqrt()
+    post = b * (1 - schedule.alphabar[t - 1]) / (1 - ab)
+    out = ddpm_step(schedule, x, eps, t, noise=z)
+    assert torch.allclose(out.prev_sample, mean + post.sqrt() * z, atol=1e-6)
+    assert torch.allclose(out.pred_x0, (x - (1 - ab).sqrt() * eps) / ab.sqrt(), atol=1e-5)
+    assert torch.equal(out.eps, eps)
+    beta_var = ddpm_step(schedule, x, eps, t, noise=z, variance="beta")
+    assert torch.allclose(beta_var.prev_sample, mean + b.sqrt() * z, atol=1e-6)
+    # z = 0 at t = 1: the last step is the posterior mean, and needs no noise
+    assert torch.allclose(ddpm_step(schedule, x, eps, 1).prev_sample,
+                          (x - (1 - schedule.alpha[1]) / (1 - schedule.alphabar[1]).sqrt() * eps)
+                          / schedule.alpha[1].sqrt(), atol=1e-6)
+    with pytest.raises(ValueError, match="needs its noise"):
+        ddpm_step(schedule, x, eps, t)
+    with pytest.raises(ValueError, match="1..T=50"):
+        ddpm_step(schedule, x, eps, 0)
+
+
+def test_ddim_step_with_eta_1_on_consecutive_steps_is_the_ddpm_step():
+    """s^2 = (1 - abar_{t-1})/(1 - abar_t) (1 - alpha_t) is the posterior variance, and the
+    mean then equals Algorithm 2's: the two samplers agree step for step."""
+    schedule = NoiseSchedule(ScheduleConfig(kind="rescaled_linear", timesteps=300))
+    g = torch.Generator().manual_seed(1)
+    x, eps, z = (torch.randn((2, 1, 28, 28), generator=g) for _ in range(3))
+    for t in (300, 150, 2):
+        ddim = ddim_step(schedule, x, eps, t, t - 1, eta=1.0, noise=z)
+        ddpm = ddpm_step(schedule, x, eps, t, noise=z)
+        assert torch.allclose(ddim.prev_sample, ddpm.prev_sample, atol=1e-4), t
+
+
+def test_ddim_step_eta_0_moves_along_the_forward_marginal_and_clipping_stays_consistent():
+    schedule = NoiseSchedule(ScheduleConfig(timesteps=50))
+    g = torch.Generator().manual_seed(2)
+    x0, eps = torch.rand((2, 1, 28, 28), generator=g) * 2 - 1, torch.randn((2, 1, 28, 28), generator=g)
+    x_t = schedule.q_sample(x0, torch.full((2,), 40), eps)
+    out = ddim_step(schedule, x_t, eps, 40, 10, eta=0.0)  # the true eps: lands on q's mean path
+    expect = schedule.alphabar[10].sqrt() * x0 + (1 - schedule.alphabar[10]).sqrt() * eps
+    assert torch.allclose(out.prev_sample, expect, atol=1e-5)
+    assert torch.allclose(out.pred_x0, x0, atol=1e-5)
+    # a wrong eps pushes x_0 out of [-1, 1]; clipped, the step's eps is re-derived so
+    # that x_t = sqrt(abar) x_0 + sqrt(1 - abar) eps still holds
+    clipped = ddim_step(schedule, x_t, 3 * eps, 40, 10, eta=0.0, clip_x0=True)
+    assert clipped.pred_x0.abs().max() <= 1
+    ab = schedule.alphabar[40]
+    assert torch.allclose(ab.sqrt() * clipped.pred_x0 + (1 - ab).sqrt() * clipped.eps, x_t, atol=1e-5)
+    with pytest.raises(ValueError, match="needs its noise"):
+        ddim_step(schedule, x_t, eps, 40, 10, eta=0.5)
+    with pytest.raises(ValueError, match="t_prev < t"):
+        ddim_step(schedule, x_t, eps, 10, 10)
+
+
+def test_kept_frames_plan_holds_the_strip_and_x0_and_is_bounded():
+    T = 300
+    ts = reverse_timesteps(SamplerConfig(), T)
+    kept = kept_frames(ts, 60, T)
+    assert {100, 50, 20, 0} <= kept  # the strip's stops (x_T is the start, always kept)
+    assert 60 <= len(kept) <= 60 + len(strip_timesteps(T))
+    ddim_ts = reverse_timesteps(SamplerConfig(kind="ddim", steps=7), T)
+    kept = kept_frames(ddim_ts, 100, T)
+    assert kept == set(ddim_ts[1:]) | {0}  # fewer steps than frames: every step
+    assert strip_timesteps(10) == [10, 0]
