@@ -1,46 +1,20 @@
-"""A small text progress bar for the terminal (stderr), quiet when not a TTY."""
+"""Terminal progress through tqdm (on stderr, drawn only on a terminal)."""
 
 from __future__ import annotations
 
 import sys
-import time
 
 
-def format_seconds(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+def progress_bar(total: int, desc: str):
+    """A tqdm bar of ``total`` steps; ``advance_to(bar, done)`` moves it to an absolute count.
+    Not drawn when stderr is not a terminal (logs, CI, pipes)."""
+    from tqdm import tqdm
+
+    return tqdm(total=max(1, int(total)), desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True,
+                disable=None, mininterval=0.1)
 
 
-class ProgressBar:
-    def __init__(self, total: int, label: str = "", stream=None, width: int = 28) -> None:
-        self.total = max(1, total)
-        self.label = label
-        self.stream = stream or sys.stderr
-        self.width = width
-        self.enabled = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.start = time.perf_counter()
-        self._last = 0.0
-
-    def update(self, done: int, extra: str = "") -> None:
-        if not self.enabled:
-            return
-        now = time.perf_counter()
-        if done < self.total and now - self._last < 0.1:
-            return
-        self._last = now
-        frac = min(1.0, done / self.total)
-        filled = int(frac * self.width)
-        elapsed = now - self.start
-        eta = elapsed / frac - elapsed if frac > 0 else 0.0
-        bar = "#" * filled + "-" * (self.width - filled)
-        self.stream.write(
-            f"\r{self.label} [{bar}] {done}/{self.total} {format_seconds(elapsed)}<{format_seconds(eta)} {extra}\033[K"
-        )
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
+def advance_to(bar, done: int) -> None:
+    """Move ``bar`` to ``done`` steps (the engine reports counts, tqdm takes increments)."""
+    if done > bar.n:
+        bar.update(done - bar.n)

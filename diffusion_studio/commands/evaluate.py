@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..engine import defaults as D
-from ._progress import ProgressBar
+from ._progress import advance_to, progress_bar
+from ._sampler_args import add_sampler_arguments, sampler_from_args
 
 EPILOG = """\
 metrics:
@@ -42,14 +42,7 @@ def register(sub) -> None:
                    help="folder for report.json, report.html, samples.png (default: the checkpoint's run "
                         "folder, reports/<time>_<metric>_n<N>, where the Runs panel finds it)")
     p.add_argument("--metric", choices=["inception", "mnist", "all"], default="all", help="default: %(default)s")
-    p.add_argument("--sampler", choices=D.SAMPLER_KINDS, default=D.DEFAULT_SAMPLER, help="default: %(default)s")
-    p.add_argument("--steps", type=int, metavar="K",
-                   help=f"DDIM steps (default {D.DEFAULT_DDIM_STEPS}); DDPM always runs T")
-    p.add_argument("--eta", type=float, default=D.DEFAULT_DDIM_ETA,
-                   help="DDIM eta (default %(default)g: measured better than 0)")
-    p.add_argument("--guidance", type=float, default=D.DEFAULT_GUIDANCE, metavar="W",
-                   help="classifier-free guidance weight for class-conditional models "
-                        "(default %(default)g; ignored for unconditional ones)")
+    add_sampler_arguments(p)
     p.add_argument("--seed", type=int, default=0, help="default: %(default)s")
     p.add_argument("--data", metavar="DIR", help="MNIST folder (default: the app's data folder)")
     p.add_argument("--split", choices=["test", "val", "train"], default="test",
@@ -75,8 +68,8 @@ class _Progress:
     def __call__(self, stage: str, done: int, total: int) -> None:
         if stage != self.stage:
             self.close()
-            self.stage, self.bar = stage, ProgressBar(total, stage)
-        self.bar.update(done)
+            self.stage, self.bar = stage, progress_bar(total, stage)
+        advance_to(self.bar, done)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -111,8 +104,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--report must be a folder, but {report_dir} is a file")
     check_writable(report_dir, is_dir=True)  # before minutes of sampling and scoring
     config = EvaluationConfig(
-        n=args.n, metric=args.metric, sampler=args.sampler, steps=args.steps, seed=args.seed,
-        eta=args.eta, guidance=args.guidance,
+        n=args.n, metric=args.metric, sampler=sampler_from_args(args), seed=args.seed,
         split=args.split, inception_weights=args.inception_weights, allow_download=args.download_inception,
         device=args.device, precision=args.precision, batch_size=args.batch_size,
     )

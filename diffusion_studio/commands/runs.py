@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import argparse
 import html
-import math
 import sys
 from pathlib import Path
-
-import numpy as np
 
 
 def register(sub) -> None:
@@ -123,102 +120,6 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------- compare
-def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
-    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
-        return [lo]
-    raw = (hi - lo) / n
-    mag = 10 ** math.floor(math.log10(raw))
-    step = min((m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw), default=raw)
-    start = math.ceil(lo / step) * step
-    ticks = []
-    v = start
-    while v <= hi + 1e-9 * step:
-        ticks.append(round(v, 12))
-        v += step
-    return ticks
-
-
-# SVG presentation attributes (not CSS classes), so any SVG viewer draws them alike
-_FONT = 'font-family="system-ui, -apple-system, Segoe UI, sans-serif"'
-_TITLE = f'{_FONT} font-size="13" font-weight="600" fill="#1d2330"'
-_LABEL = f'{_FONT} font-size="12" fill="#334"'
-_TICK = f'{_FONT} font-size="11" fill="#556"'
-_GRID = 'stroke="#e6e9ef" stroke-width="1"'
-
-
-def _svg_plot(series: list[dict], title: str, xlabel: str, width: int = 560, height: int = 340) -> str:
-    """An inline SVG line plot. series: [{"name", "color", "x", "y", "dash", "markers"}].
-    The y axis is logarithmic when all values are positive and span more than 3x."""
-    ml, mr, mt, mb = 64, 16, 30, 44
-    pw, ph = width - ml - mr, height - mt - mb
-    xs = np.concatenate([s["x"][np.isfinite(s["x"]) & np.isfinite(s["y"])] for s in series]) if series else np.array([])
-    ys = np.concatenate([s["y"][np.isfinite(s["x"]) & np.isfinite(s["y"])] for s in series]) if series else np.array([])
-    out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-        f'class="plot" role="img" aria-label="{html.escape(title)}">',
-        f'<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>',
-        f'<text x="{ml + pw / 2}" y="18" text-anchor="middle" {_TITLE}>{html.escape(title)}</text>',
-        f'<rect x="{ml}" y="{mt}" width="{pw}" height="{ph}" fill="none" stroke="#9aa3b2"/>',
-    ]
-    if xs.size == 0:
-        out.append(f'<text x="{ml + pw / 2}" y="{mt + ph / 2}" text-anchor="middle" {_LABEL}>no data</text></svg>')
-        return "\n".join(out)
-    logy = bool((ys > 0).all() and ys.max() / ys.min() > 3)
-    ty = np.log10 if logy else (lambda v: v)
-    x0, x1 = float(xs.min()), float(xs.max())
-    if x1 <= x0:
-        x0, x1 = x0 - 0.5, x1 + 0.5
-    y0, y1 = float(ty(ys).min()), float(ty(ys).max())
-    pad = (y1 - y0) * 0.05 or max(abs(y0) * 0.05, 1e-3)
-    y0, y1 = y0 - pad, y1 + pad
-
-    def px(v):
-        return ml + (v - x0) / (x1 - x0) * pw
-
-    def py(v):
-        return mt + ph - (ty(v) - y0) / (y1 - y0) * ph
-
-    # grid and ticks
-    for t in _nice_ticks(x0, x1):
-        X = px(t)
-        out.append(f'<line x1="{X:.1f}" y1="{mt}" x2="{X:.1f}" y2="{mt + ph}" {_GRID}/>')
-        out.append(f'<text x="{X:.1f}" y="{mt + ph + 16}" text-anchor="middle" {_TICK}>{t:g}</text>')
-    if logy:
-        for mults in ((1,), (1, 2, 5), (1, 2, 3, 4, 5, 6, 7, 8, 9)):
-            yticks = [10 ** e * m for e in range(math.floor(y0) - 1, math.ceil(y1) + 1) for m in mults]
-            yticks = [t for t in yticks if y0 <= math.log10(t) <= y1]
-            if len(yticks) >= 4:
-                break
-        if len(yticks) < 2:
-            yticks = [10 ** v for v in _nice_ticks(y0, y1, 4)]
-    else:
-        yticks = _nice_ticks(y0, y1, 5)
-    for t in yticks:
-        Y = mt + ph - (ty(t) - y0) / (y1 - y0) * ph
-        out.append(f'<line x1="{ml}" y1="{Y:.1f}" x2="{ml + pw}" y2="{Y:.1f}" {_GRID}/>')
-        out.append(f'<text x="{ml - 6}" y="{Y + 4:.1f}" text-anchor="end" {_TICK}>{t:.3g}</text>')
-    out.append(f'<text x="{ml + pw / 2}" y="{height - 8}" text-anchor="middle" {_LABEL}>{html.escape(xlabel)}</text>')
-    out.append(
-        f'<text x="14" y="{mt + ph / 2}" text-anchor="middle" {_LABEL} '
-        f'transform="rotate(-90 14 {mt + ph / 2})">loss{" (log scale)" if logy else ""}</text>'
-    )
-    for s in series:
-        ok = np.isfinite(s["x"]) & np.isfinite(s["y"]) & ((s["y"] > 0) if logy else True)
-        x, y = s["x"][ok], s["y"][ok]
-        if x.size == 0:
-            continue
-        d = " ".join(f"{'M' if i == 0 else 'L'}{px(a):.1f},{py(b):.1f}" for i, (a, b) in enumerate(zip(x, y)))
-        dash = ' stroke-dasharray="6 3"' if s.get("dash") else ""
-        out.append(
-            f'<path d="{d}" fill="none" stroke="{s["color"]}" stroke-width="{s.get("width", 1.6)}"{dash}><title>{html.escape(s["name"])}</title></path>'
-        )
-        if s.get("markers"):
-            for a, b in zip(x, y):
-                out.append(f'<circle cx="{px(a):.1f}" cy="{py(b):.1f}" r="2.6" fill="{s["color"]}"/>')
-    out.append("</svg>")
-    return "\n".join(out)
-
-
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px; color: #1d2330; }
 h1 { font-size: 20px; margin: 0 0 4px; } p.sub { color: #667; margin: 0 0 18px; }
@@ -329,9 +230,11 @@ def compare_html(infos, curves: dict[str, dict | None], title: str = "Diffusion 
         f'<span class="item"><span class="swatch" style="background:{r.color}"></span>{esc(r.name)}</span>'
         for r in infos
     )
-    svg_train = _svg_plot(train_series, "Training loss per step (smoothed)", "step")
-    svg_val = _svg_plot(val_series, "Loss per epoch: validation (dots), training mean (dashed)", "epoch")
-    svg_t = _svg_plot(t_series, "Validation loss by timestep t (each run's last validation)", "t") if t_series else ""
+    from ..engine.charts import line_plot
+
+    svg_train = line_plot(train_series, "Training loss per step (smoothed)", "step")
+    svg_val = line_plot(val_series, "Loss per epoch: validation (dots), training mean (dashed)", "epoch")
+    svg_t = line_plot(t_series, "Validation loss by timestep t (each run's last validation)", "t") if t_series else ""
     damaged = "".join(
         f'<p class="note">{esc(r.name)}: {esc(r.status)}: {esc(r.reason)}</p>'
         for r in infos if r.status in ("damaged", "old version")

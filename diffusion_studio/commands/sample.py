@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..engine import defaults as D
-from ._progress import ProgressBar
+from ._progress import advance_to, progress_bar
+from ._sampler_args import add_sampler_arguments, sampler_from_args
 
 
 def register(sub) -> None:
@@ -17,17 +17,8 @@ def register(sub) -> None:
                    help="a .pt checkpoint, or a bundled model: 'default' or 'default-conditional'")
     p.add_argument("--n", type=int, default=64, help="how many images (default %(default)s)")
     p.add_argument("--out", required=True, metavar="FILE", help=".png (a grid) or .npz (key 'images', uint8)")
-    p.add_argument("--sampler", choices=D.SAMPLER_KINDS, default=D.DEFAULT_SAMPLER, help="default: %(default)s")
-    p.add_argument("--steps", type=int, help=f"DDIM steps (default {D.DEFAULT_DDIM_STEPS}); DDPM always runs T")
-    p.add_argument("--eta", type=float, default=None,
-                   help=f"DDIM eta (default {D.DEFAULT_DDIM_ETA:g}: measured better than 0)")
-    p.add_argument("--variance", choices=D.VARIANCE_KINDS, default=D.DEFAULT_VARIANCE,
-                   help="DDPM sigma_t^2 (default: %(default)s)")
-    p.add_argument("--clip-x0", action="store_true",
-                   help="clip the predicted x_0 to [-1, 1] at every step (off: Algorithm 2 as written)")
+    add_sampler_arguments(p)
     p.add_argument("--label", type=int, help="digit to generate (class-conditional models)")
-    p.add_argument("--guidance", type=float, default=None, metavar="W",
-                   help=f"classifier-free guidance weight for --label (default {D.DEFAULT_GUIDANCE:g})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -50,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.atomic import check_writable
     from ..engine.device import choose_precision, resolve_device
     from ..engine.images import save_grid, save_npz
-    from ..engine.sample import SamplerConfig, sample
+    from ..engine.sample import sample
 
     out = Path(args.out)
     if out.suffix.lower() not in (".png", ".npz"):
@@ -59,9 +50,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--n must be at least 1, got {args.n}")
     if args.batch_size < 1:
         raise CLIError(f"--batch-size must be at least 1, got {args.batch_size}")
-    given = {"eta": args.eta, "guidance": args.guidance}  # None: SamplerConfig's default
-    sampler = SamplerConfig(kind=args.sampler, steps=args.steps, variance=args.variance, clip_x0=args.clip_x0,
-                            **{k: v for k, v in given.items() if v is not None})
+    sampler = sampler_from_args(args)
     check_writable(out)  # before minutes of sampling
     device = resolve_device(args.device)
     loaded = load_model(resolve_checkpoint(args.checkpoint), device)
@@ -76,11 +65,11 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError(f"--label must be a digit 0..{loaded.model_config.num_classes - 1}")
         labels = torch.full((args.n,), args.label, dtype=torch.long)
     steps = sampler.num_steps(loaded.schedule.timesteps)
-    bar = ProgressBar(steps * ((args.n + args.batch_size - 1) // args.batch_size), f"{args.sampler}")
+    bar = progress_bar(steps * ((args.n + args.batch_size - 1) // args.batch_size), f"{args.sampler}")
     images = sample(
         loaded.model, loaded.schedule, args.n, sampler=sampler, labels=labels, seed=args.seed,
         device=device, precision=precision, batch_size=args.batch_size,
-        progress=lambda done, total: bar.update(done),
+        progress=lambda done, total: advance_to(bar, done),
     )
     bar.close()
     out.parent.mkdir(parents=True, exist_ok=True)

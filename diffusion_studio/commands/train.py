@@ -10,7 +10,8 @@ import sys
 import threading
 from pathlib import Path
 
-from ._progress import ProgressBar, format_seconds
+from ..engine.text import format_duration
+from ._progress import advance_to, progress_bar
 
 
 def register(sub) -> None:
@@ -56,9 +57,9 @@ def run(args: argparse.Namespace) -> int:
     from ..cli import CLIError
     from ..engine import paths
     from ..engine.data import load_mnist
-    from ..engine.presets import get_preset, with_overrides
-
     from ..engine import runs as R
+    from ..engine.operations import plan_resume, prepare_run_dir
+    from ..engine.presets import get_preset, with_overrides
 
     data_dir = Path(args.data) if args.data else paths.default_mnist_dir()
     overrides = dict(
@@ -94,10 +95,9 @@ def run(args: argparse.Namespace) -> int:
             out = R.resolve_run(args.out, args.runs_dir)  # a run name inside the runs folder
     resume = None
     if out is not None and args.resume:
-        resume = out / "last.pt"
-        if not resume.is_file():
-            raise CLIError(f"nothing to resume: {resume} does not exist (train without --resume first)")
-        _refuse_ignored_settings(args, resume, preset)
+        if not (out / "last.pt").is_file():
+            raise CLIError(f"nothing to resume: {out / 'last.pt'} does not exist (train without --resume first)")
+        resume = plan_resume(out, _requested_settings(args, preset)).last
     elif out is not None and (out / "last.pt").exists():
         raise CLIError(f"{out} already holds a run; add --resume to continue it or choose another --out")
 
@@ -107,10 +107,8 @@ def run(args: argparse.Namespace) -> int:
     data = load_mnist(data_dir, download=args.download)
     if rank != 0:
         return _train(args, out, data, preset, resume)
-    if out is None:
-        out = R.new_run_dir(args.runs_dir, description)
-    elif not args.resume:
-        R.init_run(out, description)  # run.json (created time, tags, notes) for a folder of the user's choice
+    if not args.resume:  # a new folder in the runs folder, or run.json for a folder of the user's choice
+        out = prepare_run_dir(out, description, runs_dir=args.runs_dir)
     print(f"run folder: {out}", flush=True)
     with R.mark_running(out):  # the run's OS lock while this process trains (the Runs list shows "running")
         if resume is None and (out / "last.pt").exists():  # another process trained here since the check
@@ -118,13 +116,9 @@ def run(args: argparse.Namespace) -> int:
         return _train(args, out, data, preset, resume)
 
 
-def _refuse_ignored_settings(args, last: Path, preset) -> None:
-    """A resumed run keeps its settings: refuse (one line) any flag it would ignore."""
-    from ..cli import CLIError
-    from ..engine.checkpoint import load_checkpoint
-    from ..engine.train import resume_conflicts
-
-    payload = load_checkpoint(last)
+def _requested_settings(args, preset) -> dict:
+    """The settings the command line gave, as ``operations.plan_resume`` checks them
+    against the run (a resume refuses, in one line, any it would ignore)."""
     requested = {("train", k): getattr(args, k) for k in (
         "batch_size", "lr", "patience", "seed", "ema_decay", "precision", "lr_schedule", "warmup_steps",
         "min_snr_gamma")}
@@ -137,12 +131,7 @@ def _refuse_ignored_settings(args, last: Path, preset) -> None:
         requested[("model", "num_classes")] = 10
     if args.preset != "default":
         requested[("meta", "preset")] = args.preset
-    conflicts = resume_conflicts(payload, requested)
-    if conflicts:
-        raise CLIError(
-            f"--resume continues {last.parent.name} with its own settings, so it would ignore: "
-            f"{'; '.join(conflicts)}. Drop those options, or start a new run to change them"
-        )
+    return requested
 
 
 def _init_distributed(args) -> tuple[int, int]:
@@ -220,8 +209,9 @@ def _train(args, out, data, preset, resume) -> int:
                 continue
             if record.kind == "step":
                 if bar is None:
-                    bar = ProgressBar(record.steps_per_epoch, f"epoch {record.epoch}")
-                bar.update(record.step, f"loss {record.loss:.4f} {record.images_per_s:.0f} img/s")
+                    bar = progress_bar(record.steps_per_epoch, f"epoch {record.epoch}")
+                bar.set_postfix_str(f"loss {record.loss:.4f}, {record.images_per_s:.0f} img/s", refresh=False)
+                advance_to(bar, record.step)
             elif record.kind == "epoch":
                 if bar is not None:
                     bar.close()
@@ -231,7 +221,7 @@ def _train(args, out, data, preset, resume) -> int:
                 print(
                     f"epoch {record.epoch:3d}/{record.epochs}{part}  train {record.train_loss:.5f}  "
                     f"val {record.val_loss:.5f}{mark} best {record.best_val_loss:.5f} (epoch {record.best_epoch})  "
-                    f"{format_seconds(record.seconds)}  {record.images_per_s:.0f} img/s  "
+                    f"{format_duration(record.seconds)}  {record.images_per_s:.0f} img/s  "
                     f"no improvement {record.epochs_without_improvement}/{record.patience}",
                     flush=True,
                 )

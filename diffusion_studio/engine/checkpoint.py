@@ -31,6 +31,7 @@ import torch
 
 from .. import __version__
 from .atomic import write_serialized_atomic
+from .text import first_line
 
 FORMAT = "diffusion-studio-checkpoint"
 FORMAT_VERSION = 1
@@ -68,7 +69,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     except Exception as exc:
         raise CheckpointError(
             f"{path} is not a readable Diffusion Studio checkpoint (it may be damaged or "
-            f"from another program): {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            f"from another program): {first_line(exc)}"
         ) from exc
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a Diffusion Studio checkpoint")
@@ -123,7 +124,7 @@ class LoadedModel:
             self.model.load_state_dict(ema if self.uses_ema else payload["weights"])
         except RuntimeError as exc:
             raise CheckpointError(
-                f"{path or 'checkpoint'}: the weights do not fit the network it describes ({str(exc).splitlines()[0]})"
+                f"{path or 'checkpoint'}: the weights do not fit the network it describes ({first_line(exc)})"
             ) from exc
         # channels_last: 1.6x faster inference on a 2-core AVX2 CPU (bench/run.py
         # measured sampling in this layout; sample_steps follows the model's layout)

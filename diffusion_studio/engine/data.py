@@ -21,7 +21,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import shutil
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -313,8 +312,3 @@ def write_idx(path: str | os.PathLike, array: torch.Tensor, *, compress: bool | 
     else:
         path.write_bytes(payload)
     return path
-
-
-def clear_cache(cache_dir: str | os.PathLike | None = None) -> None:
-    """Delete the decompressed copies (they are rebuilt on the next load)."""
-    shutil.rmtree(Path(cache_dir or paths.cache_dir()) / "mnist", ignore_errors=True)

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from . import paths
+from .text import first_line
 from .metrics import (
     EvaluationStopped,
     FeatureStats,
@@ -246,7 +247,7 @@ def build_inception(weights: str | os.PathLike | None, *, random_seed: int = 0, 
                                     resize_input=True, normalize_input=True)
         except RuntimeError as exc:
             raise MetricError(
-                f"{weights} does not hold pytorch-fid's Inception weights ({str(exc).splitlines()[0]}); use "
+                f"{weights} does not hold pytorch-fid's Inception weights ({first_line(exc)}); use "
                 f"{FID_WEIGHTS_FILE} from {fid_weights_url()}"
             ) from exc
     return model.eval()

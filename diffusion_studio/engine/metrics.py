@@ -28,6 +28,8 @@ from typing import Callable
 
 import numpy as np
 
+from .stopping import Stopped
+
 ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
 StopFn = Callable[[], bool]
 
@@ -36,7 +38,7 @@ class MetricError(RuntimeError):
     """A metric could not be computed; the message says why and what to do."""
 
 
-class EvaluationStopped(Exception):
+class EvaluationStopped(Stopped):
     """Raised when the caller's ``should_stop()`` returned True (the user cancelled)."""
 
 

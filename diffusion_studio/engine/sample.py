@@ -17,6 +17,7 @@ from torch import nn
 
 from .device import autocast
 from .schedule import NoiseSchedule, _known_fields
+from .stopping import Stopped
 
 SamplerKind = Literal["ddpm", "ddim"]
 SAMPLER_KINDS: tuple[str, ...] = get_args(SamplerKind)
@@ -77,6 +78,18 @@ class SamplerConfig:
         if steps > timesteps:
             raise ValueError(f"DDIM steps ({steps}) cannot exceed T={timesteps}")
         return steps
+
+    def describe(self, timesteps: int | None = None) -> str:
+        """One line for people: "DDIM, 50 steps, eta 1, guidance 2 (class-conditional models)"."""
+        if self.kind == "ddpm":
+            parts = [f"DDPM (Algorithm 2), all {timesteps or 'T'} steps", f"{self.variance} variance"]
+        else:
+            steps = self.num_steps(timesteps) if timesteps else (self.steps or DEFAULT_DDIM_STEPS)
+            parts = [f"DDIM, {steps} steps", f"eta {self.eta:g}"]
+        if self.clip_x0:
+            parts.append("x_0 clipped")
+        parts.append(f"guidance {self.guidance:g} (class-conditional models)")
+        return ", ".join(parts)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -374,7 +387,7 @@ def sample(
     return torch.cat(out)
 
 
-class SamplingStopped(Exception):
+class SamplingStopped(Stopped):
     """Raised by ``sample()`` when its should_stop() callback returned True."""
 
 

@@ -145,6 +145,7 @@ class StepRecord:
     loss: float
     images_per_s: float  # this epoch so far
     elapsed: float  # seconds since this run() started
+    lr: float = 0.0  # the learning rate this step used (after warm-up and decay)
     kind: str = "step"
 
 
@@ -584,8 +585,9 @@ class Trainer:
             return None
         return drop_labels(y, self.config.label_dropout, self.model_config.num_classes, self.noise_gen)
 
-    def _train_step(self, idx: torch.Tensor) -> torch.Tensor:
-        # Algorithm 1: t ~ U{1..T}, eps ~ N(0, I)
+    def train_step(self, idx: torch.Tensor) -> torch.Tensor:
+        """One optimiser step of Algorithm 1 on the training digits at ``idx`` (t ~ U{1..T},
+        eps ~ N(0, I), the eps-prediction MSE, optionally min-SNR weighted); returns the loss."""
         x_t, t, eps = noised_batch(self.schedule, self.train_x[idx], self.noise_gen, self.memory_format)
         y = self._labels_for(self.train_y[idx])
         net = self._ddp or self.model
@@ -842,7 +844,7 @@ class Trainer:
                     return
                 idx = perm[s * B : (s + 1) * B]
                 step_start = time.perf_counter()
-                loss = self._train_step(idx)
+                loss = self.train_step(idx)
                 loss_value = float(loss)
                 took = time.perf_counter() - step_start
                 step_seconds = took if step_seconds == 0.0 else 0.9 * step_seconds + 0.1 * took
@@ -868,6 +870,7 @@ class Trainer:
                 yield StepRecord(
                     epoch, s + 1, steps, self.global_step, loss_value,
                     images_this_run / max(now - epoch_start, 1e-9), now - run_start,
+                    lr=float(self.optimizer.param_groups[0]["lr"]),
                 )
             # ---- end of epoch
             n_local = min(len(perm), steps * B)

@@ -78,9 +78,11 @@ def test_guidance_defaults_to_the_samplers_and_its_help_says_which():
     from diffusion_studio.cli import build_parser
     from diffusion_studio.engine.sample import DEFAULT_GUIDANCE
 
+    from diffusion_studio.commands._sampler_args import sampler_from_args
+
     args = build_parser().parse_args(["evaluate", "--checkpoint", "x.pt", "--guidance", "0.5"])
-    assert args.guidance == 0.5
-    assert build_parser().parse_args(["evaluate", "--checkpoint", "x.pt"]).guidance == DEFAULT_GUIDANCE
+    assert sampler_from_args(args).guidance == 0.5
+    assert sampler_from_args(build_parser().parse_args(["evaluate", "--checkpoint", "x.pt"])).guidance == DEFAULT_GUIDANCE
     text = build_parser()._subparsers._group_actions[0].choices["evaluate"].format_help()
     assert f"default {DEFAULT_GUIDANCE:g}" in text
 

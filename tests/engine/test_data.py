@@ -103,3 +103,27 @@ def test_range_conversions_round_trip():
     x = to_model_range(u)
     assert x.shape == (2, 1, 16, 16) and x.min() == -1 and x.max() == 1
     assert torch.equal(to_uint8(x), u)
+
+
+# ------------------------------------------------- pictures (engine.images)
+def test_labelled_strip_and_animation_pictures(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from diffusion_studio.engine.images import animation_frames, labelled_strip, save_gif, tile
+
+    digits = [(t, np.full((5, 28, 28), v, np.uint8)) for t, v in ((300, 0), (50, 128), (0, 255))]
+    strip = labelled_strip(digits, rows=4, scale=2)
+    pad, head, cell = 6, 22, 56
+    assert strip.shape == (head + 4 * (cell + pad) + pad, 3 * (cell + pad) + pad)
+    # each column holds its digits; the header row carries dark label pixels
+    top = head + pad // 2
+    for c, (_, x) in enumerate(digits):
+        left = pad + c * (cell + pad)
+        assert (strip[top : top + cell, left : left + cell] == x[0, 0, 0]).all()
+    assert strip[:head].min() < 128
+    frames = animation_frames([(digits[0][1], digits[2][1]), (digits[1][1], digits[2][1])], scale=2)
+    assert frames[0].shape == (2 * tile(digits[0][1], pad=2).shape[0], 2 * (2 * tile(digits[0][1], pad=2).shape[1] + 8))
+    path = save_gif(frames, tmp_path / "a.gif")
+    with Image.open(path) as im:
+        assert im.format == "GIF" and im.n_frames == 2 and im.info.get("loop") == 0

@@ -9,6 +9,7 @@ import pytest
 from diffusion_studio.engine import report as R
 from diffusion_studio.engine.classifier import ClassifierConfig
 from diffusion_studio.engine.metrics import EvaluationStopped
+from diffusion_studio.engine.sample import SamplerConfig
 
 TINY_CLF = ClassifierConfig(epochs=8, batch_size=25, shift=1, lr=3e-3)  # the same recipe as test_classifier
 
@@ -32,7 +33,8 @@ def tiny_checkpoint(tiny_data, tmp_path_factory):
 
 
 def _config(**kw):
-    base = dict(n=12, metric="mnist", sampler="ddim", steps=4, seed=3, device="cpu", precision="fp32",
+    base = dict(n=12, metric="mnist", sampler=SamplerConfig(kind="ddim", steps=4), seed=3, device="cpu",
+                precision="fp32",
                 kid_subsets=10, classifier_config=TINY_CLF, strip_rows=3, strip_columns=4)
     base.update(kw)
     return R.EvaluationConfig(**base)
@@ -75,7 +77,7 @@ def test_report_with_every_metric_and_protocol_field(tiny_checkpoint, tiny_data,
     data = json.loads(files["json"].read_text())
     assert data["format"] == "diffusion-studio-evaluation" and data["generation"]["n"] == 12
     page = files["html"].read_text()
-    assert page.count("data:image/png;base64,") == 2 and "<svg" in page and "<polyline" in page
+    assert page.count("data:image/png;base64,") == 2 and "<svg" in page and "<path d=" in page  # the loss chart
     assert "FID (Inception, pytorch-fid)" in page and "FD (MNIST classifier features)" in page
     assert "src='http" not in page and 'src="http' not in page  # self-contained
 
@@ -114,5 +116,13 @@ def test_bad_configuration_is_a_clear_error():
         R.EvaluationConfig(n=1)
 
 
-def test_line_chart_without_history_says_so():
-    assert "No training history" in R.svg_line_chart({"train": ([], [])})
+def test_one_chart_renderer_for_every_page():
+    from diffusion_studio.engine.charts import bar_chart, line_plot
+
+    assert "no data" in line_plot([{"name": "train", "x": [], "y": []}])
+    svg = line_plot([{"name": "a", "x": [1, 2, 3], "y": [0.5, None, 0.1]}, {"name": "b", "x": [1, 2], "y": [1, 2]}],
+                    "t", "epoch", legend=True)
+    assert svg.count("<path") == 2 and ">a</text>" in svg and ">b</text>" in svg and "log scale" in svg
+    assert svg.count("<rect") >= 2 and "#1f77b4" in svg and "#d62728" in svg  # palette colours
+    bars = bar_chart([1, 3])
+    assert bars.count("<rect") == 2 and "25%" in bars and "75%" in bars

@@ -111,24 +111,34 @@ def test_sampler_config_errors():
 
 def test_app_defaults_come_from_one_place():
     """The sampler's defaults are SamplerConfig's fields, which come from engine.defaults
-    (torch-free), in the engine, the CLI's sample and evaluate, and the evaluation."""
+    (torch-free); the CLI's sample and evaluate share one set of options that give exactly
+    SamplerConfig() when none is given, and an evaluation holds a SamplerConfig."""
     from diffusion_studio.cli import build_parser
+    from diffusion_studio.commands._sampler_args import sampler_from_args
     from diffusion_studio.engine import defaults as D
     from diffusion_studio.engine.report import EvaluationConfig
 
     c = SamplerConfig()
     assert (c.kind, c.eta, c.guidance, c.clip_x0, c.variance) == (
         D.DEFAULT_SAMPLER, D.DEFAULT_DDIM_ETA, D.DEFAULT_GUIDANCE, D.DEFAULT_CLIP_X0, D.DEFAULT_VARIANCE)
-    e = EvaluationConfig()
-    assert (e.sampler, e.eta, e.guidance) == (c.kind, c.eta, c.guidance)
+    assert EvaluationConfig().sampler == c
+    with pytest.raises(TypeError, match="SamplerConfig"):
+        EvaluationConfig(sampler="ddim")
     parser = build_parser()
-    ev = parser.parse_args(["evaluate", "--checkpoint", "x"])
-    assert (ev.sampler, ev.eta, ev.guidance) == (c.kind, c.eta, c.guidance)
-    sa = parser.parse_args(["sample", "--checkpoint", "x", "--out", "s.png"])
-    assert (sa.sampler, sa.variance, sa.clip_x0) == (c.kind, c.variance, c.clip_x0)
-    parser = build_parser()
-    assert parser.parse_args(["sample", "--checkpoint", "x", "--out", "s.png"]).eta is None  # -> the default
-    assert parser.parse_args(["sample", "--checkpoint", "x", "--out", "s.png", "--eta", "0"]).eta == 0.0
+    assert sampler_from_args(parser.parse_args(["evaluate", "--checkpoint", "x"])) == c
+    assert sampler_from_args(parser.parse_args(["sample", "--checkpoint", "x", "--out", "s.png"])) == c
+    flags = ["--sampler", "ddim", "--steps", "20", "--eta", "0", "--variance", "beta", "--clip-x0", "--guidance", "3"]
+    want = SamplerConfig(kind="ddim", steps=20, eta=0.0, variance="beta", clip_x0=True, guidance=3.0)
+    assert sampler_from_args(parser.parse_args(["evaluate", "--checkpoint", "x", *flags])) == want
+    assert sampler_from_args(parser.parse_args(["sample", "--checkpoint", "x", "--out", "s.png", *flags])) == want
+    assert sampler_from_args(parser.parse_args(["sample", "--checkpoint", "x", "--out", "s", "--no-clip-x0"])) == c
+
+
+def test_sampler_describes_itself_in_one_line():
+    assert SamplerConfig().describe(300) == (
+        "DDPM (Algorithm 2), all 300 steps, posterior variance, guidance 2 (class-conditional models)")
+    assert SamplerConfig(kind="ddim", clip_x0=True).describe(300).startswith("DDIM, 50 steps, eta 1, x_0 clipped")
+    assert SamplerConfig(kind="ddim").describe(10).startswith("DDIM, 10 steps")
 
 
 @pytest.mark.parametrize("T", [1, 2, 10, 300])

@@ -113,7 +113,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(tiny_data, tmp_path):
 
 def test_non_finite_loss_stops_and_keeps_best(tiny_data, tmp_path, monkeypatch):
     trainer = tiny_trainer(tiny_data, tmp_path / "run", epochs=4)
-    real_step = trainer._train_step
+    real_step = trainer.train_step
     calls = {"n": 0}
 
     def poisoned(idx):
@@ -121,7 +121,7 @@ def test_non_finite_loss_stops_and_keeps_best(tiny_data, tmp_path, monkeypatch):
         loss = real_step(idx)
         return loss * float("nan") if calls["n"] > 2 * trainer.steps_per_epoch + 2 else loss
 
-    monkeypatch.setattr(trainer, "_train_step", poisoned)
+    monkeypatch.setattr(trainer, "train_step", poisoned)
     final = list(trainer.run())[-1]
     assert final.reason == "diverged" and "nan" in final.message.lower()
     assert final.best_epoch >= 1 and f"best checkpoint (epoch {final.best_epoch})" in final.message
@@ -352,13 +352,13 @@ def test_time_budget_validates_what_it_has_and_keeps_best(tiny_data, tmp_path, m
         train_config=TrainConfig(epochs=50, batch_size=16, precision="fp32", channels_last=False),
         device="cpu", run_dir=tmp_path / "run", max_seconds=100.0,
     )
-    real_step = trainer._train_step
+    real_step = trainer.train_step
 
     def one_second_step(idx):  # every step takes 1 s of the patched clock
         clock[0] += 1.0
         return real_step(idx)
 
-    monkeypatch.setattr(trainer, "_train_step", one_second_step)
+    monkeypatch.setattr(trainer, "train_step", one_second_step)
     records = list(trainer.run())
     final = records[-1]
     assert isinstance(final, FinishedRecord) and final.reason == "budget"
@@ -408,15 +408,7 @@ def test_lr_warmup_and_cosine_decay():
 
 def test_cosine_schedule_reaches_zero_at_the_epoch_budget(tiny_data):
     trainer = tiny_trainer(tiny_data, epochs=2, lr=1e-2, lr_schedule="cosine", warmup_steps=3)
-    lrs = []
-    real_set = trainer._set_lr
-
-    def spy():
-        real_set()
-        lrs.append(trainer.optimizer.param_groups[0]["lr"])
-
-    trainer._set_lr = spy
-    list(trainer.run())
+    lrs = [r.lr for r in trainer.run() if isinstance(r, StepRecord)]  # each step's learning rate
     assert lrs[0] == pytest.approx(1e-2 / 3) and lrs[2] == pytest.approx(1e-2 * 0.5 * (1 + math.cos(math.pi * 2 / 14)))
     assert all(a >= b for a, b in zip(lrs[2:], lrs[3:])) and lrs[-1] < 1e-3
 

@@ -1,0 +1,41 @@
+"""The reverse-process options, one set for every command that samples.
+
+``sample`` and ``evaluate`` register them here and turn them into one
+``SamplerConfig`` here, so the two commands take the same flags, show the same
+defaults in ``--help`` (read from the torch-free ``engine.defaults``) and run
+exactly the sampler the GUI's sampler form describes.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..engine import defaults as D
+
+
+def add_sampler_arguments(p: argparse.ArgumentParser) -> None:
+    """--sampler, --steps, --eta, --variance, --clip-x0 and --guidance, each defaulting to None
+    (= ``SamplerConfig``'s field default, named in the help)."""
+    g = p.add_argument_group("reverse process (defaults: the app's, as in the GUI's sampler form)")
+    g.add_argument("--sampler", choices=D.SAMPLER_KINDS, default=D.DEFAULT_SAMPLER, help="default: %(default)s")
+    g.add_argument("--steps", type=int, metavar="K",
+                   help=f"DDIM steps (default {D.DEFAULT_DDIM_STEPS}); DDPM always runs T")
+    g.add_argument("--eta", type=float, default=None,
+                   help=f"DDIM eta (default {D.DEFAULT_DDIM_ETA:g}: measured better than 0)")
+    g.add_argument("--variance", choices=D.VARIANCE_KINDS, default=None,
+                   help=f"DDPM sigma_t^2 (default {D.DEFAULT_VARIANCE})")
+    g.add_argument("--clip-x0", action=argparse.BooleanOptionalAction, default=None,
+                   help="clip the predicted x_0 to [-1, 1] at every step "
+                        f"(default {'on' if D.DEFAULT_CLIP_X0 else 'off: Algorithm 2 as written'})")
+    g.add_argument("--guidance", type=float, default=None, metavar="W",
+                   help=f"classifier-free guidance weight for class-conditional models (default "
+                        f"{D.DEFAULT_GUIDANCE:g}; ignored for unconditional ones)")
+
+
+def sampler_from_args(args: argparse.Namespace):
+    """The ``SamplerConfig`` the options describe (a ValueError names a bad value)."""
+    from ..engine.sample import SamplerConfig
+
+    given = {"kind": args.sampler, "steps": args.steps, "eta": args.eta, "variance": args.variance,
+             "clip_x0": args.clip_x0, "guidance": args.guidance}
+    return SamplerConfig(**{k: v for k, v in given.items() if v is not None})

@@ -1,0 +1,351 @@
+"""Reading runs: ``RunInfo`` for one folder (never raising for a damaged one), the list, name lookup."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import math
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+from ..text import first_line
+
+from ._common import HISTORY_FILE, REPORTS_DIR, RUN_FILE, RUN_FORMAT_VERSION, RunError, _FINISHED_TO_STATUS, _iso, _runs_dir, color_for, format_number
+from .naming import _clean_tags
+from .liveness import leftover_temp_files, running_info
+
+
+@dataclass
+class RunInfo:
+    """What the runs list shows about one run folder.
+
+    status is one of STATUSES; ``reason`` explains "damaged", "old version",
+    an interrupted "stopped" or a "running" run (one line, for the user).
+    Numbers are None when unknown. ``metrics`` maps metric names (from the
+    latest reports/*/report.json) to floats.
+    """
+
+    path: Path
+    name: str
+    status: str
+    reason: str = ""
+    run_id: str = ""
+    created: str = ""  # ISO 8601 UTC, from run.json (or the folder's time)
+    description: str = ""
+    tags: list[str] = field(default_factory=list)
+    notes: str = ""
+    preset: str = ""
+    model: dict = field(default_factory=dict)
+    schedule: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+    epochs_done: int = 0
+    epochs_planned: int | None = None
+    best_val_loss: float | None = None
+    best_epoch: int | None = None
+    early_stop_epoch: int | None = None
+    last_train_loss: float | None = None
+    last_val_loss: float | None = None
+    train_seconds: float | None = None
+    finished_reason: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    metrics_report: str = ""  # the report folder's name the metrics came from
+    temp_files: list = field(default_factory=list)  # leftovers of killed writers (removed at the next start)
+    has_best: bool = False
+    has_last: bool = False
+
+    @property
+    def color(self) -> str:
+        """The run's plot colour (stable: a hash of its name)."""
+        return color_for(self.name)
+
+    @property
+    def resumable(self) -> bool:
+        """A last.pt exists and nothing trains into the folder."""
+        return self.has_last and self.status not in ("running", "damaged")
+
+    @property
+    def checkpoint(self) -> Path | None:
+        """The checkpoint to sample from: best.pt, else last.pt, else None."""
+        if self.has_best:
+            return self.path / "best.pt"
+        if self.has_last:
+            return self.path / "last.pt"
+        return None
+
+    def key_settings(self) -> str:
+        """e.g. "cosine T300 · ch32 · EMA 0.999 · lr 1e-3 · bs128" ("" when unknown)."""
+        parts = []
+        s, m, t = self.schedule, self.model, self.train
+        if s:
+            parts.append(f"{s.get('kind', '?')} T{s.get('timesteps', '?')}")
+        if m:
+            parts.append(f"ch{m.get('base_channels', '?')}" + (f" cond{m['num_classes']}" if m.get("num_classes") else ""))
+        if t:
+            ema = t.get("ema_decay")
+            parts.append(f"EMA {format_number(ema)}" if ema else "no EMA")
+            if t.get("lr") is not None:
+                parts.append(f"lr {format_number(float(t['lr']))}")
+            if t.get("batch_size") is not None:
+                parts.append(f"bs{t['batch_size']}")
+        return " · ".join(parts)
+
+    def epochs_text(self) -> str:
+        if self.epochs_planned:
+            return f"{self.epochs_done}/{self.epochs_planned}"
+        return str(self.epochs_done) if self.epochs_done else ""
+
+    def metrics_text(self, limit: int = 3, short: bool = True) -> str:
+        """e.g. "FD 12.5; FID 30.2" (short: the name up to its first " (")."""
+        items = list(self.metrics.items())[:limit]
+        return "; ".join(f"{k.split(' (')[0] if short else k} {v:.4g}" for k, v in items)
+
+    def settings_flat(self) -> dict[str, Any]:
+        """All settings as {"schedule.kind": ..., "model.base_channels": ..., "train.lr": ...}."""
+        out: dict[str, Any] = {}
+        for section, d in (("schedule", self.schedule), ("model", self.model), ("train", self.train)):
+            for k, v in d.items():
+                out[f"{section}.{k}"] = v
+        return out
+
+
+def _finite(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _check_checkpoint_file(path: Path) -> str:
+    """"" when ``path`` looks like an intact torch checkpoint (a readable zip
+    archive: cheap, catches garbage and truncation), else why not."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        return f"{path.name} is damaged ({exc})" if str(exc) else f"{path.name} is damaged"
+    if not any(n.endswith("data.pkl") for n in names):
+        return f"{path.name} is not a PyTorch checkpoint"
+    return ""
+
+
+def _read_metrics(run_dir: Path) -> tuple[dict[str, float], str]:
+    """Metrics of the newest reports/<name>/report.json ({} when none is readable)."""
+    rdir = run_dir / REPORTS_DIR
+    if not rdir.is_dir():
+        return {}, ""
+    candidates = []
+    for f in rdir.glob("*/report.json"):
+        with contextlib.suppress(OSError):
+            candidates.append((f.stat().st_mtime, f))
+    for _, f in sorted(candidates, key=lambda c: c[0], reverse=True):
+        try:
+            data = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        metrics = data.get("metrics") if isinstance(data, dict) else None
+        if isinstance(metrics, list):  # engine.report's layout: [{"name": ..., "value": ...}, ...]
+            metrics = {m.get("name") or m.get("key"): m.get("value") for m in metrics
+                       if isinstance(m, dict) and (m.get("name") or m.get("key"))}
+        if not isinstance(metrics, dict):
+            continue
+        out: dict[str, float] = {}
+        for k, v in metrics.items():
+            if isinstance(v, dict):
+                v = v.get("value")
+            fv = _finite(v) if not isinstance(v, bool) else None
+            if fv is not None:
+                out[str(k)] = fv
+        if out:
+            return out, f.parent.name
+    return {}, ""
+
+
+def _fill_from_history(info: RunInfo, h: dict) -> None:
+    epochs = [e for e in h.get("epochs", []) if isinstance(e, dict)]
+    info.epochs_done = max([int(e.get("epoch", 0)) for e in epochs], default=0)
+    if epochs:
+        info.last_train_loss = _finite(epochs[-1].get("train_loss"))
+        info.last_val_loss = _finite(epochs[-1].get("val_loss"))
+    info.best_val_loss = _finite(h.get("best_val_loss"))
+    be = h.get("best_epoch")
+    info.best_epoch = int(be) if isinstance(be, (int, float)) and be else None
+    if info.best_val_loss is None and epochs:  # older history files: recompute
+        vals = [(_finite(e.get("val_loss")), int(e.get("epoch", 0))) for e in epochs]
+        vals = [v for v in vals if v[0] is not None]
+        if vals:
+            info.best_val_loss, info.best_epoch = min(vals)
+    info.train_seconds = _finite(h.get("train_seconds"))
+    if info.train_seconds is None and epochs:
+        info.train_seconds = sum(_finite(e.get("seconds")) or 0.0 for e in epochs)
+    info.finished_reason = h.get("finished_reason")
+    for section in ("model", "schedule", "train"):
+        if isinstance(h.get(section), dict):
+            setattr(info, section, dict(h[section]))
+    meta = h.get("meta") if isinstance(h.get("meta"), dict) else {}
+    info.preset = str(meta.get("preset", "")) if meta.get("preset") else info.preset
+    ep = info.train.get("epochs")
+    info.epochs_planned = int(ep) if isinstance(ep, int) else None
+
+
+def read_run(run_dir: str | os.PathLike) -> RunInfo:
+    """Read one run folder into a RunInfo. Never raises for unreadable files:
+    they give status "damaged" with the reason (see the module docstring)."""
+    path = Path(run_dir)
+    info = RunInfo(path=path, name=path.name, status="empty")
+    try:
+        info.created = _iso(_dt.datetime.fromtimestamp(path.stat().st_mtime, _dt.timezone.utc))
+    except OSError:
+        pass
+    problems: list[str] = []
+    old: list[str] = []
+
+    # run.json: the user's name, tags, notes
+    rf = path / RUN_FILE
+    if rf.exists():
+        try:
+            meta = json.loads(rf.read_text(encoding="utf-8"))
+            if not isinstance(meta, dict):
+                raise ValueError("not a JSON object")
+            if int(meta.get("version", 1)) > RUN_FORMAT_VERSION:
+                problems.append(f"{RUN_FILE} was written by a newer Diffusion Studio; update the app to read it")
+            info.run_id = str(meta.get("id", ""))
+            info.created = str(meta.get("created") or info.created)
+            info.description = str(meta.get("description", ""))
+            info.tags = _clean_tags(meta.get("tags") or []) if isinstance(meta.get("tags"), list) else []
+            info.notes = str(meta.get("notes", ""))
+        except (OSError, ValueError, TypeError, RunError) as exc:
+            problems.append(f"{RUN_FILE} is unreadable ({exc})")
+
+    # checkpoints: cheap integrity check
+    for name in ("best.pt", "last.pt"):
+        f = path / name
+        if f.exists():
+            why = _check_checkpoint_file(f)
+            if why:
+                problems.append(why)
+            elif name == "best.pt":
+                info.has_best = True
+            else:
+                info.has_last = True
+
+    # history.json: what the trainer writes
+    hf = path / HISTORY_FILE
+    history: dict | None = None
+    if hf.exists():
+        try:
+            history = json.loads(hf.read_text(encoding="utf-8"))
+            if not isinstance(history, dict) or not isinstance(history.get("epochs"), list):
+                raise ValueError("no list of epochs")
+        except (OSError, ValueError) as exc:
+            history = None
+            problems.append(f"{HISTORY_FILE} is unreadable ({first_line(exc)})")
+    if history is not None:
+        try:
+            _fill_from_history(info, history)
+        except (TypeError, ValueError, AttributeError) as exc:
+            problems.append(f"{HISTORY_FILE} has unexpected contents ({exc})")
+        for key in ("finished_reason", "train_seconds", "best_epoch", "train"):
+            if key not in history:
+                old.append(f"{HISTORY_FILE} has no {key!r}")
+                break
+    elif not problems and (info.has_best or info.has_last):
+        # an older app kept only checkpoints: read what we can from one
+        old.append(f"no {HISTORY_FILE}")
+        try:
+            from ..checkpoint import load_checkpoint
+
+            p = load_checkpoint(path / ("last.pt" if info.has_last else "best.pt"))
+            h = dict(p.get("history") or {})
+            h.setdefault("best_epoch", (p.get("best") or {}).get("epoch"))
+            h.setdefault("best_val_loss", (p.get("best") or {}).get("val_loss"))
+            for section in ("model", "schedule", "train"):
+                h.setdefault(section, p.get(section))
+            h.update({k: v for k, v in (p.get("meta") or {}).items() if k in ("finished_reason", "train_seconds")})
+            h["epochs"] = h.get("epochs") if isinstance(h.get("epochs"), list) else []
+            _fill_from_history(info, h)
+        except Exception as exc:  # noqa: BLE001 - a damaged run must not break the list
+            problems.append(first_line(exc))
+
+    info.metrics, info.metrics_report = _read_metrics(path)
+    info.temp_files = [p.name for p in leftover_temp_files(path)]
+
+    # status
+    running = running_info(path)
+    if running is not None:
+        info.status = "running"
+        info.reason = f"training in process {running.get('pid')} since {running.get('started', '?')}"
+        return info
+    if problems:
+        info.status, info.reason = "damaged", "; ".join(problems)
+        return info
+    reason = info.finished_reason
+    if reason in _FINISHED_TO_STATUS:
+        info.status = _FINISHED_TO_STATUS[reason]
+        if reason == "early_stopped":
+            info.early_stop_epoch = info.epochs_done or None
+    elif info.epochs_done > 0 or info.has_last:
+        info.status = "stopped"
+        info.reason = "interrupted: the training process ended without finishing" + (
+            "; resume it from last.pt" if info.has_last else ""
+        )
+    else:
+        info.status = "empty"
+        info.reason = "no epoch finished yet"
+    if old and info.status != "empty":
+        info.reason = f"{info.status}, made by an older version ({', '.join(old)})"
+        info.status = "old version"
+    return info
+
+
+def _is_run_candidate(p: Path) -> bool:
+    return p.is_dir() and not p.name.startswith(".")
+
+
+def list_runs(runs_dir: str | os.PathLike | None = None) -> list[RunInfo]:
+    """Every run folder in ``runs_dir`` (default ``paths.runs_dir()``), oldest
+    name first. A missing runs folder gives []; a damaged run is listed with
+    status "damaged" and never stops the others from loading."""
+    root = _runs_dir(runs_dir)
+    if not root.exists():
+        return []
+    if not root.is_dir():
+        raise RunError(f"the runs folder {root} is a file; choose a folder with --runs-dir")
+    out = []
+    try:
+        children = sorted(root.iterdir(), key=lambda p: p.name)
+    except OSError as exc:
+        raise RunError(f"cannot read the runs folder {root}: {exc}") from exc
+    for p in children:
+        try:
+            if not _is_run_candidate(p):
+                continue
+            out.append(read_run(p))
+        except Exception as exc:  # noqa: BLE001 - last resort: never let one run break the list
+            out.append(RunInfo(path=p, name=p.name, status="damaged", reason=f"unreadable ({exc})"))
+    return out
+
+
+def resolve_run(spec: str | os.PathLike, runs_dir: str | os.PathLike | None = None) -> Path:
+    """A run folder from a path or a run name inside ``runs_dir`` (an exact
+    name, else a unique prefix). Raises RunError saying which names exist."""
+    p = Path(spec).expanduser()
+    if p.is_dir():
+        return p
+    root = _runs_dir(runs_dir)
+    candidate = root / str(spec)
+    if candidate.is_dir():
+        return candidate
+    names = sorted(c.name for c in root.iterdir() if _is_run_candidate(c)) if root.is_dir() else []
+    matches = [n for n in names if n.startswith(str(spec))] or [n for n in names if str(spec) in n]
+    if len(matches) == 1:
+        return root / matches[0]
+    if len(matches) > 1:
+        raise RunError(f"{spec!r} matches several runs ({', '.join(matches[:6])}); give the full name")
+    hint = f"; runs in {root}: {', '.join(names[-5:])}" if names else f"; {root} holds no runs"
+    raise RunError(f"no run {spec!r}: neither a folder nor a run name{hint}")

@@ -1,0 +1,35 @@
+"""Text for people, in one place: durations and one-line error messages.
+
+Torch-free, so the CLI's ``--help`` and the GUI can import it at no cost.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def format_duration(seconds: float | None, *, words: bool = False) -> str:
+    """A duration for people ("" when unknown).
+
+    Clock style (tables, the terminal): "0:12", "4:05", "1:02:05".
+    Words (the GUI's status lines): "12 s", "4 min 05 s", "1 h 02 min".
+    """
+    if seconds is None or not math.isfinite(seconds):
+        return ""
+    s = max(0, int(round(seconds)))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    if words:
+        if s < 60:
+            return f"{s} s"
+        return f"{h} h {m:02d} min" if h else f"{m} min {sec:02d} s"
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+def first_line(error: BaseException | str) -> str:
+    """The first non-empty line of an error's message, or its type's name when it has none:
+    what a status line or a one-line CLI error shows (never a traceback)."""
+    text = str(error).strip()
+    if text:
+        return text.splitlines()[0].strip()
+    return type(error).__name__ if isinstance(error, BaseException) else ""
