@@ -64,11 +64,11 @@ def install_excepthook() -> None:
 def initial_data_folder(data: str | None) -> Path:
     """The folder to load at start-up: ``data``, else the last one used, else the default."""
     from .engine import paths
-    from .ui.main_window import app_settings
+    from .ui.settings import DATA_FOLDER, app_settings
 
     if data:
         return Path(data).expanduser()
-    last = app_settings().value("data/lastFolder", "")
+    last = app_settings().value(DATA_FOLDER, "")
     if last and Path(str(last)).is_dir():
         return Path(str(last))
     return paths.default_mnist_dir()
@@ -105,7 +105,7 @@ def _take_screenshots(window, folder: Path, app) -> None:
             time.sleep(0.01)
 
     def run() -> None:
-        if window.loader.busy:
+        if window.loader.busy or window.state.is_opening_model():
             QTimer.singleShot(100, run)
             return
         settle()

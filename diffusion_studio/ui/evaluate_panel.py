@@ -1,9 +1,9 @@
 """The Evaluate panel: measure a model (FID, offline metrics) and export the report.
 
 ``EvaluatePanel(state)`` (objectName ``evaluatePanel``): choose the current
-model or a checkpoint file, n, the metric, the sampler and its steps, the seed
-and optionally the Inception weight file; Run starts an ``EvaluateWorker`` on a
-QThread (progress bar, Cancel sets a threading.Event); the numbers appear with
+model or a checkpoint file, n, the metric and the seed (the reverse process is the
+Sampler tab's) and optionally the Inception weight file; Run starts a ``TaskWorker``
+on a ``WorkerRunner`` (progress bar, Cancel sets its threading.Event); the numbers appear with
 their full names, the protocol below them; "Export report…" writes the same
 report.json / report.html / samples.png as ``diffusion-studio evaluate``.
 A missing Inception weight file is a message in the panel, never a traceback.
@@ -12,16 +12,13 @@ A missing Inception weight file is a message in the panel, never a traceback.
 from __future__ import annotations
 
 import copy
-import json
-import threading
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
@@ -41,8 +38,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..engine.text import first_line
 from .imaging import gray_pixmap, tile
-from .workers import TaskWorker, WorkerRunner
+from .workers import TaskWorker, WorkerRunner, on_gui_thread
 
 METRIC_LABELS = [
     ("all", "All: Inception FID + MNIST-classifier metrics"),
@@ -64,51 +62,6 @@ def _cuda_available() -> bool:
         return False
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-class EvaluateWorker(QObject):
-    """Runs one evaluation off the GUI thread.
-
-    model: a private copy (SimpleNamespace like checkpoint.LoadedModel) or None to load ``checkpoint``.
-    Signals: progress(stage, done, total); finished(report JSON, samples (n,28,28) uint8, strip uint8);
-    failed(one-line message); cancelled(); done() always last.
-    """
-
-    progress = Signal(str, int, int)
-    finished = Signal(str, object, object)
-    failed = Signal(str)
-    cancelled = Signal()
-    done = Signal()
-
-    def __init__(self, data, config, *, model=None, checkpoint: str | None = None, label: str = "") -> None:
-        super().__init__()
-        self.data, self.config, self.model, self.checkpoint, self.label = data, config, model, checkpoint, label
-        self.stop_event = threading.Event()
-
-    def stop(self) -> None:
-        self.stop_event.set()
-
-    @Slot()
-    def run(self) -> None:
-        from ..engine.metrics import EvaluationStopped
-        from ..engine.report import evaluate_checkpoint, evaluate_model
-
-        try:
-            kw = dict(progress=self.progress.emit, should_stop=self.stop_event.is_set)
-            if self.model is not None:
-                ev = evaluate_model(self.model, self.data, self.config, checkpoint_label=self.label, **kw)
-            else:
-                ev = evaluate_checkpoint(self.checkpoint, self.data, self.config, **kw)
-            self.finished.emit(json.dumps(ev.report), np.ascontiguousarray(ev.samples), np.ascontiguousarray(ev.strip))
-        except EvaluationStopped:
-            self.cancelled.emit()
-        except Exception as exc:  # shown in the panel as one line, never a traceback
-            self.failed.emit(_one_line(exc))
-        finally:
-            self.done.emit()
 
 
 class EvaluatePanel(QWidget):
@@ -121,8 +74,9 @@ class EvaluatePanel(QWidget):
         self.setObjectName("evaluatePanel")
         self.state = state
         self.evaluation = None
-        self._thread: QThread | None = None
-        self._worker: EvaluateWorker | None = None
+        # the evaluation runs on the common worker scaffold (a TaskWorker on a WorkerRunner)
+        self._runner = WorkerRunner(self)
+        self._runner.stopped.connect(self._on_thread_finished)
 
         # --- what to evaluate
         self.source_combo = QComboBox()
@@ -143,23 +97,13 @@ class EvaluatePanel(QWidget):
         self.metric_combo = QComboBox()
         for key, text in METRIC_LABELS:
             self.metric_combo.addItem(text, key)
-        self.sampler_combo = QComboBox()
-        self.sampler_combo.addItem("DDPM (all T steps)", "ddpm")
-        self.sampler_combo.addItem("DDIM", "ddim")
-        self.steps_spin = QSpinBox()
-        self.steps_spin.setRange(1, 10_000)
-        self.steps_spin.setValue(50)
-        from ..engine.sample import DEFAULT_GUIDANCE
-
-        self.guidance_spin = QDoubleSpinBox()
-        self.guidance_spin.setObjectName("evaluateGuidanceSpin")
-        self.guidance_spin.setRange(0.0, 20.0)
-        self.guidance_spin.setDecimals(1)
-        self.guidance_spin.setSingleStep(0.5)
-        self.guidance_spin.setValue(DEFAULT_GUIDANCE)
-        self.guidance_spin.setToolTip(
-            "Classifier-free guidance weight; used for class-conditional models only, whose digits "
-            "are generated 0–9 in turn and scored for class accuracy"
+        # the reverse process is the sampler panel's (one SamplerConfig for both), so the
+        # digits scored here are the digits the Sampler tab makes
+        self.sampler_label = QLabel(objectName="evaluateSamplerLabel", wordWrap=True)
+        self.sampler_label.setToolTip(
+            "The Sampler tab's settings: an evaluation scores exactly the digits that sampler makes. "
+            "Change them there. Class-conditional models are asked for the digits 0–9 in turn and also "
+            "scored for class accuracy."
         )
         self.seed_spin = QSpinBox()
         self.seed_spin.setRange(0, 999_999_999)
@@ -178,9 +122,7 @@ class EvaluatePanel(QWidget):
         form.addRow("Checkpoint", path_row)
         form.addRow("Digits (n)", self.n_spin)
         form.addRow("Metric", self.metric_combo)
-        form.addRow("Sampler", self.sampler_combo)
-        form.addRow("DDIM steps", self.steps_spin)
-        form.addRow("Guidance", self.guidance_spin)
+        form.addRow("Sampler", self.sampler_label)
         form.addRow("Seed", self.seed_spin)
         form.addRow("Inception weights", weights_row)
         from ..engine.fid import FID_WEIGHTS_MB
@@ -266,7 +208,6 @@ class EvaluatePanel(QWidget):
         layout.addLayout(right, 1)
 
         self.source_combo.currentIndexChanged.connect(self._update_enabled)
-        self.sampler_combo.currentIndexChanged.connect(self._update_enabled)
         self.n_spin.valueChanged.connect(self._update_estimate)
         self.metric_combo.currentIndexChanged.connect(self._update_estimate)
         self.weights_edit.textChanged.connect(self._update_enabled)
@@ -276,14 +217,14 @@ class EvaluatePanel(QWidget):
     # ------------------------------------------------------------ settings
     @Slot()
     def _update_enabled(self) -> None:
-        running = self._thread is not None
+        running = self._runner.is_running()
         from_file = self.source_combo.currentData() == "file"
-        for w in (self.source_combo, self.n_spin, self.metric_combo, self.sampler_combo, self.seed_spin,
-                  self.guidance_spin, self.weights_edit, self.weights_button):
+        for w in (self.source_combo, self.n_spin, self.metric_combo, self.seed_spin,
+                  self.weights_edit, self.weights_button):
             w.setEnabled(not running)
         self.path_edit.setEnabled(from_file and not running)
         self.browse_button.setEnabled(from_file and not running)
-        self.steps_spin.setEnabled(self.sampler_combo.currentData() == "ddim" and not running)
+        self._show_sampler()
         downloading = self._download_runner.is_running()
         self.run_button.setEnabled(not running and not downloading)
         self.cancel_button.setEnabled(running or downloading)
@@ -305,7 +246,7 @@ class EvaluatePanel(QWidget):
         Cancel stops it and leaves nothing behind."""
         from ..engine.fid import FID_WEIGHTS_MB, download_inception_weights, fid_weights_url, hub_weights_path
 
-        if self._download_runner.is_running() or self._thread is not None:
+        if self._download_runner.is_running() or self._runner.is_running():
             return False
         dest = hub_weights_path()
         if ask:
@@ -322,8 +263,9 @@ class EvaluatePanel(QWidget):
 
         worker = TaskWorker(job, "the download")
         worker.partial.connect(self._on_download_progress)
-        worker.finished.connect(lambda path: self._show_message(f"Downloaded and verified {path}.", "info"))
-        worker.failed.connect(lambda msg: self._show_message(msg[:1].upper() + msg[1:]))
+        worker.finished.connect(on_gui_thread(self, lambda path: self._show_message(
+            f"Downloaded and verified {path}.", "info")))
+        worker.failed.connect(on_gui_thread(self, lambda msg: self._show_message(msg[:1].upper() + msg[1:])))
         self.progress_bar.setRange(0, 0)
         self.stage_label.setText("Downloading the Inception weights…")
         self._download_runner.start(worker)
@@ -341,7 +283,17 @@ class EvaluatePanel(QWidget):
     # -------------------------------------------------- how long will it take?
     def showEvent(self, event) -> None:  # noqa: N802 (Qt name)
         super().showEvent(event)
+        self._show_sampler()  # the Sampler tab may have changed while this one was hidden
         self.measure_inception_rate()
+
+    def _show_sampler(self) -> None:
+        loaded = self.state.model
+        T = loaded.schedule.timesteps if loaded is not None else None
+        try:
+            text = self.state.current_sampler_config().describe(T)
+        except ValueError as exc:  # e.g. more DDIM steps than this model's T
+            text = str(exc)
+        self.sampler_label.setText(f"{text} — the Sampler tab's settings")
 
     def measure_inception_rate(self) -> None:
         """Know this machine's Inception speed (cached, else timed once in the background)."""
@@ -399,11 +351,9 @@ class EvaluatePanel(QWidget):
     def config(self):
         from ..engine.report import EvaluationConfig
 
-        ddim = self.sampler_combo.currentData() == "ddim"
         return EvaluationConfig(
-            n=self.n_spin.value(), metric=self.metric_combo.currentData(), sampler=self.sampler_combo.currentData(),
-            steps=self.steps_spin.value() if ddim else None, seed=self.seed_spin.value(),
-            guidance=self.guidance_spin.value(),
+            n=self.n_spin.value(), metric=self.metric_combo.currentData(),
+            sampler=self.state.current_sampler_config(), seed=self.seed_spin.value(),
             inception_weights=self.weights_edit.text().strip() or None, device=getattr(self.state, "device", "auto"),
         )
 
@@ -417,7 +367,9 @@ class EvaluatePanel(QWidget):
     @Slot()
     def start(self) -> None:
         """Start an evaluation with the current settings (messages instead of errors)."""
-        if self._thread is not None:
+        from ..engine.report import evaluate_checkpoint, evaluate_model
+
+        if self._runner.is_running():
             return
         data = self.state.data
         if data is None:
@@ -426,7 +378,7 @@ class EvaluatePanel(QWidget):
         try:
             config = self.config()
         except ValueError as exc:
-            self._show_message(_one_line(exc))
+            self._show_message(first_line(exc))
             return
         if self.source_combo.currentData() == "current":
             loaded = self.state.model
@@ -446,46 +398,56 @@ class EvaluatePanel(QWidget):
             try:
                 model.model.to(resolve_device(config.device))
             except ValueError as exc:
-                self._show_message(_one_line(exc))
+                self._show_message(first_line(exc))
                 return
-            worker = EvaluateWorker(data, config, model=model, label=self.state.model_source or "current model")
+            label = self.state.model_source or "current model"
+
+            def evaluate(**kw):
+                return evaluate_model(model, data, config, checkpoint_label=label, **kw)
         else:
             path = self.path_edit.text().strip()
             if not path:
                 self._show_message("Choose a checkpoint file (Browse…) or evaluate the current model.")
                 return
-            worker = EvaluateWorker(data, config, checkpoint=path)
+
+            def evaluate(**kw):
+                return evaluate_checkpoint(path, data, config, **kw)
 
         self._show_message("")
         self.results_table.setRowCount(0)
         self.protocol_text.clear()
         self.stage_label.setText("Starting…")
         self.progress_bar.setRange(0, 0)
-        thread = QThread()
-        thread.setObjectName("EvaluateWorker")
-        worker.moveToThread(thread)
-        thread.started.connect(worker.run)
-        worker.progress.connect(self._on_progress)
-        worker.finished.connect(self._on_finished)
+
+        def job(should_stop, report):
+            stage = [None]
+
+            def progress(name, done, total):  # a new stage always gets through the throttle
+                report((name, done, total), force=name != stage[0] or done >= total)
+                stage[0] = name
+
+            ev = evaluate(progress=progress, should_stop=should_stop)
+            return ev.report, np.ascontiguousarray(ev.samples), np.ascontiguousarray(ev.strip)
+
+        worker = TaskWorker(job, "evaluation")
+        worker.partial.connect(on_gui_thread(self, lambda p: self._on_progress(*p)))
+        worker.finished.connect(on_gui_thread(self, lambda result: self._on_finished(*result)))
         worker.failed.connect(self._on_failed)
         worker.cancelled.connect(self._on_cancelled)
-        worker.done.connect(thread.quit, Qt.ConnectionType.DirectConnection)
-        thread.finished.connect(self._on_thread_finished)
-        self._thread, self._worker = thread, worker
+        self._runner.start(worker)
         self._update_enabled()
-        thread.start()
 
     @Slot()
     def cancel(self) -> None:
-        if self._worker is not None:
-            self._worker.stop()
+        if self._runner.is_running():
+            self._runner.stop()
             self.stage_label.setText("Cancelling…")
         if self._download_runner.is_running():
             self._download_runner.stop()
             self.stage_label.setText("Cancelling the download…")
 
     def is_running(self) -> bool:
-        return self._thread is not None
+        return self._runner.is_running()
 
     def shutdown(self) -> bool:
         """Called by the main window on close: cancel a running evaluation or download and wait (bounded)."""
@@ -494,13 +456,7 @@ class EvaluatePanel(QWidget):
 
     def stop_and_wait(self, timeout_ms: int = 15000) -> bool:
         """For the main window's close: stop the worker and wait for its thread."""
-        if self._thread is None:
-            return True
-        self._worker.stop()
-        ok = self._thread.wait(int(timeout_ms))
-        if ok:
-            self._on_thread_finished()
-        return ok
+        return self._runner.stop_and_wait(timeout_ms)
 
     @Slot(str, int, int)
     def _on_progress(self, stage: str, done: int, total: int) -> None:
@@ -508,11 +464,10 @@ class EvaluatePanel(QWidget):
         self.progress_bar.setValue(min(done, total))
         self.stage_label.setText(f"{stage}: {done:,} / {total:,}" if total > 1 else f"{stage}…")
 
-    @Slot(str, object, object)
-    def _on_finished(self, report_json: str, samples, strip) -> None:
+    def _on_finished(self, report: dict, samples, strip) -> None:
         from ..engine.report import Evaluation
 
-        self.evaluation = Evaluation(report=json.loads(report_json), samples=samples, strip=strip)
+        self.evaluation = Evaluation(report=report, samples=samples, strip=strip)
         self._show_results()
         self.stage_label.setText(f"Finished in {self.evaluation.report['total_seconds']:.1f} s.")
         self.evaluation_finished.emit("finished")
@@ -530,10 +485,6 @@ class EvaluatePanel(QWidget):
 
     @Slot()
     def _on_thread_finished(self) -> None:
-        if self._thread is None:
-            return
-        self._thread.wait()
-        self._thread = self._worker = None
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(1 if self.evaluation is not None else 0)
         self._update_enabled()
@@ -590,7 +541,7 @@ class EvaluatePanel(QWidget):
         try:
             files = write_report(self.evaluation, folder)
         except OSError as exc:
-            self._show_message(f"Could not write the report to {folder}: {_one_line(exc)}")
+            self._show_message(f"Could not write the report to {folder}: {first_line(exc)}")
             return None
         self.stage_label.setText(f"Wrote {files['html']}")
         if hasattr(self.state, "report"):

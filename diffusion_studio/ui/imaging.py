@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtGui import QImage, QPixmap
 
+from ..engine.images import tile  # noqa: F401 (the panels' mosaics: the engine's)
+
 
 def model_to_uint8(x) -> np.ndarray:
     """A tensor or array in [-1, 1], shape (N, 1, H, W), (N, H, W) or (H, W) ->
@@ -28,19 +30,3 @@ def gray_pixmap(array: np.ndarray, scale: int = 1) -> QPixmap:
     if scale != 1:
         pix = pix.scaled(pix.width() * scale, pix.height() * scale)
     return pix
-
-
-def tile(images: np.ndarray, ncols: int | None = None, pad: int = 2, pad_value: int = 40) -> np.ndarray:
-    """(N, H, W) uint8 -> one (rows*(H+pad)+pad, cols*(W+pad)+pad) uint8 mosaic."""
-    images = np.asarray(images, dtype=np.uint8)
-    n, h, w = images.shape
-    if n == 0:
-        return np.full((h + 2 * pad, w + 2 * pad), pad_value, dtype=np.uint8)
-    ncols = ncols or int(np.ceil(np.sqrt(n)))
-    nrows = int(np.ceil(n / ncols))
-    out = np.full((nrows * (h + pad) + pad, ncols * (w + pad) + pad), pad_value, dtype=np.uint8)
-    for i in range(n):
-        r, c = divmod(i, ncols)
-        y, x = pad + r * (h + pad), pad + c * (w + pad)
-        out[y : y + h, x : x + w] = images[i]
-    return out

@@ -18,7 +18,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Slot
+from PySide6.QtCore import QByteArray, Qt, QTimer, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 
 from .. import __version__
 from ..engine import paths
+from .settings import CHECKPOINT_FOLDER, DATA_FOLDER, WINDOW_GEOMETRY, WINDOW_STATE, WINDOW_TAB, app_settings
 from .state import AppState
 
 
@@ -53,11 +54,6 @@ PANELS: list[PanelSpec] = [
     PanelSpec("diffusion_studio.ui.evaluate_panel", "EvaluatePanel", "evaluatePanel", "Evaluate", optional=True),
     PanelSpec("diffusion_studio.ui.runs_panel", "RunsPanel", "runsPanel", "Runs", optional=True),
 ]
-
-
-def app_settings() -> QSettings:
-    """The app's settings store (per user; tests point XDG_CONFIG_HOME elsewhere)."""
-    return QSettings("diffusion-studio", "diffusion-studio")
 
 
 def _panel_class(spec: PanelSpec):
@@ -200,6 +196,9 @@ class MainWindow(QMainWindow):
         state.data_changed.connect(self._update_permanent_status)
         state.data_changed.connect(self._on_data_changed)
         state.model_changed.connect(self._update_permanent_status)
+        self._loud_opens: set[str] = set()  # models opened from the menu: a failure gets a dialog
+        state.model_opening.connect(self._on_model_opening)
+        state.model_open_failed.connect(self._on_model_open_failed)
         self._update_permanent_status()
         self.resize(self.default_size())
         self._restore_settings()
@@ -296,42 +295,50 @@ class MainWindow(QMainWindow):
         self.panels["trainPanel"].resume_training(run_dir)
 
     def open_data_folder(self) -> None:
-        start = self._settings_value("data/lastFolder") or str(self.state.data_dir or Path.home())
+        start = self._settings_value(DATA_FOLDER) or str(self.state.data_dir or Path.home())
         folder = QFileDialog.getExistingDirectory(self, "Open an MNIST folder", start)
         if folder:
             self.state.request_data(folder)
 
     def open_checkpoint(self) -> None:
-        start = self._settings_value("checkpoint/lastFolder") or str(paths.runs_dir())
+        start = self._settings_value(CHECKPOINT_FOLDER) or str(paths.runs_dir())
         path, _ = QFileDialog.getOpenFileName(self, "Open a checkpoint", start, "Checkpoints (*.pt);;All files (*)")
         if path:
             self.load_checkpoint(path)
 
     def load_checkpoint(self, path: str | Path, source: str | None = None, quiet: bool = False) -> bool:
-        """Load a checkpoint into ``state.set_model``; a failure is a message, never an exception."""
-        from ..engine.checkpoint import CheckpointError, load_model
-        from ..engine.device import resolve_device
+        """Open a checkpoint as the current model, off the GUI thread (``AppState.open_model``).
 
+        False (and a message) when there is no such file; otherwise True: the model
+        arrives by ``state.model_changed``, or a failure by a message (a dialog unless
+        ``quiet``), never an exception.
+        """
         path = Path(path)
-        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
-        try:
-            try:
-                device = resolve_device(self.state.device)
-            except ValueError:
-                device = resolve_device("cpu")
-            loaded = load_model(path, device)
-        except (CheckpointError, OSError, ValueError) as exc:
-            if not quiet:
-                self.show_message("Could not open the checkpoint", str(exc), QMessageBox.Icon.Warning)
-            self.state.report(f"Could not open {path.name}: {exc}")
+        label = source or path.name
+        if not path.is_file():
+            self._model_open_failed(label, f"{path} does not exist; choose a .pt checkpoint", quiet=quiet)
             return False
-        finally:
-            QApplication.restoreOverrideCursor()
-        self.state.set_model(loaded, source or f"{path.name} (epoch {loaded.epoch})")
-        self.state.report(f"Model loaded from {path}")
+        self._loud_opens.discard(label)
+        if not quiet:
+            self._loud_opens.add(label)
         if source is None:
-            app_settings().setValue("checkpoint/lastFolder", str(path.parent))
+            app_settings().setValue(CHECKPOINT_FOLDER, str(path.parent))
+        self.state.open_model(path, label)
         return True
+
+    @Slot(str)
+    def _on_model_opening(self, label: str) -> None:
+        self.state.report(f"Opening the model: {label}…")
+
+    @Slot(str, str)
+    def _on_model_open_failed(self, label: str, reason: str) -> None:
+        self._model_open_failed(label, reason, quiet=label not in self._loud_opens)
+
+    def _model_open_failed(self, label: str, reason: str, quiet: bool) -> None:
+        self._loud_opens.discard(label)
+        if not quiet:
+            self.show_message("Could not open the checkpoint", f"{label}: {reason}", QMessageBox.Icon.Warning)
+        self.state.report(f"Could not open {label}: {reason}")
 
     def save_checkpoint_as(self) -> None:
         model = self.state.model
@@ -342,7 +349,7 @@ class MainWindow(QMainWindow):
         if not src or not Path(src).is_file():
             self.show_message("Nothing to save", "This model has no checkpoint file to save.")
             return
-        start = Path(self._settings_value("checkpoint/lastFolder") or Path.home()) / Path(src).name
+        start = Path(self._settings_value(CHECKPOINT_FOLDER) or Path.home()) / Path(src).name
         target, _ = QFileDialog.getSaveFileName(self, "Save checkpoint as", str(start), "Checkpoints (*.pt)")
         if target:
             self.copy_checkpoint(target)
@@ -365,7 +372,7 @@ class MainWindow(QMainWindow):
         except OSError as exc:
             self.show_message("Could not save the checkpoint", f"{target}: {exc}", QMessageBox.Icon.Warning)
             return None
-        app_settings().setValue("checkpoint/lastFolder", str(target.parent))
+        app_settings().setValue(CHECKPOINT_FOLDER, str(target.parent))
         self.state.report(f"Checkpoint saved to {target}")
         return target
 
@@ -433,27 +440,27 @@ class MainWindow(QMainWindow):
         return str(value) if value else ""
 
     def _remember_data_folder(self, folder: Path) -> None:
-        app_settings().setValue("data/lastFolder", str(folder))
+        app_settings().setValue(DATA_FOLDER, str(folder))
 
     def _restore_settings(self) -> None:
         s = app_settings()
-        geometry = s.value("window/geometry")
+        geometry = s.value(WINDOW_GEOMETRY)
         if isinstance(geometry, QByteArray) and not geometry.isEmpty():
             self.restoreGeometry(geometry)
-        window_state = s.value("window/state")
+        window_state = s.value(WINDOW_STATE)
         if isinstance(window_state, QByteArray) and not window_state.isEmpty():
             self.restoreState(window_state)
-        tab = s.value("window/tab", "")
+        tab = s.value(WINDOW_TAB, "")
         if tab:
             self.show_panel(str(tab))
 
     def save_settings(self) -> None:
         s = app_settings()
-        s.setValue("window/geometry", self.saveGeometry())
-        s.setValue("window/state", self.saveState())
+        s.setValue(WINDOW_GEOMETRY, self.saveGeometry())
+        s.setValue(WINDOW_STATE, self.saveState())
         current = self.tabs.currentWidget()
         if current is not None:
-            s.setValue("window/tab", current.objectName())
+            s.setValue(WINDOW_TAB, current.objectName())
         s.sync()
 
     def shutdown_panels(self) -> None:
@@ -468,6 +475,7 @@ class MainWindow(QMainWindow):
                     traceback.print_exc()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt name)
+        self.state.wait_for_model()  # a model being read finishes first (it writes nothing)
         self.shutdown_panels()
         self.save_settings()
         event.accept()

@@ -13,6 +13,7 @@ import threading
 import torch
 from PySide6.QtCore import QObject, Signal
 
+from ..engine.text import first_line
 from .imaging import model_to_uint8
 
 #: error maps: |eps_theta - eps| of 0 is black, ERROR_FULL_SCALE or more is white
@@ -78,7 +79,7 @@ class PredictionService(QObject):
             try:
                 result = predict_at(*job)
             except Exception as exc:  # one line for the user, never a traceback
-                self.failed.emit(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                self.failed.emit(first_line(exc))
                 continue
             self.computed += 1
             if not self._stop.is_set():

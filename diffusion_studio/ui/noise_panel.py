@@ -33,7 +33,7 @@ from ..engine.data import to_model_range
 from ..engine.schedule import SCHEDULE_KINDS, NoiseSchedule, ScheduleConfig
 from .imaging import gray_pixmap, model_to_uint8, tile
 from .model_view import ERROR_FULL_SCALE, PredictionService
-from .workers import TaskWorker, WorkerRunner
+from .workers import TaskWorker, WorkerRunner, on_gui_thread
 from .state import AppState
 
 STRIP_TIMESTEPS = (20, 50, 100, 300)  # the report's Figure 3
@@ -140,7 +140,8 @@ class NoisePanel(QWidget):
         self._edges = np.linspace(-HIST_RANGE, HIST_RANGE, HIST_BINS + 1)
         self.predictions = PredictionService(self)
         self.predictions.ready.connect(self._on_prediction)
-        self.predictions.failed.connect(lambda msg: self.model_error_label.setText(f"The model failed: {msg}"))
+        self.predictions.failed.connect(on_gui_thread(
+            self, lambda msg: self.model_error_label.setText(f"The model failed: {msg}")))
         self.last_prediction: dict | None = None
         self._build()
         state.selection_changed.connect(self._on_selection_changed)
@@ -484,7 +485,7 @@ class NoisePanel(QWidget):
         worker.partial.connect(self._on_denoise_frame)
         worker.finished.connect(self._on_denoised)
         worker.failed.connect(self.denoise_label.setText)
-        worker.cancelled.connect(lambda: self.denoise_label.setText("Denoising was stopped."))
+        worker.cancelled.connect(on_gui_thread(self, lambda: self.denoise_label.setText("Denoising was stopped.")))
         self.denoise_runner.start(worker)
         what = f"{sampler.kind.upper()}" + (f" {sampler.steps or ''} steps" if sampler.kind == "ddim" else "")
         self.denoise_label.setText(f"Denoising the first {len(x0)} digits from t = {t} ({what})…")

@@ -596,25 +596,21 @@ class RunsPanel(QWidget):
             return None
         return sel[0]
 
-    def open_in_sampler(self) -> None:
-        """Load the selected run's best checkpoint (else last.pt) as the app's model."""
-        from ..engine.checkpoint import CheckpointError, load_model
+    def shutdown(self, timeout_ms: int = 15000) -> bool:
+        """The window closes: a run's model being opened is read to the end (bounded)."""
+        return self.state.wait_for_model(timeout_ms)
 
+    def open_in_sampler(self) -> None:
+        """Open the selected run's best checkpoint (else last.pt) as the app's model, off the GUI thread."""
         r = self._one()
         if r is None:
             return
-        path = r.checkpoint
-        if path is None:
+        if r.checkpoint is None:
             self._message(f"{r.name} has no checkpoint yet")
             return
-        try:
-            model = load_model(path, "cpu")
-        except CheckpointError as exc:
-            self._message(str(exc))
-            return
-        self.state.set_model(model, f"run: {r.name}")
         self._message("")
-        self.state.report(f"opened {path.name} of run {r.name} in the sampler")
+        self.state.open_model(r.checkpoint, f"run: {r.name}")
+        self.state.report(f"opening {r.checkpoint.name} of run {r.name} in the sampler…")
 
     def resume(self) -> None:
         """Ask (via resume_requested) for the selected run to be trained further."""

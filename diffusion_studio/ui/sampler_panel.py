@@ -11,8 +11,8 @@ import gc
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QSettings, QSize, Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPixmap
+from PySide6.QtCore import QSize, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QFont, QImage, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -33,13 +33,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..engine.text import first_line
 from .imaging import gray_qimage, model_to_uint8, tile
+from .settings import CHECKPOINT_FOLDER, EXPORT_FOLDER, app_settings
 from .state import AppState
-from .workers import Frame, SampleJob, SampleWorker, TaskWorker, WorkerRunner
+from .workers import Frame, SampleJob, SampleWorker, TaskWorker, WorkerRunner, on_gui_thread
 
 PLAY_FPS = 12
 STRIP_ROWS = 4  # samples shown in the strip
-GIF_SCALE = 3
 
 
 class PixmapView(QLabel):
@@ -93,7 +94,7 @@ class SamplerPanel(QWidget):
     Public API
       sample() -> bool: start sampling with the form's settings (Sample button).
       cancel(): stop a running sampling (Cancel button).
-      open_checkpoint(path=None) -> bool: load a checkpoint into ``state.model``.
+      open_checkpoint(path=None) -> bool: open a checkpoint as ``state.model`` (in the background).
       show_frame(i): show kept frame i (what the slider does).
       play() / pause(): animate the kept frames.
       export_grid(path=None), export_strip(path=None), export_gif(path=None) ->
@@ -124,6 +125,7 @@ class SamplerPanel(QWidget):
         self.play_timer.setInterval(int(1000 / PLAY_FPS))
         self.play_timer.timeout.connect(self._advance)
         state.model_changed.connect(self._on_model_changed)
+        state.model_open_failed.connect(self._on_model_open_failed)
         self._on_model_changed()
 
     # ------------------------------------------------------------ layout
@@ -346,10 +348,10 @@ class SamplerPanel(QWidget):
         self.model_combo.setCurrentIndex(0)
 
     def open_checkpoint(self, path: str | Path | None = None, source: str | None = None) -> bool:
-        """Load a checkpoint into ``state.model`` (None asks with a file dialog)."""
+        """Open a checkpoint as ``state.model``, off the GUI thread (None asks with a file
+        dialog). False when there is no such file; the model arrives by model_changed."""
         if path is None:
-            settings = QSettings()
-            start = settings.value("sampler/checkpoint_dir", "")
+            start = app_settings().value(CHECKPOINT_FOLDER, "")
             if not start:
                 from ..engine import paths
 
@@ -357,19 +359,19 @@ class SamplerPanel(QWidget):
             path, _ = QFileDialog.getOpenFileName(self, "Open checkpoint", start, "Checkpoints (*.pt);;All files (*)")
             if not path:
                 return False
-            settings.setValue("sampler/checkpoint_dir", str(Path(path).parent))
+            app_settings().setValue(CHECKPOINT_FOLDER, str(Path(path).parent))
         path = Path(path)
-        try:
-            from ..engine.checkpoint import load_model
-            from ..engine.device import resolve_device
-
-            loaded = load_model(path, device=resolve_device(self.state.device))
-        except Exception as exc:
-            self._say(f"Cannot open {path.name}: {_one_line(exc)}", error=True)
+        if not path.is_file():
+            self._say(f"Cannot open {path.name}: there is no such file", error=True)
             return False
-        self.state.set_model(loaded, source or f"checkpoint: {path.parent.name}/{path.name}")
-        self._say(f"Loaded {path.name}.")
+        # read off the GUI thread: model_changed (or model_open_failed) follows
+        self.state.open_model(path, source or f"checkpoint: {path.parent.name}/{path.name}")
+        self._say(f"Opening {path.name}…")
         return True
+
+    @Slot(str, str)
+    def _on_model_open_failed(self, label: str, reason: str) -> None:
+        self._say(f"Cannot open {label}: {reason}", error=True)
 
     @Slot()
     def _on_sampler_changed(self) -> None:
@@ -511,9 +513,10 @@ class SamplerPanel(QWidget):
             self.cancel_button.setEnabled(False)
 
     def shutdown(self, timeout_ms: int = 5000) -> bool:
-        """Stop sampling and wait at most ``timeout_ms``; True when no thread is left."""
+        """Stop sampling and wait at most ``timeout_ms``; True when no thread is left
+        (a model this panel asked for is read to the end first)."""
         self.pause()
-        return self.runner.stop_and_wait(timeout_ms)
+        return self.runner.stop_and_wait(timeout_ms) and self.state.wait_for_model(timeout_ms)
 
     @Slot(str)
     def _on_precision_chosen(self, detail: str) -> None:
@@ -623,8 +626,8 @@ class SamplerPanel(QWidget):
 
     def _start_task(self, job, what: str, caption: str, export_name: str) -> bool:
         worker = TaskWorker(job, what)
-        worker.finished.connect(lambda images: self._on_explore_done(images, caption, export_name))
-        worker.cancelled.connect(lambda: self._say(f"The {what} was cancelled."))
+        worker.finished.connect(on_gui_thread(self, lambda images: self._on_explore_done(images, caption, export_name)))
+        worker.cancelled.connect(on_gui_thread(self, lambda: self._say(f"The {what} was cancelled.")))
         worker.failed.connect(self._on_failed)
         self._outcome = ""
         self.runner.start(worker)
@@ -758,28 +761,12 @@ class SamplerPanel(QWidget):
         return out
 
     def strip_image(self, scale: int = 3) -> QImage:
-        """The strip as a QImage: a column per timestep (labelled), a row per sample."""
+        """The strip as a QImage: a column per timestep (labelled), a row per sample
+        (``engine.images.labelled_strip``, the picture the export writes)."""
+        from ..engine.images import labelled_strip
+
         frames = self.strip_frames()
-        rows = min(STRIP_ROWS, frames[0].x.shape[0])
-        cell, pad, head = 28 * scale, 6, 22
-        w = len(frames) * (cell + pad) + pad
-        h = head + rows * (cell + pad) + pad
-        img = QImage(w, h, QImage.Format.Format_RGB32)
-        img.fill(QColor("white"))
-        p = QPainter(img)
-        font = QFont(self.font())
-        font.setPointSize(10)
-        font.setBold(True)
-        p.setFont(font)
-        p.setPen(QColor("#222"))
-        for c, f in enumerate(frames):
-            x = pad + c * (cell + pad)
-            p.drawText(x, 2, cell, head - 4, Qt.AlignmentFlag.AlignCenter, f"t = {f.t}")
-            for r in range(rows):
-                y = head + pad // 2 + r * (cell + pad)
-                p.drawImage(x, y, gray_qimage(np.kron(f.x[r], np.ones((scale, scale), np.uint8))))
-        p.end()
-        return img
+        return gray_qimage(labelled_strip([(f.t, f.x) for f in frames], STRIP_ROWS, scale=scale))
 
     def _update_strip(self) -> None:
         if self.frames and self.frames[-1].t == 0:
@@ -792,8 +779,8 @@ class SamplerPanel(QWidget):
         if path is not None:
             path = Path(path)
             return path if path.suffix.lower() == suffix else path.with_name(path.name + suffix)
-        settings = QSettings()
-        folder = settings.value("sampler/export_dir", "") or str(Path.home())
+        settings = app_settings()
+        folder = settings.value(EXPORT_FOLDER, "") or str(Path.home())
         default = str(Path(folder) / f"{getattr(self, '_export_name', 'samples')}{suffix}")
         chosen, _ = QFileDialog.getSaveFileName(self, title, default, filt)
         if not chosen:
@@ -801,7 +788,7 @@ class SamplerPanel(QWidget):
         chosen = Path(chosen)
         if chosen.suffix.lower() != suffix:
             chosen = chosen.with_name(chosen.name + suffix)
-        settings.setValue("sampler/export_dir", str(chosen.parent))
+        settings.setValue(EXPORT_FOLDER, str(chosen.parent))
         return chosen
 
     def _final(self) -> Frame | None:
@@ -829,11 +816,9 @@ class SamplerPanel(QWidget):
             return None
 
         def write():
-            from ..engine.atomic import atomic_path
+            from ..engine.images import labelled_strip, save_png
 
-            with atomic_path(path) as tmp:
-                if not self.strip_image().save(str(tmp), "PNG"):
-                    raise OSError(f"could not write {path}")
+            save_png(labelled_strip([(f.t, f.x) for f in self.strip_frames()], STRIP_ROWS), path)
 
         return self._write(path, write, "strip")
 
@@ -852,7 +837,7 @@ class SamplerPanel(QWidget):
         try:
             write()
         except Exception as exc:
-            self._say(f"Could not save the {what} to {path}: {_one_line(exc)}", error=True)
+            self._say(f"Could not save the {what} to {path}: {first_line(exc)}", error=True)
             return None
         self._say(f"Saved the {what} to {path}")
         return path
@@ -864,21 +849,10 @@ def _save_png(array: np.ndarray, path: Path) -> None:
     save_png(array, path)
 
 
-def _save_gif(frames: list[Frame], path: Path, scale: int = GIF_SCALE) -> None:
-    from PIL import Image
+def _save_gif(frames: list[Frame], path: Path) -> None:
+    from ..engine.images import animation_frames, save_gif
 
-    images = []
-    for f in frames:
-        a, b = tile(f.x, pad=2, pad_value=255), tile(f.x0, pad=2, pad_value=255)
-        gap = np.full((a.shape[0], 8), 255, np.uint8)
-        both = np.concatenate([a, gap, b], axis=1)
-        images.append(Image.fromarray(np.kron(both, np.ones((scale, scale), np.uint8))))
-    durations = [80] * len(images)
-    durations[-1] = 1500
-    from ..engine.atomic import write_atomic
-
-    write_atomic(path, lambda f: images[0].save(f, format="GIF", save_all=True, append_images=images[1:],
-                                                duration=durations, loop=0))
+    save_gif(animation_frames([(f.x, f.x0) for f in frames]), path)
 
 
 def _bundled_models() -> list[tuple[str, str, Path]]:
@@ -887,6 +861,3 @@ def _bundled_models() -> list[tuple[str, str, Path]]:
     return available_bundled()
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

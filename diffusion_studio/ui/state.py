@@ -29,7 +29,8 @@ class AppState(QObject):
                  form's (which the next run trains), a loaded model's, or one chosen
                  on the noise panel; ``schedule_source`` says which, in words
     model:       the model to sample from (bundled, just trained, or opened), or None
-    model_source: a short description of where ``model`` came from
+    model_source: a short description of where ``model`` came from; every panel opens
+                 a model through ``open_model`` (off the GUI thread, one device policy)
     device:      "auto", "cpu" or "cuda" (the user's choice for heavy work)
     """
 
@@ -42,6 +43,8 @@ class AppState(QObject):
     data_requested = Signal(str, bool)  # folder ("" = the default folder), download if missing
     data_loading = Signal(str)  # a load or download started: one line saying what happens
     panel_requested = Signal(str)  # the objectName of the panel to bring to the front
+    model_opening = Signal(str)  # open_model started reading this source (its label)
+    model_open_failed = Signal(str, str)  # (label, one line saying why and what to do)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -60,6 +63,8 @@ class AppState(QObject):
         # the sampler panel's settings, for other panels that run the reverse process
         # ("denoise from here"); None until a sampler panel exists: SamplerConfig()
         self.sampler_settings = None
+        self._opener = None  # WorkerRunner of open_model, made on first use
+        self._next_open: tuple | None = None
 
     def current_sampler_config(self):
         """The sampler panel's settings as a SamplerConfig (its defaults without one)."""
@@ -96,6 +101,51 @@ class AppState(QObject):
         self.model_changed.emit()
         if model is not None:  # the noise panel shows the schedule this model was trained with
             self.set_schedule_config(model.schedule_config, f"the loaded model ({source})")
+
+    def open_model(self, source: str | Path, label: str) -> None:
+        """Open a model off the GUI thread and make it the current one.
+
+        source: a .pt file, a run folder (its best.pt, else last.pt) or a bundled model's
+        name ("default"); it goes to ``self.device`` by ``engine.operations.model_device``
+        (the CPU when that device is missing). ``set_model(model, label)`` follows when it
+        is read; ``model_open_failed(label, reason)`` when it cannot be. A request made
+        while another is being read waits for it, and only the newest waiting one runs.
+        """
+        from .workers import WorkerRunner
+
+        if self._opener is None:
+            self._opener = WorkerRunner(self)
+            self._opener.stopped.connect(self._open_next)
+        self._next_open = (source, label)
+        if not self._opener.is_running():
+            self._open_next()
+
+    def is_opening_model(self) -> bool:
+        return self._opener is not None and (self._opener.is_running() or self._next_open is not None)
+
+    def _open_next(self) -> None:
+        if self._next_open is None:
+            return
+        from ..engine.operations import open_model
+        from .workers import TaskWorker, on_gui_thread
+
+        (source, label), self._next_open = self._next_open, None
+        device = self.device
+        worker = TaskWorker(lambda should_stop, report: open_model(source, device), "opening the model")
+        worker.finished.connect(on_gui_thread(self, lambda loaded: self.set_model(loaded, label)))
+        # the worker's line reads "opening the model failed: <why>"; the label says which
+        worker.failed.connect(on_gui_thread(
+            self, lambda message: self.model_open_failed.emit(label, message.split(": ", 1)[-1])))
+        self.model_opening.emit(label)
+        self._opener.start(worker)
+
+    def wait_for_model(self, timeout_ms: int = 15000) -> bool:
+        """Block until no model is being opened (the main window's close; tests). True when none is."""
+        while self._opener is not None and self._opener.is_running():
+            if not self._opener.stop_and_wait(timeout_ms):
+                return False
+            self._open_next()
+        return True
 
     def request_data(self, folder: str | Path | None = None, download: bool = False) -> None:
         """Ask the main window to load MNIST from ``folder`` (None: the default folder),

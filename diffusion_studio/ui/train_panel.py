@@ -38,6 +38,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..engine import paths, runs
+from ..engine.text import format_duration as _format_duration
 from ..engine.presets import PRESETS, Preset
 from ..engine.schedule import MAX_TIMESTEPS, SCHEDULE_KINDS, ScheduleConfig
 from ..engine.train import TrainConfig
@@ -51,15 +52,10 @@ REDRAW_MS = 40
 
 
 def format_duration(seconds: float) -> str:
-    """12 s, 4 min 05 s, 1 h 02 min."""
+    """12 s, 4 min 05 s, 1 h 02 min ("–" when unknown): the engine's formatter, in words."""
     if not math.isfinite(seconds) or seconds < 0:
         return "–"
-    s = int(round(seconds))
-    if s < 60:
-        return f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min {s % 60:02d} s"
-    return f"{s // 3600} h {(s % 3600) // 60:02d} min"
+    return _format_duration(seconds, words=True)
 
 
 class _Series:
@@ -115,6 +111,7 @@ class TrainPanel(QWidget):
         self.runner.stopped.connect(self._on_thread_stopped)
         self.run_dir: Path | None = None
         self._run_dir_auto = True
+        self._resuming = False  # a resume started and its worker has not reported "started" yet
         self._reset_run_data()
         self._build()
         self._redraw_timer = QTimer(self)
@@ -423,6 +420,12 @@ class TrainPanel(QWidget):
     def _on_run_dir_edited(self, _text: str) -> None:
         self._run_dir_auto = False
 
+    def set_run_dir(self, folder: str | Path) -> None:
+        """Train the next run into ``folder`` (as if typed in the field: the form no longer
+        names the folder after the settings)."""
+        self.run_dir_edit.setText(str(folder))
+        self._run_dir_auto = False
+
     @Slot()
     def _browse_run_dir(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Run folder", str(paths.runs_dir()))
@@ -546,24 +549,17 @@ class TrainPanel(QWidget):
         if not last.is_file():
             self._show_error(f"{run_dir} has no last.pt to resume from; choose a run folder made by training.")
             return False
-        try:
-            from ..engine.checkpoint import load_checkpoint
-
-            payload = load_checkpoint(last)
-            saved = TrainConfig.from_dict(payload.get("train") or {})
-        except Exception as exc:
-            self._show_error(f"Cannot resume: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
-            return False
-        epochs = max(saved.epochs, self.epochs_spin.value())
-        self.epochs_spin.setValue(epochs)
         self.run_dir_edit.setText(str(run_dir))
         self._run_dir_auto = False
         preset = self.current_preset()
+        # The worker reads last.pt (not the GUI thread): the run keeps its own model,
+        # schedule, training settings and preset; the form's epoch count may raise its
+        # budget (the Trainer takes the larger), and a damaged file is a "failed" line.
+        self._resuming = True
         return self._start(TrainJob(
             data=self.state.data, model=preset.model, schedule=preset.schedule,
-            train=TrainConfig(**{**saved.to_dict(), "epochs": epochs}),
+            train=TrainConfig(epochs=self.epochs_spin.value()),
             device=self.device_combo.currentText(), run_dir=run_dir, resume=last,
-            extra_meta={"preset": str((payload.get("meta") or {}).get("preset", ""))},
             preview_every=self.preview_every, max_seconds=self.max_seconds(),
         ))
 
@@ -606,7 +602,7 @@ class TrainPanel(QWidget):
         """Stop the run and wait at most ``timeout_ms``; True when no thread is left.
         The engine has already written last.pt / best.pt, so nothing is lost."""
         self._redraw_timer.stop()
-        return self.runner.stop_and_wait(timeout_ms)
+        return self.runner.stop_and_wait(timeout_ms) and self.state.wait_for_model(timeout_ms)
 
     # ------------------------------------------------------------ worker slots
     def _reset_run_data(self) -> None:
@@ -631,7 +627,6 @@ class TrainPanel(QWidget):
         self._dirty = False
         self.last_reason = ""
         self.last_message = ""
-        self.model_load_seconds = 0.0
 
     def _clear_plot(self) -> None:
         for curve in self.t_curves:
@@ -650,6 +645,9 @@ class TrainPanel(QWidget):
     def _on_started(self, info: dict) -> None:
         self.steps_per_epoch = max(1, int(info["steps_per_epoch"]))
         self.epochs_total = int(info["epochs"])
+        if self._resuming:  # the run's own budget (at least the form's)
+            self._resuming = False
+            self.epochs_spin.setValue(self.epochs_total)
         self.patience = int(info["patience"])
         self.start_epoch = int(info["start_epoch"])
         self.start_step = int(info.get("start_step", 0))
@@ -788,26 +786,19 @@ class TrainPanel(QWidget):
         self.state.report(message)
 
     def _load_trained_model(self) -> None:
+        """Make the run's best.pt the app's model (read off the GUI thread)."""
         if self.run_dir is None:
             return
         best = self.run_dir / "best.pt"
-        if not best.is_file():
-            return
-        try:
-            from ..engine.checkpoint import load_model
-            from ..engine.device import resolve_device
-
-            t0 = time.perf_counter()
-            loaded = load_model(best, device=resolve_device(self.device_combo.currentText()))
-            self.model_load_seconds = time.perf_counter() - t0
-        except Exception as exc:
-            self.state.report(f"the trained model could not be loaded: {str(exc).splitlines()[0]}")
-            return
-        self.state.set_model(loaded, f"trained: {self.run_dir.name}")
+        if best.is_file():
+            self.state.open_model(best, f"trained: {self.run_dir.name}")
 
     @Slot(str)
     def _on_failed(self, message: str) -> None:
         self.last_reason, self.last_message = "failed", message
+        if self._resuming:  # last.pt could not be read or continued: say so in the resume's words
+            self._resuming = False
+            message = f"Cannot resume: {message.split(': ', 1)[-1]}"
         self._show_error(message[:1].upper() + message[1:])
 
     @Slot()

@@ -26,11 +26,44 @@ from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 from ..engine import runs
 from ..engine.device import choose_precision
 from ..engine.sample import SamplerConfig, initial_noise, kept_frames, reverse_timesteps, sample_steps
+from ..engine.text import first_line
 from ..engine.train import Trainer, loss_bins
 from .imaging import model_to_uint8
 
 #: at most this many step / frame signals per second reach the GUI
 MAX_SIGNALS_PER_S = 30.0
+class _GuiRelay(QObject):
+    """A child of a GUI-thread object; a call posted to it from any thread runs in its thread."""
+
+    call = Signal(object, object)  # (fn, args)
+
+    def __init__(self, parent: QObject) -> None:
+        super().__init__(parent)
+        self.call.connect(self._run)  # a bound method: emitted from a worker, Qt queues it here
+
+    @Slot(object, object)
+    def _run(self, fn, args) -> None:
+        fn(*args)
+
+
+def on_gui_thread(context: QObject, fn):
+    """``fn`` wrapped so that, connected to a worker's signal, it runs in ``context``'s
+    thread (the GUI thread for a panel), in order with the signals queued before it.
+
+    PySide6 queues a signal to a *bound method* of a QObject living in another thread,
+    but calls a lambda or a functools.partial in the thread that emits, even with
+    Qt.QueuedConnection: connected straight to a worker's signal, a lambda touches
+    widgets from the worker. Connect ``on_gui_thread(self, lambda ...: ...)`` instead.
+    Call it from the GUI thread; nothing runs once ``context`` is deleted, and no Qt
+    object is made in the worker (its garbage would be collected in the wrong thread).
+    """
+    relay = context.findChild(_GuiRelay, "", Qt.FindChildOption.FindDirectChildrenOnly)
+    if relay is None:
+        relay = _GuiRelay(context)
+    call = relay.call
+    return lambda *args: call.emit(fn, args)
+
+
 #: niceness added to a worker thread (and the torch threads it starts), so the
 #: window keeps the CPU it needs to stay responsive while training uses the rest
 WORKER_NICENESS = 5
@@ -54,7 +87,7 @@ def lower_thread_priority(increment: int = WORKER_NICENESS) -> bool:
 
 def _error_text(exc: BaseException) -> str:
     """One line for the user (never a traceback)."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = first_line(exc)
     if isinstance(exc, MemoryError) or "out of memory" in text.lower():
         return f"ran out of memory ({text}); try a smaller batch size or fewer images"
     return text
@@ -387,9 +420,9 @@ class _ThreadWatch(QObject):
 
 class TaskWorker(_StoppableWorker):
     """Runs ``fn(should_stop, report)`` in a worker thread, for short engine jobs (an
-    interpolation, a guidance sweep, denoise from here). ``fn`` returns a plain result
-    (CPU arrays, numbers), calls ``should_stop()`` between steps (the engine raises
-    ``SamplingStopped`` then) and may call ``report(obj)`` with partial results,
+    interpolation, a guidance sweep, denoise from here, an evaluation). ``fn`` returns a
+    plain result (CPU arrays, numbers, dicts), calls ``should_stop()`` between steps (the
+    engine raises ``engine.stopping.Stopped`` then) and may call ``report(obj)`` with partial results,
     which reach the GUI at most ``MAX_SIGNALS_PER_S`` times a second (``force=True``
     always goes through).
 
@@ -421,11 +454,11 @@ class TaskWorker(_StoppableWorker):
             self.partial.emit(obj)
 
     def _run(self) -> None:
-        from ..engine.sample import SamplingStopped
+        from ..engine.stopping import Stopped
 
         try:
             result = self.fn(self.stop_event.is_set, self.report)
-        except SamplingStopped:
+        except Stopped:  # any engine job's "stopped as asked"
             self.cancelled.emit()
             return
         self.finished.emit(result)
@@ -468,6 +501,7 @@ class WorkerRunner(QObject):
         self._watch = _ThreadWatch(self, self._generation)
         thread.finished.connect(self._watch.on_finished)
         self.worker, self.thread = worker, thread
+        _keep_alive(thread, worker)
         thread.start()
 
     def _release(self, generation: int) -> None:
@@ -479,6 +513,7 @@ class WorkerRunner(QObject):
         # them now that the thread has ended (an extra deleteLater would delete twice).
         # The watch may be the caller: it is dropped on the next start().
         self.worker = self.thread = None
+        _LIVE.pop(id(thread), None)
         del thread, worker
         self.stopped.emit()
 
@@ -508,15 +543,45 @@ _ORPHANS: list[tuple[QThread, QObject]] = []
 
 
 def _keep_until_done(thread: QThread, worker: QObject) -> None:
-    if not _ORPHANS:
-        import atexit
-
-        atexit.register(_wait_for_orphans)
+    _wait_at_exit()
     _ORPHANS.append((thread, worker))
 
 
+def _wait_at_exit(_registered=[]) -> None:  # noqa: B006 (a once-only flag)
+    if not _registered:
+        import atexit
+
+        atexit.register(_wait_for_orphans)
+        _registered.append(True)
+
+
+# Every started thread, until its runner releases it. A running QThread must not be
+# destroyed (Qt aborts the process), and its runner's owner can go first: a panel
+# closed, or garbage-collected, while its worker still runs. Kept here, such a thread
+# outlives its owner, ends on its own, and is dropped at the next start() (at exit,
+# it is asked to stop and waited for).
+_LIVE: dict[int, tuple[QThread, QObject]] = {}
+
+
+def _keep_alive(thread: QThread, worker: QObject) -> None:
+    for key, (t, _w) in list(_LIVE.items()):  # forget the threads that have ended
+        try:
+            ended = t.isFinished()
+        except RuntimeError:  # deleted by Qt
+            ended = True
+        if ended:
+            _LIVE.pop(key, None)
+    _wait_at_exit()
+    _LIVE[id(thread)] = (thread, worker)
+
+
 def _wait_for_orphans() -> None:
-    for thread, _worker in _ORPHANS:
+    for thread, worker in list(_LIVE.values()):
+        try:
+            worker.stop()
+        except (RuntimeError, AttributeError):
+            pass
+    for thread, _worker in _ORPHANS + list(_LIVE.values()):
         try:
             thread.wait()
         except RuntimeError:  # already deleted by Qt

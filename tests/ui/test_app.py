@@ -12,7 +12,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 from diffusion_studio.ui import main_window as mw
-from diffusion_studio.ui.main_window import PANELS, MainWindow, app_settings
+from diffusion_studio.ui.main_window import PANELS, MainWindow
+from diffusion_studio.ui.settings import app_settings
 from diffusion_studio.ui.state import AppState
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -142,8 +143,9 @@ def test_a_failed_switch_keeps_the_loaded_data(window, tiny_mnist, tmp_path):
     assert "not found" in window.statusBar().currentMessage()
 
 
-def test_open_and_save_checkpoint(window, tiny_checkpoint, tmp_path):
-    assert window.load_checkpoint(tiny_checkpoint)
+def test_open_and_save_checkpoint(window, qtbot, tiny_checkpoint, tmp_path):
+    with qtbot.waitSignal(window.state.model_changed, timeout=20000):  # read off the GUI thread
+        assert window.load_checkpoint(tiny_checkpoint)
     state = window.state
     assert state.model is not None and state.model.epoch == 3
     assert "tiny.pt" in state.model_source and "tiny.pt" in window.model_status.text()
@@ -153,14 +155,18 @@ def test_open_and_save_checkpoint(window, tiny_checkpoint, tmp_path):
     assert app_settings().value("checkpoint/lastFolder") == str(tmp_path)
 
 
-def test_a_bad_checkpoint_is_a_message_not_an_exception(window, tmp_path, monkeypatch):
+def test_a_bad_checkpoint_is_a_message_not_an_exception(window, qtbot, tmp_path, monkeypatch):
     shown = []
     monkeypatch.setattr(window, "show_message", lambda title, text, icon=None: shown.append((title, text)))
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    assert window.load_checkpoint(bad) is False
+    with qtbot.waitSignal(window.state.model_open_failed, timeout=20000) as blocker:
+        assert window.load_checkpoint(bad)  # read in the background; the failure comes back as a message
+    assert blocker.args[0] == "bad.pt" and "Traceback" not in blocker.args[1]
     assert window.state.model is None
     assert shown and "bad.pt" in shown[0][1]
+    assert window.load_checkpoint(tmp_path / "missing.pt") is False  # no such file: at once
+    assert "missing.pt" in shown[-1][1]
 
 
 def test_close_calls_shutdown_on_every_panel_and_saves_geometry(qtbot):
@@ -250,7 +256,7 @@ def test_main_with_data_loads_it_and_the_checkpoint(qapp, tiny_mnist, tiny_check
         if windows:
             w = windows[0]
             seen_busy.append(w.loader.busy)
-            if not w.loader.busy and w.state.model is not None:
+            if not w.loader.busy and w.state.model is not None and not w.state.is_opening_model():
                 w.close()
                 return
         QTimer.singleShot(50, poll)
@@ -347,3 +353,11 @@ def test_runs_panel_resume_goes_to_the_training_panel(qtbot, monkeypatch):
     window.panels["runsPanel"].resume_requested.emit("/some/run")
     assert asked == ["/some/run"]
     assert window.tabs.currentWidget() is window.panels["trainPanel"]
+
+
+def test_one_settings_store():
+    """Every panel goes through ui.settings.app_settings(): a bare QSettings() would be a
+    second store (the sampler's folders once lived in one the rest of the app never read)."""
+    ui = Path(__file__).resolve().parents[2] / "diffusion_studio" / "ui"
+    offenders = [p.name for p in ui.glob("*.py") if p.name != "settings.py" and "QSettings(" in p.read_text()]
+    assert offenders == []

@@ -107,8 +107,7 @@ def test_fifty_thousand_digits_scroll_without_building_them_all(qtbot):
           f"median repaint {np.median(frames) * 1000:.1f} ms, slowest {max(frames) * 1000:.1f} ms, "
           f"{panel.model.thumbnails_built} thumbnails built")
     assert bar.maximum() > 0 and bar.value() == bar.maximum()
-    assert 0 < panel.model.thumbnails_built < 5000  # only what was on screen
-    assert np.median(frames) < 0.25  # generous: a shared 2-core machine
+    assert 0 < panel.model.thumbnails_built < 5000  # only what was on screen (timing: bench/gui_latency.py)
 
 
 def test_split_and_label_filter_change_counts(panel, tiny_data):

@@ -37,12 +37,13 @@ def panel(qtbot, tiny_data, tiny_model, tmp_path, monkeypatch):
     state.device = "cpu"
     state.set_data(tiny_data, tiny_data.source)
     state.set_model(tiny_model, "tiny test model")
+    from diffusion_studio.engine.sample import SamplerConfig
+
+    state.sampler_settings = lambda: SamplerConfig(kind="ddim", steps=3)  # the Sampler tab's form
     p = EvaluatePanel(state)
     qtbot.addWidget(p)
-    p.sampler_combo.setCurrentIndex(p.sampler_combo.findData("ddim"))
-    p.steps_spin.setValue(3)
     yield p
-    p.stop_and_wait(20000)
+    assert p.shutdown()  # the evaluation, a download and the Inception timing end
 
 
 def test_panel_runs_and_shows_named_numbers_and_the_missing_weights_message(panel, qtbot, tmp_path):
@@ -99,14 +100,19 @@ def test_no_model_and_no_data_are_messages(qtbot):
     assert "No MNIST data" in p.message_label.text() and not p.is_running()
 
 
-def test_guidance_weight_goes_into_the_evaluation(panel):
-    from diffusion_studio.engine.sample import DEFAULT_GUIDANCE
+def test_the_evaluation_samples_with_the_sampler_tabs_settings(panel):
+    from PySide6.QtWidgets import QLabel
 
-    spin = panel.findChild(type(panel.guidance_spin), "evaluateGuidanceSpin")
-    assert spin is panel.guidance_spin and spin.value() == DEFAULT_GUIDANCE
-    assert "class-conditional" in spin.toolTip()
-    spin.setValue(0.5)
-    assert panel.config().guidance == 0.5
+    from diffusion_studio.engine.sample import SamplerConfig
+
+    label = panel.findChild(QLabel, "evaluateSamplerLabel")
+    assert label is panel.sampler_label and "DDIM, 3 steps, eta 1" in label.text()
+    wanted = SamplerConfig(kind="ddim", steps=7, eta=0.5, clip_x0=True, guidance=0.5)
+    panel.state.sampler_settings = lambda: wanted
+    assert panel.config().sampler == wanted
+    panel.hide()
+    panel.show()  # coming back to the tab shows the sampler's current settings
+    assert "DDIM, 7 steps, eta 0.5, x_0 clipped, guidance 0.5" in label.text()
 
 
 def test_download_with_consent_progress_and_cancel(qtbot, monkeypatch, tmp_path):

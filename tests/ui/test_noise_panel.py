@@ -156,7 +156,7 @@ def test_empty_selection_shows_a_hint(qtbot):
     assert "Select digits" in panel.image_label.text()
 
 
-def test_frame_time_for_64_digits_keeps_up_with_a_drag(qtbot, tiny_data):
+def test_a_drag_over_64_digits_draws_every_frame(qtbot, tiny_data):
     panel = make_panel(qtbot, tiny_data, k=64)
     qtbot.waitExposed(panel)
     assert len(panel.state.selection) == 64
@@ -170,8 +170,7 @@ def test_frame_time_for_64_digits_keeps_up_with_a_drag(qtbot, tiny_data):
         f"\nnoise panel, 64 digits: frame time median {np.median(times):.2f} ms, "
         f"mean {times.mean():.2f} ms, p95 {np.percentile(times, 95):.2f} ms over {len(times)} frames"
     )
-    assert panel.last_frame_ms > 0
-    assert np.median(times) < 100  # generous bound for a loaded 2-core machine; the aim is < 16 ms
+    assert panel.last_frame_ms > 0  # every value drew a frame (how fast: bench/gui_latency.py)
 
 
 def test_play_sweeps_t_and_pauses(panel, qtbot):

@@ -37,7 +37,8 @@ def panel(qtbot, runs_dir):
     qtbot.addWidget(p)
     p.resize(1100, 700)
     p.show()
-    return p
+    yield p
+    assert p.shutdown(10000)  # a model being opened is read to the end
 
 
 def good_names(panel) -> list[str]:

@@ -151,9 +151,13 @@ def test_cancel_stops_the_worker(qtbot, panel, monkeypatch):
 def test_open_checkpoint_errors_are_messages(qtbot, panel, tmp_path, tiny_checkpoint):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    assert not panel.open_checkpoint(bad)
-    assert "Cannot open bad.pt" in panel.message.text()
-    assert panel.open_checkpoint(tiny_checkpoint)
+    with qtbot.waitSignal(panel.state.model_open_failed, timeout=20000):
+        assert panel.open_checkpoint(bad)  # read off the GUI thread
+    assert "Cannot open checkpoint:" in panel.message.text() and "bad.pt" in panel.message.text()
+    assert not panel.open_checkpoint(tmp_path / "missing.pt")
+    assert "Cannot open missing.pt" in panel.message.text()
+    with qtbot.waitSignal(panel.state.model_changed, timeout=20000):
+        assert panel.open_checkpoint(tiny_checkpoint)
     assert panel.state.model_source.startswith("checkpoint:")
     assert panel.model_combo.itemText(0) == panel.state.model_source
 
@@ -280,3 +284,32 @@ def test_nearest_training_digits_of_the_samples(qtbot, panel, tiny_data, tmp_pat
         assert any((row == t).all() for t in train)  # every neighbour is a real training digit
     assert "real test digits" in panel.explore_caption.text()
     assert Image.open(panel.export_explore(tmp_path / "nn.png")).size == (4 * 30 + 2, 3 * 30 + 2)
+
+
+def test_evaluate_scores_exactly_the_digits_the_sampler_panel_shows(qtbot, panel, tiny_data):
+    """One SamplerConfig for both tabs: the evaluation, given the sampler panel's n and seed,
+    generates the very pixels the sampler panel shows."""
+    from dataclasses import replace
+
+    from diffusion_studio.engine.classifier import ClassifierConfig
+    from diffusion_studio.engine.report import evaluate_model
+    from diffusion_studio.ui.evaluate_panel import EvaluatePanel
+
+    panel.sampler_combo.setCurrentIndex(panel.sampler_combo.findData("ddim"))
+    panel.steps_spin.setValue(4)
+    panel.eta_spin.setValue(0.5)
+    panel.seed_spin.setValue(5)
+    assert run_sampling(qtbot, panel, n=12) == "finished"
+    shown = panel.frames[-1].x
+
+    panel.state.set_data(tiny_data, tiny_data.source)
+    ev_panel = EvaluatePanel(panel.state)
+    qtbot.addWidget(ev_panel)
+    ev_panel.n_spin.setValue(12)
+    ev_panel.seed_spin.setValue(5)
+    config = ev_panel.config()
+    assert config.sampler == panel.sampler_config()
+    config = replace(config, metric="mnist", kid_subsets=5, strip_rows=2, strip_columns=3,
+                     classifier_config=ClassifierConfig(epochs=1, batch_size=25))
+    evaluation = evaluate_model(panel.state.model, tiny_data, config)
+    np.testing.assert_array_equal(evaluation.samples, shown)

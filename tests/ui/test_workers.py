@@ -206,3 +206,28 @@ def test_stop_and_wait_times_out_without_killing_the_thread(qtbot, tiny_model):
         pass
     assert not runner.is_running()
     qtbot.waitUntil(lambda: bool(rec.finished), timeout=2000)  # it ended through its stop event
+
+
+def test_callbacks_through_on_gui_thread_run_in_the_gui_thread(qtbot):
+    """A lambda connected straight to a worker's signal runs in the worker's thread
+    (PySide6); wrapped by on_gui_thread it runs in the GUI thread, in order."""
+    import threading
+
+    from PySide6.QtWidgets import QWidget
+
+    from diffusion_studio.ui.workers import TaskWorker, WorkerRunner, on_gui_thread
+
+    widget = QWidget()
+    qtbot.addWidget(widget)
+    runner = WorkerRunner(widget)
+    seen, raw = [], []
+    worker = TaskWorker(lambda should_stop, report: [report(i, force=True) for i in range(3)] and "done")
+    worker.partial.connect(on_gui_thread(widget, lambda i: seen.append((i, threading.current_thread()))))
+    worker.finished.connect(on_gui_thread(widget, lambda r: seen.append((r, threading.current_thread()))))
+    worker.finished.connect(lambda r: raw.append(threading.current_thread()))
+    with qtbot.waitSignal(runner.stopped, timeout=10000):
+        runner.start(worker)
+    qtbot.waitUntil(lambda: len(seen) == 4, timeout=5000)
+    assert [v for v, _ in seen] == [0, 1, 2, "done"]
+    assert all(thread is threading.main_thread() for _, thread in seen)
+    assert raw and raw[0] is not threading.main_thread()  # why the wrapper exists
