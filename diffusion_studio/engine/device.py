@@ -88,7 +88,8 @@ def cpu_flags() -> set[str]:
     return set()
 
 
-def _cache_file() -> Path:
+def precision_cache_file() -> Path:
+    """Where the measured precision choices are kept (per machine key)."""
     from .paths import cache_dir
 
     return cache_dir() / "precision.json"
@@ -143,8 +144,9 @@ def images_per_second(step, batch: int, min_seconds: float = 0.5, max_steps: int
             return batch * calls / elapsed
 
 
-def _measure(precision: str, mode: str, model_config, device: torch.device) -> float:
-    """images/s of the network at one precision: forward + backward (train) or forward (sample)."""
+def network_rate(precision: str, mode: str, model_config, device: torch.device) -> float:
+    """images/s of the network at one precision: forward + backward (train) or forward (sample)
+    (what ``choose_precision`` compares)."""
     from .unet import UNetConfig, build_model
 
     torch.manual_seed(0)
@@ -194,14 +196,14 @@ def choose_precision(precision: str, device: torch.device, *, mode: PrecisionMod
     if not cpu_has_fast_bf16():
         return PrecisionChoice("fp32", reason="no bf16 kernels on this CPU")
     key = _cache_key(mode, model_config)
-    cached = read_measurements(_cache_file()).get(key)
+    cached = read_measurements(precision_cache_file()).get(key)
     if isinstance(cached, dict) and {"fp32", "bf16"} <= set(cached):
         rates = {k: float(cached[k]) for k in ("fp32", "bf16")}
         return PrecisionChoice(max(rates, key=rates.get), rates, cached=True)
-    rates = {p: _measure(p, mode, model_config, device) for p in ("fp32", "bf16")}
+    rates = {p: network_rate(p, mode, model_config, device) for p in ("fp32", "bf16")}
     # bf16 must win clearly (5%): a tie is not worth its rounding
     choice = "bf16" if rates["bf16"] > 1.05 * rates["fp32"] else "fp32"
-    record_measurement(_cache_file(), key, {**rates, "choice": choice})
+    record_measurement(precision_cache_file(), key, {**rates, "choice": choice})
     return PrecisionChoice(choice, rates)
 
 

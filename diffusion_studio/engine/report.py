@@ -170,44 +170,91 @@ def evaluate_model(
     progress(stage, done, total) is called often; should_stop() is checked between
     batches and raises EvaluationStopped. Raises InceptionWeightsMissing up front for
     metric "inception" without weights; EvaluationError when no metric could be computed.
+
+    The phases, in order: the Inception weights (before minutes of sampling), the
+    checkpoint's identity, generating the digits and the strip, the offline metrics,
+    the Inception FID, and the report that holds them all.
     """
-    from .classifier import ensure_classifier, offline_metrics
-    from .data import to_uint8
     from .device import describe, resolve_device, resolve_precision
-    from .fid import INCEPTION_METRIC_NAME, find_inception_weights, pytorch_fid_version
-    from .sample import SamplingStopped, sample
 
     config = config or EvaluationConfig()
     t_start = time.perf_counter()
     device = resolve_device(config.device) if isinstance(config.device, str) else torch.device(config.device)
     precision = resolve_precision(config.precision, device, mode="sample", model_config=loaded.model_config)
-    sampler = config.sampler
-    steps = sampler.num_steps(loaded.schedule.timesteps)
     errors: list[dict] = []
     warnings: list[str] = []
 
-    # 1. the Inception weights, before spending minutes on sampling
-    want_inception = config.metric in ("inception", "all")
-    want_mnist = config.metric in ("mnist", "all")
+    weights, want_inception = _inception_weights(config, errors, warnings)
+    ckpt_name, ckpt_sha = _checkpoint_identity(loaded, checkpoint_path, checkpoint_label)
+    generated = _generate(loaded, config, device, precision, progress, should_stop)
+    common = {
+        "sampler": config.sampler.kind, "sampler_steps": generated["generation"]["sampler_steps"],
+        "seed": config.seed, "checkpoint": ckpt_name, "checkpoint_sha256": ckpt_sha, "app_version": __version__,
+        "device": describe(device), "sampling_precision": precision,
+        "sampling_seconds": generated["generation"]["seconds"],
+    }
+    metrics: list[dict] = []
+    if config.metric in ("mnist", "all"):
+        try:
+            entries, w = _offline_entries(generated, data, config, common, device, progress, should_stop)
+            metrics += entries
+            warnings += w
+        except MetricError as exc:
+            errors.append({"metric": "MNIST classifier metrics", "message": str(exc)})
+    if want_inception:
+        try:
+            entry, w = _inception_entry(generated["samples"], data, config, weights, common, device, progress,
+                                        should_stop)
+            metrics.append(entry)
+            warnings += w
+        except MetricError as exc:
+            from .fid import INCEPTION_METRIC_NAME
+
+            errors.append({"metric": INCEPTION_METRIC_NAME, "message": str(exc)})
+    check_stop(should_stop)
+    report = _assemble_report(loaded, config, ckpt_name, ckpt_sha, generated["generation"], metrics, warnings,
+                              errors, time.perf_counter() - t_start)
+    return Evaluation(report=_json_safe(report), samples=generated["samples"], strip=generated["strip"])
+
+
+def _inception_weights(config: EvaluationConfig, errors: list, warnings: list) -> tuple[object, bool]:
+    """Phase 1: find the Inception weights before minutes of sampling. Returns (weights or
+    None, whether the Inception FID will run); with metric "all", missing weights become
+    an entry in ``errors`` (with "inception" alone, InceptionWeightsMissing is raised)."""
+    from .fid import INCEPTION_METRIC_NAME, find_inception_weights
+
+    want = config.metric in ("inception", "all")
     weights = None
-    if want_inception and not config.random_inception:
+    if want and not config.random_inception:
         try:
             weights = find_inception_weights(config.inception_weights, allow_download=config.allow_download)
         except MetricError as exc:
             if config.metric == "inception":
                 raise
             errors.append({"metric": INCEPTION_METRIC_NAME, "message": str(exc)})
-            want_inception = False
-    if config.random_inception and want_inception:
+            want = False
+    if config.random_inception and want:
         warnings.append("FID (Inception, pytorch-fid) here uses a RANDOM-weight InceptionV3 (a test run): "
                         "the number is not an FID and is not comparable with anything.")
+    return weights, want
 
-    # 2. checkpoint identity
+
+def _checkpoint_identity(loaded, checkpoint_path, checkpoint_label) -> tuple[str, str | None]:
+    """Phase 2: the checkpoint's name (its resolved path, or a label) and sha256."""
     path = Path(checkpoint_path) if checkpoint_path is not None else getattr(loaded, "path", None)
-    ckpt_sha = sha256_file(path) if path is not None and Path(path).is_file() else None
-    ckpt_name = str(Path(path).resolve()) if path is not None else (checkpoint_label or "in-memory model (not saved)")
+    sha = sha256_file(path) if path is not None and Path(path).is_file() else None
+    name = str(Path(path).resolve()) if path is not None else (checkpoint_label or "in-memory model (not saved)")
+    return name, sha
 
-    # 3. sampling
+
+def _generate(loaded, config: EvaluationConfig, device, precision: str, progress, should_stop) -> dict:
+    """Phase 3: the digits (labels 0-9 in turn for a conditional model) and the x_T -> x_0
+    strip. Returns {"samples" (n, 28, 28) uint8, "strip", "labels", "generation"}."""
+    from .data import to_uint8
+    from .device import describe
+    from .sample import SamplingStopped, sample
+
+    sampler = config.sampler
     model_config = getattr(loaded, "model_config", None)
     conditional = bool(model_config is not None and model_config.conditional)
     labels = torch.arange(config.n) % 10 if conditional else None
@@ -221,17 +268,16 @@ def evaluate_model(
     except SamplingStopped:
         raise EvaluationStopped("cancelled") from None
     samples = to_uint8(x).numpy()
-    sampling_seconds = time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
     if progress:
         progress("x_T -> x_0 strip", 0, 1)
     strip_labels = (torch.arange(config.strip_rows) % 10).to(device) if conditional else None
     strip_img = _strip(loaded.model, loaded.schedule, sampler, config.seed, config.strip_rows, config.strip_columns,
                        strip_labels, device, precision, should_stop)
-
     generation = {
         "n": config.n,
         "sampler": sampler.kind,
-        "sampler_steps": steps,
+        "sampler_steps": sampler.num_steps(loaded.schedule.timesteps),
         "eta": sampler.eta if sampler.kind == "ddim" else None,
         "variance": sampler.variance if sampler.kind == "ddpm" else None,
         "clip_x0": sampler.clip_x0,
@@ -242,72 +288,70 @@ def evaluate_model(
         "batch_size": config.batch_size,
         "device": describe(device),
         "precision": precision,
-        "seconds": sampling_seconds,
+        "seconds": seconds,
     }
-    common = {
-        "sampler": sampler.kind, "sampler_steps": steps, "seed": config.seed, "checkpoint": ckpt_name,
-        "checkpoint_sha256": ckpt_sha, "app_version": __version__, "device": describe(device),
-        "sampling_precision": precision, "sampling_seconds": sampling_seconds,
+    return {"samples": samples, "strip": strip_img, "labels": labels, "generation": generation}
+
+
+def _offline_entries(generated: dict, data, config: EvaluationConfig, common: dict, device, progress,
+                     should_stop) -> tuple[list[dict], list[str]]:
+    """Phase 4: the offline metrics of the app's MNIST classifier and the memorisation check."""
+    from .classifier import ensure_classifier, offline_metrics
+
+    samples, labels = generated["samples"], generated["labels"]
+    clf = ensure_classifier(data, config=config.classifier_config, device=device, progress=progress,
+                            should_stop=should_stop)
+    entries, warnings = offline_metrics(samples, clf, data, split=config.split,
+                                        labels=labels.numpy() if labels is not None else None,
+                                        kid_subsets=config.kid_subsets, progress=progress, should_stop=should_stop)
+    for e in entries:
+        e["protocol"] = {**common, **e["protocol"], "classifier_trained_now": not clf.cached}
+    entries.append(memorisation_entry(samples, data, clf, common, should_stop=should_stop))
+    return entries, warnings
+
+
+def _inception_entry(samples, data, config: EvaluationConfig, weights, common: dict, device, progress,
+                     should_stop) -> tuple[dict, list[str]]:
+    """Phase 5: the Inception FID (pytorch-fid's network, pool3 by default) and its warnings."""
+    from .fid import INCEPTION_METRIC_NAME, InceptionExtractor, extract, pytorch_fid_version, reference_statistics
+
+    warnings = []
+    t1 = time.perf_counter()
+    extractor = InceptionExtractor(weights, device=device, batch_size=config.inception_batch_size,
+                                   dims=config.inception_dims)
+    ref, _, info = reference_statistics(extractor, data, config.split, progress=progress, should_stop=should_stop)
+    gen, _ = extract(extractor, samples, progress=progress, should_stop=should_stop, stage="Inception features")
+    if progress:
+        progress(f"Fréchet distance ({extractor.dims}x{extractor.dims} matrix square root)", 0, 1)
+    fid, note = frechet_distance(gen, ref)
+    if not extractor.official_weights and weights is not None:
+        warnings.append(
+            f"{INCEPTION_METRIC_NAME}: the weight file's sha256 ({extractor.weights_sha256[:8]}...) does not "
+            "start with 6726825d, so it is not pytorch-fid's official file: the value is not comparable "
+            "with published FIDs.")
+    entry = {
+        "key": "fid_inception", "name": INCEPTION_METRIC_NAME, "value": fid, "details": {"note": note} if note else {},
+        "protocol": {**common, "n_generated": config.n, "n_real": ref.n, "reference_split": config.split,
+                     **extractor.describe(), "pytorch_fid_version": pytorch_fid_version(),
+                     "reference_statistics_cached": info["cached"], "reference_statistics_file": info["path"],
+                     "seconds": time.perf_counter() - t1},
     }
-    metrics: list[dict] = []
+    w = small_n_warning(INCEPTION_METRIC_NAME, config.n, ref.n, extractor.dims, SMALL_N_INCEPTION)
+    if w:
+        warnings.append(w)
+    if extractor.dims != 2048:
+        warnings.append(f"{INCEPTION_METRIC_NAME} was measured on {extractor.dims}-d features, not pool3's "
+                        "2048: not comparable with standard FIDs.")
+    return entry, warnings
 
-    # 4. offline metrics from the app's MNIST classifier
-    if want_mnist:
-        try:
-            clf = ensure_classifier(data, config=config.classifier_config, device=device, progress=progress,
-                                    should_stop=should_stop)
-            entries, w = offline_metrics(samples, clf, data, split=config.split,
-                                         labels=labels.numpy() if labels is not None else None,
-                                         kid_subsets=config.kid_subsets, progress=progress, should_stop=should_stop)
-            for e in entries:
-                e["protocol"] = {**common, **e["protocol"],
-                                 "classifier_trained_now": not clf.cached}
-            metrics += entries
-            warnings += w
-            metrics.append(memorisation_entry(samples, data, clf, common, should_stop=should_stop))
-        except MetricError as exc:
-            errors.append({"metric": "MNIST classifier metrics", "message": str(exc)})
 
-    # 5. Inception FID
-    if want_inception:
-        from .fid import InceptionExtractor, extract, reference_statistics
+def _assemble_report(loaded, config: EvaluationConfig, ckpt_name: str, ckpt_sha, generation: dict, metrics: list,
+                     warnings: list, errors: list, total_seconds: float) -> dict:
+    """Phase 6: the report (JSON-ready): versions, the checkpoint, the generation, every metric."""
+    from .fid import pytorch_fid_version
 
-        try:
-            t1 = time.perf_counter()
-            extractor = InceptionExtractor(weights, device=device, batch_size=config.inception_batch_size,
-                                           dims=config.inception_dims)
-            ref, _, info = reference_statistics(extractor, data, config.split, progress=progress,
-                                                should_stop=should_stop)
-            gen, _ = extract(extractor, samples, progress=progress, should_stop=should_stop,
-                             stage="Inception features")
-            if progress:
-                progress(f"Fréchet distance ({extractor.dims}x{extractor.dims} matrix square root)", 0, 1)
-            fid, note = frechet_distance(gen, ref)
-            details = {"note": note} if note else {}
-            if not extractor.official_weights and weights is not None:
-                warnings.append(
-                    f"{INCEPTION_METRIC_NAME}: the weight file's sha256 ({extractor.weights_sha256[:8]}...) does not "
-                    "start with 6726825d, so it is not pytorch-fid's official file: the value is not comparable "
-                    "with published FIDs.")
-            metrics.append({
-                "key": "fid_inception", "name": INCEPTION_METRIC_NAME, "value": fid, "details": details,
-                "protocol": {**common, "n_generated": config.n, "n_real": ref.n, "reference_split": config.split,
-                             **extractor.describe(), "pytorch_fid_version": pytorch_fid_version(),
-                             "reference_statistics_cached": info["cached"],
-                             "reference_statistics_file": info["path"],
-                             "seconds": time.perf_counter() - t1},
-            })
-            w = small_n_warning(INCEPTION_METRIC_NAME, config.n, ref.n, extractor.dims, SMALL_N_INCEPTION)
-            if w:
-                warnings.append(w)
-            if extractor.dims != 2048:
-                warnings.append(f"{INCEPTION_METRIC_NAME} was measured on {extractor.dims}-d features, not pool3's "
-                                "2048: not comparable with standard FIDs.")
-        except MetricError as exc:
-            errors.append({"metric": INCEPTION_METRIC_NAME, "message": str(exc)})
-
-    check_stop(should_stop)
     payload = getattr(loaded, "payload", {}) or {}
+    model_config = getattr(loaded, "model_config", None)
     report = {
         "format": REPORT_FORMAT,
         "format_version": REPORT_VERSION,
@@ -331,11 +375,11 @@ def evaluate_model(
         "warnings": warnings,
         "errors": errors,
         "history": _history_curves(getattr(loaded, "history", None)),
-        "total_seconds": time.perf_counter() - t_start,
+        "total_seconds": total_seconds,
     }
     if not metrics:
         report["errors"].append({"metric": "all", "message": "no metric could be computed"})
-    return Evaluation(report=_json_safe(report), samples=samples, strip=strip_img)
+    return report
 
 
 MEMORISATION_NAME = "Memorisation check: samples nearer a training digit than 99% of test digits are"

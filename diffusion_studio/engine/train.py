@@ -354,6 +354,22 @@ def _format_loss(x: float) -> str:
     return f"{x:.5f}" if math.isfinite(x) else str(x)
 
 
+@dataclass
+class _EpochProgress:
+    """What ``Trainer._train_epoch`` hands to ``_end_epoch``: the epoch's running sums."""
+
+    epoch_start: float
+    n_local: int  # images this process trains on in a full epoch
+    step_seconds: float  # running average of one optimiser step
+    loss_sum: torch.Tensor  # sum of per-image losses so far (float64, on the device)
+    images: int = 0  # images trained in this run() so far, all processes
+    finished: bool = False  # the run ended inside the epoch
+
+    def end(self) -> "_EpochProgress":
+        self.finished = True
+        return self
+
+
 class Trainer:
     """Trains a U-Net on MNIST (see the module docstring).
 
@@ -798,145 +814,176 @@ class Trainer:
         return self._resumed_step if epoch == self._resumed_epoch else 0
 
     def run(self) -> Iterator[Record]:
-        """Train until the epoch budget, early stopping, a stop request or divergence."""
-        cfg = self.config
-        if self.epochs_without_improvement >= cfg.patience and self.epoch > 0:
-            yield FinishedRecord(
-                "early_stopped", self.epoch, self.best_epoch, self.best_val_loss,
-                f"this run already stopped early at epoch {self.epoch} (best epoch {self.best_epoch})",
-            )
+        """Train until the epoch budget, early stopping, a stop request or divergence.
+
+        Each epoch has two phases: ``_train_epoch`` (Algorithm 1 over the epoch's
+        permutation: one StepRecord per step) and ``_end_epoch`` (validation, the best
+        weights, checkpoints and history, and whether to go on: one EpochRecord). Either
+        phase may end the run with a FinishedRecord; ``run`` only sequences them.
+        """
+        already = self._already_finished()
+        if already is not None:
+            yield already
             return
-        if self.epoch >= cfg.epochs:
-            yield FinishedRecord(
-                "completed", self.epoch, self.best_epoch, self.best_val_loss,
-                f"this run already finished its {cfg.epochs} epochs; ask for more epochs to continue",
-            )
-            return
-        run_start = self._run_start = time.perf_counter()
+        self._run_start = time.perf_counter()
         self._resumed_epoch, self._resumed_step = self.epoch + 1, self.step_in_epoch
         self.model.train()
-        B = self.rank_batch_size
-        steps = self.steps_per_epoch
         step_seconds = 0.0  # a running average of one optimiser step's duration
-        while self.epoch < cfg.epochs:
+        while self.epoch < self.config.epochs:
             epoch = self.epoch + 1
             if self._budget_exhausted(step_seconds) and self.step_in_epoch == 0:
-                yield self._finish("budget", self._budget_message(epoch - 1, steps, steps))
+                yield self._finish("budget", self._budget_message(epoch - 1, self.steps_per_epoch, self.steps_per_epoch))
                 return
-            perm = self._epoch_permutation()
-            # (when resuming mid-epoch, the permutation's generator is already past it)
-            epoch_start = time.perf_counter()
-            images_this_run = 0
-            loss_sum = torch.tensor(self.partial_loss_sum, device=self.device, dtype=torch.float64)
-            start_step = self.step_in_epoch
-            for s in range(start_step, steps):
-                if self._budget_exhausted(step_seconds):
-                    yield from self._finish_budget(epoch, s, steps, epoch_start, loss_sum, images_this_run)
-                    return
-                if self.stop_event.is_set():
-                    self.train_seconds += time.perf_counter() - epoch_start
-                    self.partial_loss_sum = float(loss_sum)
-                    yield self._finish(
-                        "stopped",
-                        f"stopped at epoch {epoch}, step {s} of {steps}"
-                        + (f"; best epoch {self.best_epoch} kept" if self.best_epoch else ""),
-                    )
-                    return
-                idx = perm[s * B : (s + 1) * B]
-                step_start = time.perf_counter()
-                loss = self.train_step(idx)
-                loss_value = float(loss)
-                took = time.perf_counter() - step_start
-                step_seconds = took if step_seconds == 0.0 else 0.9 * step_seconds + 0.1 * took
-                if not math.isfinite(loss_value):
-                    self.train_seconds += time.perf_counter() - epoch_start
-                    yield self._finish(
-                        "diverged",
-                        f"the training loss became {loss_value} at epoch {epoch}, step {s + 1}: training "
-                        "stopped" + (f"; the best checkpoint (epoch {self.best_epoch}) is kept" if self.best_epoch else "")
-                        + ". Try a lower learning rate, gradient clipping or fp32 precision.",
-                    )
-                    return
-                loss_sum += loss.double() * len(idx)
-                self.step_in_epoch = s + 1
-                self.global_step += 1
-                images_this_run += len(idx) * self.world_size
-                now = time.perf_counter()
-                h = self.history["steps"]
-                h["global_step"].append(self.global_step)
-                h["epoch"].append(epoch - 1 + (s + 1) / steps)
-                h["loss"].append(loss_value)
-                h["time"].append(self.train_seconds + now - epoch_start)
-                yield StepRecord(
-                    epoch, s + 1, steps, self.global_step, loss_value,
-                    images_this_run / max(now - epoch_start, 1e-9), now - run_start,
-                    lr=float(self.optimizer.param_groups[0]["lr"]),
-                )
-            # ---- end of epoch
-            n_local = min(len(perm), steps * B)
-            train_loss = float(loss_sum) / n_local
-            if self.distributed:
-                t = torch.tensor([train_loss], device=self.device, dtype=torch.float64)
-                torch.distributed.all_reduce(t)
-                train_loss = float(t) / self.world_size
-            val_loss = self._validate(epoch)
-            if val_loss is None:  # stopped during validation: resume re-runs it
-                self.train_seconds += time.perf_counter() - epoch_start
-                self.partial_loss_sum = float(loss_sum)
-                yield self._finish("stopped", f"stopped at the end of epoch {epoch}, before its validation"
-                                   + (f"; best epoch {self.best_epoch} kept" if self.best_epoch else ""))
+            progress = yield from self._train_epoch(epoch, step_seconds)
+            if progress.finished:
                 return
-            seconds = time.perf_counter() - epoch_start
-            self.train_seconds += seconds
-            self.epoch = epoch
-            self.step_in_epoch = 0
-            self.partial_loss_sum = 0.0
-            self.epoch_start_perm_state = self.perm_gen.get_state()
-            improved = math.isfinite(val_loss) and val_loss < self.best_val_loss
-            if improved:
-                self.best_val_loss, self.best_epoch = val_loss, epoch
-                self.epochs_without_improvement = 0
-                self.best_state = self._snapshot()
-            else:
-                self.epochs_without_improvement += 1
-            self.history["epochs"].append(
-                {
-                    "epoch": epoch,
-                    "train_loss": train_loss,
-                    "val_loss": val_loss,
-                    "seconds": seconds,
-                    "images_per_s": images_this_run / max(seconds, 1e-9),
-                    "val_loss_by_t": self.last_val_by_t,
-                    "best_val_loss": self.best_val_loss,
-                    "improved": improved,
-                    "time": self.train_seconds,
-                }
-            )
-            record = EpochRecord(
-                epoch, cfg.epochs, train_loss, val_loss, seconds, images_this_run / max(seconds, 1e-9),
-                self.best_val_loss, self.best_epoch, self.epochs_without_improvement, cfg.patience, improved,
-                validation_seconds=self._last_validation_seconds or 0.0,
-            )
-            early = self.epochs_without_improvement >= cfg.patience
-            done = early or self.epoch >= cfg.epochs
-            if improved and not done:
-                self._save("best.pt", self._payload(self.best_state, with_training_state=False))
-            if not done:
-                self._save("last.pt", self._payload(self._snapshot(), with_training_state=True))
-                self._write_history()
-            yield record
-            if not math.isfinite(val_loss):
-                yield self._finish("diverged", f"the validation loss became {val_loss} at epoch {epoch}; training stopped")
-                return
-            if early:
-                yield self._finish(
-                    "early_stopped",
-                    f"stopped early at epoch {epoch}, best epoch {self.best_epoch} restored "
-                    f"(validation loss {_format_loss(self.best_val_loss)})",
-                )
+            step_seconds = progress.step_seconds
+            if (yield from self._end_epoch(epoch, progress)):
                 return
         yield self._finish(
             "completed",
-            f"finished {cfg.epochs} epochs, best epoch {self.best_epoch} restored "
+            f"finished {self.config.epochs} epochs, best epoch {self.best_epoch} restored "
             f"(validation loss {_format_loss(self.best_val_loss)})",
         )
+
+    def _already_finished(self) -> FinishedRecord | None:
+        """A resumed run that has nothing left to do says so instead of training."""
+        cfg = self.config
+        if self.epochs_without_improvement >= cfg.patience and self.epoch > 0:
+            return FinishedRecord(
+                "early_stopped", self.epoch, self.best_epoch, self.best_val_loss,
+                f"this run already stopped early at epoch {self.epoch} (best epoch {self.best_epoch})",
+            )
+        if self.epoch >= cfg.epochs:
+            return FinishedRecord(
+                "completed", self.epoch, self.best_epoch, self.best_val_loss,
+                f"this run already finished its {cfg.epochs} epochs; ask for more epochs to continue",
+            )
+        return None
+
+    def _train_epoch(self, epoch: int, step_seconds: float):
+        """Phase 1: the optimiser steps of ``epoch`` (from ``step_in_epoch`` when resuming),
+        one StepRecord each. Ends the run (a FinishedRecord, ``finished`` set) on the time
+        budget, a stop request or a non-finite loss. Returns an ``_EpochProgress``."""
+        B, steps = self.rank_batch_size, self.steps_per_epoch
+        perm = self._epoch_permutation()
+        # (when resuming mid-epoch, the permutation's generator is already past it)
+        progress = _EpochProgress(
+            epoch_start=time.perf_counter(), n_local=min(len(perm), steps * B), step_seconds=step_seconds,
+            loss_sum=torch.tensor(self.partial_loss_sum, device=self.device, dtype=torch.float64),
+        )
+        for s in range(self.step_in_epoch, steps):
+            if self._budget_exhausted(progress.step_seconds):
+                yield from self._finish_budget(epoch, s, steps, progress.epoch_start, progress.loss_sum,
+                                               progress.images)
+                return progress.end()
+            if self.stop_event.is_set():
+                self.train_seconds += time.perf_counter() - progress.epoch_start
+                self.partial_loss_sum = float(progress.loss_sum)
+                yield self._finish(
+                    "stopped",
+                    f"stopped at epoch {epoch}, step {s} of {steps}"
+                    + (f"; best epoch {self.best_epoch} kept" if self.best_epoch else ""),
+                )
+                return progress.end()
+            idx = perm[s * B : (s + 1) * B]
+            step_start = time.perf_counter()
+            loss = self.train_step(idx)
+            loss_value = float(loss)
+            took = time.perf_counter() - step_start
+            progress.step_seconds = took if progress.step_seconds == 0.0 else 0.9 * progress.step_seconds + 0.1 * took
+            if not math.isfinite(loss_value):
+                self.train_seconds += time.perf_counter() - progress.epoch_start
+                yield self._finish(
+                    "diverged",
+                    f"the training loss became {loss_value} at epoch {epoch}, step {s + 1}: training "
+                    "stopped" + (f"; the best checkpoint (epoch {self.best_epoch}) is kept" if self.best_epoch else "")
+                    + ". Try a lower learning rate, gradient clipping or fp32 precision.",
+                )
+                return progress.end()
+            progress.loss_sum += loss.double() * len(idx)
+            self.step_in_epoch = s + 1
+            self.global_step += 1
+            progress.images += len(idx) * self.world_size
+            now = time.perf_counter()
+            h = self.history["steps"]
+            h["global_step"].append(self.global_step)
+            h["epoch"].append(epoch - 1 + (s + 1) / steps)
+            h["loss"].append(loss_value)
+            h["time"].append(self.train_seconds + now - progress.epoch_start)
+            yield StepRecord(
+                epoch, s + 1, steps, self.global_step, loss_value,
+                progress.images / max(now - progress.epoch_start, 1e-9), now - self._run_start,
+                lr=float(self.optimizer.param_groups[0]["lr"]),
+            )
+        return progress
+
+    def _end_epoch(self, epoch: int, progress: "_EpochProgress"):
+        """Phase 2: validate ``epoch``, keep the best weights, write best.pt / last.pt /
+        history.json, yield its EpochRecord. Returns True when the run ended here (a stop
+        during validation, a non-finite validation loss, early stopping, the last epoch
+        is left to ``run``'s completion)."""
+        cfg = self.config
+        train_loss = float(progress.loss_sum) / progress.n_local
+        if self.distributed:
+            t = torch.tensor([train_loss], device=self.device, dtype=torch.float64)
+            torch.distributed.all_reduce(t)
+            train_loss = float(t) / self.world_size
+        val_loss = self._validate(epoch)
+        if val_loss is None:  # stopped during validation: resume re-runs it
+            self.train_seconds += time.perf_counter() - progress.epoch_start
+            self.partial_loss_sum = float(progress.loss_sum)
+            yield self._finish("stopped", f"stopped at the end of epoch {epoch}, before its validation"
+                               + (f"; best epoch {self.best_epoch} kept" if self.best_epoch else ""))
+            return True
+        seconds = time.perf_counter() - progress.epoch_start
+        self.train_seconds += seconds
+        self.epoch = epoch
+        self.step_in_epoch = 0
+        self.partial_loss_sum = 0.0
+        self.epoch_start_perm_state = self.perm_gen.get_state()
+        improved = math.isfinite(val_loss) and val_loss < self.best_val_loss
+        if improved:
+            self.best_val_loss, self.best_epoch = val_loss, epoch
+            self.epochs_without_improvement = 0
+            self.best_state = self._snapshot()
+        else:
+            self.epochs_without_improvement += 1
+        images_per_s = progress.images / max(seconds, 1e-9)
+        self.history["epochs"].append(
+            {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                "seconds": seconds,
+                "images_per_s": images_per_s,
+                "val_loss_by_t": self.last_val_by_t,
+                "best_val_loss": self.best_val_loss,
+                "improved": improved,
+                "time": self.train_seconds,
+            }
+        )
+        record = EpochRecord(
+            epoch, cfg.epochs, train_loss, val_loss, seconds, images_per_s,
+            self.best_val_loss, self.best_epoch, self.epochs_without_improvement, cfg.patience, improved,
+            validation_seconds=self._last_validation_seconds or 0.0,
+        )
+        early = self.epochs_without_improvement >= cfg.patience
+        done = early or self.epoch >= cfg.epochs
+        if improved and not done:
+            self._save("best.pt", self._payload(self.best_state, with_training_state=False))
+        if not done:
+            self._save("last.pt", self._payload(self._snapshot(), with_training_state=True))
+            self._write_history()
+        yield record
+        if not math.isfinite(val_loss):
+            yield self._finish("diverged", f"the validation loss became {val_loss} at epoch {epoch}; training stopped")
+            return True
+        if early:
+            yield self._finish(
+                "early_stopped",
+                f"stopped early at epoch {epoch}, best epoch {self.best_epoch} restored "
+                f"(validation loss {_format_loss(self.best_val_loss)})",
+            )
+            return True
+        return False

@@ -69,6 +69,10 @@ class PredictionService(QObject):
             self._thread.start()
 
     def _loop(self) -> None:
+        from .workers import lower_thread_priority
+
+        # the window's own thread wins the CPU while a drag asks for a new t every frame
+        lower_thread_priority()
         while not self._stop.is_set():
             with self._cond:
                 while self._pending is None and not self._stop.is_set():

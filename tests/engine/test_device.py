@@ -22,8 +22,8 @@ def timed(monkeypatch, tmp_path):
         calls.append((precision, mode))
         return rates[precision]
 
-    monkeypatch.setattr(D, "_measure", fake_measure)
-    monkeypatch.setattr(D, "_cache_file", lambda: tmp_path / "precision.json")
+    monkeypatch.setattr(D, "network_rate", fake_measure)
+    monkeypatch.setattr(D, "precision_cache_file", lambda: tmp_path / "precision.json")
     monkeypatch.setattr(D, "cpu_has_fast_bf16", lambda: True)
     return rates, calls, tmp_path / "precision.json"
 
@@ -83,5 +83,5 @@ def test_the_real_timer_measures_a_positive_rate():
 
 def test_the_real_measurement_runs_the_network(monkeypatch, tmp_path):
     monkeypatch.setattr(D, "images_per_second", lambda step, batch, **kw: (step(), float(batch))[1])
-    assert D._measure("fp32", "train", TINY, torch.device("cpu")) == 32.0
-    assert D._measure("bf16", "sample", TINY, torch.device("cpu")) == 64.0
+    assert D.network_rate("fp32", "train", TINY, torch.device("cpu")) == 32.0
+    assert D.network_rate("bf16", "sample", TINY, torch.device("cpu")) == 64.0
