@@ -17,6 +17,7 @@ from PySide6.QtCore import QRect, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFont, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
+    QGraphicsItem,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
@@ -63,6 +64,10 @@ def styled_plot(title: str, left: str = "", bottom: str = "t") -> pg.PlotWidget:
         ax.setPen(pg.mkPen("#444"))
         ax.setTextPen(pg.mkPen("#222"))
         ax.enableAutoSIPrefix(False)
+        # The axes also draw the grid across the plot, so the moving t marker made every
+        # axis repaint on every frame of a drag (half of a frame's time). Kept as a
+        # pixmap, an axis is redrawn only when its range or size changes.
+        ax.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
     if left:
         item.setLabel("left", left, color="#222")
     if bottom:
@@ -140,6 +145,13 @@ class NoisePanel(QWidget):
         self._edges = np.linspace(-HIST_RANGE, HIST_RANGE, HIST_BINS + 1)
         self.predictions = PredictionService(self)
         self.predictions.ready.connect(self._on_prediction)
+        # during a drag the model's view is asked at most every PREDICTION_INTERVAL_MS (and
+        # always for the t the slider stops at), so the network does not take the CPU the
+        # drawing needs
+        self._last_request = 0.0
+        self._prediction_timer = QTimer(self)
+        self._prediction_timer.setSingleShot(True)
+        self._prediction_timer.timeout.connect(lambda: self._request_prediction(self.slider.value()))
         self.predictions.failed.connect(on_gui_thread(
             self, lambda msg: self.model_error_label.setText(f"The model failed: {msg}")))
         self.last_prediction: dict | None = None
@@ -221,6 +233,8 @@ class NoisePanel(QWidget):
         self.t_readout = QLabel()
         self.t_readout.setObjectName("timestepReadout")
         self.t_readout.setTextFormat(Qt.TextFormat.RichText)
+        # labels rewritten on every frame must not ask the window for a new layout each time
+        self.t_readout.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
 
         # x_t mosaic
         self.image_label = MosaicView("Select digits in the Dataset panel.")
@@ -228,6 +242,9 @@ class NoisePanel(QWidget):
         self.frame_label = QLabel()
         self.frame_label.setObjectName("frameTimeLabel")
         self.frame_label.setStyleSheet("color: #666;")
+        self.frame_label.setMinimumWidth(self.frame_label.fontMetrics().horizontalAdvance(
+            "64 digits · frame drawn in 000.0 ms") + 8)
+        self.frame_label.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
         image_box = QGroupBox("x_t for the selected digits")
         ib = QVBoxLayout(image_box)
         ib.addWidget(self.image_label, 1)
@@ -333,6 +350,10 @@ class NoisePanel(QWidget):
             name="N(0, 1)",
         )
         self.hist_plot.setXRange(-HIST_RANGE, HIST_RANGE, padding=0)
+        # the schedule's curves change only with the schedule: kept as pixmaps, so the moving
+        # t marker does not make them re-stroke on every frame (the x_t histogram does change)
+        for curve in (self.beta_curve, self.alphabar_curve, self.sqrt_alphabar_curve, self.snr_curve):
+            curve.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         self.markers: list[pg.InfiniteLine] = []
         for plot in (self.beta_plot, self.alphabar_plot, self.snr_plot):
             line = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#c0392b", width=1.5))
@@ -395,8 +416,18 @@ class NoisePanel(QWidget):
     # ------------------------------------------------------------ the model's view
     MODEL_VIEW_DIGITS = 16
 
+    PREDICTION_INTERVAL_MS = 100
+
     def _request_prediction(self, t: int) -> None:
-        """Ask the background service for the network's view at ``t`` (newest request wins)."""
+        """Ask the background service for the network's view at ``t`` (newest request wins),
+        at most every PREDICTION_INTERVAL_MS; a later t is asked for when the interval ends."""
+        now = time.monotonic()
+        wait_ms = self.PREDICTION_INTERVAL_MS - (now - self._last_request) * 1000
+        if wait_ms > 0:
+            if not self._prediction_timer.isActive():
+                self._prediction_timer.start(int(wait_ms) + 1)
+            return
+        self._last_request = now
         loaded = self.state.model
         if loaded is None or not len(self._x0):
             return
@@ -727,6 +758,16 @@ class NoisePanel(QWidget):
         p.end()
         self.strip_label.setPixmap(pix)
 
+    def _fit_hist_range(self) -> None:
+        """The density axis in steps (the next of 0.5, 1, 2, 5, 10, ... above the peak), so a
+        drag does not re-draw the axis on every frame as autoscaling would."""
+        peak = max(float(self._hist.max()) if self._hist.size else 0.0, 0.4)
+        top = next(v for v in (0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 1e4, 1e5, 1e6, float("inf"))
+                   if v >= peak * 1.05)
+        if top != getattr(self, "_hist_top", None) and math.isfinite(top):
+            self._hist_top = top
+            self.hist_plot.setYRange(0, top, padding=0)
+
     def _render(self, *_args) -> None:
         """Redraw x_t, the histogram, the markers and the readout for the slider's t."""
         start = time.perf_counter()
@@ -748,6 +789,7 @@ class NoisePanel(QWidget):
             self.image_label.set_mosaic(None)
             self._hist = np.zeros(HIST_BINS)
         self.hist_curve.setData(self._edges, self._hist)
+        self._fit_hist_range()
         for line in self.markers:
             line.setValue(t)
         a = float(s.sqrt_alphabar[t])
