@@ -16,13 +16,14 @@ Arms (a recipe each; every one is also a preset or a set of ``train`` flags):
   report          the report's recipe, exactly (preset "report")
   plain           the previous default: the report's U-Net, rescaled-linear schedule,
                   EMA, BatchNorm recalibration (preset "plain")
-  default         the app's default preset: the residual U-Net, batch 32, cosine decay
+  default         the app's default preset: the class-conditional residual U-Net, batch 32,
+                  cosine decay; sampled with the labels 0-9 in turn and classifier-free
+                  guidance (``--guidance``, default the app's)
+  default-uncond  the same network without labels (the default until the 15-minute bench)
   default-b<N>    the default with batch N (learning rate scaled by sqrt(N / 32))
   default-minsnr  the default with min-SNR-5 loss weighting
   default-lean    the default with one residual block per level (level_blocks 1,1,1)
-  default-cond    the default, class-conditional (labels dropped 10% of the time);
-                  sampled with the labels 0-9 in turn and classifier-free guidance
-                  (``--guidance``, default the app's)
+  default-cond    the default (class-conditional); the name of the 15-minute bench's arm
 """
 
 from __future__ import annotations
@@ -66,8 +67,10 @@ def arm_preset(name: str):
         return replace(default, name=name, model=replace(default.model, level_blocks=(1, 1, 1)))
     if name == "default-cond":
         return replace(default, name=name, model=replace(default.model, num_classes=10))
+    if name == "default-uncond":
+        return replace(default, name=name, model=replace(default.model, num_classes=0))
     raise SystemExit(f"unknown arm {name!r}; choose presets ({', '.join(PRESETS)}), default-b<N>, "
-                     "default-minsnr, default-lean or default-cond")
+                     "default-minsnr, default-lean, default-cond or default-uncond")
 
 
 def score(images_uint8: np.ndarray, clf, data, labels=None) -> dict:

@@ -18,7 +18,8 @@ def register(sub) -> None:
     p.add_argument("--n", type=int, default=64, help="how many images (default %(default)s)")
     p.add_argument("--out", required=True, metavar="FILE", help=".png (a grid) or .npz (key 'images', uint8)")
     add_sampler_arguments(p)
-    p.add_argument("--label", type=int, help="digit to generate (class-conditional models)")
+    p.add_argument("--label", type=int, help="digit to generate (class-conditional models; default: the digits "
+                                              "0-9 in turn, as the GUI's sampler makes them)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -64,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
         if not 0 <= args.label < loaded.model_config.num_classes:
             raise CLIError(f"--label must be a digit 0..{loaded.model_config.num_classes - 1}")
         labels = torch.full((args.n,), args.label, dtype=torch.long)
+    elif loaded.model_config.conditional:  # every digit in turn, with guidance (the GUI's "All digits")
+        labels = torch.arange(args.n) % loaded.model_config.num_classes
     steps = sampler.num_steps(loaded.schedule.timesteps)
     bar = progress_bar(steps * ((args.n + args.batch_size - 1) // args.batch_size), f"{args.sampler}")
     images = sample(

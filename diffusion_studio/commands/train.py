@@ -45,8 +45,10 @@ def register(sub) -> None:
     p.add_argument("--timesteps", type=int, metavar="T", help="diffusion steps T (default 300)")
     p.add_argument("--width", type=int, metavar="C",
                    help="network width: channels at 28x28 (the preset's; twice and four times that at 14 and 7 px)")
-    p.add_argument("--conditional", action="store_true",
-                   help="class-conditional model for classifier-free guidance (labels dropped 10%% of the time)")
+    p.add_argument("--conditional", action=argparse.BooleanOptionalAction, default=None,
+                   help="class-conditional model for classifier-free guidance, labels dropped 10%% of the time "
+                        "(default: the preset's; the default preset is class-conditional, --no-conditional "
+                        "trains an unconditional one)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: %(default)s")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
     p.add_argument("--download", action="store_true", help="download MNIST if the folder lacks it")
@@ -77,8 +79,8 @@ def run(args: argparse.Namespace) -> int:
             model_changes["norm_groups"] = math.gcd(preset.model.norm_groups, args.width)
         else:
             model_changes["base_channels"] = args.width
-    if args.conditional:
-        model_changes["num_classes"] = 10
+    if args.conditional is not None:
+        model_changes["num_classes"] = 10 if args.conditional else 0
     schedule_changes = {k: v for k, v in (("kind", args.schedule), ("timesteps", args.timesteps)) if v is not None}
     preset = replace(
         preset,
@@ -127,8 +129,8 @@ def _requested_settings(args, preset) -> dict:
     if args.width is not None:
         for key in ("base_channels", "level_channels"):
             requested[("model", key)] = getattr(preset.model, key)
-    if args.conditional:
-        requested[("model", "num_classes")] = 10
+    if args.conditional is not None:
+        requested[("model", "num_classes")] = 10 if args.conditional else 0
     if args.preset != "default":
         requested[("meta", "preset")] = args.preset
     return requested

@@ -20,9 +20,10 @@ DEFAULT_VARIANCE = "posterior"
 # Clipping the predicted x_0 changed nothing measurable (README "Quality"), so the
 # default is Algorithm 2 exactly as written.
 DEFAULT_CLIP_X0 = False
-# classifier-free guidance weight for class-conditional models (README "Quality":
-# 2 against 0 with the offline metric)
-DEFAULT_GUIDANCE = 2.0
+# classifier-free guidance weight for class-conditional models (README "Quality per CPU
+# minute": after 15 minutes of the default recipe, 1,000 digits with DDIM 50 scored FD 31.5
+# and 99.8% confident at w = 1, FD 63.8 and 100% at w = 2; w = 0 gave 80% confident)
+DEFAULT_GUIDANCE = 1.0
 
 # ---- training
 PRESET_NAMES = ("default", "plain", "report")

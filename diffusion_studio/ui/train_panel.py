@@ -363,6 +363,7 @@ class TrainPanel(QWidget):
         self.seed_spin.setValue(t.seed)
         self.ema_spin.setValue(t.ema_decay)
         self.precision_combo.setCurrentText(t.precision)
+        self.conditional_check.setChecked(p.model.conditional)
         for w in (self.schedule_combo, self.timesteps_spin):
             w.blockSignals(True)
         self.schedule_combo.setCurrentIndex(self.schedule_combo.findData(p.schedule.kind))

@@ -43,7 +43,10 @@ def panel(qtbot, tiny_data, tiny_model, tmp_path, monkeypatch):
     p = EvaluatePanel(state)
     qtbot.addWidget(p)
     yield p
-    assert p.shutdown()  # the evaluation, a download and the Inception timing end
+    # stops the evaluation and a download; the Inception timing cannot be interrupted and may
+    # outlive a busy machine's wait (its thread is kept alive until it ends, see ui.workers)
+    assert p.stop_and_wait(20000)
+    p.shutdown()
 
 
 def test_panel_runs_and_shows_named_numbers_and_the_missing_weights_message(panel, qtbot, tmp_path):

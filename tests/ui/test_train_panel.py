@@ -209,13 +209,16 @@ def test_early_stopping_state_is_worded_for_people(qtbot, panel):
 
 def test_class_conditional_checkbox_trains_a_conditional_network(qtbot, panel):
     check = panel.findChild(type(panel.conditional_check), "conditionalCheck")
-    assert check is panel.conditional_check and not check.isChecked()
-    assert panel.model_config().num_classes == 0
-    auto_dir = panel.run_dir_edit.text()
-    check.setChecked(True)
+    # the default recipe is class-conditional (README: Quality per CPU minute), and the box shows it
+    assert check is panel.conditional_check and check.isChecked() and panel.current_preset().model.conditional
     assert panel.model_config().num_classes == 10
-    assert panel.model_config().base_channels == panel.current_preset().model.base_channels
-    assert "cond10" in panel.run_dir_edit.text() and panel.run_dir_edit.text() != auto_dir  # the run's name says so
+    auto_dir = panel.run_dir_edit.text()
+    check.setChecked(False)
+    assert panel.model_config().num_classes == 0
+    assert panel.model_config().level_channels == panel.current_preset().model.level_channels
+    assert "uncond" in panel.run_dir_edit.text() and panel.run_dir_edit.text() != auto_dir  # the run's name says so
+    panel.preset_combo.setCurrentIndex(panel.preset_combo.findData("report"))
+    assert not check.isChecked()  # the report's recipe is unconditional
 
 
 def test_time_budget_field_reaches_the_trainer_and_caps_the_eta(qtbot, panel, tmp_path, monkeypatch):
