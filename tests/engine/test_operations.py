@@ -1,0 +1,65 @@
+"""The run operations both front ends call: open a model, prepare a run folder, plan a resume."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from diffusion_studio.engine import operations as ops
+from diffusion_studio.engine import runs as R
+from diffusion_studio.engine.checkpoint import CheckpointError
+from diffusion_studio.engine.schedule import ScheduleConfig
+from diffusion_studio.engine.train import TrainConfig, Trainer
+from diffusion_studio.engine.unet import UNetConfig
+
+
+@pytest.fixture(scope="module")
+def run_dir(tiny_data, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ops") / "run"
+    trainer = Trainer(tiny_data, model_config=UNetConfig(base_channels=4), schedule_config=ScheduleConfig(timesteps=10),
+                      train_config=TrainConfig(epochs=2, batch_size=50, precision="fp32", lr=1e-3),
+                      device="cpu", run_dir=folder, extra_meta={"preset": "plain"})
+    for _ in trainer.run():
+        pass
+    return folder
+
+
+def test_a_source_names_one_checkpoint(run_dir, tmp_path):
+    assert ops.checkpoint_of(run_dir) == run_dir / "best.pt"  # a run folder: its best
+    assert ops.checkpoint_of(run_dir / "last.pt") == run_dir / "last.pt"
+    assert ops.checkpoint_of("default").name == "default.pt"  # a bundled model by name
+    (tmp_path / "fresh").mkdir()
+    with pytest.raises(CheckpointError, match="holds no checkpoint"):
+        ops.checkpoint_of(tmp_path / "fresh")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        ops.checkpoint_of(tmp_path / "missing.pt")
+
+
+def test_open_model_follows_one_device_policy(run_dir, monkeypatch):
+    loaded = ops.open_model(run_dir, "cpu")
+    assert loaded.path == run_dir / "best.pt" and next(loaded.model.parameters()).device.type == "cpu"
+    # a GPU asked for on a machine without one: the CPU, not an error
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert ops.model_device("cuda") == torch.device("cpu") and ops.model_device("auto") == torch.device("cpu")
+    with pytest.raises(ValueError, match="unknown device"):
+        ops.model_device("tpu")
+
+
+def test_plan_resume_keeps_the_runs_settings_and_refuses_what_it_would_ignore(run_dir, tmp_path):
+    plan = ops.plan_resume(run_dir)
+    assert plan.last == run_dir / "last.pt" and plan.train.lr == 1e-3 and plan.preset == "plain"
+    assert ops.plan_resume(run_dir, {("train", "lr"): 1e-3, ("train", "epochs"): 9}).last == plan.last
+    with pytest.raises(ops.ResumeConflict, match=r"would ignore: lr 0.0001 \(the run uses 0.001\)"):
+        ops.plan_resume(run_dir, {("train", "lr"): 1e-4})
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(R.RunError, match="no last.pt"):
+        ops.plan_resume(tmp_path / "empty")
+
+
+def test_prepare_run_dir_never_trains_over_a_run(run_dir, tmp_path):
+    with pytest.raises(R.RunError, match="already holds a run"):
+        ops.prepare_run_dir(run_dir, "x")
+    mine = ops.prepare_run_dir(tmp_path / "mine", "lr5e-4")
+    assert (mine / R.RUN_FILE).is_file()
+    new = ops.prepare_run_dir(None, "lr5e-4", runs_dir=tmp_path / "runs")
+    assert new.parent == tmp_path / "runs" and "lr5e-4" in new.name
