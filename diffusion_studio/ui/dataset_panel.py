@@ -415,7 +415,8 @@ class DatasetPanel(QWidget):
         self.choose_button.setEnabled(True)
         self.download_button.setEnabled(True)
         if data is None:
-            self.missing_title.setText("<h2>MNIST was not found</h2>")
+            self.missing_title.setText("<h2>MNIST was not found</h2>" if self.state.data_missing
+                                       else "<h2>MNIST could not be read</h2>")
             folder = self.state.data_dir
             text = self.state.data_error or (
                 f"No MNIST data is loaded{f' from {folder}' if folder else ''}."

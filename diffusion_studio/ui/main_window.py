@@ -105,11 +105,13 @@ class DataLoader:
         self._timer.start()
 
     def _work(self, folder: Path, download: bool) -> None:
-        from ..engine.data import DataError, load_mnist
+        from ..engine.data import DataError, MNISTNotFoundError, load_mnist
 
         try:
             self._result = ("ok", load_mnist(folder, download=download))
-        except DataError as exc:
+        except MNISTNotFoundError as exc:
+            self._result = ("missing", str(exc))
+        except DataError as exc:  # there, but damaged or not MNIST
             self._result = ("error", str(exc))
         except Exception as exc:  # anything else: still a message, never a traceback
             self._result = ("error", f"MNIST could not be read from {folder}: {type(exc).__name__}: {exc}")
@@ -138,8 +140,10 @@ class DataLoader:
                 self.state.data_error = value
                 self.state.data_loading.emit(value)
             else:
+                self.state.data_missing = kind == "missing"
                 self.state.set_data(None, folder, value)
-                self.state.report("MNIST was not found; choose a folder or download it in the Dataset panel")
+                self.state.report("MNIST was not found; choose a folder or download it in the Dataset panel"
+                                  if kind == "missing" else f"MNIST could not be read: {value}")
         if self._pending:
             folder, download = self._pending
             self._pending = None

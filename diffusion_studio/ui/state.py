@@ -51,6 +51,7 @@ class AppState(QObject):
         self.data: MNISTSplits | None = None
         self.data_dir: Path | None = None
         self.data_error: str = ""
+        self.data_missing = True  # no data because none was found (False: found but unreadable)
         self.selection = np.zeros((0, 28, 28), dtype=np.uint8)
         self.selection_labels = np.zeros((0,), dtype=np.int64)
         from ..engine.presets import get_preset

@@ -120,6 +120,22 @@ def test_missing_mnist_shows_the_page_with_buttons(window, tmp_path):
     assert window.data_status.text() == "Data: none"
 
 
+def test_damaged_mnist_is_not_called_missing(window, tiny_mnist, tmp_path):
+    """A folder whose IDX files are there but damaged gets its own heading and reason."""
+    import shutil
+
+    folder = Path(shutil.copytree(tiny_mnist, tmp_path / "damaged"))
+    victim = next(folder.glob("train-images*"))
+    victim.write_bytes(victim.read_bytes()[:40])  # cut short
+    window.loader.load(folder)
+    assert window.loader.wait(60)
+    panel = window.panels["datasetPanel"]
+    assert window.state.data is None and not window.state.data_missing
+    assert "could not be read" in panel.missing_title.text() and "not found" not in panel.missing_title.text()
+    assert "not found" not in window.statusBar().currentMessage()
+    shutil.rmtree(folder)
+
+
 def test_data_folder_loads_in_the_background(window, tiny_mnist):
     window.state.request_data(tiny_mnist)
     assert window.loader.busy  # the GUI thread is free while it loads
