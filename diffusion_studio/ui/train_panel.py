@@ -421,6 +421,37 @@ class TrainPanel(QWidget):
     def _on_run_dir_edited(self, _text: str) -> None:
         self._run_dir_auto = False
 
+    def _show_run_settings(self, info: dict) -> None:
+        """Fill the form with a resumed run's own settings (the ones it trains with), so the
+        form never shows a value the run ignores. The run folder stays as it is."""
+        t = info.get("train_config") or {}
+        widgets = (self.epochs_spin, self.batch_spin, self.lr_spin, self.patience_spin, self.seed_spin,
+                   self.ema_spin, self.precision_combo, self.schedule_combo, self.timesteps_spin,
+                   self.conditional_check)
+        for w in widgets:
+            w.blockSignals(True)
+        try:
+            self.epochs_spin.setValue(int(info.get("epochs", t.get("epochs", self.epochs_spin.value()))))
+            for spin, key in ((self.batch_spin, "batch_size"), (self.patience_spin, "patience"),
+                              (self.seed_spin, "seed")):
+                if key in t:
+                    spin.setValue(int(t[key]))
+            for spin, key in ((self.lr_spin, "lr"), (self.ema_spin, "ema_decay")):
+                if key in t:
+                    spin.setValue(float(t[key]))
+            if "precision" in t:
+                self.precision_combo.setCurrentText(str(t["precision"]))
+            sched = info.get("schedule_config") or {}
+            if "kind" in sched:
+                self.schedule_combo.setCurrentIndex(self.schedule_combo.findData(sched["kind"]))
+            if "timesteps" in sched:
+                self.timesteps_spin.setValue(int(sched["timesteps"]))
+            self.conditional_check.setChecked(bool((info.get("model_config") or {}).get("num_classes")))
+        finally:
+            for w in widgets:
+                w.blockSignals(False)
+        self.state.report("resuming with the run's own settings (shown in the form)")
+
     def set_run_dir(self, folder: str | Path) -> None:
         """Train the next run into ``folder`` (as if typed in the field: the form no longer
         names the folder after the settings)."""
@@ -646,9 +677,9 @@ class TrainPanel(QWidget):
     def _on_started(self, info: dict) -> None:
         self.steps_per_epoch = max(1, int(info["steps_per_epoch"]))
         self.epochs_total = int(info["epochs"])
-        if self._resuming:  # the run's own budget (at least the form's)
+        if self._resuming:  # the run trains with its own settings: the form shows them, nothing is ignored
             self._resuming = False
-            self.epochs_spin.setValue(self.epochs_total)
+            self._show_run_settings(info)
         self.patience = int(info["patience"])
         self.start_epoch = int(info["start_epoch"])
         self.start_step = int(info.get("start_step", 0))

@@ -217,6 +217,10 @@ class TrainWorker(_StoppableWorker):
                 "batch_size": trainer.config.batch_size,
                 "patience": trainer.config.patience,
                 "timesteps": trainer.schedule.timesteps,
+                # the settings the run trains with (a resumed run's own, whatever the form said)
+                "train_config": trainer.config.to_dict(),
+                "model_config": trainer.model_config.to_dict(),
+                "schedule_config": trainer.schedule_config.to_dict(),
                 "run_dir": str(job.run_dir) if job.run_dir else "",
                 "history": {
                     "epochs": [_plain(e) for e in trainer.history.get("epochs", [])],

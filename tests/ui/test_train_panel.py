@@ -149,9 +149,14 @@ def test_stop_resume_and_close_during_run(qtbot, panel, tmp_path):
     assert stopped_at >= 1
     qtbot.waitUntil(lambda: panel.state.model is not None, timeout=20000)  # best.pt opens for the sampler
 
-    # Resume: the epoch count continues where it stopped, the old curve is kept
+    # Resume: the epoch count continues where it stopped, the old curve is kept, and the form
+    # shows the run's own settings (a value typed before the resume would otherwise be ignored)
+    run_lr, run_batch = panel.lr_spin.value(), panel.batch_spin.value()
+    panel.lr_spin.setValue(0.05)
+    panel.batch_spin.setValue(7)
     assert panel.resume_training(run)
     qtbot.waitUntil(lambda: bool(panel.val_epochs) and panel.val_epochs[-1] > stopped_at, timeout=60000)
+    assert panel.lr_spin.value() == pytest.approx(run_lr) and panel.batch_spin.value() == run_batch
     assert panel.val_epochs[: stopped_at] == list(range(1, stopped_at + 1))
     assert panel.val_epochs[stopped_at] == stopped_at + 1
     # closing the window during the run: the thread ends within the bound, nothing is lost
