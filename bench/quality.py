@@ -12,8 +12,9 @@ one JSON line to ``--out`` (default bench/quality.jsonl). A grid of the first
     --weights ema|raw      which weights of a training checkpoint to sample from
     --recalibrate N        re-estimate BatchNorm statistics from N training batches
                            first (0: use the statistics stored in the checkpoint)
-    --sampler ddpm|ddim, --steps, --eta, --variance posterior|beta, --clip-x0
-    --guidance W           classifier-free guidance (labels cycle 0..9)
+    --sampler ddpm|ddim, --steps, --eta, --variance, --clip-x0/--no-clip-x0, --guidance W
+                           the reverse process: the CLI's own options, with the app's
+                           defaults (a class-conditional model's labels cycle 0..9)
     --precision auto|fp32|bf16   sampling arithmetic (auto: measured, as in the app)
     --floor                also score --n real training digits: the floor the FD is read against
 
@@ -38,7 +39,8 @@ from diffusion_studio.engine.classifier import class_accuracy, ensure_classifier
 from diffusion_studio.engine.data import load_mnist, to_uint8  # noqa: E402
 from diffusion_studio.engine.device import choose_precision, cpu_model_name, resolve_device  # noqa: E402
 from diffusion_studio.engine.images import save_grid  # noqa: E402
-from diffusion_studio.engine.sample import SamplerConfig, sample  # noqa: E402
+from diffusion_studio.commands._sampler_args import add_sampler_arguments, sampler_from_args  # noqa: E402
+from diffusion_studio.engine.sample import sample  # noqa: E402
 from diffusion_studio.engine.train import recalibrate_on_training_split  # noqa: E402
 
 
@@ -49,12 +51,7 @@ def main(argv=None) -> int:
     p.add_argument("--tag", required=True, help="name of this arm in the output")
     p.add_argument("--weights", choices=("ema", "raw"), default="ema")
     p.add_argument("--recalibrate", type=int, default=0, metavar="N")
-    p.add_argument("--sampler", choices=("ddpm", "ddim"), default="ddim")
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--eta", type=float, default=0.0)
-    p.add_argument("--variance", choices=("posterior", "beta"), default="posterior")
-    p.add_argument("--clip-x0", action="store_true")
-    p.add_argument("--guidance", type=float, default=0.0)
+    add_sampler_arguments(p)  # the same flags and defaults as `sample` and `evaluate`
     p.add_argument("--n", type=int, default=5000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=500)
@@ -80,8 +77,7 @@ def main(argv=None) -> int:
         recalibrate_on_training_split(model, schedule, data, batches=args.recalibrate, seed=args.seed,
                                       label_dropout=float(payload.get("train", {}).get("label_dropout", 0.1)))
     recal_s = time.perf_counter() - t0
-    sampler = SamplerConfig(kind=args.sampler, steps=args.steps, eta=args.eta, variance=args.variance,
-                            clip_x0=args.clip_x0, guidance=args.guidance)
+    sampler = sampler_from_args(args)
     labels = torch.arange(args.n) % 10 if conditional else None
     t0 = time.perf_counter()
     precision = choose_precision(args.precision, device, mode="sample", model_config=loaded.model_config)
