@@ -519,7 +519,10 @@ class WorkerRunner(QObject):
         self.worker = self.thread = None
         _LIVE.pop(id(thread), None)
         del thread, worker
-        self.stopped.emit()
+        try:
+            self.stopped.emit()
+        except RuntimeError:  # the runner's owner was deleted while its thread ran: nobody to tell
+            pass
 
     def stop(self) -> None:
         if self.worker is not None:

@@ -186,9 +186,16 @@ def test_sample_worker_stops_on_request(qtbot, tiny_model):
 
 
 class VerySlowSampler(SampleWorker):
+    def __init__(self, job):
+        import threading
+
+        super().__init__(job)
+        self.keeping = threading.Event()  # set while a (slow) frame is being kept
+
     def _keep(self, t, x, x0):
         import time
 
+        self.keeping.set()
         time.sleep(0.4)
         super()._keep(t, x, x0)
 
@@ -199,7 +206,7 @@ def test_stop_and_wait_times_out_without_killing_the_thread(qtbot, tiny_model):
     rec = Recorder()
     worker.cancelled.connect(rec.on_sample_finished)
     runner.start(worker)
-    qtbot.wait(100)
+    qtbot.waitUntil(worker.keeping.is_set, timeout=30000)  # inside a 0.4 s step (a busy machine starts late)
     assert runner.stop_and_wait(10) is False  # the step in progress takes longer than that
     assert runner.is_running()  # left to finish on its own, never terminated
     with qtbot.waitSignal(runner.stopped, timeout=5000):
