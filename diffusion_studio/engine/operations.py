@@ -43,10 +43,10 @@ def checkpoint_of(source: str | os.PathLike) -> Path:
     """The checkpoint file a source names: a bundled model ("default",
     "default-conditional"), a .pt file, or a run folder (its best.pt, else last.pt).
     CheckpointError (one line) when there is none."""
-    from .bundled import BUNDLED, bundled_checkpoint_path
+    from .bundled import BUNDLED, resolve_checkpoint
 
     if isinstance(source, str) and source in BUNDLED:
-        return bundled_checkpoint_path(source)
+        return resolve_checkpoint(source)
     path = Path(source).expanduser()
     if path.is_dir():
         for name in ("best.pt", "last.pt"):

@@ -143,6 +143,7 @@ class NoisePanel(QWidget):
         self._xt_uint8 = np.zeros((0, 28, 28), dtype=np.uint8)
         self._hist = np.zeros(HIST_BINS)
         self._edges = np.linspace(-HIST_RANGE, HIST_RANGE, HIST_BINS + 1)
+        self._hist_top: float | None = None  # the density axis's top (see _fit_hist_range)
         self.predictions = PredictionService(self)
         self.predictions.ready.connect(self._on_prediction)
         # during a drag the model's view is asked at most every PREDICTION_INTERVAL_MS (and
@@ -764,7 +765,7 @@ class NoisePanel(QWidget):
         peak = max(float(self._hist.max()) if self._hist.size else 0.0, 0.4)
         top = next(v for v in (0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 1e4, 1e5, 1e6, float("inf"))
                    if v >= peak * 1.05)
-        if top != getattr(self, "_hist_top", None) and math.isfinite(top):
+        if top != self._hist_top and math.isfinite(top):
             self._hist_top = top
             self.hist_plot.setYRange(0, top, padding=0)
 
