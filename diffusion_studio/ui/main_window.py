@@ -202,6 +202,7 @@ class MainWindow(QMainWindow):
         state.model_changed.connect(self._update_permanent_status)
         self._loud_opens: set[str] = set()  # models opened from the menu: a failure gets a dialog
         state.model_opening.connect(self._on_model_opening)
+        state.model_changed.connect(self._on_model_ready)
         state.model_open_failed.connect(self._on_model_open_failed)
         self._update_permanent_status()
         self.resize(self.default_size())
@@ -333,6 +334,12 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def _on_model_opening(self, label: str) -> None:
         self.state.report(f"Opening the model: {label}…")
+
+    @Slot()
+    def _on_model_ready(self) -> None:
+        """Replace the "Opening the model…" line once a model has arrived."""
+        if self.state.model is not None:
+            self.state.report(f"Model ready: {self.state.model_source}")
 
     @Slot(str, str)
     def _on_model_open_failed(self, label: str, reason: str) -> None:
