@@ -4,7 +4,7 @@
 background: from ``data`` (the ``--data`` folder), else the last folder used,
 else the default data folder. A missing MNIST shows a page with "Choose
 folder…" / "Download MNIST" in the Dataset panel. The bundled model (when the
-installation has one) and ``--checkpoint`` go to ``AppState.set_model``.
+installation has one: ``engine.bundled.STARTUP_MODELS``) and ``--checkpoint`` go to ``AppState.set_model``.
 
 Environment variables for scripted runs:
   DIFFUSION_STUDIO_QUIT_AFTER_MS=N     close the window N ms after start-up
@@ -75,16 +75,13 @@ def initial_data_folder(data: str | None) -> Path:
 
 
 def load_initial_models(window, checkpoint: str | None) -> None:
-    """The bundled model if this installation has one (silently none otherwise), then ``checkpoint``."""
-    from .engine.bundled import default_checkpoint_path
-    from .engine.checkpoint import CheckpointError
+    """The bundled start-up model if this installation has one (silently none otherwise), then ``checkpoint``."""
+    from .engine.bundled import startup_model
 
-    try:
-        bundled = default_checkpoint_path()
-    except CheckpointError:
-        bundled = None
+    bundled = startup_model()
     if bundled is not None:
-        window.load_checkpoint(bundled, source="bundled default model", quiet=True)
+        _name, title, path = bundled
+        window.load_checkpoint(path, source=title, quiet=True)
     if checkpoint:
         window.load_checkpoint(checkpoint)
 

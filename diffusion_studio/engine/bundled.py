@@ -15,6 +15,9 @@ BUNDLED = {
     "default": (DEFAULT_CHECKPOINT, "Bundled default model"),
     "default-conditional": ("default-conditional.pt", "Bundled class-conditional model"),
 }
+# what the app opens at start-up, the first one installed: the default recipe as it is (class-conditional:
+# its digits are recognisable far more often, README "The bundled models"), else the unconditional one
+STARTUP_MODELS = ("default-conditional", "default")
 
 
 def _models_dir() -> Path:
@@ -47,6 +50,12 @@ def available_bundled() -> list[tuple[str, str, Path]]:
         if path.is_file():
             out.append((name, title, path))
     return out
+
+
+def startup_model() -> tuple[str, str, Path] | None:
+    """(name, title, path) of the bundled model the app opens at start-up, or None if none is installed."""
+    installed = {name: (name, title, path) for name, title, path in available_bundled()}
+    return next((installed[name] for name in STARTUP_MODELS if name in installed), None)
 
 
 def resolve_checkpoint(value: str | os.PathLike) -> Path:

@@ -138,6 +138,13 @@ class LoadedModel:
     def epoch(self) -> int:
         return int(self.payload.get("epoch", 0))
 
+    @property
+    def epochs_trained(self) -> float:
+        """The training behind these weights in epochs, fractional when a time budget ended the
+        last one early (5.12: 12% into epoch 6); the epoch counter if there is no history."""
+        epochs = self.history.get("epochs") or []
+        return float(epochs[-1]["epoch"]) if epochs else float(self.epoch)
+
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", use_ema: bool = True) -> LoadedModel:
     """Load a checkpoint file and build its network on ``device`` (see LoadedModel)."""

@@ -322,11 +322,12 @@ class SamplerPanel(QWidget):
         if loaded is not None:
             T = loaded.schedule.timesteps
             mc, sc = loaded.model_config, loaded.schedule_config
-            best = (loaded.payload.get("best") or {}).get("epoch")
+            best_val = (loaded.payload.get("best") or {}).get("val_loss")
             self.model_info.setText(
                 (f"residual U-Net {'/'.join(map(str, mc.level_channels))} channels" if mc.arch == "res"
                  else f"U-Net base {mc.base_channels}") + f", {sc.kind} schedule T={T}, "
-                f"{loaded.epoch} epochs" + (f" (best {best})" if best else "")
+                f"{round(loaded.epochs_trained, 1):g} epochs"
+                + (f" (validation {best_val:.5f})" if best_val is not None else "")
                 + (", EMA weights" if loaded.uses_ema else "")
                 + (", class-conditional" if mc.conditional else "")
             )

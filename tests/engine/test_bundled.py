@@ -43,3 +43,17 @@ def test_bundled_conditional_model_samples_the_asked_digit_path():
     x = sample(loaded.model, loaded.schedule, 2, sampler=SamplerConfig(kind="ddim", steps=3),
                labels=torch.tensor([3, 7]), seed=0)
     assert x.shape == (2, 1, 28, 28) and torch.isfinite(x).all()
+
+
+def test_the_app_starts_with_the_conditional_model_else_the_unconditional_one(monkeypatch, tmp_path):
+    from diffusion_studio.engine import bundled
+
+    name, title, path = bundled.startup_model()
+    assert (name, path) == ("default-conditional", bundled.bundled_checkpoint_path("default-conditional"))
+    assert title == "Bundled class-conditional model"
+    # an installation without the conditional file opens the unconditional one; without either, none
+    only_default = [("default", "Bundled default model", tmp_path / "default.pt")]
+    monkeypatch.setattr(bundled, "available_bundled", lambda: only_default)
+    assert bundled.startup_model() == only_default[0]
+    monkeypatch.setattr(bundled, "available_bundled", lambda: [])
+    assert bundled.startup_model() is None

@@ -118,3 +118,15 @@ def test_loaded_models_sample_in_channels_last_with_the_same_result(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(loaded.model(x.contiguous(memory_format=torch.channels_last), t), plain(x, t),
                                    rtol=1e-4, atol=1e-5)
+
+
+def test_epochs_trained_counts_an_epoch_a_time_budget_cut_short(tmp_path):
+    p = payload()
+    p["epoch"] = 5  # five whole epochs, then 12% of the sixth before the budget ended
+    p["history"] = {"epochs": [{"epoch": e, "val_loss": 0.1} for e in (1, 2, 3, 4, 5, 5.12)]}
+    save_checkpoint(tmp_path / "m.pt", p)
+    loaded = load_model(tmp_path / "m.pt")
+    assert loaded.epoch == 5 and loaded.epochs_trained == 5.12
+    p["history"] = {}  # no history: the counter
+    save_checkpoint(tmp_path / "m.pt", p)
+    assert load_model(tmp_path / "m.pt").epochs_trained == 5.0

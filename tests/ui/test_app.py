@@ -377,3 +377,22 @@ def test_one_settings_store():
     ui = Path(__file__).resolve().parents[2] / "diffusion_studio" / "ui"
     offenders = [p.name for p in ui.glob("*.py") if p.name != "settings.py" and "QSettings(" in p.read_text()]
     assert offenders == []
+
+
+def test_start_up_opens_the_bundled_conditional_model_then_the_asked_checkpoint():
+    from diffusion_studio import app
+    from diffusion_studio.engine.bundled import bundled_checkpoint_path
+
+    class Window:
+        def __init__(self):
+            self.opened = []
+
+        def load_checkpoint(self, path, source=None, quiet=False):
+            self.opened.append((Path(path), source, quiet))
+
+    window = Window()
+    app.load_initial_models(window, "mine.pt")
+    assert window.opened == [
+        (bundled_checkpoint_path("default-conditional"), "Bundled class-conditional model", True),
+        (Path("mine.pt"), None, False),
+    ]

@@ -180,7 +180,8 @@ def test_digit_and_guidance_only_for_conditional_models(qtbot, panel, tiny_condi
     assert panel.labels(4) is None and panel.sampler_config().guidance == 0.0
     panel.state.set_model(load_model(tiny_conditional_checkpoint), "trained: tiny conditional")
     assert panel.digit_combo.isEnabled() and panel.guidance_spin.isEnabled()
-    assert "class-conditional" in panel.model_info.text()
+    info = panel.model_info.text()
+    assert "class-conditional" in info and f"{panel.state.model.epochs_trained:g} epochs" in info
     # what the worker is asked for: every image a 3, guided with w = 1.5
     seen = {}
     real = sp_workers.sample_steps
