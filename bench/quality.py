@@ -34,6 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from diffusion_studio.engine.bundled import resolve_checkpoint  # noqa: E402
 from diffusion_studio.engine.checkpoint import LoadedModel, load_checkpoint  # noqa: E402
 from diffusion_studio.engine.classifier import class_accuracy, ensure_classifier, offline_metrics  # noqa: E402
 from diffusion_studio.engine.data import load_mnist, to_uint8  # noqa: E402
@@ -47,7 +48,8 @@ from diffusion_studio.engine.train import recalibrate_on_training_split  # noqa:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help="MNIST folder")
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--checkpoint", required=True, help="a .pt file, or a bundled model: 'default' or "
+                                                        "'default-conditional'")
     p.add_argument("--tag", required=True, help="name of this arm in the output")
     p.add_argument("--weights", choices=("ema", "raw"), default="ema")
     p.add_argument("--recalibrate", type=int, default=0, metavar="N")
@@ -65,8 +67,9 @@ def main(argv=None) -> int:
 
     device = resolve_device(args.device)
     data = load_mnist(args.data)
-    payload = load_checkpoint(args.checkpoint)
-    loaded = LoadedModel(payload, Path(args.checkpoint), device, use_ema=args.weights == "ema")
+    path = resolve_checkpoint(args.checkpoint)  # a file, or a bundled model's name ("default-conditional")
+    payload = load_checkpoint(path)
+    loaded = LoadedModel(payload, path, device, use_ema=args.weights == "ema")
     exported_ema = bool((payload.get("meta") or {}).get("weights_are_ema"))
     if args.weights == "ema" and not (loaded.uses_ema or exported_ema):
         print("note: this checkpoint has no EMA weights; sampling from its raw weights")
