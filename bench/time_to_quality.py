@@ -47,7 +47,7 @@ from diffusion_studio.engine.classifier import ensure_classifier, offline_metric
 from diffusion_studio.engine.data import load_mnist, to_uint8  # noqa: E402
 from diffusion_studio.engine.device import choose_precision, cpu_model_name  # noqa: E402
 from diffusion_studio.engine.presets import PRESETS, get_preset  # noqa: E402
-from diffusion_studio.engine.sample import SamplerConfig, sample  # noqa: E402
+from diffusion_studio.engine.sample import SAMPLER_KINDS, SamplerConfig, sample  # noqa: E402
 from diffusion_studio.engine.train import Trainer  # noqa: E402
 
 
@@ -95,8 +95,8 @@ def main(argv=None) -> int:
     p.add_argument("--precision", default="fp32", choices=("auto", "fp32", "bf16"),
                    help="training and sampling arithmetic (default fp32, the targets' setting)")
     p.add_argument("--n", type=int, default=1000, help="digits sampled and scored per arm")
-    p.add_argument("--sampler", choices=("ddpm", "ddim"), help="default: the app's (SamplerConfig())")
-    p.add_argument("--steps", type=int, help="DDIM steps (default: the app's)")
+    p.add_argument("--sampler", choices=SAMPLER_KINDS, help="default: the app's (SamplerConfig())")
+    p.add_argument("--steps", type=int, help="DDIM or DPM-Solver++ steps (default: the app's)")
     p.add_argument("--eta", type=float, help="DDIM eta (default: the app's)")
     p.add_argument("--guidance", help="guidance weight(s) for conditional arms, comma-separated: each is "
                                       "sampled and scored (default: the app's)")
@@ -110,7 +110,7 @@ def main(argv=None) -> int:
     clf = ensure_classifier(data, device=device)
     sampler = SamplerConfig()
     if args.sampler:
-        sampler = replace(sampler, kind=args.sampler, steps=args.steps if args.sampler == "ddim" else None)
+        sampler = replace(sampler, kind=args.sampler, steps=args.steps if args.sampler != "ddpm" else None)
     elif args.steps:
         sampler = replace(sampler, steps=args.steps)
     if args.eta is not None:
@@ -173,7 +173,7 @@ def main(argv=None) -> int:
                   f"sampling {sample_s:.0f} s", flush=True)
 
     print(f"\n{machine['cpu']}, {machine['threads']} threads, {args.precision}, {args.minutes:g} min per arm, "
-          f"n = {args.n}, sampler {sampler.kind} {sampler.num_steps(300)} steps eta {sampler.eta:g}")
+          f"n = {args.n}, sampler: {sampler.describe(300)}")
     print(f"| arm | epochs | FD (floor {floor['fd']:.2f}) | x floor | confident | 1s | largest share |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:

@@ -17,9 +17,12 @@ def add_sampler_arguments(p: argparse.ArgumentParser) -> None:
     """--sampler, --steps, --eta, --variance, --clip-x0 and --guidance, each defaulting to None
     (= ``SamplerConfig``'s field default, named in the help)."""
     g = p.add_argument_group("reverse process (defaults: the app's, as in the GUI's sampler form)")
-    g.add_argument("--sampler", choices=D.SAMPLER_KINDS, default=D.DEFAULT_SAMPLER, help="default: %(default)s")
+    g.add_argument("--sampler", choices=D.SAMPLER_KINDS, default=D.DEFAULT_SAMPLER,
+                   help="ddpm: Algorithm 2, all T steps; ddim; dpmpp2m: DPM-Solver++ (2M), a deterministic "
+                        "second-order solver (default: %(default)s)")
     g.add_argument("--steps", type=int, metavar="K",
-                   help=f"DDIM steps (default {D.DEFAULT_DDIM_STEPS}); DDPM always runs T")
+                   help=f"DDIM steps (default {D.DEFAULT_DDIM_STEPS}) or DPM-Solver++ steps (default "
+                        f"{D.DEFAULT_DPM_STEPS}); DDPM always runs T")
     g.add_argument("--eta", type=float, default=None,
                    help=f"DDIM eta (default {D.DEFAULT_DDIM_ETA:g}: measured better than 0)")
     g.add_argument("--variance", choices=D.VARIANCE_KINDS, default=None,

@@ -278,7 +278,7 @@ def _generate(loaded, config: EvaluationConfig, device, precision: str, progress
         "n": config.n,
         "sampler": sampler.kind,
         "sampler_steps": sampler.num_steps(loaded.schedule.timesteps),
-        "eta": sampler.eta if sampler.kind == "ddim" else None,
+        "eta": sampler.eta if sampler.takes_eta else None,
         "variance": sampler.variance if sampler.kind == "ddpm" else None,
         "clip_x0": sampler.clip_x0,
         "guidance": sampler.guidance if conditional else None,

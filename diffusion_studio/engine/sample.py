@@ -1,6 +1,7 @@
-"""Reverse process: Ho et al. 2020 Algorithm 2 (DDPM) and DDIM (Song et al. 2021).
+"""Reverse process: Ho et al. 2020 Algorithm 2 (DDPM), DDIM (Song et al. 2021) and
+DPM-Solver++ (2M) (Lu et al. 2022).
 
-Both samplers are iterators: each step yields a ``SampleStep`` holding the new,
+The samplers are iterators: each step yields a ``SampleStep`` holding the new,
 less noisy image and the network's current guess of the clean image, so a
 viewer can animate x_T -> x_0. ``sample()`` runs one to the end in batches.
 """
@@ -19,12 +20,13 @@ from .device import autocast
 from .schedule import NoiseSchedule, _known_fields
 from .stopping import Stopped
 
-SamplerKind = Literal["ddpm", "ddim"]
+SamplerKind = Literal["ddpm", "ddim", "dpmpp2m"]
 SAMPLER_KINDS: tuple[str, ...] = get_args(SamplerKind)
 VarianceKind = Literal["posterior", "beta"]
 VARIANCE_KINDS: tuple[str, ...] = get_args(VarianceKind)
 from .defaults import (  # noqa: F401 - re-exported: the engine's names for the app's defaults
-    DEFAULT_CLIP_X0, DEFAULT_DDIM_ETA, DEFAULT_DDIM_STEPS, DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_VARIANCE,
+    DEFAULT_CLIP_X0, DEFAULT_DDIM_ETA, DEFAULT_DDIM_STEPS, DEFAULT_DPM_STEPS, DEFAULT_GUIDANCE, DEFAULT_SAMPLER,
+    DEFAULT_VARIANCE,
 )
 MAX_GUIDANCE = 100.0
 
@@ -33,8 +35,9 @@ MAX_GUIDANCE = 100.0
 class SamplerConfig:
     """How to run the reverse process.
 
-    kind:     "ddpm" (Algorithm 2, all T steps) or "ddim" (``steps`` steps).
-    steps:    DDIM step count (default 50); for DDPM None or T.
+    kind:     "ddpm" (Algorithm 2, all T steps), "ddim" (``steps`` steps) or "dpmpp2m"
+              (DPM-Solver++ (2M): a deterministic second-order solver, ``steps`` steps).
+    steps:    DDIM step count (default 50), DPM-Solver++ step count (default 20); for DDPM None or T.
     eta:      DDIM stochasticity: 0 = deterministic, 1 = DDPM-like noise (the default,
               chosen by measurement: see DEFAULT_DDIM_ETA).
     variance: DDPM sigma_t^2: "posterior" = beta-tilde_t = beta_t (1-abar_{t-1})/(1-abar_t)
@@ -67,6 +70,15 @@ class SamplerConfig:
         if not (0.0 <= self.guidance <= MAX_GUIDANCE):  # (also refuses nan and inf)
             raise ValueError(f"guidance must be a number in 0..{MAX_GUIDANCE:g}, got {self.guidance}")
 
+    @property
+    def takes_steps(self) -> bool:
+        """Whether ``steps`` applies (DDPM always runs all T)."""
+        return self.kind != "ddpm"
+
+    @property
+    def takes_eta(self) -> bool:
+        return self.kind == "ddim"
+
     def num_steps(self, timesteps: int) -> int:
         if self.kind == "ddpm":
             if self.steps not in (None, timesteps):
@@ -74,18 +86,27 @@ class SamplerConfig:
                     f"DDPM runs all T={timesteps} steps (asked for {self.steps}); use the DDIM sampler for fewer"
                 )
             return timesteps
-        steps = self.steps or min(DEFAULT_DDIM_STEPS, timesteps)
+        steps = self.steps or min(self.default_steps, timesteps)
         if steps > timesteps:
-            raise ValueError(f"DDIM steps ({steps}) cannot exceed T={timesteps}")
+            raise ValueError(f"{self.title} steps ({steps}) cannot exceed T={timesteps}")
         return steps
+
+    @property
+    def default_steps(self) -> int | None:
+        """The step count when ``steps`` is None (None for DDPM: all T)."""
+        return {"ddim": DEFAULT_DDIM_STEPS, "dpmpp2m": DEFAULT_DPM_STEPS}.get(self.kind)
+
+    @property
+    def title(self) -> str:
+        return {"ddpm": "DDPM", "ddim": "DDIM", "dpmpp2m": "DPM-Solver++ (2M)"}[self.kind]
 
     def describe(self, timesteps: int | None = None) -> str:
         """One line for people: "DDIM, 50 steps, eta 1, guidance 2 (class-conditional models)"."""
         if self.kind == "ddpm":
             parts = [f"DDPM (Algorithm 2), all {timesteps or 'T'} steps", f"{self.variance} variance"]
         else:
-            steps = self.num_steps(timesteps) if timesteps else (self.steps or DEFAULT_DDIM_STEPS)
-            parts = [f"DDIM, {steps} steps", f"eta {self.eta:g}"]
+            steps = self.num_steps(timesteps) if timesteps else (self.steps or self.default_steps)
+            parts = [f"{self.title}, {steps} steps"] + ([f"eta {self.eta:g}"] if self.takes_eta else [])
         if self.clip_x0:
             parts.append("x_0 clipped")
         parts.append(f"guidance {self.guidance:g} (class-conditional models)")
@@ -190,6 +211,51 @@ def ddim_step(schedule: NoiseSchedule, x_t: torch.Tensor, eps: torch.Tensor, t: 
     return StepResult(x, x0, eps)
 
 
+def _log_snr_half(abar: torch.Tensor) -> torch.Tensor:
+    """lambda = log(alpha / sigma) = log(sqrt(abar) / sqrt(1 - abar)), DPM-Solver's time variable."""
+    return 0.5 * (torch.log(abar) - torch.log1p(-abar))
+
+
+def dpmpp2m_step(schedule: NoiseSchedule, x_t: torch.Tensor, eps: torch.Tensor, t: int, t_prev: int, *,
+                 previous: tuple[int, torch.Tensor] | None = None,
+                 clip_x0: bool = DEFAULT_CLIP_X0) -> StepResult:
+    """One step of DPM-Solver++ (2M) (Lu et al. 2022, Algorithm 2), from x_t to x_{t_prev}; a pure function.
+
+    With alpha = sqrt(abar), sigma = sqrt(1 - abar), lambda = log(alpha / sigma) and
+    h = lambda_{t_prev} - lambda_t, the probability-flow ODE is integrated in lambda,
+    exactly for its linear part:
+
+        x_{t'} = (sigma_{t'} / sigma_t) x_t - alpha_{t'} (e^{-h} - 1) D
+
+    First order (D = x_0 predicted at t, which is DDIM with eta = 0) on the first step,
+    on the last one (to t' = 0, where sigma is 0 and the step returns D) and whenever
+    ``previous`` is None. Otherwise second order from the previous step's
+    ``previous = (t_before, x0_before)``: with r = h_before / h,
+    D = (1 + 1/(2r)) x0_t - 1/(2r) x0_before.
+    """
+    if not 0 <= t_prev < t <= schedule.timesteps:
+        raise ValueError(f"a DPM-Solver++ step needs 0 <= t_prev < t <= T={schedule.timesteps}, "
+                         f"got t={t}, t_prev={t_prev}")
+    dev = x_t.device
+    x0, eps = _predicted_x0(x_t, eps, schedule.alphabar[t].to(dev), clip_x0)  # as DDIM's
+    abar = schedule.alphabar.to(dev, torch.float64)
+    if t_prev == 0:
+        return StepResult(x0, x0, eps)
+    lam_t, lam_prev = _log_snr_half(abar[t]), _log_snr_half(abar[t_prev])
+    h = lam_prev - lam_t
+    d = x0
+    if previous is not None:
+        t_before, x0_before = previous
+        if not t < t_before <= schedule.timesteps:
+            raise ValueError(f"the previous step's t ({t_before}) must come before t={t}")
+        r = (lam_t - _log_snr_half(abar[t_before])) / h
+        d = (1 + 1 / (2 * r)).to(x_t.dtype) * x0 - (1 / (2 * r)).to(x_t.dtype) * x0_before
+    sigma_ratio = ((1 - abar[t_prev]) / (1 - abar[t])).sqrt()
+    coef = abar[t_prev].sqrt() * torch.expm1(-h)
+    x = sigma_ratio.to(x_t.dtype) * x_t - coef.to(x_t.dtype) * d
+    return StepResult(x, x0, eps)
+
+
 #: timesteps of the report's Figure 7 strip (x_T, three stops, x_0)
 STRIP_TIMESTEPS = (300, 100, 50, 20, 0)
 
@@ -223,13 +289,37 @@ def ddim_timesteps(timesteps: int, steps: int) -> list[int]:
     return [int(t) for t in np.round(np.linspace(timesteps, 1, steps)).astype(int)]
 
 
-def reverse_timesteps(sampler: SamplerConfig, timesteps: int, start: int | None = None) -> list[int]:
+def log_snr_timesteps(schedule: NoiseSchedule, steps: int, start: int | None = None) -> list[int]:
+    """``steps`` timesteps from ``start`` (default T) down to 1, evenly spaced in
+    lambda = log(alpha / sigma) rather than in t: DPM-Solver's spacing for low-resolution
+    images (Lu et al. 2022, sec. 3.3). Evenly spaced t leave the last step a jump from
+    t ~ T/K to 1 across most of lambda's range, where a second-order step extrapolates
+    far; in lambda every step is the same size. Each lambda is rounded to the nearest
+    integer t, and ties are moved apart so the timesteps stay distinct."""
+    T = schedule.timesteps
+    start = T if start is None else int(start)
+    if not 1 <= steps <= start <= T:
+        raise ValueError(f"steps must lie in 1..{start} (the start t, at most T={T}), got {steps}")
+    lam = _log_snr_half(schedule.alphabar[1 : start + 1].double()).numpy()  # lambda_1 .. lambda_start, falling
+    targets = np.linspace(lam[-1], lam[0], steps)
+    # t for each lambda (np.interp wants rising x: lambda reversed, t start..1)
+    ts = np.rint(np.interp(targets, lam[::-1], np.arange(start, 0, -1))).astype(int).tolist()
+    ts[0] = start
+    for i in range(1, steps):  # strictly falling ...
+        ts[i] = min(ts[i], ts[i - 1] - 1)
+    return [max(t, steps - i) for i, t in enumerate(ts)]  # ... with room left for the rest, down to 1
+
+
+def reverse_timesteps(sampler: SamplerConfig, schedule: NoiseSchedule | int, start: int | None = None) -> list[int]:
     """The timesteps the reverse process visits, descending, ending at 1.
 
-    DDPM: every t from ``start`` (default T) down to 1. DDIM: ``sampler``'s step
-    count spread evenly over start..1 (at most ``start`` steps), always beginning at
-    ``start``. The sampler worker and the report read it here instead of re-deriving it.
+    DDPM: every t from ``start`` (default T) down to 1. DDIM: ``sampler``'s step count
+    spread evenly over start..1 (at most ``start`` steps), always beginning at ``start``.
+    DPM-Solver++: as many, evenly spaced in log-SNR (``log_snr_timesteps``; it needs the
+    schedule, not only T). The sampler worker and the report read it here instead of
+    re-deriving it.
     """
+    timesteps = schedule if isinstance(schedule, int) else schedule.timesteps
     start = timesteps if start is None else int(start)
     if not 1 <= start <= timesteps:
         raise ValueError(f"the reverse process starts at a t in 1..T={timesteps}, got {start}")
@@ -237,7 +327,12 @@ def reverse_timesteps(sampler: SamplerConfig, timesteps: int, start: int | None 
         if start == timesteps:
             sampler.num_steps(timesteps)  # refuses DDPM with a step count other than T
         return list(range(start, 0, -1))
-    return ddim_timesteps(start, min(sampler.num_steps(timesteps), start))
+    steps = min(sampler.num_steps(timesteps), start)
+    if sampler.kind == "dpmpp2m":
+        if isinstance(schedule, int):
+            raise ValueError("DPM-Solver++ spaces its steps by the schedule's log-SNR: pass the schedule, not T")
+        return log_snr_timesteps(schedule, steps, start)
+    return ddim_timesteps(start, steps)
 
 
 def _channels_last(model: nn.Module) -> bool:
@@ -290,7 +385,7 @@ def sample_steps(
     guidance: (n,) one guidance weight per image, instead of ``sampler.guidance``.
     start_t: start the chain at this t < T instead of T, from ``x_T`` (then x_{start_t},
         e.g. a real digit noised to start_t: "denoise from here", SDEdit); the steps
-        are ``reverse_timesteps(sampler, T, start_t)``.
+        are ``reverse_timesteps(sampler, schedule, start_t)``.
     The model is put in eval mode for the run and restored afterwards.
     """
     sampler = sampler or SamplerConfig()
@@ -298,7 +393,7 @@ def sample_steps(
     T = schedule.timesteps
     if start_t is not None and x_T is None:
         raise ValueError("start_t needs the x_t to start from (x_T)")
-    ts = reverse_timesteps(sampler, T, start_t)
+    ts = reverse_timesteps(sampler, schedule, start_t)
     total = len(ts)
     num_classes = getattr(getattr(model, "config", None), "num_classes", 0)
     if labels is not None:
@@ -318,6 +413,7 @@ def sample_steps(
 
     was_training = model.training
     model.eval()
+    previous = None  # DPM-Solver++: the last step's (t, predicted x_0)
     try:
         with torch.inference_mode():
             for i, t in enumerate(ts):
@@ -329,11 +425,15 @@ def sample_steps(
                 )
                 # z for this step, drawn only where the step uses one (the generator's
                 # stream is part of what a seed means: keep the order of draws)
-                needs_noise = t_prev > 0 and (sampler.kind == "ddpm" or sampler.eta > 0)
+                needs_noise = t_prev > 0 and (sampler.kind == "ddpm" or (sampler.takes_eta and sampler.eta > 0))
                 z = torch.randn(x.shape, generator=gen, device=device) if needs_noise else None
                 if sampler.kind == "ddpm":
                     x, x0_pred, _ = ddpm_step(schedule, x, eps, t, noise=z, variance=sampler.variance,
                                               clip_x0=sampler.clip_x0)
+                elif sampler.kind == "dpmpp2m":
+                    x, x0_pred, _ = dpmpp2m_step(schedule, x, eps, t, t_prev, previous=previous,
+                                                 clip_x0=sampler.clip_x0)
+                    previous = (t, x0_pred)
                 else:
                     x, x0_pred, _ = ddim_step(schedule, x, eps, t, t_prev, eta=sampler.eta, noise=z,
                                               clip_x0=sampler.clip_x0)

@@ -519,7 +519,9 @@ class NoisePanel(QWidget):
         worker.failed.connect(self.denoise_label.setText)
         worker.cancelled.connect(on_gui_thread(self, lambda: self.denoise_label.setText("Denoising was stopped.")))
         self.denoise_runner.start(worker)
-        what = f"{sampler.kind.upper()}" + (f" {sampler.steps or ''} steps" if sampler.kind == "ddim" else "")
+        from ..engine.sample import reverse_timesteps
+
+        what = f"{sampler.title}, {len(reverse_timesteps(sampler, loaded.schedule, t))} steps"
         self.denoise_label.setText(f"Denoising the first {len(x0)} digits from t = {t} ({what})…")
         self._update_denoise_enabled()
         return True

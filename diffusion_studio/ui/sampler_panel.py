@@ -144,15 +144,17 @@ class SamplerPanel(QWidget):
         self.count_spin = QSpinBox(objectName="imageCountSpin", minimum=1, maximum=400, value=16)
         self.count_spin.setToolTip("How many digits to generate")
         form.addRow("Images", self.count_spin)
+        self._sampler_kind = SamplerConfig().kind  # the kind the steps field was last set for
         self.sampler_combo = QComboBox(objectName="samplerCombo")
         self.sampler_combo.addItem("DDPM (all T steps)", "ddpm")
         self.sampler_combo.addItem("DDIM (fewer steps)", "ddim")
+        self.sampler_combo.addItem("DPM-Solver++ 2M (fewest steps)", "dpmpp2m")
         self.sampler_combo.setCurrentIndex(self.sampler_combo.findData(SamplerConfig().kind))
         self.sampler_combo.currentIndexChanged.connect(self._on_sampler_changed)
         form.addRow("Sampler", self.sampler_combo)
         self.steps_spin = QSpinBox(objectName="ddimStepsSpin", minimum=1, maximum=1000,
                                    value=SamplerConfig().steps or DEFAULT_DDIM_STEPS)
-        self.steps_spin.setToolTip("DDIM steps (at most T)")
+        self.steps_spin.setToolTip("DDIM or DPM-Solver++ steps (at most T)")
         form.addRow("Steps", self.steps_spin)
         self.eta_spin = QDoubleSpinBox(objectName="etaSpin", decimals=2, minimum=0.0, maximum=1.0, singleStep=0.1)
         self.eta_spin.setValue(SamplerConfig().eta)
@@ -376,9 +378,14 @@ class SamplerPanel(QWidget):
 
     @Slot()
     def _on_sampler_changed(self) -> None:
-        ddim = self.sampler_combo.currentData() == "ddim"
-        self.steps_spin.setEnabled(ddim and not self.runner.is_running())
-        self.eta_spin.setEnabled(ddim and not self.runner.is_running())
+        from ..engine.sample import SamplerConfig
+
+        kind = SamplerConfig(kind=self.sampler_combo.currentData())
+        if kind.kind != self._sampler_kind and kind.takes_steps:
+            self.steps_spin.setValue(min(kind.default_steps, self.steps_spin.maximum()))  # the kind's own default
+        self._sampler_kind = kind.kind
+        self.steps_spin.setEnabled(kind.takes_steps and not self.runner.is_running())
+        self.eta_spin.setEnabled(kind.takes_eta and not self.runner.is_running())
 
     def _update_enabled(self) -> None:
         running = self.runner.is_running()
@@ -442,9 +449,12 @@ class SamplerPanel(QWidget):
 
         clip = self.clip_check.isChecked()
         guidance = self.guidance_spin.value() if self._conditional() else 0.0
-        if self.sampler_combo.currentData() == "ddim":
+        kind = self.sampler_combo.currentData()
+        if kind == "ddim":
             return SamplerConfig(kind="ddim", steps=self.steps_spin.value(), eta=self.eta_spin.value(),
                                  clip_x0=clip, guidance=guidance)
+        if kind == "dpmpp2m":
+            return SamplerConfig(kind="dpmpp2m", steps=self.steps_spin.value(), clip_x0=clip, guidance=guidance)
         return SamplerConfig(kind="ddpm", clip_x0=clip, guidance=guidance)
 
     def labels(self, n: int):
@@ -480,12 +490,13 @@ class SamplerPanel(QWidget):
         what = "" if digit is None else (f", digit {digit}" if digit >= 0 else ", digits 0–9")
         what += f", guidance {sampler.guidance:g}" if labels is not None else ""
         self._job_info = (
-            f"{n} images, {sampler.kind.upper()}"
-            + (f" {sampler.num_steps(loaded.schedule.timesteps)} steps, η={sampler.eta:g}" if sampler.kind == "ddim" else "")
+            f"{n} images, {sampler.title}"
+            + (f" {sampler.num_steps(loaded.schedule.timesteps)} steps" if sampler.takes_steps else "")
+            + (f", η={sampler.eta:g}" if sampler.takes_eta else "")
             + what + f", seed {self.seed_spin.value()}"
         )
         self._export_name = (
-            f"samples-{n}-{sampler.kind}" + (f"{sampler.steps}" if sampler.kind == "ddim" else "")
+            f"samples-{n}-{sampler.kind}" + (f"{sampler.steps}" if sampler.takes_steps else "")
             + ("" if digit is None else (f"-digit{digit}" if digit >= 0 else "-digits") + f"-w{sampler.guidance:g}")
             + f"-seed{self.seed_spin.value()}"
         )

@@ -365,7 +365,7 @@ class SampleWorker(_StoppableWorker):
         T = loaded.schedule.timesteps
         if job.n < 1:
             raise ValueError(f"the number of images must be at least 1, got {job.n}")
-        ts = reverse_timesteps(sampler, T, job.start_t)
+        ts = reverse_timesteps(sampler, loaded.schedule, job.start_t)
         total = len(ts)
         device = torch.device(loaded.device)
         choice = choose_precision(job.precision, device, mode="sample", model_config=loaded.model_config)

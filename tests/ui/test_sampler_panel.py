@@ -314,3 +314,20 @@ def test_evaluate_scores_exactly_the_digits_the_sampler_panel_shows(qtbot, panel
                      classifier_config=ClassifierConfig(epochs=1, batch_size=25))
     evaluation = evaluate_model(panel.state.model, tiny_data, config)
     np.testing.assert_array_equal(evaluation.samples, shown)
+
+
+def test_dpm_solver_takes_its_own_steps_and_no_eta(qtbot, panel):
+    T = panel.state.model.schedule.timesteps
+    panel.sampler_combo.setCurrentIndex(panel.sampler_combo.findData("dpmpp2m"))
+    assert panel.steps_spin.isEnabled() and not panel.eta_spin.isEnabled()
+    assert panel.steps_spin.value() == min(SamplerConfig(kind="dpmpp2m").default_steps, T)
+    panel.steps_spin.setValue(4)
+    cfg = panel.sampler_config()
+    assert (cfg.kind, cfg.steps) == ("dpmpp2m", 4)
+    run_sampling(qtbot, panel, n=3)
+    assert len(panel.frames) == 5 and panel.frames[-1].t == 0  # x_T and four steps
+    assert "DPM-Solver++ (2M) 4 steps" in panel._job_info and "η" not in panel._job_info
+    panel.sampler_combo.setCurrentIndex(panel.sampler_combo.findData("ddim"))
+    assert panel.eta_spin.isEnabled() and panel.steps_spin.value() == min(SamplerConfig(kind="ddim").default_steps, T)
+    panel.sampler_combo.setCurrentIndex(panel.sampler_combo.findData("ddpm"))
+    assert not panel.steps_spin.isEnabled() and not panel.eta_spin.isEnabled()
