@@ -280,7 +280,7 @@ def _generate(loaded, config: EvaluationConfig, device, precision: str, progress
         "sampler_steps": sampler.num_steps(loaded.schedule.timesteps),
         "eta": sampler.eta if sampler.takes_eta else None,
         "variance": sampler.variance if sampler.kind == "ddpm" else None,
-        "clip_x0": sampler.clip_x0,
+        "clip_x0": sampler.clips_x0,
         "guidance": sampler.guidance if conditional else None,
         "labels": "balanced: image i has label i mod 10" if conditional else None,
         "seed": config.seed,

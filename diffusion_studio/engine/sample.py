@@ -25,8 +25,8 @@ SAMPLER_KINDS: tuple[str, ...] = get_args(SamplerKind)
 VarianceKind = Literal["posterior", "beta"]
 VARIANCE_KINDS: tuple[str, ...] = get_args(VarianceKind)
 from .defaults import (  # noqa: F401 - re-exported: the engine's names for the app's defaults
-    DEFAULT_CLIP_X0, DEFAULT_DDIM_ETA, DEFAULT_DDIM_STEPS, DEFAULT_DPM_STEPS, DEFAULT_GUIDANCE, DEFAULT_SAMPLER,
-    DEFAULT_VARIANCE,
+    DEFAULT_CLIP_X0, DEFAULT_DDIM_ETA, DEFAULT_DDIM_STEPS, DEFAULT_DPM_CLIP_X0, DEFAULT_DPM_STEPS, DEFAULT_GUIDANCE,
+    DEFAULT_SAMPLER, DEFAULT_VARIANCE,
 )
 MAX_GUIDANCE = 100.0
 
@@ -42,7 +42,9 @@ class SamplerConfig:
               chosen by measurement: see DEFAULT_DDIM_ETA).
     variance: DDPM sigma_t^2: "posterior" = beta-tilde_t = beta_t (1-abar_{t-1})/(1-abar_t)
               (the true posterior variance), or "beta" = beta_t (Ho et al. found both work).
-    clip_x0:  clip the predicted x_0 to [-1, 1] and step from it (off = Algorithm 2 as written).
+    clip_x0:  clip the predicted x_0 to [-1, 1] and step from it; None = the sampler's own
+              default (``clips_x0``): off for DDPM and DDIM (Algorithm 2 as written), on for
+              DPM-Solver++ (see DEFAULT_DPM_CLIP_X0).
     guidance: classifier-free guidance weight w for conditional models:
               eps = (1 + w) eps(x, t, y) - w eps(x, t, no label). Used only when
               labels are given (a class-conditional model asked for digits).
@@ -55,7 +57,7 @@ class SamplerConfig:
     steps: int | None = None
     eta: float = DEFAULT_DDIM_ETA
     variance: VarianceKind = DEFAULT_VARIANCE
-    clip_x0: bool = DEFAULT_CLIP_X0
+    clip_x0: bool | None = None
     guidance: float = DEFAULT_GUIDANCE
 
     def __post_init__(self) -> None:
@@ -78,6 +80,13 @@ class SamplerConfig:
     @property
     def takes_eta(self) -> bool:
         return self.kind == "ddim"
+
+    @property
+    def clips_x0(self) -> bool:
+        """Whether the steps clip the predicted x_0: ``clip_x0``, else the sampler's default."""
+        if self.clip_x0 is not None:
+            return bool(self.clip_x0)
+        return DEFAULT_DPM_CLIP_X0 if self.kind == "dpmpp2m" else DEFAULT_CLIP_X0
 
     def num_steps(self, timesteps: int) -> int:
         if self.kind == "ddpm":
@@ -107,7 +116,7 @@ class SamplerConfig:
         else:
             steps = self.num_steps(timesteps) if timesteps else (self.steps or self.default_steps)
             parts = [f"{self.title}, {steps} steps"] + ([f"eta {self.eta:g}"] if self.takes_eta else [])
-        if self.clip_x0:
+        if self.clips_x0:
             parts.append("x_0 clipped")
         parts.append(f"guidance {self.guidance:g} (class-conditional models)")
         return ", ".join(parts)
@@ -218,7 +227,7 @@ def _log_snr_half(abar: torch.Tensor) -> torch.Tensor:
 
 def dpmpp2m_step(schedule: NoiseSchedule, x_t: torch.Tensor, eps: torch.Tensor, t: int, t_prev: int, *,
                  previous: tuple[int, torch.Tensor] | None = None,
-                 clip_x0: bool = DEFAULT_CLIP_X0) -> StepResult:
+                 clip_x0: bool = DEFAULT_DPM_CLIP_X0) -> StepResult:
     """One step of DPM-Solver++ (2M) (Lu et al. 2022, Algorithm 2), from x_t to x_{t_prev}; a pure function.
 
     With alpha = sqrt(abar), sigma = sqrt(1 - abar), lambda = log(alpha / sigma) and
@@ -429,14 +438,14 @@ def sample_steps(
                 z = torch.randn(x.shape, generator=gen, device=device) if needs_noise else None
                 if sampler.kind == "ddpm":
                     x, x0_pred, _ = ddpm_step(schedule, x, eps, t, noise=z, variance=sampler.variance,
-                                              clip_x0=sampler.clip_x0)
+                                              clip_x0=sampler.clips_x0)
                 elif sampler.kind == "dpmpp2m":
                     x, x0_pred, _ = dpmpp2m_step(schedule, x, eps, t, t_prev, previous=previous,
-                                                 clip_x0=sampler.clip_x0)
+                                                 clip_x0=sampler.clips_x0)
                     previous = (t, x0_pred)
                 else:
                     x, x0_pred, _ = ddim_step(schedule, x, eps, t, t_prev, eta=sampler.eta, noise=z,
-                                              clip_x0=sampler.clip_x0)
+                                              clip_x0=sampler.clips_x0)
                 yield SampleStep(i, total, t, t_prev, x, x0_pred.clamp(-1, 1))
     finally:
         model.train(was_training)

@@ -171,7 +171,7 @@ class SamplerPanel(QWidget):
                                             singleStep=0.5, value=SamplerConfig().guidance)
         form.addRow("Guidance", self.guidance_spin)
         self.clip_check = QCheckBox("Clip predicted x_0 to [−1, 1]", objectName="clipX0Check",
-                                    checked=SamplerConfig().clip_x0)
+                                    checked=SamplerConfig().clips_x0)
         self.clip_check.setToolTip(
             "Step from the clipped prediction of x_0 (keeps a young model's samples from blowing up); "
             "off = Algorithm 2 exactly as written"
@@ -381,8 +381,10 @@ class SamplerPanel(QWidget):
         from ..engine.sample import SamplerConfig
 
         kind = SamplerConfig(kind=self.sampler_combo.currentData())
-        if kind.kind != self._sampler_kind and kind.takes_steps:
-            self.steps_spin.setValue(min(kind.default_steps, self.steps_spin.maximum()))  # the kind's own default
+        if kind.kind != self._sampler_kind:  # the kind's own defaults
+            if kind.takes_steps:
+                self.steps_spin.setValue(min(kind.default_steps, self.steps_spin.maximum()))
+            self.clip_check.setChecked(kind.clips_x0)
         self._sampler_kind = kind.kind
         self.steps_spin.setEnabled(kind.takes_steps and not self.runner.is_running())
         self.eta_spin.setEnabled(kind.takes_eta and not self.runner.is_running())

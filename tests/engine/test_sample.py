@@ -119,8 +119,12 @@ def test_app_defaults_come_from_one_place():
     from diffusion_studio.engine.report import EvaluationConfig
 
     c = SamplerConfig()
-    assert (c.kind, c.eta, c.guidance, c.clip_x0, c.variance) == (
+    assert (c.kind, c.eta, c.guidance, c.clips_x0, c.variance) == (
         D.DEFAULT_SAMPLER, D.DEFAULT_DDIM_ETA, D.DEFAULT_GUIDANCE, D.DEFAULT_CLIP_X0, D.DEFAULT_VARIANCE)
+    # clipping: each sampler's own default unless asked for
+    assert SamplerConfig(kind="ddim").clips_x0 is D.DEFAULT_CLIP_X0
+    assert SamplerConfig(kind="dpmpp2m").clips_x0 is D.DEFAULT_DPM_CLIP_X0
+    assert SamplerConfig(kind="dpmpp2m", clip_x0=False).clips_x0 is False
     assert EvaluationConfig().sampler == c
     with pytest.raises(TypeError, match="SamplerConfig"):
         EvaluationConfig(sampler="ddim")
@@ -131,7 +135,8 @@ def test_app_defaults_come_from_one_place():
     want = SamplerConfig(kind="ddim", steps=20, eta=0.0, variance="beta", clip_x0=True, guidance=3.0)
     assert sampler_from_args(parser.parse_args(["evaluate", "--checkpoint", "x", *flags])) == want
     assert sampler_from_args(parser.parse_args(["sample", "--checkpoint", "x", "--out", "s.png", *flags])) == want
-    assert sampler_from_args(parser.parse_args(["sample", "--checkpoint", "x", "--out", "s", "--no-clip-x0"])) == c
+    no_clip = sampler_from_args(parser.parse_args(["sample", "--checkpoint", "x", "--out", "s", "--no-clip-x0"]))
+    assert no_clip == SamplerConfig(clip_x0=False) and no_clip.clips_x0 is False
 
 
 def test_sampler_describes_itself_in_one_line():
@@ -309,7 +314,7 @@ def _gaussian_flow(schedule, kind, steps, x_T, var=0.25):
         if kind == "ddim":
             x, _, _ = ddim_step(schedule, x, eps, t, t_prev, eta=0.0)
         else:
-            x, x0, _ = dpmpp2m_step(schedule, x, eps, t, t_prev, previous=previous)
+            x, x0, _ = dpmpp2m_step(schedule, x, eps, t, t_prev, previous=previous, clip_x0=False)
             previous = (t, x0)
     return x
 
@@ -336,16 +341,16 @@ def test_dpm_solver_first_and_last_steps_are_first_order():
     x = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(1))
     eps = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(2))
     # without a previous step it is DDIM with eta = 0
-    got = dpmpp2m_step(schedule, x, eps, 40, 30)
-    want = ddim_step(schedule, x, eps, 40, 30, eta=0.0)
+    got = dpmpp2m_step(schedule, x, eps, 40, 30, clip_x0=False)
+    want = ddim_step(schedule, x, eps, 40, 30, eta=0.0, clip_x0=False)
     assert torch.allclose(got.prev_sample, want.prev_sample, atol=1e-5) and torch.equal(got.pred_x0, want.pred_x0)
     # to t = 0 it returns the predicted x_0, whatever came before
-    last = dpmpp2m_step(schedule, x, eps, 3, 0, previous=(10, torch.zeros_like(x)))
+    last = dpmpp2m_step(schedule, x, eps, 3, 0, previous=(10, torch.zeros_like(x)), clip_x0=False)
     assert torch.equal(last.prev_sample, last.pred_x0)
     # the second-order step uses the previous x_0: D = (1 + 1/2r) x0 - 1/2r x0_before
     lam = lambda t: 0.5 * torch.log(schedule.alphabar[t].double() / (1 - schedule.alphabar[t].double()))  # noqa: E731
     x0_before = torch.randn_like(x)
-    second = dpmpp2m_step(schedule, x, eps, 30, 20, previous=(40, x0_before))
+    second = dpmpp2m_step(schedule, x, eps, 30, 20, previous=(40, x0_before), clip_x0=False)
     r = float((lam(30) - lam(40)) / (lam(20) - lam(30)))
     d = (1 + 1 / (2 * r)) * second.pred_x0 - 1 / (2 * r) * x0_before
     h = lam(20) - lam(30)
@@ -378,7 +383,7 @@ def test_dpm_solver_samples_recover_the_data_and_depend_on_the_seed_only_through
     model, schedule, target = oracle
     cfg = SamplerConfig(kind="dpmpp2m", steps=8)
     assert cfg.num_steps(50) == 8 and SamplerConfig(kind="dpmpp2m").num_steps(300) == 20
-    assert SamplerConfig(kind="dpmpp2m").describe(300).startswith("DPM-Solver++ (2M), 20 steps, guidance")
+    assert SamplerConfig(kind="dpmpp2m").describe(300).startswith("DPM-Solver++ (2M), 20 steps, x_0 clipped, guidance")
     steps = list(sample_steps(model, schedule, 3, sampler=cfg, seed=5))
     assert len(steps) == 8 and steps[0].t == 50 and steps[-1].t_prev == 0
     assert torch.allclose(steps[-1].x, target.expand(3, -1, -1, -1), atol=1e-4)

@@ -103,7 +103,7 @@ def test_exports_write_png_grid_strip_and_gif(qtbot, panel, tmp_path):
     panel.steps_spin.setValue(5)
     assert panel.steps_spin.isEnabled() and panel.eta_spin.isEnabled()
     cfg = panel.sampler_config()
-    assert (cfg.kind, cfg.steps, cfg.clip_x0) == ("ddim", 5, SamplerConfig().clip_x0)  # the one default
+    assert (cfg.kind, cfg.steps, cfg.clip_x0) == ("ddim", 5, SamplerConfig(kind="ddim").clips_x0)  # the one default
     panel.clip_check.setChecked(True)
     assert panel.sampler_config().clip_x0
     panel.clip_check.setChecked(False)
@@ -321,13 +321,15 @@ def test_dpm_solver_takes_its_own_steps_and_no_eta(qtbot, panel):
     panel.sampler_combo.setCurrentIndex(panel.sampler_combo.findData("dpmpp2m"))
     assert panel.steps_spin.isEnabled() and not panel.eta_spin.isEnabled()
     assert panel.steps_spin.value() == min(SamplerConfig(kind="dpmpp2m").default_steps, T)
+    assert panel.clip_check.isChecked() is SamplerConfig(kind="dpmpp2m").clips_x0 is True  # its own default
     panel.steps_spin.setValue(4)
     cfg = panel.sampler_config()
-    assert (cfg.kind, cfg.steps) == ("dpmpp2m", 4)
+    assert (cfg.kind, cfg.steps, cfg.clips_x0) == ("dpmpp2m", 4, True)
     run_sampling(qtbot, panel, n=3)
     assert len(panel.frames) == 5 and panel.frames[-1].t == 0  # x_T and four steps
     assert "DPM-Solver++ (2M) 4 steps" in panel._job_info and "η" not in panel._job_info
     panel.sampler_combo.setCurrentIndex(panel.sampler_combo.findData("ddim"))
     assert panel.eta_spin.isEnabled() and panel.steps_spin.value() == min(SamplerConfig(kind="ddim").default_steps, T)
+    assert panel.clip_check.isChecked() is SamplerConfig(kind="ddim").clips_x0 is False
     panel.sampler_combo.setCurrentIndex(panel.sampler_combo.findData("ddpm"))
     assert not panel.steps_spin.isEnabled() and not panel.eta_spin.isEnabled()
