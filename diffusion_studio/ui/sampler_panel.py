@@ -148,7 +148,7 @@ class SamplerPanel(QWidget):
         self.sampler_combo = QComboBox(objectName="samplerCombo")
         self.sampler_combo.addItem("DDPM (all T steps)", "ddpm")
         self.sampler_combo.addItem("DDIM (fewer steps)", "ddim")
-        self.sampler_combo.addItem("DPM-Solver++ 2M (fewest steps)", "dpmpp2m")
+        self.sampler_combo.addItem("DPM-Solver++ 2M", "dpmpp2m")
         self.sampler_combo.setCurrentIndex(self.sampler_combo.findData(SamplerConfig().kind))
         self.sampler_combo.currentIndexChanged.connect(self._on_sampler_changed)
         form.addRow("Sampler", self.sampler_combo)
