@@ -449,15 +449,14 @@ class SamplerPanel(QWidget):
     def sampler_config(self):
         from ..engine.sample import SamplerConfig
 
-        clip = self.clip_check.isChecked()
-        guidance = self.guidance_spin.value() if self._conditional() else 0.0
-        kind = self.sampler_combo.currentData()
-        if kind == "ddim":
-            return SamplerConfig(kind="ddim", steps=self.steps_spin.value(), eta=self.eta_spin.value(),
-                                 clip_x0=clip, guidance=guidance)
-        if kind == "dpmpp2m":
-            return SamplerConfig(kind="dpmpp2m", steps=self.steps_spin.value(), clip_x0=clip, guidance=guidance)
-        return SamplerConfig(kind="ddpm", clip_x0=clip, guidance=guidance)
+        kind = SamplerConfig(kind=self.sampler_combo.currentData())
+        return SamplerConfig(
+            kind=kind.kind,
+            steps=self.steps_spin.value() if kind.takes_steps else None,
+            eta=self.eta_spin.value() if kind.takes_eta else kind.eta,
+            clip_x0=self.clip_check.isChecked(),
+            guidance=self.guidance_spin.value() if self._conditional() else 0.0,
+        )
 
     def labels(self, n: int):
         """The (n,) digits to ask a class-conditional model for (None for an unconditional one)."""
