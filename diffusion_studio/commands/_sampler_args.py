@@ -29,7 +29,8 @@ def add_sampler_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"DDPM sigma_t^2 (default {D.DEFAULT_VARIANCE})")
     g.add_argument("--clip-x0", action=argparse.BooleanOptionalAction, default=None,
                    help="clip the predicted x_0 to [-1, 1] at every step "
-                        f"(default {'on' if D.DEFAULT_CLIP_X0 else 'off: Algorithm 2 as written'})")
+                        f"(default {'on' if D.DEFAULT_CLIP_X0 else 'off'} for DDPM and DDIM, "
+                        f"{'on' if D.DEFAULT_DPM_CLIP_X0 else 'off'} for DPM-Solver++)")
     g.add_argument("--guidance", type=float, default=None, metavar="W",
                    help=f"classifier-free guidance weight for class-conditional models (default "
                         f"{D.DEFAULT_GUIDANCE:g}; ignored for unconditional ones)")

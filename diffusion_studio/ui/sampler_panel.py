@@ -167,8 +167,8 @@ class SamplerPanel(QWidget):
         for d in range(10):
             self.digit_combo.addItem(str(d), d)
         form.addRow("Digit", self.digit_combo)
-        self.guidance_spin = QDoubleSpinBox(objectName="guidanceSpin", decimals=1, minimum=0.0, maximum=20.0,
-                                            singleStep=0.5, value=SamplerConfig().guidance)
+        self.guidance_spin = QDoubleSpinBox(objectName="guidanceSpin", decimals=2, minimum=0.0, maximum=20.0,
+                                            singleStep=0.25, value=SamplerConfig().guidance)
         form.addRow("Guidance", self.guidance_spin)
         self.clip_check = QCheckBox("Clip predicted x_0 to [−1, 1]", objectName="clipX0Check",
                                     checked=SamplerConfig().clips_x0)

@@ -202,6 +202,21 @@ def test_digit_and_guidance_only_for_conditional_models(qtbot, panel, tiny_condi
 
 
 @pytest.mark.slow
+def test_the_form_opens_at_the_engine_defaults_for_a_conditional_model(qtbot, tiny_conditional_checkpoint):
+    """The form shows SamplerConfig()'s values exactly (a spin box with too few decimals
+    would round the default guidance weight, and the GUI would sample differently from the CLI)."""
+    state = AppState()
+    state.set_model(load_model(tiny_conditional_checkpoint), "trained: tiny conditional")
+    p = sp.SamplerPanel(state)
+    qtbot.addWidget(p)
+    form, default = p.sampler_config(), SamplerConfig()
+    fields = ("kind", "steps", "eta", "variance", "clips_x0", "guidance")
+    assert [getattr(form, f) for f in fields] == [getattr(default, f) for f in fields]
+    for value in (0.25, 0.75, 1.5):  # the weights a person types are kept as typed
+        p.guidance_spin.setValue(value)
+        assert p.sampler_config().guidance == value
+
+
 def test_the_gui_sampler_at_its_initial_settings_makes_the_cli_samples(qtbot, tmp_path):
     """One SamplerConfig end to end: the panel as it opens and `sample --checkpoint default
     --n 16 --seed 0` (every other option at its default) give the same pixels."""
