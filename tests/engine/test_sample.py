@@ -140,7 +140,7 @@ def test_app_defaults_come_from_one_place():
 
 
 def test_sampler_describes_itself_in_one_line():
-    assert SamplerConfig().describe(300) == (
+    assert SamplerConfig(guidance=0.5).describe(300) == (
         "DDPM (Algorithm 2), all 300 steps, posterior variance, guidance 0.5 (class-conditional models)")
     assert SamplerConfig(kind="ddim", clip_x0=True).describe(300).startswith("DDIM, 50 steps, eta 1, x_0 clipped")
     assert SamplerConfig(kind="ddim").describe(10).startswith("DDIM, 10 steps")
