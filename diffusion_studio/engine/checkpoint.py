@@ -153,13 +153,36 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", use_
     return LoadedModel(payload, Path(path), device, use_ema=use_ema)
 
 
+# A shipped model's training curve: more points than a plot has pixels add nothing but bytes
+# (22 epochs of batch 32 are 34,000 steps, about 1 MB in the file).
+EXPORT_STEP_POINTS = 2000
+
+
+def thin_step_history(steps: dict, max_points: int = EXPORT_STEP_POINTS) -> dict:
+    """The per-step history ``{"global_step": [...], "epoch": [...], "loss": [...], "time": [...]}``
+    in at most ``max_points`` points: consecutive windows of equal length, each one point with
+    the window's mean loss and its last step, epoch and time (the curve a plot draws, and the
+    same mean loss). A history that short already, or of another shape, is returned as it is."""
+    if not isinstance(steps, dict) or not isinstance(steps.get("loss"), list):
+        return steps
+    n = len(steps["loss"])
+    if n <= max_points or any(not isinstance(v, list) or len(v) != n for v in steps.values()):
+        return steps
+    width = -(-n // max_points)  # ceil: at most max_points windows
+    windows = [slice(i, min(i + width, n)) for i in range(0, n, width)]
+    thinned = {key: [values[w.stop - 1] for w in windows] for key, values in steps.items()}
+    thinned["loss"] = [sum(steps["loss"][w]) / (w.stop - w.start) for w in windows]
+    return thinned
+
+
 def export_for_sampling(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     """Write a slim copy of checkpoint ``src`` for sampling and shipping.
 
     Keeps the configs, the weights to sample from (the EMA copy when present,
-    stored as ``weights``), the per-epoch history (and the per-step losses, as
-    float32 tensors), the best epoch and the metadata; drops the optimizer and
-    the generator states. The result loads with ``load_model`` but cannot resume.
+    stored as ``weights``), the per-epoch history (and the per-step losses, thinned
+    to at most EXPORT_STEP_POINTS window means), the best epoch and the metadata;
+    drops the optimizer and the generator states. The result loads with
+    ``load_model`` but cannot resume.
     """
     data = load_checkpoint(src)
     ema = data.get("ema_weights")
@@ -170,6 +193,9 @@ def export_for_sampling(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     }
     slim["weights"] = {k: v.clone() for k, v in (ema if ema is not None else data["weights"]).items()}
     slim["ema_weights"] = None
-    slim["history"] = data.get("history") or {}
+    history = dict(data.get("history") or {})
+    if "steps" in history:
+        history["steps"] = thin_step_history(history["steps"])
+    slim["history"] = history
     slim["meta"] = {**(data.get("meta") or {}), "exported_from": Path(src).name, "weights_are_ema": ema is not None}
     return save_checkpoint(dst, slim)

@@ -1,5 +1,6 @@
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -101,6 +102,37 @@ def test_export_for_sampling_keeps_the_ema_weights_and_drops_training_state(tmp_
     for k, v in loaded.model.state_dict().items():
         assert torch.equal(v, ema[k])
     assert slim["history"] == p["history"]
+
+
+def test_export_thins_a_long_step_history_to_window_means(tmp_path):
+    """A shipped model keeps its training curve, not every one of its steps: 10,001 steps
+    become at most EXPORT_STEP_POINTS window means, with the same mean loss and the same end."""
+    from diffusion_studio.engine.checkpoint import EXPORT_STEP_POINTS, export_for_sampling, thin_step_history
+
+    n = 10_001
+    steps = {"global_step": list(range(1, n + 1)), "epoch": [s / 1000 for s in range(1, n + 1)],
+             "loss": [1.0 / s for s in range(1, n + 1)], "time": [0.5 * s for s in range(1, n + 1)]}
+    p = payload()
+    p["history"] = {"epochs": [{"epoch": 10, "val_loss": 0.1}], "steps": steps}
+    save_checkpoint(tmp_path / "full.pt", p)
+    export_for_sampling(tmp_path / "full.pt", tmp_path / "slim.pt")
+    slim = load_checkpoint(tmp_path / "slim.pt")["history"]
+    assert slim["epochs"] == p["history"]["epochs"]
+    thinned = slim["steps"]
+    m = len(thinned["loss"])
+    assert EXPORT_STEP_POINTS // 2 < m <= EXPORT_STEP_POINTS
+    assert all(len(v) == m for v in thinned.values())
+    assert thinned["global_step"][-1] == n and thinned["time"][-1] == 0.5 * n and thinned["epoch"][-1] == n / 1000
+    assert thinned["global_step"] == sorted(thinned["global_step"])
+    # each point is its window's mean: the first window is steps 1..width
+    width = thinned["global_step"][0]
+    assert thinned["loss"][0] == pytest.approx(sum(1.0 / s for s in range(1, width + 1)) / width)
+    # step-weighted, the window means give back the overall mean loss
+    sizes = np.diff([0] + thinned["global_step"])
+    assert np.dot(sizes, thinned["loss"]) / n == pytest.approx(sum(steps["loss"]) / n)
+    # short histories, and ones of another shape, are kept as they are
+    assert thin_step_history({"loss": [0.3, 0.2], "global_step": [1, 2]}) == {"loss": [0.3, 0.2], "global_step": [1, 2]}
+    assert thin_step_history([{"loss": 0.3}]) == [{"loss": 0.3}]
 
 
 def test_loaded_models_sample_in_channels_last_with_the_same_result(tmp_path):
