@@ -201,7 +201,6 @@ def test_digit_and_guidance_only_for_conditional_models(qtbot, panel, tiny_condi
     assert panel.labels(12).tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
 
 
-@pytest.mark.slow
 def test_the_form_opens_at_the_engine_defaults_for_a_conditional_model(qtbot, tiny_conditional_checkpoint):
     """The form shows SamplerConfig()'s values exactly (a spin box with too few decimals
     would round the default guidance weight, and the GUI would sample differently from the CLI)."""
@@ -217,6 +216,7 @@ def test_the_form_opens_at_the_engine_defaults_for_a_conditional_model(qtbot, ti
         assert p.sampler_config().guidance == value
 
 
+@pytest.mark.slow
 def test_the_gui_sampler_at_its_initial_settings_makes_the_cli_samples(qtbot, tmp_path):
     """One SamplerConfig end to end: the panel as it opens and `sample --checkpoint default
     --n 16 --seed 0` (every other option at its default) give the same pixels."""
