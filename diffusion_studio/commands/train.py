@@ -10,6 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
+from ..engine import defaults as D
 from ..engine.text import format_duration
 from ._progress import advance_to, progress_bar
 
@@ -24,25 +25,33 @@ def register(sub) -> None:
     )
     p.add_argument("--runs-dir", metavar="DIR", help="where new runs go (default: the app's runs folder)")
     p.add_argument("--preset", default="default",
-                   help="recipe: default, plain, res or report, the report's exact recipe (default: %(default)s)")
-    p.add_argument("--epochs", type=int, help="most epochs (default 50)")
-    p.add_argument("--batch-size", type=int, help="images per step (default 128)")
-    p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
-    p.add_argument("--patience", type=int, help="early stopping: epochs without improvement (default 5)")
+                   help="recipe: default, plain (the previous default) or report, the report's exact recipe "
+                   "(default: %(default)s). Each option below defaults to the preset's value; the default "
+                   "preset's is quoted")
+    p.add_argument("--epochs", type=int, help=f"most epochs (default {D.DEFAULT_EPOCHS})")
+    p.add_argument("--batch-size", type=int,
+                   help=f"images per step (default {D.DEFAULT_BATCH_SIZE})")
+    p.add_argument("--lr", type=float, help=f"peak Adam learning rate (default {D.DEFAULT_LR:g})")
+    p.add_argument("--patience", type=int,
+                   help=f"early stopping: epochs without improvement (default {D.DEFAULT_PATIENCE})")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
-    p.add_argument("--ema", type=float, metavar="DECAY", dest="ema_decay", help="EMA decay, 0 = off")
+    p.add_argument("--ema", type=float, metavar="DECAY", dest="ema_decay",
+                   help=f"EMA decay, 0 = off (default {D.DEFAULT_EMA_DECAY:g})")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"],
                    help="arithmetic (default auto: the faster of the two for this network, measured once)")
     p.add_argument("--max-minutes", type=float, metavar="M",
                    help="wall-clock budget: stop after M minutes, validate and keep the best model "
                    "(early stopping still applies)")
     p.add_argument("--lr-schedule", choices=["constant", "cosine"],
-                   help="learning rate over the run (preset's; cosine decays to the epoch or time budget)")
-    p.add_argument("--warmup-steps", type=int, metavar="N", help="linear learning-rate warm-up steps (preset's)")
+                   help=f"learning rate over the run (default {D.DEFAULT_LR_SCHEDULE}: it decays to the epoch or "
+                   "time budget)")
+    p.add_argument("--warmup-steps", type=int, metavar="N",
+                   help=f"linear learning-rate warm-up steps (default {D.DEFAULT_WARMUP_STEPS})")
     p.add_argument("--min-snr", type=float, metavar="GAMMA", dest="min_snr_gamma",
-                   help="min-SNR-gamma loss weighting (Hang et al. 2023); 0 = off (preset's)")
-    p.add_argument("--schedule", choices=["linear", "cosine", "rescaled_linear"], help="beta schedule (preset's)")
-    p.add_argument("--timesteps", type=int, metavar="T", help="diffusion steps T (default 300)")
+                   help="min-SNR-gamma loss weighting (Hang et al. 2023); 0 = off (default off)")
+    p.add_argument("--schedule", choices=D.SCHEDULE_KINDS,
+                   help=f"beta schedule (default {D.DEFAULT_SCHEDULE})")
+    p.add_argument("--timesteps", type=int, metavar="T", help=f"diffusion steps T (default {D.DEFAULT_TIMESTEPS})")
     p.add_argument("--width", type=int, metavar="C",
                    help="network width: channels at 28x28 (the preset's; twice and four times that at 14 and 7 px)")
     p.add_argument("--conditional", action=argparse.BooleanOptionalAction, default=None,

@@ -41,5 +41,18 @@ DEFAULT_GUIDANCE = 0.1
 
 # ---- training
 PRESET_NAMES = ("default", "plain", "report")
+# the default preset's training settings (presets.PRESETS["default"] is built from them, and the
+# train command's --help quotes them); the report's recipe and "plain" keep TrainConfig's own
+# (Adam 1e-3, batch 128, no EMA, constant rate)
+DEFAULT_BATCH_SIZE = 32
+DEFAULT_LR = 1e-3
+DEFAULT_EMA_DECAY = 0.999
+DEFAULT_LR_SCHEDULE = "cosine"  # to the end of the epoch or time budget
+DEFAULT_WARMUP_STEPS = 100
+DEFAULT_GRAD_CLIP = 1.0
+DEFAULT_EPOCHS = 50
+DEFAULT_PATIENCE = 5
+DEFAULT_TIMESTEPS = 300
+DEFAULT_SCHEDULE = "rescaled_linear"  # the linear schedule rescaled by 1000/T (README "Quality")
 PRECISIONS = ("auto", "fp32", "bf16")
 SCHEDULE_KINDS = ("linear", "cosine", "rescaled_linear")

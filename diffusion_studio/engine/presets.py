@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from . import defaults as D
 from .schedule import ScheduleConfig
 from .train import TrainConfig
 from .unet import UNetConfig
@@ -36,9 +37,11 @@ PRESETS: dict[str, Preset] = {
             "time budget), gradient clipping at 1. Chosen by bench/time_to_quality.py (README: Quality)."
         ),
         model=UNetConfig(arch="res", num_classes=10),
-        schedule=ScheduleConfig(kind="rescaled_linear", timesteps=300),
-        train=TrainConfig(ema_decay=0.999, batch_size=32, lr=1e-3, lr_schedule="cosine", warmup_steps=100,
-                          grad_clip=1.0, bn_recalibration=0),
+        schedule=ScheduleConfig(kind=D.DEFAULT_SCHEDULE, timesteps=D.DEFAULT_TIMESTEPS),
+        train=TrainConfig(ema_decay=D.DEFAULT_EMA_DECAY, batch_size=D.DEFAULT_BATCH_SIZE, lr=D.DEFAULT_LR,
+                          lr_schedule=D.DEFAULT_LR_SCHEDULE, warmup_steps=D.DEFAULT_WARMUP_STEPS,
+                          grad_clip=D.DEFAULT_GRAD_CLIP, epochs=D.DEFAULT_EPOCHS, patience=D.DEFAULT_PATIENCE,
+                          bn_recalibration=0),
     ),
     "plain": Preset(
         name="plain",

@@ -112,3 +112,28 @@ def test_sample_from_the_bundled_default_model(tmp_path):
                 "--out", tmp_path / "d.npz")
     assert r.returncode == 0, r.stderr
     assert np.load(tmp_path / "d.npz")["images"].shape == (2, 28, 28)
+
+
+def test_train_help_quotes_the_default_presets_own_settings():
+    """The defaults --help names are the ones a run gets: the default preset's, not TrainConfig's
+    (the report's batch 128, no EMA); and --preset lists the presets there are."""
+    import re
+
+    from diffusion_studio.cli import build_parser
+    from diffusion_studio.engine import defaults
+    from diffusion_studio.engine.presets import PRESETS, get_preset
+
+    assert defaults.PRESET_NAMES == tuple(PRESETS)
+    preset = get_preset("default")
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    train = sub.choices["train"]
+    helps = {a.option_strings[0]: a.help or "" for a in train._actions if a.option_strings}
+    quoted = {opt: m.group(1) for opt, h in helps.items() if (m := re.search(r"\(default ([^);:]+)", h))}
+    assert quoted["--batch-size"] == str(preset.train.batch_size)
+    assert float(quoted["--lr"]) == preset.train.lr
+    assert float(quoted["--ema"]) == preset.train.ema_decay
+    assert int(quoted["--epochs"]) == preset.train.epochs and int(quoted["--patience"]) == preset.train.patience
+    assert int(quoted["--warmup-steps"]) == preset.train.warmup_steps
+    assert quoted["--lr-schedule"].startswith(preset.train.lr_schedule)
+    assert quoted["--schedule"] == preset.schedule.kind and int(quoted["--timesteps"]) == preset.schedule.timesteps
+    assert "res or report" not in helps["--preset"] and "plain" in helps["--preset"]  # presets that exist
