@@ -189,7 +189,7 @@ class SamplerPanel(QWidget):
         buttons.addWidget(self.sample_button, 2)
         buttons.addWidget(self.cancel_button, 1)
         self.progress = QProgressBar(objectName="sampleProgress", minimum=0, maximum=1, value=0)
-        self.progress.setFormat("%v / %m steps")
+        self.progress.setFormat("no samples yet")  # "%v / %m steps" once a run starts (not "0 / 1 steps")
         self.message = QLabel(wordWrap=True, objectName="samplerMessage")
         self.message.setMinimumHeight(40)
         self.message.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
@@ -513,6 +513,7 @@ class SamplerPanel(QWidget):
         worker.failed.connect(self._on_failed)
         self.progress.setRange(0, sampler.num_steps(loaded.schedule.timesteps))
         self.progress.setValue(0)
+        self.progress.setFormat("%v / %m steps")
         self._outcome = ""
         self.runner.start(worker)
         self._say(f"Sampling {self._job_info}…")

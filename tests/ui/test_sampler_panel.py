@@ -59,7 +59,9 @@ def test_needs_a_model(qtbot):
 
 def test_sample_keeps_frames_and_scrubbing_does_not_recompute(qtbot, panel):
     assert panel.sample_button.isEnabled()
+    assert panel.progress.text() == "no samples yet"  # not "0 / 1 steps" before the first run
     assert run_sampling(qtbot, panel) == "finished"
+    assert panel.progress.text() == "10 / 10 steps"
     frames = panel.frames
     assert [f.t for f in frames] == list(range(10, -1, -1))  # T=10, DDPM: every step kept
     assert frames[0].x.shape == (6, 28, 28) and frames[-1].x.dtype == np.uint8
