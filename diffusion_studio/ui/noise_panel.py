@@ -41,7 +41,7 @@ STRIP_TIMESTEPS = (20, 50, 100, 300)  # the report's Figure 3
 STRIP_ROWS = 3  # digits shown in the strip
 HIST_RANGE = 4.0
 HIST_BINS = 80
-MIN_IMAGE_SIDE = 250  # the x_t mosaic's smallest box; it grows with the window
+MIN_IMAGE_SIDE = 160  # the x_t mosaic's smallest box; it grows with the window
 PLAY_INTERVAL_MS = 30
 PLAY_FRAMES = 150  # a sweep 0 -> T takes this many frames
 CHUNK = 32  # digits per q_sample call (see NoisePanel.closed_form)  # the x_t mosaic is scaled (integer factor) to about this many pixels
@@ -102,14 +102,17 @@ class MosaicView(QLabel):
         if self._mosaic is None:
             self.setText(self._placeholder)
             return
-        side = max(MIN_IMAGE_SIDE, min(self.width(), self.height())) - 8
-        big = max(self._mosaic.shape)
-        scale = side // big
-        if scale >= 2 and scale * big >= 0.85 * side:  # whole pixels when that fills the box
+        # fit the box itself, whatever its shape: a square side would crop a mosaic in a short box
+        # (the model's views are allowed less than MIN_IMAGE_SIDE) and shrink a wide strip
+        width, height = max(16, self.width() - 8), max(16, self.height() - 8)
+        rows, cols = self._mosaic.shape
+        exact = min(width / cols, height / rows)
+        scale = int(exact)
+        if scale >= 2 and scale >= 0.85 * exact:  # whole pixels when that fills the box
             pix = gray_pixmap(self._mosaic, min(scale, 12))
         else:  # else fit the box (nearest neighbour: pixels stay sharp, never blurred)
             pix = gray_pixmap(self._mosaic).scaled(
-                side, side, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation
+                width, height, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation
             )
         self.setPixmap(pix)
 
@@ -278,8 +281,11 @@ class NoisePanel(QWidget):
         self.model_error_label.setFixedHeight(3 * self.model_error_label.fontMetrics().lineSpacing() + 4)
         mb.addWidget(self.model_error_label, 2, 0, 1, 2)
         for v in (self.prediction_view, self.eps_error_view):
-            v.setMinimumSize(160, 160)
-        self.model_box.setMinimumHeight(270)
+            v.setMinimumSize(120, 120)
+        mb.setRowStretch(1, 1)  # the views take the room the box gets; the labels keep their lines
+        # an explicit minimum, which the layout honours where it may squeeze a hint: the denoise
+        # box's expanding plot once took the room and the error line overlapped the views
+        self.model_box.setMinimumHeight(self.model_box.minimumSizeHint().height() + 4)
 
         # ---- denoise from here (SDEdit)
         self.denoise_box = QGroupBox("Denoise from here: x_t → x_0 with the sampler panel's settings")
@@ -298,7 +304,7 @@ class NoisePanel(QWidget):
         self.denoise_view.setMinimumSize(200, 90)
         self.denoise_label = QLabel(objectName="denoiseLabel", wordWrap=True)
         self.denoise_label.setStyleSheet("color: #444; font-size: 11px;")
-        self.identity_plot = styled_plot("share of digits keeping their label", left="share", bottom="t")
+        self.identity_plot = styled_plot("same digit after denoising", left="share", bottom="t")
         self.identity_plot.setObjectName("identityPlot")
         self.identity_plot.setYRange(0, 1.05)
         self.identity_plot.setMinimumHeight(110)

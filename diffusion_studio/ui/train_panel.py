@@ -174,7 +174,7 @@ class TrainPanel(QWidget):
         self.ema_spin.setSpecialValueText("off")
         self.ema_spin.setToolTip("Exponential moving average of the weights (0 = off)")
         form.addRow("EMA decay", self.ema_spin)
-        self.conditional_check = QCheckBox("Class-conditional (pick the digit when sampling)",
+        self.conditional_check = QCheckBox("Class-conditional (choose the digit)",
                                            objectName="conditionalCheck")
         self.conditional_check.setToolTip(
             "Train with the digit's label as an input (dropped 10% of the time), so the sampler can "

@@ -289,3 +289,24 @@ def test_denoise_from_here_and_the_identity_curve(qtbot, tiny_data, tiny_model_c
     assert list(x) == [10, 100, 300]
     qtbot.waitUntil(lambda: curve_button.isEnabled(), timeout=10000)
     panel.shutdown()
+
+
+def test_a_mosaic_fits_its_box_whatever_the_boxs_shape(qtbot):
+    """A mosaic used to be drawn in a square of at least 242 px whatever its box, so a short box
+    (the model's views) cropped the top and bottom rows of digits, and the 2 x 16 strip of
+    "denoise from here" was drawn 242 px wide in a box three times as wide."""
+    from diffusion_studio.ui.noise_panel import MosaicView
+
+    view = MosaicView("")
+    qtbot.addWidget(view)
+    view.setMinimumSize(100, 100)
+    view.resize(400, 130)
+    view.set_mosaic(np.full((118, 118), 200, dtype=np.uint8))  # 4 x 4 digits with their padding
+    pix = view.pixmap()
+    assert not pix.isNull() and pix.height() <= 130 and pix.width() <= 400
+    assert pix.height() >= 110  # as large as the box allows
+    view.resize(900, 200)
+    view.set_mosaic(np.full((58, 478), 200, dtype=np.uint8))  # two rows of 16 digits
+    pix = view.pixmap()
+    assert pix.width() <= 900 and pix.height() <= 200
+    assert pix.width() >= 0.85 * 892  # the strip fills the width
