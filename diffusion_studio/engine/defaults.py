@@ -42,8 +42,8 @@ DEFAULT_GUIDANCE = 0.1
 # ---- training
 PRESET_NAMES = ("default", "plain", "report")
 # the default preset's training settings (presets.PRESETS["default"] is built from them, and the
-# train command's --help quotes them); the report's recipe and "plain" keep TrainConfig's own
-# (Adam 1e-3, batch 128, no EMA, constant rate)
+# train command's --help quotes them); the report's recipe keeps TrainConfig's own (Adam 1e-3,
+# batch 128, no EMA, a constant rate), and "plain" sets its own
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_LR = 1e-3
 DEFAULT_EMA_DECAY = 0.999
