@@ -1,7 +1,7 @@
 """Screenshots of the views that connect the forward and reverse processes (README).
 
     QT_QPA_PLATFORM=offscreen python scripts/screenshot_views.py --data DIR \
-        [--history RUN/history.json] [--out docs/screenshots]
+        [--history RUN/history.json [--steps-from RUN/best.pt]] [--out docs/screenshots]
 
 Opens the app's main window at 1360x860 with the bundled default model, selects 16
 training digits, and saves:
@@ -28,6 +28,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True)
     p.add_argument("--history", help="a run's history.json to replay in the training panel")
+    p.add_argument("--steps-from", metavar="PT", help="a checkpoint of the same run (RUN/best.pt or the "
+                   "bundled file) whose per-step losses the replay draws too")
     p.add_argument("--out", default="docs/screenshots")
     args = p.parse_args(argv)
 
@@ -96,11 +98,17 @@ def main(argv=None) -> int:
 
     if args.history:
         h = json.loads(Path(args.history).read_text())
+        steps = {"global_step": [], "loss": []}
+        if args.steps_from:  # the per-step losses live in the run's checkpoints, not in history.json
+            from diffusion_studio.engine.checkpoint import load_checkpoint
+
+            saved = (load_checkpoint(args.steps_from).get("history") or {}).get("steps") or {}
+            steps = {"global_step": list(saved.get("global_step", [])), "loss": list(saved.get("loss", []))}
         train = window.panels["trainPanel"]
         window.show_panel("trainPanel")
         train._on_started({"steps_per_epoch": 1563, "epochs": 50, "patience": 5, "start_epoch": 0,
                            "device": "cpu", "precision": "bf16", "batch_size": 32, "timesteps": 300,
-                           "history": {"epochs": h["epochs"], "global_step": [], "loss": []}})
+                           "history": {"epochs": h["epochs"], **steps}})
         for e in h["epochs"]:
             if e.get("val_loss_by_t"):
                 train.add_loss_by_timestep(h["loss_bins"], e["val_loss_by_t"])

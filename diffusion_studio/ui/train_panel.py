@@ -851,8 +851,7 @@ class TrainPanel(QWidget):
     def _update_y_range(self) -> None:
         """Set the y range only when the data leaves it (or fills under half of it),
         with 10% slack, so most redraws keep the axes as they are."""
-        values = np.concatenate([self.step_loss.values, np.asarray(self.val_losses, float)])
-        need = _y_needs(values, self.log_check.isChecked())
+        need = _y_needs(self.step_loss.values, np.asarray(self.val_losses, float), self.log_check.isChecked())
         if need is None:
             return
         lo, hi = need
@@ -884,13 +883,24 @@ class TrainPanel(QWidget):
             self.best_line.setVisible(True)
 
 
-def _y_needs(values: np.ndarray, log: bool) -> tuple[float, float] | None:
-    v = values[np.isfinite(values)]
+Y_FIT_AFTER_STEPS = 500  # from here on the linear y axis fits where training is, not its first steps
+
+
+def _y_needs(steps: np.ndarray, val: np.ndarray, log: bool) -> tuple[float, float] | None:
+    """The loss range the y axis must show. On a log axis: every loss. On a linear one, once a
+    run has Y_FIT_AFTER_STEPS steps, its first tenth and its highest 0.5% of per-step losses
+    may leave the top: the first steps' loss (about 1) would otherwise flatten a long run's
+    curves (0.02-0.05) against the bottom. Validation losses always fit."""
+    steps, val = steps[np.isfinite(steps)], val[np.isfinite(val)]
     if log:
+        v = np.concatenate([steps, val])
         v = np.log10(v[v > 0])
-    if not len(v):
-        return None
-    return float(v.min()), float(v.max())
+        return (float(v.min()), float(v.max())) if len(v) else None
+    if len(steps) >= Y_FIT_AFTER_STEPS:
+        later = steps[len(steps) // 10:]
+        steps = later[later <= np.quantile(later, 0.995)]
+    v = np.concatenate([steps, val])
+    return (float(v.min()), float(v.max())) if len(v) else None
 
 
 def _nice_ceiling(x: float, limit: int) -> float:

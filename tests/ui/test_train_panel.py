@@ -278,3 +278,25 @@ def test_loss_by_timestep_draws_each_epoch_latest_strongest(qtbot, panel):
     x, y = panel.t_curves[-1].xData, panel.t_curves[-1].yData  # (getData() gives log10 y on the log axis)
     assert list(y) == [0.4, 0.04] and list(x) == [2.0, 8.5]  # the empty bin is left out
     assert panel.t_curves[0].opts["pen"].color().alpha() < panel.t_curves[-1].opts["pen"].color().alpha()
+
+
+def test_a_long_runs_linear_axis_fits_its_later_losses_not_its_first_steps(qtbot, panel):
+    """A run resumed (or replayed) with 3,000 steps: the first steps' loss of about 1 used to set
+    the top of the linear axis, flattening the curves of interest (0.02-0.05) against the bottom."""
+    n = 3000
+    rng = np.random.default_rng(0)
+    loss = 0.03 + 0.005 * rng.standard_normal(n)
+    loss[:50] = np.linspace(1.0, 0.05, 50)  # the first descent
+    panel._on_started({"steps_per_epoch": 1000, "epochs": 10, "patience": 5, "start_epoch": 3,
+                       "device": "cpu", "precision": "fp32", "batch_size": 32, "timesteps": 10,
+                       "history": {"epochs": [{"epoch": e, "train_loss": 0.03, "val_loss": v, "best_val_loss": v}
+                                              for e, v in ((1, 0.028), (2, 0.026), (3, 0.025))],
+                                   "global_step": list(range(1, n + 1)), "loss": loss.tolist()}})
+    panel._dirty = True
+    panel._redraw()
+    lo, hi = panel._y_range
+    assert hi < 0.1 and lo < 0.025  # the steps' spread and every validation loss, not the first steps
+    assert hi >= np.quantile(loss[n // 10:], 0.99)
+    panel.log_check.setChecked(True)  # the log axis still shows everything, the first steps included
+    lo, hi = panel._y_range
+    assert hi >= np.log10(0.99) and lo <= np.log10(0.025)
