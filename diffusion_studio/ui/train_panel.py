@@ -892,14 +892,12 @@ def _y_needs(steps: np.ndarray, val: np.ndarray, log: bool) -> tuple[float, floa
     may leave the top: the first steps' loss (about 1) would otherwise flatten a long run's
     curves (0.02-0.05) against the bottom. Validation losses always fit."""
     steps, val = steps[np.isfinite(steps)], val[np.isfinite(val)]
-    if log:
-        v = np.concatenate([steps, val])
-        v = np.log10(v[v > 0])
-        return (float(v.min()), float(v.max())) if len(v) else None
-    if len(steps) >= Y_FIT_AFTER_STEPS:
+    if not log and len(steps) >= Y_FIT_AFTER_STEPS:
         later = steps[len(steps) // 10:]
         steps = later[later <= np.quantile(later, 0.995)]
     v = np.concatenate([steps, val])
+    if log:
+        v = np.log10(v[v > 0])
     return (float(v.min()), float(v.max())) if len(v) else None
 
 
