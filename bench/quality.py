@@ -85,7 +85,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     precision = choose_precision(args.precision, device, mode="sample", model_config=loaded.model_config)
     x = sample(model, schedule, args.n, sampler=sampler, labels=labels, seed=args.seed, device=device,
-               batch_size=args.batch_size, precision=precision.precision)
+               batch_size=args.batch_size, precision=precision.precision, guide=loaded.guide)
     sample_s = time.perf_counter() - t0
     images = to_uint8(x).numpy()
     clf = ensure_classifier(data, device=device)
@@ -99,6 +99,7 @@ def main(argv=None) -> int:
         "weights": "ema" if loaded.uses_ema or (exported_ema and args.weights == "ema") else "raw",
         "recalibrate": args.recalibrate,
         "sampler": sampler.to_dict(),
+        "guide": loaded.guide_info,
         "n": args.n,
         "seed": args.seed,
         "fd_classifier": values.get("fd_classifier"),

@@ -1,7 +1,7 @@
 """Make the bundled model: a training checkpoint -> a slim, sampling-only copy.
 
     python scripts/export_bundled_model.py --data DIR RUN/last.pt \
-        diffusion_studio/resources/models/default.pt [--recalibrate 40]
+        diffusion_studio/resources/models/default.pt [--recalibrate 40] [--guide EARLY.pt]
 
 Takes the checkpoint's EMA weights (its raw weights when it has none),
 re-estimates their BatchNorm statistics from ``--recalibrate`` training batches
@@ -9,6 +9,8 @@ re-estimates their BatchNorm statistics from ``--recalibrate`` training batches
 themselves carry the live model's statistics, which do not fit the EMA
 weights), and writes the result with ``export_for_sampling``: configs, weights,
 history and metadata, no optimizer state. The output is written atomically.
+``--guide`` attaches a weaker checkpoint of the same recipe (an earlier one of the
+same run) as the model's autoguidance guide (``attach_guide``; bfloat16 weights).
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from diffusion_studio.engine.checkpoint import LoadedModel, export_for_sampling, load_checkpoint, save_checkpoint  # noqa: E402
+from diffusion_studio.engine.checkpoint import (  # noqa: E402
+    LoadedModel, attach_guide, export_for_sampling, load_checkpoint, save_checkpoint,
+)
 from diffusion_studio.engine.data import load_mnist  # noqa: E402
 from diffusion_studio.engine.train import recalibrate_on_training_split  # noqa: E402
 
@@ -34,6 +38,8 @@ def main(argv=None) -> int:
     p.add_argument("--data", required=True, help="MNIST folder (for the calibration batches)")
     p.add_argument("--recalibrate", type=int, default=40, metavar="N", help="calibration batches (0 = keep)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--guide", metavar="CHECKPOINT",
+                   help="a weaker checkpoint of the same recipe to ship as the autoguidance guide (its EMA weights)")
     args = p.parse_args(argv)
 
     payload = load_checkpoint(args.src)
@@ -46,11 +52,14 @@ def main(argv=None) -> int:
         )
         payload[key] = {k: v.detach().clone() for k, v in loaded.model.state_dict().items()}
         payload["meta"] = {**(payload.get("meta") or {}), "bn_recalibrated_batches": args.recalibrate}
+    if args.guide:
+        payload = attach_guide(payload, load_checkpoint(args.guide), "/".join(Path(args.guide).parts[-2:]))
     with tempfile.TemporaryDirectory() as tmp:
         staged = save_checkpoint(Path(tmp) / Path(args.src).name, payload)
         out = export_for_sampling(staged, args.dst)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) from the {key.replace('_', ' ')} of {args.src}, "
-          f"epoch {payload.get('epoch')}")
+          f"epoch {payload.get('epoch')}" + (f", guide: {payload['guide']['epochs_trained']:.3g} epochs of "
+                                             f"{args.guide}" if args.guide else ""))
     return 0
 
 

@@ -14,7 +14,7 @@ from ..engine import defaults as D
 
 
 def add_sampler_arguments(p: argparse.ArgumentParser) -> None:
-    """--sampler, --steps, --eta, --variance, --clip-x0 and --guidance, each defaulting to None
+    """--sampler, --steps, --eta, --variance, --clip-x0, --guidance and --autoguidance, each defaulting to None
     (= ``SamplerConfig``'s field default, named in the help)."""
     g = p.add_argument_group("reverse process (defaults: the app's, as in the GUI's sampler form)")
     g.add_argument("--sampler", choices=D.SAMPLER_KINDS, default=D.DEFAULT_SAMPLER,
@@ -34,6 +34,10 @@ def add_sampler_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--guidance", type=float, default=None, metavar="W",
                    help=f"classifier-free guidance weight for class-conditional models (default "
                         f"{D.DEFAULT_GUIDANCE:g}; ignored for unconditional ones)")
+    g.add_argument("--autoguidance", type=float, default=None, metavar="G",
+                   help=f"autoguidance weight for models that carry a guide network, a weaker version of "
+                        f"themselves (default {D.DEFAULT_AUTOGUIDANCE:g}; the bundled 'default' has one; "
+                        "ignored for models without one)")
 
 
 def sampler_from_args(args: argparse.Namespace):
@@ -41,5 +45,5 @@ def sampler_from_args(args: argparse.Namespace):
     from ..engine.sample import SamplerConfig
 
     given = {"kind": args.sampler, "steps": args.steps, "eta": args.eta, "variance": args.variance,
-             "clip_x0": args.clip_x0, "guidance": args.guidance}
+             "clip_x0": args.clip_x0, "guidance": args.guidance, "autoguidance": args.autoguidance}
     return SamplerConfig(**{k: v for k, v in given.items() if v is not None})

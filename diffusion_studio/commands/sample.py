@@ -58,6 +58,9 @@ def run(args: argparse.Namespace) -> int:
     choice = choose_precision(args.precision, device, mode="sample", model_config=loaded.model_config)
     precision = choice.precision
     print(f"sampling on {device.type}, {choice.describe()}", file=sys.stderr, flush=True)
+    if loaded.guide is not None:
+        print(f"autoguidance {sampler.autoguidance:g} with the checkpoint's guide network ({loaded.guide_info})"
+              + (" (off)" if sampler.autoguidance == 0 else ""), file=sys.stderr, flush=True)
     labels = None
     if args.label is not None:
         if not loaded.model_config.conditional:
@@ -71,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     bar = progress_bar(steps * ((args.n + args.batch_size - 1) // args.batch_size), f"{args.sampler}")
     images = sample(
         loaded.model, loaded.schedule, args.n, sampler=sampler, labels=labels, seed=args.seed,
-        device=device, precision=precision, batch_size=args.batch_size,
+        device=device, precision=precision, batch_size=args.batch_size, guide=loaded.guide,
         progress=lambda done, total: advance_to(bar, done),
     )
     bar.close()

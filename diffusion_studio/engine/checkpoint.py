@@ -19,6 +19,10 @@ A checkpoint is a plain dict of tensors and JSON-like values (so that
     rng:           generator states for an exact resume
     seed:          the run's seed
     best:          {"epoch": e, "val_loss": v}
+    guide:         optional, for autoguidance (Karras et al. 2024): a weaker network trained on
+                   the same schedule, {"model": UNetConfig dict, "schedule": ScheduleConfig dict,
+                   "weights": state_dict in bfloat16, "epochs_trained": e, "source": file name}
+                   (``attach_guide``; sampling-only copies made by ``export_for_sampling`` keep it)
 """
 
 from __future__ import annotations
@@ -97,11 +101,58 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+# a guide's weights are stored in bfloat16: half the bytes, the range of float32, and a guide
+# is a deliberately weaker network (the bundled one's guide scored the same from bf16 weights)
+GUIDE_DTYPE = torch.bfloat16
+
+
+def payload_epochs_trained(payload: dict) -> float:
+    """The training behind a checkpoint's weights in epochs, fractional when a time budget ended
+    the last one early (5.12: 12% into epoch 6); the epoch counter if there is no history."""
+    epochs = (payload.get("history") or {}).get("epochs") or []
+    return float(epochs[-1]["epoch"]) if epochs else float(payload.get("epoch", 0))
+
+
+def attach_guide(payload: dict, guide_payload: dict, source: str) -> dict:
+    """``payload`` with ``guide_payload``'s network attached as its autoguidance guide.
+
+    The guide's weights are its EMA copy when it has one (as sampling uses), stored in
+    ``GUIDE_DTYPE``. It may be smaller than the model, but it must have been trained on the
+    same noise schedule and take the same labels, or its predictions mean something else:
+    a CheckpointError says which differs. ``source`` names it (a file name) in the app.
+    """
+    for key in ("model", "schedule", "weights"):
+        if key not in guide_payload:
+            raise CheckpointError(f"the guide {source} is incomplete: it has no {key!r} entry")
+    from .schedule import ScheduleConfig
+
+    if ScheduleConfig.from_dict(guide_payload["schedule"]) != ScheduleConfig.from_dict(payload["schedule"]):
+        raise CheckpointError(f"the guide {source} was trained on another noise schedule than the model; "
+                              "choose a checkpoint of the same recipe")
+    classes = [int((p["model"] or {}).get("num_classes", 0)) for p in (payload, guide_payload)]
+    if classes[0] != classes[1]:
+        raise CheckpointError(f"the guide {source} takes {classes[1] or 'no'} classes and the model "
+                              f"{classes[0] or 'none'}; choose a guide conditioned like the model")
+    ema = guide_payload.get("ema_weights")
+    weights = ema if ema is not None else guide_payload["weights"]
+    entry = {
+        "model": dict(guide_payload["model"]),
+        "schedule": dict(guide_payload["schedule"]),
+        "weights": {k: (v.detach().to(GUIDE_DTYPE) if v.is_floating_point() else v.detach()).clone()
+                    for k, v in weights.items()},
+        "epochs_trained": payload_epochs_trained(guide_payload),
+        "source": str(source),
+    }
+    return {**payload, "guide": entry}
+
+
 class LoadedModel:
     """A network ready to sample from, with its schedule and the checkpoint's contents.
 
     model: the U-Net in eval mode on ``device``, holding the EMA weights when the
     checkpoint has them (``use_ema=True``), else the raw weights.
+    guide: the checkpoint's guide network for autoguidance (``attach_guide``), in eval
+    mode on ``device`` in float32, or None; ``guide_info`` says what it is.
     """
 
     def __init__(self, payload: dict, path: Path | None, device: torch.device, use_ema: bool = True) -> None:
@@ -129,6 +180,37 @@ class LoadedModel:
         # channels_last: 1.6x faster inference on a 2-core AVX2 CPU (bench/run.py
         # measured sampling in this layout; sample_steps follows the model's layout)
         self.model.to(device, memory_format=torch.channels_last).eval()
+        self.guide = self._build_guide(payload.get("guide"))
+
+    def _build_guide(self, entry):
+        from .schedule import ScheduleConfig
+        from .unet import UNetConfig, build_model
+
+        if entry is None:
+            return None
+        where = f"{self.path or 'checkpoint'}"
+        try:
+            config = UNetConfig.from_dict(entry["model"])
+            if ScheduleConfig.from_dict(entry["schedule"]) != self.schedule_config:
+                raise ValueError("it was trained on another noise schedule than the model")
+            if config.num_classes != self.model_config.num_classes:
+                raise ValueError("it is conditioned unlike the model")
+            guide = build_model(config)
+            guide.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in entry["weights"].items()})
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+            raise CheckpointError(
+                f"{where}: its guide network cannot be used ({first_line(exc)}); export the model again "
+                "without --guide, or with a guide of the same recipe"
+            ) from exc
+        return guide.to(self.device, memory_format=torch.channels_last).eval()
+
+    @property
+    def guide_info(self) -> str | None:
+        """One line about the guide network ("6.7 epochs, from best.pt"), or None without one."""
+        entry = self.payload.get("guide")
+        if self.guide is None or entry is None:
+            return None
+        return f"{float(entry.get('epochs_trained', 0)):.3g} epochs, from {entry.get('source', 'another checkpoint')}"
 
     @property
     def history(self) -> dict:
@@ -142,8 +224,7 @@ class LoadedModel:
     def epochs_trained(self) -> float:
         """The training behind these weights in epochs, fractional when a time budget ended the
         last one early (5.12: 12% into epoch 6); the epoch counter if there is no history."""
-        epochs = self.history.get("epochs") or []
-        return float(epochs[-1]["epoch"]) if epochs else float(self.epoch)
+        return payload_epochs_trained(self.payload)
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", use_ema: bool = True) -> LoadedModel:
@@ -179,7 +260,7 @@ def export_for_sampling(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     """Write a slim copy of checkpoint ``src`` for sampling and shipping.
 
     Keeps the configs, the weights to sample from (the EMA copy when present,
-    stored as ``weights``), the per-epoch history (and the per-step losses, thinned
+    stored as ``weights``), the guide network if it has one, the per-epoch history (and the per-step losses, thinned
     to at most EXPORT_STEP_POINTS window means), the best epoch and the metadata;
     drops the optimizer and the generator states. The result loads with
     ``load_model`` but cannot resume.
@@ -188,7 +269,7 @@ def export_for_sampling(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     ema = data.get("ema_weights")
     slim = {
         key: data[key]
-        for key in ("model", "schedule", "train", "epoch", "seed", "best", "meta")
+        for key in ("model", "schedule", "train", "epoch", "seed", "best", "meta", "guide")
         if key in data
     }
     slim["weights"] = {k: v.clone() for k, v in (ema if ema is not None else data["weights"]).items()}

@@ -137,7 +137,8 @@ def _history_curves(history: dict | None) -> dict:
     return out
 
 
-def _strip(model, schedule, sampler, seed, rows, cols, labels, device, precision, should_stop) -> np.ndarray:
+def _strip(model, schedule, sampler, seed, rows, cols, labels, device, precision, should_stop,
+           guide=None) -> np.ndarray:
     """rows chains drawn from seed: columns x_T, then evenly spaced steps, the last x_0 -> uint8 image."""
     from .images import strip
     from .sample import initial_noise, sample_steps
@@ -147,7 +148,7 @@ def _strip(model, schedule, sampler, seed, rows, cols, labels, device, precision
     keep = set(np.unique(np.round(np.linspace(0, total - 1, max(2, cols) - 1)).astype(int)).tolist())
     columns = [x_T.float().cpu()]
     for step in sample_steps(model, schedule, rows, sampler=sampler, labels=labels, seed=seed, device=device,
-                             precision=precision, x_T=x_T):
+                             precision=precision, x_T=x_T, guide=guide):
         check_stop(should_stop)
         if step.index in keep:
             columns.append(step.x.float().cpu())
@@ -258,12 +259,14 @@ def _generate(loaded, config: EvaluationConfig, device, precision: str, progress
     model_config = getattr(loaded, "model_config", None)
     conditional = bool(model_config is not None and model_config.conditional)
     labels = torch.arange(config.n) % 10 if conditional else None
+    guide = getattr(loaded, "guide", None)
     t0 = time.perf_counter()
     try:
         x = sample(
             loaded.model, loaded.schedule, config.n, sampler=sampler, labels=labels, seed=config.seed,
             device=device, precision=precision, batch_size=config.batch_size,
             progress=(lambda d, t: progress("sampling", d, t)) if progress else None, should_stop=should_stop,
+            guide=guide,
         )
     except SamplingStopped:
         raise EvaluationStopped("cancelled") from None
@@ -273,7 +276,7 @@ def _generate(loaded, config: EvaluationConfig, device, precision: str, progress
         progress("x_T -> x_0 strip", 0, 1)
     strip_labels = (torch.arange(config.strip_rows) % 10).to(device) if conditional else None
     strip_img = _strip(loaded.model, loaded.schedule, sampler, config.seed, config.strip_rows, config.strip_columns,
-                       strip_labels, device, precision, should_stop)
+                       strip_labels, device, precision, should_stop, guide=guide)
     generation = {
         "n": config.n,
         "sampler": sampler.kind,
@@ -282,6 +285,8 @@ def _generate(loaded, config: EvaluationConfig, device, precision: str, progress
         "variance": sampler.variance if sampler.kind == "ddpm" else None,
         "clip_x0": sampler.clips_x0,
         "guidance": sampler.guidance if conditional else None,
+        "autoguidance": sampler.autoguidance if guide is not None else None,
+        "guide": loaded.guide_info if guide is not None else None,
         "labels": "balanced: image i has label i mod 10" if conditional else None,
         "seed": config.seed,
         "seed_note": "batch b of the sampler is seeded seed + b",

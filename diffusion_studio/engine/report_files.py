@@ -101,8 +101,11 @@ def render_html(evaluation: Evaluation) -> str:
              f"<code>{e(str(ck['sha256']))}</code> · epoch {e(str(ck['epoch']))}"
              f"{' · EMA weights' if ck.get('uses_ema') else ''}</span></p>",
              f"<p>{gen['n']:,} digits generated with the <b>{e(gen['sampler'].upper())}</b> sampler, "
-             f"{gen['sampler_steps']} steps, seed {gen['seed']} ({e(gen['precision'])}, "
-             f"{gen['seconds']:.1f} s).</p>"]
+             f"{gen['sampler_steps']} steps"
+             + (f", classifier-free guidance w = {gen['guidance']:g}" if gen.get("guidance") is not None else "")
+             + (f", autoguidance g = {gen['autoguidance']:g} (guide: {e(str(gen.get('guide')))})"
+                if gen.get("autoguidance") is not None else "")
+             + f", seed {gen['seed']} ({e(gen['precision'])}, {gen['seconds']:.1f} s).</p>"]
     for err in r.get("errors", []):
         parts.append(f"<div class='err'><b>{e(err['metric'])} was not computed.</b> {e(err['message'])}</div>")
     for w in r.get("warnings", []):

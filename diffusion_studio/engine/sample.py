@@ -25,8 +25,8 @@ SAMPLER_KINDS: tuple[str, ...] = get_args(SamplerKind)
 VarianceKind = Literal["posterior", "beta"]
 VARIANCE_KINDS: tuple[str, ...] = get_args(VarianceKind)
 from .defaults import (  # noqa: F401 - re-exported: the engine's names for the app's defaults
-    DEFAULT_CLIP_X0, DEFAULT_DDIM_ETA, DEFAULT_DDIM_STEPS, DEFAULT_DPM_CLIP_X0, DEFAULT_DPM_STEPS, DEFAULT_GUIDANCE,
-    DEFAULT_SAMPLER, DEFAULT_VARIANCE,
+    DEFAULT_AUTOGUIDANCE, DEFAULT_CLIP_X0, DEFAULT_DDIM_ETA, DEFAULT_DDIM_STEPS, DEFAULT_DPM_CLIP_X0, DEFAULT_DPM_STEPS,
+    DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_VARIANCE,
 )
 MAX_GUIDANCE = 100.0
 
@@ -48,6 +48,10 @@ class SamplerConfig:
     guidance: classifier-free guidance weight w for conditional models:
               eps = (1 + w) eps(x, t, y) - w eps(x, t, no label). Used only when
               labels are given (a class-conditional model asked for digits).
+    autoguidance: autoguidance weight g (Karras et al. 2024) for a model that comes with a
+              guide network, a weaker version of itself: eps = eps(x, t) + g (eps(x, t) -
+              eps_guide(x, t)). Used only when a guide is given (``LoadedModel.guide``).
+              With labels both apply: eps = eps_cfg + g (eps(x, t, y) - eps_guide(x, t, y)).
 
     The field defaults are the app's defaults, for every front end: the GUI's
     sampler form, ``sample``, ``evaluate`` and the benchmarks read them here.
@@ -59,6 +63,7 @@ class SamplerConfig:
     variance: VarianceKind = DEFAULT_VARIANCE
     clip_x0: bool | None = None
     guidance: float = DEFAULT_GUIDANCE
+    autoguidance: float = DEFAULT_AUTOGUIDANCE
 
     def __post_init__(self) -> None:
         if self.kind not in SAMPLER_KINDS:
@@ -71,6 +76,8 @@ class SamplerConfig:
             raise ValueError(f"eta must lie in [0, 1], got {self.eta}")
         if not (0.0 <= self.guidance <= MAX_GUIDANCE):  # (also refuses nan and inf)
             raise ValueError(f"guidance must be a number in 0..{MAX_GUIDANCE:g}, got {self.guidance}")
+        if not (0.0 <= self.autoguidance <= MAX_GUIDANCE):
+            raise ValueError(f"autoguidance must be a number in 0..{MAX_GUIDANCE:g}, got {self.autoguidance}")
 
     @property
     def takes_steps(self) -> bool:
@@ -119,6 +126,7 @@ class SamplerConfig:
         if self.clips_x0:
             parts.append("x_0 clipped")
         parts.append(f"guidance {self.guidance:g} (class-conditional models)")
+        parts.append(f"autoguidance {self.autoguidance:g} (models with a guide)")
         return ", ".join(parts)
 
     def to_dict(self) -> dict:
@@ -355,19 +363,29 @@ def _channels_last(model: nn.Module) -> bool:
     return False
 
 
-def _predict_eps(model, x, t_batch, labels, guidance, num_classes, device, precision):
+def _call(model, x, t_batch, labels):
+    return model(x, t_batch, labels) if labels is not None else model(x, t_batch)
+
+
+def _predict_eps(model, x, t_batch, labels, guidance, num_classes, device, precision, guide=None,
+                 autoguidance=0.0):
     """eps_theta, with classifier-free guidance when labels are given: ``guidance`` is
-    one weight w, or a (B,) tensor of one weight per image (the guidance sweep)."""
+    one weight w, or a (B,) tensor of one weight per image (the guidance sweep):
+    eps = (1 + w) eps(x, t, y) - w eps(x, t, no label). With a ``guide`` network and
+    ``autoguidance`` g > 0, autoguidance (Karras et al. 2024) is added to that:
+    + g (eps(x, t, y) - eps_guide(x, t, y)) (without labels: eps(x, t) - eps_guide(x, t))."""
     if torch.is_tensor(guidance):
         guidance = guidance.to(device=x.device, dtype=torch.float32).view(-1, 1, 1, 1)
     with autocast(device, precision):
         if labels is None or (not torch.is_tensor(guidance) and guidance == 0.0):
-            eps = model(x, t_batch, labels) if labels is not None else model(x, t_batch)
+            eps = eps_c = _call(model, x, t_batch, labels).float()
         else:
             null = torch.full_like(labels, num_classes)
             both = model(torch.cat([x, x]), torch.cat([t_batch, t_batch]), torch.cat([labels, null]))
             eps_c, eps_u = both.float().chunk(2)
             eps = (1 + guidance) * eps_c - guidance * eps_u
+        if guide is not None and autoguidance > 0:
+            eps = eps + autoguidance * (eps_c - _call(guide, x, t_batch, labels).float())
     return eps.float()
 
 
@@ -384,6 +402,7 @@ def sample_steps(
     x_T: torch.Tensor | None = None,
     guidance: torch.Tensor | None = None,
     start_t: int | None = None,
+    guide: nn.Module | None = None,
 ) -> Iterator[SampleStep]:
     """Run the reverse process for ``n`` images, yielding one SampleStep per step.
 
@@ -395,7 +414,9 @@ def sample_steps(
     start_t: start the chain at this t < T instead of T, from ``x_T`` (then x_{start_t},
         e.g. a real digit noised to start_t: "denoise from here", SDEdit); the steps
         are ``reverse_timesteps(sampler, schedule, start_t)``.
-    The model is put in eval mode for the run and restored afterwards.
+    guide: the model's guide network (``LoadedModel.guide``: a weaker version of it, trained
+        on the same schedule), for autoguidance with weight ``sampler.autoguidance``.
+    The models are put in eval mode for the run and restored afterwards.
     """
     sampler = sampler or SamplerConfig()
     device = torch.device(device)
@@ -419,9 +440,16 @@ def sample_steps(
     if x_T is not None:
         x = x_T.to(device=device, dtype=torch.float32).clone()
     memory_format = torch.channels_last if _channels_last(model) else torch.contiguous_format
-
-    was_training = model.training
-    model.eval()
+    if guide is not None and sampler.autoguidance > 0:
+        guide_classes = getattr(getattr(guide, "config", None), "num_classes", 0)
+        if guide_classes != num_classes:
+            raise ValueError(f"the guide network takes {guide_classes or 'no'} classes and the model "
+                             f"{num_classes or 'none'}: a guide must be conditioned like its model")
+    else:
+        guide = None
+    was_training = [(m, m.training) for m in (model, guide) if m is not None]
+    for m, _ in was_training:
+        m.eval()
     previous = None  # DPM-Solver++: the last step's (t, predicted x_0)
     try:
         with torch.inference_mode():
@@ -431,6 +459,7 @@ def sample_steps(
                 eps = _predict_eps(
                     model, x.contiguous(memory_format=memory_format), t_batch, labels,
                     sampler.guidance if guidance is None else guidance, num_classes, device, precision,
+                    guide=guide, autoguidance=sampler.autoguidance,
                 )
                 # z for this step, drawn only where the step uses one (the generator's
                 # stream is part of what a seed means: keep the order of draws)
@@ -448,7 +477,8 @@ def sample_steps(
                                               clip_x0=sampler.clips_x0)
                 yield SampleStep(i, total, t, t_prev, x, x0_pred.clamp(-1, 1))
     finally:
-        model.train(was_training)
+        for m, mode in was_training:
+            m.train(mode)
 
 
 def sample(
@@ -464,6 +494,7 @@ def sample(
     batch_size: int = 500,
     progress=None,
     should_stop=None,
+    guide: nn.Module | None = None,
 ) -> torch.Tensor:
     """Generate ``n`` images; returns (n, C, 28, 28) float32 on the CPU (not clipped).
 
@@ -471,7 +502,7 @@ def sample(
     not depend on how many images were asked for before them.
     progress(done_steps, total_steps) is called after every step when given;
     should_stop() is checked after every step, and when it returns True the run
-    ends by raising ``SamplingStopped``.
+    ends by raising ``SamplingStopped``. guide: for autoguidance, as in ``sample_steps``.
     """
     sampler = sampler or SamplerConfig()
     if n < 1 or batch_size < 1:
@@ -484,7 +515,7 @@ def sample(
         x = None
         for step in sample_steps(
             model, schedule, size, sampler=sampler, labels=batch_labels,
-            seed=seed + b, device=device, precision=precision,
+            seed=seed + b, device=device, precision=precision, guide=guide,
         ):
             x = step.x
             done += 1

@@ -170,6 +170,9 @@ class SamplerPanel(QWidget):
         self.guidance_spin = QDoubleSpinBox(objectName="guidanceSpin", decimals=2, minimum=0.0, maximum=20.0,
                                             singleStep=0.25, value=SamplerConfig().guidance)
         form.addRow("Guidance", self.guidance_spin)
+        self.autoguidance_spin = QDoubleSpinBox(objectName="autoguidanceSpin", decimals=2, minimum=0.0, maximum=20.0,
+                                                singleStep=0.25, value=SamplerConfig().autoguidance)
+        form.addRow("Autoguidance", self.autoguidance_spin)
         self.clip_check = QCheckBox("Clip predicted x_0 to [−1, 1]", objectName="clipX0Check",
                                     checked=SamplerConfig().clips_x0)
         self.clip_check.setToolTip(
@@ -332,6 +335,7 @@ class SamplerPanel(QWidget):
                 + (f" (validation {best_val:.5f})" if best_val is not None else "")
                 + (", EMA weights" if loaded.uses_ema else "")
                 + (", class-conditional" if mc.conditional else "")
+                + (f", guide network for autoguidance: {loaded.guide_info}" if loaded.guide_info else "")
             )
             self.steps_spin.setMaximum(T)
             self.steps_spin.setValue(min(self.steps_spin.value(), T))
@@ -412,6 +416,15 @@ class SamplerPanel(QWidget):
             why = "This model is unconditional: train with “Class-conditional” to choose the digit"
             self.digit_combo.setToolTip(why)
             self.guidance_spin.setToolTip(why)
+        guide = self._guide_info()
+        self.autoguidance_spin.setEnabled(guide is not None and not running)
+        self.autoguidance_spin.setToolTip(
+            "Autoguidance weight g (Karras et al. 2024): ε = ε(x, t) + g (ε(x, t) − ε_guide(x, t)), steering "
+            f"away from the errors of a weaker version of this model, its guide ({guide}); 0 = off "
+            "(costs 2x per step)" if guide is not None else
+            "This model has no guide network (a weaker version of itself to steer away from); "
+            "the bundled unconditional model has one"
+        )
         self._on_sampler_changed()
         has_frames = bool(self.frames) and not running
         done = has_frames and self.frames[-1].t == 0
@@ -446,6 +459,10 @@ class SamplerPanel(QWidget):
         loaded = self.state.model
         return bool(loaded is not None and loaded.model_config.conditional)
 
+    def _guide_info(self) -> str | None:
+        loaded = self.state.model
+        return None if loaded is None else loaded.guide_info
+
     def sampler_config(self):
         from ..engine.sample import SamplerConfig
 
@@ -456,6 +473,7 @@ class SamplerPanel(QWidget):
             eta=self.eta_spin.value() if kind.takes_eta else kind.eta,
             clip_x0=self.clip_check.isChecked(),
             guidance=self.guidance_spin.value() if self._conditional() else 0.0,
+            autoguidance=self.autoguidance_spin.value() if self._guide_info() is not None else 0.0,
         )
 
     def labels(self, n: int):
@@ -490,6 +508,8 @@ class SamplerPanel(QWidget):
         digit = self.digit_combo.currentData() if labels is not None else None
         what = "" if digit is None else (f", digit {digit}" if digit >= 0 else ", digits 0–9")
         what += f", guidance {sampler.guidance:g}" if labels is not None else ""
+        autoguided = self._guide_info() is not None and sampler.autoguidance > 0
+        what += f", autoguidance {sampler.autoguidance:g}" if autoguided else ""
         self._job_info = (
             f"{n} images, {sampler.title}"
             + (f" {sampler.num_steps(loaded.schedule.timesteps)} steps" if sampler.takes_steps else "")
@@ -499,6 +519,7 @@ class SamplerPanel(QWidget):
         self._export_name = (
             f"samples-{n}-{sampler.kind}" + (f"{sampler.steps}" if sampler.takes_steps else "")
             + ("" if digit is None else (f"-digit{digit}" if digit >= 0 else "-digits") + f"-w{sampler.guidance:g}")
+            + (f"-ag{sampler.autoguidance:g}" if autoguided else "")
             + f"-seed{self.seed_spin.value()}"
         )
         job = SampleJob(loaded, n=n, sampler=sampler, seed=self.seed_spin.value(), precision="auto",

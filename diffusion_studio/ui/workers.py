@@ -382,6 +382,7 @@ class SampleWorker(_StoppableWorker):
         for step in sample_steps(
             loaded.model, loaded.schedule, job.n, sampler=sampler, seed=job.seed,
             device=device, precision=choice.precision, labels=job.labels, x_T=x_T, start_t=job.start_t,
+            guide=loaded.guide,
         ):
             if self.stop_event.is_set():
                 self.progress.emit(done, total)

@@ -101,6 +101,31 @@ def test_missing_inception_weights_keep_the_offline_metric(tiny_checkpoint, tiny
     assert calls == []
 
 
+def test_an_evaluation_of_a_model_with_a_guide_samples_and_says_with_autoguidance(tiny_checkpoint, tiny_data,
+                                                                                    tmp_path, monkeypatch):
+    from diffusion_studio.engine import sample as S
+    from diffusion_studio.engine.checkpoint import attach_guide, load_checkpoint, save_checkpoint
+
+    payload = load_checkpoint(tiny_checkpoint)
+    save_checkpoint(tmp_path / "guided.pt", attach_guide(payload, payload, "early/best.pt"))
+    guides = []
+    real = S.sample_steps
+
+    def spy(*args, **kwargs):
+        guides.append(kwargs.get("guide"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(S, "sample_steps", spy)
+    sampler = SamplerConfig(kind="ddim", steps=4, autoguidance=0.75)
+    ev = R.evaluate_checkpoint(tmp_path / "guided.pt", tiny_data, _config(sampler=sampler))
+    gen = ev.report["generation"]
+    assert gen["autoguidance"] == 0.75 and gen["guide"] == "2 epochs, from early/best.pt"
+    assert guides and all(g is not None for g in guides)  # the digits and the strip both
+    assert "autoguidance g = 0.75 (guide: 2 epochs, from early/best.pt)" in R.render_html(ev)
+    plain = R.evaluate_checkpoint(tiny_checkpoint, tiny_data, _config(sampler=sampler))
+    assert plain.report["generation"]["autoguidance"] is None and "autoguidance" not in R.render_html(plain)
+
+
 def test_evaluation_can_be_cancelled(tiny_checkpoint, tiny_data):
     seen = []
     with pytest.raises(EvaluationStopped):

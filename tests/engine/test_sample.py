@@ -119,8 +119,9 @@ def test_app_defaults_come_from_one_place():
     from diffusion_studio.engine.report import EvaluationConfig
 
     c = SamplerConfig()
-    assert (c.kind, c.eta, c.guidance, c.clips_x0, c.variance) == (
-        D.DEFAULT_SAMPLER, D.DEFAULT_DDIM_ETA, D.DEFAULT_GUIDANCE, D.DEFAULT_CLIP_X0, D.DEFAULT_VARIANCE)
+    assert (c.kind, c.eta, c.guidance, c.autoguidance, c.clips_x0, c.variance) == (
+        D.DEFAULT_SAMPLER, D.DEFAULT_DDIM_ETA, D.DEFAULT_GUIDANCE, D.DEFAULT_AUTOGUIDANCE, D.DEFAULT_CLIP_X0,
+        D.DEFAULT_VARIANCE)
     # clipping: each sampler's own default unless asked for
     assert SamplerConfig(kind="ddim").clips_x0 is D.DEFAULT_CLIP_X0
     assert SamplerConfig(kind="dpmpp2m").clips_x0 is D.DEFAULT_DPM_CLIP_X0
@@ -131,8 +132,10 @@ def test_app_defaults_come_from_one_place():
     parser = build_parser()
     assert sampler_from_args(parser.parse_args(["evaluate", "--checkpoint", "x"])) == c
     assert sampler_from_args(parser.parse_args(["sample", "--checkpoint", "x", "--out", "s.png"])) == c
-    flags = ["--sampler", "ddim", "--steps", "20", "--eta", "0", "--variance", "beta", "--clip-x0", "--guidance", "3"]
-    want = SamplerConfig(kind="ddim", steps=20, eta=0.0, variance="beta", clip_x0=True, guidance=3.0)
+    flags = ["--sampler", "ddim", "--steps", "20", "--eta", "0", "--variance", "beta", "--clip-x0", "--guidance", "3",
+             "--autoguidance", "0.75"]
+    want = SamplerConfig(kind="ddim", steps=20, eta=0.0, variance="beta", clip_x0=True, guidance=3.0,
+                         autoguidance=0.75)
     assert sampler_from_args(parser.parse_args(["evaluate", "--checkpoint", "x", *flags])) == want
     assert sampler_from_args(parser.parse_args(["sample", "--checkpoint", "x", "--out", "s.png", *flags])) == want
     no_clip = sampler_from_args(parser.parse_args(["sample", "--checkpoint", "x", "--out", "s", "--no-clip-x0"]))
@@ -140,8 +143,9 @@ def test_app_defaults_come_from_one_place():
 
 
 def test_sampler_describes_itself_in_one_line():
-    assert SamplerConfig(guidance=0.5).describe(300) == (
-        "DDPM (Algorithm 2), all 300 steps, posterior variance, guidance 0.5 (class-conditional models)")
+    assert SamplerConfig(guidance=0.5, autoguidance=1).describe(300) == (
+        "DDPM (Algorithm 2), all 300 steps, posterior variance, guidance 0.5 (class-conditional models), "
+        "autoguidance 1 (models with a guide)")
     assert SamplerConfig(kind="ddim", clip_x0=True).describe(300).startswith("DDIM, 50 steps, eta 1, x_0 clipped")
     assert SamplerConfig(kind="ddim").describe(10).startswith("DDIM, 10 steps")
 

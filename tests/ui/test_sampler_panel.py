@@ -211,11 +211,39 @@ def test_the_form_opens_at_the_engine_defaults_for_a_conditional_model(qtbot, ti
     p = sp.SamplerPanel(state)
     qtbot.addWidget(p)
     form, default = p.sampler_config(), SamplerConfig()
-    fields = ("kind", "steps", "eta", "variance", "clips_x0", "guidance")
+    fields = ("kind", "steps", "eta", "variance", "clips_x0", "guidance")  # (no guide: autoguidance is off)
     assert [getattr(form, f) for f in fields] == [getattr(default, f) for f in fields]
     for value in (0.25, 0.75, 1.5):  # the weights a person types are kept as typed
         p.guidance_spin.setValue(value)
         assert p.sampler_config().guidance == value
+
+
+def test_autoguidance_only_for_models_with_a_guide(qtbot, panel, tiny_checkpoint, tmp_path, monkeypatch):
+    from diffusion_studio.engine.checkpoint import attach_guide, load_checkpoint, save_checkpoint
+
+    # the tiny model has no guide: the control is off, says why, and the form asks for none
+    assert not panel.autoguidance_spin.isEnabled() and "no guide network" in panel.autoguidance_spin.toolTip()
+    assert panel.sampler_config().autoguidance == 0.0
+    payload = load_checkpoint(tiny_checkpoint)
+    weak = {**payload, "ema_weights": None, "weights": {k: v * 0.5 if v.is_floating_point() else v
+                                                        for k, v in payload["weights"].items()}}
+    save_checkpoint(tmp_path / "guided.pt", attach_guide(payload, weak, "early/best.pt"))
+    panel.state.set_model(load_model(tmp_path / "guided.pt"), "trained: tiny with a guide")
+    assert panel.autoguidance_spin.isEnabled() and "early/best.pt" in panel.autoguidance_spin.toolTip()
+    assert "guide network for autoguidance: 1 epochs, from early/best.pt" in panel.model_info.text()
+    assert panel.sampler_config().autoguidance == SamplerConfig().autoguidance  # the engine's default
+    seen = {}
+    real = sp_workers.sample_steps
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sp_workers, "sample_steps", spy)
+    panel.autoguidance_spin.setValue(1.25)
+    assert run_sampling(qtbot, panel, n=4) == "finished"
+    assert seen["sampler"].autoguidance == 1.25 and seen["guide"] is panel.state.model.guide
+    assert "autoguidance 1.25" in panel.message.text()
 
 
 @pytest.mark.slow
