@@ -205,12 +205,18 @@ class LoadedModel:
         return guide.to(self.device, memory_format=torch.channels_last).eval()
 
     @property
+    def guide_epochs(self) -> float | None:
+        """The training behind the guide network's weights in epochs, or None without one."""
+        entry = self.payload.get("guide")
+        return None if self.guide is None or entry is None else float(entry.get("epochs_trained", 0))
+
+    @property
     def guide_info(self) -> str | None:
         """One line about the guide network ("6.7 epochs, from best.pt"), or None without one."""
         entry = self.payload.get("guide")
         if self.guide is None or entry is None:
             return None
-        return f"{float(entry.get('epochs_trained', 0)):.3g} epochs, from {entry.get('source', 'another checkpoint')}"
+        return f"{self.guide_epochs:.3g} epochs, from {entry.get('source', 'another checkpoint')}"
 
     @property
     def history(self) -> dict:

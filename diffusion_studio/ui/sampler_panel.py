@@ -87,6 +87,29 @@ class PixmapView(QLabel):
             size, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation))
 
 
+class WrappingLabel(QLabel):
+    """A word-wrapped label that keeps the height its text needs at its width. In a QFormLayout
+    row a wrapped label got the height of a shorter text, and the model line lost its first and
+    last lines to the rows around it."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(wordWrap=True, **kwargs)
+
+    def setText(self, text: str) -> None:  # noqa: N802 (Qt name)
+        super().setText(text)
+        self._fit()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().resizeEvent(event)
+        self._fit()
+
+    def _fit(self) -> None:
+        self.ensurePolished()  # the style sheet's font decides the lines
+        need = self.heightForWidth(self.width())
+        if need > 0 and need != self.minimumHeight():
+            self.setMinimumHeight(need)
+
+
 class SamplerPanel(QWidget):
     """Sample digits from ``state.model`` and animate the reverse process
     (objectName ``samplerPanel``).
@@ -138,7 +161,7 @@ class SamplerPanel(QWidget):
         self.model_combo = QComboBox(objectName="modelCombo")
         self.model_combo.activated.connect(self._on_model_combo)
         form.addRow("Model", self.model_combo)
-        self.model_info = QLabel(wordWrap=True, objectName="modelInfo")
+        self.model_info = WrappingLabel(objectName="modelInfo")
         self.model_info.setStyleSheet("color: palette(mid); font-size: 11px;")
         form.addRow(self.model_info)
         self.count_spin = QSpinBox(objectName="imageCountSpin", minimum=1, maximum=400, value=16)
@@ -335,7 +358,7 @@ class SamplerPanel(QWidget):
                 + (f" (validation {best_val:.5f})" if best_val is not None else "")
                 + (", EMA weights" if loaded.uses_ema else "")
                 + (", class-conditional" if mc.conditional else "")
-                + (f", guide network for autoguidance: {loaded.guide_info}" if loaded.guide_info else "")
+                + (f", autoguidance guide of {loaded.guide_epochs:.1f} epochs" if loaded.guide is not None else "")
             )
             self.steps_spin.setMaximum(T)
             self.steps_spin.setValue(min(self.steps_spin.value(), T))

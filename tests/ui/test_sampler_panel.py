@@ -230,7 +230,10 @@ def test_autoguidance_only_for_models_with_a_guide(qtbot, panel, tiny_checkpoint
     save_checkpoint(tmp_path / "guided.pt", attach_guide(payload, weak, "early/best.pt"))
     panel.state.set_model(load_model(tmp_path / "guided.pt"), "trained: tiny with a guide")
     assert panel.autoguidance_spin.isEnabled() and "early/best.pt" in panel.autoguidance_spin.toolTip()
-    assert "guide network for autoguidance: 1 epochs, from early/best.pt" in panel.model_info.text()
+    assert "autoguidance guide of 1.0 epochs" in panel.model_info.text()
+    # the model line, three lines long here, gets the height its text needs (it lost a line at each end)
+    qtbot.waitUntil(lambda: panel.model_info.height() >= panel.model_info.heightForWidth(panel.model_info.width()))
+    assert panel.model_info.heightForWidth(panel.model_info.width()) > 2 * panel.model_info.fontMetrics().height()
     assert panel.sampler_config().autoguidance == SamplerConfig().autoguidance  # the engine's default
     seen = {}
     real = sp_workers.sample_steps
