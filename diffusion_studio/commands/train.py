@@ -33,7 +33,8 @@ def register(sub) -> None:
                    help=f"images per step (default {D.DEFAULT_BATCH_SIZE})")
     p.add_argument("--lr", type=float, help=f"peak Adam learning rate (default {D.DEFAULT_LR:g})")
     p.add_argument("--patience", type=int,
-                   help=f"early stopping: epochs without improvement (default {D.DEFAULT_PATIENCE})")
+                   help=f"early stopping: epochs without improvement (default {D.DEFAULT_PATIENCE}); with "
+                        "--resume it may be raised (a resume restarts the learning-rate decay)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--ema", type=float, metavar="DECAY", dest="ema_decay",
                    help=f"EMA decay, 0 = off (default {D.DEFAULT_EMA_DECAY:g})")
@@ -190,6 +191,7 @@ def _train(args, out, data, preset, resume) -> int:
         resume=resume,
         extra_meta={"preset": preset.name} if resume is None else None,
         max_seconds=60.0 * args.max_minutes if args.max_minutes else None,
+        resume_patience=args.patience if resume else None,
     )
     if trainer.rank == 0:
         c = trainer.config

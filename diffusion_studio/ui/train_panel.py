@@ -585,12 +585,12 @@ class TrainPanel(QWidget):
         self._run_dir_auto = False
         preset = self.current_preset()
         # The worker reads last.pt (not the GUI thread): the run keeps its own model,
-        # schedule, training settings and preset; the form's epoch count may raise its
-        # budget (the Trainer takes the larger), and a damaged file is a "failed" line.
+        # schedule, training settings and preset; the form's epoch count and patience may
+        # raise its own (the Trainer takes the larger), and a damaged file is a "failed" line.
         self._resuming = True
         return self._start(TrainJob(
             data=self.state.data, model=preset.model, schedule=preset.schedule,
-            train=TrainConfig(epochs=self.epochs_spin.value()),
+            train=TrainConfig(epochs=self.epochs_spin.value(), patience=self.patience_spin.value()),
             device=self.device_combo.currentText(), run_dir=run_dir, resume=last,
             preview_every=self.preview_every, max_seconds=self.max_seconds(),
         ))

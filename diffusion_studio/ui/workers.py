@@ -201,6 +201,7 @@ class TrainWorker(_StoppableWorker):
             resume=job.resume,
             extra_meta=job.extra_meta,
             max_seconds=job.max_seconds,
+            resume_patience=job.train.patience if job.resume is not None and job.train is not None else None,
         )
         steps_hist = trainer.history.get("steps") or {}
         self.started.emit(

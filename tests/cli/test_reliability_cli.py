@@ -85,10 +85,11 @@ def test_resume_refuses_settings_it_would_ignore(tiny_mnist, tmp_path):
     assert r.returncode == 2
     assert "would ignore: lr 0.0001 (the run uses" in r.stderr and "timesteps 100 (the run uses 10)" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
-    # the run's own values, and more epochs, are fine
+    # the run's own values, more epochs and another patience are fine
     r = run_cli("train", "--data", tiny_mnist, "--out", out, "--resume", "--timesteps", "10", "--epochs", "2",
-                "--device", "cpu")
+                "--patience", "7", "--device", "cpu")
     assert r.returncode == 0, r.stderr
+    assert "patience 7" in r.stdout and "resuming at epoch 2" in r.stdout
 
 
 def test_help_lists_the_apps_own_options():

@@ -65,6 +65,38 @@ def test_early_stopping_on_a_flat_curve_restores_best(tiny_data, tmp_path, monke
     assert torch.equal(best["weights"]["out.weight"], snapshot["out.weight"])
 
 
+def test_a_resume_may_wait_longer_than_the_run_did(tiny_data, tmp_path, monkeypatch):
+    """A run that stopped early continues when resumed with a larger patience (the one setting
+    besides epochs a resume may raise: its warm restart can keep validation above the old best
+    for a few epochs); with its own patience it says what to do instead, and a lower one is refused."""
+    from diffusion_studio.engine.train import resume_conflicts
+
+    trainer = tiny_trainer(tiny_data, tmp_path / "run", epochs=10, patience=2)
+    scripted = iter([1.0, 0.5, 0.6, 0.7])
+    monkeypatch.setattr(trainer, "validation_loss", lambda: next(scripted))
+    final = list(trainer.run())[-1]
+    assert final.reason == "early_stopped" and final.epoch == 4 and final.best_epoch == 2
+    last = tmp_path / "run" / "last.pt"
+    assert resume_conflicts(load_checkpoint(last), {("train", "patience"): 6, ("train", "epochs"): 12}) == []
+    assert resume_conflicts(load_checkpoint(last), {("train", "lr"): 1.0}) == ["lr 1.0 (the run uses 0.001)"]
+    assert resume_conflicts(load_checkpoint(last), {("train", "patience"): 1}) == [
+        "patience 1 (the run uses 2; a resume may only raise it)"]
+
+    same = Trainer(tiny_data, device="cpu", run_dir=tmp_path / "run", resume=last)
+    again = list(same.run())
+    assert len(again) == 1 and again[0].reason == "early_stopped"
+    assert "resume it with a patience above 2 to continue" in again[0].message
+
+    longer = Trainer(tiny_data, device="cpu", run_dir=tmp_path / "run", resume=last, resume_patience=4)
+    assert longer.config.patience == 4 and longer.config.epochs == 10 and longer.config.lr == 1e-3
+    scripted = iter([0.8, 0.4, 0.9, 0.9, 0.9, 0.9])
+    monkeypatch.setattr(longer, "validation_loss", lambda: next(scripted))
+    records = list(longer.run())
+    epochs = [r.epoch for r in records if isinstance(r, EpochRecord)]
+    assert epochs == [5, 6, 7, 8, 9, 10] and records[-1].best_epoch == 6  # 0.4 beat the old best, 0.5
+    assert load_checkpoint(last)["train"]["patience"] == 4  # a later resume keeps waiting as long
+
+
 def test_stop_flag_ends_within_one_batch_and_keeps_best(tiny_data, tmp_path):
     stop = threading.Event()
     trainer = tiny_trainer(tiny_data, tmp_path / "run", epochs=5)

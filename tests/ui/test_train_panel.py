@@ -150,13 +150,16 @@ def test_stop_resume_and_close_during_run(qtbot, panel, tmp_path):
     qtbot.waitUntil(lambda: panel.state.model is not None, timeout=20000)  # best.pt opens for the sampler
 
     # Resume: the epoch count continues where it stopped, the old curve is kept, and the form
-    # shows the run's own settings (a value typed before the resume would otherwise be ignored)
+    # shows the run's own settings (a value typed before the resume would otherwise be ignored);
+    # the patience, like the epochs, may be raised (a resume's warm restart can take a few epochs)
     run_lr, run_batch = panel.lr_spin.value(), panel.batch_spin.value()
     panel.lr_spin.setValue(0.05)
     panel.batch_spin.setValue(7)
+    panel.patience_spin.setValue(60)
     assert panel.resume_training(run)
     qtbot.waitUntil(lambda: bool(panel.val_epochs) and panel.val_epochs[-1] > stopped_at, timeout=60000)
     assert panel.lr_spin.value() == pytest.approx(run_lr) and panel.batch_spin.value() == run_batch
+    assert panel.patience_spin.value() == 60
     assert panel.val_epochs[: stopped_at] == list(range(1, stopped_at + 1))
     assert panel.val_epochs[stopped_at] == stopped_at + 1
     # closing the window during the run: the thread ends within the bound, nothing is lost
@@ -165,7 +168,7 @@ def test_stop_resume_and_close_during_run(qtbot, panel, tmp_path):
     print(f"shutdown took {time.perf_counter() - t0:.2f} s")
     assert not panel.is_training()
     last = load_model(run / "last.pt")
-    assert last.epoch >= stopped_at + 1
+    assert last.epoch >= stopped_at + 1 and last.payload["train"]["patience"] == 60
     assert load_model(run / "best.pt").model is not None
 
 
