@@ -372,10 +372,13 @@ def _predict_eps(model, x, t_batch, labels, guidance, num_classes, device, preci
     """eps_theta, with classifier-free guidance when labels are given: ``guidance`` is
     one weight w, or a (B,) tensor of one weight per image (the guidance sweep):
     eps = (1 + w) eps(x, t, y) - w eps(x, t, no label). With a ``guide`` network and
-    ``autoguidance`` g > 0, autoguidance (Karras et al. 2024) is added to that:
-    + g (eps(x, t, y) - eps_guide(x, t, y)) (without labels: eps(x, t) - eps_guide(x, t))."""
+    ``autoguidance`` g > 0 (one weight, or a (B,) tensor of one per image), autoguidance
+    (Karras et al. 2024) is added to that: + g (eps(x, t, y) - eps_guide(x, t, y))
+    (without labels: eps(x, t) - eps_guide(x, t))."""
     if torch.is_tensor(guidance):
         guidance = guidance.to(device=x.device, dtype=torch.float32).view(-1, 1, 1, 1)
+    if torch.is_tensor(autoguidance):
+        autoguidance = autoguidance.to(device=x.device, dtype=torch.float32).view(-1, 1, 1, 1)
     with autocast(device, precision):
         if labels is None or (not torch.is_tensor(guidance) and guidance == 0.0):
             eps = eps_c = _call(model, x, t_batch, labels).float()
@@ -384,7 +387,7 @@ def _predict_eps(model, x, t_batch, labels, guidance, num_classes, device, preci
             both = model(torch.cat([x, x]), torch.cat([t_batch, t_batch]), torch.cat([labels, null]))
             eps_c, eps_u = both.float().chunk(2)
             eps = (1 + guidance) * eps_c - guidance * eps_u
-        if guide is not None and autoguidance > 0:
+        if guide is not None and (torch.is_tensor(autoguidance) or autoguidance > 0):
             eps = eps + autoguidance * (eps_c - _call(guide, x, t_batch, labels).float())
     return eps.float()
 
@@ -403,6 +406,7 @@ def sample_steps(
     guidance: torch.Tensor | None = None,
     start_t: int | None = None,
     guide: nn.Module | None = None,
+    autoguidance: torch.Tensor | None = None,
 ) -> Iterator[SampleStep]:
     """Run the reverse process for ``n`` images, yielding one SampleStep per step.
 
@@ -416,6 +420,7 @@ def sample_steps(
         are ``reverse_timesteps(sampler, schedule, start_t)``.
     guide: the model's guide network (``LoadedModel.guide``: a weaker version of it, trained
         on the same schedule), for autoguidance with weight ``sampler.autoguidance``.
+    autoguidance: (n,) one autoguidance weight per image, instead of ``sampler.autoguidance``.
     The models are put in eval mode for the run and restored afterwards.
     """
     sampler = sampler or SamplerConfig()
@@ -440,7 +445,7 @@ def sample_steps(
     if x_T is not None:
         x = x_T.to(device=device, dtype=torch.float32).clone()
     memory_format = torch.channels_last if _channels_last(model) else torch.contiguous_format
-    if guide is not None and sampler.autoguidance > 0:
+    if guide is not None and (autoguidance is not None or sampler.autoguidance > 0):
         guide_classes = getattr(getattr(guide, "config", None), "num_classes", 0)
         if guide_classes != num_classes:
             raise ValueError(f"the guide network takes {guide_classes or 'no'} classes and the model "
@@ -459,7 +464,7 @@ def sample_steps(
                 eps = _predict_eps(
                     model, x.contiguous(memory_format=memory_format), t_batch, labels,
                     sampler.guidance if guidance is None else guidance, num_classes, device, precision,
-                    guide=guide, autoguidance=sampler.autoguidance,
+                    guide=guide, autoguidance=sampler.autoguidance if autoguidance is None else autoguidance,
                 )
                 # z for this step, drawn only where the step uses one (the generator's
                 # stream is part of what a seed means: keep the order of draws)
@@ -610,6 +615,32 @@ def guidance_sweep(model: nn.Module, schedule: NoiseSchedule, label: int, seed: 
     steps = sample_steps(model, schedule, k, sampler=sampler, labels=labels, seed=seed, device=device,
                          precision=precision, x_T=x_T, guidance=w)
     return _run_to_end(steps, should_stop)
+
+
+def autoguidance_sweep(model: nn.Module, guide: nn.Module, schedule: NoiseSchedule, seed: int, *,
+                       weights=GUIDANCE_SWEEP, label: int | None = None, steps: int = DEFAULT_DDIM_STEPS,
+                       device: torch.device | str = "cpu", precision: str = "fp32",
+                       should_stop=None) -> torch.Tensor:
+    """One seed, several autoguidance weights g, in one batch: the guidance sweep for a model
+    with a guide network (an unconditional model has no label for classifier-free guidance).
+
+    Every image starts from the same x_T and runs deterministic DDIM (eta = 0, x_0 clipped
+    as in ``interpolate``), so the strip differs only in g. ``label``: a digit for a
+    class-conditional model (its classifier-free guidance off). Returns
+    (len(weights), C, 28, 28) float32 on the CPU, unclipped.
+    """
+    if guide is None:
+        raise ValueError("an autoguidance sweep needs a model with a guide network")
+    k = len(weights)
+    channels = getattr(getattr(model, "config", None), "image_channels", 1)
+    x_T = initial_noise(1, seed, channels=channels, device=device).expand(k, -1, -1, -1).contiguous()
+    sampler = SamplerConfig(kind="ddim", steps=min(steps, schedule.timesteps), eta=0.0, clip_x0=True, guidance=0.0)
+    g = torch.tensor([float(v) for v in weights])
+    for v in g.tolist():
+        SamplerConfig(autoguidance=v)  # validates each weight (finite, 0..MAX_GUIDANCE)
+    labels = None if label is None else torch.full((k,), int(label), dtype=torch.long)
+    return _run_to_end(sample_steps(model, schedule, k, sampler=sampler, labels=labels, seed=seed, device=device,
+                                    precision=precision, x_T=x_T, guide=guide, autoguidance=g), should_stop)
 
 
 def _run_to_end(steps: Iterator[SampleStep], should_stop) -> torch.Tensor:

@@ -455,10 +455,13 @@ class SamplerPanel(QWidget):
         self.export_strip_button.setEnabled(done)
         self.interpolate_button.setEnabled(has_model and not running)
         self.seed_b_spin.setEnabled(has_model and not running)
-        self.sweep_button.setEnabled(conditional and not running)
+        self.sweep_button.setEnabled((conditional or guide is not None) and not running)
         self.sweep_button.setToolTip(
             "One seed, the chosen digit, guidance w = 0, 0.5, 1, 2, 4 side by side (deterministic DDIM)"
-            if conditional else "Needs a class-conditional model (it compares guidance weights)"
+            if conditional else
+            "One seed, autoguidance g = 0, 0.5, 1, 2, 4 side by side (deterministic DDIM): how steering away "
+            "from the weaker guide network changes one digit" if guide is not None else
+            "Needs a class-conditional model or one with a guide network (it compares guidance weights)"
         )
         self.export_explore_button.setEnabled(self.explore_strip is not None and not running)
         can_check = done and self.state.data is not None
@@ -630,14 +633,19 @@ class SamplerPanel(QWidget):
         return self._start_task(job, "interpolation", caption, f"interpolation-seed{seed_a}-seed{seed_b}")
 
     def guidance_sweep(self) -> bool:
-        """One seed and digit at w = 0, 0.5, 1, 2, 4 (class-conditional models)."""
+        """One seed and digit at w = 0, 0.5, 1, 2, 4 (class-conditional models); for a model
+        with a guide network and no labels, one seed at autoguidance g = 0, 0.5, 1, 2, 4."""
         loaded = self.state.model
         if loaded is None or self.runner.is_running():
             return False
-        if not self._conditional():
-            self._say("The guidance sweep needs a class-conditional model.", error=True)
-            return False
         from ..engine.sample import GUIDANCE_SWEEP
+
+        if not self._conditional():
+            if loaded.guide is None:
+                self._say("The guidance sweep needs a class-conditional model or one with a guide network.",
+                          error=True)
+                return False
+            return self._autoguidance_sweep(loaded, GUIDANCE_SWEEP)
 
         digit = self.digit_combo.currentData()
         digit = 0 if digit is None or digit < 0 else int(digit)
@@ -656,6 +664,23 @@ class SamplerPanel(QWidget):
         weights = ", ".join(f"{w:g}" for w in GUIDANCE_SWEEP)
         caption = f"digit {digit}, seed {seed}: guidance w = {weights} (DDIM {steps} steps, η = 0, same x_T)"
         return self._start_task(job, "guidance sweep", caption, f"guidance-sweep-digit{digit}-seed{seed}")
+
+    def _autoguidance_sweep(self, loaded, weights) -> bool:
+        seed = self.seed_spin.value()
+        steps = min(self.steps_spin.value(), loaded.schedule.timesteps)
+
+        def job(should_stop, report):
+            from ..engine.device import choose_precision
+            from ..engine.sample import autoguidance_sweep
+
+            p = choose_precision("auto", loaded.device, mode="sample", model_config=loaded.model_config).precision
+            x = autoguidance_sweep(loaded.model, loaded.guide, loaded.schedule, seed, weights=weights, steps=steps,
+                                   device=loaded.device, precision=p, should_stop=should_stop)
+            return model_to_uint8(x)
+
+        caption = (f"seed {seed}: autoguidance g = {', '.join(f'{g:g}' for g in weights)}, away from a guide of "
+                   f"{loaded.guide_epochs:.1f} epochs (DDIM {steps} steps, η = 0, same x_T)")
+        return self._start_task(job, "autoguidance sweep", caption, f"autoguidance-sweep-seed{seed}")
 
     def nearest_neighbours(self) -> bool:
         """For the digits sampled last: their nearest training digits (pixels, classifier

@@ -141,3 +141,26 @@ def test_a_damaged_guide_entry_fails_to_load_in_one_line(tmp_path):
     message = str(info.value)
     assert "guide network cannot be used" in message and "export the model again" in message
     assert "\n" not in message
+
+
+def test_the_autoguidance_sweep_differs_only_in_g():
+    from diffusion_studio.engine.sample import GUIDANCE_SWEEP, autoguidance_sweep, initial_noise
+
+    torch.manual_seed(0)
+    net, guide = UNet(UNetConfig(base_channels=4, time_embed_dim=16)), UNet(UNetConfig(base_channels=4,
+                                                                                      time_embed_dim=16))
+    sched = NoiseSchedule(ScheduleConfig(timesteps=20))
+    strip = autoguidance_sweep(net, guide, sched, seed=5, steps=4)
+    assert strip.shape == (len(GUIDANCE_SWEEP), 1, 28, 28)
+    for i, g in enumerate(GUIDANCE_SWEEP):  # each image is that weight's own run from the same x_T
+        x = None
+        for step in sample_steps(net, sched, 1, sampler=SamplerConfig(kind="ddim", steps=4, eta=0.0, autoguidance=g,
+                                                                      clip_x0=True),
+                                 x_T=initial_noise(1, 5), guide=guide):
+            x = step.x
+        assert torch.allclose(strip[i], x[0], atol=1e-5)
+    assert not torch.allclose(strip[0], strip[-1])
+    with pytest.raises(ValueError, match="needs a model with a guide network"):
+        autoguidance_sweep(net, None, sched, 5)
+    with pytest.raises(ValueError, match="autoguidance must be"):
+        autoguidance_sweep(net, guide, sched, 5, weights=(0.0, -1.0))

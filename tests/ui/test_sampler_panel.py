@@ -247,6 +247,12 @@ def test_autoguidance_only_for_models_with_a_guide(qtbot, panel, tiny_checkpoint
     assert run_sampling(qtbot, panel, n=4) == "finished"
     assert seen["sampler"].autoguidance == 1.25 and seen["guide"] is panel.state.model.guide
     assert "autoguidance 1.25" in panel.message.text()
+    # the sweep compares autoguidance weights for it (it has no labels for classifier-free guidance)
+    assert panel.sweep_button.isEnabled() and "autoguidance g = 0, 0.5, 1, 2, 4" in panel.sweep_button.toolTip()
+    with qtbot.waitSignal(panel.sampling_finished, timeout=60000) as blocker:
+        qtbot.mouseClick(panel.sweep_button, sp.Qt.MouseButton.LeftButton)
+    assert blocker.args[0] == "completed" and panel.explore_strip.shape == (5, 28, 28)
+    assert "autoguidance g = 0, 0.5, 1, 2, 4, away from a guide of 1.0 epochs" in panel.explore_caption.text()
 
 
 @pytest.mark.slow
