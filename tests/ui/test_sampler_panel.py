@@ -281,7 +281,7 @@ def test_the_gui_sampler_at_its_initial_settings_makes_the_cli_samples(qtbot, tm
     p = sp.SamplerPanel(state)
     qtbot.addWidget(p)
     assert p.count_spin.value() == 16 and p.seed_spin.value() == 0  # the form as it opens
-    with qtbot.waitSignal(p.sampling_finished, timeout=120000):
+    with qtbot.waitSignal(p.sampling_finished, timeout=300000):
         p.sample()
     gui = p.frames[-1].x
     p.shutdown(5000)
