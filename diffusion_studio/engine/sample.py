@@ -655,25 +655,28 @@ def _run_to_end(steps: Iterator[SampleStep], should_stop) -> torch.Tensor:
 def denoise_from(model: nn.Module, schedule: NoiseSchedule, x0: torch.Tensor, t: int, *,
                  noise: torch.Tensor | None = None, sampler: SamplerConfig | None = None, seed: int = 0,
                  labels: torch.Tensor | None = None, device: torch.device | str = "cpu", precision: str = "fp32",
-                 should_stop=None) -> tuple[torch.Tensor, torch.Tensor]:
+                 should_stop=None, guide: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """"Denoise from here" (SDEdit, Meng et al. 2022): noise real digits to x_t with the
     forward process, then run the reverse process from t down to 0.
 
     x0: (n, C, 28, 28) in [-1, 1]; noise: the eps of q_sample (default: drawn from
     ``seed + 1``). Small t gives the same digit back; past some t the reverse
-    process is free to make another one. Returns (x_t, x_0 result), both on the CPU.
+    process is free to make another one. ``guide``: for autoguidance, as in ``sample_steps``.
+    Returns (x_t, x_0 result), both on the CPU.
     """
     if noise is None:
         noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(int(seed) + 1))
     x_t = schedule.q_sample(x0.float().cpu(), torch.full((len(x0),), int(t), dtype=torch.long), noise.float().cpu())
     result = _run_to_end(sample_steps(model, schedule, len(x0), sampler=sampler, labels=labels, seed=seed,
-                                      device=device, precision=precision, x_T=x_t, start_t=int(t)), should_stop)
+                                      device=device, precision=precision, x_T=x_t, start_t=int(t), guide=guide),
+                         should_stop)
     return x_t, result
 
 
 def identity_kept(model: nn.Module, schedule: NoiseSchedule, x0: torch.Tensor, labels, classify, ts, *,
                   sampler: SamplerConfig | None = None, seed: int = 0, device: torch.device | str = "cpu",
-                  precision: str = "fp32", should_stop=None, progress=None) -> list[tuple[int, float]]:
+                  precision: str = "fp32", should_stop=None, progress=None,
+                  guide: nn.Module | None = None) -> list[tuple[int, float]]:
     """The share of digits that keep their label after "denoise from t", for each t in ``ts``.
 
     classify: uint8 (n, 28, 28) -> (n,) predicted labels (the offline metric's
@@ -685,7 +688,7 @@ def identity_kept(model: nn.Module, schedule: NoiseSchedule, x0: torch.Tensor, l
     out = []
     for i, t in enumerate(sorted({int(v) for v in ts if 1 <= int(v) <= schedule.timesteps})):
         _, result = denoise_from(model, schedule, x0, t, noise=noise, sampler=sampler, seed=seed, device=device,
-                                 precision=precision, should_stop=should_stop)
+                                 precision=precision, should_stop=should_stop, guide=guide)
         predicted = np.asarray(classify(_to_uint8(result)))
         out.append((t, float((predicted == labels).mean())))
         if progress is not None:

@@ -506,7 +506,7 @@ class NoisePanel(QWidget):
             x_t = loaded.schedule.q_sample(x0, torch.full((len(x0),), t, dtype=torch.long), noise)
             x = x_t
             for step in sample_steps(loaded.model, loaded.schedule, len(x0), sampler=sampler, x_T=x_t, start_t=t,
-                                     device=loaded.device):
+                                     device=loaded.device, guide=loaded.guide):
                 if should_stop():
                     raise SamplingStopped()
                 x = step.x
@@ -572,7 +572,7 @@ class NoisePanel(QWidget):
 
             clf = ensure_classifier(data, should_stop=should_stop)
             return identity_kept(loaded.model, loaded.schedule, x0, labels, lambda u: clf.predict(u)[1].argmax(1), ts,
-                                 sampler=sampler, device=loaded.device, should_stop=should_stop,
+                                 sampler=sampler, device=loaded.device, should_stop=should_stop, guide=loaded.guide,
                                  progress=lambda i, n: report(f"Identity curve: {i} of {n} t values done…"))
 
         worker = TaskWorker(job, "the identity curve")

@@ -310,3 +310,37 @@ def test_a_mosaic_fits_its_box_whatever_the_boxs_shape(qtbot):
     pix = view.pixmap()
     assert pix.width() <= 900 and pix.height() <= 200
     assert pix.width() >= 0.85 * 892  # the strip fills the width
+
+
+def test_denoise_from_here_uses_the_models_guide_as_the_sampler_does(qtbot, tiny_data, tiny_model_checkpoint,
+                                                                      tmp_path, monkeypatch):
+    """"With the sampler panel's settings": a model with a guide network denoises with autoguidance,
+    in the animation and in the identity curve alike."""
+    from diffusion_studio.engine import sample as S
+    from diffusion_studio.engine.checkpoint import attach_guide, load_checkpoint, load_model, save_checkpoint
+
+    payload = load_checkpoint(tiny_model_checkpoint)
+    save_checkpoint(tmp_path / "guided.pt", attach_guide(payload, payload, "early.pt"))
+    guides = []
+    real = S.sample_steps
+
+    def spy(*args, **kwargs):
+        guides.append((kwargs.get("guide"), kwargs["sampler"].autoguidance))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(S, "sample_steps", spy)
+    panel = make_panel(qtbot, tiny_data, k=4)
+    panel.state.set_data(tiny_data, None)
+    loaded = load_model(tmp_path / "guided.pt")
+    panel.state.set_model(loaded, "trained: tiny with a guide")
+    panel.set_t(30)
+    with qtbot.waitSignal(panel.denoise_finished, timeout=120000):
+        assert panel.denoise_from_here()
+    curve_button = panel.findChild(type(panel.denoise_button), "identityCurveButton")
+    qtbot.waitUntil(lambda: curve_button.isEnabled(), timeout=10000)
+    with qtbot.waitSignal(panel.identity_finished, timeout=120000):
+        assert panel.identity_curve([10, 20])
+    want = panel.state.current_sampler_config().autoguidance
+    assert want > 0 and len(guides) == 3 and all(g is loaded.guide and w == want for g, w in guides)
+    qtbot.waitUntil(lambda: curve_button.isEnabled(), timeout=10000)
+    panel.shutdown()
