@@ -563,7 +563,8 @@ def slerp(a: torch.Tensor, b: torch.Tensor, w: float) -> torch.Tensor:
 
 def interpolate(model: nn.Module, schedule: NoiseSchedule, seed_a: int, seed_b: int, *, count: int = 9,
                 steps: int = DEFAULT_DDIM_STEPS, label: int | None = None, guidance: float = DEFAULT_GUIDANCE,
-                device: torch.device | str = "cpu", precision: str = "fp32", should_stop=None) -> torch.Tensor:
+                device: torch.device | str = "cpu", precision: str = "fp32", should_stop=None,
+                guide: nn.Module | None = None, autoguidance: float = DEFAULT_AUTOGUIDANCE) -> torch.Tensor:
     """Digits made from ``count`` points on the great circle between the x_T of two seeds.
 
     Deterministic DDIM (eta = 0), so each image is a function of its x_T alone and
@@ -575,7 +576,8 @@ def interpolate(model: nn.Module, schedule: NoiseSchedule, seed_a: int, seed_b: 
     over [-6, 4] instead of [-1, 1]).
     Returns (count, C, 28, 28) float32 on the CPU, unclipped; the ends are exactly
     what DDIM with eta = 0 makes from seed_a and seed_b. ``label``/``guidance``: for a
-    class-conditional model. Raises SamplingStopped when should_stop() turns true.
+    class-conditional model; ``guide``/``autoguidance``: for a model with a guide network.
+    Raises SamplingStopped when should_stop() turns true.
     """
     if count < 2:
         raise ValueError(f"an interpolation needs at least 2 images, got {count}")
@@ -584,10 +586,10 @@ def interpolate(model: nn.Module, schedule: NoiseSchedule, seed_a: int, seed_b: 
     b = initial_noise(1, seed_b, channels=channels, device=device)
     x_T = torch.cat([slerp(a, b, float(w)) for w in torch.linspace(0, 1, count)])
     sampler = SamplerConfig(kind="ddim", steps=min(steps, schedule.timesteps), eta=0.0, guidance=guidance,
-                            clip_x0=True)
+                            clip_x0=True, autoguidance=autoguidance)
     labels = None if label is None else torch.full((count,), int(label), dtype=torch.long)
     return _run_to_end(sample_steps(model, schedule, count, sampler=sampler, labels=labels, seed=seed_a,
-                                    device=device, precision=precision, x_T=x_T), should_stop)
+                                    device=device, precision=precision, x_T=x_T, guide=guide), should_stop)
 
 
 GUIDANCE_SWEEP = (0.0, 0.5, 1.0, 2.0, 4.0)

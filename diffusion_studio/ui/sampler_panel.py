@@ -618,6 +618,7 @@ class SamplerPanel(QWidget):
         labels = self.labels(1)
         label = None if labels is None else int(labels[0])
         guidance = self.guidance_spin.value()
+        autoguidance = self.sampler_config().autoguidance  # 0 without a guide
 
         def job(should_stop, report):
             from ..engine.device import choose_precision
@@ -625,11 +626,13 @@ class SamplerPanel(QWidget):
 
             p = choose_precision("auto", loaded.device, mode="sample", model_config=loaded.model_config).precision
             x = interpolate(loaded.model, loaded.schedule, seed_a, seed_b, count=9, steps=steps, label=label,
-                            guidance=guidance, device=loaded.device, precision=p, should_stop=should_stop)
+                            guidance=guidance, device=loaded.device, precision=p, should_stop=should_stop,
+                            guide=loaded.guide, autoguidance=autoguidance)
             return model_to_uint8(x)
 
         caption = (f"seed {seed_a} → seed {seed_b}: 9 points on the great circle between their x_T (slerp), "
-                   f"DDIM {steps} steps, η = 0" + ("" if label is None else f", digit {label}, w = {guidance:g}"))
+                   f"DDIM {steps} steps, η = 0" + ("" if label is None else f", digit {label}, w = {guidance:g}")
+                   + (f", autoguidance g = {autoguidance:g}" if loaded.guide is not None and autoguidance > 0 else ""))
         return self._start_task(job, "interpolation", caption, f"interpolation-seed{seed_a}-seed{seed_b}")
 
     def guidance_sweep(self) -> bool:

@@ -253,6 +253,15 @@ def test_autoguidance_only_for_models_with_a_guide(qtbot, panel, tiny_checkpoint
         qtbot.mouseClick(panel.sweep_button, sp.Qt.MouseButton.LeftButton)
     assert blocker.args[0] == "completed" and panel.explore_strip.shape == (5, 28, 28)
     assert "autoguidance g = 0, 0.5, 1, 2, 4, away from a guide of 1.0 epochs" in panel.explore_caption.text()
+    # and the interpolation steers with the form's weight too
+    from diffusion_studio.engine import sample as engine_sample
+
+    monkeypatch.setattr(engine_sample, "sample_steps", spy)
+    seen.clear()
+    with qtbot.waitSignal(panel.sampling_finished, timeout=60000):
+        assert panel.interpolate()
+    assert seen["guide"] is panel.state.model.guide and seen["sampler"].autoguidance == 1.25
+    assert "autoguidance g = 1.25" in panel.explore_caption.text()
 
 
 @pytest.mark.slow
