@@ -15,7 +15,7 @@ from diffusion_studio.engine.sample import SamplerConfig, sample
 
 def test_bundled_model_is_the_default_recipe_and_samples():
     path = default_checkpoint_path()
-    assert path.stat().st_size < 8 * 2**20  # a few MB at most
+    assert path.stat().st_size < 12 * 2**20  # a few MB: the model, and its guide in bfloat16
     payload = load_checkpoint(path)
     assert "optimizer" not in payload and payload["meta"]["weights_are_ema"] is True
     loaded = load_model(path)
@@ -27,7 +27,11 @@ def test_bundled_model_is_the_default_recipe_and_samples():
     # (an epoch the time budget cut short is logged at its fraction, 6.7 for 70% of epoch 7)
     assert len(epochs) >= 3 and payload["best"]["epoch"] == math.ceil(best["epoch"])
     assert payload["best"]["val_loss"] == best["val_loss"]
-    x = sample(loaded.model, loaded.schedule, 4, sampler=SamplerConfig(kind="ddim", steps=3), seed=0)
+    # its autoguidance guide: the same network, an early state of the same run (README "The bundled models")
+    assert loaded.guide is not None and loaded.guide.config == loaded.model_config
+    assert payload["guide"]["epochs_trained"] < loaded.epochs_trained / 4
+    x = sample(loaded.model, loaded.schedule, 4, sampler=SamplerConfig(kind="ddim", steps=3), seed=0,
+               guide=loaded.guide)
     assert x.shape == (4, 1, 28, 28) and torch.isfinite(x).all()
 
 
@@ -40,6 +44,7 @@ def test_bundled_conditional_model_samples_the_asked_digit_path():
     loaded = load_model(path)
     default = PRESETS["default"]
     assert loaded.model_config == default.model  # the default recipe as it is: class-conditional
+    assert loaded.guide is None  # classifier-free guidance is its guidance
     x = sample(loaded.model, loaded.schedule, 2, sampler=SamplerConfig(kind="ddim", steps=3),
                labels=torch.tensor([3, 7]), seed=0)
     assert x.shape == (2, 1, 28, 28) and torch.isfinite(x).all()
