@@ -47,6 +47,19 @@ def run_sampling(qtbot, panel, n=6):
     return blocker.args[0]
 
 
+def record_sample_steps(monkeypatch, module) -> dict:
+    """Wrap ``module.sample_steps`` so the keyword arguments of its latest call land in the returned dict."""
+    seen = {}
+    real = module.sample_steps
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, "sample_steps", spy)
+    return seen
+
+
 def test_needs_a_model(qtbot):
     p = sp.SamplerPanel(AppState())
     qtbot.addWidget(p)
@@ -185,14 +198,7 @@ def test_digit_and_guidance_only_for_conditional_models(qtbot, panel, tiny_condi
     info = panel.model_info.text()
     assert "class-conditional" in info and f"{panel.state.model.epochs_trained:g} epochs" in info
     # what the worker is asked for: every image a 3, guided with w = 1.5
-    seen = {}
-    real = sp_workers.sample_steps
-
-    def spy(*args, **kwargs):
-        seen.update(kwargs)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(sp_workers, "sample_steps", spy)
+    seen = record_sample_steps(monkeypatch, sp_workers)
     panel.digit_combo.setCurrentIndex(panel.digit_combo.findData(3))
     panel.guidance_spin.setValue(1.5)
     assert run_sampling(qtbot, panel, n=5) == "finished"
@@ -235,14 +241,7 @@ def test_autoguidance_only_for_models_with_a_guide(qtbot, panel, tiny_checkpoint
     qtbot.waitUntil(lambda: panel.model_info.height() >= panel.model_info.heightForWidth(panel.model_info.width()))
     assert panel.model_info.heightForWidth(panel.model_info.width()) > 2 * panel.model_info.fontMetrics().height()
     assert panel.sampler_config().autoguidance == SamplerConfig().autoguidance  # the engine's default
-    seen = {}
-    real = sp_workers.sample_steps
-
-    def spy(*args, **kwargs):
-        seen.update(kwargs)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(sp_workers, "sample_steps", spy)
+    seen = record_sample_steps(monkeypatch, sp_workers)
     panel.autoguidance_spin.setValue(1.25)
     assert run_sampling(qtbot, panel, n=4) == "finished"
     assert seen["sampler"].autoguidance == 1.25 and seen["guide"] is panel.state.model.guide
@@ -256,8 +255,7 @@ def test_autoguidance_only_for_models_with_a_guide(qtbot, panel, tiny_checkpoint
     # and the interpolation steers with the form's weight too
     from diffusion_studio.engine import sample as engine_sample
 
-    monkeypatch.setattr(engine_sample, "sample_steps", spy)
-    seen.clear()
+    seen = record_sample_steps(monkeypatch, engine_sample)
     with qtbot.waitSignal(panel.sampling_finished, timeout=60000):
         assert panel.interpolate()
     assert seen["guide"] is panel.state.model.guide and seen["sampler"].autoguidance == 1.25
