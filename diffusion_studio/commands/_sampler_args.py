@@ -14,7 +14,8 @@ from ..engine import defaults as D
 
 
 def add_sampler_arguments(p: argparse.ArgumentParser) -> None:
-    """--sampler, --steps, --eta, --variance, --clip-x0, --guidance and --autoguidance, each defaulting to None
+    """--sampler, --steps, --eta, --variance, --clip-x0, --guidance, --autoguidance and
+    --autoguidance-min-t, each defaulting to None
     (= ``SamplerConfig``'s field default, named in the help)."""
     g = p.add_argument_group("reverse process (defaults: the app's, as in the GUI's sampler form)")
     g.add_argument("--sampler", choices=D.SAMPLER_KINDS, default=D.DEFAULT_SAMPLER,
@@ -38,6 +39,9 @@ def add_sampler_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"autoguidance weight for models that carry a guide network, a weaker version of "
                         f"themselves (default {D.DEFAULT_AUTOGUIDANCE:g}; the bundled 'default' has one; "
                         "ignored for models without one)")
+    g.add_argument("--autoguidance-min-t", type=int, default=None, metavar="T",
+                   help=f"autoguidance only at steps whose t is above this, 0 = every step (default "
+                        f"{D.DEFAULT_AUTOGUIDANCE_MIN_T}: the last, low-noise steps go unguided)")
 
 
 def sampler_from_args(args: argparse.Namespace):
@@ -45,5 +49,6 @@ def sampler_from_args(args: argparse.Namespace):
     from ..engine.sample import SamplerConfig
 
     given = {"kind": args.sampler, "steps": args.steps, "eta": args.eta, "variance": args.variance,
-             "clip_x0": args.clip_x0, "guidance": args.guidance, "autoguidance": args.autoguidance}
+             "clip_x0": args.clip_x0, "guidance": args.guidance, "autoguidance": args.autoguidance,
+             "autoguidance_min_t": args.autoguidance_min_t}
     return SamplerConfig(**{k: v for k, v in given.items() if v is not None})

@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     precision = choice.precision
     print(f"sampling on {device.type}, {choice.describe()}", file=sys.stderr, flush=True)
     if loaded.guide is not None:
-        print(f"autoguidance {sampler.autoguidance:g} with the checkpoint's guide network ({loaded.guide_info})"
+        above = f" above t = {sampler.autoguidance_min_t}" if sampler.autoguidance_min_t else ""
+        print(f"autoguidance {sampler.autoguidance:g}{above} with the checkpoint's guide network ({loaded.guide_info})"
               + (" (off)" if sampler.autoguidance == 0 else ""), file=sys.stderr, flush=True)
     labels = None
     if args.label is not None:

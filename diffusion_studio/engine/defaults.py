@@ -50,6 +50,9 @@ DEFAULT_GUIDANCE = 0.1
 # 93.9% confident against g = 0 FD 3.77 and 91.1%. README "The bundled models".
 DEFAULT_AUTOGUIDANCE = 0.5
 
+# the guidance interval: autoguidance only at steps whose t is above this (0 = every step)
+DEFAULT_AUTOGUIDANCE_MIN_T = 0
+
 # ---- training
 PRESET_NAMES = ("default", "plain", "report")
 # the default preset's training settings (presets.PRESETS["default"] is built from them, and the

@@ -286,6 +286,7 @@ def _generate(loaded, config: EvaluationConfig, device, precision: str, progress
         "clip_x0": sampler.clips_x0,
         "guidance": sampler.guidance if conditional else None,
         "autoguidance": sampler.autoguidance if guide is not None else None,
+        "autoguidance_min_t": sampler.autoguidance_min_t if guide is not None else None,
         "guide": loaded.guide_info if guide is not None else None,
         "labels": "balanced: image i has label i mod 10" if conditional else None,
         "seed": config.seed,

@@ -103,7 +103,9 @@ def render_html(evaluation: Evaluation) -> str:
              f"<p>{gen['n']:,} digits generated with the <b>{e(gen['sampler'].upper())}</b> sampler, "
              f"{gen['sampler_steps']} steps"
              + (f", classifier-free guidance w = {gen['guidance']:g}" if gen.get("guidance") is not None else "")
-             + (f", autoguidance g = {gen['autoguidance']:g} (guide: {e(str(gen.get('guide')))})"
+             + (f", autoguidance g = {gen['autoguidance']:g}"
+                + (f" above t = {gen['autoguidance_min_t']}" if gen.get("autoguidance_min_t") else "")
+                + f" (guide: {e(str(gen.get('guide')))})"
                 if gen.get("autoguidance") is not None else "")
              + f", seed {gen['seed']} ({e(gen['precision'])}, {gen['seconds']:.1f} s).</p>"]
     for err in r.get("errors", []):

@@ -25,8 +25,8 @@ SAMPLER_KINDS: tuple[str, ...] = get_args(SamplerKind)
 VarianceKind = Literal["posterior", "beta"]
 VARIANCE_KINDS: tuple[str, ...] = get_args(VarianceKind)
 from .defaults import (  # noqa: F401 - re-exported: the engine's names for the app's defaults
-    DEFAULT_AUTOGUIDANCE, DEFAULT_CLIP_X0, DEFAULT_DDIM_ETA, DEFAULT_DDIM_STEPS, DEFAULT_DPM_CLIP_X0, DEFAULT_DPM_STEPS,
-    DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_VARIANCE,
+    DEFAULT_AUTOGUIDANCE, DEFAULT_AUTOGUIDANCE_MIN_T, DEFAULT_CLIP_X0, DEFAULT_DDIM_ETA, DEFAULT_DDIM_STEPS,
+    DEFAULT_DPM_CLIP_X0, DEFAULT_DPM_STEPS, DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_VARIANCE,
 )
 MAX_GUIDANCE = 100.0
 
@@ -52,6 +52,9 @@ class SamplerConfig:
               guide network, a weaker version of itself: eps = eps(x, t) + g (eps(x, t) -
               eps_guide(x, t)). Used only when a guide is given (``LoadedModel.guide``).
               With labels both apply: eps = eps_cfg + g (eps(x, t, y) - eps_guide(x, t, y)).
+    autoguidance_min_t: autoguidance applies only at steps whose t is above this (a guidance
+              interval, after Kynkaenniemi et al. 2024): the last, low-noise steps, which
+              draw the strokes' fine detail, go unguided. 0 = every step.
 
     The field defaults are the app's defaults, for every front end: the GUI's
     sampler form, ``sample``, ``evaluate`` and the benchmarks read them here.
@@ -64,6 +67,7 @@ class SamplerConfig:
     clip_x0: bool | None = None
     guidance: float = DEFAULT_GUIDANCE
     autoguidance: float = DEFAULT_AUTOGUIDANCE
+    autoguidance_min_t: int = DEFAULT_AUTOGUIDANCE_MIN_T
 
     def __post_init__(self) -> None:
         if self.kind not in SAMPLER_KINDS:
@@ -78,6 +82,9 @@ class SamplerConfig:
             raise ValueError(f"guidance must be a number in 0..{MAX_GUIDANCE:g}, got {self.guidance}")
         if not (0.0 <= self.autoguidance <= MAX_GUIDANCE):
             raise ValueError(f"autoguidance must be a number in 0..{MAX_GUIDANCE:g}, got {self.autoguidance}")
+        if isinstance(self.autoguidance_min_t, bool) or not isinstance(self.autoguidance_min_t, int) \
+                or self.autoguidance_min_t < 0:
+            raise ValueError(f"autoguidance_min_t must be a whole timestep >= 0, got {self.autoguidance_min_t!r}")
 
     @property
     def takes_steps(self) -> bool:
@@ -126,7 +133,8 @@ class SamplerConfig:
         if self.clips_x0:
             parts.append("x_0 clipped")
         parts.append(f"guidance {self.guidance:g} (class-conditional models)")
-        parts.append(f"autoguidance {self.autoguidance:g} (models with a guide)")
+        above = f" above t = {self.autoguidance_min_t}" if self.autoguidance_min_t and self.autoguidance else ""
+        parts.append(f"autoguidance {self.autoguidance:g}{above} (models with a guide)")
         return ", ".join(parts)
 
     def to_dict(self) -> dict:
@@ -461,10 +469,12 @@ def sample_steps(
             for i, t in enumerate(ts):
                 t_prev = ts[i + 1] if i + 1 < len(ts) else 0
                 t_batch = torch.full((n,), t, device=device, dtype=torch.long)
+                guided = guide is not None and t > sampler.autoguidance_min_t  # the guidance interval
                 eps = _predict_eps(
                     model, x.contiguous(memory_format=memory_format), t_batch, labels,
                     sampler.guidance if guidance is None else guidance, num_classes, device, precision,
-                    guide=guide, autoguidance=sampler.autoguidance if autoguidance is None else autoguidance,
+                    guide=guide if guided else None,
+                    autoguidance=sampler.autoguidance if autoguidance is None else autoguidance,
                 )
                 # z for this step, drawn only where the step uses one (the generator's
                 # stream is part of what a seed means: keep the order of draws)
@@ -564,7 +574,8 @@ def slerp(a: torch.Tensor, b: torch.Tensor, w: float) -> torch.Tensor:
 def interpolate(model: nn.Module, schedule: NoiseSchedule, seed_a: int, seed_b: int, *, count: int = 9,
                 steps: int = DEFAULT_DDIM_STEPS, label: int | None = None, guidance: float = DEFAULT_GUIDANCE,
                 device: torch.device | str = "cpu", precision: str = "fp32", should_stop=None,
-                guide: nn.Module | None = None, autoguidance: float = DEFAULT_AUTOGUIDANCE) -> torch.Tensor:
+                guide: nn.Module | None = None, autoguidance: float = DEFAULT_AUTOGUIDANCE,
+                autoguidance_min_t: int = DEFAULT_AUTOGUIDANCE_MIN_T) -> torch.Tensor:
     """Digits made from ``count`` points on the great circle between the x_T of two seeds.
 
     Deterministic DDIM (eta = 0), so each image is a function of its x_T alone and
@@ -576,7 +587,8 @@ def interpolate(model: nn.Module, schedule: NoiseSchedule, seed_a: int, seed_b: 
     over [-6, 4] instead of [-1, 1]).
     Returns (count, C, 28, 28) float32 on the CPU, unclipped; the ends are exactly
     what DDIM with eta = 0 makes from seed_a and seed_b. ``label``/``guidance``: for a
-    class-conditional model; ``guide``/``autoguidance``: for a model with a guide network.
+    class-conditional model; ``guide``/``autoguidance``/``autoguidance_min_t``: for a model with a
+    guide network.
     Raises SamplingStopped when should_stop() turns true.
     """
     if count < 2:
@@ -586,7 +598,7 @@ def interpolate(model: nn.Module, schedule: NoiseSchedule, seed_a: int, seed_b: 
     b = initial_noise(1, seed_b, channels=channels, device=device)
     x_T = torch.cat([slerp(a, b, float(w)) for w in torch.linspace(0, 1, count)])
     sampler = SamplerConfig(kind="ddim", steps=min(steps, schedule.timesteps), eta=0.0, guidance=guidance,
-                            clip_x0=True, autoguidance=autoguidance)
+                            clip_x0=True, autoguidance=autoguidance, autoguidance_min_t=autoguidance_min_t)
     labels = None if label is None else torch.full((count,), int(label), dtype=torch.long)
     return _run_to_end(sample_steps(model, schedule, count, sampler=sampler, labels=labels, seed=seed_a,
                                     device=device, precision=precision, x_T=x_T, guide=guide), should_stop)
@@ -622,12 +634,13 @@ def guidance_sweep(model: nn.Module, schedule: NoiseSchedule, label: int, seed: 
 def autoguidance_sweep(model: nn.Module, guide: nn.Module, schedule: NoiseSchedule, seed: int, *,
                        weights=GUIDANCE_SWEEP, label: int | None = None, steps: int = DEFAULT_DDIM_STEPS,
                        device: torch.device | str = "cpu", precision: str = "fp32",
-                       should_stop=None) -> torch.Tensor:
+                       should_stop=None, autoguidance_min_t: int = DEFAULT_AUTOGUIDANCE_MIN_T) -> torch.Tensor:
     """One seed, several autoguidance weights g, in one batch: the guidance sweep for a model
     with a guide network (an unconditional model has no label for classifier-free guidance).
 
     Every image starts from the same x_T and runs deterministic DDIM (eta = 0, x_0 clipped
-    as in ``interpolate``), so the strip differs only in g. ``label``: a digit for a
+    as in ``interpolate``), so the strip differs only in g, each applied above
+    ``autoguidance_min_t`` as in sampling. ``label``: a digit for a
     class-conditional model (its classifier-free guidance off). Returns
     (len(weights), C, 28, 28) float32 on the CPU, unclipped.
     """
@@ -636,7 +649,8 @@ def autoguidance_sweep(model: nn.Module, guide: nn.Module, schedule: NoiseSchedu
     k = len(weights)
     channels = getattr(getattr(model, "config", None), "image_channels", 1)
     x_T = initial_noise(1, seed, channels=channels, device=device).expand(k, -1, -1, -1).contiguous()
-    sampler = SamplerConfig(kind="ddim", steps=min(steps, schedule.timesteps), eta=0.0, clip_x0=True, guidance=0.0)
+    sampler = SamplerConfig(kind="ddim", steps=min(steps, schedule.timesteps), eta=0.0, clip_x0=True, guidance=0.0,
+                            autoguidance_min_t=autoguidance_min_t)
     g = torch.tensor([float(v) for v in weights])
     for v in g.tolist():
         SamplerConfig(autoguidance=v)  # validates each weight (finite, 0..MAX_GUIDANCE)

@@ -196,6 +196,9 @@ class SamplerPanel(QWidget):
         self.autoguidance_spin = QDoubleSpinBox(objectName="autoguidanceSpin", decimals=2, minimum=0.0, maximum=20.0,
                                                 singleStep=0.25, value=SamplerConfig().autoguidance)
         form.addRow("Autoguidance", self.autoguidance_spin)
+        self.autoguidance_min_t_spin = QSpinBox(objectName="autoguidanceMinTSpin", minimum=0, maximum=10_000,
+                                                value=SamplerConfig().autoguidance_min_t)
+        form.addRow("Autoguide above t", self.autoguidance_min_t_spin)
         self.clip_check = QCheckBox("Clip predicted x_0 to [−1, 1]", objectName="clipX0Check",
                                     checked=SamplerConfig().clips_x0)
         self.clip_check.setToolTip(
@@ -441,6 +444,11 @@ class SamplerPanel(QWidget):
             self.guidance_spin.setToolTip(why)
         guide = self._guide_info()
         self.autoguidance_spin.setEnabled(guide is not None and not running)
+        self.autoguidance_min_t_spin.setEnabled(guide is not None and not running)
+        self.autoguidance_min_t_spin.setToolTip(
+            "Autoguidance applies only at steps whose t is above this (a guidance interval): the last, "
+            "low-noise steps, which draw the strokes' detail, go unguided; 0 = every step"
+            if guide is not None else "This model has no guide network")
         self.autoguidance_spin.setToolTip(
             "Autoguidance weight g (Karras et al. 2024): ε = ε(x, t) + g (ε(x, t) − ε_guide(x, t)), steering "
             f"away from the errors of a weaker version of this model, its guide ({guide}); 0 = off "
@@ -500,6 +508,7 @@ class SamplerPanel(QWidget):
             clip_x0=self.clip_check.isChecked(),
             guidance=self.guidance_spin.value() if self._conditional() else 0.0,
             autoguidance=self.autoguidance_spin.value() if self._guide_info() is not None else 0.0,
+            autoguidance_min_t=self.autoguidance_min_t_spin.value(),
         )
 
     def labels(self, n: int):
@@ -618,7 +627,8 @@ class SamplerPanel(QWidget):
         labels = self.labels(1)
         label = None if labels is None else int(labels[0])
         guidance = self.guidance_spin.value()
-        autoguidance = self.sampler_config().autoguidance  # 0 without a guide
+        config = self.sampler_config()
+        autoguidance, min_t = config.autoguidance, config.autoguidance_min_t  # g = 0 without a guide
 
         def job(should_stop, report):
             from ..engine.device import choose_precision
@@ -627,12 +637,13 @@ class SamplerPanel(QWidget):
             p = choose_precision("auto", loaded.device, mode="sample", model_config=loaded.model_config).precision
             x = interpolate(loaded.model, loaded.schedule, seed_a, seed_b, count=9, steps=steps, label=label,
                             guidance=guidance, device=loaded.device, precision=p, should_stop=should_stop,
-                            guide=loaded.guide, autoguidance=autoguidance)
+                            guide=loaded.guide, autoguidance=autoguidance, autoguidance_min_t=min_t)
             return model_to_uint8(x)
 
         caption = (f"seed {seed_a} → seed {seed_b}: 9 points on the great circle between their x_T (slerp), "
                    f"DDIM {steps} steps, η = 0" + ("" if label is None else f", digit {label}, w = {guidance:g}")
-                   + (f", autoguidance g = {autoguidance:g}" if loaded.guide is not None and autoguidance > 0 else ""))
+                   + (f", autoguidance g = {autoguidance:g}" + (f" above t = {min_t}" if min_t else "")
+                      if loaded.guide is not None and autoguidance > 0 else ""))
         return self._start_task(job, "interpolation", caption, f"interpolation-seed{seed_a}-seed{seed_b}")
 
     def guidance_sweep(self) -> bool:
@@ -671,6 +682,7 @@ class SamplerPanel(QWidget):
     def _autoguidance_sweep(self, loaded, weights) -> bool:
         seed = self.seed_spin.value()
         steps = min(self.steps_spin.value(), loaded.schedule.timesteps)
+        min_t = self.autoguidance_min_t_spin.value()
 
         def job(should_stop, report):
             from ..engine.device import choose_precision
@@ -678,11 +690,13 @@ class SamplerPanel(QWidget):
 
             p = choose_precision("auto", loaded.device, mode="sample", model_config=loaded.model_config).precision
             x = autoguidance_sweep(loaded.model, loaded.guide, loaded.schedule, seed, weights=weights, steps=steps,
-                                   device=loaded.device, precision=p, should_stop=should_stop)
+                                   device=loaded.device, precision=p, should_stop=should_stop,
+                                   autoguidance_min_t=min_t)
             return model_to_uint8(x)
 
-        caption = (f"seed {seed}: autoguidance g = {', '.join(f'{g:g}' for g in weights)}, away from a guide of "
-                   f"{loaded.guide_epochs:.1f} epochs (DDIM {steps} steps, η = 0, same x_T)")
+        above = f" above t = {min_t}" if min_t else ""
+        caption = (f"seed {seed}: autoguidance g = {', '.join(f'{g:g}' for g in weights)}{above}, away from a guide "
+                   f"of {loaded.guide_epochs:.1f} epochs (DDIM {steps} steps, η = 0, same x_T)")
         return self._start_task(job, "autoguidance sweep", caption, f"autoguidance-sweep-seed{seed}")
 
     def nearest_neighbours(self) -> bool:

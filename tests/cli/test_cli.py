@@ -93,6 +93,8 @@ def test_noise_strip(tiny_mnist, tmp_path):
         (["sample", "--checkpoint", "junk.pt", "--n", "2", "--out", "x.jpg"], "must end in .png or .npz"),
         (["sample", "--checkpoint", "junk.pt", "--n", "2", "--out", "x.png", "--autoguidance", "-1"],
          "autoguidance must be a number in 0..100"),
+        (["sample", "--checkpoint", "junk.pt", "--n", "2", "--out", "x.png", "--autoguidance-min-t", "-5"],
+         "autoguidance_min_t must be a whole timestep >= 0"),
         (["noise", "--data", "nowhere", "--out", "n.png"], "MNIST was not found"),
         (["noise", "--data", "nowhere", "--t", "5,x", "--out", "n.png"], "comma-separated integers"),
         (["train", "--data", "nowhere", "--out", "r"], "train-images-idx3-ubyte.gz"),

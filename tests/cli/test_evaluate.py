@@ -87,6 +87,20 @@ def test_guidance_defaults_to_the_samplers_and_its_help_says_which():
     assert f"default {DEFAULT_GUIDANCE:g}" in text
 
 
+def test_the_autoguidance_interval_defaults_to_the_samplers_in_both_commands():
+    from diffusion_studio.cli import build_parser
+    from diffusion_studio.commands._sampler_args import sampler_from_args
+    from diffusion_studio.engine.sample import DEFAULT_AUTOGUIDANCE_MIN_T
+
+    for command in ("evaluate", "sample"):
+        base = [command, "--checkpoint", "x.pt"] + (["--out", "x.png"] if command == "sample" else [])
+        assert sampler_from_args(build_parser().parse_args(base)).autoguidance_min_t == DEFAULT_AUTOGUIDANCE_MIN_T
+        args = build_parser().parse_args(base + ["--autoguidance", "2", "--autoguidance-min-t", "40"])
+        assert (sampler_from_args(args).autoguidance, sampler_from_args(args).autoguidance_min_t) == (2.0, 40)
+        text = build_parser()._subparsers._group_actions[0].choices[command].format_help()
+        assert f"default {DEFAULT_AUTOGUIDANCE_MIN_T}" in text
+
+
 def test_bad_checkpoint_is_one_line(tmp_path, tiny_mnist):
     from diffusion_studio.cli import main
 

@@ -50,6 +50,47 @@ def test_autoguidance_steps_with_eps_plus_g_times_the_difference_from_the_guide(
     torch.testing.assert_close(_one_ddim_step(model, schedule, None, sampler, x_T), plain)
 
 
+class RecordsT(Constant):
+    """A Constant that records the timesteps it was called at."""
+
+    def __init__(self, value: float):
+        super().__init__(value)
+        self.seen_t = []
+
+    def forward(self, x, t, y=None):
+        self.seen_t.append(int(t[0]))
+        return super().forward(x, t, y)
+
+
+def test_the_guidance_interval_guides_only_steps_above_min_t_and_leaves_the_rest_to_the_model():
+    schedule = NoiseSchedule(ScheduleConfig(timesteps=10))
+    model, guide = RecordsT(0.3), RecordsT(-0.1)
+    x_T = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(3))
+    sampler = SamplerConfig(kind="ddim", steps=10, eta=0.0, autoguidance=0.5, autoguidance_min_t=4)
+    got = list(sample_steps(model, schedule, 2, sampler=sampler, x_T=x_T, guide=guide))
+    assert model.seen_t == list(range(10, 0, -1))
+    assert guide.seen_t == [10, 9, 8, 7, 6, 5]  # t > 4 only
+    # the same chain by hand: eps + g (eps - eps_guide) above t = 4, the model's eps from there on
+    x = x_T
+    for t in range(10, 0, -1):
+        eps = 0.3 + 0.5 * (0.3 - (-0.1)) if t > 4 else 0.3
+        x = ddim_step(schedule, x, torch.full_like(x, eps), t, t - 1, eta=0.0).prev_sample
+    torch.testing.assert_close(got[-1].x, x)
+    # 0 guides every step, as before the interval existed
+    guide.seen_t.clear()
+    list(sample_steps(model, schedule, 2, sampler=SamplerConfig(kind="ddim", steps=10, eta=0.0, autoguidance=0.5,
+                                                                autoguidance_min_t=0), x_T=x_T, guide=guide))
+    assert guide.seen_t == list(range(10, 0, -1))
+
+
+def test_the_guidance_interval_is_a_whole_timestep():
+    for bad in (-1, 2.5, True, "50"):
+        with pytest.raises(ValueError, match="autoguidance_min_t must be a whole timestep"):
+            SamplerConfig(autoguidance_min_t=bad)
+    assert "autoguidance 2 above t = 50" in SamplerConfig(autoguidance=2, autoguidance_min_t=50).describe(300)
+    assert SamplerConfig.from_dict(SamplerConfig(autoguidance_min_t=7).to_dict()).autoguidance_min_t == 7
+
+
 def test_with_labels_the_guide_sees_them_and_both_guidances_add_up():
     """eps = (1 + w) eps(x, t, y) - w eps(x, t, none) + g (eps(x, t, y) - eps_guide(x, t, y))."""
 

@@ -217,7 +217,7 @@ def test_the_form_opens_at_the_engine_defaults_for_a_conditional_model(qtbot, ti
     p = sp.SamplerPanel(state)
     qtbot.addWidget(p)
     form, default = p.sampler_config(), SamplerConfig()
-    fields = ("kind", "steps", "eta", "variance", "clips_x0", "guidance")  # (no guide: autoguidance is off)
+    fields = ("kind", "steps", "eta", "variance", "clips_x0", "guidance", "autoguidance_min_t")  # (no guide: g = 0)
     assert [getattr(form, f) for f in fields] == [getattr(default, f) for f in fields]
     for value in (0.25, 0.75, 1.5):  # the weights a person types are kept as typed
         p.guidance_spin.setValue(value)
@@ -229,6 +229,7 @@ def test_autoguidance_only_for_models_with_a_guide(qtbot, panel, tiny_checkpoint
 
     # the tiny model has no guide: the control is off, says why, and the form asks for none
     assert not panel.autoguidance_spin.isEnabled() and "no guide network" in panel.autoguidance_spin.toolTip()
+    assert not panel.autoguidance_min_t_spin.isEnabled()
     assert panel.sampler_config().autoguidance == 0.0
     payload = load_checkpoint(tiny_checkpoint)
     weak = {**payload, "ema_weights": None, "weights": {k: v * 0.5 if v.is_floating_point() else v
@@ -236,6 +237,7 @@ def test_autoguidance_only_for_models_with_a_guide(qtbot, panel, tiny_checkpoint
     save_checkpoint(tmp_path / "guided.pt", attach_guide(payload, weak, "early/best.pt"))
     panel.state.set_model(load_model(tmp_path / "guided.pt"), "trained: tiny with a guide")
     assert panel.autoguidance_spin.isEnabled() and "early/best.pt" in panel.autoguidance_spin.toolTip()
+    assert panel.autoguidance_min_t_spin.isEnabled() and "interval" in panel.autoguidance_min_t_spin.toolTip()
     assert "autoguidance guide of 1.0 epochs" in panel.model_info.text()
     # the model line, three lines long here, gets the height its text needs (it lost a line at each end)
     qtbot.waitUntil(lambda: panel.model_info.height() >= panel.model_info.heightForWidth(panel.model_info.width()))
@@ -243,15 +245,17 @@ def test_autoguidance_only_for_models_with_a_guide(qtbot, panel, tiny_checkpoint
     assert panel.sampler_config().autoguidance == SamplerConfig().autoguidance  # the engine's default
     seen = record_sample_steps(monkeypatch, sp_workers)
     panel.autoguidance_spin.setValue(1.25)
+    panel.autoguidance_min_t_spin.setValue(3)
     assert run_sampling(qtbot, panel, n=4) == "finished"
     assert seen["sampler"].autoguidance == 1.25 and seen["guide"] is panel.state.model.guide
+    assert seen["sampler"].autoguidance_min_t == 3
     assert "autoguidance 1.25" in panel.message.text()
     # the sweep compares autoguidance weights for it (it has no labels for classifier-free guidance)
     assert panel.sweep_button.isEnabled() and "autoguidance g = 0, 0.5, 1, 2, 4" in panel.sweep_button.toolTip()
     with qtbot.waitSignal(panel.sampling_finished, timeout=60000) as blocker:
         qtbot.mouseClick(panel.sweep_button, sp.Qt.MouseButton.LeftButton)
     assert blocker.args[0] == "completed" and panel.explore_strip.shape == (5, 28, 28)
-    assert "autoguidance g = 0, 0.5, 1, 2, 4, away from a guide of 1.0 epochs" in panel.explore_caption.text()
+    assert "autoguidance g = 0, 0.5, 1, 2, 4 above t = 3, away from a guide of 1.0 epochs" in panel.explore_caption.text()
     # and the interpolation steers with the form's weight too
     from diffusion_studio.engine import sample as engine_sample
 
@@ -259,7 +263,8 @@ def test_autoguidance_only_for_models_with_a_guide(qtbot, panel, tiny_checkpoint
     with qtbot.waitSignal(panel.sampling_finished, timeout=60000):
         assert panel.interpolate()
     assert seen["guide"] is panel.state.model.guide and seen["sampler"].autoguidance == 1.25
-    assert "autoguidance g = 1.25" in panel.explore_caption.text()
+    assert seen["sampler"].autoguidance_min_t == 3
+    assert "autoguidance g = 1.25 above t = 3" in panel.explore_caption.text()
 
 
 @pytest.mark.slow
