@@ -40,8 +40,8 @@ def add_sampler_arguments(p: argparse.ArgumentParser) -> None:
                         f"themselves (default {D.DEFAULT_AUTOGUIDANCE:g}; the bundled 'default' has one; "
                         "ignored for models without one)")
     g.add_argument("--autoguidance-min-t", type=int, default=None, metavar="T",
-                   help=f"autoguidance only at steps whose t is above this, 0 = every step (default "
-                        f"{D.DEFAULT_AUTOGUIDANCE_MIN_T}: the last, low-noise steps go unguided)")
+                   help="autoguidance only at steps whose t is above this, leaving the last, low-noise "
+                        f"steps to the model alone; 0 = every step (default {D.DEFAULT_AUTOGUIDANCE_MIN_T})")
 
 
 def sampler_from_args(args: argparse.Namespace):
