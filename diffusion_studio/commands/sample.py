@@ -43,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.device import choose_precision, resolve_device
     from ..engine.images import save_grid, save_npz
     from ..engine.sample import sample
+    from ..engine.text import guided_above
 
     out = Path(args.out)
     if out.suffix.lower() not in (".png", ".npz"):
@@ -59,8 +60,7 @@ def run(args: argparse.Namespace) -> int:
     precision = choice.precision
     print(f"sampling on {device.type}, {choice.describe()}", file=sys.stderr, flush=True)
     if loaded.guide is not None:
-        above = f" above t = {sampler.autoguidance_min_t}" if sampler.autoguidance_min_t else ""
-        print(f"autoguidance {sampler.autoguidance:g}{above} with the checkpoint's guide network ({loaded.guide_info})"
+        print(f"autoguidance {sampler.autoguidance:g}{guided_above(sampler.autoguidance_min_t)} with the checkpoint's guide network ({loaded.guide_info})"
               + (" (off)" if sampler.autoguidance == 0 else ""), file=sys.stderr, flush=True)
     labels = None
     if args.label is not None:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .charts import bar_chart, line_plot
+from .text import guided_above
 
 if TYPE_CHECKING:
     from .report import Evaluation
@@ -104,7 +105,7 @@ def render_html(evaluation: Evaluation) -> str:
              f"{gen['sampler_steps']} steps"
              + (f", classifier-free guidance w = {gen['guidance']:g}" if gen.get("guidance") is not None else "")
              + (f", autoguidance g = {gen['autoguidance']:g}"
-                + (f" above t = {gen['autoguidance_min_t']}" if gen.get("autoguidance_min_t") else "")
+                + guided_above(gen.get("autoguidance_min_t"))
                 + f" (guide: {e(str(gen.get('guide')))})"
                 if gen.get("autoguidance") is not None else "")
              + f", seed {gen['seed']} ({e(gen['precision'])}, {gen['seconds']:.1f} s).</p>"]

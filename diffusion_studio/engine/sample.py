@@ -19,6 +19,7 @@ from torch import nn
 from .device import autocast
 from .schedule import NoiseSchedule, _known_fields
 from .stopping import Stopped
+from .text import guided_above
 
 SamplerKind = Literal["ddpm", "ddim", "dpmpp2m"]
 SAMPLER_KINDS: tuple[str, ...] = get_args(SamplerKind)
@@ -133,7 +134,7 @@ class SamplerConfig:
         if self.clips_x0:
             parts.append("x_0 clipped")
         parts.append(f"guidance {self.guidance:g} (class-conditional models)")
-        above = f" above t = {self.autoguidance_min_t}" if self.autoguidance_min_t and self.autoguidance else ""
+        above = guided_above(self.autoguidance_min_t) if self.autoguidance else ""
         parts.append(f"autoguidance {self.autoguidance:g}{above} (models with a guide)")
         return ", ".join(parts)
 

@@ -26,6 +26,12 @@ def format_duration(seconds: float | None, *, words: bool = False) -> str:
     return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
 
 
+def guided_above(min_t: int | None) -> str:
+    """The autoguidance interval for people: " above t = 50", or "" when every step is guided
+    (``SamplerConfig.autoguidance_min_t`` 0 or unrecorded)."""
+    return f" above t = {min_t}" if min_t else ""
+
+
 def first_line(error: BaseException | str) -> str:
     """The first non-empty line of an error's message, or its type's name when it has none:
     what a status line or a one-line CLI error shows (never a traceback)."""

@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..engine.text import first_line
+from ..engine.text import first_line, guided_above
 from .imaging import gray_qimage, model_to_uint8, tile
 from .settings import CHECKPOINT_FOLDER, EXPORT_FOLDER, app_settings
 from .state import AppState
@@ -642,7 +642,7 @@ class SamplerPanel(QWidget):
 
         caption = (f"seed {seed_a} → seed {seed_b}: 9 points on the great circle between their x_T (slerp), "
                    f"DDIM {steps} steps, η = 0" + ("" if label is None else f", digit {label}, w = {guidance:g}")
-                   + (f", autoguidance g = {autoguidance:g}" + (f" above t = {min_t}" if min_t else "")
+                   + (f", autoguidance g = {autoguidance:g}{guided_above(min_t)}"
                       if loaded.guide is not None and autoguidance > 0 else ""))
         return self._start_task(job, "interpolation", caption, f"interpolation-seed{seed_a}-seed{seed_b}")
 
@@ -694,8 +694,8 @@ class SamplerPanel(QWidget):
                                    autoguidance_min_t=min_t)
             return model_to_uint8(x)
 
-        above = f" above t = {min_t}" if min_t else ""
-        caption = (f"seed {seed}: autoguidance g = {', '.join(f'{g:g}' for g in weights)}{above}, away from a guide "
+        caption = (f"seed {seed}: autoguidance g = {', '.join(f'{g:g}' for g in weights)}{guided_above(min_t)}, "
+                   "away from a guide "
                    f"of {loaded.guide_epochs:.1f} epochs (DDIM {steps} steps, η = 0, same x_T)")
         return self._start_task(job, "autoguidance sweep", caption, f"autoguidance-sweep-seed{seed}")
 
