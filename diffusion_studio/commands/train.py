@@ -200,7 +200,8 @@ def _train(args, out, data, preset, resume) -> int:
             f"{len(trainer.train_x)} train / "
             f"{len(trainer.val_x)} val digits; preset {preset.name}, schedule {trainer.schedule_config.kind} "
             f"T={trainer.schedule.timesteps}; batch {c.batch_size}, lr {c.lr:g}, patience {c.patience}, "
-            f"EMA {c.ema_decay or 'off'}" + (f"; resuming at epoch {trainer.epoch + 1}" if resume else "")
+            f"EMA {c.ema_decay or 'off'}"
+            + (f"; resuming at epoch {trainer.epoch + 1}, lr {trainer.next_lr():.2g}" if resume else "")
             + (f"; time budget {args.max_minutes:g} min" if args.max_minutes else ""),
             flush=True,
         )

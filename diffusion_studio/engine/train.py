@@ -330,8 +330,9 @@ def loss_bins(timesteps: int, bins: int = LOSS_BINS) -> list[int]:
 
 
 # what a resume may raise: the epochs, and the patience of early stopping. A resume gets a new
-# time budget and the cosine decay starts again from about the peak rate (a warm restart); the
-# validation loss then stayed above its old best for three and four epochs on the bundled model
+# time budget and the cosine decay starts again (a warm restart) from the rate the epoch schedule
+# has reached (``Trainer.next_lr``: near the peak early in a run, half of it half-way); the
+# validation loss then stayed above its old best for three to nine epochs on the bundled model
 # (README "The bundled models") before it fell below it, so a resume may ask to wait longer.
 # A lower value would be ignored (the Trainer keeps the larger), so it is a conflict.
 RESUMABLE = (("train", "epochs"), ("train", "patience"))
@@ -647,12 +648,23 @@ class Trainer:
         cfg = self.config
         if cfg.lr_schedule == "constant" and cfg.warmup_steps == 0:
             return
+        lr = self.next_lr()
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def next_lr(self) -> float:
+        """The learning rate of the next optimiser step.
+
+        The decay's progress is the larger of the epochs' (global step / all epochs' steps)
+        and the time budget's share spent, so before a resumed run() has spent any of its
+        new budget this is where its warm restart begins: peak x (1 + cos(pi x epoch /
+        epochs)) / 2, e.g. half the peak at epoch 50 of 100, not the peak itself.
+        """
+        cfg = self.config
         progress = self.global_step / (cfg.epochs * self.steps_per_epoch)
         if self.max_seconds is not None:
             progress = max(progress, self._budget_used() / self.max_seconds)
-        lr = cfg.lr * lr_factor(cfg.lr_schedule, self.global_step, cfg.warmup_steps, progress)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        return cfg.lr * lr_factor(cfg.lr_schedule, self.global_step, cfg.warmup_steps, progress)
 
     def _budget_used(self) -> float:
         """Seconds of this run()'s time budget spent so far."""

@@ -214,6 +214,7 @@ class TrainWorker(_StoppableWorker):
                 "epochs": trainer.config.epochs,
                 "start_epoch": trainer.epoch,
                 "start_step": trainer.step_in_epoch,
+                "start_lr": trainer.next_lr(),  # where a resume's warm restart begins
                 "steps_per_epoch": trainer.steps_per_epoch,
                 "batch_size": trainer.config.batch_size,
                 "patience": trainer.config.patience,

@@ -62,6 +62,9 @@ def test_resume_continues_epochs(tiny_mnist, tmp_path):
     r = run_cli("train", "--data", tiny_mnist, "--out", out, "--epochs", "2", "--resume", "--device", "cpu")
     assert r.returncode == 0, r.stderr
     assert "resuming at epoch 2" in r.stdout and "epoch   2/2" in r.stdout and "epoch   1/" not in r.stdout
+    # the default preset's warm-up (100 steps) is 8 steps in, and the cosine half-way at epoch 1 of 2:
+    # the restart's rate is 1e-3 x 8/100 x 1/2
+    assert "resuming at epoch 2, lr 4e-05" in r.stdout
 
 
 def test_sample_png_and_npz(trained_run, tmp_path):

@@ -97,6 +97,23 @@ def test_a_resume_may_wait_longer_than_the_run_did(tiny_data, tmp_path, monkeypa
     assert load_checkpoint(last)["train"]["patience"] == 4  # a later resume keeps waiting as long
 
 
+def test_a_resume_restarts_the_decay_where_the_epoch_schedule_is(tiny_data, tmp_path):
+    """The cosine's progress is the larger of the epochs' and the time budget's: a resumed run
+    with a new budget begins at peak x (1 + cos(pi x epoch / epochs)) / 2, not at the peak."""
+    run = tmp_path / "run"
+    first = tiny_trainer(tiny_data, run, epochs=1, lr=2e-3, lr_schedule="cosine", warmup_steps=2)
+    list(first.run())
+    longer = TrainConfig(epochs=3, batch_size=16, precision="fp32", channels_last=False)
+    resumed = Trainer(tiny_data, train_config=longer, device="cpu", run_dir=run, resume=run / "last.pt",
+                      max_seconds=3600.0)
+    assert resumed.config.epochs == 3 and resumed.global_step == 7  # one epoch of 7 steps done
+    expected = 2e-3 * 0.5 * (1 + math.cos(math.pi / 3))  # 7 of 21 steps; the budget not started
+    assert resumed.next_lr() == pytest.approx(expected)
+    steps = [r for r in resumed.run() if isinstance(r, StepRecord)]
+    assert steps[0].lr == pytest.approx(expected, rel=1e-3)  # the budget's share is still ~0
+    assert steps[-1].lr < steps[0].lr
+
+
 def test_stop_flag_ends_within_one_batch_and_keeps_best(tiny_data, tmp_path):
     stop = threading.Event()
     trainer = tiny_trainer(tiny_data, tmp_path / "run", epochs=5)

@@ -253,6 +253,11 @@ def test_time_budget_field_reaches_the_trainer_and_caps_the_eta(qtbot, panel, tm
     panel.validation_seconds = 12.0  # measured after the first epoch
     panel.max_budget = 0.0
     assert panel.eta_seconds(2, 4800, 300.0) == pytest.approx(4800 * 128 / 300 + 49 * 12.0)
+    # a resume says where its warm restart begins (half the peak at epoch 50 of 100), not the peak
+    panel._on_started({"steps_per_epoch": 100, "epochs": 100, "patience": 15, "start_epoch": 49, "start_step": 60,
+                       "start_lr": 5e-4, "device": "cpu", "precision": "bf16", "batch_size": 32, "timesteps": 300,
+                       "max_seconds": 0.0, "validation_images": 10000})
+    assert panel.stopping_label.text().startswith("Resuming at epoch 50, lr 0.0005 on cpu")
 
 
 def test_the_schedule_you_see_is_the_schedule_you_train(qtbot, panel, monkeypatch):
