@@ -696,7 +696,7 @@ class TrainPanel(QWidget):
             last = hist["epochs"][-1]
             self.best_val = float(last.get("best_val_loss", self.best_val))
             self.best_epoch = min(zip(self.val_losses, self.val_epochs))[1] if self.val_losses else 0
-        what = (f"resuming at epoch {self.start_epoch + 1}, lr {float(info.get('start_lr', 0.0)):.2g}"
+        what = (f"resuming at epoch {self.start_epoch + 1}, lr {float(info['start_lr']):.2g}"
                 if self.start_epoch or self.start_step else "training")
         self.stopping_label.setText(
             f"{what.capitalize()} on {info['device']} ({info.get('precision_detail') or info['precision']}), "
