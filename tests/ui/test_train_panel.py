@@ -295,7 +295,7 @@ def test_a_long_runs_linear_axis_fits_its_later_losses_not_its_first_steps(qtbot
     rng = np.random.default_rng(0)
     loss = 0.03 + 0.005 * rng.standard_normal(n)
     loss[:50] = np.linspace(1.0, 0.05, 50)  # the first descent
-    panel._on_started({"steps_per_epoch": 1000, "epochs": 10, "patience": 5, "start_epoch": 3,
+    panel._on_started({"steps_per_epoch": 1000, "epochs": 10, "patience": 5, "start_epoch": 3, "start_lr": 1e-3,
                        "device": "cpu", "precision": "fp32", "batch_size": 32, "timesteps": 10,
                        "history": {"epochs": [{"epoch": e, "train_loss": 0.03, "val_loss": v, "best_val_loss": v}
                                               for e, v in ((1, 0.028), (2, 0.026), (3, 0.025))],
