@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 from ..engine import defaults as D
-from ..engine.text import format_duration
+from ..engine.text import format_duration, resuming_at
 from ._progress import advance_to, progress_bar
 
 
@@ -201,7 +201,7 @@ def _train(args, out, data, preset, resume) -> int:
             f"{len(trainer.val_x)} val digits; preset {preset.name}, schedule {trainer.schedule_config.kind} "
             f"T={trainer.schedule.timesteps}; batch {c.batch_size}, lr {c.lr:g}, patience {c.patience}, "
             f"EMA {c.ema_decay or 'off'}"
-            + (f"; resuming at epoch {trainer.epoch + 1}, lr {trainer.next_lr():.2g}" if resume else "")
+            + (f"; {resuming_at(trainer.epoch + 1, trainer.next_lr())}" if resume else "")
             + (f"; time budget {args.max_minutes:g} min" if args.max_minutes else ""),
             flush=True,
         )

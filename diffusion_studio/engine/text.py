@@ -32,6 +32,15 @@ def guided_above(min_t: int | None) -> str:
     return f" above t = {min_t}" if min_t else ""
 
 
+def resuming_at(epoch: int, lr: float) -> str:
+    """Where a resumed training starts, for people: "resuming at epoch 50, lr 0.00051".
+
+    ``epoch`` counts from 1 (the first epoch still to run); ``lr`` is the rate its first
+    step uses (``Trainer.next_lr()``), where the cosine's warm restart begins.
+    """
+    return f"resuming at epoch {epoch}, lr {lr:.2g}"
+
+
 def first_line(error: BaseException | str) -> str:
     """The first non-empty line of an error's message, or its type's name when it has none:
     what a status line or a one-line CLI error shows (never a traceback)."""

@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
 
 from ..engine import paths, runs
 from ..engine.text import format_duration as _format_duration
+from ..engine.text import resuming_at
 from ..engine.presets import PRESETS, Preset
 from ..engine.schedule import MAX_TIMESTEPS, SCHEDULE_KINDS, ScheduleConfig
 from ..engine.train import TrainConfig
@@ -696,7 +697,7 @@ class TrainPanel(QWidget):
             last = hist["epochs"][-1]
             self.best_val = float(last.get("best_val_loss", self.best_val))
             self.best_epoch = min(zip(self.val_losses, self.val_epochs))[1] if self.val_losses else 0
-        what = (f"resuming at epoch {self.start_epoch + 1}, lr {float(info['start_lr']):.2g}"
+        what = (resuming_at(self.start_epoch + 1, float(info["start_lr"]))
                 if self.start_epoch or self.start_step else "training")
         self.stopping_label.setText(
             f"{what.capitalize()} on {info['device']} ({info.get('precision_detail') or info['precision']}), "

@@ -4,7 +4,7 @@ import io
 
 import pytest
 
-from diffusion_studio.engine.text import first_line, format_duration
+from diffusion_studio.engine.text import first_line, format_duration, resuming_at
 
 
 @pytest.mark.parametrize("seconds, clock, words", [
@@ -46,3 +46,9 @@ def test_terminal_progress_moves_to_absolute_counts():
     quiet = progress_bar(5, "x")  # stderr is not a terminal under pytest: nothing is drawn
     assert quiet.disable
     quiet.close()
+
+
+def test_resuming_at_names_the_epoch_and_the_restart_rate_in_two_digits():
+    assert resuming_at(50, 5.1e-4) == "resuming at epoch 50, lr 0.00051"
+    assert resuming_at(2, 4e-05) == "resuming at epoch 2, lr 4e-05"
+    assert resuming_at(68, 0.00023962) == "resuming at epoch 68, lr 0.00024"
