@@ -2,12 +2,15 @@
 
     QT_QPA_PLATFORM=offscreen python scripts/screenshot_views.py --data DIR \
         [--history RUN/history.json [--steps-from RUN/best.pt]] [--out docs/screenshots]
+        [--views noise,sampler,autoguidance,guidance,training]
 
 Opens the app's main window at 1360x860 with the bundled default model, selects 16
 training digits, and saves:
   noise_model_view.png   the noise panel at t = 150: x_t, the model's predicted x_0 and
                          eps error, "denoise from here" and the identity-vs-t curve
   sampler_views.png      the sampler after an interpolation between two seeds
+  sampler_autoguidance.png  the bundled default model: 64 DDIM-50 samples (seed 3) at the
+                         default autoguidance weight, then its autoguidance sweep
   sampler_guidance.png   the bundled class-conditional model's guidance sweep (if present)
   train_loss_by_t.png    the training panel replaying RUN/history.json's curves and
                          its validation loss by timestep
@@ -24,6 +27,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+VIEWS = ("noise", "sampler", "autoguidance", "guidance", "training")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True)
@@ -31,7 +37,12 @@ def main(argv=None) -> int:
     p.add_argument("--steps-from", metavar="PT", help="a checkpoint of the same run (RUN/best.pt or the "
                    "bundled file) whose per-step losses the replay draws too")
     p.add_argument("--out", default="docs/screenshots")
+    p.add_argument("--views", default=",".join(VIEWS), help="which screenshots to make, comma-separated "
+                   f"(default: all of {', '.join(VIEWS)}; training needs --history)")
     args = p.parse_args(argv)
+    views = {v.strip() for v in args.views.split(",") if v.strip()}
+    if not views <= set(VIEWS):
+        p.error(f"unknown view(s) {', '.join(sorted(views - set(VIEWS)))}: choose from {', '.join(VIEWS)}")
 
     import numpy as np
     from PySide6.QtWidgets import QApplication
@@ -68,26 +79,47 @@ def main(argv=None) -> int:
     idx = np.arange(16)
     state.set_selection(data.train_images[idx].numpy(), data.train_labels[idx].numpy())
 
-    noise = window.panels["noisePanel"]
-    window.show_panel("noisePanel")
-    noise.set_t(150)
-    wait(lambda: noise.last_prediction is not None and noise.last_prediction["t"] == 150)
-    noise.identity_curve()
-    wait(lambda: getattr(noise, "identity_points", None) is not None and not noise.denoise_runner.is_running())
-    noise.denoise_from_here()
-    wait(lambda: noise.denoise_result is not None and not noise.denoise_runner.is_running())
-    window.grab().save(str(out / "noise_model_view.png"))
+    if "noise" in views:
+        noise = window.panels["noisePanel"]
+        window.show_panel("noisePanel")
+        noise.set_t(150)
+        wait(lambda: noise.last_prediction is not None and noise.last_prediction["t"] == 150)
+        noise.identity_curve()
+        wait(lambda: getattr(noise, "identity_points", None) is not None and not noise.denoise_runner.is_running())
+        noise.denoise_from_here()
+        wait(lambda: noise.denoise_result is not None and not noise.denoise_runner.is_running())
+        window.grab().save(str(out / "noise_model_view.png"))
 
     sampler = window.panels["samplerPanel"]
-    window.show_panel("samplerPanel")
-    sampler.sample()
-    wait(lambda: not sampler.runner.is_running())
-    sampler.seed_b_spin.setValue(7)
-    sampler.interpolate()
-    wait(lambda: not sampler.runner.is_running())
-    window.grab().save(str(out / "sampler_views.png"))
+    if "sampler" in views:
+        window.show_panel("samplerPanel")
+        sampler.sample()
+        wait(lambda: not sampler.runner.is_running())
+        sampler.seed_b_spin.setValue(7)
+        sampler.interpolate()
+        wait(lambda: not sampler.runner.is_running())
+        window.grab().save(str(out / "sampler_views.png"))
 
-    if "default-conditional" in bundled:
+    if "autoguidance" in views:  # the form's own autoguidance weight: the engine's default
+        window.show_panel("samplerPanel")
+        before = (sampler.count_spin.value(), sampler.sampler_combo.currentIndex(), sampler.steps_spin.value(),
+                  sampler.seed_spin.value())
+        sampler.count_spin.setValue(64)
+        sampler.sampler_combo.setCurrentIndex(sampler.sampler_combo.findData("ddim"))
+        sampler.steps_spin.setValue(50)
+        sampler.seed_spin.setValue(3)
+        sampler.sample()
+        wait(lambda: not sampler.runner.is_running())
+        sampler.guidance_sweep()
+        wait(lambda: not sampler.runner.is_running())
+        window.grab().save(str(out / "sampler_autoguidance.png"))
+        count, kind, steps, seed = before  # the other views keep the form's own settings
+        sampler.count_spin.setValue(count)
+        sampler.sampler_combo.setCurrentIndex(kind)
+        sampler.steps_spin.setValue(steps)
+        sampler.seed_spin.setValue(seed)
+
+    if "guidance" in views and "default-conditional" in bundled:
         state.set_model(load_model(bundled["default-conditional"]), "bundled class-conditional model")
         sampler.digit_combo.setCurrentIndex(sampler.digit_combo.findData(4))
         sampler.sample()
@@ -96,7 +128,7 @@ def main(argv=None) -> int:
         wait(lambda: not sampler.runner.is_running())
         window.grab().save(str(out / "sampler_guidance.png"))
 
-    if args.history:
+    if "training" in views and args.history:
         h = json.loads(Path(args.history).read_text())
         steps = {"global_step": [], "loss": []}
         if args.steps_from:  # the per-step losses live in the run's checkpoints, not in history.json
