@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 from ..engine import defaults as D
-from ..engine.text import format_duration, resuming_at
+from ..engine.text import continuing_from, format_duration, resuming_at
 from ._progress import advance_to, progress_bar
 
 
@@ -61,6 +61,10 @@ def register(sub) -> None:
                         "trains an unconditional one)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: %(default)s")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
+    p.add_argument("--continue-from", metavar="CHECKPOINT",
+                   help="start a new run from a checkpoint's weights, settings and epoch count: a bundled model "
+                        "(default, default-conditional), a .pt file or a run folder (an optimizer state the file "
+                        "lacks starts afresh, with the warm-up)")
     p.add_argument("--download", action="store_true", help="download MNIST if the folder lacks it")
     p.set_defaults(func=run)
 
@@ -70,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from ..engine import paths
     from ..engine.data import load_mnist
     from ..engine import runs as R
-    from ..engine.operations import plan_resume, prepare_run_dir
+    from ..engine.operations import plan_continue, plan_resume, prepare_run_dir
     from ..engine.presets import get_preset, with_overrides
 
     data_dir = Path(args.data) if args.data else paths.default_mnist_dir()
@@ -98,6 +102,9 @@ def run(args: argparse.Namespace) -> int:
         schedule=replace(preset.schedule, **schedule_changes),
     )
     description = R.describe_differences(preset.model, preset.schedule, preset.train)
+    if args.continue_from is not None and args.resume:
+        raise CLIError("--resume continues a run in its own folder and --continue-from starts a new run "
+                       "from a checkpoint: choose one")
     if args.out is None and args.resume:
         raise CLIError("--resume needs --out: the run folder or run name to continue (see `diffusion-studio runs list`)")
     out = None
@@ -105,7 +112,10 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.out)
         if args.resume and not out.is_dir():
             out = R.resolve_run(args.out, args.runs_dir)  # a run name inside the runs folder
-    resume = None
+    resume = continued = None
+    if args.continue_from is not None:
+        continued = plan_continue(args.continue_from, _requested_settings(args, preset))
+        description = f"continues-{continued.name}"
     if out is not None and args.resume:
         if not (out / "last.pt").is_file():
             raise CLIError(f"nothing to resume: {out / 'last.pt'} does not exist (train without --resume first)")
@@ -118,14 +128,14 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError("under torchrun, name the run folder with --out (every process must use the same one)")
     data = load_mnist(data_dir, download=args.download)
     if rank != 0:
-        return _train(args, out, data, preset, resume)
+        return _train(args, out, data, preset, resume, continued)
     if not args.resume:  # a new folder in the runs folder, or run.json for a folder of the user's choice
         out = prepare_run_dir(out, description, runs_dir=args.runs_dir)
     print(f"run folder: {out}", flush=True)
     with R.mark_running(out):  # the run's OS lock while this process trains (the Runs list shows "running")
         if resume is None and (out / "last.pt").exists():  # another process trained here since the check
             raise CLIError(f"{out} already holds a run; add --resume to continue it or choose another --out")
-        return _train(args, out, data, preset, resume)
+        return _train(args, out, data, preset, resume, continued)
 
 
 def _requested_settings(args, preset) -> dict:
@@ -172,7 +182,7 @@ def _init_distributed(args) -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
-def _train(args, out, data, preset, resume) -> int:
+def _train(args, out, data, preset, resume, continued) -> int:
     from ..engine.device import describe
     from ..engine.train import Trainer
 
@@ -184,14 +194,15 @@ def _train(args, out, data, preset, resume) -> int:
         data,
         model_config=preset.model,
         schedule_config=preset.schedule,
-        train_config=preset.train if not resume or args.epochs else None,
+        train_config=preset.train if not (resume or continued) or args.epochs else None,
         device=args.device,
         run_dir=out,
         stop_event=stop,
         resume=resume,
-        extra_meta={"preset": preset.name} if resume is None else None,
+        continue_from=continued.checkpoint if continued else None,
+        extra_meta={"preset": preset.name} if resume is None and continued is None else None,
         max_seconds=60.0 * args.max_minutes if args.max_minutes else None,
-        resume_patience=args.patience if resume else None,
+        resume_patience=args.patience if resume or continued else None,
     )
     if trainer.rank == 0:
         c = trainer.config
@@ -202,6 +213,8 @@ def _train(args, out, data, preset, resume) -> int:
             f"T={trainer.schedule.timesteps}; batch {c.batch_size}, lr {c.lr:g}, patience {c.patience}, "
             f"EMA {c.ema_decay or 'off'}"
             + (f"; {resuming_at(trainer.epoch + 1, trainer.next_lr())}" if resume else "")
+            + (f"; {continuing_from(continued.name, continued.epochs, trainer.epoch + 1, trainer.next_lr())}"
+               if continued else "")
             + (f"; time budget {args.max_minutes:g} min" if args.max_minutes else ""),
             flush=True,
         )

@@ -115,3 +115,64 @@ def plan_resume(run_dir: str | os.PathLike, requested: dict[tuple[str, str], Any
         )
     train = TrainConfig.from_dict(payload.get("train") or {})
     return ResumePlan(folder, last, train, str((payload.get("meta") or {}).get("preset", "")))
+
+
+@dataclass(frozen=True)
+class ContinuePlan:
+    """What a new run will continue (``Trainer(continue_from=...)``): the checkpoint, its
+    loaded payload, its saved settings (a ``TrainConfig``), its preset and the epochs
+    behind its weights."""
+
+    checkpoint: Path
+    payload: dict
+    train: Any  # engine.train.TrainConfig
+    preset: str
+    epochs: float
+
+    @property
+    def name(self) -> str:
+        return continued_name(self.checkpoint)
+
+
+def continued_name(checkpoint: str | os.PathLike) -> str:
+    """What a continued checkpoint is called, for people and run-folder names: its file's stem
+    ("default" for the bundled model) or, for a run's best.pt / last.pt, the run folder's name."""
+    path = Path(checkpoint)
+    return path.parent.name if path.stem in ("best", "last") else path.stem
+
+
+def checkpoint_to_continue(source: str | os.PathLike) -> Path:
+    """The checkpoint a new run would continue from ``source``: a bundled model's file, a .pt
+    file, or a run folder's last.pt (it keeps the optimizer state), else its best.pt.
+    CheckpointError (one line) when there is none. Reads nothing but the folder."""
+    from .bundled import BUNDLED
+
+    last = None if isinstance(source, str) and source in BUNDLED else Path(source).expanduser() / "last.pt"
+    return last if last is not None and last.is_file() else checkpoint_of(source)
+
+
+def plan_continue(source: str | os.PathLike, requested: dict[tuple[str, str], Any] | None = None) -> ContinuePlan:
+    """Check that a checkpoint can be continued in a new run, with nothing asked for that it
+    would ignore (as ``plan_resume``: ``epochs`` and ``patience`` may be raised).
+
+    source: as ``checkpoint_to_continue`` takes it. Raises CheckpointError (missing, damaged, or
+    holding no training settings) or ResumeConflict, each one line saying what to do.
+    """
+    from .checkpoint import payload_epochs_trained
+    from .train import TrainConfig, resume_conflicts
+
+    path = checkpoint_to_continue(source)
+    payload = load_checkpoint(path)
+    missing = [key for key in ("model", "schedule", "train", "weights") if payload.get(key) is None]
+    if missing:
+        raise CheckpointError(f"{path} cannot be continued: it has no {', '.join(missing)} "
+                              "(choose a checkpoint written by training or an export of one)")
+    conflicts = resume_conflicts(payload, requested or {})
+    if conflicts:
+        raise ResumeConflict(
+            f"continuing {path.name} keeps its own settings, so it would ignore: {'; '.join(conflicts)}. "
+            "Drop those, or start a new run to change them"
+        )
+    return ContinuePlan(path, payload, TrainConfig.from_dict(payload["train"]),
+                        str((payload.get("meta") or {}).get("preset", "")), payload_epochs_trained(payload))
+

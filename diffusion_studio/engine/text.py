@@ -41,6 +41,13 @@ def resuming_at(epoch: int, lr: float) -> str:
     return f"resuming at epoch {epoch}, lr {lr:.2g}"
 
 
+def continuing_from(source: str, epochs: float, epoch: int, lr: float) -> str:
+    """Where a run that continues a checkpoint starts, for people: "continuing default.pt
+    (67.2 epochs) at epoch 68, lr 2.5e-06" (``resuming_at``'s epoch and rate; a fresh Adam's
+    first rate is the warm-up's first step)."""
+    return f"continuing {source} ({epochs:.3g} epochs) at epoch {epoch}, lr {lr:.2g}"
+
+
 def first_line(error: BaseException | str) -> str:
     """The first non-empty line of an error's message, or its type's name when it has none:
     what a status line or a one-line CLI error shows (never a traceback)."""

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .atomic import write_json_atomic
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, payload_epochs_trained, save_checkpoint
 from .data import MNISTSplits, to_model_range
 from .device import PRECISIONS, autocast, choose_precision, resolve_device
 from .schedule import NoiseSchedule, ScheduleConfig, _known_fields
@@ -41,6 +41,8 @@ from .unet import UNetConfig, build_model
 
 
 LR_SCHEDULES = ("constant", "cosine")
+# meta entries that describe a sampling-only export (``export_for_sampling``), not a training run
+_EXPORT_META = ("exported_from", "weights_are_ema", "bn_recalibrated_batches")
 MAX_BATCH_SIZE = 8192  # a sixth of the training split; beyond it an "epoch" is a handful of steps
 
 
@@ -391,9 +393,17 @@ class Trainer:
     resume:   a checkpoint path or loaded payload (last.pt) to continue from; its
               model, schedule and training settings win over the arguments,
               except ``epochs`` which may be raised to train longer.
-    resume_patience: with ``resume``, a larger patience for early stopping from here on (the
-              larger of it and the run's is used). A run that stopped early continues when
-              the new patience exceeds the epochs it has gone without improvement.
+    continue_from: a checkpoint to continue in a new run folder instead of its own: a run's
+              last.pt or best.pt, or a sampling-only export such as a bundled model. As with
+              ``resume``, its model, schedule, training settings, weights (an export's EMA
+              weights start both copies), epoch count, history and guide network win. What the
+              file lacks starts afresh: the Adam state (the warm-up then runs again from this
+              run's first step) and the random streams; without best weights, the file's own
+              are validated first and are this run's best (best.pt) until an epoch beats them.
+              ``meta["continued_from"]`` records the source.
+    resume_patience: with ``resume`` or ``continue_from``, a larger patience for early stopping
+              from here on (the larger of it and the run's is used). A run that stopped early
+              continues when the new patience exceeds the epochs it has gone without improvement.
     stop_event: set it from any thread to stop within one batch.
     max_seconds: a wall-clock budget for this run() (None: none). Checked before
               every step; when the time left would not cover the next step and a
@@ -416,14 +426,18 @@ class Trainer:
         extra_meta: dict | None = None,
         max_seconds: float | None = None,
         resume_patience: int | None = None,
+        continue_from: str | os.PathLike | dict | None = None,
     ) -> None:
         if max_seconds is not None and not (max_seconds > 0 and math.isfinite(max_seconds)):
             raise ValueError(f"the time budget must be a positive number of seconds, got {max_seconds}")
         self.max_seconds = max_seconds
         self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+        if resume is not None and continue_from is not None:
+            raise ValueError("resume a run or continue a checkpoint in a new one, not both")
+        source = resume if resume is not None else continue_from
         payload = None
-        if resume is not None:
-            payload = resume if isinstance(resume, dict) else load_checkpoint(resume, map_location="cpu")
+        if source is not None:
+            payload = source if isinstance(source, dict) else load_checkpoint(source, map_location="cpu")
             model_config = UNetConfig.from_dict(payload["model"])
             schedule_config = ScheduleConfig.from_dict(payload["schedule"])
             saved = TrainConfig.from_dict(payload["train"])
@@ -436,8 +450,15 @@ class Trainer:
         self.extra_meta = dict(extra_meta or {})
         if payload is not None:  # keep what the run was started with (its preset, ...)
             saved_meta = {k: v for k, v in (payload.get("meta") or {}).items()
-                          if k not in ("finished_reason", "train_seconds")}
+                          if k not in ("finished_reason", "train_seconds", *_EXPORT_META)}
+            if continue_from is not None:
+                saved_meta["continued_from"] = {
+                    "source": "a checkpoint" if isinstance(continue_from, dict) else str(continue_from),
+                    "epochs": payload_epochs_trained(payload),
+                }
             self.extra_meta = {**saved_meta, **self.extra_meta}
+        # an autoguidance guide network travels with the weights it guides (``attach_guide``)
+        self.guide_entry = payload.get("guide") if payload is not None else None
         self.precision_choice = choose_precision(self.config.precision, self.device, mode="train",
                                                  model_config=self.model_config)
         self.precision = self.precision_choice.precision
@@ -499,6 +520,9 @@ class Trainer:
         self.train_seconds = 0.0
         self._run_start: float | None = None
         self.last_val_by_t: list | None = None  # validation loss per t bin (loss_bins), latest validation
+        self.warmup_origin = 0  # the global step the learning-rate warm-up counts from (a fresh Adam's first)
+        # a continued checkpoint without best weights: its own are validated before training
+        self._baseline_pending = continue_from is not None and payload.get("best_weights") is None
         self._last_validation_seconds: float | None = None
         snr = self.schedule.snr.to(self.device)
         gamma = self.config.min_snr_gamma
@@ -543,12 +567,16 @@ class Trainer:
             "best": {"epoch": self.best_epoch, "val_loss": self.best_val_loss},
             "meta": {**self.extra_meta, "finished_reason": self.finished_reason, "train_seconds": self.train_seconds},
         }
+        if self.guide_entry is not None:
+            payload["guide"] = self.guide_entry
         if with_training_state:
             payload.update(
                 optimizer=self.optimizer.state_dict(),
                 position={"epoch": self.epoch, "step": self.step_in_epoch},
                 partial_loss_sum=self.partial_loss_sum,
                 global_step=self.global_step,
+                warmup_origin=self.warmup_origin,
+                baseline_pending=self._baseline_pending,
                 epochs_without_improvement=self.epochs_without_improvement,
                 rng={
                     "perm_epoch_start": self.epoch_start_perm_state,
@@ -574,8 +602,14 @@ class Trainer:
         pos = p.get("position") or {"epoch": self.epoch, "step": 0}
         self.step_in_epoch = int(pos.get("step", 0))
         self.partial_loss_sum = float(p.get("partial_loss_sum", 0.0))
-        self.global_step = int(p.get("global_step", 0))
         self.history = p.get("history") or self.history
+        # an export keeps no step counter: its history's last step, else whole epochs of this batch size
+        logged = (self.history.get("steps") or {}).get("global_step") or []
+        self.global_step = int(p.get("global_step", logged[-1] if logged else self.epoch * self.steps_per_epoch))
+        # Adam restarting from zero moments warms up again, from this step
+        self.warmup_origin = int(p.get("warmup_origin", 0 if p.get("optimizer") is not None else self.global_step))
+        # a continued run stopped before its baseline validation still owes it
+        self._baseline_pending = self._baseline_pending or bool(p.get("baseline_pending", False))
         best = p.get("best") or {}
         self.best_epoch = int(best.get("epoch", 0))
         self.best_val_loss = float(best.get("val_loss", math.inf))
@@ -664,7 +698,7 @@ class Trainer:
         progress = self.global_step / (cfg.epochs * self.steps_per_epoch)
         if self.max_seconds is not None:
             progress = max(progress, self._budget_used() / self.max_seconds)
-        return cfg.lr * lr_factor(cfg.lr_schedule, self.global_step, cfg.warmup_steps, progress)
+        return cfg.lr * lr_factor(cfg.lr_schedule, self.global_step - self.warmup_origin, cfg.warmup_steps, progress)
 
     def _budget_used(self) -> float:
         """Seconds of this run()'s time budget spent so far."""
@@ -856,6 +890,11 @@ class Trainer:
             return
         self._run_start = time.perf_counter()
         self._resumed_epoch, self._resumed_step = self.epoch + 1, self.step_in_epoch
+        if self._baseline_pending:
+            baseline = self._validate_baseline()
+            if baseline is not None:
+                yield baseline
+                return
         self.model.train()
         step_seconds = 0.0  # a running average of one optimiser step's duration
         while self.epoch < self.config.epochs:
@@ -874,6 +913,21 @@ class Trainer:
             f"finished {self.config.epochs} epochs, best epoch {self.best_epoch} restored "
             f"(validation loss {_format_loss(self.best_val_loss)})",
         )
+
+    def _validate_baseline(self) -> FinishedRecord | None:
+        """A continued checkpoint without best weights: validate the weights it brought and keep
+        them as the best so far (best.pt), so an epoch must beat them to replace them and a run
+        that never does still ends with best.pt. None, or the FinishedRecord of a stop."""
+        val_loss = self._validate(self.epoch)
+        if val_loss is None:
+            return self._finish("stopped", f"stopped while validating the weights of epoch {self.epoch} "
+                                "it continues from, before training")
+        self._baseline_pending = False
+        self.best_val_loss, self.best_epoch = val_loss, self.epoch
+        self.epochs_without_improvement = 0
+        self.best_state = self._snapshot()
+        self._save("best.pt", self._payload(self.best_state, with_training_state=False))
+        return None
 
     def _already_finished(self) -> FinishedRecord | None:
         """A resumed run that has nothing left to do says so instead of training."""

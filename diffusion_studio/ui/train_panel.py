@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMenu,
     QProgressBar,
     QPushButton,
     QSizePolicy,
@@ -39,7 +40,7 @@ from PySide6.QtWidgets import (
 
 from ..engine import paths, runs
 from ..engine.text import format_duration as _format_duration
-from ..engine.text import resuming_at
+from ..engine.text import continuing_from, resuming_at
 from ..engine.presets import PRESETS, Preset
 from ..engine.schedule import MAX_TIMESTEPS, SCHEDULE_KINDS, ScheduleConfig
 from ..engine.train import TrainConfig
@@ -84,6 +85,10 @@ class _Series:
         return self._a[: self.n]
 
 
+CONTINUE_TIP = ("Start a new run from a checkpoint's weights, settings and epoch count: a bundled model, "
+                "or a .pt file (a run's last.pt keeps its optimizer state)")
+
+
 class TrainPanel(QWidget):
     """Train a DDPM on ``state.data`` and stream its losses (objectName ``trainPanel``).
 
@@ -92,6 +97,9 @@ class TrainPanel(QWidget):
       stop_training(): ask the run to stop after the current batch (Stop button).
       resume_training(run_dir=None): continue the run in ``run_dir`` (its last.pt);
           None asks with a folder dialog (Resume button).
+      continue_training(source=None): a new run from a checkpoint's weights, settings and
+          epoch count: a bundled model's name, a .pt file or a run folder; None asks with a
+          file dialog (Continue from… button, whose menu also lists the bundled models).
       add_preset(preset, select=True): offer another engine Preset in the form.
       shutdown(timeout_ms=15000) -> bool: stop and wait (bounded) for the worker;
           called when the window closes. last.pt / best.pt are written by the engine.
@@ -113,6 +121,7 @@ class TrainPanel(QWidget):
         self.run_dir: Path | None = None
         self._run_dir_auto = True
         self._resuming = False  # a resume started and its worker has not reported "started" yet
+        self._continuing: str | None = None  # what a new run continues, until its worker has started
         self._reset_run_data()
         self._build()
         self._redraw_timer = QTimer(self)
@@ -221,9 +230,21 @@ class TrainPanel(QWidget):
         self.resume_button = QPushButton("Resume…", objectName="resumeTrainingButton")
         self.resume_button.setToolTip("Continue a run from its folder (it must hold last.pt)")
         self.resume_button.clicked.connect(lambda: self.resume_training())
-        buttons = QHBoxLayout()
-        for b in (self.start_button, self.stop_button, self.resume_button):
-            buttons.addWidget(b)
+        self.continue_button = QPushButton("Continue from…", objectName="continueTrainingButton")
+        self.continue_button.setToolTip(CONTINUE_TIP)
+        continue_menu = QMenu(self.continue_button)
+        from ..engine.bundled import available_bundled
+
+        for name, title, _path in available_bundled():
+            continue_menu.addAction(title, lambda name=name: self.continue_training(name))
+        continue_menu.addAction("A checkpoint file…", lambda: self.continue_training())
+        self.continue_button.setMenu(continue_menu)
+        buttons = QVBoxLayout()  # two rows: a new run and its stop; going on from earlier training
+        for row_buttons in ((self.start_button, self.stop_button), (self.resume_button, self.continue_button)):
+            row = QHBoxLayout()
+            for b in row_buttons:
+                row.addWidget(b)
+            buttons.addLayout(row)
         self.data_hint = QLabel(wordWrap=True, objectName="trainDataHint")
         self.data_hint.setStyleSheet("color: #b35900;")
 
@@ -451,7 +472,8 @@ class TrainPanel(QWidget):
         finally:
             for w in widgets:
                 w.blockSignals(False)
-        self.state.report("resuming with the run's own settings (shown in the form)")
+        self.state.report(f"continuing {self._continuing} with its own settings (shown in the form)" if self._continuing
+                          else "resuming with the run's own settings (shown in the form)")
 
     def set_run_dir(self, folder: str | Path) -> None:
         """Train the next run into ``folder`` (as if typed in the field: the form no longer
@@ -496,6 +518,8 @@ class TrainPanel(QWidget):
                 why = f"No MNIST data: {self.state.data_error}"
         self.start_button.setEnabled(has_data and not running)
         self.resume_button.setEnabled(has_data and not running)
+        self.continue_button.setEnabled(has_data and not running)
+        self.continue_button.setToolTip(why or CONTINUE_TIP)
         self.start_button.setToolTip(why or "Train a new model with these settings (Ctrl+T)")
         self.resume_button.setToolTip(why or "Continue a run from its folder (it must hold last.pt)")
         self.stop_button.setEnabled(running)
@@ -593,6 +617,57 @@ class TrainPanel(QWidget):
             data=self.state.data, model=preset.model, schedule=preset.schedule,
             train=TrainConfig(epochs=self.epochs_spin.value(), patience=self.patience_spin.value()),
             device=self.device_combo.currentText(), run_dir=run_dir, resume=last,
+            preview_every=self.preview_every, max_seconds=self.max_seconds(),
+        ))
+
+    def continue_training(self, source: str | Path | None = None) -> bool:
+        """A new run from a checkpoint (``Trainer(continue_from=...)``): its weights, settings,
+        epoch count, history and guide network; the form's epoch count and patience may raise
+        its own, as with a resume. ``source``: a bundled model's name ("default"), a .pt file
+        or a run folder (its last.pt); None asks with a file dialog. The run goes into the Run
+        folder field's folder when one was chosen, else a new one in the runs folder."""
+        if self.is_training():
+            return False
+        if self.state.data is None:
+            self._show_error("No MNIST data is loaded: open a data folder first.")
+            return False
+        if source is None:
+            chosen, _ = QFileDialog.getOpenFileName(self, "Continue which checkpoint?", str(paths.runs_dir()),
+                                                    "Checkpoints (*.pt)")
+            if not chosen:
+                return False
+            source = chosen
+        from ..engine.checkpoint import CheckpointError
+        from ..engine.operations import checkpoint_to_continue, continued_name
+
+        try:
+            checkpoint = checkpoint_to_continue(source)
+        except CheckpointError as exc:
+            self._show_error(f"Cannot continue: {exc}")
+            return False
+        name = continued_name(checkpoint)
+        try:
+            if self._run_dir_auto:
+                run_dir = runs.new_run_dir(paths.runs_dir(), f"continues-{name}")
+            else:
+                run_dir = Path(self.run_dir_edit.text().strip()).expanduser()
+                if (run_dir / "last.pt").exists():
+                    self._show_error(f"{run_dir} already holds a run: use Resume to continue it, "
+                                     "or choose another folder.")
+                    return False
+                runs.init_run(run_dir, f"continues-{name}")
+        except (OSError, runs.RunError) as exc:
+            self._show_error(f"Cannot create the run folder: {exc}")
+            return False
+        self.run_dir_edit.setText(str(run_dir))
+        preset = self.current_preset()
+        # As with a resume, the worker reads the checkpoint: the run trains with its settings
+        # (the form then shows them), and a damaged file is a "failed" line.
+        self._resuming, self._continuing = True, name
+        return self._start(TrainJob(
+            data=self.state.data, model=preset.model, schedule=preset.schedule,
+            train=TrainConfig(epochs=self.epochs_spin.value(), patience=self.patience_spin.value()),
+            device=self.device_combo.currentText(), run_dir=run_dir, continue_from=checkpoint,
             preview_every=self.preview_every, max_seconds=self.max_seconds(),
         ))
 
@@ -697,8 +772,15 @@ class TrainPanel(QWidget):
             last = hist["epochs"][-1]
             self.best_val = float(last.get("best_val_loss", self.best_val))
             self.best_epoch = min(zip(self.val_losses, self.val_epochs))[1] if self.val_losses else 0
-        what = (resuming_at(self.start_epoch + 1, float(info["start_lr"]))
-                if self.start_epoch or self.start_step else "training")
+        source = info.get("continued_from")
+        if source and self._continuing:
+            what = continuing_from(self._continuing, float(source["epochs"]), self.start_epoch + 1,
+                                   float(info["start_lr"]))
+        elif self.start_epoch or self.start_step:
+            what = resuming_at(self.start_epoch + 1, float(info["start_lr"]))
+        else:
+            what = "training"
+        self._continuing = None
         self.stopping_label.setText(
             f"{what.capitalize()} on {info['device']} ({info.get('precision_detail') or info['precision']}), "
             f"{self.steps_per_epoch} steps per epoch"
@@ -832,7 +914,8 @@ class TrainPanel(QWidget):
         self.last_reason, self.last_message = "failed", message
         if self._resuming:  # last.pt could not be read or continued: say so in the resume's words
             self._resuming = False
-            message = f"Cannot resume: {message.split(': ', 1)[-1]}"
+            message = f"Cannot {'continue' if self._continuing else 'resume'}: {message.split(': ', 1)[-1]}"
+            self._continuing = None
         self._show_error(message[:1].upper() + message[1:])
 
     @Slot()

@@ -97,7 +97,8 @@ def _error_text(exc: BaseException) -> str:
 @dataclass
 class TrainJob:
     """What to train. ``resume`` is a last.pt path (its settings win, except that
-    ``train.epochs`` may raise the epoch budget)."""
+    ``train.epochs`` and ``train.patience`` may raise the run's); ``continue_from`` a checkpoint
+    a new run in ``run_dir`` continues, with the same rule (``Trainer(continue_from=...)``)."""
 
     data: object  # engine.data.MNISTSplits
     model: object  # UNetConfig
@@ -106,6 +107,7 @@ class TrainJob:
     device: str = "auto"
     run_dir: Path | None = None
     resume: Path | None = None
+    continue_from: Path | None = None
     extra_meta: dict = field(default_factory=dict)
     preview_every: int = 5  # epochs between preview samples (0 = never)
     max_seconds: float | None = None  # wall-clock budget (Trainer's max_seconds)
@@ -199,9 +201,11 @@ class TrainWorker(_StoppableWorker):
             run_dir=job.run_dir,
             stop_event=self.stop_event,
             resume=job.resume,
+            continue_from=job.continue_from,
             extra_meta=job.extra_meta,
             max_seconds=job.max_seconds,
-            resume_patience=job.train.patience if job.resume is not None and job.train is not None else None,
+            resume_patience=(job.train.patience if (job.resume or job.continue_from) is not None
+                             and job.train is not None else None),
         )
         steps_hist = trainer.history.get("steps") or {}
         self.started.emit(
@@ -224,6 +228,8 @@ class TrainWorker(_StoppableWorker):
                 "model_config": trainer.model_config.to_dict(),
                 "schedule_config": trainer.schedule_config.to_dict(),
                 "run_dir": str(job.run_dir) if job.run_dir else "",
+                # a new run from a checkpoint: {"source": path, "epochs": its training}
+                "continued_from": trainer.extra_meta.get("continued_from") if job.continue_from else None,
                 "history": {
                     "epochs": [_plain(e) for e in trainer.history.get("epochs", [])],
                     "global_step": [int(s) for s in steps_hist.get("global_step", [])],

@@ -67,6 +67,33 @@ def test_resume_continues_epochs(tiny_mnist, tmp_path):
     assert "resuming at epoch 2, lr 4e-05" in r.stdout
 
 
+def test_continue_from_starts_a_new_run_from_a_checkpoint(trained_run, tiny_mnist, tmp_path):
+    """--continue-from takes a run folder (its last.pt), a .pt file or a bundled model's name into a
+    new run, with the checkpoint's settings; it refuses, in one line, settings it would ignore."""
+    from diffusion_studio.engine.checkpoint import load_checkpoint
+
+    source, _ = trained_run
+    out = tmp_path / "more"
+    r = run_cli("train", "--data", tiny_mnist, "--out", out, "--continue-from", source, "--epochs", "3",
+                "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert f"continuing {source.name} (2 epochs) at epoch 3" in r.stdout and "epoch   3/3" in r.stdout
+    last = load_checkpoint(out / "last.pt")
+    assert last["epoch"] == 3 and last["meta"]["continued_from"]["source"] == str(source / "last.pt")
+    assert load_checkpoint(source / "last.pt")["epoch"] == 2  # the source is left as it was
+
+    for args, message in [
+        (["--lr", "0.5"], "continuing last.pt keeps its own settings, so it would ignore: lr 0.5"),
+        (["--resume"], "choose one"),
+        (["--patience", "1"], "patience 1 (the run uses 5; a resume may only raise it)"),
+    ]:
+        r = run_cli("train", "--data", tiny_mnist, "--out", tmp_path / "refused", "--continue-from", source, *args)
+        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert not (tmp_path / "refused" / "last.pt").exists()
+    r = run_cli("train", "--data", tiny_mnist, "--continue-from", tmp_path / "nothing.pt")
+    assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_sample_png_and_npz(trained_run, tmp_path):
     out, _ = trained_run
     r = run_cli("sample", "--checkpoint", out / "best.pt", "--n", 6, "--out", tmp_path / "s.npz",

@@ -63,3 +63,22 @@ def test_prepare_run_dir_never_trains_over_a_run(run_dir, tmp_path):
     assert (mine / R.RUN_FILE).is_file()
     new = ops.prepare_run_dir(None, "lr5e-4", runs_dir=tmp_path / "runs")
     assert new.parent == tmp_path / "runs" and "lr5e-4" in new.name
+
+
+def test_plan_continue_names_the_checkpoint_it_continues_and_refuses_what_it_would_ignore(run_dir, tmp_path):
+    plan = ops.plan_continue(run_dir)
+    assert plan.checkpoint == run_dir / "last.pt"  # a run folder: its last.pt, with the Adam state
+    assert plan.name == run_dir.name and plan.epochs == 2 and plan.preset == "plain" and plan.train.batch_size == 50
+    assert ops.plan_continue(run_dir / "best.pt", {("train", "epochs"): 9}).checkpoint == run_dir / "best.pt"
+
+    bundled = ops.plan_continue("default")  # the bundled unconditional model, an export
+    assert bundled.name == "default" and bundled.checkpoint.name == "default.pt" and bundled.epochs > 60
+    assert bundled.payload.get("optimizer") is None and bundled.payload["guide"] is not None
+
+    with pytest.raises(ops.ResumeConflict, match=r"^continuing last.pt keeps its own settings.*lr 0.1"):
+        ops.plan_continue(run_dir, {("train", "lr"): 0.1})
+    with pytest.raises(CheckpointError, match="does not exist"):
+        ops.plan_continue(tmp_path / "missing.pt")
+    torch.save({"format": "diffusion-studio-checkpoint", "version": 1, "weights": {}}, tmp_path / "bare.pt")
+    with pytest.raises(CheckpointError):
+        ops.plan_continue(tmp_path / "bare.pt")

@@ -491,3 +491,79 @@ def test_validation_loss_by_timestep_is_stored_per_epoch(tiny_data, tmp_path):
         counts = torch.bincount(trainer.val_t - 1, minlength=10).double()
         got = sum(c * v for c, v in zip(counts.tolist(), by_t) if v is not None) / counts.sum()
         assert float(got) == pytest.approx(record.val_loss, rel=1e-6)
+
+
+def _exported_run(tiny_data, tmp_path, epochs=2):
+    """A tiny run of ``epochs`` epochs, its best.pt given an earlier copy as its guide and
+    exported for sampling as the bundled models are (EMA weights only, no optimizer)."""
+    from diffusion_studio.engine import checkpoint as C
+
+    run = tmp_path / "source"
+    list(tiny_trainer(tiny_data, run, epochs=epochs, ema_decay=0.9, warmup_steps=4, lr_schedule="cosine",
+                      patience=2).run())
+    best = load_checkpoint(run / "best.pt")
+    C.save_checkpoint(run / "guided.pt", C.attach_guide(best, best, "source/best.pt"))
+    return C.export_for_sampling(run / "guided.pt", tmp_path / "exported.pt")
+
+
+def test_continuing_an_export_starts_from_its_weights_and_epochs_in_a_new_run(tiny_data, tmp_path):
+    """The bundled models keep no optimizer state: a new run continues one from its EMA weights
+    (both copies), its epoch count, history and guide, with a fresh Adam that warms up again."""
+    exported = _exported_run(tiny_data, tmp_path)
+    source = load_checkpoint(exported)
+    assert source.get("optimizer") is None and source["meta"]["weights_are_ema"]
+    more = TrainConfig(epochs=4, batch_size=16, precision="fp32", channels_last=False)
+    trainer = Trainer(tiny_data, train_config=more, device="cpu", run_dir=tmp_path / "new", continue_from=exported)
+    for name, value in trainer.model.state_dict().items():
+        assert torch.equal(value, source["weights"][name])
+        assert torch.equal(trainer.ema.model.state_dict()[name], source["weights"][name])
+    assert trainer.epoch == 2 and trainer.global_step == 14  # two epochs of 7 steps
+    assert trainer.config.epochs == 4 and trainer.config.ema_decay == 0.9 and trainer.config.warmup_steps == 4
+    assert not trainer.optimizer.state  # a fresh Adam...
+    assert trainer.next_lr() == pytest.approx(1e-3 * 0.25 * 0.5 * (1 + math.cos(math.pi * 14 / 28)))  # ...warms up
+
+    records = list(trainer.run())
+    epochs = [r for r in records if isinstance(r, EpochRecord)]
+    assert [e.epoch for e in epochs] == [3, 4] and records[-1].reason == "completed"
+    steps = [r for r in records if isinstance(r, StepRecord)]
+    assert steps[0].global_step == 15 and steps[0].lr < steps[3].lr  # warm-up over this run's first 4 steps
+    last = load_checkpoint(tmp_path / "new" / "last.pt")
+    assert last["epoch"] == 4 and last["guide"]["source"] == "source/best.pt"
+    assert last["meta"]["continued_from"] == {"source": str(exported), "epochs": 2.0}
+    assert "exported_from" not in last["meta"] and "weights_are_ema" not in last["meta"]
+    assert [e["epoch"] for e in last["history"]["epochs"]] == [1, 2, 3, 4]
+    assert load_model(tmp_path / "new" / "best.pt").guide is not None  # the run samples with autoguidance
+
+
+def test_a_continued_run_keeps_the_weights_it_started_from_until_an_epoch_beats_them(tiny_data, tmp_path,
+                                                                                     monkeypatch):
+    """Without best weights in the file, its own are validated first and are the run's best.pt;
+    early stopping then counts from them, and a stop during that validation is a clean stop."""
+    exported = _exported_run(tiny_data, tmp_path)
+    start = load_checkpoint(exported)["weights"]
+    more = TrainConfig(epochs=10, batch_size=16, precision="fp32", channels_last=False)
+    trainer = Trainer(tiny_data, train_config=more, device="cpu", run_dir=tmp_path / "new", continue_from=exported)
+    scripted = iter([0.5, 0.6, 0.7])  # the baseline, then two worse epochs
+    monkeypatch.setattr(trainer, "validation_loss", lambda: next(scripted))
+    records = list(trainer.run())
+    final = records[-1]
+    assert final.reason == "early_stopped" and final.epoch == 4 and final.best_epoch == 2
+    assert final.best_val_loss == 0.5
+    best = load_checkpoint(tmp_path / "new" / "best.pt")
+    assert all(torch.equal(best["ema_weights"][k], v) for k, v in start.items())
+
+    stop = threading.Event()
+    stop.set()
+    stopped = Trainer(tiny_data, train_config=more, device="cpu", run_dir=tmp_path / "stopped",
+                      continue_from=exported, stop_event=stop)
+    final = list(stopped.run())[-1]
+    assert final.reason == "stopped" and "before training" in final.message
+    owed = load_checkpoint(tmp_path / "stopped" / "last.pt")
+    assert owed["baseline_pending"] is True  # a resume of it validates the start first
+    assert Trainer(tiny_data, device="cpu", resume=tmp_path / "stopped" / "last.pt")._baseline_pending
+
+
+def test_resume_and_continue_are_exclusive(tiny_data, tmp_path):
+    exported = _exported_run(tiny_data, tmp_path, epochs=1)
+    with pytest.raises(ValueError, match="not both"):
+        Trainer(tiny_data, device="cpu", resume=exported, continue_from=exported)

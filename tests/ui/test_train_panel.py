@@ -188,6 +188,43 @@ def test_refuses_to_overwrite_a_run_and_bad_resume(qtbot, panel, tmp_path):
     qtbot.waitUntil(lambda: not panel.is_training(), timeout=10000)
 
 
+def test_continue_from_a_checkpoint_trains_a_new_run_on_from_its_epochs(qtbot, panel, tmp_path):
+    """Continue from…: a new run from an exported checkpoint (no optimizer state, as the bundled
+    models), with its settings shown in the form, its curve kept and its epochs counted on."""
+    from diffusion_studio.engine.checkpoint import export_for_sampling, load_checkpoint
+
+    menu = [a.text() for a in panel.continue_button.menu().actions()]
+    assert menu[-1] == "A checkpoint file…" and "Bundled default model" in menu
+
+    panel.add_preset(tiny_preset(epochs=1))
+    panel.set_run_dir(str(tmp_path / "first"))
+    with qtbot.waitSignal(panel.training_finished, timeout=60000):
+        assert panel.start_training()
+    qtbot.waitUntil(lambda: not panel.is_training(), timeout=10000)
+    exported = export_for_sampling(tmp_path / "first" / "best.pt", tmp_path / "exported.pt")
+
+    panel.set_run_dir(str(tmp_path / "first"))
+    assert not panel.continue_training(exported)  # never over a run
+    assert "already holds a run" in panel.stopping_label.text()
+    assert not panel.continue_training(tmp_path / "missing.pt")
+    assert panel.stopping_label.text().startswith("Cannot continue:") and "does not exist" in panel.stopping_label.text()
+
+    new = tmp_path / "second"
+    panel.set_run_dir(str(new))
+    panel.lr_spin.setValue(0.05)  # the checkpoint's own lr wins, and the form shows it
+    panel.epochs_spin.setValue(3)
+    with qtbot.waitSignal(panel.training_finished, timeout=60000) as blocker:
+        assert panel.continue_training(exported)
+        qtbot.waitUntil(lambda: panel.stopping_label.text().startswith("Continuing"), timeout=30000)
+        assert "Continuing exported (1 epochs) at epoch 2" in panel.stopping_label.text()
+    assert blocker.args[0] == "completed"
+    assert panel.lr_spin.value() == pytest.approx(3e-2)
+    assert panel.val_epochs == [1, 2, 3]
+    last = load_checkpoint(new / "last.pt")
+    assert last["epoch"] == 3 and last["meta"]["continued_from"]["source"] == str(exported)
+    assert (new / "best.pt").is_file() and json.loads((new / "run.json").read_text())
+
+
 class FakeWorker(QObject):
     """Emits what a TrainWorker would, to check how the panel words early stopping."""
 
