@@ -38,14 +38,18 @@ def resuming_at(epoch: int, lr: float) -> str:
     ``epoch`` counts from 1 (the first epoch still to run); ``lr`` is the rate its first
     step uses (``Trainer.next_lr()``), where the cosine's warm restart begins.
     """
-    return f"resuming at epoch {epoch}, lr {lr:.2g}"
+    return f"resuming {_at(epoch, lr)}"
+
+
+def _at(epoch: int, lr: float) -> str:
+    return f"at epoch {epoch}, lr {lr:.2g}"
 
 
 def continuing_from(source: str, epochs: float, epoch: int, lr: float) -> str:
     """Where a run that continues a checkpoint starts, for people: "continuing default.pt
     (67.2 epochs) at epoch 68, lr 2.5e-06" (``resuming_at``'s epoch and rate; a fresh Adam's
     first rate is the warm-up's first step)."""
-    return f"continuing {source} ({epochs:.3g} epochs) at epoch {epoch}, lr {lr:.2g}"
+    return f"continuing {source} ({epochs:.3g} epochs) {_at(epoch, lr)}"
 
 
 def first_line(error: BaseException | str) -> str:

@@ -536,13 +536,19 @@ class TrainPanel(QWidget):
         self.state.report(message)
 
     # ------------------------------------------------------------ actions
-    @Slot()
-    def start_training(self) -> bool:
-        """Start a new run with the form's settings; False (and a message) when it cannot."""
+    def _can_train(self) -> bool:
+        """Whether a run may start now: none is running and data is loaded (else it says so)."""
         if self.is_training():
             return False
         if self.state.data is None:
             self._show_error("No MNIST data is loaded: open a data folder first.")
+            return False
+        return True
+
+    @Slot()
+    def start_training(self) -> bool:
+        """Start a new run with the form's settings; False (and a message) when it cannot."""
+        if not self._can_train():
             return False
         if self._run_dir_auto:
             self.run_dir_edit.setText(str(self._new_run_dir()))
@@ -591,10 +597,7 @@ class TrainPanel(QWidget):
     def resume_training(self, run_dir: str | Path | None = None) -> bool:
         """Continue the run in ``run_dir`` (a folder with last.pt). The form's epoch
         count may raise the run's budget. None asks with a folder dialog."""
-        if self.is_training():
-            return False
-        if self.state.data is None:
-            self._show_error("No MNIST data is loaded: open a data folder first.")
+        if not self._can_train():
             return False
         if run_dir is None:
             folder = QFileDialog.getExistingDirectory(self, "Resume which run?", str(paths.runs_dir()))
@@ -608,17 +611,8 @@ class TrainPanel(QWidget):
             return False
         self.run_dir_edit.setText(str(run_dir))
         self._run_dir_auto = False
-        preset = self.current_preset()
-        # The worker reads last.pt (not the GUI thread): the run keeps its own model,
-        # schedule, training settings and preset; the form's epoch count and patience may
-        # raise its own (the Trainer takes the larger), and a damaged file is a "failed" line.
         self._resuming = True
-        return self._start(TrainJob(
-            data=self.state.data, model=preset.model, schedule=preset.schedule,
-            train=TrainConfig(epochs=self.epochs_spin.value(), patience=self.patience_spin.value()),
-            device=self.device_combo.currentText(), run_dir=run_dir, resume=last,
-            preview_every=self.preview_every, max_seconds=self.max_seconds(),
-        ))
+        return self._start(self._checkpoint_job(run_dir, resume=last))
 
     def continue_training(self, source: str | Path | None = None) -> bool:
         """A new run from a checkpoint (``Trainer(continue_from=...)``): its weights, settings,
@@ -626,10 +620,7 @@ class TrainPanel(QWidget):
         its own, as with a resume. ``source``: a bundled model's name ("default"), a .pt file
         or a run folder (its last.pt); None asks with a file dialog. The run goes into the Run
         folder field's folder when one was chosen, else a new one in the runs folder."""
-        if self.is_training():
-            return False
-        if self.state.data is None:
-            self._show_error("No MNIST data is loaded: open a data folder first.")
+        if not self._can_train():
             return False
         if source is None:
             chosen, _ = QFileDialog.getOpenFileName(self, "Continue which checkpoint?", str(paths.runs_dir()),
@@ -637,39 +628,41 @@ class TrainPanel(QWidget):
             if not chosen:
                 return False
             source = chosen
+        from ..engine import operations
         from ..engine.checkpoint import CheckpointError
-        from ..engine.operations import checkpoint_to_continue, continued_name
 
         try:
-            checkpoint = checkpoint_to_continue(source)
+            checkpoint = operations.checkpoint_to_continue(source)
         except CheckpointError as exc:
             self._show_error(f"Cannot continue: {exc}")
             return False
-        name = continued_name(checkpoint)
+        name = operations.continued_name(checkpoint)
+        text = self.run_dir_edit.text().strip()
+        if not self._run_dir_auto and not text:
+            self._show_error("Choose a run folder for the checkpoints.")
+            return False
+        folder = None if self._run_dir_auto else Path(text).expanduser()
         try:
-            if self._run_dir_auto:
-                run_dir = runs.new_run_dir(paths.runs_dir(), f"continues-{name}")
-            else:
-                run_dir = Path(self.run_dir_edit.text().strip()).expanduser()
-                if (run_dir / "last.pt").exists():
-                    self._show_error(f"{run_dir} already holds a run: use Resume to continue it, "
-                                     "or choose another folder.")
-                    return False
-                runs.init_run(run_dir, f"continues-{name}")
+            run_dir = operations.prepare_run_dir(folder, f"continues-{name}", runs_dir=paths.runs_dir())
         except (OSError, runs.RunError) as exc:
-            self._show_error(f"Cannot create the run folder: {exc}")
+            self._show_error(f"Cannot continue in that folder: {exc}")
             return False
         self.run_dir_edit.setText(str(run_dir))
-        preset = self.current_preset()
-        # As with a resume, the worker reads the checkpoint: the run trains with its settings
-        # (the form then shows them), and a damaged file is a "failed" line.
         self._resuming, self._continuing = True, name
-        return self._start(TrainJob(
+        return self._start(self._checkpoint_job(run_dir, continue_from=checkpoint))
+
+    def _checkpoint_job(self, run_dir: Path, **source) -> TrainJob:
+        """The job that resumes a run or continues a checkpoint (``source``: ``resume=`` or
+        ``continue_from=``). The worker reads the file (not the GUI thread): the run keeps its own
+        model, schedule, training settings and preset; the form's epoch count and patience may
+        raise its own (the Trainer takes the larger), and a damaged file is a "failed" line."""
+        preset = self.current_preset()
+        return TrainJob(
             data=self.state.data, model=preset.model, schedule=preset.schedule,
             train=TrainConfig(epochs=self.epochs_spin.value(), patience=self.patience_spin.value()),
-            device=self.device_combo.currentText(), run_dir=run_dir, continue_from=checkpoint,
-            preview_every=self.preview_every, max_seconds=self.max_seconds(),
-        ))
+            device=self.device_combo.currentText(), run_dir=run_dir,
+            preview_every=self.preview_every, max_seconds=self.max_seconds(), **source,
+        )
 
     def _start(self, job: TrainJob) -> bool:
         self.run_dir = job.run_dir
