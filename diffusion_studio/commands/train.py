@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 from ..engine import defaults as D
-from ..engine.text import continuing_from, format_duration, resuming_at
+from ..engine.text import baseline_validated, continuing_from, format_duration, resuming_at
 from ._progress import advance_to, progress_bar
 
 
@@ -239,6 +239,8 @@ def _train(args, out, data, preset, resume, continued) -> int:
                     bar = progress_bar(record.steps_per_epoch, f"epoch {record.epoch}")
                 bar.set_postfix_str(f"loss {record.loss:.4f}, {record.images_per_s:.0f} img/s", refresh=False)
                 advance_to(bar, record.step)
+            elif record.kind == "baseline":
+                print(baseline_validated(record.val_loss, record.seconds), flush=True)
             elif record.kind == "epoch":
                 if bar is not None:
                     bar.close()

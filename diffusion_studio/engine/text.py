@@ -52,6 +52,13 @@ def continuing_from(source: str, epochs: float, epoch: int, lr: float) -> str:
     return f"continuing {source} ({epochs:.3g} epochs) {_at(epoch, lr)}"
 
 
+def baseline_validated(val_loss: float, seconds: float | None) -> str:
+    """What a continued run's first validation found, for people: "the weights it continues
+    from: validation 0.02069 (1 min 12 s), the loss to beat" (``engine.train.BaselineRecord``)."""
+    took = format_duration(seconds, words=True)
+    return f"the weights it continues from: validation {val_loss:.5f}{f' ({took})' if took else ''}, the loss to beat"
+
+
 def first_line(error: BaseException | str) -> str:
     """The first non-empty line of an error's message, or its type's name when it has none:
     what a status line or a one-line CLI error shows (never a traceback)."""

@@ -7,7 +7,8 @@
 
 ``Trainer.run()`` yields a ``StepRecord`` after every optimiser step, an
 ``EpochRecord`` after every epoch (with the validation loss) and one
-``FinishedRecord`` at the end. The caller (CLI, GUI worker, tests) decides what
+``FinishedRecord`` at the end; a run that continues a checkpoint without best
+weights first yields a ``BaselineRecord``, the validation of the weights it brought. The caller (CLI, GUI worker, tests) decides what
 to print or draw; the trainer only trains and, when given a run folder, keeps
 ``best.pt``, ``last.pt`` and ``history.json`` there.
 
@@ -170,6 +171,17 @@ class EpochRecord:
 
 
 @dataclass(frozen=True)
+class BaselineRecord:
+    """A continued run validated the weights it brought before training: they are its best so
+    far (best.pt), the loss its epochs must beat."""
+
+    epoch: int  # the epochs those weights were trained
+    val_loss: float
+    seconds: float  # the validation's
+    kind: str = "baseline"
+
+
+@dataclass(frozen=True)
 class FinishedRecord:
     reason: Literal["completed", "early_stopped", "stopped", "diverged", "budget"]
     epoch: int  # completed epochs
@@ -179,7 +191,7 @@ class FinishedRecord:
     kind: str = "finished"
 
 
-Record = Union[StepRecord, EpochRecord, FinishedRecord]
+Record = Union[StepRecord, EpochRecord, BaselineRecord, FinishedRecord]
 
 
 class EMA:
@@ -892,8 +904,8 @@ class Trainer:
         self._resumed_epoch, self._resumed_step = self.epoch + 1, self.step_in_epoch
         if self._baseline_pending:
             baseline = self._validate_baseline()
-            if baseline is not None:
-                yield baseline
+            yield baseline
+            if baseline.kind == "finished":
                 return
         self.model.train()
         step_seconds = 0.0  # a running average of one optimiser step's duration
@@ -914,10 +926,11 @@ class Trainer:
             f"(validation loss {_format_loss(self.best_val_loss)})",
         )
 
-    def _validate_baseline(self) -> FinishedRecord | None:
+    def _validate_baseline(self) -> BaselineRecord | FinishedRecord:
         """A continued checkpoint without best weights: validate the weights it brought and keep
         them as the best so far (best.pt), so an epoch must beat them to replace them and a run
-        that never does still ends with best.pt. None, or the FinishedRecord of a stop."""
+        that never does still ends with best.pt. Their BaselineRecord, or the FinishedRecord of
+        a stop."""
         val_loss = self._validate(self.epoch)
         if val_loss is None:
             return self._finish("stopped", f"stopped while validating the weights of epoch {self.epoch} "
@@ -927,7 +940,7 @@ class Trainer:
         self.epochs_without_improvement = 0
         self.best_state = self._snapshot()
         self._save("best.pt", self._payload(self.best_state, with_training_state=False))
-        return None
+        return BaselineRecord(self.epoch, val_loss, self._last_validation_seconds)
 
     def _already_finished(self) -> FinishedRecord | None:
         """A resumed run that has nothing left to do says so instead of training."""

@@ -40,7 +40,7 @@ from PySide6.QtWidgets import (
 
 from ..engine import paths, runs
 from ..engine.text import format_duration as _format_duration
-from ..engine.text import continuing_from, resuming_at
+from ..engine.text import baseline_validated, continuing_from, resuming_at
 from ..engine.presets import PRESETS, Preset
 from ..engine.schedule import MAX_TIMESTEPS, SCHEDULE_KINDS, ScheduleConfig
 from ..engine.train import TrainConfig
@@ -683,6 +683,7 @@ class TrainPanel(QWidget):
         worker.step_done.connect(self._on_step)
         worker.step_losses.connect(self._on_step_losses)
         worker.epoch_done.connect(self._on_epoch)
+        worker.baseline_done.connect(self._on_baseline)
         worker.preview_ready.connect(self._on_preview)
         worker.finished.connect(self._on_finished)
         worker.failed.connect(self._on_failed)
@@ -869,6 +870,16 @@ class TrainPanel(QWidget):
             f"best {self.best_val:.5f} at epoch {self.best_epoch} · {format_duration(rec['seconds'])} · "
             f"{rec['images_per_s']:,.0f} images/s"
         )
+        self._dirty = True
+
+    @Slot(dict)
+    def _on_baseline(self, rec: dict) -> None:
+        """A continued run validated the weights it brought: the loss its epochs must beat."""
+        if rec.get("seconds"):
+            self.validation_seconds = float(rec["seconds"])
+        self.best_epoch, self.best_val = int(rec["epoch"]), float(rec["val_loss"])
+        line = baseline_validated(self.best_val, rec.get("seconds"))
+        self.epoch_label.setText(line[:1].upper() + line[1:])
         self._dirty = True
 
     @Slot(object)

@@ -153,6 +153,8 @@ class TrainWorker(_StoppableWorker):
       epoch_done(dict): the EpochRecord's fields (plain ints / floats / bool), plus
           ``val_loss_by_t`` (the validation loss per t bin, None for an empty bin)
           and ``loss_bins`` (the bins' edges, ``engine.train.loss_bins``).
+      baseline_done(dict): a run continuing a checkpoint without best weights validated the
+          weights it brought first: the BaselineRecord's epoch, val_loss and seconds.
       preview_ready(np.ndarray uint8 (K, 28, 28)): digits sampled (DDIM) from
           the current model every ``preview_every`` epochs and at the end.
       finished(reason, message): "completed", "early_stopped", "stopped",
@@ -165,6 +167,7 @@ class TrainWorker(_StoppableWorker):
     step_done = Signal(int, int, int, float, float)
     step_losses = Signal(object)
     epoch_done = Signal(dict)
+    baseline_done = Signal(dict)
     preview_ready = Signal(object)
     finished = Signal(str, str)
     failed = Signal(str)
@@ -261,6 +264,8 @@ class TrainWorker(_StoppableWorker):
                 every = job.preview_every
                 if every and record.epoch % every == 0 and not self.stop_event.is_set():
                     self._preview(trainer)
+            elif record.kind == "baseline":
+                self.baseline_done.emit(_plain(record.__dict__))
             else:
                 self._flush_steps()
                 if record.best_epoch and record.reason != "stopped" and job.preview_every:

@@ -94,6 +94,23 @@ def test_continue_from_starts_a_new_run_from_a_checkpoint(trained_run, tiny_mnis
     assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_continuing_an_export_prints_the_loss_its_weights_bring_before_training(trained_run, tiny_mnist,
+                                                                               tmp_path):
+    """An export keeps no best weights: the run validates the ones it brings first and says so
+    before its first epoch line."""
+    from diffusion_studio.engine.checkpoint import export_for_sampling
+
+    source, _ = trained_run
+    exported = export_for_sampling(source / "best.pt", tmp_path / "exported.pt")
+    r = run_cli("train", "--data", tiny_mnist, "--out", tmp_path / "more", "--continue-from", exported,
+                "--epochs", "3", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    baseline = next(i for i, line in enumerate(lines) if line.startswith("the weights it continues from: validation 0."))
+    assert lines[baseline].endswith("the loss to beat")
+    assert baseline < next(i for i, line in enumerate(lines) if line.startswith("epoch   3/3"))
+
+
 def test_sample_png_and_npz(trained_run, tmp_path):
     out, _ = trained_run
     r = run_cli("sample", "--checkpoint", out / "best.pt", "--n", 6, "--out", tmp_path / "s.npz",

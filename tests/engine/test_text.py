@@ -4,7 +4,12 @@ import io
 
 import pytest
 
-from diffusion_studio.engine.text import first_line, format_duration, resuming_at
+from diffusion_studio.engine.text import (
+    baseline_validated,
+    first_line,
+    format_duration,
+    resuming_at,
+)
 
 
 @pytest.mark.parametrize("seconds, clock, words", [
@@ -52,3 +57,9 @@ def test_resuming_at_names_the_epoch_and_the_restart_rate_in_two_digits():
     assert resuming_at(50, 5.1e-4) == "resuming at epoch 50, lr 0.00051"
     assert resuming_at(2, 4e-05) == "resuming at epoch 2, lr 4e-05"
     assert resuming_at(68, 0.00023962) == "resuming at epoch 68, lr 0.00024"
+
+
+def test_baseline_validated_gives_the_loss_to_beat_and_how_long_it_took():
+    assert baseline_validated(0.0206891, 72.4) == (
+        "the weights it continues from: validation 0.02069 (1 min 12 s), the loss to beat")
+    assert baseline_validated(0.5, None) == "the weights it continues from: validation 0.50000, the loss to beat"

@@ -6,7 +6,8 @@ import torch
 
 from diffusion_studio.engine.checkpoint import load_checkpoint, load_model
 from diffusion_studio.engine.schedule import ScheduleConfig
-from diffusion_studio.engine.train import EpochRecord, FinishedRecord, StepRecord, TrainConfig, Trainer
+from diffusion_studio.engine.train import (BaselineRecord, EpochRecord, FinishedRecord, StepRecord, TrainConfig,
+                                          Trainer)
 from diffusion_studio.engine.unet import UNetConfig
 
 TINY_NET = UNetConfig(base_channels=4, time_embed_dim=16)
@@ -546,6 +547,10 @@ def test_a_continued_run_keeps_the_weights_it_started_from_until_an_epoch_beats_
     scripted = iter([0.5, 0.6, 0.7])  # the baseline, then two worse epochs
     monkeypatch.setattr(trainer, "validation_loss", lambda: next(scripted))
     records = list(trainer.run())
+    baseline = records[0]
+    assert isinstance(baseline, BaselineRecord) and (baseline.epoch, baseline.val_loss) == (2, 0.5)
+    assert baseline.seconds >= 0 and sum(isinstance(r, BaselineRecord) for r in records) == 1
+    assert isinstance(records[1], StepRecord) and records[1].epoch == 3  # training starts after it
     final = records[-1]
     assert final.reason == "early_stopped" and final.epoch == 4 and final.best_epoch == 2
     assert final.best_val_loss == 0.5
@@ -556,8 +561,9 @@ def test_a_continued_run_keeps_the_weights_it_started_from_until_an_epoch_beats_
     stop.set()
     stopped = Trainer(tiny_data, train_config=more, device="cpu", run_dir=tmp_path / "stopped",
                       continue_from=exported, stop_event=stop)
-    final = list(stopped.run())[-1]
-    assert final.reason == "stopped" and "before training" in final.message
+    records = list(stopped.run())
+    final = records[-1]
+    assert len(records) == 1 and final.reason == "stopped" and "before training" in final.message
     owed = load_checkpoint(tmp_path / "stopped" / "last.pt")
     assert owed["baseline_pending"] is True  # a resume of it validates the start first
     assert Trainer(tiny_data, device="cpu", resume=tmp_path / "stopped" / "last.pt")._baseline_pending

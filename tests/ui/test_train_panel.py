@@ -225,6 +225,15 @@ def test_continue_from_a_checkpoint_trains_a_new_run_on_from_its_epochs(qtbot, p
     assert (new / "best.pt").is_file() and json.loads((new / "run.json").read_text())
 
 
+def test_the_baseline_of_a_continued_run_shows_as_the_loss_to_beat(panel):
+    """Before a continued export's first epoch the panel shows what its weights scored."""
+    panel._on_baseline({"epoch": 67, "val_loss": 0.0206891, "seconds": 72.4})
+    assert panel.epoch_label.text() == ("The weights it continues from: validation 0.02069 (1 min 12 s), "
+                                        "the loss to beat")
+    assert (panel.best_epoch, panel.best_val) == (67, pytest.approx(0.0206891))
+    assert panel.validation_seconds == pytest.approx(72.4)  # the ETA counts validations at this cost
+
+
 class FakeWorker(QObject):
     """Emits what a TrainWorker would, to check how the panel words early stopping."""
 

@@ -31,7 +31,7 @@ class Recorder(QObject):
     def __init__(self):
         super().__init__()
         self.steps, self.losses, self.epochs, self.previews, self.finished, self.failed = [], [], [], [], [], []
-        self.progress, self.frames = [], []
+        self.progress, self.frames, self.baselines = [], [], []
 
     @Slot(int, int, int, float, float)
     def on_step(self, *args):
@@ -44,6 +44,10 @@ class Recorder(QObject):
     @Slot(dict)
     def on_epoch(self, d):
         self.epochs.append(d)
+
+    @Slot(dict)
+    def on_baseline(self, d):
+        self.baselines.append(d)
 
     @Slot(object)
     def on_preview(self, a):
@@ -74,6 +78,7 @@ def wire_train(worker, rec):
     worker.step_done.connect(rec.on_step)
     worker.step_losses.connect(rec.on_losses)
     worker.epoch_done.connect(rec.on_epoch)
+    worker.baseline_done.connect(rec.on_baseline)
     worker.preview_ready.connect(rec.on_preview)
     worker.finished.connect(rec.on_finished)
     worker.failed.connect(rec.on_failed)
@@ -97,6 +102,33 @@ def test_train_worker_streams_all_steps_and_finishes(qtbot, tiny_data, tmp_path)
     assert rec.steps and rec.steps[-1][:3] == (2, 7, 7)
     assert rec.previews and rec.previews[-1].dtype == np.uint8 and rec.previews[-1].shape == (4, 28, 28)
     assert (tmp_path / "run" / "best.pt").is_file()
+
+
+def test_train_worker_reports_the_baseline_of_a_continued_export(qtbot, tiny_data, tmp_path):
+    """Continuing an export (no best weights): baseline_done carries the validation of the weights
+    it brought, once, before the first epoch; a fresh run sends none."""
+    from dataclasses import replace
+
+    from diffusion_studio.engine.checkpoint import export_for_sampling
+
+    rec, runner = Recorder(), WorkerRunner()
+    worker = TrainWorker(tiny_job(tiny_data, tmp_path / "run", epochs=1))
+    wire_train(worker, rec)
+    with qtbot.waitSignal(runner.stopped, timeout=60000):
+        runner.start(worker)
+    assert rec.baselines == [] and rec.failed == []
+    exported = export_for_sampling(tmp_path / "run" / "best.pt", tmp_path / "exported.pt")
+
+    rec = Recorder()
+    job = replace(tiny_job(tiny_data, tmp_path / "more", epochs=2), continue_from=exported)
+    worker = TrainWorker(job)
+    wire_train(worker, rec)
+    with qtbot.waitSignal(runner.stopped, timeout=60000):
+        runner.start(worker)
+    assert rec.failed == [] and [r for r, _ in rec.finished] == ["completed"]
+    assert len(rec.baselines) == 1 and rec.baselines[0]["epoch"] == 1
+    assert 0 < rec.baselines[0]["val_loss"] < 10 and rec.baselines[0]["seconds"] >= 0
+    assert [e["epoch"] for e in rec.epochs] == [2]
 
 
 def test_train_worker_bad_settings_fail_with_one_line(qtbot, tiny_data, tmp_path):
