@@ -13,7 +13,7 @@ training digits, and saves:
                          default autoguidance weight, then its autoguidance sweep
   sampler_guidance.png   the bundled class-conditional model's guidance sweep (if present)
   train_loss_by_t.png    the training panel replaying RUN/history.json's curves and
-                         its validation loss by timestep
+                         its validation loss by timestep (train_panel.png: the panel alone)
 """
 
 from __future__ import annotations
@@ -138,9 +138,15 @@ def main(argv=None) -> int:
             steps = {"global_step": list(saved.get("global_step", [])), "loss": list(saved.get("loss", []))}
         train = window.panels["trainPanel"]
         window.show_panel("trainPanel")
-        train._on_started({"steps_per_epoch": 1563, "epochs": 50, "patience": 5, "start_epoch": 0,
-                           "device": "cpu", "precision": "bf16", "batch_size": 32, "timesteps": 300,
-                           "history": {"epochs": h["epochs"], **steps}})
+        cfg = h.get("train") or {}  # the run's own settings: its epochs, patience and batch
+        train._resuming = True  # so the form shows them, as for a resumed run
+        batch = int(cfg.get("batch_size", 32))
+        train._on_started({"steps_per_epoch": -(-50000 // batch), "epochs": int(cfg.get("epochs", 50)),
+                           "patience": int(cfg.get("patience", 5)), "start_epoch": 0, "device": "cpu",
+                           "precision": "fp32", "batch_size": batch,
+                           "timesteps": int((h.get("schedule") or {}).get("timesteps", 300)),
+                           "history": {"epochs": h["epochs"], **steps}, "train_config": cfg,
+                           "model_config": h.get("model") or {}, "schedule_config": h.get("schedule") or {}})
         for e in h["epochs"]:
             if e.get("val_loss_by_t"):
                 train.add_loss_by_timestep(h["loss_bins"], e["val_loss_by_t"])
@@ -149,6 +155,7 @@ def main(argv=None) -> int:
         train._redraw()
         wait(lambda: True)
         window.grab().save(str(out / "train_loss_by_t.png"))
+        train.grab().save(str(out / "train_panel.png"))  # the panel alone, for the README's first table
     window.close()
     print(f"wrote the screenshots to {out}")
     return 0
