@@ -8,9 +8,10 @@
 ``Trainer.run()`` yields a ``StepRecord`` after every optimiser step, an
 ``EpochRecord`` after every epoch (with the validation loss) and one
 ``FinishedRecord`` at the end; a run that continues a checkpoint without best
-weights first yields a ``BaselineRecord``, the validation of the weights it brought. The caller (CLI, GUI worker, tests) decides what
-to print or draw; the trainer only trains and, when given a run folder, keeps
-``best.pt``, ``last.pt`` and ``history.json`` there.
+weights first yields a ``BaselineRecord``, the validation of the weights it
+brought. The caller (CLI, GUI worker, tests) decides what to print or draw; the
+trainer only trains and, when given a run folder, keeps ``best.pt``, ``last.pt``
+and ``history.json`` there.
 
 Stopping: set ``stop_event`` (a ``threading.Event``); it is checked before every
 step, so training stops within one batch. ``last.pt`` then holds the exact
