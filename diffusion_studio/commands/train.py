@@ -64,7 +64,8 @@ def register(sub) -> None:
     p.add_argument("--continue-from", metavar="CHECKPOINT",
                    help="start a new run from a checkpoint's weights, settings and epoch count: a bundled model "
                         "(default, default-conditional), a .pt file or a run folder (an optimizer state the file "
-                        "lacks starts afresh, with the warm-up)")
+                        "lacks starts afresh, with the warm-up); --lr, --lr-schedule, --warmup-steps and --ema "
+                        "may change (e.g. a lower rate and a longer EMA to fine-tune)")
     p.add_argument("--download", action="store_true", help="download MNIST if the folder lacks it")
     p.set_defaults(func=run)
 
@@ -200,6 +201,7 @@ def _train(args, out, data, preset, resume, continued) -> int:
         stop_event=stop,
         resume=resume,
         continue_from=continued.checkpoint if continued else None,
+        continue_settings=continued.changes if continued else None,
         extra_meta={"preset": preset.name} if resume is None and continued is None else None,
         max_seconds=60.0 * args.max_minutes if args.max_minutes else None,
         resume_patience=args.patience if resume or continued else None,

@@ -9,7 +9,7 @@ thread (``AppState.open_model``).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +98,7 @@ def plan_resume(run_dir: str | os.PathLike, requested: dict[tuple[str, str], Any
     ``epochs`` may always be raised). Raises RunError (no last.pt), CheckpointError
     (damaged) or ResumeConflict, each one line saying what to do.
     """
-    from .train import TrainConfig, resume_conflicts
+    from .train import CONTINUE_CHANGEABLE, TrainConfig, resume_conflicts
 
     folder = Path(run_dir)
     if not folder.is_dir():
@@ -128,6 +128,7 @@ class ContinuePlan:
     train: Any  # engine.train.TrainConfig
     preset: str
     epochs: float
+    changes: dict[str, Any] = field(default_factory=dict)  # train settings this run changes (lr, ema_decay, ...)
 
     @property
     def name(self) -> str:
@@ -153,13 +154,15 @@ def checkpoint_to_continue(source: str | os.PathLike) -> Path:
 
 def plan_continue(source: str | os.PathLike, requested: dict[tuple[str, str], Any] | None = None) -> ContinuePlan:
     """Check that a checkpoint can be continued in a new run, with nothing asked for that it
-    would ignore (as ``plan_resume``: ``epochs`` and ``patience`` may be raised).
+    would ignore (as ``plan_resume``: ``epochs`` and ``patience`` may be raised). Its Adam starts
+    afresh, so the settings in ``train.CONTINUE_CHANGEABLE`` (peak lr, its schedule and warm-up,
+    the EMA decay) may be changed: those that differ from the file's are the plan's ``changes``.
 
     source: as ``checkpoint_to_continue`` takes it. Raises CheckpointError (missing, damaged, or
     holding no training settings) or ResumeConflict, each one line saying what to do.
     """
     from .checkpoint import payload_epochs_trained
-    from .train import TrainConfig, resume_conflicts
+    from .train import CONTINUE_CHANGEABLE, TrainConfig, resume_conflicts
 
     path = checkpoint_to_continue(source)
     payload = load_checkpoint(path)
@@ -167,12 +170,18 @@ def plan_continue(source: str | os.PathLike, requested: dict[tuple[str, str], An
     if missing:
         raise CheckpointError(f"{path} cannot be continued: it has no {', '.join(missing)} "
                               "(choose a checkpoint written by training or an export of one)")
-    conflicts = resume_conflicts(payload, requested or {})
+    requested = {key: value for key, value in (requested or {}).items() if value is not None}
+    saved_train = payload["train"]
+    changes = {name: value for (section, name), value in requested.items()
+               if (section, name) in CONTINUE_CHANGEABLE and value != saved_train.get(name)}
+    conflicts = resume_conflicts(payload, {key: value for key, value in requested.items()
+                                           if key not in CONTINUE_CHANGEABLE})
     if conflicts:
         raise ResumeConflict(
             f"continuing {path.name} keeps its own settings, so it would ignore: {'; '.join(conflicts)}. "
             "Drop those, or start a new run to change them"
         )
-    return ContinuePlan(path, payload, TrainConfig.from_dict(payload["train"]),
-                        str((payload.get("meta") or {}).get("preset", "")), payload_epochs_trained(payload))
+    return ContinuePlan(path, payload, TrainConfig.from_dict({**saved_train, **changes}),
+                        str((payload.get("meta") or {}).get("preset", "")), payload_epochs_trained(payload),
+                        changes)
 

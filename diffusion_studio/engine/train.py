@@ -351,6 +351,11 @@ def loss_bins(timesteps: int, bins: int = LOSS_BINS) -> list[int]:
 # (README "The bundled models") before it fell below it, so a resume may ask to wait longer.
 # A lower value would be ignored (the Trainer keeps the larger), so it is a conflict.
 RESUMABLE = (("train", "epochs"), ("train", "patience"))
+# what a continued run may change: its Adam starts afresh, so the optimiser's rate and its
+# schedule and the EMA of the weights are this run's own (a lower peak rate and a longer EMA
+# fine-tune weights that an earlier run's decay has already settled)
+CONTINUE_CHANGEABLE = (("train", "lr"), ("train", "lr_schedule"), ("train", "warmup_steps"),
+                       ("train", "ema_decay"))
 
 
 def resume_conflicts(payload: dict, requested: dict[tuple[str, str], Any]) -> list[str]:
@@ -414,6 +419,9 @@ class Trainer:
               run's first step) and the random streams; without best weights, the file's own
               are validated first and are this run's best (best.pt) until an epoch beats them.
               ``meta["continued_from"]`` records the source.
+    continue_settings: with ``continue_from``, training settings this run changes, by name
+              (only those in ``CONTINUE_CHANGEABLE``: ``lr``, ``lr_schedule``, ``warmup_steps``,
+              ``ema_decay``); ``operations.plan_continue`` returns them as ``changes``.
     resume_patience: with ``resume`` or ``continue_from``, a larger patience for early stopping
               from here on (the larger of it and the run's is used). A run that stopped early
               continues when the new patience exceeds the epochs it has gone without improvement.
@@ -440,6 +448,7 @@ class Trainer:
         max_seconds: float | None = None,
         resume_patience: int | None = None,
         continue_from: str | os.PathLike | dict | None = None,
+        continue_settings: dict[str, Any] | None = None,
     ) -> None:
         if max_seconds is not None and not (max_seconds > 0 and math.isfinite(max_seconds)):
             raise ValueError(f"the time budget must be a positive number of seconds, got {max_seconds}")
@@ -447,6 +456,10 @@ class Trainer:
         self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
         if resume is not None and continue_from is not None:
             raise ValueError("resume a run or continue a checkpoint in a new one, not both")
+        changeable = {name for _, name in CONTINUE_CHANGEABLE}
+        if continue_settings and (continue_from is None or set(continue_settings) - changeable):
+            raise ValueError(f"continue_settings apply to a continued run and may hold only {sorted(changeable)}, "
+                             f"got {sorted(continue_settings)}")
         source = resume if resume is not None else continue_from
         payload = None
         if source is not None:
@@ -456,7 +469,8 @@ class Trainer:
             saved = TrainConfig.from_dict(payload["train"])
             epochs = max(saved.epochs, train_config.epochs) if train_config else saved.epochs
             patience = max(saved.patience, int(resume_patience or 0))
-            train_config = TrainConfig(**{**saved.to_dict(), "epochs": epochs, "patience": patience})
+            train_config = TrainConfig(**{**saved.to_dict(), **(continue_settings or {}),
+                                          "epochs": epochs, "patience": patience})
         self.model_config = model_config or UNetConfig()
         self.schedule_config = schedule_config or ScheduleConfig()
         self.config = train_config or TrainConfig()
@@ -468,6 +482,7 @@ class Trainer:
                 saved_meta["continued_from"] = {
                     "source": "a checkpoint" if isinstance(continue_from, dict) else str(continue_from),
                     "epochs": payload_epochs_trained(payload),
+                    **({"changed": dict(continue_settings)} if continue_settings else {}),
                 }
             self.extra_meta = {**saved_meta, **self.extra_meta}
         # an autoguidance guide network travels with the weights it guides (``attach_guide``)

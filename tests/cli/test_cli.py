@@ -83,7 +83,8 @@ def test_continue_from_starts_a_new_run_from_a_checkpoint(trained_run, tiny_mnis
     assert load_checkpoint(source / "last.pt")["epoch"] == 2  # the source is left as it was
 
     for args, message in [
-        (["--lr", "0.5"], "continuing last.pt keeps its own settings, so it would ignore: lr 0.5"),
+        (["--batch-size", "7", "--lr", "0.5"], "continuing last.pt keeps its own settings, so it would ignore: "
+                                                "batch_size 7"),
         (["--resume"], "choose one"),
         (["--patience", "1"], "patience 1 (the run uses 5; a resume may only raise it)"),
     ]:
@@ -92,6 +93,14 @@ def test_continue_from_starts_a_new_run_from_a_checkpoint(trained_run, tiny_mnis
         assert not (tmp_path / "refused" / "last.pt").exists()
     r = run_cli("train", "--data", tiny_mnist, "--continue-from", tmp_path / "nothing.pt")
     assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+
+    # a fresh Adam: its peak rate and the EMA may change, to fine-tune
+    r = run_cli("train", "--data", tiny_mnist, "--out", tmp_path / "tuned", "--continue-from", source, "--epochs",
+                "3", "--lr", "0.0002", "--ema", "0.9", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert "lr 0.0002," in r.stdout and "EMA 0.9;" in r.stdout
+    tuned = load_checkpoint(tmp_path / "tuned" / "last.pt")
+    assert tuned["meta"]["continued_from"]["changed"] == {"lr": 2e-4, "ema_decay": 0.9}
 
 
 def test_continuing_an_export_prints_the_loss_its_weights_bring_before_training(trained_run, tiny_mnist,

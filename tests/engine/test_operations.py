@@ -75,8 +75,14 @@ def test_plan_continue_names_the_checkpoint_it_continues_and_refuses_what_it_wou
     assert bundled.name == "default" and bundled.checkpoint.name == "default.pt" and bundled.epochs > 60
     assert bundled.payload.get("optimizer") is None and bundled.payload["guide"] is not None
 
-    with pytest.raises(ops.ResumeConflict, match=r"^continuing last.pt keeps its own settings.*lr 0.1"):
-        ops.plan_continue(run_dir, {("train", "lr"): 0.1})
+    with pytest.raises(ops.ResumeConflict, match=r"^continuing last.pt keeps its own settings.*batch_size 64"):
+        ops.plan_continue(run_dir, {("train", "batch_size"): 64, ("train", "lr"): 0.1})
+    # its Adam starts afresh: the rate, its schedule and the EMA are the new run's to change
+    tuned = ops.plan_continue(run_dir, {("train", "lr"): 2e-4, ("train", "ema_decay"): 0.9998,
+                                        ("train", "batch_size"): 50, ("train", "warmup_steps"): None})
+    assert tuned.changes == {"lr": 2e-4, "ema_decay": 0.9998}  # the file's batch size is no change
+    assert (tuned.train.lr, tuned.train.ema_decay, tuned.train.batch_size) == (2e-4, 0.9998, 50)
+    assert ops.plan_continue(run_dir, {("train", "lr"): plan.train.lr}).changes == {}
     with pytest.raises(CheckpointError, match="does not exist"):
         ops.plan_continue(tmp_path / "missing.pt")
     torch.save({"format": "diffusion-studio-checkpoint", "version": 1, "weights": {}}, tmp_path / "bare.pt")

@@ -569,6 +569,29 @@ def test_a_continued_run_keeps_the_weights_it_started_from_until_an_epoch_beats_
     assert Trainer(tiny_data, device="cpu", resume=tmp_path / "stopped" / "last.pt")._baseline_pending
 
 
+def test_a_continued_run_may_change_its_rate_and_ema_and_records_the_change(tiny_data, tmp_path):
+    """A lower peak rate and a longer EMA fine-tune settled weights: the fresh Adam takes them, the
+    EMA decays at the new rate from the file's step count, and meta says what changed."""
+    exported = _exported_run(tiny_data, tmp_path)
+    more = TrainConfig(epochs=3, batch_size=16, precision="fp32", channels_last=False)
+    trainer = Trainer(tiny_data, train_config=more, device="cpu", run_dir=tmp_path / "new", continue_from=exported,
+                      continue_settings={"lr": 2e-4, "ema_decay": 0.5, "warmup_steps": 0})
+    c = trainer.config
+    assert (c.lr, c.ema_decay, c.warmup_steps, c.batch_size) == (2e-4, 0.5, 0, 16)
+    assert trainer.ema.decay == 0.5 and trainer.optimizer.param_groups[0]["lr"] == 2e-4
+    assert trainer.next_lr() == pytest.approx(2e-4 * 0.5 * (1 + math.cos(math.pi * 14 / 21)))
+    records = list(trainer.run())
+    assert records[-1].reason == "completed"
+    last = load_checkpoint(tmp_path / "new" / "last.pt")
+    assert last["train"]["lr"] == 2e-4 and last["train"]["ema_decay"] == 0.5  # a resume keeps them
+    assert last["meta"]["continued_from"]["changed"] == {"lr": 2e-4, "ema_decay": 0.5, "warmup_steps": 0}
+
+    with pytest.raises(ValueError, match="may hold only"):
+        Trainer(tiny_data, device="cpu", continue_from=exported, continue_settings={"batch_size": 8})
+    with pytest.raises(ValueError, match="apply to a continued run"):
+        Trainer(tiny_data, device="cpu", continue_settings={"lr": 1e-4})
+
+
 def test_resume_and_continue_are_exclusive(tiny_data, tmp_path):
     exported = _exported_run(tiny_data, tmp_path, epochs=1)
     with pytest.raises(ValueError, match="not both"):
