@@ -419,9 +419,11 @@ class Trainer:
               run's first step) and the random streams; without best weights, the file's own
               are validated first and are this run's best (best.pt) until an epoch beats them.
               ``meta["continued_from"]`` records the source.
-    continue_settings: with ``continue_from``, training settings this run changes, by name
+    continue_settings: with ``continue_from``, training settings this run trains with, by name
               (only those in ``CONTINUE_CHANGEABLE``: ``lr``, ``lr_schedule``, ``warmup_steps``,
-              ``ema_decay``); ``operations.plan_continue`` returns them as ``changes``.
+              ``ema_decay``); ``operations.plan_continue`` returns them as ``changes``, the
+              Training panel passes its form's lr and EMA. Those that differ from the file's
+              are recorded in ``meta["continued_from"]["changed"]``.
     resume_patience: with ``resume`` or ``continue_from``, a larger patience for early stopping
               from here on (the larger of it and the run's is used). A run that stopped early
               continues when the new patience exceeds the epochs it has gone without improvement.
@@ -471,6 +473,9 @@ class Trainer:
             patience = max(saved.patience, int(resume_patience or 0))
             train_config = TrainConfig(**{**saved.to_dict(), **(continue_settings or {}),
                                           "epochs": epochs, "patience": patience})
+            # only what differs from the file's own is a change (a front end may pass its form)
+            changed = {name: value for name, value in (continue_settings or {}).items()
+                       if value != getattr(saved, name)}
         self.model_config = model_config or UNetConfig()
         self.schedule_config = schedule_config or ScheduleConfig()
         self.config = train_config or TrainConfig()
@@ -482,7 +487,7 @@ class Trainer:
                 saved_meta["continued_from"] = {
                     "source": "a checkpoint" if isinstance(continue_from, dict) else str(continue_from),
                     "epochs": payload_epochs_trained(payload),
-                    **({"changed": dict(continue_settings)} if continue_settings else {}),
+                    **({"changed": changed} if changed else {}),
                 }
             self.extra_meta = {**saved_meta, **self.extra_meta}
         # an autoguidance guide network travels with the weights it guides (``attach_guide``)

@@ -86,7 +86,8 @@ class _Series:
 
 
 CONTINUE_TIP = ("Start a new run from a checkpoint's weights, settings and epoch count: a bundled model, "
-                "or a .pt file (a run's last.pt keeps its optimizer state)")
+                "or a .pt file (a run's last.pt keeps its optimizer state). Its Adam starts afresh with "
+                "this form's learning rate and EMA; a lower rate (2e-4) and a longer EMA (0.9998) fine-tune")
 
 
 class TrainPanel(QWidget):
@@ -617,7 +618,8 @@ class TrainPanel(QWidget):
     def continue_training(self, source: str | Path | None = None) -> bool:
         """A new run from a checkpoint (``Trainer(continue_from=...)``): its weights, settings,
         epoch count, history and guide network; the form's epoch count and patience may raise
-        its own, as with a resume. ``source``: a bundled model's name ("default"), a .pt file
+        its own, as with a resume, and its fresh Adam trains with the form's learning rate and EMA
+        decay (``engine.train.CONTINUE_CHANGEABLE``; the CLI's ``--lr`` and ``--ema``). ``source``: a bundled model's name ("default"), a .pt file
         or a run folder (its last.pt); None asks with a file dialog. The run goes into the Run
         folder field's folder when one was chosen, else a new one in the runs folder."""
         if not self._can_train():
@@ -649,7 +651,9 @@ class TrainPanel(QWidget):
             return False
         self.run_dir_edit.setText(str(run_dir))
         self._resuming, self._continuing = True, name
-        return self._start(self._checkpoint_job(run_dir, continue_from=checkpoint))
+        return self._start(self._checkpoint_job(
+            run_dir, continue_from=checkpoint,
+            continue_settings={"lr": self.lr_spin.value(), "ema_decay": self.ema_spin.value()}))
 
     def _checkpoint_job(self, run_dir: Path, **source) -> TrainJob:
         """The job that resumes a run or continues a checkpoint (``source``: ``resume=`` or

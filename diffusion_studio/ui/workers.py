@@ -98,7 +98,8 @@ def _error_text(exc: BaseException) -> str:
 class TrainJob:
     """What to train. ``resume`` is a last.pt path (its settings win, except that
     ``train.epochs`` and ``train.patience`` may raise the run's); ``continue_from`` a checkpoint
-    a new run in ``run_dir`` continues, with the same rule (``Trainer(continue_from=...)``)."""
+    a new run in ``run_dir`` continues, with the same rule (``Trainer(continue_from=...)``), and may
+    train with other ``continue_settings`` (its fresh Adam's lr, the EMA decay)."""
 
     data: object  # engine.data.MNISTSplits
     model: object  # UNetConfig
@@ -108,6 +109,7 @@ class TrainJob:
     run_dir: Path | None = None
     resume: Path | None = None
     continue_from: Path | None = None
+    continue_settings: dict = field(default_factory=dict)  # with continue_from: lr, ema_decay, ... to train with
     extra_meta: dict = field(default_factory=dict)
     preview_every: int = 5  # epochs between preview samples (0 = never)
     max_seconds: float | None = None  # wall-clock budget (Trainer's max_seconds)
@@ -205,6 +207,7 @@ class TrainWorker(_StoppableWorker):
             stop_event=self.stop_event,
             resume=job.resume,
             continue_from=job.continue_from,
+            continue_settings=job.continue_settings or None,
             extra_meta=job.extra_meta,
             max_seconds=job.max_seconds,
             resume_patience=(job.train.patience if (job.resume or job.continue_from) is not None

@@ -586,6 +586,13 @@ def test_a_continued_run_may_change_its_rate_and_ema_and_records_the_change(tiny
     assert last["train"]["lr"] == 2e-4 and last["train"]["ema_decay"] == 0.5  # a resume keeps them
     assert last["meta"]["continued_from"]["changed"] == {"lr": 2e-4, "ema_decay": 0.5, "warmup_steps": 0}
 
+    # a front end may pass its form whole: values equal to the file's own are no change
+    saved = load_checkpoint(exported)["train"]
+    same = Trainer(tiny_data, device="cpu", continue_from=exported,
+                   continue_settings={"lr": saved["lr"], "ema_decay": 0.5})
+    assert same.extra_meta["continued_from"]["changed"] == {"ema_decay": 0.5}
+    assert same.config.lr == saved["lr"]
+
     with pytest.raises(ValueError, match="may hold only"):
         Trainer(tiny_data, device="cpu", continue_from=exported, continue_settings={"batch_size": 8})
     with pytest.raises(ValueError, match="apply to a continued run"):

@@ -211,17 +211,20 @@ def test_continue_from_a_checkpoint_trains_a_new_run_on_from_its_epochs(qtbot, p
 
     new = tmp_path / "second"
     panel.set_run_dir(str(new))
-    panel.lr_spin.setValue(0.05)  # the checkpoint's own lr wins, and the form shows it
+    panel.lr_spin.setValue(0.05)  # a fresh Adam: the form's lr is the new run's (as the CLI's --lr)
     panel.epochs_spin.setValue(3)
     with qtbot.waitSignal(panel.training_finished, timeout=60000) as blocker:
         assert panel.continue_training(exported)
         qtbot.waitUntil(lambda: panel.stopping_label.text().startswith("Continuing"), timeout=30000)
         assert "Continuing exported (1 epochs) at epoch 2" in panel.stopping_label.text()
     assert blocker.args[0] == "completed"
-    assert panel.lr_spin.value() == pytest.approx(3e-2)
+    assert panel.lr_spin.value() == pytest.approx(0.05)
     assert panel.val_epochs == [1, 2, 3]
     last = load_checkpoint(new / "last.pt")
     assert last["epoch"] == 3 and last["meta"]["continued_from"]["source"] == str(exported)
+    # the file's lr was 3e-2; the EMA the form showed was the file's own, so only the lr changed
+    assert last["train"]["lr"] == pytest.approx(0.05)
+    assert last["meta"]["continued_from"]["changed"] == {"lr": pytest.approx(0.05)}
     assert (new / "best.pt").is_file() and json.loads((new / "run.json").read_text())
 
 
