@@ -52,6 +52,12 @@ def available_bundled() -> list[tuple[str, str, Path]]:
     return out
 
 
+def bundled_name(path: str | os.PathLike) -> str | None:
+    """The bundled model's name ("default") when ``path`` is its installed file, else None."""
+    target = Path(path).expanduser().resolve()
+    return next((name for name, _, file in available_bundled() if file.resolve() == target), None)
+
+
 def startup_model() -> tuple[str, str, Path] | None:
     """(name, title, path) of the bundled model the app opens at start-up, or None if none is installed."""
     installed = {name: (name, title, path) for name, title, path in available_bundled()}

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .atomic import write_json_atomic
+from .bundled import bundled_name
 from .checkpoint import load_checkpoint, payload_epochs_trained, save_checkpoint
 from .data import MNISTSplits, to_model_range
 from .device import PRECISIONS, autocast, choose_precision, resolve_device
@@ -418,7 +419,7 @@ class Trainer:
               file lacks starts afresh: the Adam state (the warm-up then runs again from this
               run's first step) and the random streams; without best weights, the file's own
               are validated first and are this run's best (best.pt) until an epoch beats them.
-              ``meta["continued_from"]`` records the source.
+              ``meta["continued_from"]`` records the source (a bundled model by its name).
     continue_settings: with ``continue_from``, training settings this run trains with, by name
               (only those in ``CONTINUE_CHANGEABLE``: ``lr``, ``lr_schedule``, ``warmup_steps``,
               ``ema_decay``); ``operations.plan_continue`` returns them as ``changes``, the
@@ -485,7 +486,8 @@ class Trainer:
                           if k not in ("finished_reason", "train_seconds", *_EXPORT_META)}
             if continue_from is not None:
                 saved_meta["continued_from"] = {
-                    "source": "a checkpoint" if isinstance(continue_from, dict) else str(continue_from),
+                    "source": ("a checkpoint" if isinstance(continue_from, dict)
+                               else bundled_name(continue_from) or str(continue_from)),
                     "epochs": payload_epochs_trained(payload),
                     **({"changed": changed} if changed else {}),
                 }

@@ -62,3 +62,13 @@ def test_the_app_starts_with_the_conditional_model_else_the_unconditional_one(mo
     assert bundled.startup_model() == only_default[0]
     monkeypatch.setattr(bundled, "available_bundled", lambda: [])
     assert bundled.startup_model() is None
+
+
+def test_a_bundled_model_is_known_by_its_name_not_its_install_path(tmp_path):
+    from diffusion_studio.engine.bundled import bundled_checkpoint_path, bundled_name
+
+    for name in ("default", "default-conditional"):
+        assert bundled_name(bundled_checkpoint_path(name)) == name
+    copy = tmp_path / "default.pt"  # the same name elsewhere is a file of the user's, not the bundled one
+    copy.write_bytes(bundled_checkpoint_path("default").read_bytes())
+    assert bundled_name(copy) is None
