@@ -86,8 +86,9 @@ class _Series:
 
 
 CONTINUE_TIP = ("Start a new run from a checkpoint's weights, settings and epoch count: a bundled model, "
-                "or a .pt file (a run's last.pt keeps its optimizer state). Its Adam starts afresh with "
-                "this form's learning rate and EMA; a lower rate (2e-4) and a longer EMA (0.9998) fine-tune")
+                "or a .pt file (a run's last.pt keeps its optimizer state). Its Adam starts afresh with the "
+                "file's learning rate and EMA, or this form's where you changed them from the preset's; "
+                "a lower rate (2e-4) and a longer EMA (0.9998) fine-tune")
 
 
 class TrainPanel(QWidget):
@@ -618,8 +619,9 @@ class TrainPanel(QWidget):
     def continue_training(self, source: str | Path | None = None) -> bool:
         """A new run from a checkpoint (``Trainer(continue_from=...)``): its weights, settings,
         epoch count, history and guide network; the form's epoch count and patience may raise
-        its own, as with a resume, and its fresh Adam trains with the form's learning rate and EMA
-        decay (``engine.train.CONTINUE_CHANGEABLE``; the CLI's ``--lr`` and ``--ema``). ``source``: a bundled model's name ("default"), a .pt file
+        its own, as with a resume, and its fresh Adam trains with the file's learning rate and EMA
+        decay, or the form's where they differ from the preset's (``continue_settings``;
+        ``engine.train.CONTINUE_CHANGEABLE``; the CLI's ``--lr`` and ``--ema``). ``source``: a bundled model's name ("default"), a .pt file
         or a run folder (its last.pt); None asks with a file dialog. The run goes into the Run
         folder field's folder when one was chosen, else a new one in the runs folder."""
         if not self._can_train():
@@ -653,7 +655,15 @@ class TrainPanel(QWidget):
         self._resuming, self._continuing = True, name
         return self._start(self._checkpoint_job(
             run_dir, continue_from=checkpoint,
-            continue_settings={"lr": self.lr_spin.value(), "ema_decay": self.ema_spin.value()}))
+            continue_settings=self.continue_settings()))
+
+    def continue_settings(self) -> dict[str, float]:
+        """What a Continue changes of the file's own training settings: the form's learning rate and
+        EMA decay where they differ from the preset's (the user changed them for this run), else
+        nothing, and the run keeps the file's (a bundled model fine-tuned at 2e-4 goes on at 2e-4)."""
+        preset = self.current_preset().train
+        return {key: spin.value() for key, spin in (("lr", self.lr_spin), ("ema_decay", self.ema_spin))
+                if not math.isclose(spin.value(), getattr(preset, key), rel_tol=1e-6, abs_tol=1e-12)}
 
     def _checkpoint_job(self, run_dir: Path, **source) -> TrainJob:
         """The job that resumes a run or continues a checkpoint (``source``: ``resume=`` or

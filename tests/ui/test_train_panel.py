@@ -211,7 +211,7 @@ def test_continue_from_a_checkpoint_trains_a_new_run_on_from_its_epochs(qtbot, p
 
     new = tmp_path / "second"
     panel.set_run_dir(str(new))
-    panel.lr_spin.setValue(0.05)  # a fresh Adam: the form's lr is the new run's (as the CLI's --lr)
+    panel.lr_spin.setValue(0.05)  # a fresh Adam: an lr set in the form is the new run's (as the CLI's --lr)
     panel.epochs_spin.setValue(3)
     with qtbot.waitSignal(panel.training_finished, timeout=60000) as blocker:
         assert panel.continue_training(exported)
@@ -222,10 +222,22 @@ def test_continue_from_a_checkpoint_trains_a_new_run_on_from_its_epochs(qtbot, p
     assert panel.val_epochs == [1, 2, 3]
     last = load_checkpoint(new / "last.pt")
     assert last["epoch"] == 3 and last["meta"]["continued_from"]["source"] == str(exported)
-    # the file's lr was 3e-2; the EMA the form showed was the file's own, so only the lr changed
+    # the file's lr was 3e-2; the EMA the form showed was the preset's (and the file's), so only the lr changed
     assert last["train"]["lr"] == pytest.approx(0.05)
     assert last["meta"]["continued_from"]["changed"] == {"lr": pytest.approx(0.05)}
     assert (new / "best.pt").is_file() and json.loads((new / "run.json").read_text())
+
+
+def test_continue_keeps_the_files_lr_and_ema_unless_the_form_changed_them(panel):
+    """An untouched form (the preset's lr 1e-3, EMA 0.999) changes nothing, so a file fine-tuned at
+    2e-4 / 0.9998 (the bundled default) goes on with its own; a value the user set is a change."""
+    assert panel.current_preset().name == "default" and panel.continue_settings() == {}
+    panel.lr_spin.setValue(2e-4)
+    assert panel.continue_settings() == {"lr": pytest.approx(2e-4)}
+    panel.ema_spin.setValue(0.9998)
+    assert panel.continue_settings() == {"lr": pytest.approx(2e-4), "ema_decay": pytest.approx(0.9998)}
+    panel.lr_spin.setValue(panel.current_preset().train.lr)  # back to the preset's: the file's own again
+    assert set(panel.continue_settings()) == {"ema_decay"}
 
 
 def test_the_baseline_of_a_continued_run_shows_as_the_loss_to_beat(panel):
