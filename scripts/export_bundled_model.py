@@ -8,7 +8,8 @@ re-estimates their BatchNorm statistics from ``--recalibrate`` training batches
 (``recalibrate_batchnorm``; checkpoints written before training did this
 themselves carry the live model's statistics, which do not fit the EMA
 weights), and writes the result with ``export_for_sampling``: configs, weights,
-history and metadata, no optimizer state. The output is written atomically.
+history and metadata, no optimizer state. The output is written atomically. A run
+continued from a bundled model records it by its name (``meta.continued_from.source``).
 ``--guide`` attaches a weaker checkpoint of the same recipe (an earlier one of the
 same run) as the model's autoguidance guide (``attach_guide``; bfloat16 weights).
 """
@@ -24,6 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from diffusion_studio.engine.bundled import bundled_name  # noqa: E402
 from diffusion_studio.engine.checkpoint import (  # noqa: E402
     LoadedModel, attach_guide, export_for_sampling, load_checkpoint, save_checkpoint,
 )
@@ -52,6 +54,9 @@ def main(argv=None) -> int:
         )
         payload[key] = {k: v.detach().clone() for k, v in loaded.model.state_dict().items()}
         payload["meta"] = {**(payload.get("meta") or {}), "bn_recalibrated_batches": args.recalibrate}
+    continued = (payload.get("meta") or {}).get("continued_from")
+    if continued and isinstance(continued.get("source"), str):  # a bundled model by its name, not this machine's path
+        continued["source"] = bundled_name(continued["source"]) or continued["source"]
     if args.guide:
         payload = attach_guide(payload, load_checkpoint(args.guide), "/".join(Path(args.guide).parts[-2:]))
     with tempfile.TemporaryDirectory() as tmp:
