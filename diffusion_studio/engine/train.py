@@ -423,8 +423,8 @@ class Trainer:
     continue_settings: with ``continue_from``, training settings this run trains with, by name
               (only those in ``CONTINUE_CHANGEABLE``: ``lr``, ``lr_schedule``, ``warmup_steps``,
               ``ema_decay``); ``operations.plan_continue`` returns them as ``changes``, the
-              Training panel passes its form's lr and EMA. Those that differ from the file's
-              are recorded in ``meta["continued_from"]["changed"]``.
+              Training panel its form's lr and EMA where they differ from its preset's. Those
+              that differ from the file's are recorded in ``meta["continued_from"]["changed"]``.
     resume_patience: with ``resume`` or ``continue_from``, a larger patience for early stopping
               from here on (the larger of it and the run's is used). A run that stopped early
               continues when the new patience exceeds the epochs it has gone without improvement.
@@ -474,7 +474,7 @@ class Trainer:
             patience = max(saved.patience, int(resume_patience or 0))
             train_config = TrainConfig(**{**saved.to_dict(), **(continue_settings or {}),
                                           "epochs": epochs, "patience": patience})
-            # only what differs from the file's own is a change (a front end may pass its form)
+            # only what differs from the file's own is a change (a value a front end passes may equal it)
             changed = {name: value for name, value in (continue_settings or {}).items()
                        if value != getattr(saved, name)}
         self.model_config = model_config or UNetConfig()
