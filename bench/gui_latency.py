@@ -41,8 +41,8 @@ def stats(ms: list[float]) -> dict:
 
 
 def slider(app, data, digits: int) -> dict:
-    from diffusion_studio.engine.bundled import default_checkpoint_path
-    from diffusion_studio.engine.checkpoint import load_model
+    from diffusion_studio.engine.storage.bundled import default_checkpoint_path
+    from diffusion_studio.engine.storage.checkpoint import load_model
     from diffusion_studio.ui.main_window import MainWindow
     from diffusion_studio.ui.state import AppState
 
@@ -98,8 +98,8 @@ def training_gaps(app, data) -> dict:
 
     from PySide6.QtCore import QTimer
 
-    from diffusion_studio.engine.data import MNISTSplits
-    from diffusion_studio.engine.presets import get_preset
+    from diffusion_studio.engine.storage.data import MNISTSplits
+    from diffusion_studio.engine.training.presets import get_preset
     from diffusion_studio.ui.state import AppState
     from diffusion_studio.ui.train_panel import TrainPanel
 
@@ -146,7 +146,7 @@ def main(argv=None) -> int:
     import torch
     from PySide6.QtWidgets import QApplication
 
-    from diffusion_studio.engine.data import load_mnist
+    from diffusion_studio.engine.storage.data import load_mnist
     from diffusion_studio.engine.device import cpu_model_name
 
     app = QApplication.instance() or QApplication(sys.argv[:1])

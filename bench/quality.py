@@ -34,15 +34,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from diffusion_studio.engine.bundled import resolve_checkpoint  # noqa: E402
-from diffusion_studio.engine.checkpoint import LoadedModel, load_checkpoint  # noqa: E402
-from diffusion_studio.engine.classifier import class_accuracy, ensure_classifier, offline_metrics  # noqa: E402
-from diffusion_studio.engine.data import load_mnist, to_uint8  # noqa: E402
+from diffusion_studio.engine.storage.bundled import resolve_checkpoint  # noqa: E402
+from diffusion_studio.engine.storage.checkpoint import LoadedModel, load_checkpoint  # noqa: E402
+from diffusion_studio.engine.evaluation.classifier import class_accuracy, ensure_classifier, offline_metrics  # noqa: E402
+from diffusion_studio.engine.storage.data import load_mnist, to_uint8  # noqa: E402
 from diffusion_studio.engine.device import choose_precision, cpu_model_name, resolve_device  # noqa: E402
-from diffusion_studio.engine.images import save_grid  # noqa: E402
+from diffusion_studio.engine.storage.images import save_grid  # noqa: E402
 from diffusion_studio.commands._sampler_args import add_sampler_arguments, sampler_from_args  # noqa: E402
-from diffusion_studio.engine.sample import sample  # noqa: E402
-from diffusion_studio.engine.train import recalibrate_on_training_split  # noqa: E402
+from diffusion_studio.engine.diffusion.sampling import sample  # noqa: E402
+from diffusion_studio.engine.training.algorithm import recalibrate_on_training_split  # noqa: E402
 
 
 def main(argv=None) -> int:

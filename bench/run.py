@@ -36,9 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from diffusion_studio.engine.device import (  # noqa: E402
     autocast, choose_precision, cpu_flags, cpu_model_name, describe, resolve_device,
 )
-from diffusion_studio.engine.presets import PRESET_NAMES, get_preset  # noqa: E402
-from diffusion_studio.engine.schedule import NoiseSchedule, ScheduleConfig  # noqa: E402
-from diffusion_studio.engine.unet import build_model, count_parameters, forward_flops  # noqa: E402
+from diffusion_studio.engine.training.presets import PRESET_NAMES, get_preset  # noqa: E402
+from diffusion_studio.engine.diffusion.schedule import NoiseSchedule, ScheduleConfig  # noqa: E402
+from diffusion_studio.engine.diffusion.unet import build_model, count_parameters, forward_flops  # noqa: E402
 
 
 def sync(device):
@@ -110,8 +110,8 @@ def feature_rates(device, quick):
     """Images/s of the two metrics' feature extractors (weights do not change the speed)."""
     import numpy as np
 
-    from diffusion_studio.engine.classifier import MNISTClassifier, to_input
-    from diffusion_studio.engine.fid import InceptionExtractor
+    from diffusion_studio.engine.evaluation.classifier import MNISTClassifier, to_input
+    from diffusion_studio.engine.evaluation.fid import InceptionExtractor
 
     images = np.random.default_rng(0).integers(0, 256, size=(1000, 28, 28), dtype=np.uint8)
     clf = MNISTClassifier().to(device).eval()

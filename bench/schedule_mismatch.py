@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from diffusion_studio.engine.data import load_mnist, to_model_range  # noqa: E402
-from diffusion_studio.engine.schedule import NoiseSchedule, ScheduleConfig  # noqa: E402
+from diffusion_studio.engine.storage.data import load_mnist, to_model_range  # noqa: E402
+from diffusion_studio.engine.diffusion.schedule import NoiseSchedule, ScheduleConfig  # noqa: E402
 
 SCHEDULES = {
     "report linear 1e-4..0.02": ScheduleConfig(kind="linear", timesteps=300, beta_start=1e-4, beta_end=0.02),

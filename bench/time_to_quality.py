@@ -42,13 +42,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from diffusion_studio.engine.checkpoint import load_model  # noqa: E402
-from diffusion_studio.engine.classifier import ensure_classifier, offline_metrics  # noqa: E402
-from diffusion_studio.engine.data import load_mnist, to_uint8  # noqa: E402
+from diffusion_studio.engine.storage.checkpoint import load_model  # noqa: E402
+from diffusion_studio.engine.evaluation.classifier import ensure_classifier, offline_metrics  # noqa: E402
+from diffusion_studio.engine.storage.data import load_mnist, to_uint8  # noqa: E402
 from diffusion_studio.engine.device import choose_precision, cpu_model_name  # noqa: E402
-from diffusion_studio.engine.presets import PRESETS, get_preset  # noqa: E402
-from diffusion_studio.engine.sample import SAMPLER_KINDS, SamplerConfig, sample  # noqa: E402
-from diffusion_studio.engine.train import Trainer  # noqa: E402
+from diffusion_studio.engine.training.presets import PRESETS, get_preset  # noqa: E402
+from diffusion_studio.engine.diffusion.scheduling import SAMPLER_KINDS, SamplerConfig
+from diffusion_studio.engine.diffusion.sampling import sample
+from diffusion_studio.engine.training.trainer import Trainer  # noqa: E402
 
 
 def arm_preset(name: str):

@@ -63,7 +63,7 @@ def install_excepthook() -> None:
 
 def initial_data_folder(data: str | None) -> Path:
     """The folder to load at start-up: ``data``, else the last one used, else the default."""
-    from .engine import paths
+    from .engine.storage import paths
     from .ui.settings import DATA_FOLDER, app_settings
 
     if data:
@@ -76,7 +76,7 @@ def initial_data_folder(data: str | None) -> Path:
 
 def load_initial_models(window, checkpoint: str | None) -> None:
     """The bundled start-up model if this installation has one (silently none otherwise), then ``checkpoint``."""
-    from .engine.bundled import startup_model
+    from .engine.storage.bundled import startup_model
 
     bundled = startup_model()
     if bundled is not None:

@@ -27,8 +27,8 @@ class CLIError(Exception):
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from .engine.checkpoint import CheckpointError
-    from .engine.data import DataError
+    from .engine.storage.checkpoint import CheckpointError
+    from .engine.storage.data import DataError
     from .engine.runs import RunError
 
     return (CLIError, DataError, CheckpointError, RunError, ValueError, OSError)

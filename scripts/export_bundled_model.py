@@ -25,12 +25,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from diffusion_studio.engine.bundled import bundled_name  # noqa: E402
-from diffusion_studio.engine.checkpoint import (  # noqa: E402
+from diffusion_studio.engine.storage.bundled import bundled_name  # noqa: E402
+from diffusion_studio.engine.storage.checkpoint import (  # noqa: E402
     LoadedModel, attach_guide, export_for_sampling, load_checkpoint, save_checkpoint,
 )
-from diffusion_studio.engine.data import load_mnist  # noqa: E402
-from diffusion_studio.engine.train import recalibrate_on_training_split  # noqa: E402
+from diffusion_studio.engine.storage.data import load_mnist  # noqa: E402
+from diffusion_studio.engine.training.algorithm import recalibrate_on_training_split  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -47,9 +47,9 @@ def main(argv=None) -> int:
     import numpy as np
     from PySide6.QtWidgets import QApplication
 
-    from diffusion_studio.engine.bundled import available_bundled
-    from diffusion_studio.engine.checkpoint import load_model
-    from diffusion_studio.engine.data import load_mnist
+    from diffusion_studio.engine.storage.bundled import available_bundled
+    from diffusion_studio.engine.storage.checkpoint import load_model
+    from diffusion_studio.engine.storage.data import load_mnist
     from diffusion_studio.ui.main_window import MainWindow
     from diffusion_studio.ui.state import AppState
 
@@ -132,7 +132,7 @@ def main(argv=None) -> int:
         h = json.loads(Path(args.history).read_text())
         steps = {"global_step": [], "loss": []}
         if args.steps_from:  # the per-step losses live in the run's checkpoints, not in history.json
-            from diffusion_studio.engine.checkpoint import load_checkpoint
+            from diffusion_studio.engine.storage.checkpoint import load_checkpoint
 
             saved = (load_checkpoint(args.steps_from).get("history") or {}).get("steps") or {}
             steps = {"global_step": list(saved.get("global_step", [])), "loss": list(saved.get("loss", []))}

@@ -39,7 +39,7 @@ def make_digits(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 def write_mnist_folder(folder, n_train: int = 120, n_test: int = 30, gz: bool = True, layout: str = "flat"):
     """Write the four MNIST IDX files (tiny) into ``folder``; returns the folder."""
-    from diffusion_studio.engine.data import write_idx
+    from diffusion_studio.engine.storage.data import write_idx
 
     folder = os.fspath(folder)
     target = folder if layout == "flat" else os.path.join(folder, "MNIST", "raw")
@@ -62,7 +62,7 @@ def tiny_mnist(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_data(tiny_mnist):
-    from diffusion_studio.engine.data import load_mnist
+    from diffusion_studio.engine.storage.data import load_mnist
 
     return load_mnist(tiny_mnist)
 
@@ -77,9 +77,10 @@ def tiny_runs(tiny_data, tmp_path_factory):
     import datetime as dt
 
     from diffusion_studio.engine import runs as R
-    from diffusion_studio.engine.schedule import ScheduleConfig
-    from diffusion_studio.engine.train import TrainConfig, Trainer
-    from diffusion_studio.engine.unet import UNetConfig
+    from diffusion_studio.engine.diffusion.schedule import ScheduleConfig
+    from diffusion_studio.engine.training.config import TrainConfig
+    from diffusion_studio.engine.training.trainer import Trainer
+    from diffusion_studio.engine.diffusion.unet import UNetConfig
 
     root = tmp_path_factory.mktemp("tiny-runs") / "runs"
     model = UNetConfig(base_channels=4)

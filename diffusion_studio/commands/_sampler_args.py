@@ -46,7 +46,7 @@ def add_sampler_arguments(p: argparse.ArgumentParser) -> None:
 
 def sampler_from_args(args: argparse.Namespace):
     """The ``SamplerConfig`` the options describe (a ValueError names a bad value)."""
-    from ..engine.sample import SamplerConfig
+    from ..engine.diffusion.scheduling import SamplerConfig
 
     given = {"kind": args.sampler, "steps": args.steps, "eta": args.eta, "variance": args.variance,
              "clip_x0": args.clip_x0, "guidance": args.guidance, "autoguidance": args.autoguidance,

@@ -79,13 +79,13 @@ class _Progress:
 
 def run(args: argparse.Namespace) -> int:
     from ..cli import CLIError
-    from ..engine import paths
-    from ..engine.atomic import check_writable
-    from ..engine.checkpoint import load_model
-    from ..engine.data import load_mnist
+    from ..engine.storage import paths
+    from ..engine.storage.atomic import check_writable
+    from ..engine.storage.checkpoint import load_model
+    from ..engine.storage.data import load_mnist
     from ..engine.device import resolve_device
-    from ..engine.metrics import MetricError
-    from ..engine.report import EvaluationConfig, evaluate_model, format_value, write_report
+    from ..engine.evaluation.metrics import MetricError
+    from ..engine.evaluation.report import EvaluationConfig, evaluate_model, format_value, write_report
     from .sample import resolve_checkpoint
 
     if args.n < 2:

@@ -37,10 +37,10 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..cli import CLIError
-    from ..engine import paths
-    from ..engine.data import load_mnist, to_model_range
-    from ..engine.images import save_png, strip
-    from ..engine.schedule import NoiseSchedule, ScheduleConfig
+    from ..engine.storage import paths
+    from ..engine.storage.data import load_mnist, to_model_range
+    from ..engine.storage.images import save_png, strip
+    from ..engine.diffusion.schedule import NoiseSchedule, ScheduleConfig
 
     out = Path(args.out)
     if out.suffix.lower() != ".png":

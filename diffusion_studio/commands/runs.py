@@ -7,7 +7,7 @@
     diffusion-studio runs delete RUN ... --yes
 
 RUN is a run folder's path or a run's name (or a unique start of it) inside
-the runs folder (default: the app's, see ``diffusion_studio.engine.paths``).
+the runs folder (default: the app's, see ``diffusion_studio.engine.storage.paths``).
 """
 
 from __future__ import annotations
@@ -230,7 +230,7 @@ def compare_html(infos, curves: dict[str, dict | None], title: str = "Diffusion 
         f'<span class="item"><span class="swatch" style="background:{r.color}"></span>{esc(r.name)}</span>'
         for r in infos
     )
-    from ..engine.charts import line_plot
+    from ..engine.evaluation.charts import line_plot
 
     svg_train = line_plot(train_series, "Training loss per step (smoothed)", "step")
     svg_val = line_plot(val_series, "Loss per epoch: validation (dots), training mean (dashed)", "epoch")
@@ -283,7 +283,7 @@ def run_compare(args: argparse.Namespace) -> int:
         except R.RunError as exc:
             print(f"warning: {exc}", file=sys.stderr)
             curves[r.name] = None
-    from ..engine.atomic import write_text_atomic
+    from ..engine.storage.atomic import write_text_atomic
 
     write_text_atomic(out, compare_html(infos, curves))
     print(f"wrote {out} comparing {len(infos)} run{'s' if len(infos) != 1 else ''}")

@@ -29,7 +29,7 @@ def register(sub) -> None:
 
 def resolve_checkpoint(value: str) -> Path:
     """'default' or 'default-conditional' -> the model shipped inside the package; anything else is a path."""
-    from ..engine.bundled import resolve_checkpoint as resolve
+    from ..engine.storage.bundled import resolve_checkpoint as resolve
 
     return resolve(value)
 
@@ -38,11 +38,11 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..cli import CLIError
-    from ..engine.checkpoint import load_model
-    from ..engine.atomic import check_writable
+    from ..engine.storage.checkpoint import load_model
+    from ..engine.storage.atomic import check_writable
     from ..engine.device import choose_precision, resolve_device
-    from ..engine.images import save_grid, save_npz
-    from ..engine.sample import sample
+    from ..engine.storage.images import save_grid, save_npz
+    from ..engine.diffusion.sampling import sample
     from ..engine.text import guided_above
 
     out = Path(args.out)

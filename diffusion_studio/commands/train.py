@@ -72,11 +72,11 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..cli import CLIError
-    from ..engine import paths
-    from ..engine.data import load_mnist
+    from ..engine.storage import paths
+    from ..engine.storage.data import load_mnist
     from ..engine import runs as R
     from ..engine.operations import plan_continue, plan_resume, prepare_run_dir
-    from ..engine.presets import get_preset, with_overrides
+    from ..engine.training.presets import get_preset, with_overrides
 
     data_dir = Path(args.data) if args.data else paths.default_mnist_dir()
     overrides = dict(
@@ -185,7 +185,7 @@ def _init_distributed(args) -> tuple[int, int]:
 
 def _train(args, out, data, preset, resume, continued) -> int:
     from ..engine.device import describe
-    from ..engine.train import Trainer
+    from ..engine.training.trainer import Trainer
 
     import time
 

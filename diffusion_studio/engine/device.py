@@ -90,7 +90,7 @@ def cpu_flags() -> set[str]:
 
 def precision_cache_file() -> Path:
     """Where the measured precision choices are kept (per machine key)."""
-    from .paths import cache_dir
+    from .storage.paths import cache_dir
 
     return cache_dir() / "precision.json"
 
@@ -115,7 +115,7 @@ def read_measurements(path: Path) -> dict:
 def record_measurement(path: Path, key: str, value) -> None:
     """Add one measurement to ``path`` (atomically); a cache that cannot be written only
     costs the measurement again next time."""
-    from .atomic import write_json_atomic
+    from .storage.atomic import write_json_atomic
 
     data = read_measurements(path)
     data[key] = value
@@ -147,7 +147,7 @@ def images_per_second(step, batch: int, min_seconds: float = 0.5, max_steps: int
 def network_rate(precision: str, mode: str, model_config, device: torch.device) -> float:
     """images/s of the network at one precision: forward + backward (train) or forward (sample)
     (what ``choose_precision`` compares)."""
-    from .unet import UNetConfig, build_model
+    from .diffusion.unet import UNetConfig, build_model
 
     torch.manual_seed(0)
     config = model_config or UNetConfig()

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from . import runs as R
-from .checkpoint import CheckpointError, LoadedModel, load_checkpoint, load_model
+from .storage.checkpoint import CheckpointError, LoadedModel, load_checkpoint, load_model
 from .device import resolve_device
 
 
@@ -43,7 +43,7 @@ def checkpoint_of(source: str | os.PathLike) -> Path:
     """The checkpoint file a source names: a bundled model ("default",
     "default-conditional"), a .pt file, or a run folder (its best.pt, else last.pt).
     CheckpointError (one line) when there is none."""
-    from .bundled import BUNDLED, resolve_checkpoint
+    from .storage.bundled import BUNDLED, resolve_checkpoint
 
     if isinstance(source, str) and source in BUNDLED:
         return resolve_checkpoint(source)
@@ -98,7 +98,7 @@ def plan_resume(run_dir: str | os.PathLike, requested: dict[tuple[str, str], Any
     ``epochs`` may always be raised). Raises RunError (no last.pt), CheckpointError
     (damaged) or ResumeConflict, each one line saying what to do.
     """
-    from .train import CONTINUE_CHANGEABLE, TrainConfig, resume_conflicts
+    from .training.config import CONTINUE_CHANGEABLE, TrainConfig, resume_conflicts
 
     folder = Path(run_dir)
     if not folder.is_dir():
@@ -146,7 +146,7 @@ def checkpoint_to_continue(source: str | os.PathLike) -> Path:
     """The checkpoint a new run would continue from ``source``: a bundled model's file, a .pt
     file, or a run folder's last.pt (it keeps the optimizer state), else its best.pt.
     CheckpointError (one line) when there is none. Reads nothing but the folder."""
-    from .bundled import BUNDLED
+    from .storage.bundled import BUNDLED
 
     last = None if isinstance(source, str) and source in BUNDLED else Path(source).expanduser() / "last.pt"
     return last if last is not None and last.is_file() else checkpoint_of(source)
@@ -161,8 +161,8 @@ def plan_continue(source: str | os.PathLike, requested: dict[tuple[str, str], An
     source: as ``checkpoint_to_continue`` takes it. Raises CheckpointError (missing, damaged, or
     holding no training settings) or ResumeConflict, each one line saying what to do.
     """
-    from .checkpoint import payload_epochs_trained
-    from .train import CONTINUE_CHANGEABLE, TrainConfig, resume_conflicts
+    from .storage.checkpoint import payload_epochs_trained
+    from .training.config import CONTINUE_CHANGEABLE, TrainConfig, resume_conflicts
 
     path = checkpoint_to_continue(source)
     payload = load_checkpoint(path)

@@ -43,7 +43,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..engine import paths
+from ..engine.storage import paths
 from .imaging import gray_pixmap
 from .state import AppState
 

@@ -125,7 +125,7 @@ class EvaluatePanel(QWidget):
         form.addRow("Sampler", self.sampler_label)
         form.addRow("Seed", self.seed_spin)
         form.addRow("Inception weights", weights_row)
-        from ..engine.fid import FID_WEIGHTS_MB
+        from ..engine.evaluation.fid import FID_WEIGHTS_MB
 
         self.download_button = QPushButton(f"Download Inception weights (about {FID_WEIGHTS_MB} MB)…",
                                            objectName="downloadInceptionButton")
@@ -236,7 +236,7 @@ class EvaluatePanel(QWidget):
 
     def inception_weights_missing(self) -> bool:
         """True when no Inception weight file is chosen and torch hub's cache has none."""
-        from ..engine.fid import hub_weights_path
+        from ..engine.evaluation.fid import hub_weights_path
 
         return not self.weights_edit.text().strip() and not hub_weights_path().is_file()
 
@@ -244,7 +244,7 @@ class EvaluatePanel(QWidget):
     def download_weights(self, *, ask: bool = True) -> bool:
         """Download the Inception weights after asking (``ask``); progress in the panel,
         Cancel stops it and leaves nothing behind."""
-        from ..engine.fid import FID_WEIGHTS_MB, download_inception_weights, fid_weights_url, hub_weights_path
+        from ..engine.evaluation.fid import FID_WEIGHTS_MB, download_inception_weights, fid_weights_url, hub_weights_path
 
         if self._download_runner.is_running() or self._runner.is_running():
             return False
@@ -298,7 +298,7 @@ class EvaluatePanel(QWidget):
     def measure_inception_rate(self) -> None:
         """Know this machine's Inception speed (cached, else timed once in the background)."""
         from ..engine.device import resolve_device
-        from ..engine.fid import inception_images_per_second
+        from ..engine.evaluation.fid import inception_images_per_second
 
         if self.inception_rate is not None or self._estimate_runner.is_running():
             return
@@ -322,7 +322,7 @@ class EvaluatePanel(QWidget):
             return
         if self.inception_rate is None:
             return
-        from ..engine.fid import estimate_inception_seconds
+        from ..engine.evaluation.fid import estimate_inception_seconds
 
         n = self.n_spin.value()
         seconds = estimate_inception_seconds(n, self.inception_rate)
@@ -349,7 +349,7 @@ class EvaluatePanel(QWidget):
             self.weights_edit.setText(path)
 
     def config(self):
-        from ..engine.report import EvaluationConfig
+        from ..engine.evaluation.report import EvaluationConfig
 
         return EvaluationConfig(
             n=self.n_spin.value(), metric=self.metric_combo.currentData(),
@@ -367,7 +367,7 @@ class EvaluatePanel(QWidget):
     @Slot()
     def start(self) -> None:
         """Start an evaluation with the current settings (messages instead of errors)."""
-        from ..engine.report import evaluate_checkpoint, evaluate_model
+        from ..engine.evaluation.report import evaluate_checkpoint, evaluate_model
 
         if self._runner.is_running():
             return
@@ -465,7 +465,7 @@ class EvaluatePanel(QWidget):
         self.stage_label.setText(f"{stage}: {done:,} / {total:,}" if total > 1 else f"{stage}…")
 
     def _on_finished(self, report: dict, samples, strip) -> None:
-        from ..engine.report import Evaluation
+        from ..engine.evaluation.report import Evaluation
 
         self.evaluation = Evaluation(report=report, samples=samples, strip=strip)
         self._show_results()
@@ -491,7 +491,7 @@ class EvaluatePanel(QWidget):
 
     # -------------------------------------------------------------- results
     def _show_results(self) -> None:
-        from ..engine.report import format_value
+        from ..engine.evaluation.report import format_value
 
         r = self.evaluation.report
         metrics = r["metrics"]
@@ -533,7 +533,7 @@ class EvaluatePanel(QWidget):
 
     def export_report(self, folder: str | Path) -> dict | None:
         """Write the last evaluation's report files into ``folder``; returns their paths (None on failure)."""
-        from ..engine.report import write_report
+        from ..engine.evaluation.report import write_report
 
         if self.evaluation is None:
             self._show_message("Run an evaluation first.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtGui import QImage, QPixmap
 
-from ..engine.images import tile  # noqa: F401 (the panels' mosaics: the engine's)
+from ..engine.storage.images import tile  # noqa: F401 (the panels' mosaics: the engine's)
 
 
 def model_to_uint8(x) -> np.ndarray:

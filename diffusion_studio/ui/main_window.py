@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from .. import __version__
-from ..engine import paths
+from ..engine.storage import paths
 from .settings import CHECKPOINT_FOLDER, DATA_FOLDER, WINDOW_GEOMETRY, WINDOW_STATE, WINDOW_TAB, app_settings
 from .state import AppState
 
@@ -105,7 +105,7 @@ class DataLoader:
         self._timer.start()
 
     def _work(self, folder: Path, download: bool) -> None:
-        from ..engine.data import DataError, MNISTNotFoundError, load_mnist
+        from ..engine.storage.data import DataError, MNISTNotFoundError, load_mnist
 
         try:
             self._result = ("ok", load_mnist(folder, download=download))

@@ -30,8 +30,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..engine.data import to_model_range
-from ..engine.schedule import SCHEDULE_KINDS, NoiseSchedule, ScheduleConfig
+from ..engine.storage.data import to_model_range
+from ..engine.diffusion.schedule import SCHEDULE_KINDS, NoiseSchedule, ScheduleConfig
 from .imaging import gray_pixmap, model_to_uint8, tile
 from .model_view import ERROR_FULL_SCALE, PredictionService
 from .workers import TaskWorker, WorkerRunner, on_gui_thread
@@ -500,8 +500,8 @@ class NoisePanel(QWidget):
         data = self.state.data
 
         def job(should_stop, report):
-            from ..engine.classifier import ensure_classifier
-            from ..engine.sample import SamplingStopped, sample_steps
+            from ..engine.evaluation.classifier import ensure_classifier
+            from ..engine.diffusion.sampling import SamplingStopped, sample_steps
 
             x_t = loaded.schedule.q_sample(x0, torch.full((len(x0),), t, dtype=torch.long), noise)
             x = x_t
@@ -525,7 +525,7 @@ class NoisePanel(QWidget):
         worker.failed.connect(self.denoise_label.setText)
         worker.cancelled.connect(on_gui_thread(self, lambda: self.denoise_label.setText("Denoising was stopped.")))
         self.denoise_runner.start(worker)
-        from ..engine.sample import reverse_timesteps
+        from ..engine.diffusion.scheduling import reverse_timesteps
 
         what = f"{sampler.title}, {len(reverse_timesteps(sampler, loaded.schedule, t))} steps"
         self.denoise_label.setText(f"Denoising the first {len(x0)} digits from t = {t} ({what})…")
@@ -567,8 +567,8 @@ class NoisePanel(QWidget):
         data = self.state.data
 
         def job(should_stop, report):
-            from ..engine.classifier import ensure_classifier
-            from ..engine.sample import identity_kept
+            from ..engine.evaluation.classifier import ensure_classifier
+            from ..engine.diffusion.explore import identity_kept
 
             clf = ensure_classifier(data, should_stop=should_stop)
             return identity_kept(loaded.model, loaded.schedule, x0, labels, lambda u: clf.predict(u)[1].argmax(1), ts,

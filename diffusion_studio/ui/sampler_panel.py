@@ -153,7 +153,7 @@ class SamplerPanel(QWidget):
 
     # ------------------------------------------------------------ layout
     def _build(self) -> None:
-        from ..engine.sample import DEFAULT_DDIM_STEPS, SamplerConfig
+        from ..engine.diffusion.scheduling import DEFAULT_DDIM_STEPS, SamplerConfig
 
         box = QGroupBox("Sampling")
         form = QFormLayout(box)
@@ -386,7 +386,7 @@ class SamplerPanel(QWidget):
         if path is None:
             start = app_settings().value(CHECKPOINT_FOLDER, "")
             if not start:
-                from ..engine import paths
+                from ..engine.storage import paths
 
                 start = str(paths.runs_dir())
             path, _ = QFileDialog.getOpenFileName(self, "Open checkpoint", start, "Checkpoints (*.pt);;All files (*)")
@@ -408,7 +408,7 @@ class SamplerPanel(QWidget):
 
     @Slot()
     def _on_sampler_changed(self) -> None:
-        from ..engine.sample import SamplerConfig
+        from ..engine.diffusion.scheduling import SamplerConfig
 
         kind = SamplerConfig(kind=self.sampler_combo.currentData())
         if kind.kind != self._sampler_kind:  # the kind's own defaults
@@ -498,7 +498,7 @@ class SamplerPanel(QWidget):
         return None if loaded is None else loaded.guide_info
 
     def sampler_config(self):
-        from ..engine.sample import SamplerConfig
+        from ..engine.diffusion.scheduling import SamplerConfig
 
         kind = SamplerConfig(kind=self.sampler_combo.currentData())
         return SamplerConfig(
@@ -632,7 +632,7 @@ class SamplerPanel(QWidget):
 
         def job(should_stop, report):
             from ..engine.device import choose_precision
-            from ..engine.sample import interpolate
+            from ..engine.diffusion.explore import interpolate
 
             p = choose_precision("auto", loaded.device, mode="sample", model_config=loaded.model_config).precision
             x = interpolate(loaded.model, loaded.schedule, seed_a, seed_b, count=9, steps=steps, label=label,
@@ -652,7 +652,7 @@ class SamplerPanel(QWidget):
         loaded = self.state.model
         if loaded is None or self.runner.is_running():
             return False
-        from ..engine.sample import GUIDANCE_SWEEP
+        from ..engine.diffusion.explore import GUIDANCE_SWEEP
 
         if not self._conditional():
             if loaded.guide is None:
@@ -668,7 +668,7 @@ class SamplerPanel(QWidget):
 
         def job(should_stop, report):
             from ..engine.device import choose_precision
-            from ..engine.sample import guidance_sweep
+            from ..engine.diffusion.explore import guidance_sweep
 
             p = choose_precision("auto", loaded.device, mode="sample", model_config=loaded.model_config).precision
             x = guidance_sweep(loaded.model, loaded.schedule, digit, seed, steps=steps, device=loaded.device,
@@ -686,7 +686,7 @@ class SamplerPanel(QWidget):
 
         def job(should_stop, report):
             from ..engine.device import choose_precision
-            from ..engine.sample import autoguidance_sweep
+            from ..engine.diffusion.explore import autoguidance_sweep
 
             p = choose_precision("auto", loaded.device, mode="sample", model_config=loaded.model_config).precision
             x = autoguidance_sweep(loaded.model, loaded.guide, loaded.schedule, seed, weights=weights, steps=steps,
@@ -709,8 +709,8 @@ class SamplerPanel(QWidget):
         generated = np.asarray(final.x, dtype=np.uint8)
 
         def job(should_stop, report):
-            from ..engine.classifier import ensure_classifier
-            from ..engine.neighbours import memorisation_check
+            from ..engine.evaluation.classifier import ensure_classifier
+            from ..engine.evaluation.neighbours import memorisation_check
 
             clf = ensure_classifier(data, should_stop=should_stop)  # trains it once (about 2 min on 2 cores)
             check = memorisation_check(generated, data, classifier=clf, n_test=max(len(generated), 200),
@@ -848,7 +848,7 @@ class SamplerPanel(QWidget):
     # ------------------------------------------------------------ strip
     def strip_frames(self) -> list[Frame]:
         """The kept frames nearest to t = 300, 100, 50, 20, 0 (clipped to T)."""
-        from ..engine.sample import strip_timesteps
+        from ..engine.diffusion.scheduling import strip_timesteps
 
         if not self.frames:
             return []
@@ -863,7 +863,7 @@ class SamplerPanel(QWidget):
     def strip_image(self, scale: int = 3) -> QImage:
         """The strip as a QImage: a column per timestep (labelled), a row per sample
         (``engine.images.labelled_strip``, the picture the export writes)."""
-        from ..engine.images import labelled_strip
+        from ..engine.storage.images import labelled_strip
 
         frames = self.strip_frames()
         return gray_qimage(labelled_strip([(f.t, f.x) for f in frames], STRIP_ROWS, scale=scale))
@@ -916,7 +916,7 @@ class SamplerPanel(QWidget):
             return None
 
         def write():
-            from ..engine.images import labelled_strip, save_png
+            from ..engine.storage.images import labelled_strip, save_png
 
             save_png(labelled_strip([(f.t, f.x) for f in self.strip_frames()], STRIP_ROWS), path)
 
@@ -944,19 +944,19 @@ class SamplerPanel(QWidget):
 
 
 def _save_png(array: np.ndarray, path: Path) -> None:
-    from ..engine.images import save_png
+    from ..engine.storage.images import save_png
 
     save_png(array, path)
 
 
 def _save_gif(frames: list[Frame], path: Path) -> None:
-    from ..engine.images import animation_frames, save_gif
+    from ..engine.storage.images import animation_frames, save_gif
 
     save_gif(animation_frames([(f.x, f.x0) for f in frames]), path)
 
 
 def _bundled_models() -> list[tuple[str, str, Path]]:
-    from ..engine.bundled import available_bundled
+    from ..engine.storage.bundled import available_bundled
 
     return available_bundled()
 

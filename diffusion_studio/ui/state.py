@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from ..engine.checkpoint import LoadedModel
-from ..engine.data import MNISTSplits
-from ..engine.schedule import ScheduleConfig
+from ..engine.storage.checkpoint import LoadedModel
+from ..engine.storage.data import MNISTSplits
+from ..engine.diffusion.schedule import ScheduleConfig
 
 
 class AppState(QObject):
@@ -54,7 +54,7 @@ class AppState(QObject):
         self.data_missing = True  # no data because none was found (False: found but unreadable)
         self.selection = np.zeros((0, 28, 28), dtype=np.uint8)
         self.selection_labels = np.zeros((0,), dtype=np.int64)
-        from ..engine.presets import get_preset
+        from ..engine.training.presets import get_preset
 
         self.schedule_config: ScheduleConfig = get_preset("default").schedule
         self.schedule_source: str = "the training form"
@@ -69,7 +69,7 @@ class AppState(QObject):
 
     def current_sampler_config(self):
         """The sampler panel's settings as a SamplerConfig (its defaults without one)."""
-        from ..engine.sample import SamplerConfig
+        from ..engine.diffusion.scheduling import SamplerConfig
 
         if self.sampler_settings is not None:
             try:

@@ -38,13 +38,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..engine import paths, runs
+from ..engine.storage import paths
+from ..engine import runs
 from ..engine.text import format_duration as _format_duration
 from ..engine.text import baseline_validated, continuing_from, resuming_at
-from ..engine.presets import PRESETS, Preset
-from ..engine.schedule import MAX_TIMESTEPS, SCHEDULE_KINDS, ScheduleConfig
-from ..engine.train import TrainConfig
-from ..engine.unet import UNetConfig
+from ..engine.training.presets import PRESETS, Preset
+from ..engine.diffusion.schedule import MAX_TIMESTEPS, SCHEDULE_KINDS, ScheduleConfig
+from ..engine.training.config import TrainConfig
+from ..engine.diffusion.unet import UNetConfig
 from .imaging import gray_pixmap, tile
 from .state import AppState
 from .workers import TrainJob, TrainWorker, WorkerRunner
@@ -235,7 +236,7 @@ class TrainPanel(QWidget):
         self.continue_button = QPushButton("Continue from…", objectName="continueTrainingButton")
         self.continue_button.setToolTip(CONTINUE_TIP)
         continue_menu = QMenu(self.continue_button)
-        from ..engine.bundled import available_bundled
+        from ..engine.storage.bundled import available_bundled
 
         for name, title, _path in available_bundled():
             continue_menu.addAction(title, lambda name=name: self.continue_training(name))
@@ -633,7 +634,7 @@ class TrainPanel(QWidget):
                 return False
             source = chosen
         from ..engine import operations
-        from ..engine.checkpoint import CheckpointError
+        from ..engine.storage.checkpoint import CheckpointError
 
         try:
             checkpoint = operations.checkpoint_to_continue(source)

@@ -25,9 +25,11 @@ from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from ..engine import runs
 from ..engine.device import choose_precision
-from ..engine.sample import SamplerConfig, initial_noise, kept_frames, reverse_timesteps, sample_steps
+from ..engine.diffusion.scheduling import SamplerConfig, kept_frames, reverse_timesteps
+from ..engine.diffusion.sampling import initial_noise, sample_steps
 from ..engine.text import first_line
-from ..engine.train import Trainer, loss_bins
+from ..engine.training.trainer import Trainer
+from ..engine.training.config import loss_bins
 from .imaging import model_to_uint8
 
 #: at most this many step / frame signals per second reach the GUI

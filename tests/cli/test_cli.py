@@ -40,7 +40,7 @@ def test_train_writes_best_last_and_history(trained_run):
     assert "100 train / 20 val digits" in r.stdout
     import json
 
-    from diffusion_studio.engine.checkpoint import load_model
+    from diffusion_studio.engine.storage.checkpoint import load_model
 
     history = json.loads((out / "history.json").read_text())
     assert [e["epoch"] for e in history["epochs"]] == [1, 2]
@@ -70,7 +70,7 @@ def test_resume_continues_epochs(tiny_mnist, tmp_path):
 def test_continue_from_starts_a_new_run_from_a_checkpoint(trained_run, tiny_mnist, tmp_path):
     """--continue-from takes a run folder (its last.pt), a .pt file or a bundled model's name into a
     new run, with the checkpoint's settings; it refuses, in one line, settings it would ignore."""
-    from diffusion_studio.engine.checkpoint import load_checkpoint
+    from diffusion_studio.engine.storage.checkpoint import load_checkpoint
 
     source, _ = trained_run
     out = tmp_path / "more"
@@ -107,7 +107,7 @@ def test_continuing_an_export_prints_the_loss_its_weights_bring_before_training(
                                                                                tmp_path):
     """An export keeps no best weights: the run validates the ones it brings first and says so
     before its first epoch line."""
-    from diffusion_studio.engine.checkpoint import export_for_sampling
+    from diffusion_studio.engine.storage.checkpoint import export_for_sampling
 
     source, _ = trained_run
     exported = export_for_sampling(source / "best.pt", tmp_path / "exported.pt")
@@ -181,7 +181,7 @@ def test_train_help_quotes_the_default_presets_own_settings():
 
     from diffusion_studio.cli import build_parser
     from diffusion_studio.engine import defaults
-    from diffusion_studio.engine.presets import PRESETS, get_preset
+    from diffusion_studio.engine.training.presets import PRESETS, get_preset
 
     assert defaults.PRESET_NAMES == tuple(PRESETS)
     preset = get_preset("default")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from diffusion_studio.engine.checkpoint import load_checkpoint, load_model
+from diffusion_studio.engine.storage.checkpoint import load_checkpoint, load_model
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN = ["train", "--epochs", "2", "--batch-size", "16", "--width", "4", "--timesteps", "10",

@@ -21,9 +21,10 @@ def _run(args, env_extra, timeout=240):
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tiny_data, tmp_path_factory):
-    from diffusion_studio.engine.schedule import ScheduleConfig
-    from diffusion_studio.engine.train import TrainConfig, Trainer
-    from diffusion_studio.engine.unet import UNetConfig
+    from diffusion_studio.engine.diffusion.schedule import ScheduleConfig
+    from diffusion_studio.engine.training.config import TrainConfig
+    from diffusion_studio.engine.training.trainer import Trainer
+    from diffusion_studio.engine.diffusion.unet import UNetConfig
 
     folder = tmp_path_factory.mktemp("cli-run")
     trainer = Trainer(tiny_data, model_config=UNetConfig(base_channels=4), schedule_config=ScheduleConfig(timesteps=10),
@@ -76,7 +77,7 @@ def test_evaluate_help_lists_the_options():
 
 def test_guidance_defaults_to_the_samplers_and_its_help_says_which():
     from diffusion_studio.cli import build_parser
-    from diffusion_studio.engine.sample import DEFAULT_GUIDANCE
+    from diffusion_studio.engine.diffusion.scheduling import DEFAULT_GUIDANCE
 
     from diffusion_studio.commands._sampler_args import sampler_from_args
 
@@ -90,7 +91,7 @@ def test_guidance_defaults_to_the_samplers_and_its_help_says_which():
 def test_the_autoguidance_interval_defaults_to_the_samplers_in_both_commands():
     from diffusion_studio.cli import build_parser
     from diffusion_studio.commands._sampler_args import sampler_from_args
-    from diffusion_studio.engine.sample import DEFAULT_AUTOGUIDANCE_MIN_T
+    from diffusion_studio.engine.diffusion.scheduling import DEFAULT_AUTOGUIDANCE_MIN_T
 
     for command in ("evaluate", "sample"):
         base = [command, "--checkpoint", "x.pt"] + (["--out", "x.png"] if command == "sample" else [])

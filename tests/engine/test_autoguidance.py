@@ -5,12 +5,13 @@ import pytest
 import torch
 from torch import nn
 
-from diffusion_studio.engine.checkpoint import (
+from diffusion_studio.engine.storage.checkpoint import (
     GUIDE_DTYPE, CheckpointError, attach_guide, export_for_sampling, load_checkpoint, load_model, save_checkpoint,
 )
-from diffusion_studio.engine.sample import SamplerConfig, ddim_step, sample, sample_steps
-from diffusion_studio.engine.schedule import NoiseSchedule, ScheduleConfig
-from diffusion_studio.engine.unet import UNet, UNetConfig
+from diffusion_studio.engine.diffusion.scheduling import SamplerConfig, ddim_step
+from diffusion_studio.engine.diffusion.sampling import sample, sample_steps
+from diffusion_studio.engine.diffusion.schedule import NoiseSchedule, ScheduleConfig
+from diffusion_studio.engine.diffusion.unet import UNet, UNetConfig
 
 
 class Constant(nn.Module):
@@ -185,7 +186,8 @@ def test_a_damaged_guide_entry_fails_to_load_in_one_line(tmp_path):
 
 
 def test_the_autoguidance_sweep_differs_only_in_g():
-    from diffusion_studio.engine.sample import GUIDANCE_SWEEP, autoguidance_sweep, initial_noise
+    from diffusion_studio.engine.diffusion.explore import GUIDANCE_SWEEP, autoguidance_sweep
+    from diffusion_studio.engine.diffusion.sampling import initial_noise
 
     torch.manual_seed(0)
     net, guide = UNet(UNetConfig(base_channels=4, time_embed_dim=16)), UNet(UNetConfig(base_channels=4,

@@ -7,10 +7,11 @@ from dataclasses import replace
 
 import torch
 
-from diffusion_studio.engine.bundled import default_checkpoint_path
-from diffusion_studio.engine.checkpoint import load_checkpoint, load_model
-from diffusion_studio.engine.presets import PRESETS
-from diffusion_studio.engine.sample import SamplerConfig, sample
+from diffusion_studio.engine.storage.bundled import default_checkpoint_path
+from diffusion_studio.engine.storage.checkpoint import load_checkpoint, load_model
+from diffusion_studio.engine.training.presets import PRESETS
+from diffusion_studio.engine.diffusion.scheduling import SamplerConfig
+from diffusion_studio.engine.diffusion.sampling import sample
 
 
 def test_bundled_model_is_the_default_recipe_and_samples():
@@ -36,7 +37,7 @@ def test_bundled_model_is_the_default_recipe_and_samples():
 
 
 def test_bundled_conditional_model_samples_the_asked_digit_path():
-    from diffusion_studio.engine.bundled import available_bundled, bundled_checkpoint_path, resolve_checkpoint
+    from diffusion_studio.engine.storage.bundled import available_bundled, bundled_checkpoint_path, resolve_checkpoint
 
     assert [name for name, _, _ in available_bundled()] == ["default", "default-conditional"]
     path = bundled_checkpoint_path("default-conditional")
@@ -51,7 +52,7 @@ def test_bundled_conditional_model_samples_the_asked_digit_path():
 
 
 def test_the_app_starts_with_the_conditional_model_else_the_unconditional_one(monkeypatch, tmp_path):
-    from diffusion_studio.engine import bundled
+    from diffusion_studio.engine.storage import bundled
 
     name, title, path = bundled.startup_model()
     assert (name, path) == ("default-conditional", bundled.bundled_checkpoint_path("default-conditional"))
@@ -65,7 +66,7 @@ def test_the_app_starts_with_the_conditional_model_else_the_unconditional_one(mo
 
 
 def test_a_bundled_model_is_known_by_its_name_not_its_install_path(tmp_path):
-    from diffusion_studio.engine.bundled import bundled_checkpoint_path, bundled_name
+    from diffusion_studio.engine.storage.bundled import bundled_checkpoint_path, bundled_name
 
     for name in ("default", "default-conditional"):
         assert bundled_name(bundled_checkpoint_path(name)) == name

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from diffusion_studio.engine import checkpoint as ck
-from diffusion_studio.engine.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
-from diffusion_studio.engine.schedule import ScheduleConfig
-from diffusion_studio.engine.unet import UNet, UNetConfig
+from diffusion_studio.engine.storage import checkpoint as ck
+from diffusion_studio.engine.storage.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from diffusion_studio.engine.diffusion.schedule import ScheduleConfig
+from diffusion_studio.engine.diffusion.unet import UNet, UNetConfig
 
 
 def payload():
@@ -88,7 +88,7 @@ def test_weights_that_do_not_fit_the_config(tmp_path):
 
 
 def test_export_for_sampling_keeps_the_ema_weights_and_drops_training_state(tmp_path):
-    from diffusion_studio.engine.checkpoint import export_for_sampling
+    from diffusion_studio.engine.storage.checkpoint import export_for_sampling
 
     p = payload()
     ema = {k: (v + 1 if v.is_floating_point() else v) for k, v in p["weights"].items()}
@@ -107,7 +107,7 @@ def test_export_for_sampling_keeps_the_ema_weights_and_drops_training_state(tmp_
 def test_export_thins_a_long_step_history_to_window_means(tmp_path):
     """A shipped model keeps its training curve, not every one of its steps: 10,001 steps
     become at most EXPORT_STEP_POINTS window means, with the same mean loss and the same end."""
-    from diffusion_studio.engine.checkpoint import EXPORT_STEP_POINTS, export_for_sampling, thin_step_history
+    from diffusion_studio.engine.storage.checkpoint import EXPORT_STEP_POINTS, export_for_sampling, thin_step_history
 
     n = 10_001
     steps = {"global_step": list(range(1, n + 1)), "epoch": [s / 1000 for s in range(1, n + 1)],
@@ -138,7 +138,7 @@ def test_export_thins_a_long_step_history_to_window_means(tmp_path):
 def test_loaded_models_sample_in_channels_last_with_the_same_result(tmp_path):
     """The layout that bench/run.py measures: the loaded network is channels_last,
     and its outputs equal the same weights' in the default layout."""
-    from diffusion_studio.engine.sample import _channels_last
+    from diffusion_studio.engine.diffusion.guidance import _channels_last
 
     p = payload()
     save_checkpoint(tmp_path / "m.pt", p)

@@ -7,8 +7,8 @@ import pytest
 import torch
 from conftest import make_digits
 
-from diffusion_studio.engine import classifier as C
-from diffusion_studio.engine.metrics import EvaluationStopped, MetricError
+from diffusion_studio.engine.evaluation import classifier as C
+from diffusion_studio.engine.evaluation.metrics import EvaluationStopped, MetricError
 
 TINY = C.ClassifierConfig(epochs=8, batch_size=25, shift=1, lr=3e-3)
 

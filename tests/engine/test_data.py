@@ -5,7 +5,7 @@ import shutil
 import pytest
 import torch
 
-from diffusion_studio.engine.data import (
+from diffusion_studio.engine.storage.data import (
     MNIST_FILES,
     DataError,
     MNISTNotFoundError,
@@ -110,7 +110,7 @@ def test_labelled_strip_and_animation_pictures(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from diffusion_studio.engine.images import animation_frames, labelled_strip, save_gif, tile
+    from diffusion_studio.engine.storage.images import animation_frames, labelled_strip, save_gif, tile
 
     digits = [(t, np.full((5, 28, 28), v, np.uint8)) for t, v in ((300, 0), (50, 128), (0, 255))]
     strip = labelled_strip(digits, rows=4, scale=2)

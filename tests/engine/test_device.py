@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from diffusion_studio.engine import device as D
-from diffusion_studio.engine.unet import UNetConfig
+from diffusion_studio.engine.diffusion.unet import UNetConfig
 
 TINY = UNetConfig(base_channels=4, time_embed_dim=16)
 

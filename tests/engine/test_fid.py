@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from diffusion_studio.engine import fid, metrics
-from diffusion_studio.engine.metrics import FeatureStats, MetricError, feature_stats, frechet_distance, kid
+from diffusion_studio.engine.evaluation import fid, metrics
+from diffusion_studio.engine.evaluation.metrics import FeatureStats, MetricError, feature_stats, frechet_distance, kid
 
 
 class _Split:

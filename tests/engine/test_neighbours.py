@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from diffusion_studio.engine.neighbours import memorisation_check, nearest, pixel_vectors
+from diffusion_studio.engine.evaluation.neighbours import memorisation_check, nearest, pixel_vectors
 
 
 def test_nearest_is_exact_against_brute_force():

@@ -7,10 +7,11 @@ import torch
 
 from diffusion_studio.engine import operations as ops
 from diffusion_studio.engine import runs as R
-from diffusion_studio.engine.checkpoint import CheckpointError
-from diffusion_studio.engine.schedule import ScheduleConfig
-from diffusion_studio.engine.train import TrainConfig, Trainer
-from diffusion_studio.engine.unet import UNetConfig
+from diffusion_studio.engine.storage.checkpoint import CheckpointError
+from diffusion_studio.engine.diffusion.schedule import ScheduleConfig
+from diffusion_studio.engine.training.config import TrainConfig
+from diffusion_studio.engine.training.trainer import Trainer
+from diffusion_studio.engine.diffusion.unet import UNetConfig
 
 
 @pytest.fixture(scope="module")

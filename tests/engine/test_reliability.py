@@ -8,15 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from diffusion_studio.engine import atomic
-from diffusion_studio.engine.atomic import (
+from diffusion_studio.engine.storage import atomic
+from diffusion_studio.engine.storage.atomic import (
     DiskFullError, NotWritableError, check_writable, write_json_atomic, write_text_atomic,
 )
-from diffusion_studio.engine.checkpoint import CheckpointError, LoadedModel, load_checkpoint, save_checkpoint
-from diffusion_studio.engine.sample import SamplerConfig, sample
-from diffusion_studio.engine.schedule import NoiseSchedule, ScheduleConfig
-from diffusion_studio.engine.train import TrainConfig
-from diffusion_studio.engine.unet import UNet, UNetConfig
+from diffusion_studio.engine.storage.checkpoint import CheckpointError, LoadedModel, load_checkpoint, save_checkpoint
+from diffusion_studio.engine.diffusion.scheduling import SamplerConfig
+from diffusion_studio.engine.diffusion.sampling import sample
+from diffusion_studio.engine.diffusion.schedule import NoiseSchedule, ScheduleConfig
+from diffusion_studio.engine.training.config import TrainConfig
+from diffusion_studio.engine.diffusion.unet import UNet, UNetConfig
 
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
@@ -129,7 +130,7 @@ def test_sample_refuses_an_empty_batch():
 
 def test_labels_outside_0_to_9_are_a_data_error(tmp_path):
     from conftest import write_mnist_folder
-    from diffusion_studio.engine.data import DataError, load_mnist
+    from diffusion_studio.engine.storage.data import DataError, load_mnist
 
     folder = write_mnist_folder(tmp_path / "mnist", n_train=30, n_test=10)
     path = tmp_path / "mnist" / "train-labels-idx1-ubyte.gz"
@@ -141,7 +142,7 @@ def test_labels_outside_0_to_9_are_a_data_error(tmp_path):
 
 
 def test_npz_and_png_writes_are_atomic(tmp_path, monkeypatch):
-    from diffusion_studio.engine.images import save_grid, save_npz
+    from diffusion_studio.engine.storage.images import save_grid, save_npz
 
     x = torch.zeros(4, 1, 28, 28)
     save_npz(x, tmp_path / "a.npz")

@@ -6,18 +6,19 @@ import json
 
 import pytest
 
-from diffusion_studio.engine import report as R
-from diffusion_studio.engine.classifier import ClassifierConfig
-from diffusion_studio.engine.metrics import EvaluationStopped
-from diffusion_studio.engine.sample import SamplerConfig
+from diffusion_studio.engine.evaluation import report as R
+from diffusion_studio.engine.evaluation.classifier import ClassifierConfig
+from diffusion_studio.engine.evaluation.metrics import EvaluationStopped
+from diffusion_studio.engine.diffusion.scheduling import SamplerConfig
 
 TINY_CLF = ClassifierConfig(epochs=8, batch_size=25, shift=1, lr=3e-3)  # the same recipe as test_classifier
 
 
 def train_tiny_checkpoint(data, folder):
-    from diffusion_studio.engine.schedule import ScheduleConfig
-    from diffusion_studio.engine.train import TrainConfig, Trainer
-    from diffusion_studio.engine.unet import UNetConfig
+    from diffusion_studio.engine.diffusion.schedule import ScheduleConfig
+    from diffusion_studio.engine.training.config import TrainConfig
+    from diffusion_studio.engine.training.trainer import Trainer
+    from diffusion_studio.engine.diffusion.unet import UNetConfig
 
     trainer = Trainer(data, model_config=UNetConfig(base_channels=4), schedule_config=ScheduleConfig(timesteps=10),
                       train_config=TrainConfig(epochs=2, batch_size=50, precision="fp32", patience=5),
@@ -92,7 +93,7 @@ def test_missing_inception_weights_keep_the_offline_metric(tiny_checkpoint, tiny
     page = R.render_html(ev)
     assert "was not computed" in page and "pt_inception-2015-12-05-6726825d.pth" in page
 
-    from diffusion_studio.engine.fid import InceptionWeightsMissing
+    from diffusion_studio.engine.evaluation.fid import InceptionWeightsMissing
 
     calls = []
     with pytest.raises(InceptionWeightsMissing):  # before any sampling
@@ -103,8 +104,8 @@ def test_missing_inception_weights_keep_the_offline_metric(tiny_checkpoint, tiny
 
 def test_an_evaluation_of_a_model_with_a_guide_samples_and_says_with_autoguidance(tiny_checkpoint, tiny_data,
                                                                                     tmp_path, monkeypatch):
-    from diffusion_studio.engine import sample as S
-    from diffusion_studio.engine.checkpoint import attach_guide, load_checkpoint, save_checkpoint
+    from diffusion_studio.engine.diffusion import sampling as S
+    from diffusion_studio.engine.storage.checkpoint import attach_guide, load_checkpoint, save_checkpoint
 
     payload = load_checkpoint(tiny_checkpoint)
     save_checkpoint(tmp_path / "guided.pt", attach_guide(payload, payload, "early/best.pt"))
@@ -142,7 +143,7 @@ def test_bad_configuration_is_a_clear_error():
 
 
 def test_one_chart_renderer_for_every_page():
-    from diffusion_studio.engine.charts import bar_chart, line_plot
+    from diffusion_studio.engine.evaluation.charts import bar_chart, line_plot
 
     assert "no data" in line_plot([{"name": "train", "x": [], "y": []}])
     svg = line_plot([{"name": "a", "x": [1, 2, 3], "y": [0.5, None, 0.1]}, {"name": "b", "x": [1, 2], "y": [1, 2]}],

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from diffusion_studio.engine import runs as R
-from diffusion_studio.engine.presets import PRESETS
+from diffusion_studio.engine.training.presets import PRESETS
 
 
 

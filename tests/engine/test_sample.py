@@ -2,12 +2,19 @@ import pytest
 import torch
 from torch import nn
 
-from diffusion_studio.engine.sample import (
-    SamplerConfig, ddim_step, ddim_timesteps, ddpm_step, dpmpp2m_step, kept_frames, reverse_timesteps, sample,
-    sample_steps, strip_timesteps,
+from diffusion_studio.engine.diffusion.scheduling import (
+    SamplerConfig,
+    ddim_step,
+    ddim_timesteps,
+    ddpm_step,
+    dpmpp2m_step,
+    kept_frames,
+    reverse_timesteps,
+    strip_timesteps,
 )
-from diffusion_studio.engine.schedule import NoiseSchedule, ScheduleConfig
-from diffusion_studio.engine.unet import UNet, UNetConfig
+from diffusion_studio.engine.diffusion.sampling import sample, sample_steps
+from diffusion_studio.engine.diffusion.schedule import NoiseSchedule, ScheduleConfig
+from diffusion_studio.engine.diffusion.unet import UNet, UNetConfig
 
 
 class Oracle(nn.Module):
@@ -116,7 +123,7 @@ def test_app_defaults_come_from_one_place():
     from diffusion_studio.cli import build_parser
     from diffusion_studio.commands._sampler_args import sampler_from_args
     from diffusion_studio.engine import defaults as D
-    from diffusion_studio.engine.report import EvaluationConfig
+    from diffusion_studio.engine.evaluation.report import EvaluationConfig
 
     c = SamplerConfig()
     assert (c.kind, c.eta, c.guidance, c.autoguidance, c.clips_x0, c.variance) == (
@@ -152,7 +159,7 @@ def test_sampler_describes_itself_in_one_line():
 
 @pytest.mark.parametrize("T", [1, 2, 10, 300])
 def test_ddim_timesteps_start_at_T_for_every_step_count(T):
-    from diffusion_studio.engine.sample import ddim_timesteps
+    from diffusion_studio.engine.diffusion.scheduling import ddim_timesteps
 
     for k in range(1, T + 1):
         ts = ddim_timesteps(T, k)
@@ -165,7 +172,8 @@ def test_ddim_timesteps_start_at_T_for_every_step_count(T):
 
 
 def test_slerp_keeps_the_norm_and_the_ends():
-    from diffusion_studio.engine.sample import initial_noise, slerp
+    from diffusion_studio.engine.diffusion.sampling import initial_noise
+    from diffusion_studio.engine.diffusion.explore import slerp
 
     a, b = initial_noise(1, 0), initial_noise(1, 1)
     assert torch.equal(slerp(a, b, 0.0), a) or torch.allclose(slerp(a, b, 0.0), a, atol=1e-6)
@@ -176,7 +184,8 @@ def test_slerp_keeps_the_norm_and_the_ends():
 
 
 def test_interpolation_ends_are_the_seeds_own_ddim_samples():
-    from diffusion_studio.engine.sample import initial_noise, interpolate
+    from diffusion_studio.engine.diffusion.sampling import initial_noise
+    from diffusion_studio.engine.diffusion.explore import interpolate
 
     torch.manual_seed(0)
     net = UNet(UNetConfig(base_channels=4, time_embed_dim=16))
@@ -193,7 +202,8 @@ def test_interpolation_ends_are_the_seeds_own_ddim_samples():
 
 
 def test_guidance_sweep_differs_only_in_w():
-    from diffusion_studio.engine.sample import GUIDANCE_SWEEP, guidance_sweep, initial_noise
+    from diffusion_studio.engine.diffusion.explore import GUIDANCE_SWEEP, guidance_sweep
+    from diffusion_studio.engine.diffusion.sampling import initial_noise
 
     torch.manual_seed(0)
     net = UNet(UNetConfig(base_channels=4, time_embed_dim=16, num_classes=10))
@@ -212,8 +222,9 @@ def test_guidance_sweep_differs_only_in_w():
 
 
 def test_denoise_from_a_small_t_gives_the_digit_back_and_from_T_is_sampling():
-    from diffusion_studio.engine.sample import denoise_from, identity_kept, reverse_timesteps
-    from diffusion_studio.engine.schedule import NoiseSchedule, ScheduleConfig
+    from diffusion_studio.engine.diffusion.explore import denoise_from, identity_kept
+    from diffusion_studio.engine.diffusion.scheduling import reverse_timesteps
+    from diffusion_studio.engine.diffusion.schedule import NoiseSchedule, ScheduleConfig
 
     sched = NoiseSchedule(ScheduleConfig(kind="rescaled_linear", timesteps=50))
     x0 = torch.rand(3, 1, 28, 28) * 2 - 1
@@ -367,7 +378,7 @@ def test_dpm_solver_first_and_last_steps_are_first_order():
 
 @pytest.mark.parametrize("T,start", [(300, None), (300, 120), (50, None), (10, None)])
 def test_log_snr_timesteps_are_distinct_and_span_start_to_1(T, start):
-    from diffusion_studio.engine.sample import log_snr_timesteps
+    from diffusion_studio.engine.diffusion.scheduling import log_snr_timesteps
 
     schedule = NoiseSchedule(ScheduleConfig(kind="rescaled_linear", timesteps=T))
     top = start or T

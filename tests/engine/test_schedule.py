@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from diffusion_studio.engine.schedule import SCHEDULE_KINDS, NoiseSchedule, ScheduleConfig
+from diffusion_studio.engine.diffusion.schedule import SCHEDULE_KINDS, NoiseSchedule, ScheduleConfig
 
 
 def test_linear_schedule_matches_closed_form_at_fixed_t():

@@ -4,11 +4,17 @@ import threading
 import pytest
 import torch
 
-from diffusion_studio.engine.checkpoint import load_checkpoint, load_model
-from diffusion_studio.engine.schedule import ScheduleConfig
-from diffusion_studio.engine.train import (BaselineRecord, EpochRecord, FinishedRecord, StepRecord, TrainConfig,
-                                          Trainer)
-from diffusion_studio.engine.unet import UNetConfig
+from diffusion_studio.engine.storage.checkpoint import load_checkpoint, load_model
+from diffusion_studio.engine.diffusion.schedule import ScheduleConfig
+from diffusion_studio.engine.training.config import (
+    BaselineRecord,
+    EpochRecord,
+    FinishedRecord,
+    StepRecord,
+    TrainConfig,
+)
+from diffusion_studio.engine.training.trainer import Trainer
+from diffusion_studio.engine.diffusion.unet import UNetConfig
 
 TINY_NET = UNetConfig(base_channels=4, time_embed_dim=16)
 TINY_SCHED = ScheduleConfig(timesteps=10)
@@ -70,7 +76,7 @@ def test_a_resume_may_wait_longer_than_the_run_did(tiny_data, tmp_path, monkeypa
     """A run that stopped early continues when resumed with a larger patience (the one setting
     besides epochs a resume may raise: its warm restart can keep validation above the old best
     for a few epochs); with its own patience it says what to do instead, and a lower one is refused."""
-    from diffusion_studio.engine.train import resume_conflicts
+    from diffusion_studio.engine.training.config import resume_conflicts
 
     trainer = tiny_trainer(tiny_data, tmp_path / "run", epochs=10, patience=2)
     scripted = iter([1.0, 0.5, 0.6, 0.7])
@@ -230,7 +236,7 @@ def test_stop_during_validation_is_prompt_and_resumes_exactly(tiny_data, tmp_pat
 
 
 def test_ema_warms_up_instead_of_averaging_in_the_initial_weights():
-    from diffusion_studio.engine.train import EMA
+    from diffusion_studio.engine.training.algorithm import EMA
 
     live = torch.nn.Linear(2, 2)
     ema = EMA(live, decay=0.999)
@@ -260,8 +266,8 @@ class _ConvBN(torch.nn.Module):
 
 
 def test_recalibrated_statistics_are_the_average_of_the_calibration_batches():
-    from diffusion_studio.engine.schedule import NoiseSchedule
-    from diffusion_studio.engine.train import recalibrate_batchnorm
+    from diffusion_studio.engine.diffusion.schedule import NoiseSchedule
+    from diffusion_studio.engine.training.algorithm import recalibrate_batchnorm
 
     sched = NoiseSchedule(TINY_SCHED)
     images = torch.rand(50, 1, 28, 28) * 2 - 1
@@ -291,10 +297,10 @@ def test_recalibration_makes_eval_mode_agree_with_batch_statistics(tiny_data):
     """Stale running statistics (here: a fresh network's mean 0, var 1 after the
     weights were scaled) make eval-mode outputs wrong; recalibrated ones match
     what BatchNorm computes from a large batch of the same distribution."""
-    from diffusion_studio.engine.data import to_model_range
-    from diffusion_studio.engine.schedule import NoiseSchedule
-    from diffusion_studio.engine.train import recalibrate_batchnorm
-    from diffusion_studio.engine.unet import UNet
+    from diffusion_studio.engine.storage.data import to_model_range
+    from diffusion_studio.engine.diffusion.schedule import NoiseSchedule
+    from diffusion_studio.engine.training.algorithm import recalibrate_batchnorm
+    from diffusion_studio.engine.diffusion.unet import UNet
 
     torch.manual_seed(0)
     model = UNet(TINY_NET)
@@ -326,8 +332,8 @@ def test_recalibration_makes_eval_mode_agree_with_batch_statistics(tiny_data):
 
 
 def test_stopped_recalibration_puts_the_old_statistics_back():
-    from diffusion_studio.engine.schedule import NoiseSchedule
-    from diffusion_studio.engine.train import recalibrate_batchnorm
+    from diffusion_studio.engine.diffusion.schedule import NoiseSchedule
+    from diffusion_studio.engine.training.algorithm import recalibrate_batchnorm
 
     model = _ConvBN()
     with torch.no_grad():
@@ -340,7 +346,7 @@ def test_stopped_recalibration_puts_the_old_statistics_back():
 
 
 def test_trainer_validates_ema_weights_with_their_own_statistics(tiny_data):
-    from diffusion_studio.engine.train import recalibrate_batchnorm
+    from diffusion_studio.engine.training.algorithm import recalibrate_batchnorm
 
     trainer = tiny_trainer(tiny_data, epochs=1, ema_decay=0.9, bn_recalibration=3)
     list(trainer.run())
@@ -356,13 +362,13 @@ def test_trainer_validates_ema_weights_with_their_own_statistics(tiny_data):
 
 
 def test_report_recipe_keeps_the_running_statistics_training_left():
-    from diffusion_studio.engine.presets import get_preset
+    from diffusion_studio.engine.training.presets import get_preset
 
     assert get_preset("report").train.bn_recalibration == 0
     assert get_preset("plain").train.bn_recalibration > 0  # the BatchNorm U-Net outside the report
     # the default network has GroupNorm: there is nothing to recalibrate
-    from diffusion_studio.engine.train import _batchnorms
-    from diffusion_studio.engine.unet import build_model
+    from diffusion_studio.engine.training.algorithm import _batchnorms
+    from diffusion_studio.engine.diffusion.unet import build_model
 
     assert get_preset("default").train.bn_recalibration == 0 and not _batchnorms(build_model(get_preset("default").model))
     with pytest.raises(ValueError, match="bn_recalibration"):
@@ -370,10 +376,13 @@ def test_report_recipe_keeps_the_running_statistics_training_left():
 
 
 def test_recalibrating_a_finished_model_uses_the_training_split(tiny_data):
-    from diffusion_studio.engine.data import to_model_range
-    from diffusion_studio.engine.schedule import NoiseSchedule
-    from diffusion_studio.engine.train import recalibrate_batchnorm, recalibrate_on_training_split
-    from diffusion_studio.engine.unet import UNet
+    from diffusion_studio.engine.storage.data import to_model_range
+    from diffusion_studio.engine.diffusion.schedule import NoiseSchedule
+    from diffusion_studio.engine.training.algorithm import (
+        recalibrate_batchnorm,
+        recalibrate_on_training_split,
+    )
+    from diffusion_studio.engine.diffusion.unet import UNet
 
     sched = NoiseSchedule(TINY_SCHED)
     cond = UNetConfig(base_channels=4, time_embed_dim=16, num_classes=10)
@@ -393,7 +402,7 @@ def test_time_budget_validates_what_it_has_and_keeps_best(tiny_data, tmp_path, m
     loadable, and history.json says the budget ended the run."""
     import json
 
-    from diffusion_studio.engine import train as T
+    from diffusion_studio.engine.training import trainer as T
 
     clock = [0.0]
     monkeypatch.setattr(T.time, "perf_counter", lambda: clock[0])
@@ -446,7 +455,7 @@ def test_real_clock_budget_ends_an_otherwise_endless_run(tiny_data, tmp_path):
 
 
 def test_lr_warmup_and_cosine_decay():
-    from diffusion_studio.engine.train import lr_factor
+    from diffusion_studio.engine.training.config import lr_factor
 
     assert lr_factor("constant", 0, 0, 0.5) == 1.0
     assert lr_factor("constant", 4, 10, 0.0) == pytest.approx(0.5)
@@ -477,7 +486,7 @@ def test_min_snr_weights_are_min_snr_gamma_over_snr(tiny_data):
 def test_validation_loss_by_timestep_is_stored_per_epoch(tiny_data, tmp_path):
     import json
 
-    from diffusion_studio.engine.train import loss_bins
+    from diffusion_studio.engine.training.config import loss_bins
 
     assert loss_bins(300) == [1 + 15 * i for i in range(20)] + [301]
     assert loss_bins(10) == list(range(1, 12))
@@ -497,7 +506,7 @@ def test_validation_loss_by_timestep_is_stored_per_epoch(tiny_data, tmp_path):
 def _exported_run(tiny_data, tmp_path, epochs=2):
     """A tiny run of ``epochs`` epochs, its best.pt given an earlier copy as its guide and
     exported for sampling as the bundled models are (EMA weights only, no optimizer)."""
-    from diffusion_studio.engine import checkpoint as C
+    from diffusion_studio.engine.storage import checkpoint as C
 
     run = tmp_path / "source"
     list(tiny_trainer(tiny_data, run, epochs=epochs, ema_decay=0.9, warmup_steps=4, lr_schedule="cosine",

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from diffusion_studio.engine.unet import UNet, UNetConfig, count_parameters, forward_flops, sinusoidal_embedding
+from diffusion_studio.engine.diffusion.unet import UNet, UNetConfig, count_parameters, forward_flops, sinusoidal_embedding
 
 
 def test_output_shape_and_timestep_dependence():
@@ -55,7 +55,7 @@ def test_config_validation_and_round_trip():
 
 
 def test_residual_unet_shapes_flops_and_conditioning():
-    from diffusion_studio.engine.unet import ResUNet, build_model
+    from diffusion_studio.engine.diffusion.unet import ResUNet, build_model
 
     cfg = UNetConfig(arch="res", level_channels=(8, 16, 16), level_blocks=(1, 1, 1), norm_groups=4)
     net = build_model(cfg)

@@ -31,9 +31,9 @@ def window(qtbot):
 @pytest.fixture
 def tiny_checkpoint(tmp_path):
     """A real (tiny, untrained) checkpoint file."""
-    from diffusion_studio.engine.checkpoint import save_checkpoint
-    from diffusion_studio.engine.schedule import ScheduleConfig
-    from diffusion_studio.engine.unet import UNet, UNetConfig
+    from diffusion_studio.engine.storage.checkpoint import save_checkpoint
+    from diffusion_studio.engine.diffusion.schedule import ScheduleConfig
+    from diffusion_studio.engine.diffusion.unet import UNet, UNetConfig
 
     cfg = UNetConfig(base_channels=4, time_embed_dim=8)
     payload = {
@@ -237,7 +237,7 @@ def test_app_main_smoke_with_missing_data_quits_cleanly(tmp_path):
 
 def test_initial_data_folder_order(tmp_path, monkeypatch):
     from diffusion_studio.app import initial_data_folder
-    from diffusion_studio.engine import paths
+    from diffusion_studio.engine.storage import paths
 
     settings = app_settings()
     settings.setValue("data/lastFolder", str(tmp_path))
@@ -324,8 +324,8 @@ def test_download_button_fetches_mnist_off_the_gui_thread(window, qtbot, tiny_mn
     import shutil
     import threading
 
-    from diffusion_studio.engine import data as data_mod
-    from diffusion_studio.engine import paths
+    from diffusion_studio.engine.storage import data as data_mod
+    from diffusion_studio.engine.storage import paths
 
     threads = []
 
@@ -381,7 +381,7 @@ def test_one_settings_store():
 
 def test_start_up_opens_the_bundled_conditional_model_then_the_asked_checkpoint():
     from diffusion_studio import app
-    from diffusion_studio.engine.bundled import bundled_checkpoint_path
+    from diffusion_studio.engine.storage.bundled import bundled_checkpoint_path
 
     class Window:
         def __init__(self):

@@ -71,7 +71,7 @@ def test_fifty_thousand_digits_scroll_without_building_them_all(qtbot):
     """The panel's own view over a 50,000-digit train split: scrolling builds only what is shown."""
     import torch
 
-    from diffusion_studio.engine.data import MNISTSplits
+    from diffusion_studio.engine.storage.data import MNISTSplits
 
     g = torch.Generator().manual_seed(1)
     n = 50_000

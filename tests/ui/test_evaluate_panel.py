@@ -16,10 +16,11 @@ from diffusion_studio.ui.state import AppState  # noqa: E402
 
 @pytest.fixture(scope="module")
 def tiny_model(tiny_data, tmp_path_factory):
-    from diffusion_studio.engine.checkpoint import load_model
-    from diffusion_studio.engine.schedule import ScheduleConfig
-    from diffusion_studio.engine.train import TrainConfig, Trainer
-    from diffusion_studio.engine.unet import UNetConfig
+    from diffusion_studio.engine.storage.checkpoint import load_model
+    from diffusion_studio.engine.diffusion.schedule import ScheduleConfig
+    from diffusion_studio.engine.training.config import TrainConfig
+    from diffusion_studio.engine.training.trainer import Trainer
+    from diffusion_studio.engine.diffusion.unet import UNetConfig
 
     folder = tmp_path_factory.mktemp("panel-run")
     trainer = Trainer(tiny_data, model_config=UNetConfig(base_channels=4), schedule_config=ScheduleConfig(timesteps=10),
@@ -37,7 +38,7 @@ def panel(qtbot, tiny_data, tiny_model, tmp_path, monkeypatch):
     state.device = "cpu"
     state.set_data(tiny_data, tiny_data.source)
     state.set_model(tiny_model, "tiny test model")
-    from diffusion_studio.engine.sample import SamplerConfig
+    from diffusion_studio.engine.diffusion.scheduling import SamplerConfig
 
     state.sampler_settings = lambda: SamplerConfig(kind="ddim", steps=3)  # the Sampler tab's form
     p = EvaluatePanel(state)
@@ -106,7 +107,7 @@ def test_no_model_and_no_data_are_messages(qtbot):
 def test_the_evaluation_samples_with_the_sampler_tabs_settings(panel):
     from PySide6.QtWidgets import QLabel
 
-    from diffusion_studio.engine.sample import SamplerConfig
+    from diffusion_studio.engine.diffusion.scheduling import SamplerConfig
 
     label = panel.findChild(QLabel, "evaluateSamplerLabel")
     assert label is panel.sampler_label and "DDIM, 3 steps, eta 1" in label.text()
@@ -123,7 +124,7 @@ def test_download_with_consent_progress_and_cancel(qtbot, monkeypatch, tmp_path)
     import http.server
     import threading
 
-    from diffusion_studio.engine import fid
+    from diffusion_studio.engine.evaluation import fid
     from diffusion_studio.ui.state import AppState
 
     payload = b"x" * (3 * 2**20)
@@ -168,7 +169,7 @@ def test_download_with_consent_progress_and_cancel(qtbot, monkeypatch, tmp_path)
 
 
 def test_the_panel_says_how_long_the_inception_pass_takes(qtbot, monkeypatch):
-    from diffusion_studio.engine import fid
+    from diffusion_studio.engine.evaluation import fid
     from diffusion_studio.ui.state import AppState
 
     monkeypatch.setattr(fid, "inception_images_per_second", lambda device, measure=True: 5.0)

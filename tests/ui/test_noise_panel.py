@@ -10,8 +10,8 @@ import pytest
 import torch
 from PySide6.QtCore import Qt
 
-from diffusion_studio.engine.data import to_model_range
-from diffusion_studio.engine.schedule import NoiseSchedule, ScheduleConfig
+from diffusion_studio.engine.storage.data import to_model_range
+from diffusion_studio.engine.diffusion.schedule import NoiseSchedule, ScheduleConfig
 from diffusion_studio.ui.imaging import model_to_uint8
 from diffusion_studio.ui.noise_panel import NoisePanel
 from diffusion_studio.ui.state import AppState
@@ -191,10 +191,11 @@ def test_play_sweeps_t_and_pauses(panel, qtbot):
 
 
 def test_the_panel_says_whose_schedule_it_shows(panel, tiny_data, tmp_path):
-    from diffusion_studio.engine.checkpoint import load_model
-    from diffusion_studio.engine.presets import get_preset
-    from diffusion_studio.engine.train import TrainConfig, Trainer
-    from diffusion_studio.engine.unet import UNetConfig
+    from diffusion_studio.engine.storage.checkpoint import load_model
+    from diffusion_studio.engine.training.presets import get_preset
+    from diffusion_studio.engine.training.config import TrainConfig
+    from diffusion_studio.engine.training.trainer import Trainer
+    from diffusion_studio.engine.diffusion.unet import UNetConfig
 
     label = panel.findChild(type(panel.schedule_source_label), "scheduleSourceLabel")
     assert panel.state.schedule_config == get_preset("default").schedule  # what the next run trains
@@ -212,8 +213,9 @@ def test_the_panel_says_whose_schedule_it_shows(panel, tiny_data, tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_model_checkpoint(tiny_data, tmp_path_factory):
-    from diffusion_studio.engine.train import TrainConfig, Trainer
-    from diffusion_studio.engine.unet import UNetConfig
+    from diffusion_studio.engine.training.config import TrainConfig
+    from diffusion_studio.engine.training.trainer import Trainer
+    from diffusion_studio.engine.diffusion.unet import UNetConfig
 
     run = tmp_path_factory.mktemp("noise_model")
     trainer = Trainer(tiny_data, model_config=UNetConfig(base_channels=4), schedule_config=ScheduleConfig(
@@ -224,7 +226,7 @@ def tiny_model_checkpoint(tiny_data, tmp_path_factory):
 
 
 def test_the_models_view_follows_the_slider(qtbot, tiny_data, tiny_model_checkpoint):
-    from diffusion_studio.engine.checkpoint import load_model
+    from diffusion_studio.engine.storage.checkpoint import load_model
     from diffusion_studio.ui.model_view import predict_at
 
     panel = make_panel(qtbot, tiny_data, k=20)
@@ -248,7 +250,7 @@ def test_the_models_view_follows_the_slider(qtbot, tiny_data, tiny_model_checkpo
 
 
 def test_dragging_drops_stale_requests(qtbot, tiny_data, tiny_model_checkpoint):
-    from diffusion_studio.engine.checkpoint import load_model
+    from diffusion_studio.engine.storage.checkpoint import load_model
 
     panel = make_panel(qtbot, tiny_data, k=16)
     panel.state.set_model(load_model(tiny_model_checkpoint), "trained: tiny")
@@ -261,7 +263,7 @@ def test_dragging_drops_stale_requests(qtbot, tiny_data, tiny_model_checkpoint):
 
 
 def test_denoise_from_here_and_the_identity_curve(qtbot, tiny_data, tiny_model_checkpoint):
-    from diffusion_studio.engine.checkpoint import load_model
+    from diffusion_studio.engine.storage.checkpoint import load_model
 
     panel = make_panel(qtbot, tiny_data, k=6)
     button = panel.findChild(type(panel.denoise_button), "denoiseFromHereButton")
@@ -316,8 +318,9 @@ def test_denoise_from_here_uses_the_models_guide_as_the_sampler_does(qtbot, tiny
                                                                       tmp_path, monkeypatch):
     """"With the sampler panel's settings": a model with a guide network denoises with autoguidance,
     in the animation and in the identity curve alike."""
-    from diffusion_studio.engine import sample as S
-    from diffusion_studio.engine.checkpoint import attach_guide, load_checkpoint, load_model, save_checkpoint
+    from diffusion_studio.engine.diffusion import explore as E
+    from diffusion_studio.engine.diffusion import sampling as S
+    from diffusion_studio.engine.storage.checkpoint import attach_guide, load_checkpoint, load_model, save_checkpoint
 
     payload = load_checkpoint(tiny_model_checkpoint)
     save_checkpoint(tmp_path / "guided.pt", attach_guide(payload, payload, "early.pt"))
@@ -329,6 +332,7 @@ def test_denoise_from_here_uses_the_models_guide_as_the_sampler_does(qtbot, tiny
         return real(*args, **kwargs)
 
     monkeypatch.setattr(S, "sample_steps", spy)
+    monkeypatch.setattr(E, "sample_steps", spy)  # the identity curve's denoise_from runs it from there
     panel = make_panel(qtbot, tiny_data, k=4)
     panel.state.set_data(tiny_data, None)
     loaded = load_model(tmp_path / "guided.pt")

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from diffusion_studio.engine.checkpoint import load_model
-from diffusion_studio.engine.sample import SamplerConfig
-from diffusion_studio.engine.schedule import ScheduleConfig
-from diffusion_studio.engine.train import TrainConfig, Trainer
-from diffusion_studio.engine.unet import UNetConfig
+from diffusion_studio.engine.storage.checkpoint import load_model
+from diffusion_studio.engine.diffusion.scheduling import SamplerConfig
+from diffusion_studio.engine.diffusion.schedule import ScheduleConfig
+from diffusion_studio.engine.training.config import TrainConfig
+from diffusion_studio.engine.training.trainer import Trainer
+from diffusion_studio.engine.diffusion.unet import UNetConfig
 from diffusion_studio.ui import sampler_panel as sp
 from diffusion_studio.ui.imaging import tile
 from diffusion_studio.ui.state import AppState
@@ -225,7 +226,7 @@ def test_the_form_opens_at_the_engine_defaults_for_a_conditional_model(qtbot, ti
 
 
 def test_autoguidance_only_for_models_with_a_guide(qtbot, panel, tiny_checkpoint, tmp_path, monkeypatch):
-    from diffusion_studio.engine.checkpoint import attach_guide, load_checkpoint, save_checkpoint
+    from diffusion_studio.engine.storage.checkpoint import attach_guide, load_checkpoint, save_checkpoint
 
     # the tiny model has no guide: the control is off, says why, and the form asks for none
     assert not panel.autoguidance_spin.isEnabled() and "no guide network" in panel.autoguidance_spin.toolTip()
@@ -257,7 +258,7 @@ def test_autoguidance_only_for_models_with_a_guide(qtbot, panel, tiny_checkpoint
     assert blocker.args[0] == "completed" and panel.explore_strip.shape == (5, 28, 28)
     assert "autoguidance g = 0, 0.5, 1, 2, 4 above t = 3, away from a guide of 1.0 epochs" in panel.explore_caption.text()
     # and the interpolation steers with the form's weight too
-    from diffusion_studio.engine import sample as engine_sample
+    from diffusion_studio.engine.diffusion import explore as engine_sample  # interpolate runs its loop
 
     seen = record_sample_steps(monkeypatch, engine_sample)
     with qtbot.waitSignal(panel.sampling_finished, timeout=60000):
@@ -276,7 +277,7 @@ def test_the_gui_sampler_at_its_initial_settings_makes_the_cli_samples(qtbot, tm
     import sys
     from pathlib import Path
 
-    from diffusion_studio.engine.bundled import default_checkpoint_path
+    from diffusion_studio.engine.storage.bundled import default_checkpoint_path
 
     import torch
 
@@ -358,8 +359,8 @@ def test_evaluate_scores_exactly_the_digits_the_sampler_panel_shows(qtbot, panel
     generates the very pixels the sampler panel shows."""
     from dataclasses import replace
 
-    from diffusion_studio.engine.classifier import ClassifierConfig
-    from diffusion_studio.engine.report import evaluate_model
+    from diffusion_studio.engine.evaluation.classifier import ClassifierConfig
+    from diffusion_studio.engine.evaluation.report import evaluate_model
     from diffusion_studio.ui.evaluate_panel import EvaluatePanel
 
     panel.sampler_combo.setCurrentIndex(panel.sampler_combo.findData("ddim"))

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 
-from diffusion_studio.engine.checkpoint import load_model
-from diffusion_studio.engine.presets import Preset
-from diffusion_studio.engine.schedule import ScheduleConfig
-from diffusion_studio.engine.train import TrainConfig
-from diffusion_studio.engine.unet import UNetConfig
+from diffusion_studio.engine.storage.checkpoint import load_model
+from diffusion_studio.engine.training.presets import Preset
+from diffusion_studio.engine.diffusion.schedule import ScheduleConfig
+from diffusion_studio.engine.training.config import TrainConfig
+from diffusion_studio.engine.diffusion.unet import UNetConfig
 from diffusion_studio.ui.state import AppState
 from diffusion_studio.ui.train_panel import TrainPanel
 
@@ -191,7 +191,7 @@ def test_refuses_to_overwrite_a_run_and_bad_resume(qtbot, panel, tmp_path):
 def test_continue_from_a_checkpoint_trains_a_new_run_on_from_its_epochs(qtbot, panel, tmp_path):
     """Continue from…: a new run from an exported checkpoint (no optimizer state, as the bundled
     models), with its settings shown in the form, its curve kept and its epochs counted on."""
-    from diffusion_studio.engine.checkpoint import export_for_sampling, load_checkpoint
+    from diffusion_studio.engine.storage.checkpoint import export_for_sampling, load_checkpoint
 
     menu = [a.text() for a in panel.continue_button.menu().actions()]
     assert menu[-1] == "A checkpoint file…" and "Bundled default model" in menu

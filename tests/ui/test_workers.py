@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QObject, Slot
 
-from diffusion_studio.engine.checkpoint import load_model
-from diffusion_studio.engine.sample import SamplerConfig
-from diffusion_studio.engine.schedule import ScheduleConfig
-from diffusion_studio.engine.train import TrainConfig
-from diffusion_studio.engine.unet import UNetConfig
+from diffusion_studio.engine.storage.checkpoint import load_model
+from diffusion_studio.engine.diffusion.scheduling import SamplerConfig
+from diffusion_studio.engine.diffusion.schedule import ScheduleConfig
+from diffusion_studio.engine.training.config import TrainConfig
+from diffusion_studio.engine.diffusion.unet import UNetConfig
 from diffusion_studio.ui.workers import SampleJob, SampleWorker, TrainJob, TrainWorker, WorkerRunner
 
 TINY_MODEL = UNetConfig(base_channels=4)
@@ -109,7 +109,7 @@ def test_train_worker_reports_the_baseline_of_a_continued_export(qtbot, tiny_dat
     it brought, once, before the first epoch; a fresh run sends none."""
     from dataclasses import replace
 
-    from diffusion_studio.engine.checkpoint import export_for_sampling
+    from diffusion_studio.engine.storage.checkpoint import export_for_sampling
 
     rec, runner = Recorder(), WorkerRunner()
     worker = TrainWorker(tiny_job(tiny_data, tmp_path / "run", epochs=1))
@@ -160,7 +160,7 @@ def test_stop_and_wait_ends_within_a_batch(qtbot, tiny_data, tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_model(tiny_data, tmp_path_factory):
-    from diffusion_studio.engine.train import Trainer
+    from diffusion_studio.engine.training.trainer import Trainer
 
     run = tmp_path_factory.mktemp("tiny_run")
     trainer = Trainer(tiny_data, model_config=TINY_MODEL, schedule_config=TINY_SCHEDULE,
@@ -189,7 +189,7 @@ def test_sample_worker_keeps_frames_in_order(qtbot, tiny_model):
     np.testing.assert_array_equal(frames[-1].x, frames[-1].x0)
     assert rec.progress[-1] == (10, 10)
     # the kept result is the engine's own sample for this seed
-    from diffusion_studio.engine.sample import sample
+    from diffusion_studio.engine.diffusion.sampling import sample
     from diffusion_studio.ui.imaging import model_to_uint8
 
     ref = model_to_uint8(sample(tiny_model.model, tiny_model.schedule, 6, seed=3))

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 
-from .. import paths
+from ..storage import paths
 
 
 

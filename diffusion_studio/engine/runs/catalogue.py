@@ -258,7 +258,7 @@ def read_run(run_dir: str | os.PathLike) -> RunInfo:
         # an older app kept only checkpoints: read what we can from one
         old.append(f"no {HISTORY_FILE}")
         try:
-            from ..checkpoint import load_checkpoint
+            from ..storage.checkpoint import load_checkpoint
 
             p = load_checkpoint(path / ("last.pt" if info.has_last else "best.pt"))
             h = dict(p.get("history") or {})

@@ -45,7 +45,7 @@ def load_curves(run: RunInfo | str | os.PathLike) -> dict[str, np.ndarray]:
             bins = h.get("loss_bins") if isinstance(h.get("loss_bins"), list) else []
         except (OSError, ValueError, AttributeError) as exc:
             errors.append(f"{HISTORY_FILE}: {exc}")
-    from ..checkpoint import CheckpointError, load_checkpoint
+    from ..storage.checkpoint import CheckpointError, load_checkpoint
 
     for name in ("last.pt", "best.pt"):
         f = path / name

@@ -9,7 +9,7 @@ import uuid
 from pathlib import Path
 
 
-from ..atomic import write_json_atomic
+from ..storage.atomic import write_json_atomic
 
 from ._common import HISTORY_FILE, REPORTS_DIR, RUNNING_FILE, RUN_FILE, RUN_FORMAT, RUN_FORMAT_VERSION, RunError, _NAME_OK
 from .naming import _clean_tags

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Iterator
 
 
-from ..atomic import write_json_atomic
+from ..storage.atomic import write_json_atomic
 
 from ._common import LOCK_FILE, RUNNING_FILE, RunError, _iso, _utc_now
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 
-from ..atomic import write_json_atomic
+from ..storage.atomic import write_json_atomic
 
 from ._common import RUN_FILE, RUN_FORMAT, RUN_FORMAT_VERSION, RunError, _iso, _runs_dir, _utc_now, format_number
 
@@ -79,7 +79,7 @@ def describe_differences(model_cfg: Any = None, schedule_cfg: Any = None, train_
     ignored. When the settings are closer to the report's recipe than to the
     default, they are described as the report's recipe plus its differences.
     """
-    from ..presets import PRESETS
+    from ..training.presets import PRESETS
 
     cfg = {"model": _as_dict(model_cfg), "schedule": _as_dict(schedule_cfg), "train": _as_dict(train_cfg)}
     best = None

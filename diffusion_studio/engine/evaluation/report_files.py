@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .charts import bar_chart, line_plot
-from .text import guided_above
+from ..text import guided_above
 
 if TYPE_CHECKING:
     from .report import Evaluation
@@ -58,8 +58,8 @@ def format_value(entry: dict, short: bool = False) -> str:
 
 def samples_grid(samples: np.ndarray, limit: int = 100) -> np.ndarray:
     """The first ``limit`` digits as a near-square uint8 grid (white padding)."""
-    from .data import to_model_range
-    from .images import grid
+    from ..storage.data import to_model_range
+    from ..storage.images import grid
 
     imgs = torch.from_numpy(np.ascontiguousarray(samples[:limit]))
     return grid(to_model_range(imgs))
@@ -197,13 +197,13 @@ def render_html(evaluation: Evaluation) -> str:
 
 def write_report(evaluation: Evaluation, folder: str | os.PathLike) -> dict[str, Path]:
     """Write report.json, report.html and samples.png into ``folder`` (created if needed)."""
-    from .images import save_png
+    from ..storage.images import save_png
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     out = {"json": folder / "report.json", "html": folder / "report.html", "samples": folder / "samples.png"}
     save_png(samples_grid(evaluation.samples), out["samples"])
-    from .atomic import write_text_atomic
+    from ..storage.atomic import write_text_atomic
 
     for key, text in (("json", json.dumps(evaluation.report, indent=1, allow_nan=False)),
                       ("html", render_html(evaluation))):

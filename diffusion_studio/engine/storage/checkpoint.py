@@ -33,9 +33,9 @@ from typing import Any
 
 import torch
 
-from .. import __version__
+from ... import __version__
 from .atomic import write_serialized_atomic
-from .text import first_line
+from ..text import first_line
 
 FORMAT = "diffusion-studio-checkpoint"
 FORMAT_VERSION = 1
@@ -124,7 +124,7 @@ def attach_guide(payload: dict, guide_payload: dict, source: str) -> dict:
     for key in ("model", "schedule", "weights"):
         if key not in guide_payload:
             raise CheckpointError(f"the guide {source} is incomplete: it has no {key!r} entry")
-    from .schedule import ScheduleConfig
+    from ..diffusion.schedule import ScheduleConfig
 
     if ScheduleConfig.from_dict(guide_payload["schedule"]) != ScheduleConfig.from_dict(payload["schedule"]):
         raise CheckpointError(f"the guide {source} was trained on another noise schedule than the model; "
@@ -156,8 +156,8 @@ class LoadedModel:
     """
 
     def __init__(self, payload: dict, path: Path | None, device: torch.device, use_ema: bool = True) -> None:
-        from .schedule import NoiseSchedule, ScheduleConfig
-        from .unet import UNetConfig, build_model
+        from ..diffusion.schedule import NoiseSchedule, ScheduleConfig
+        from ..diffusion.unet import UNetConfig, build_model
 
         self.payload = payload
         self.path = path
@@ -183,8 +183,8 @@ class LoadedModel:
         self.guide = self._build_guide(payload.get("guide"))
 
     def _build_guide(self, entry):
-        from .schedule import ScheduleConfig
-        from .unet import UNetConfig, build_model
+        from ..diffusion.schedule import ScheduleConfig
+        from ..diffusion.unet import UNetConfig, build_model
 
         if entry is None:
             return None

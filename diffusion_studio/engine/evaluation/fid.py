@@ -41,8 +41,8 @@ from unittest import mock
 import numpy as np
 import torch
 
-from . import paths
-from .text import first_line
+from ..storage import paths
+from ..text import first_line
 from .metrics import (
     EvaluationStopped,
     FeatureStats,
@@ -401,7 +401,7 @@ __all__ = [
 
 # ------------------------------------------------------------ how long will it take?
 def _rate_cache_file() -> Path:
-    from .paths import cache_dir
+    from ..storage.paths import cache_dir
 
     return cache_dir() / "inception_rate.json"
 
@@ -411,7 +411,7 @@ def inception_images_per_second(device: str | torch.device = "cpu", *, measure: 
     weights, so random ones are timed): measured once with one batch of 8 after a
     warm-up (a few seconds on a CPU), then cached per CPU, torch version, threads and
     device. None when not cached and ``measure`` is False."""
-    from .device import machine_key, read_measurements, record_measurement
+    from ..device import machine_key, read_measurements, record_measurement
 
     device = torch.device(device)
     key = machine_key(str(device))

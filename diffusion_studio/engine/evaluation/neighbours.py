@@ -40,7 +40,7 @@ def nearest(queries: np.ndarray, reference: np.ndarray, *, chunk: int = 4096, sh
     q2 = (q * q).sum(1, keepdim=True)
     for start in range(0, len(r_all), chunk):
         if should_stop is not None and should_stop():
-            from .sample import SamplingStopped
+            from ..diffusion.sampling import SamplingStopped
 
             raise SamplingStopped()
         r = r_all[start : start + chunk]

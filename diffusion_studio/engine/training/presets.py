@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from . import defaults as D
-from .schedule import ScheduleConfig
-from .train import TrainConfig
-from .unet import UNetConfig
+from .. import defaults as D
+from ..diffusion.schedule import ScheduleConfig
+from .config import TrainConfig
+from ..diffusion.unet import UNetConfig
 
 
 @dataclass(frozen=True)

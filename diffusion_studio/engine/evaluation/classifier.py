@@ -46,8 +46,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import paths
-from .atomic import write_serialized_atomic, write_text_atomic
+from ..storage import paths
+from ..storage.atomic import write_serialized_atomic, write_text_atomic
 from .metrics import (
     MetricError,
     ProgressFn,

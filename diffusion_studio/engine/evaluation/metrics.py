@@ -28,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 
-from .stopping import Stopped
+from ..stopping import Stopped
 
 ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
 StopFn = Callable[[], bool]
@@ -58,7 +58,7 @@ class FeatureStats:
 
     def save(self, path: str | os.PathLike, **meta: str) -> Path:
         """Atomically write an .npz with keys mu, sigma, n (and string metadata)."""
-        from .atomic import write_atomic
+        from ..storage.atomic import write_atomic
 
         return write_atomic(path, lambda f: np.savez(
             f, mu=self.mu, sigma=self.sigma, n=np.int64(self.n),
@@ -199,7 +199,7 @@ def kid(
 
 
 # ------------------------------------------------------------------ identity
-from .checkpoint import sha256_file  # noqa: E402, F401  (re-exported: fid, classifier and report import it from here)
+from ..storage.checkpoint import sha256_file  # noqa: E402, F401  (re-exported: fid, classifier and report import it from here)
 
 
 def array_identity(*arrays) -> str:
@@ -222,7 +222,7 @@ def as_uint8_images(images) -> np.ndarray:
     if arr.dtype != np.uint8:
         raise ValueError(
             f"expected uint8 images in 0..255 (got {arr.dtype}); convert [-1, 1] model output with "
-            "diffusion_studio.engine.data.to_uint8"
+            "diffusion_studio.engine.storage.data.to_uint8"
         )
     if arr.ndim == 4 and arr.shape[1] == 1:
         arr = arr[:, 0]

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import __version__
+from ... import __version__
 from .metrics import (
     SMALL_N_INCEPTION,
     EvaluationStopped,
@@ -41,7 +41,7 @@ from .metrics import (
     sha256_file,
     small_n_warning,
 )
-from .sample import SamplerConfig
+from ..diffusion.scheduling import SamplerConfig
 
 REPORT_FORMAT = "diffusion-studio-evaluation"
 REPORT_VERSION = 1
@@ -140,8 +140,8 @@ def _history_curves(history: dict | None) -> dict:
 def _strip(model, schedule, sampler, seed, rows, cols, labels, device, precision, should_stop,
            guide=None) -> np.ndarray:
     """rows chains drawn from seed: columns x_T, then evenly spaced steps, the last x_0 -> uint8 image."""
-    from .images import strip
-    from .sample import initial_noise, sample_steps
+    from ..storage.images import strip
+    from ..diffusion.sampling import initial_noise, sample_steps
 
     x_T = initial_noise(rows, seed, device=device)  # what sample_steps draws from this seed
     total = sampler.num_steps(schedule.timesteps)
@@ -176,7 +176,7 @@ def evaluate_model(
     checkpoint's identity, generating the digits and the strip, the offline metrics,
     the Inception FID, and the report that holds them all.
     """
-    from .device import describe, resolve_device, resolve_precision
+    from ..device import describe, resolve_device, resolve_precision
 
     config = config or EvaluationConfig()
     t_start = time.perf_counter()
@@ -251,9 +251,9 @@ def _checkpoint_identity(loaded, checkpoint_path, checkpoint_label) -> tuple[str
 def _generate(loaded, config: EvaluationConfig, device, precision: str, progress, should_stop) -> dict:
     """Phase 3: the digits (labels 0-9 in turn for a conditional model) and the x_T -> x_0
     strip. Returns {"samples" (n, 28, 28) uint8, "strip", "labels", "generation"}."""
-    from .data import to_uint8
-    from .device import describe
-    from .sample import SamplingStopped, sample
+    from ..storage.data import to_uint8
+    from ..device import describe
+    from ..diffusion.sampling import SamplingStopped, sample
 
     sampler = config.sampler
     model_config = getattr(loaded, "model_config", None)
@@ -424,8 +424,8 @@ def memorisation_entry(samples: np.ndarray, data, classifier, common: dict, *, s
 def evaluate_checkpoint(path: str | os.PathLike, data, config: EvaluationConfig | None = None, *,
                         progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> Evaluation:
     """Load ``path`` (checkpoint.load_model, EMA weights when present) and ``evaluate_model`` it."""
-    from .checkpoint import load_model
-    from .device import resolve_device
+    from ..storage.checkpoint import load_model
+    from ..device import resolve_device
 
     config = config or EvaluationConfig()
     loaded = load_model(path, resolve_device(config.device))
