@@ -232,6 +232,18 @@ class LoadedModel:
         last one early (5.12: 12% into epoch 6); the epoch counter if there is no history."""
         return payload_epochs_trained(self.payload)
 
+    def copy_to(self, device: str | torch.device) -> "LoadedModel":
+        """A private copy on ``device``: its own networks (the model and, when it has one, its
+        guide), sharing the read-only payload and schedule. For a job that must not share the
+        networks with another thread (an evaluation beside the sampler), or another device."""
+        import copy
+
+        clone = copy.copy(self)
+        clone.device = torch.device(device)
+        clone.model = copy.deepcopy(self.model).to(clone.device)
+        clone.guide = None if self.guide is None else copy.deepcopy(self.guide).to(clone.device)
+        return clone
+
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", use_ema: bool = True) -> LoadedModel:
     """Load a checkpoint file and build its network on ``device`` (see LoadedModel)."""
