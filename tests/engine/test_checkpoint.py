@@ -162,3 +162,170 @@ def test_epochs_trained_counts_an_epoch_a_time_budget_cut_short(tmp_path):
     p["history"] = {}  # no history: the counter
     save_checkpoint(tmp_path / "m.pt", p)
     assert load_model(tmp_path / "m.pt").epochs_trained == 5.0
+
+
+# ---------------------------------- issue 31: checkpoints that are wrong but loaded
+def one_line_refusal(path, *, loader=load_checkpoint) -> str:
+    """The CheckpointError ``loader`` raises for ``path``: one line that names the file."""
+    with pytest.raises(CheckpointError) as info:
+        loader(path)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message
+    assert "weights_only" not in message  # the app never advises turning it off
+    return message
+
+
+def raw_save(path, data):
+    """A file as another program (or an edit) would leave it: no checksum of ours."""
+    torch.save({"format": ck.FORMAT, "version": ck.FORMAT_VERSION, "kind": ck.KIND, **data}, path)
+    return path
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"weights": [1, 2, 3]}, "'weights' is a list, not a dict of tensors"),
+    ({"weights": None}, "'weights' is None, not a dict of tensors"),
+    ({"weights": torch.zeros(3)}, "'weights' is a Tensor, not a dict of tensors"),
+    ({"history": "epochs"}, "'history' is a str, not a dict"),
+    ({"history": {"epochs": [{"val_loss": 0.5}]}}, "history record 1 has no epoch number"),
+    ({"history": {"epochs": [{"epoch": 1, "val_loss": "low"}]}}, "history record 1's val_loss ('low')"),
+    ({"meta": "finished"}, "'meta' is a str, not a dict"),
+    ({"best": "epoch 3"}, "'best' is a str, not a dict"),
+    ({"best": {"epoch": "3"}}, "best epoch is a str, not a number"),
+    ({"epoch": "3"}, "'epoch' is a str, not a whole number"),
+    ({"model": "unet"}, "'model' configuration is a str, not a dict"),
+])
+def test_malformed_contents_are_one_line_not_a_traceback(tmp_path, change, words):
+    """Item 7: weights as a list, None or a bare tensor, string or missing history, meta or best
+    fields gave TypeError, AttributeError and KeyError in sample, evaluate and --continue-from."""
+    path = raw_save(tmp_path / "odd.pt", {**payload(), **change})
+    message = one_line_refusal(path)
+    assert words in message and "damaged" in message
+    one_line_refusal(path, loader=load_model)
+
+
+@pytest.mark.parametrize("section", ["weights", "ema_weights", "guide"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_nan_or_infinite_weights_are_refused(tmp_path, section, value):
+    """Item 8: NaN or Inf weights (in the model or its guide) sampled all-black digits with rc 0."""
+    from diffusion_studio.engine.storage.checkpoint import attach_guide
+
+    p = payload()
+    p["ema_weights"] = {k: v.clone() for k, v in p["weights"].items()}
+    if section == "guide":
+        p = attach_guide(p, payload(), "weak.pt")
+        target = p["guide"]["weights"]
+    else:
+        target = p[section]
+    name = next(k for k, v in target.items() if v.is_floating_point() and v.numel() > 1)
+    target[name] = target[name].clone()
+    target[name].view(-1)[1] = value
+    save_checkpoint(tmp_path / "bad.pt", p)
+    message = one_line_refusal(tmp_path / "bad.pt", loader=load_model)
+    assert "NaN or infinite values" in message and "best.pt" in message
+
+
+def _flip_bytes_inside(path, tensor: torch.Tensor, count: int = 4) -> None:
+    """Flip the lowest bit of ``count`` float32 values of ``tensor`` where the file stores them
+    (torch's archive stores tensors uncompressed and never checks its CRCs); values stay finite."""
+    data = bytearray(path.read_bytes())
+    at = data.find(tensor.contiguous().numpy().tobytes())
+    assert at > 0
+    for i in range(count):
+        data[at + 4 * (i + 1)] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_flipped_bytes_are_caught_by_the_checksum_naming_the_file(tmp_path):
+    """Item 9: 4 flipped bytes inside a weight tensor loaded and sampled with rc 0."""
+    p = payload()
+    save_checkpoint(tmp_path / "m.pt", p)
+    assert load_checkpoint(tmp_path / "m.pt")["checksum"]["sha256"] == ck.contents_checksum(load_checkpoint(
+        tmp_path / "m.pt"))
+    big = max(p["weights"].values(), key=lambda t: t.numel())
+    _flip_bytes_inside(tmp_path / "m.pt", big)
+    back = torch.load(tmp_path / "m.pt", weights_only=True)  # torch itself notices nothing
+    assert not torch.equal(back["weights"][next(k for k, v in p["weights"].items() if v is big)], big)
+    message = one_line_refusal(tmp_path / "m.pt", loader=load_model)
+    assert "is corrupted" in message and "checksum" in message
+
+
+def test_the_bundled_models_have_no_checksum_and_still_load_unchanged():
+    from diffusion_studio.engine.storage.bundled import BUNDLED, bundled_checkpoint_path
+
+    for name in BUNDLED:
+        path = bundled_checkpoint_path(name)
+        data = load_checkpoint(path)
+        assert "checksum" not in data
+        raw = torch.load(path, weights_only=True)
+        loaded = load_model(path)
+        for k, v in loaded.model.state_dict().items():
+            assert torch.equal(v, raw["weights"][k])
+
+
+def test_a_configuration_asking_for_far_more_weights_than_the_file_holds_is_refused_before_building(
+        tmp_path, monkeypatch):
+    """Item 14: a 1.6 MB file whose configuration stays inside the limits made sample allocate 4.6 GB."""
+    from diffusion_studio.engine.diffusion import unet
+
+    p = payload()
+    p["model"] = UNetConfig(arch="res", level_channels=(1024, 1024, 1024), level_blocks=(8, 8, 8),
+                            time_embed_dim=1024).to_dict()
+    raw_save(tmp_path / "greedy.pt", p)
+    built = []
+    real = unet.build_model
+    monkeypatch.setattr(unet, "build_model", lambda cfg: built.append(torch.get_default_device()) or real(cfg))
+    message = one_line_refusal(tmp_path / "greedy.pt", loader=load_model)
+    assert "describes a network of 1,055,298,561 parameters" in message and "do not fit" in message
+    assert built == [torch.device("meta")]  # only the shapes: no network was allocated
+
+
+def test_a_non_numeric_guide_field_names_the_file(tmp_path):
+    from diffusion_studio.engine.storage.checkpoint import attach_guide
+
+    p = attach_guide(payload(), payload(), "weak.pt")
+    p["guide"]["epochs_trained"] = "six"
+    save_checkpoint(tmp_path / "g.pt", p)
+    message = one_line_refusal(tmp_path / "g.pt")
+    assert "guide network cannot be used" in message and "'six'" in message
+
+
+def test_a_version_written_as_text_is_not_called_newer(tmp_path):
+    raw_save(tmp_path / "v.pt", {**payload(), "version": "1"})
+    message = one_line_refusal(tmp_path / "v.pt")
+    assert "as text ('1')" in message and "newer" not in message
+
+
+def test_folders_fifos_and_devices_named_like_checkpoints_are_not_called_missing(tmp_path):
+    (tmp_path / "dir.pt").mkdir()
+    assert "is a folder, not a checkpoint file" in one_line_refusal(tmp_path / "dir.pt")
+    os.mkfifo(tmp_path / "fifo.pt")
+    assert "is a FIFO" in one_line_refusal(tmp_path / "fifo.pt")  # and it did not wait for a writer
+    if os.path.exists("/dev/zero"):
+        (tmp_path / "zero.pt").symlink_to("/dev/zero")
+        assert "is a device" in one_line_refusal(tmp_path / "zero.pt")
+    assert "does not exist" in one_line_refusal(tmp_path / "missing.pt")
+
+
+def test_python_objects_are_refused_without_pytorchs_advice(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    torch.save({"format": ck.FORMAT, "version": 1, "kind": "ddpm", "x": Evil()}, tmp_path / "evil.pt")
+    message = one_line_refusal(tmp_path / "evil.pt")
+    assert "holds Python objects (posix.system)" in message and "does not open it" in message
+    (tmp_path / "junk.pt").write_bytes(b"\x00not a checkpoint")
+    assert "not a readable Diffusion Studio checkpoint" in one_line_refusal(tmp_path / "junk.pt")
+
+
+def test_every_save_carries_a_checksum_that_survives_a_reload_and_a_resave(tmp_path):
+    p = payload()
+    p.update(optimizer={"state": {0: {"step": torch.tensor(3.0)}}, "param_groups": [{"lr": 1e-3}]},
+             rng={"torch": torch.get_rng_state()}, best_weights={"weights": p["weights"], "ema_weights": None})
+    save_checkpoint(tmp_path / "a.pt", p)
+    again = load_checkpoint(tmp_path / "a.pt")
+    save_checkpoint(tmp_path / "b.pt", again)  # a loaded payload, its old checksum replaced
+    assert load_checkpoint(tmp_path / "b.pt")["checksum"] == again["checksum"]
+    # a change anywhere, not only in the weights, is a different checksum
+    assert ck.contents_checksum({**again, "history": {"epochs": [{"epoch": 2, "val_loss": 0.5}]}}) != \
+        again["checksum"]["sha256"]
