@@ -1,13 +1,16 @@
-"""``diffusion-studio runs``: list, compare, rename, tag and delete training runs.
+"""``diffusion-studio runs``: list, verify, compare, rename, tag and delete training runs.
 
     diffusion-studio runs list [--runs-dir DIR]
+    diffusion-studio runs verify [RUN ...] [--runs-dir DIR]
     diffusion-studio runs compare RUN RUN ... --out FILE.html [--runs-dir DIR]
     diffusion-studio runs rename RUN NEW_NAME
     diffusion-studio runs tag RUN [TAG ...] [--add | --remove]
     diffusion-studio runs delete RUN ... --yes
 
-RUN is a run folder's path or a run's name (or a unique start of it) inside
-the runs folder (default: the app's, see ``diffusion_studio.engine.storage.paths``).
+RUN is a run's exact name inside the runs folder (default: the app's, see
+``diffusion_studio.engine.storage.paths``), or a folder given as a path (``./name``,
+``/data/run``): a bare name never means a folder of the working directory, and never a
+part of a name (``engine.runs.resolve_run``).
 """
 
 from __future__ import annotations
@@ -35,6 +38,12 @@ def register(sub) -> None:
     q = add("list", "show a table of the runs")
     q.set_defaults(func=run_list)
 
+    q = add("verify", "check every file of runs in full: checkpoints (checksum, values, network size), "
+                      "history and whether they agree")
+    q.add_argument("runs", nargs="*", metavar="RUN",
+                   help="runs to verify (default: all in the runs folder); a .pt file given as a path is checked alone")
+    q.set_defaults(func=run_verify)
+
     q = add("compare", "write an HTML page comparing runs: settings, results and overlaid loss curves")
     q.add_argument("runs", nargs="+", metavar="RUN", help="run folders or names (two or more to compare)")
     q.add_argument("--out", metavar="FILE.html", required=True, help="the HTML file to write")
@@ -54,13 +63,16 @@ def register(sub) -> None:
     q.set_defaults(func=run_tag)
 
     q = add("delete", "delete runs and all their files")
-    q.add_argument("runs", nargs="+", metavar="RUN")
+    q.add_argument("runs", nargs="+", metavar="RUN",
+                   help="exact run names in the runs folder, or run folders given as paths; only folders whose "
+                        "run.json names them a run, holding nothing else, are deleted")
     q.add_argument("--yes", action="store_true", help="do not ask: delete (needed when not at a terminal)")
     q.set_defaults(func=run_delete)
 
 
 def _user_facing(func):
-    """Turn the engine's RunError into the CLI's CLIError (one line, exit status 2)."""
+    """Turn the engine's RunError into the CLI's CLIError (one line, exit status 2), and end
+    quietly when the reader of the output goes away (``runs list | head``)."""
     import functools
 
     @functools.wraps(func)
@@ -69,11 +81,26 @@ def _user_facing(func):
         from ..engine.runs import RunError
 
         try:
-            return func(args)
+            code = func(args)
+            sys.stdout.flush()  # inside the try: a closed pipe shows here, not at exit
+            return code
+        except BrokenPipeError:
+            _silence_stdout()
+            return 0
         except RunError as exc:
             raise CLIError(str(exc)) from None
 
     return wrapper
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's flush at exit has nowhere to fail
+    (the recipe of Python's documentation on SIGPIPE)."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 # ---------------------------------------------------------------- list
@@ -117,6 +144,38 @@ def run_list(args: argparse.Namespace) -> int:
         print("\nnotes:")
         print("\n".join(notes))
     return 0
+
+
+# -------------------------------------------------------------- verify
+@_user_facing
+def run_verify(args: argparse.Namespace) -> int:
+    """One block per run, one line per file; exit status 1 when any file is damaged or the
+    files disagree, 0 when all is well."""
+    from ..engine import runs as R
+    from ..engine.runs.verify import verify_checkpoint
+
+    root = Path(args.runs_dir).expanduser() if args.runs_dir else R.default_runs_dir()
+    targets: list[tuple[str, list]] = []
+    for spec in args.runs or [r.path for r in R.list_runs(root)]:
+        if R.given_as_path(spec) and Path(spec).expanduser().is_file():
+            targets.append((str(spec), [verify_checkpoint(Path(spec).expanduser())[0]]))
+        else:
+            path = R.resolve_run(spec, root)
+            targets.append((path.name, R.verify_run(path)))
+    if not targets:
+        print(f"no runs in {root} (train one with `diffusion-studio train`)")
+        return 0
+    width = max(len(c.name) for _, checks in targets for c in checks)
+    damaged = 0
+    for name, checks in targets:
+        bad = [c for c in checks if not c.ok]
+        damaged += bool(bad)
+        print(f"{name}: {'ok' if not bad else 'PROBLEMS'}")
+        for c in checks:
+            print(f"  {c.name.ljust(width)}  {'ok' if c.ok else 'FAILED'}  {c.message}")
+    if damaged:
+        print(f"\n{damaged} of {len(targets)} checked with problems", file=sys.stderr)
+    return 1 if damaged else 0
 
 
 # ------------------------------------------------------------- compare
@@ -323,7 +382,7 @@ def run_delete(args: argparse.Namespace) -> int:
     from ..cli import CLIError
     from ..engine import runs as R
 
-    paths = [R.resolve_run(spec, args.runs_dir) for spec in args.runs]
+    paths = R.deletable_runs(args.runs, args.runs_dir)  # every one checked before any is deleted
     if not args.yes:
         if not sys.stdin.isatty():
             raise CLIError("deleting needs confirmation: add --yes")

@@ -22,8 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def runs_dir(tmp_path, tiny_runs) -> Path:
     dst = tmp_path / "runs"
     shutil.copytree(tiny_runs, dst)
-    damaged = dst / "2026-11-28_0715_crashed"
-    damaged.mkdir()
+    damaged = R.init_run(dst / "2026-11-28_0715_crashed")
     (damaged / "best.pt").write_bytes(b"\x00garbage" * 50)
     (damaged / "history.json").write_text('{"epochs": [{"epoch": 1, "train_lo')
     return dst
@@ -101,3 +100,68 @@ def test_runs_rename_tag_delete(runs_dir, capsys):
     assert "already exists" in err and "add --yes" in err
     assert main(["runs", "list", "--runs-dir", str(runs_dir / "empty")]) == 0
     assert "no runs in" in capsys.readouterr().out
+
+
+def test_runs_delete_reaches_only_a_run_of_exactly_that_name(runs_dir, tmp_path):
+    """Issue 31, item 1, as reported: from a working directory with its own baseline/,
+    `runs delete --runs-dir RD --yes baseline` deleted that folder; `--yes nal` deleted
+    mnist-final-v2; a folder with reports/ and src/thesis.tex went with "deleted victim"."""
+    a, b, _ = (r.name for r in R.list_runs(runs_dir))
+    R.rename_run(runs_dir / a, "baseline")
+    R.rename_run(runs_dir / b, "mnist-final-v2")
+    cwd = tmp_path / "work"
+    (cwd / "baseline" / "src").mkdir(parents=True)
+    (cwd / "baseline" / "src" / "thesis.tex").write_text("precious")
+    victim = runs_dir / "victim"
+    (victim / "reports").mkdir(parents=True)
+    (victim / "src").mkdir()
+    (victim / "src" / "thesis.tex").write_text("precious")
+
+    def delete(*names):
+        r = subprocess.run([sys.executable, "-m", "diffusion_studio", "runs", "delete", "--runs-dir", str(runs_dir),
+                            "--yes", *names], capture_output=True, text=True, cwd=cwd, timeout=120,
+                           env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert "Traceback" not in r.stderr
+        return r
+
+    r = delete("nal")
+    assert r.returncode == 2 and "no run 'nal'" in r.stderr and "did you mean mnist-final-v2" in r.stderr
+    r = delete("victim")
+    assert r.returncode == 2 and "is not a Diffusion Studio run" in r.stderr
+    r = delete("mnist-final-v2", "victim")  # a list is refused whole
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert (runs_dir / "mnist-final-v2").is_dir()
+    r = delete("baseline")
+    assert r.returncode == 0 and r.stdout.strip() == "deleted baseline"
+    assert not (runs_dir / "baseline").exists()
+    assert (cwd / "baseline" / "src" / "thesis.tex").read_text() == "precious"
+    assert (victim / "src" / "thesis.tex").read_text() == "precious"
+
+
+def test_runs_verify_checks_every_file_and_fails_on_damage(runs_dir, tmp_path):
+    a, b, bad = (r.name for r in R.list_runs(runs_dir))
+    r = cli("runs", "verify", a, str(runs_dir / b), "--runs-dir", str(runs_dir))
+    assert r.returncode == 0, r.stderr
+    assert f"{a}: ok" in r.stdout and f"{b}: ok" in r.stdout and "checksum verified" in r.stdout
+    r = cli("runs", "verify", "--runs-dir", str(runs_dir))  # all of them: the crashed run fails
+    assert r.returncode == 1
+    assert f"{bad}: PROBLEMS" in r.stdout and "FAILED" in r.stdout and "1 of 3 checked with problems" in r.stderr
+    # one checkpoint file, given as a path
+    r = cli("runs", "verify", str(runs_dir / a / "best.pt"))
+    assert r.returncode == 0 and "best.pt  ok" in r.stdout
+    r = cli("runs", "verify", "no-such-run", "--runs-dir", str(runs_dir))
+    assert r.returncode == 2 and "no run 'no-such-run'" in r.stderr
+
+
+def test_runs_list_into_a_closed_pipe_is_quiet(runs_dir):
+    """`runs list | head` printed "error: [Errno 32] Broken pipe"."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader has gone before anything is written: every write fails
+    try:
+        p = subprocess.run([sys.executable, "-m", "diffusion_studio", "runs", "list", "--runs-dir", str(runs_dir)],
+                           stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120,
+                           env={**os.environ, "PYTHONPATH": str(ROOT)})
+    finally:
+        os.close(write_end)
+    assert p.returncode == 0
+    assert p.stderr == ""

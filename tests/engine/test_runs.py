@@ -147,13 +147,14 @@ def test_running_marker_and_stale_pid(runs_dir):
 
 def test_leftover_temporary_files_are_listed_then_cleaned_when_the_run_starts(runs_dir):
     run = R.list_runs(runs_dir)[0].path
-    for name in (".best.pt.abc123.tmp", ".history.json.x.tmp"):
+    for name in (".best.pt.abc123.tmp", ".history.json.x.tmp", ".thesis.tex.abc123.tmp"):
         (run / name).write_bytes(b"half a file")
     assert sorted(R.read_run(run).temp_files) == [".best.pt.abc123.tmp", ".history.json.x.tmp"]
     with R.mark_running(run):
         assert R.leftover_temp_files(run) == []
     assert R.read_run(run).temp_files == []
     assert (run / "best.pt").is_file()  # real files untouched
+    assert (run / ".thesis.tex.abc123.tmp").exists()  # not a temporary file of the app's
 
 
 def test_damaged_runs_are_listed_and_do_not_stop_the_others(runs_dir):
@@ -276,20 +277,160 @@ def test_rename_tag_delete(runs_dir):
     stranger = runs_dir / "not-a-run"
     stranger.mkdir()
     (stranger / "thesis.tex").write_text("precious")
-    with pytest.raises(R.RunError, match="does not look like a training run"):
+    with pytest.raises(R.RunError, match="not a Diffusion Studio run"):
         R.delete_run(stranger)
     assert (stranger / "thesis.tex").exists()
 
 
-def test_resolve_run(runs_dir):
+def test_resolve_run_takes_exact_names_in_the_runs_folder_and_paths_given_as_paths(runs_dir, tmp_path,
+                                                                                   monkeypatch):
     first, second = R.list_runs(runs_dir)
     assert R.resolve_run(first.name, runs_dir) == first.path
     assert R.resolve_run(str(second.path), "/nonexistent") == second.path
-    assert R.resolve_run("2026-11-28_0711", runs_dir) == second.path  # unique prefix
-    with pytest.raises(R.RunError, match="several runs"):
-        R.resolve_run("2026-11-28", runs_dir)
+    assert R.resolve_run(second.path, "/nonexistent") == second.path  # a Path object is a path
+    # never a start or a part of a name: the message names what comes close instead
+    for part in ("2026-11-28_0711", "2026-11-28", "cosine"):
+        with pytest.raises(R.RunError, match=f"no run '{part}' in .*did you mean .*give the whole name"):
+            R.resolve_run(part, runs_dir)
     with pytest.raises(R.RunError, match="no run 'nope'"):
         R.resolve_run("nope", runs_dir)
+    # a bare name is never a folder of the working directory; ./name is
+    (tmp_path / "work" / "nope").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "work")
+    with pytest.raises(R.RunError, match="no run 'nope'"):
+        R.resolve_run("nope", runs_dir)
+    assert R.resolve_run("./nope", runs_dir) == Path("./nope")
+    assert [R.given_as_path(s) for s in ("a", "a b", "./a", "a/b", "~/a", "/a", Path("a"))] == \
+        [False, False, True, True, True, True, True]
+
+
+# --------------------------------------------- issue 31, item 1: runs delete
+def test_a_folder_is_deleted_only_when_its_run_json_says_it_is_a_run(runs_dir):
+    """Folders with reports/, best.pt or last.pt but no run.json were deleted whole."""
+    victim = runs_dir / "victim"
+    (victim / "reports").mkdir(parents=True)
+    (victim / "src").mkdir()
+    (victim / "src" / "thesis.tex").write_text("precious")
+    lookalike = runs_dir / "lookalike"
+    lookalike.mkdir()
+    for name in ("best.pt", "last.pt"):
+        (lookalike / name).write_bytes(b"the user's own file")
+    for folder in (victim, lookalike):
+        with pytest.raises(R.RunError, match="is not a Diffusion Studio run .* nothing deleted"):
+            R.delete_run(folder)
+        with pytest.raises(R.RunError, match="is not a Diffusion Studio run"):
+            R.delete_run(folder.name, runs_dir)
+    (victim / "run.json").write_text('{"name": "victim"}')  # JSON, but not the app's run file
+    with pytest.raises(R.RunError, match="not one the app wrote"):
+        R.delete_run(victim)
+    assert (victim / "src" / "thesis.tex").read_text() == "precious"
+    assert (lookalike / "best.pt").read_bytes() == b"the user's own file"
+
+
+def test_a_run_holding_a_users_file_or_reached_through_a_link_is_not_deleted(runs_dir, tmp_path):
+    run = R.list_runs(runs_dir)[0].path
+    (run / "notes.txt").write_text("mine")
+    with pytest.raises(R.RunError, match=r"also holds files the app did not write \(notes.txt\).*nothing deleted"):
+        R.delete_run(run)
+    assert (run / "notes.txt").exists() and (run / "best.pt").exists()
+    (run / "notes.txt").unlink()
+    link = tmp_path / "link-to-run"
+    link.symlink_to(run, target_is_directory=True)
+    with pytest.raises(R.RunError, match="is a link"):
+        R.delete_run(link)
+    assert (run / "best.pt").exists()
+    # the run itself, with its reports and the leftovers of an interrupted save, goes
+    (run / "reports" / "r1").mkdir(parents=True)
+    (run / ".last.pt.abcd1234.tmp").write_bytes(b"half")
+    assert R.delete_run(run.name, runs_dir) == run and not run.exists()
+
+
+def test_a_name_reaches_only_the_run_of_exactly_that_name(runs_dir, tmp_path, monkeypatch):
+    """`runs delete baseline` deleted ./baseline of the working directory; `nal` deleted mnist-final-v2."""
+    first, second = R.list_runs(runs_dir)
+    baseline = R.rename_run(first.path, "baseline")
+    final = R.rename_run(second.path, "mnist-final-v2")
+    cwd = tmp_path / "cwd"
+    (cwd / "baseline").mkdir(parents=True)
+    (cwd / "baseline" / "run.json").write_text((baseline / "run.json").read_text())  # even a run-like one
+    monkeypatch.chdir(cwd)
+    with pytest.raises(R.RunError, match="did you mean mnist-final-v2"):
+        R.delete_run("nal", runs_dir)
+    assert final.is_dir()
+    assert R.delete_run("baseline", runs_dir) == runs_dir / "baseline"
+    assert not baseline.exists() and (cwd / "baseline" / "run.json").exists()
+    # a list is checked whole before anything goes
+    with pytest.raises(R.RunError, match="no run 'nope'"):
+        R.deletable_runs(["mnist-final-v2", "nope"], runs_dir)
+    assert final.is_dir()
+    assert R.deletable_runs(["mnist-final-v2", str(final)], runs_dir) == [final]
+
+
+# ------------------------------- issue 31, item 2: a new run never replaces one
+def test_a_new_run_refuses_a_folder_that_holds_a_run_file_of_any_kind(runs_dir, tmp_path):
+    """A folder with best.pt and history.json but no last.pt was replaced by a new run."""
+    run = R.list_runs(runs_dir)[0].path
+    (run / "last.pt").unlink()
+    with pytest.raises(R.RunError) as info:
+        R.check_new_run_folder(run)
+    message = str(info.value)
+    assert "already holds a run (" in message and "best.pt" in message and "history.json" in message
+    assert "--continue-from" in message and "\n" not in message
+    for name in ("run.json", "history.json", "best.pt", "last.pt", "run.lock", "reports", ".last.pt.x1y2z3ab.tmp"):
+        folder = tmp_path / f"holds-{name}"
+        folder.mkdir()
+        (folder / name).write_text("x") if name != "reports" else (folder / name).mkdir()
+        with pytest.raises(R.RunError, match="already holds a run"):
+            R.check_new_run_folder(folder)
+    (tmp_path / "fresh" / "notes").mkdir(parents=True)
+    assert R.check_new_run_folder(tmp_path / "fresh") == tmp_path / "fresh"
+    assert R.check_new_run_folder(tmp_path / "not-yet") == tmp_path / "not-yet"
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(R.RunError, match="is a file"):
+        R.check_new_run_folder(tmp_path / "a-file")
+
+
+def test_a_resume_without_last_pt_never_advises_training_afresh_into_the_run(runs_dir, tmp_path):
+    run = R.list_runs(runs_dir)[0].path
+    assert R.prepare_resume(run) == (run / "last.pt", [])
+    (run / "last.pt").unlink()
+    with pytest.raises(R.RunError) as info:
+        R.prepare_resume(run)
+    message = str(info.value)
+    assert "no last.pt to resume from" in message and "--continue-from" in message
+    assert "without --resume" not in message
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(R.RunError, match="holds no run to resume; train a new run into it"):
+        R.prepare_resume(tmp_path / "empty")
+
+
+# -------------------- issue 31, item 4: an interrupted first save never blocks a resume
+def test_a_partial_temporary_file_is_removed_and_a_whole_one_put_in_place(runs_dir):
+    """A kill -9 during the first last.pt write left a 2 MB temporary file, and --resume refused."""
+    run = R.list_runs(runs_dir)[0].path
+    whole = (run / "last.pt").read_bytes()
+    (run / "last.pt").unlink()
+    (run / ".last.pt.k2j4x9ab.tmp").write_bytes(whole[: len(whole) // 2])  # killed mid-write
+    (run / "my.notes.tmp").write_text("not the app's")  # never touched
+    with pytest.raises(R.RunError, match="no last.pt to resume from"):
+        R.prepare_resume(run)
+    assert not (run / ".last.pt.k2j4x9ab.tmp").exists() and (run / "my.notes.tmp").exists()
+    assert (run / "best.pt").is_file()
+
+    (run / ".last.pt.m3n4b5v6.tmp").write_bytes(whole)  # killed after the write, before the rename
+    last, repairs = R.prepare_resume(run)
+    assert last == run / "last.pt" and last.read_bytes() == whole
+    assert repairs == ["recovered last.pt from a save interrupted just before it was put in place"]
+    assert R.leftover_temp_files(run) == []
+
+
+def test_a_temporary_file_never_replaces_an_existing_file(runs_dir):
+    run = R.list_runs(runs_dir)[0].path
+    before = (run / "best.pt").read_bytes()
+    (run / ".best.pt.q1w2e3r4.tmp").write_bytes((run / "last.pt").read_bytes())  # whole, but best.pt exists
+    with R.mark_running(run):
+        assert R.leftover_temp_files(run) == []
+    assert (run / "best.pt").read_bytes() == before
 
 
 # ------------------------------------------------------------- curves
@@ -324,3 +465,43 @@ def test_smooth_and_helpers():
     assert len({R.color_for(f"run {i}") for i in range(40)}) > 5
     assert R.format_number(5e-4) == "5e-4" and R.format_number(0.999) == "0.999" and R.format_number(128) == "128"
     assert R.format_duration(3725) == "1:02:05" and R.format_duration(65) == "1:05" and R.format_duration(None) == ""
+
+
+# ------------------------------------------ issue 31, item 9: verifying a run
+def test_verify_run_reads_every_file_in_full(runs_dir):
+    run = R.list_runs(runs_dir)[0].path
+    checks = {c.name: c for c in R.verify_run(run)}
+    assert set(checks) == {"run.json", "best.pt", "last.pt", "history.json"}
+    assert all(c.ok for c in checks.values())
+    assert checks["last.pt"].message == "epoch 2, checksum verified"
+    assert checks["history.json"].message == "2 epochs recorded"
+
+    # a flipped byte inside a weight, which the runs list's cheap check cannot see
+    data = bytearray((run / "last.pt").read_bytes())
+    from diffusion_studio.engine.storage.checkpoint import load_checkpoint
+
+    weight = max(load_checkpoint(run / "last.pt")["weights"].values(), key=lambda t: t.numel())
+    at = data.find(weight.numpy().tobytes())
+    data[at + 8] ^= 0x01
+    (run / "last.pt").write_bytes(bytes(data))
+    assert R.read_run(run).status == "completed"  # the list does not read weights
+    checks = {c.name: c for c in R.verify_run(run)}
+    assert not checks["last.pt"].ok and "is corrupted" in checks["last.pt"].message
+    assert checks["best.pt"].ok
+
+
+def test_verify_run_sees_files_of_different_epochs(runs_dir):
+    """Item 3's inconsistent run (a save killed part-way): last.pt ahead of history.json and best.pt."""
+    run = R.list_runs(runs_dir)[0].path
+    h = json.loads((run / "history.json").read_text())
+    h["epochs"] = h["epochs"][:1]
+    (run / "history.json").write_text(json.dumps(h))
+    from diffusion_studio.engine.storage.checkpoint import load_checkpoint, save_checkpoint
+
+    best = load_checkpoint(run / "best.pt")
+    best["best"] = {"epoch": 0, "val_loss": 9.0}
+    save_checkpoint(run / "best.pt", best)
+    bad = [c for c in R.verify_run(run) if not c.ok]
+    assert [c.name for c in bad] == ["history.json", "best.pt"]
+    assert "stops at epoch 1 while last.pt is at epoch 2" in bad[0].message
+    assert "holds epoch 0 but the run's best epoch is" in bad[1].message

@@ -24,12 +24,20 @@ listed with status "damaged" and the reason. Statuses (``STATUSES``):
     old version    made by an older app (no history.json, or one without the
                    fields this version writes); shown with what could be read
 
+A folder is a run only when its run.json says so (``is_run``); a name means the run of
+exactly that name in the runs folder, and a folder of elsewhere is reached only by a path
+given as one (``resolve_run``). A new run never goes into a folder that holds a run file
+(``check_new_run_folder``), and a deletion never removes a file the app did not write
+(``check_deletable``).
+
 No Qt here: the CLI (``diffusion-studio runs``) and the GUI's Runs panel share it.
 
 The package is split by concern: ``naming`` (folder names and descriptions),
-``liveness`` (the run lock), ``catalogue`` (reading and listing runs), ``editing``
-(rename, tags, notes, delete) and ``curves`` (losses for plots); everything is
-importable from ``engine.runs`` itself.
+``liveness`` (the run lock, interrupted writes), ``catalogue`` (reading and listing runs,
+name lookup), ``folders`` (what a folder is before the app writes or deletes: new run,
+resume, delete), ``editing`` (rename, tags, notes, delete), ``verify`` (a run's files
+checked in full) and ``curves`` (losses for plots); everything is importable from
+``engine.runs`` itself.
 """
 
 from __future__ import annotations
@@ -41,6 +49,8 @@ from ._common import (  # noqa: F401
     LOCK_FILE,
     HISTORY_FILE,
     REPORTS_DIR,
+    CHECKPOINT_FILES,
+    RUN_FILES,
     RUN_FORMAT,
     RUN_FORMAT_VERSION,
     STATUSES,
@@ -59,19 +69,33 @@ from .naming import (  # noqa: F401
 from .liveness import (  # noqa: F401
     running_info,
     leftover_temp_files,
+    recover_interrupted_writes,
     mark_running,
 )
 from .catalogue import (  # noqa: F401
     RunInfo,
     read_run,
     list_runs,
+    given_as_path,
     resolve_run,
+)
+from .folders import (  # noqa: F401
+    is_run,
+    run_files_in,
+    check_new_run_folder,
+    prepare_resume,
+    check_deletable,
 )
 from .editing import (  # noqa: F401
     rename_run,
     set_tags,
     set_notes,
+    deletable_runs,
     delete_run,
+)
+from .verify import (  # noqa: F401
+    FileCheck,
+    verify_run,
 )
 from .curves import (  # noqa: F401
     load_curves,
@@ -86,6 +110,8 @@ __all__ = [
     "LOCK_FILE",
     "HISTORY_FILE",
     "REPORTS_DIR",
+    "CHECKPOINT_FILES",
+    "RUN_FILES",
     "RUN_FORMAT",
     "RUN_FORMAT_VERSION",
     "STATUSES",
@@ -100,15 +126,25 @@ __all__ = [
     "init_run",
     "running_info",
     "leftover_temp_files",
+    "recover_interrupted_writes",
     "mark_running",
     "RunInfo",
     "read_run",
     "list_runs",
+    "given_as_path",
     "resolve_run",
+    "is_run",
+    "run_files_in",
+    "check_new_run_folder",
+    "prepare_resume",
+    "check_deletable",
     "rename_run",
     "set_tags",
     "set_notes",
+    "deletable_runs",
     "delete_run",
+    "FileCheck",
+    "verify_run",
     "load_curves",
     "X_AXES",
     "smooth",

@@ -21,6 +21,9 @@ HISTORY_FILE = "history.json"
 REPORTS_DIR = "reports"
 RUN_FORMAT = "diffusion-studio-run"
 RUN_FORMAT_VERSION = 1
+CHECKPOINT_FILES = ("best.pt", "last.pt")
+# every file the app writes at the top of a run folder (and the reports folder)
+RUN_FILES = (RUN_FILE, HISTORY_FILE, *CHECKPOINT_FILES, LOCK_FILE, RUNNING_FILE)
 
 STATUSES = ("running", "completed", "early stopped", "time budget", "stopped", "diverged", "empty", "damaged", "old version")
 _FINISHED_TO_STATUS = {

@@ -121,9 +121,19 @@ def _finite(x: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
+def _not_a_file(path: Path) -> str:
+    """Why ``path`` (which exists) is not a regular file to read ("" when it is): a folder, a
+    FIFO or a device named best.pt is never opened (reading a FIFO would wait for ever)."""
+    if path.is_file():
+        return ""
+    return f"{path.name} is {'a folder' if path.is_dir() else 'not a regular file'}, not the file the app wrote"
+
+
 def _check_checkpoint_file(path: Path) -> str:
     """"" when ``path`` looks like an intact torch checkpoint (a readable zip
     archive: cheap, catches garbage and truncation), else why not."""
+    if _not_a_file(path):
+        return _not_a_file(path)
     try:
         with zipfile.ZipFile(path) as z:
             names = z.namelist()
@@ -207,7 +217,9 @@ def read_run(run_dir: str | os.PathLike) -> RunInfo:
 
     # run.json: the user's name, tags, notes
     rf = path / RUN_FILE
-    if rf.exists():
+    if os.path.lexists(rf) and _not_a_file(rf):
+        problems.append(_not_a_file(rf))
+    elif rf.exists():
         try:
             meta = json.loads(rf.read_text(encoding="utf-8"))
             if not isinstance(meta, dict):
@@ -225,7 +237,7 @@ def read_run(run_dir: str | os.PathLike) -> RunInfo:
     # checkpoints: cheap integrity check
     for name in ("best.pt", "last.pt"):
         f = path / name
-        if f.exists():
+        if os.path.lexists(f):
             why = _check_checkpoint_file(f)
             if why:
                 problems.append(why)
@@ -237,7 +249,9 @@ def read_run(run_dir: str | os.PathLike) -> RunInfo:
     # history.json: what the trainer writes
     hf = path / HISTORY_FILE
     history: dict | None = None
-    if hf.exists():
+    if os.path.lexists(hf) and _not_a_file(hf):
+        problems.append(_not_a_file(hf))
+    elif hf.exists():
         try:
             history = json.loads(hf.read_text(encoding="utf-8"))
             if not isinstance(history, dict) or not isinstance(history.get("epochs"), list):
@@ -331,21 +345,42 @@ def list_runs(runs_dir: str | os.PathLike | None = None) -> list[RunInfo]:
     return out
 
 
+def given_as_path(spec: str | os.PathLike) -> bool:
+    """Whether ``spec`` names a folder by its path rather than a run by its name: a Path
+    object, or text with a folder separator or a leading ``~`` (``./baseline``, ``~/runs/a``,
+    ``/data/run``). A bare ``baseline`` is a run name, never a folder of the working directory."""
+    if not isinstance(spec, str):
+        return True
+    seps = {os.sep, os.altsep or os.sep}
+    return any(c in spec for c in seps) or spec.startswith("~") or spec in (".", "..")
+
+
 def resolve_run(spec: str | os.PathLike, runs_dir: str | os.PathLike | None = None) -> Path:
-    """A run folder from a path or a run name inside ``runs_dir`` (an exact
-    name, else a unique prefix). Raises RunError saying which names exist."""
-    p = Path(spec).expanduser()
-    if p.is_dir():
-        return p
+    """The folder a run is named by: a path when ``spec`` is given as one (``given_as_path``),
+    else the run of exactly that name inside ``runs_dir`` (default: the app's runs folder).
+
+    Never a prefix or a part of a name, and never a folder of the working directory that
+    happens to have the name: ``runs delete nal`` must not reach ``mnist-final-v2``. Raises
+    RunError saying which names come close."""
+    if given_as_path(spec):
+        path = Path(spec).expanduser()
+        if path.is_dir():
+            return path
+        raise RunError(f"no run folder {path}: {'it is a file' if path.exists() else 'it does not exist'}")
+    name = str(spec)
     root = _runs_dir(runs_dir)
-    candidate = root / str(spec)
-    if candidate.is_dir():
+    candidate = root / name
+    if name and not name.startswith(".") and candidate.is_dir():
         return candidate
-    names = sorted(c.name for c in root.iterdir() if _is_run_candidate(c)) if root.is_dir() else []
-    matches = [n for n in names if n.startswith(str(spec))] or [n for n in names if str(spec) in n]
-    if len(matches) == 1:
-        return root / matches[0]
-    if len(matches) > 1:
-        raise RunError(f"{spec!r} matches several runs ({', '.join(matches[:6])}); give the full name")
-    hint = f"; runs in {root}: {', '.join(names[-5:])}" if names else f"; {root} holds no runs"
-    raise RunError(f"no run {spec!r}: neither a folder nor a run name{hint}")
+    try:
+        names = sorted(c.name for c in root.iterdir() if _is_run_candidate(c)) if root.is_dir() else []
+    except OSError:
+        names = []
+    close = [n for n in names if name.lower() in n.lower()] if name else []
+    if close:
+        hint = f"; did you mean {', '.join(close[:4])}? give the whole name"
+    elif names:
+        hint = f"; runs there: {', '.join(names[-5:])}"
+    else:
+        hint = " (it holds no runs)"
+    raise RunError(f"no run {name!r} in {root}{hint}")

@@ -38,7 +38,7 @@ def load_curves(run: RunInfo | str | os.PathLike) -> dict[str, np.ndarray]:
     errors = []
     bins: list = []
     hf = path / HISTORY_FILE
-    if hf.exists():
+    if hf.is_file():
         try:
             h = json.loads(hf.read_text(encoding="utf-8"))
             epochs = [e for e in h.get("epochs", []) if isinstance(e, dict)]
@@ -74,7 +74,11 @@ def load_curves(run: RunInfo | str | os.PathLike) -> dict[str, np.ndarray]:
         raise RunError(f"cannot read the curves of {path.name}: " + "; ".join(errors))
 
     def arr(values) -> np.ndarray:
-        return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+        try:
+            return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+        except (TypeError, ValueError) as exc:  # e.g. "val_loss": "abc" in a hand-edited history.json
+            raise RunError(f"cannot read the curves of {path.name}: a loss or time in its {HISTORY_FILE} or "
+                           f"checkpoint is not a number ({exc})") from None
 
     n = len(steps.get("loss", []) or [])
     step = arr(steps.get("global_step", [])) if len(steps.get("global_step", []) or []) == n else np.arange(1.0, n + 1)
