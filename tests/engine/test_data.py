@@ -127,3 +127,106 @@ def test_labelled_strip_and_animation_pictures(tmp_path):
     path = save_gif(frames, tmp_path / "a.gif")
     with Image.open(path) as im:
         assert im.format == "GIF" and im.n_frames == 2 and im.info.get("loop") == 0
+
+
+# ----------------------------------------- issue 31, items 10 and 11: bad data
+class _CountingReads:
+    """Wraps a file object and counts the bytes it hands out."""
+
+    def __init__(self, f, counter):
+        self.f, self.counter = f, counter
+
+    def read(self, n=-1):
+        data = self.f.read(n)
+        self.counter[0] += len(data)
+        return data
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+
+def _counting(monkeypatch):
+    from diffusion_studio.engine.storage import data as D
+
+    counter = [0]
+    real = D._open_idx
+    monkeypatch.setattr(D, "_open_idx", lambda path: _CountingReads(real(path), counter))
+    return counter
+
+
+def _bomb(path, header: bytes, megabytes: int) -> None:
+    """A small .gz that decompresses to ``header`` and then ``megabytes`` MB of zeros."""
+    with gzip.open(path, "wb", compresslevel=9) as f:
+        f.write(header)
+        zeros = bytes(1 << 20)
+        for _ in range(megabytes):
+            f.write(zeros)
+
+
+def test_a_gzip_bomb_is_refused_after_its_header(tiny_mnist, tmp_path, monkeypatch):
+    """A 6 MB gzip bomb posing as train-images was decompressed to 3.2 GB before a MemoryError."""
+    import struct
+
+    folder = _copy(tiny_mnist, tmp_path)
+    bomb = folder / "train-images-idx3-ubyte.gz"
+    counter = _counting(monkeypatch)
+    _bomb(bomb, b"\x00" * 16, 64)  # no IDX header at all
+    with pytest.raises(DataError, match="not an MNIST image file"):
+        load_mnist(folder, cache_dir=tmp_path / "c1")
+    assert counter[0] == 16
+    # a valid header that declares more digits than any MNIST file holds
+    _bomb(bomb, struct.pack(">IIII", 2051, 4_000_000, 28, 28), 64)
+    counter[0] = 0
+    with pytest.raises(DataError, match="declares 4,000,000 items, more than the 1,000,000"):
+        load_mnist(folder, cache_dir=tmp_path / "c2")
+    assert counter[0] == 16
+    # a header that declares 120 digits, followed by 64 MB: read up to the declared size, plus one byte
+    _bomb(bomb, struct.pack(">IIII", 2051, 120, 28, 28), 64)
+    counter[0] = 0
+    with pytest.raises(DataError, match="truncated or padded: its header announces 120 items"):
+        load_mnist(folder, cache_dir=tmp_path / "c3")
+    assert counter[0] == 16 + 120 * 784 + 1
+
+
+def test_a_huge_sparse_file_is_refused_by_its_header_and_size(tiny_mnist, tmp_path, monkeypatch):
+    """A 2 GB sparse file was read in full (2.8 GB resident) before its clear error."""
+    import struct
+
+    folder = _copy(tiny_mnist, tmp_path)
+    (folder / "train-images-idx3-ubyte.gz").unlink()
+    sparse = folder / "train-images-idx3-ubyte"
+    with open(sparse, "wb") as f:
+        f.truncate(2 << 30)  # 2 GB of holes: no disk space used
+    counter = _counting(monkeypatch)
+    with pytest.raises(DataError, match="not an MNIST image file"):
+        load_mnist(folder, cache_dir=tmp_path / "c1")
+    with open(sparse, "r+b") as f:
+        f.write(struct.pack(">IIII", 2051, 120, 28, 28))
+    with pytest.raises(DataError, match="truncated or padded: its header announces 120 items"):
+        load_mnist(folder, cache_dir=tmp_path / "c2")
+    assert counter[0] == 32  # two headers, nothing more
+
+
+@pytest.mark.parametrize("n_train, message", [
+    (1, "hold 1 digit: 1 to train and 0 to validate"),
+    (3, "hold 3 digits: 3 to train and 0 to validate"),
+])
+def test_splits_too_small_to_validate_are_refused_in_one_line(tmp_path, n_train, message):
+    """One training image gave "1 train / 0 val digits" and a best validation loss of 0.00000."""
+    folder = write_mnist_folder(tmp_path / "few", n_train=n_train, n_test=2)
+    with pytest.raises(DataError) as info:
+        load_mnist(folder, cache_dir=tmp_path / "c")
+    text = str(info.value)
+    assert message in text and "needs at least 4" in text and "\n" not in text
+
+
+def test_the_smallest_split_that_validates_loads(tmp_path):
+    from diffusion_studio.engine.storage.data import MIN_TRAINING_DIGITS
+
+    assert len(split_indices(MIN_TRAINING_DIGITS - 1)[1]) == 0
+    folder = write_mnist_folder(tmp_path / "few", n_train=MIN_TRAINING_DIGITS, n_test=2)
+    sizes = load_mnist(folder, cache_dir=tmp_path / "c").sizes()
+    assert sizes["train"] >= 1 and sizes["val"] >= 1

@@ -24,7 +24,7 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import torch
 
@@ -97,51 +97,79 @@ def locate_mnist(folder: str | os.PathLike) -> dict[str, Path]:
     return found
 
 
-def _read_payload(path: Path) -> bytes:
+# The most items an IDX file may declare: MNIST has 60,000 and 10,000, and this bounds what
+# a damaged or hostile header can make the app read (784 MB of images at most).
+MAX_IDX_ITEMS = 1_000_000
+
+
+def _open_idx(path: Path) -> BinaryIO:
+    """The file's bytes as a stream: decompressed as it is read when it is gzipped."""
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def _read_exactly(f: BinaryIO, n: int) -> bytes:
+    chunks, left = [], n
+    while left > 0:
+        chunk = f.read(min(left, 1 << 24))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_idx(path: Path, name: str) -> tuple[bytes, int]:
+    """Read and check an IDX file, header first: the 16 (images) or 8 (labels) header bytes
+    are read and checked (magic, 28x28, a count of at most MAX_IDX_ITEMS), and then exactly
+    the size they declare, plus one byte to notice padding. A gzip bomb or a huge sparse file
+    is refused after its header, never read whole. Returns (the file's bytes, the item count)."""
+    is_images = "images" in name
+    want_magic = _IMAGES_MAGIC if is_images else _LABELS_MAGIC
+    header_size = 16 if is_images else 8
+    hint = f"Replace {path} with a fresh copy of {name}.gz."
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                return f.read()
-        return path.read_bytes()
+        with _open_idx(path) as f:
+            header = _read_exactly(f, header_size)
+            if len(header) >= 8:
+                magic, count = struct.unpack(">II", header[:8])
+                if magic != want_magic:
+                    raise DataError(
+                        f"{path} is not an MNIST {'image' if is_images else 'label'} file "
+                        f"(IDX magic {magic}, expected {want_magic}). {hint}"
+                    )
+            if len(header) < header_size:
+                raise DataError(f"{path} is truncated: {len(header)} bytes, too short for an IDX header. {hint}")
+            if count > MAX_IDX_ITEMS:
+                raise DataError(f"{path} declares {count:,} items, more than the {MAX_IDX_ITEMS:,} an MNIST file "
+                                f"may hold. {hint}")
+            size = count
+            if is_images:
+                rows, cols = struct.unpack(">II", header[8:16])
+                if (rows, cols) != (28, 28):
+                    raise DataError(f"{path} holds {rows}x{cols} images; MNIST images are 28x28. {hint}")
+                size *= rows * cols
+            if path.suffix != ".gz" and path.stat().st_size != header_size + size:
+                held = path.stat().st_size - header_size
+                raise DataError(f"{path} is truncated or padded: its header announces {count} items "
+                                f"({size} bytes) but it holds {held}. {hint}")
+            body = _read_exactly(f, size)
+            extra = f.read(1)
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise DataError(
             f"{path} is damaged ({exc}). Replace it with a fresh copy of {path.name} "
             "(or delete it and let the app download MNIST again)."
         ) from exc
-
-
-def _check_idx(path: Path, data: bytes, name: str) -> int:
-    """Validate an IDX header against the payload; return the item count."""
-    is_images = "images" in name
-    want_magic = _IMAGES_MAGIC if is_images else _LABELS_MAGIC
-    header = 16 if is_images else 8
-    hint = f"Replace {path} with a fresh copy of {name}.gz."
-    if len(data) < 8:
-        raise DataError(f"{path} is truncated: {len(data)} bytes, too short for an IDX header. {hint}")
-    magic, count = struct.unpack(">II", data[:8])
-    if magic != want_magic:
-        raise DataError(
-            f"{path} is not an MNIST {'image' if is_images else 'label'} file "
-            f"(IDX magic {magic}, expected {want_magic}). {hint}"
-        )
-    if len(data) < header:
-        raise DataError(f"{path} is truncated: {len(data)} bytes, too short for an IDX header. {hint}")
-    size = count
-    if is_images:
-        rows, cols = struct.unpack(">II", data[8:16])
-        if (rows, cols) != (28, 28):
-            raise DataError(f"{path} holds {rows}x{cols} images; MNIST images are 28x28. {hint}")
-        size *= rows * cols
-    if len(data) - header != size:
+    if len(body) != size or extra:
+        held = f"{len(body)}" if len(body) != size else f"more than {size}"
         raise DataError(
             f"{path} is truncated or padded: its header announces {count} items "
-            f"({size} bytes) but it holds {len(data) - header}. {hint}"
+            f"({size} bytes) but it holds {held}. {hint}"
         )
     if not is_images and count:
-        top = max(data[header:])
+        top = max(body)
         if top > 9:
             raise DataError(f"{path} holds a label {top}; MNIST labels are the digits 0-9. {hint}")
-    return count
+    return header + body, count
 
 
 def _prepare_raw_folder(files: dict[str, Path], cache: Path) -> Path:
@@ -158,8 +186,7 @@ def _prepare_raw_folder(files: dict[str, Path], cache: Path) -> Path:
     raw.mkdir(parents=True, exist_ok=True)
     counts = {}
     for name in MNIST_FILES:
-        data = _read_payload(files[name])
-        counts[name] = _check_idx(files[name], data, name)
+        data, counts[name] = _read_idx(files[name], name)
         # atomic: never leave a half-written file that a later run would trust
         write_bytes_atomic(raw / name, data)
     for split, (img, lab) in {"train": MNIST_FILES[:2], "test": MNIST_FILES[2:]}.items():
@@ -205,6 +232,11 @@ def _check_split(split: str) -> str:
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     return split
+
+
+# The fewest digits in the training files that split into at least one to train and one to
+# validate (round(4 / 6) = 1): with fewer, a validation loss would be that of no digit at all.
+MIN_TRAINING_DIGITS = 4
 
 
 def split_indices(n: int, seed: int = SPLIT_SEED) -> tuple[torch.Tensor, torch.Tensor]:
@@ -266,6 +298,12 @@ def load_mnist(
             raise DataError(f"the {split} labels in {folder} hold values outside 0-9; "
                             "replace the label files with original MNIST copies")
     train_idx, val_idx = split_indices(len(train.targets))
+    if len(train_idx) < 1 or len(val_idx) < 1:
+        raise DataError(
+            f"the training files in {folder} hold {len(train.targets)} digit{'s' if len(train.targets) != 1 else ''}: "
+            f"{len(train_idx)} to train and {len(val_idx)} to validate; a split needs at least "
+            f"{MIN_TRAINING_DIGITS} (one in six is kept to validate; MNIST has 60,000): put the full MNIST files there"
+        )
     return MNISTSplits(
         train_images=train.data[train_idx].contiguous(),
         train_labels=train.targets[train_idx].contiguous(),
