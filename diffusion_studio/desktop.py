@@ -16,6 +16,7 @@ an installed wheel. No Qt here: the CLI uses it headless.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
@@ -165,10 +166,27 @@ def desktop_entry(exec_path: str | os.PathLike[str]) -> str:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    """The app's one atomic writer: on any failure (a full disk) the temporary file is
+    removed and the previous file is intact; a full disk is one line with the space needed."""
+    from .engine.storage.atomic import write_bytes_atomic
+
+    write_bytes_atomic(path, data)
+
+
+def check_exec_path(exec_path: str | os.PathLike[str]) -> Path:
+    """The command a menu entry runs, refused in one line unless it is an absolute path to an
+    existing executable file: a desktop starts the entry from its own folder, so anything
+    else gives an entry that silently does nothing."""
+    text = os.fspath(exec_path)
+    path = Path(text)
+    if not os.path.isabs(text):
+        hint = f" (here that is {path.absolute()})" if path.exists() else ""
+        raise DesktopError(f"--exec must be an absolute path, got {text!r}{hint}")
+    if not path.exists():
+        raise DesktopError(f"--exec {text} does not exist; give the path of the diffusion-studio command")
+    if not path.is_file() or not os.access(path, os.X_OK):
+        raise DesktopError(f"--exec {text} is not an executable file; give the path of the diffusion-studio command")
+    return path
 
 
 def _run_quiet(cmd: list[str]) -> bool:
@@ -205,10 +223,12 @@ def install(base: Path | None = None, exec_path: str | os.PathLike[str] | None =
     """Install the desktop entry and icons for the current user; returns what was written.
 
     base: the XDG data folder (default ``data_home()``). exec_path: the command the entry
-    runs (default ``find_script()``). Overwrites an earlier installation.
+    runs (default ``find_script()``; else ``check_exec_path``: absolute, existing, executable).
+    Overwrites an earlier installation; a failure part-way (a full disk) leaves no temporary
+    file and is one DesktopError line.
     """
     base = data_home() if base is None else Path(base)
-    exec_path = find_script() if exec_path is None else Path(exec_path).absolute()
+    exec_path = find_script() if exec_path is None else check_exec_path(exec_path)
     report = Report()
     entry, *pngs, svg = installed_paths(base)
     try:
@@ -223,6 +243,9 @@ def install(base: Path | None = None, exec_path: str | os.PathLike[str] | None =
         raise DesktopError(f"a packaged file is missing ({exc.filename}); reinstall Diffusion Studio") from None
     except PermissionError as exc:
         raise DesktopError(f"cannot write {exc.filename}: permission denied; check XDG_DATA_HOME") from None
+    except OSError as exc:  # a full disk (DiskFullError's one line says the space needed), a read-only one
+        reason = str(exc) if exc.errno in (errno.ENOSPC, errno.EDQUOT) else f"{exc.strerror or exc}; check XDG_DATA_HOME"
+        raise DesktopError(f"the menu entry was not installed: {reason}") from None
     update_caches(base, report)
     return report
 

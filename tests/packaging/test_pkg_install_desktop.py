@@ -85,12 +85,55 @@ def test_relative_xdg_data_home_falls_back_to_local_share(tmp_path):
     assert all(p.is_file() for p in _expected(home / ".local" / "share"))
 
 
-def test_relative_exec_path_is_made_absolute(tmp_path, monkeypatch):
-    _fake_script(tmp_path / "bin")
+def test_exec_must_be_an_absolute_existing_executable(tmp_path, monkeypatch, capsys):
+    """Issue 31, item 15: --exec with a relative or missing path was accepted, and the menu
+    entry was then broken. Each is refused in one line, before anything is written."""
+    from diffusion_studio.cli import main
+
+    script = _fake_script(tmp_path / "bin")
+    (tmp_path / "bin" / "plain").write_text("not executable")
     monkeypatch.chdir(tmp_path)
-    report = desktop.install(base=tmp_path / "data", exec_path="bin/diffusion-studio")
-    entry = read_desktop_entry(report.files[-1])
-    assert entry["Exec"] == str(tmp_path / "bin" / "diffusion-studio")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    for exec_path, words in (("bin/diffusion-studio", f"must be an absolute path, got 'bin/diffusion-studio' "
+                                                       f"(here that is {script})"),
+                             (str(tmp_path / "missing"), "does not exist"),
+                             (str(tmp_path / "bin"), "is not an executable file"),
+                             (str(tmp_path / "bin" / "plain"), "is not an executable file")):
+        assert main(["install-desktop", "--exec", exec_path]) == 2
+        err = capsys.readouterr().err
+        assert words in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(tmp_path, monkeypatch, capsys):
+    """Issue 31, item 15: install-desktop on a full disk gave a raw [Errno 28] and left a .png.tmp."""
+    import errno
+
+    from diffusion_studio.cli import main
+    from diffusion_studio.engine.storage import atomic
+
+    script = _fake_script(tmp_path / "bin")
+    data = tmp_path / "data"
+    real, calls = atomic.write_atomic, []
+
+    def fills_up_at_the_second_file(path, write):
+        calls.append(path)
+        if len(calls) < 2:
+            return real(path, write)
+
+        def partial(f):
+            f.write(b"\x89PNG half")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, partial)
+
+    monkeypatch.setattr(atomic, "write_atomic", fills_up_at_the_second_file)
+    monkeypatch.setenv("XDG_DATA_HOME", str(data))
+    assert main(["install-desktop", "--exec", str(script)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Errno" not in err
+    assert "the menu entry was not installed: the disk holding" in err and "is full" in err
+    assert [p for p in data.rglob("*") if p.name.endswith(".tmp")] == []
+    assert not (data / "applications").exists()  # the entry is written last: no entry without its icons
 
 
 def test_exec_quoting_escapes_special_characters():
