@@ -96,3 +96,74 @@ def test_help_lists_the_apps_own_options():
     r = run_cli("--help")
     assert r.returncode == 0
     assert "the app (no COMMAND)" in r.stdout and "--data DIR" in r.stdout and "--checkpoint FILE" in r.stdout
+
+
+# ------------------------- issue 31: wrong checkpoints and data, refused in one line
+def _tiny_payload():
+    from diffusion_studio.engine.diffusion.schedule import ScheduleConfig
+    from diffusion_studio.engine.diffusion.unet import UNet, UNetConfig
+
+    net = UNet(UNetConfig(base_channels=4, time_embed_dim=16))
+    return {"model": net.config.to_dict(), "schedule": ScheduleConfig(timesteps=10).to_dict(), "train": {},
+            "weights": net.state_dict(), "ema_weights": None, "history": {"epochs": [{"epoch": 1, "val_loss": 0.5}]}}
+
+
+def _nan_weights(path):
+    from diffusion_studio.engine.storage.checkpoint import save_checkpoint
+
+    p = _tiny_payload()
+    p["weights"] = {k: v.clone().fill_(float("nan")) if v.is_floating_point() else v for k, v in p["weights"].items()}
+    save_checkpoint(path, p)
+
+
+def _flipped_bytes(path):
+    from diffusion_studio.engine.storage.checkpoint import save_checkpoint
+
+    p = _tiny_payload()
+    save_checkpoint(path, p)
+    big = max(p["weights"].values(), key=lambda t: t.numel())
+    data = bytearray(path.read_bytes())
+    at = data.find(big.numpy().tobytes())
+    for i in range(1, 5):
+        data[at + 4 * i] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def _weights_as_a_list(path):
+    import torch
+
+    from diffusion_studio.engine.storage import checkpoint as ck
+
+    torch.save({"format": ck.FORMAT, "version": 1, "kind": ck.KIND, **_tiny_payload(), "weights": [1, 2]}, path)
+
+
+@pytest.mark.parametrize("make, words", [
+    (_nan_weights, "NaN or infinite values"),
+    (_flipped_bytes, "is corrupted"),
+    (_weights_as_a_list, "'weights' is a list"),
+])
+def test_sample_and_evaluate_refuse_a_wrong_checkpoint_before_any_work(tmp_path, tiny_mnist, make, words):
+    """Items 7-9: such files gave tracebacks, or all-black digits (and a report of them) with rc 0."""
+    bad = tmp_path / "bad.pt"
+    make(bad)
+    r = run_cli("sample", "--checkpoint", bad, "--n", "2", "--sampler", "ddim", "--steps", "2", "--out",
+                tmp_path / "s.png")
+    assert r.returncode == 2 and words in r.stderr and str(bad) in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert not (tmp_path / "s.png").exists()
+    if make is _nan_weights:
+        r = run_cli("evaluate", "--checkpoint", bad, "--n", "4", "--report", tmp_path / "report", "--data", tiny_mnist)
+        assert r.returncode == 2 and words in r.stderr
+        assert not (tmp_path / "report").exists()
+
+
+def test_training_on_one_digit_is_refused_in_one_line(tmp_path):
+    """Item 11: one training image trained, with "1 train / 0 val digits" and a best loss of 0.00000."""
+    from conftest import write_mnist_folder
+
+    folder = write_mnist_folder(tmp_path / "one", n_train=1, n_test=1)
+    r = run_cli("train", "--data", folder, "--out", tmp_path / "run", "--epochs", "1", "--device", "cpu", *TINY)
+    assert r.returncode == 2, r.stdout
+    assert "hold 1 digit: 1 to train and 0 to validate" in r.stderr and "needs at least 4" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run" / "best.pt").exists()
