@@ -19,7 +19,8 @@ def register(sub) -> None:
                     "by its absolute path. Run it again after moving the installation.",
     )
     p.add_argument("--exec", dest="exec_path", metavar="PATH",
-                   help="command the menu entry runs (default: this installation's diffusion-studio)")
+                   help="the absolute path of the executable the menu entry runs "
+                        "(default: this installation's diffusion-studio)")
     p.set_defaults(func=run_install)
 
     p = sub.add_parser(
