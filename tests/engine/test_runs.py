@@ -505,3 +505,32 @@ def test_verify_run_sees_files_of_different_epochs(runs_dir):
     assert [c.name for c in bad] == ["history.json", "best.pt"]
     assert "stops at epoch 1 while last.pt is at epoch 2" in bad[0].message
     assert "holds epoch 0 but the run's best epoch is" in bad[1].message
+
+
+def test_a_non_numeric_history_value_names_the_run(runs_dir):
+    """Item 16: a non-numeric field in a run's history gave 'could not convert string to float'."""
+    run = R.list_runs(runs_dir)[0].path
+    h = json.loads((run / "history.json").read_text())
+    h["epochs"][0]["val_loss"] = "low"
+    (run / "history.json").write_text(json.dumps(h))
+    with pytest.raises(R.RunError, match=f"cannot read the curves of {run.name}: .*history.json.*not a number"):
+        R.load_curves(run)
+    h["epochs"][0]["epoch"] = "first"
+    (run / "history.json").write_text(json.dumps(h))
+    info = R.read_run(run)
+    assert info.status == "damaged" and "history.json has unexpected contents" in info.reason
+
+
+def test_a_fifo_or_folder_named_like_a_run_file_is_reported_and_never_opened(runs_dir):
+    """Item 16: a directory, FIFO or /dev/zero link named best.pt was reported as "does not exist"."""
+    run = R.list_runs(runs_dir)[0].path
+    (run / "best.pt").unlink()
+    os.mkfifo(run / "best.pt")  # opening it to read would wait for a writer for ever
+    (run / "history.json").unlink()
+    (run / "history.json").mkdir()
+    info = R.read_run(run)
+    assert info.status == "damaged"
+    assert "best.pt is not a regular file" in info.reason and "history.json is a folder" in info.reason
+    checks = {c.name: c for c in R.verify_run(run)}
+    assert not checks["best.pt"].ok and "is a FIFO" in checks["best.pt"].message
+    assert not checks["history.json"].ok and checks["last.pt"].ok
