@@ -49,6 +49,7 @@ from diffusion_studio.engine.device import choose_precision, cpu_model_name  # n
 from diffusion_studio.engine.training.presets import PRESETS, get_preset  # noqa: E402
 from diffusion_studio.engine.diffusion.scheduling import SAMPLER_KINDS, SamplerConfig
 from diffusion_studio.engine.diffusion.sampling import sample
+from diffusion_studio.engine.training.plan import plan_new
 from diffusion_studio.engine.training.trainer import Trainer  # noqa: E402
 
 
@@ -133,8 +134,7 @@ def main(argv=None) -> int:
         preset = arm_preset(name)
         train_cfg = replace(preset.train, precision=args.precision, epochs=max(preset.train.epochs, 1000))
         run_dir = keep / name
-        trainer = Trainer(data, model_config=preset.model, schedule_config=preset.schedule, train_config=train_cfg,
-                          device=device, run_dir=run_dir, max_seconds=args.minutes * 60)
+        trainer = Trainer(plan_new(preset.model, preset.schedule, train_cfg), data, device=device, run_dir=run_dir, max_seconds=args.minutes * 60)
         print(f"[{name}] training for {args.minutes:g} min, {trainer.precision_choice.describe()}", flush=True)
         t0 = time.perf_counter()
         finished = None

@@ -79,6 +79,7 @@ def tiny_runs(tiny_data, tmp_path_factory):
     from diffusion_studio.engine import runs as R
     from diffusion_studio.engine.diffusion.schedule import ScheduleConfig
     from diffusion_studio.engine.training.config import TrainConfig
+    from diffusion_studio.engine.training.plan import plan_new
     from diffusion_studio.engine.training.trainer import Trainer
     from diffusion_studio.engine.diffusion.unet import UNetConfig
 
@@ -90,8 +91,7 @@ def tiny_runs(tiny_data, tmp_path_factory):
         when = dt.datetime(2026, 11, 28, 7, 10 + i, tzinfo=dt.timezone.utc)
         run_dir = R.new_run_dir(root, R.describe_differences(model, schedule, train), now=when)
         with R.mark_running(run_dir):
-            for _ in Trainer(tiny_data, model_config=model, schedule_config=schedule, train_config=train,
-                             device="cpu", run_dir=run_dir).run():
+            for _ in Trainer(plan_new(model, schedule, train), tiny_data, device="cpu", run_dir=run_dir).run():
                 pass
     return root
 

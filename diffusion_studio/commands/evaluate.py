@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..engine import defaults as D
 from ._progress import advance_to, progress_bar
 from ._sampler_args import add_sampler_arguments, sampler_from_args
 
@@ -36,25 +37,25 @@ def register(sub) -> None:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--checkpoint", required=True, metavar="FILE",
-                   help="a .pt checkpoint, or a bundled model: 'default' or 'default-conditional'")
-    p.add_argument("--n", type=int, default=10_000, help="digits to generate (default %(default)s)")
+                   help="a .pt checkpoint, a run folder, or a bundled model: 'default' or 'default-conditional'")
+    p.add_argument("--n", type=int, default=D.DEFAULT_EVAL_N, help="digits to generate (default %(default)s)")
     p.add_argument("--report", metavar="DIR",
                    help="folder for report.json, report.html, samples.png (default: the checkpoint's run "
                         "folder, reports/<time>_<metric>_n<N>, where the Runs panel finds it)")
-    p.add_argument("--metric", choices=["inception", "mnist", "all"], default="all", help="default: %(default)s")
+    p.add_argument("--metric", choices=D.METRIC_CHOICES, default=D.DEFAULT_METRIC, help="default: %(default)s")
     add_sampler_arguments(p)
     p.add_argument("--seed", type=int, default=0, help="default: %(default)s")
     p.add_argument("--data", metavar="DIR", help="MNIST folder (default: the app's data folder)")
-    p.add_argument("--split", choices=["test", "val", "train"], default="test",
+    p.add_argument("--split", choices=D.SPLITS, default="test",
                    help="real reference split (default %(default)s: the 10,000 test digits)")
     p.add_argument("--inception-weights", metavar="PATH",
                    help="pt_inception-2015-12-05-6726825d.pth (default: torch hub's cache)")
     p.add_argument("--download-inception", action="store_true",
                    help="download the Inception weights into torch hub's cache if missing (needs internet)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: %(default)s")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+    p.add_argument("--device", default="auto", choices=D.DEVICE_CHOICES, help="default: %(default)s")
+    p.add_argument("--precision", default="auto", choices=D.PRECISIONS,
                    help="sampling arithmetic (default %(default)s); features always run in fp32")
-    p.add_argument("--batch-size", type=int, default=500, help="images per sampling batch (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=D.DEFAULT_SAMPLE_BATCH, help="images per sampling batch (default %(default)s)")
     p.set_defaults(func=run)
 
 
@@ -79,57 +80,47 @@ class _Progress:
 
 def run(args: argparse.Namespace) -> int:
     from ..cli import CLIError
-    from ..engine.storage import paths
-    from ..engine.storage.atomic import check_writable
-    from ..engine.storage.checkpoint import load_model
-    from ..engine.storage.data import load_mnist
-    from ..engine.device import resolve_device
     from ..engine.evaluation.metrics import MetricError
-    from ..engine.evaluation.report import EvaluationConfig, evaluate_model, format_value, write_report
-    from .sample import resolve_checkpoint
+    from ..engine.evaluation.report import EvaluationConfig
+    from ..engine.evaluation.report_files import format_value
+    from ..engine.storage import paths
+    from ..engine.storage.data import load_mnist
+    from ..tasks.context import TaskContext
+    from ..tasks.evaluate import EvaluateRequest, check_report_dir, default_report_dir, evaluate
+    from ..tasks.models import ModelRef
 
     if args.n < 2:
         raise CLIError(f"--n must be at least 2, got {args.n}")
     if args.batch_size < 1:
         raise CLIError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.report is None:
-        if args.checkpoint in ("default", "default-conditional"):
-            raise CLIError("name a --report folder for the bundled model")
-        from datetime import datetime, timezone
-
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d_%H%M%S")
-        args.report = str(Path(args.checkpoint).parent / "reports" / f"{stamp}_{args.metric}_n{args.n}")
-    report_dir = Path(args.report)
-    if report_dir.exists() and not report_dir.is_dir():
-        raise CLIError(f"--report must be a folder, but {report_dir} is a file")
-    check_writable(report_dir, is_dir=True)  # before minutes of sampling and scoring
     config = EvaluationConfig(
         n=args.n, metric=args.metric, sampler=sampler_from_args(args), seed=args.seed,
         split=args.split, inception_weights=args.inception_weights, allow_download=args.download_inception,
         device=args.device, precision=args.precision, batch_size=args.batch_size,
     )
-    checkpoint = resolve_checkpoint(args.checkpoint)
-    device = resolve_device(args.device)
-    loaded = load_model(checkpoint, device)
+    model = ModelRef.of(args.checkpoint)
+    report_dir = Path(args.report) if args.report else default_report_dir(model, config)
+    check_report_dir(report_dir)  # before the data, the model and minutes of sampling
+    request = EvaluateRequest(model, config, report_dir)
     data = load_mnist(Path(args.data) if args.data else paths.default_mnist_dir())
     progress = _Progress()
     try:
-        evaluation = evaluate_model(loaded, data, config, checkpoint_path=checkpoint, progress=progress)
+        result = evaluate(request, data, TaskContext(on_progress=progress))
     except MetricError as exc:
         raise CLIError(str(exc)) from None
     finally:
         progress.close()
-    files = write_report(evaluation, report_dir)
-    for m in evaluation.report["metrics"]:
+    report, files = result.evaluation.report, result.files
+    for m in report["metrics"]:
         p = m["protocol"]
         print(f"{m['name']}: {format_value(m)}  (n = {p['n_generated']:,} generated vs {p['n_real']:,} "
               f"{p['reference_split']})")
-    for w in evaluation.report["warnings"]:
+    for w in report["warnings"]:
         print(f"warning: {w}", file=sys.stderr)
-    real_errors = [e for e in evaluation.errors if e["metric"] != "all"]
-    for e in real_errors:
-        print(f"note: {e['metric']} was not computed: {e['message']}", file=sys.stderr)
+    for e in result.evaluation.errors:
+        if e["metric"] != "all":
+            print(f"note: {e['metric']} was not computed: {e['message']}", file=sys.stderr)
     print(f"wrote {files['html']}, {files['json'].name} and {files['samples'].name}")
-    if not evaluation.report["metrics"]:
+    if not report["metrics"]:
         raise CLIError(f"no metric could be computed (the report in {report_dir} says why)")
     return 0

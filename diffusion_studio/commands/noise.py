@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..engine import defaults as D
+
 
 def register(sub) -> None:
     p = sub.add_parser("noise", help="draw x_t for chosen t (forward process)",
@@ -13,10 +15,10 @@ def register(sub) -> None:
     p.add_argument("--t", default="20,50,100,300", help="comma-separated timesteps (default %(default)s)")
     p.add_argument("--out", required=True, metavar="FILE.png")
     p.add_argument("--n", type=int, default=4, help="how many digits (rows, default %(default)s)")
-    p.add_argument("--split", choices=["train", "val", "test"], default="test")
-    p.add_argument("--schedule", choices=["linear", "cosine", "rescaled_linear"], default="linear",
+    p.add_argument("--split", choices=D.SPLITS, default="test")
+    p.add_argument("--schedule", choices=D.SCHEDULE_KINDS, default="linear",
                    help="beta schedule (default %(default)s, the report's)")
-    p.add_argument("--timesteps", type=int, default=300, help="T (default %(default)s)")
+    p.add_argument("--timesteps", type=int, default=D.DEFAULT_TIMESTEPS, help="T (default %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
 
@@ -34,27 +36,21 @@ def parse_timesteps(text: str, T: int) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from ..cli import CLIError
     from ..engine.storage import paths
-    from ..engine.storage.data import load_mnist, to_model_range
-    from ..engine.storage.images import save_png, strip
-    from ..engine.diffusion.schedule import NoiseSchedule, ScheduleConfig
+    from ..engine.storage.data import load_mnist
+    from ..engine.storage.images import save_png
+    from ..tasks.forward import NoiseStripRequest, noise_strip
 
     out = Path(args.out)
     if out.suffix.lower() != ".png":
         raise CLIError(f"--out must end in .png, got {out.name!r}")
-    schedule = NoiseSchedule(ScheduleConfig(kind=args.schedule, timesteps=args.timesteps))
-    ts = parse_timesteps(args.t, schedule.timesteps)
+    ts = parse_timesteps(args.t, args.timesteps)
+    request = NoiseStripRequest(ts=tuple(ts), n=args.n, split=args.split, kind=args.schedule,
+                                timesteps=args.timesteps, seed=args.seed)
     data = load_mnist(Path(args.data) if args.data else paths.default_mnist_dir())
-    images = data.images(args.split)
-    if not 1 <= args.n <= len(images):
-        raise CLIError(f"--n must lie in 1..{len(images)}")
-    x0 = to_model_range(images[: args.n])
-    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(args.seed))
-    columns = [x0] + [schedule.q_sample(x0, torch.full((args.n,), t), noise) for t in ts]
-    save_png(strip(columns), out)
+    result = noise_strip(data, request)
+    save_png(result.image, out)
     print(f"wrote {out}: x_0 then t = {', '.join(map(str, ts))} ({args.schedule}, "
-          f"sqrt(alphabar_T) = {schedule.signal_at_T():.3f})")
+          f"sqrt(alphabar_T) = {result.signal_at_T:.3f})")
     return 0

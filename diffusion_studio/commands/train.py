@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 from ..engine import defaults as D
-from ..engine.text import baseline_validated, continuing_from, format_duration, resuming_at
+from ..engine.text import baseline_validated, format_duration
 from ._progress import advance_to, progress_bar
 
 
@@ -38,12 +38,12 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--ema", type=float, metavar="DECAY", dest="ema_decay",
                    help=f"EMA decay, 0 = off (default {D.DEFAULT_EMA_DECAY:g})")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"],
+    p.add_argument("--precision", choices=D.PRECISIONS,
                    help="arithmetic (default auto: the faster of the two for this network, measured once)")
     p.add_argument("--max-minutes", type=float, metavar="M",
                    help="wall-clock budget: stop after M minutes, validate and keep the best model "
                    "(early stopping still applies)")
-    p.add_argument("--lr-schedule", choices=["constant", "cosine"],
+    p.add_argument("--lr-schedule", choices=D.LR_SCHEDULES,
                    help=f"learning rate over the run (default {D.DEFAULT_LR_SCHEDULE}: it decays to the epoch or "
                    "time budget)")
     p.add_argument("--warmup-steps", type=int, metavar="N",
@@ -59,7 +59,7 @@ def register(sub) -> None:
                    help="class-conditional model for classifier-free guidance, labels dropped 10%% of the time "
                         "(default: the preset's; the default preset is class-conditional, --no-conditional "
                         "trains an unconditional one)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: %(default)s")
+    p.add_argument("--device", default="auto", choices=D.DEVICE_CHOICES, help="default: %(default)s")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
     p.add_argument("--continue-from", metavar="CHECKPOINT",
                    help="start a new run from a checkpoint's weights, settings and epoch count: a bundled model "
@@ -74,87 +74,38 @@ def run(args: argparse.Namespace) -> int:
     from ..cli import CLIError
     from ..engine.storage import paths
     from ..engine.storage.data import load_mnist
-    from ..engine import runs as R
-    from ..engine.operations import plan_continue, plan_resume, prepare_run_dir
-    from ..engine.training.presets import get_preset, with_overrides
+    from ..tasks.train import TrainRequest, plan_train
 
-    data_dir = Path(args.data) if args.data else paths.default_mnist_dir()
-    overrides = dict(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
-        seed=args.seed, ema_decay=args.ema_decay, precision=args.precision, lr_schedule=args.lr_schedule,
-        warmup_steps=args.warmup_steps, min_snr_gamma=args.min_snr_gamma,
-    )
-    if args.max_minutes is not None and not (args.max_minutes > 0 and math.isfinite(args.max_minutes)):
-        raise CLIError(f"--max-minutes must be a positive number of minutes, got {args.max_minutes}")
-    preset = with_overrides(get_preset(args.preset), **overrides)
-    model_changes = {}
-    if args.width is not None:
-        if preset.model.arch == "res":  # channels at 28, 14 and 7 px
-            model_changes["level_channels"] = (args.width, 2 * args.width, 4 * args.width)
-            model_changes["norm_groups"] = math.gcd(preset.model.norm_groups, args.width)
-        else:
-            model_changes["base_channels"] = args.width
-    if args.conditional is not None:
-        model_changes["num_classes"] = 10 if args.conditional else 0
-    schedule_changes = {k: v for k, v in (("kind", args.schedule), ("timesteps", args.timesteps)) if v is not None}
-    preset = replace(
-        preset,
-        model=replace(preset.model, **model_changes),
-        schedule=replace(preset.schedule, **schedule_changes),
-    )
-    description = R.describe_differences(preset.model, preset.schedule, preset.train)
     if args.continue_from is not None and args.resume:
         raise CLIError("--resume continues a run in its own folder and --continue-from starts a new run "
                        "from a checkpoint: choose one")
     if args.out is None and args.resume:
         raise CLIError("--resume needs --out: the run folder or run name to continue (see `diffusion-studio runs list`)")
-    out = None
-    if args.out is not None:
-        out = Path(args.out)
-        if args.resume and not out.is_dir():
-            out = R.resolve_run(args.out, args.runs_dir)  # a run name inside the runs folder
-    resume = continued = None
-    if args.continue_from is not None:
-        continued = plan_continue(args.continue_from, _requested_settings(args, preset))
-        description = f"continues-{continued.name}"
-    if out is not None and args.resume:
-        if not (out / "last.pt").is_file():
-            raise CLIError(f"nothing to resume: {out / 'last.pt'} does not exist (train without --resume first)")
-        resume = plan_resume(out, _requested_settings(args, preset)).last
-    elif out is not None and (out / "last.pt").exists():
-        raise CLIError(f"{out} already holds a run; add --resume to continue it or choose another --out")
-
+    if args.max_minutes is not None and not (args.max_minutes > 0 and math.isfinite(args.max_minutes)):
+        raise CLIError(f"--max-minutes must be a positive number of minutes, got {args.max_minutes}")
+    mode = "resume" if args.resume else "continue" if args.continue_from is not None else "new"
+    request = TrainRequest(
+        mode=mode, preset=args.preset, settings={k: getattr(args, k) for k in TRAIN_SETTINGS},
+        width=args.width, conditional=args.conditional, schedule_kind=args.schedule, timesteps=args.timesteps,
+        source=args.out if mode == "resume" else args.continue_from,
+        out=Path(args.out) if args.out is not None and mode != "resume" else None,
+        runs_dir=Path(args.runs_dir) if args.runs_dir else None, max_minutes=args.max_minutes, device=args.device,
+    )
+    if mode == "new" and request.out is not None and (request.out / "last.pt").exists():
+        raise CLIError(f"{request.out} already holds a run; add --resume to continue it or choose another --out")
+    plan = plan_train(request)  # every refusal before the data is read or a folder is made
     rank, world = _init_distributed(args)
-    if world > 1 and out is None:
-        raise CLIError("under torchrun, name the run folder with --out (every process must use the same one)")
-    data = load_mnist(data_dir, download=args.download)
-    if rank != 0:
-        return _train(args, out, data, preset, resume, continued)
-    if not args.resume:  # a new folder in the runs folder, or run.json for a folder of the user's choice
-        out = prepare_run_dir(out, description, runs_dir=args.runs_dir)
-    print(f"run folder: {out}", flush=True)
-    with R.mark_running(out):  # the run's OS lock while this process trains (the Runs list shows "running")
-        if resume is None and (out / "last.pt").exists():  # another process trained here since the check
-            raise CLIError(f"{out} already holds a run; add --resume to continue it or choose another --out")
-        return _train(args, out, data, preset, resume, continued)
+    if world > 1:
+        if args.out is None:
+            raise CLIError("under torchrun, name the run folder with --out (every process must use the same one)")
+        request = replace(request, device=args.device)
+    data = load_mnist(Path(args.data) if args.data else paths.default_mnist_dir(), download=args.download)
+    return _train(request, plan, data, rank)
 
 
-def _requested_settings(args, preset) -> dict:
-    """The settings the command line gave, as ``operations.plan_resume`` checks them
-    against the run (a resume refuses, in one line, any it would ignore)."""
-    requested = {("train", k): getattr(args, k) for k in (
-        "batch_size", "lr", "patience", "seed", "ema_decay", "precision", "lr_schedule", "warmup_steps",
-        "min_snr_gamma")}
-    requested[("schedule", "kind")] = args.schedule
-    requested[("schedule", "timesteps")] = args.timesteps
-    if args.width is not None:
-        for key in ("base_channels", "level_channels"):
-            requested[("model", key)] = getattr(preset.model, key)
-    if args.conditional is not None:
-        requested[("model", "num_classes")] = 10 if args.conditional else 0
-    if args.preset != "default":
-        requested[("meta", "preset")] = args.preset
-    return requested
+# the train settings a command line may give (None: the preset's, or the run's own)
+TRAIN_SETTINGS = ("epochs", "batch_size", "lr", "patience", "seed", "ema_decay", "precision", "lr_schedule",
+                  "warmup_steps", "min_snr_gamma")
 
 
 def _init_distributed(args) -> tuple[int, int]:
@@ -183,98 +134,114 @@ def _init_distributed(args) -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
-def _train(args, out, data, preset, resume, continued) -> int:
-    from ..engine.device import describe
-    from ..engine.training.trainer import Trainer
+# a stop asked for by the user or the system: Ctrl-C, a logout, a process manager's kill
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 
-    import time
 
-    started_at = time.time() - 1.0  # (file times can be coarser than a second)
-    stop = threading.Event()
-    trainer = Trainer(
-        data,
-        model_config=preset.model,
-        schedule_config=preset.schedule,
-        train_config=preset.train if not (resume or continued) or args.epochs else None,
-        device=args.device,
-        run_dir=out,
-        stop_event=stop,
-        resume=resume,
-        continue_from=continued.checkpoint if continued else None,
-        continue_settings=continued.changes if continued else None,
-        extra_meta={"preset": preset.name} if resume is None and continued is None else None,
-        max_seconds=60.0 * args.max_minutes if args.max_minutes else None,
-        resume_patience=args.patience if resume or continued else None,
-    )
-    if trainer.rank == 0:
-        c = trainer.config
-        print(
-            f"training on {describe(trainer.device)}, {trainer.precision_choice.describe()}; "
-            f"{len(trainer.train_x)} train / "
-            f"{len(trainer.val_x)} val digits; preset {preset.name}, schedule {trainer.schedule_config.kind} "
-            f"T={trainer.schedule.timesteps}; batch {c.batch_size}, lr {c.lr:g}, patience {c.patience}, "
-            f"EMA {c.ema_decay or 'off'}"
-            + (f"; {resuming_at(trainer.epoch + 1, trainer.next_lr())}" if resume else "")
-            + (f"; {continuing_from(continued.name, continued.epochs, trainer.epoch + 1, trainer.next_lr())}"
-               if continued else "")
-            + (f"; time budget {args.max_minutes:g} min" if args.max_minutes else ""),
-            flush=True,
-        )
+def _stop_on_signals(stop: threading.Event) -> dict:
+    """Make each of STOP_SIGNALS ask the training to stop after the current batch, as Ctrl-C
+    does (a second one aborts). Returns the previous handlers (none off the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
 
-    # Ctrl-C asks the trainer to stop after the current batch (a second one aborts).
-    def on_sigint(signum, frame):
+    def on_signal(signum, frame):
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
 
-    old = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() else None
-    bar = None
-    finished = None
-    try:
-        for record in trainer.run():
-            if trainer.rank != 0:
-                if record.kind == "finished":
-                    finished = record
-                continue
-            if record.kind == "step":
-                if bar is None:
-                    bar = progress_bar(record.steps_per_epoch, f"epoch {record.epoch}")
-                bar.set_postfix_str(f"loss {record.loss:.4f}, {record.images_per_s:.0f} img/s", refresh=False)
-                advance_to(bar, record.step)
-            elif record.kind == "baseline":
-                print(baseline_validated(record.val_loss, record.seconds), flush=True)
-            elif record.kind == "epoch":
-                if bar is not None:
-                    bar.close()
-                    bar = None
-                mark = "*" if record.improved else " "
-                part = "" if record.fraction >= 1 else f" ({record.fraction:.0%} of it, the time budget ended it)"
-                print(
-                    f"epoch {record.epoch:3d}/{record.epochs}{part}  train {record.train_loss:.5f}  "
-                    f"val {record.val_loss:.5f}{mark} best {record.best_val_loss:.5f} (epoch {record.best_epoch})  "
-                    f"{format_duration(record.seconds)}  {record.images_per_s:.0f} img/s  "
-                    f"no improvement {record.epochs_without_improvement}/{record.patience}",
-                    flush=True,
-                )
-            else:
-                if bar is not None:
-                    bar.close()
-                finished = record
-                print(record.message, flush=True)
-    finally:
-        if old is not None:
-            signal.signal(signal.SIGINT, old)
-    if trainer.distributed:
-        import torch.distributed as dist
+    old = {}
+    for name in STOP_SIGNALS:
+        if hasattr(signal, name):
+            sig = getattr(signal, name)
+            old[sig] = signal.signal(sig, on_signal)
+    return old
 
-        dist.barrier()
-        dist.destroy_process_group()
+
+class _Printer:
+    """Prints the training's records: the start line, one line per epoch, a progress bar per epoch."""
+
+    def __init__(self) -> None:
+        self.bar = None
+        self.finished = None
+        self.run_dir = None
+
+    def __call__(self, record) -> None:
+        getattr(self, f"_{record.kind}", lambda r: None)(record)
+
+    def _started(self, record) -> None:
+        self.run_dir = Path(record.run_dir)
+        print(f"run folder: {record.run_dir}", flush=True)
+        print(record.describe(), flush=True)
+
+    def _step(self, record) -> None:
+        if self.bar is None:
+            self.bar = progress_bar(record.steps_per_epoch, f"epoch {record.epoch}")
+        self.bar.set_postfix_str(f"loss {record.loss:.4f}, {record.images_per_s:.0f} img/s", refresh=False)
+        advance_to(self.bar, record.step)
+
+    def _baseline(self, record) -> None:
+        print(baseline_validated(record.val_loss, record.seconds), flush=True)
+
+    def _epoch(self, record) -> None:
+        self.close()
+        mark = "*" if record.improved else " "
+        part = "" if record.fraction >= 1 else f" ({record.fraction:.0%} of it, the time budget ended it)"
+        print(
+            f"epoch {record.epoch:3d}/{record.epochs}{part}  train {record.train_loss:.5f}  "
+            f"val {record.val_loss:.5f}{mark} best {record.best_val_loss:.5f} (epoch {record.best_epoch})  "
+            f"{format_duration(record.seconds)}  {record.images_per_s:.0f} img/s  "
+            f"no improvement {record.epochs_without_improvement}/{record.patience}",
+            flush=True,
+        )
+
+    def _finished(self, record) -> None:
+        self.close()
+        self.finished = record
+        print(record.message, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _train(request, plan, data, rank: int) -> int:
+    import time
+
+    from ..tasks.context import TaskContext
+    from ..tasks.train import train
+
+    started_at = time.time() - 1.0  # (file times can be coarser than a second)
+    ctx = TaskContext()
+    printer = _Printer()
+    old = _stop_on_signals(ctx.stop_event)
+    try:
+        for record in train(request, plan, data, ctx):
+            if rank == 0:
+                printer(record)
+            elif record.kind == "finished":
+                printer.finished = record
+    finally:
+        printer.close()
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    _leave_distributed()
+    finished = printer.finished
     if finished is not None and finished.reason == "diverged":
         return 1
-    if finished is not None and trainer.rank == 0:
+    if finished is not None and rank == 0 and printer.run_dir is not None:
+        out = printer.run_dir
         written = [out / n for n in ("best.pt", "last.pt")
                    if (out / n).exists() and (out / n).stat().st_mtime >= started_at]
         print(f"wrote {', '.join(map(str, written))}" if written else "no checkpoint was written", file=sys.stderr)
-    if finished is not None and finished.reason == "stopped" and stop.is_set():
-        return 130  # stopped by Ctrl-C: the shell's convention (128 + SIGINT)
+    if finished is not None and finished.reason == "stopped" and ctx.should_stop():
+        return 130  # stopped by a signal: the shell's convention (128 + SIGINT)
     return 0
+
+
+def _leave_distributed() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

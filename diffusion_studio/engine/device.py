@@ -13,9 +13,8 @@ from typing import Literal
 import torch
 
 DeviceChoice = Literal["auto", "cpu", "cuda"]
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
+from .defaults import DEVICE_CHOICES, PRECISIONS  # noqa: E402 (the one list of each)
 Precision = Literal["auto", "fp32", "bf16"]
-PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def resolve_device(choice: str = "auto") -> torch.device:

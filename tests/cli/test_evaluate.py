@@ -23,13 +23,12 @@ def _run(args, env_extra, timeout=240):
 def tiny_checkpoint(tiny_data, tmp_path_factory):
     from diffusion_studio.engine.diffusion.schedule import ScheduleConfig
     from diffusion_studio.engine.training.config import TrainConfig
+    from diffusion_studio.engine.training.plan import plan_new
     from diffusion_studio.engine.training.trainer import Trainer
     from diffusion_studio.engine.diffusion.unet import UNetConfig
 
     folder = tmp_path_factory.mktemp("cli-run")
-    trainer = Trainer(tiny_data, model_config=UNetConfig(base_channels=4), schedule_config=ScheduleConfig(timesteps=10),
-                      train_config=TrainConfig(epochs=1, batch_size=50, precision="fp32"), device="cpu",
-                      run_dir=folder)
+    trainer = Trainer(plan_new(UNetConfig(base_channels=4), ScheduleConfig(timesteps=10), TrainConfig(epochs=1, batch_size=50, precision="fp32")), tiny_data, device="cpu", run_dir=folder)
     for _ in trainer.run():
         pass
     return folder / "best.pt"

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from diffusion_studio.engine.evaluation import report as R
+from diffusion_studio.engine.evaluation import report_files as RF
 from diffusion_studio.engine.evaluation.classifier import ClassifierConfig
 from diffusion_studio.engine.evaluation.metrics import EvaluationStopped
 from diffusion_studio.engine.diffusion.scheduling import SamplerConfig
@@ -17,12 +18,11 @@ TINY_CLF = ClassifierConfig(epochs=8, batch_size=25, shift=1, lr=3e-3)  # the sa
 def train_tiny_checkpoint(data, folder):
     from diffusion_studio.engine.diffusion.schedule import ScheduleConfig
     from diffusion_studio.engine.training.config import TrainConfig
+    from diffusion_studio.engine.training.plan import plan_new
     from diffusion_studio.engine.training.trainer import Trainer
     from diffusion_studio.engine.diffusion.unet import UNetConfig
 
-    trainer = Trainer(data, model_config=UNetConfig(base_channels=4), schedule_config=ScheduleConfig(timesteps=10),
-                      train_config=TrainConfig(epochs=2, batch_size=50, precision="fp32", patience=5),
-                      device="cpu", run_dir=folder)
+    trainer = Trainer(plan_new(UNetConfig(base_channels=4), ScheduleConfig(timesteps=10), TrainConfig(epochs=2, batch_size=50, precision="fp32", patience=5)), data, device="cpu", run_dir=folder)
     for _ in trainer.run():
         pass
     return folder / "best.pt"
@@ -53,7 +53,7 @@ def test_report_with_every_metric_and_protocol_field(tiny_checkpoint, tiny_data,
     assert 0.0 <= mem["value"] <= 1.0
     h = mem["details"]["histograms"]["pixel"]
     assert sum(h["generated"]) == mem["protocol"]["n_generated"] and len(h["edges"]) == len(h["test"]) + 1
-    assert "Does the model copy" in R.render_html(ev)
+    assert "Does the model copy" in RF.render_html(ev)
     for m in ev.report["metrics"]:
         missing = [f for f in R.PROTOCOL_FIELDS if f not in m["protocol"]]
         assert not missing, f"{m['key']} lacks {missing}"
@@ -72,7 +72,7 @@ def test_report_with_every_metric_and_protocol_field(tiny_checkpoint, tiny_data,
     assert ev.strip.shape[0] > 3 * 28 and ev.strip.shape[1] > 4 * 28  # 3 rows, x_T + 3 later columns
     assert len(ev.report["history"]["val_loss"]) == 2
 
-    files = R.write_report(ev, tmp_path / "rep")
+    files = RF.write_report(ev, tmp_path / "rep")
     for f in files.values():
         assert f.is_file() and f.stat().st_size > 0
     data = json.loads(files["json"].read_text())
@@ -90,7 +90,7 @@ def test_missing_inception_weights_keep_the_offline_metric(tiny_checkpoint, tiny
     (err,) = ev.errors
     assert err["metric"] == "FID (Inception, pytorch-fid)"
     assert "pt_inception-2015-12-05-6726825d.pth" in err["message"] and str(tmp_path / "torch") in err["message"]
-    page = R.render_html(ev)
+    page = RF.render_html(ev)
     assert "was not computed" in page and "pt_inception-2015-12-05-6726825d.pth" in page
 
     from diffusion_studio.engine.evaluation.fid import InceptionWeightsMissing
@@ -122,9 +122,9 @@ def test_an_evaluation_of_a_model_with_a_guide_samples_and_says_with_autoguidanc
     gen = ev.report["generation"]
     assert gen["autoguidance"] == 0.75 and gen["guide"] == "2 epochs, from early/best.pt"
     assert guides and all(g is not None for g in guides)  # the digits and the strip both
-    assert "autoguidance g = 0.75 (guide: 2 epochs, from early/best.pt)" in R.render_html(ev)
+    assert "autoguidance g = 0.75 (guide: 2 epochs, from early/best.pt)" in RF.render_html(ev)
     plain = R.evaluate_checkpoint(tiny_checkpoint, tiny_data, _config(sampler=sampler))
-    assert plain.report["generation"]["autoguidance"] is None and "autoguidance" not in R.render_html(plain)
+    assert plain.report["generation"]["autoguidance"] is None and "autoguidance" not in RF.render_html(plain)
 
 
 def test_evaluation_can_be_cancelled(tiny_checkpoint, tiny_data):

@@ -13,6 +13,7 @@ from diffusion_studio.engine.training.config import (
     StepRecord,
     TrainConfig,
 )
+from diffusion_studio.engine.training.plan import plan_continue, plan_new, plan_resume
 from diffusion_studio.engine.training.trainer import Trainer
 from diffusion_studio.engine.diffusion.unet import UNetConfig
 
@@ -23,10 +24,7 @@ TINY_SCHED = ScheduleConfig(timesteps=10)
 def tiny_trainer(data, run_dir=None, **train):
     cfg = dict(epochs=2, batch_size=16, precision="fp32", channels_last=False)
     cfg.update(train)
-    return Trainer(
-        data, model_config=TINY_NET, schedule_config=TINY_SCHED, train_config=TrainConfig(**cfg),
-        device="cpu", run_dir=run_dir,
-    )
+    return Trainer(plan_new(TINY_NET, TINY_SCHED, TrainConfig(**cfg)), data, device="cpu", run_dir=run_dir)
 
 
 def test_records_and_a_finite_falling_loss(tiny_data, tmp_path):
@@ -89,12 +87,13 @@ def test_a_resume_may_wait_longer_than_the_run_did(tiny_data, tmp_path, monkeypa
     assert resume_conflicts(load_checkpoint(last), {("train", "patience"): 1}) == [
         "patience 1 (the run uses 2; a resume may only raise it)"]
 
-    same = Trainer(tiny_data, device="cpu", run_dir=tmp_path / "run", resume=last)
+    same = Trainer(plan_resume(last.parent), tiny_data, device="cpu", run_dir=tmp_path / "run")
     again = list(same.run())
     assert len(again) == 1 and again[0].reason == "early_stopped"
     assert "resume it with a patience above 2 to continue" in again[0].message
 
-    longer = Trainer(tiny_data, device="cpu", run_dir=tmp_path / "run", resume=last, resume_patience=4)
+    longer = Trainer(plan_resume(last.parent, {("train", "patience"): 4}), tiny_data, device="cpu",
+                     run_dir=tmp_path / "run")
     assert longer.config.patience == 4 and longer.config.epochs == 10 and longer.config.lr == 1e-3
     scripted = iter([0.8, 0.4, 0.9, 0.9, 0.9, 0.9])
     monkeypatch.setattr(longer, "validation_loss", lambda: next(scripted))
@@ -111,7 +110,7 @@ def test_a_resume_restarts_the_decay_where_the_epoch_schedule_is(tiny_data, tmp_
     first = tiny_trainer(tiny_data, run, epochs=1, lr=2e-3, lr_schedule="cosine", warmup_steps=2)
     list(first.run())
     longer = TrainConfig(epochs=3, batch_size=16, precision="fp32", channels_last=False)
-    resumed = Trainer(tiny_data, train_config=longer, device="cpu", run_dir=run, resume=run / "last.pt",
+    resumed = Trainer(plan_resume(run, {("train", "epochs"): longer.epochs}), tiny_data, device="cpu", run_dir=run,
                       max_seconds=3600.0)
     assert resumed.config.epochs == 3 and resumed.global_step == 7  # one epoch of 7 steps done
     expected = 2e-3 * 0.5 * (1 + math.cos(math.pi / 3))  # 7 of 21 steps; the budget not started
@@ -150,7 +149,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(tiny_data, tmp_path):
     for r in part.run():
         if isinstance(r, StepRecord) and r.epoch == 2 and r.step == 4:
             stop.set()
-    resumed = Trainer(tiny_data, device="cpu", run_dir=tmp_path / "b", resume=tmp_path / "b" / "last.pt")
+    resumed = Trainer(plan_resume(tmp_path / "b"), tiny_data, device="cpu", run_dir=tmp_path / "b")
     assert resumed.epoch == 1 and resumed.step_in_epoch == 4
     records = list(resumed.run())
     assert records[-1].reason == "completed"
@@ -187,12 +186,9 @@ def test_non_finite_loss_stops_and_keeps_best(tiny_data, tmp_path, monkeypatch):
 
 
 def test_ema_and_conditional_training_round_trip(tiny_data, tmp_path):
-    trainer = Trainer(
-        tiny_data, model_config=UNetConfig(base_channels=4, time_embed_dim=16, num_classes=10),
-        schedule_config=TINY_SCHED,
-        train_config=TrainConfig(epochs=1, batch_size=16, precision="fp32", ema_decay=0.5),
-        device="cpu", run_dir=tmp_path / "run",
-    )
+    plan = plan_new(UNetConfig(base_channels=4, time_embed_dim=16, num_classes=10), TINY_SCHED,
+                    TrainConfig(epochs=1, batch_size=16, precision="fp32", ema_decay=0.5))
+    trainer = Trainer(plan, tiny_data, device="cpu", run_dir=tmp_path / "run")
     list(trainer.run())
     loaded = load_model(tmp_path / "run" / "best.pt")
     assert loaded.uses_ema and loaded.model_config.num_classes == 10
@@ -227,7 +223,7 @@ def test_stop_during_validation_is_prompt_and_resumes_exactly(tiny_data, tmp_pat
     final = list(part.run())[-1]
     assert final.reason == "stopped" and "before its validation" in final.message
     assert load_checkpoint(tmp_path / "b" / "last.pt")["position"] == {"epoch": 1, "step": 7}
-    list(Trainer(tiny_data, device="cpu", run_dir=tmp_path / "b", resume=tmp_path / "b" / "last.pt").run())
+    list(Trainer(plan_resume(tmp_path / "b"), tiny_data, device="cpu", run_dir=tmp_path / "b").run())
     a = load_checkpoint(tmp_path / "a" / "last.pt")
     b = load_checkpoint(tmp_path / "b" / "last.pt")
     assert [e["val_loss"] for e in a["history"]["epochs"]] == [e["val_loss"] for e in b["history"]["epochs"]]
@@ -406,11 +402,8 @@ def test_time_budget_validates_what_it_has_and_keeps_best(tiny_data, tmp_path, m
 
     clock = [0.0]
     monkeypatch.setattr(T.time, "perf_counter", lambda: clock[0])
-    trainer = Trainer(
-        tiny_data, model_config=TINY_NET, schedule_config=TINY_SCHED,
-        train_config=TrainConfig(epochs=50, batch_size=16, precision="fp32", channels_last=False),
-        device="cpu", run_dir=tmp_path / "run", max_seconds=100.0,
-    )
+    plan = plan_new(TINY_NET, TINY_SCHED, TrainConfig(epochs=50, batch_size=16, precision="fp32", channels_last=False))
+    trainer = Trainer(plan, tiny_data, device="cpu", run_dir=tmp_path / "run", max_seconds=100.0)
     real_step = trainer.train_step
 
     def one_second_step(idx):  # every step takes 1 s of the patched clock
@@ -436,14 +429,13 @@ def test_time_budget_validates_what_it_has_and_keeps_best(tiny_data, tmp_path, m
     loaded = load_model(tmp_path / "run" / "best.pt")
     assert loaded.payload["best"]["epoch"] == final.best_epoch >= 1
     # last.pt resumes mid-epoch, exactly where the budget stopped
-    resumed = Trainer(tiny_data, device="cpu", resume=tmp_path / "run" / "last.pt")
+    resumed = Trainer(plan_resume(tmp_path / "run"), tiny_data, device="cpu")
     assert resumed.global_step == len(steps)
 
 
 def test_budget_zero_or_negative_is_refused(tiny_data):
     with pytest.raises(ValueError, match="time budget must be a positive number"):
-        Trainer(tiny_data, model_config=TINY_NET, schedule_config=TINY_SCHED,
-                train_config=TrainConfig(precision="fp32"), device="cpu", max_seconds=0)
+        Trainer(plan_new(TINY_NET, TINY_SCHED, TrainConfig(precision="fp32")), tiny_data, device="cpu", max_seconds=0)
 
 
 def test_real_clock_budget_ends_an_otherwise_endless_run(tiny_data, tmp_path):
@@ -523,7 +515,8 @@ def test_continuing_an_export_starts_from_its_weights_and_epochs_in_a_new_run(ti
     source = load_checkpoint(exported)
     assert source.get("optimizer") is None and source["meta"]["weights_are_ema"]
     more = TrainConfig(epochs=4, batch_size=16, precision="fp32", channels_last=False)
-    trainer = Trainer(tiny_data, train_config=more, device="cpu", run_dir=tmp_path / "new", continue_from=exported)
+    trainer = Trainer(plan_continue(exported, {("train", "epochs"): more.epochs}), tiny_data, device="cpu",
+                      run_dir=tmp_path / "new")
     for name, value in trainer.model.state_dict().items():
         assert torch.equal(value, source["weights"][name])
         assert torch.equal(trainer.ema.model.state_dict()[name], source["weights"][name])
@@ -552,7 +545,8 @@ def test_a_continued_run_keeps_the_weights_it_started_from_until_an_epoch_beats_
     exported = _exported_run(tiny_data, tmp_path)
     start = load_checkpoint(exported)["weights"]
     more = TrainConfig(epochs=10, batch_size=16, precision="fp32", channels_last=False)
-    trainer = Trainer(tiny_data, train_config=more, device="cpu", run_dir=tmp_path / "new", continue_from=exported)
+    trainer = Trainer(plan_continue(exported, {("train", "epochs"): more.epochs}), tiny_data, device="cpu",
+                      run_dir=tmp_path / "new")
     scripted = iter([0.5, 0.6, 0.7])  # the baseline, then two worse epochs
     monkeypatch.setattr(trainer, "validation_loss", lambda: next(scripted))
     records = list(trainer.run())
@@ -568,14 +562,14 @@ def test_a_continued_run_keeps_the_weights_it_started_from_until_an_epoch_beats_
 
     stop = threading.Event()
     stop.set()
-    stopped = Trainer(tiny_data, train_config=more, device="cpu", run_dir=tmp_path / "stopped",
-                      continue_from=exported, stop_event=stop)
+    stopped = Trainer(plan_continue(exported, {("train", "epochs"): more.epochs}), tiny_data, device="cpu",
+                      run_dir=tmp_path / "stopped", stop_event=stop)
     records = list(stopped.run())
     final = records[-1]
     assert len(records) == 1 and final.reason == "stopped" and "before training" in final.message
     owed = load_checkpoint(tmp_path / "stopped" / "last.pt")
     assert owed["baseline_pending"] is True  # a resume of it validates the start first
-    assert Trainer(tiny_data, device="cpu", resume=tmp_path / "stopped" / "last.pt")._baseline_pending
+    assert Trainer(plan_resume(tmp_path / "stopped"), tiny_data, device="cpu")._baseline_pending
 
 
 def test_a_continued_run_may_change_its_rate_and_ema_and_records_the_change(tiny_data, tmp_path):
@@ -583,8 +577,9 @@ def test_a_continued_run_may_change_its_rate_and_ema_and_records_the_change(tiny
     EMA decays at the new rate from the file's step count, and meta says what changed."""
     exported = _exported_run(tiny_data, tmp_path)
     more = TrainConfig(epochs=3, batch_size=16, precision="fp32", channels_last=False)
-    trainer = Trainer(tiny_data, train_config=more, device="cpu", run_dir=tmp_path / "new", continue_from=exported,
-                      continue_settings={"lr": 2e-4, "ema_decay": 0.5, "warmup_steps": 0})
+    plan = plan_continue(exported, {("train", "epochs"): more.epochs, ("train", "lr"): 2e-4, ("train", "ema_decay"): 0.5,
+                                    ("train", "warmup_steps"): 0})
+    trainer = Trainer(plan, tiny_data, device="cpu", run_dir=tmp_path / "new")
     c = trainer.config
     assert (c.lr, c.ema_decay, c.warmup_steps, c.batch_size) == (2e-4, 0.5, 0, 16)
     assert trainer.ema.decay == 0.5 and trainer.optimizer.param_groups[0]["lr"] == 2e-4
@@ -597,18 +592,25 @@ def test_a_continued_run_may_change_its_rate_and_ema_and_records_the_change(tiny
 
     # a front end may pass its form whole: values equal to the file's own are no change
     saved = load_checkpoint(exported)["train"]
-    same = Trainer(tiny_data, device="cpu", continue_from=exported,
-                   continue_settings={"lr": saved["lr"], "ema_decay": 0.5})
+    same = Trainer(plan_continue(exported, {("train", "lr"): saved["lr"], ("train", "ema_decay"): 0.5}), tiny_data,
+                   device="cpu")
     assert same.extra_meta["continued_from"]["changed"] == {"ema_decay": 0.5}
     assert same.config.lr == saved["lr"]
 
-    with pytest.raises(ValueError, match="may hold only"):
-        Trainer(tiny_data, device="cpu", continue_from=exported, continue_settings={"batch_size": 8})
-    with pytest.raises(ValueError, match="apply to a continued run"):
-        Trainer(tiny_data, device="cpu", continue_settings={"lr": 1e-4})
+    # only those settings: the rest are the file's, and a resume keeps its own rate
+    with pytest.raises(ValueError, match=r"would ignore: batch_size 8 \(the run uses 16\)"):
+        plan_continue(exported, {("train", "batch_size"): 8})
+    with pytest.raises(ValueError, match=r"would ignore: lr 0.0001 \(the run uses 0.0002\)"):
+        plan_resume(tmp_path / "new", {("train", "lr"): 1e-4})
 
 
-def test_resume_and_continue_are_exclusive(tiny_data, tmp_path):
+def test_a_training_request_is_one_of_new_resume_and_continue(tiny_data, tmp_path):
+    from diffusion_studio.tasks.train import TrainRequest
+
     exported = _exported_run(tiny_data, tmp_path, epochs=1)
-    with pytest.raises(ValueError, match="not both"):
-        Trainer(tiny_data, device="cpu", resume=exported, continue_from=exported)
+    with pytest.raises(ValueError, match="unknown training mode 'both'"):
+        TrainRequest(mode="both", source=exported)
+    with pytest.raises(ValueError, match="a resume needs the run"):
+        TrainRequest(mode="resume")
+    plan = plan_continue(exported)
+    assert plan.mode == "continue" and plan.run_dir is None and plan.payload["epoch"] == 1

@@ -19,13 +19,12 @@ def tiny_model(tiny_data, tmp_path_factory):
     from diffusion_studio.engine.storage.checkpoint import load_model
     from diffusion_studio.engine.diffusion.schedule import ScheduleConfig
     from diffusion_studio.engine.training.config import TrainConfig
+    from diffusion_studio.engine.training.plan import plan_new
     from diffusion_studio.engine.training.trainer import Trainer
     from diffusion_studio.engine.diffusion.unet import UNetConfig
 
     folder = tmp_path_factory.mktemp("panel-run")
-    trainer = Trainer(tiny_data, model_config=UNetConfig(base_channels=4), schedule_config=ScheduleConfig(timesteps=10),
-                      train_config=TrainConfig(epochs=1, batch_size=50, precision="fp32"), device="cpu",
-                      run_dir=folder)
+    trainer = Trainer(plan_new(UNetConfig(base_channels=4), ScheduleConfig(timesteps=10), TrainConfig(epochs=1, batch_size=50, precision="fp32")), tiny_data, device="cpu", run_dir=folder)
     for _ in trainer.run():
         pass
     return load_model(folder / "best.pt")
@@ -40,7 +39,7 @@ def panel(qtbot, tiny_data, tiny_model, tmp_path, monkeypatch):
     state.set_model(tiny_model, "tiny test model")
     from diffusion_studio.engine.diffusion.scheduling import SamplerConfig
 
-    state.sampler_settings = lambda: SamplerConfig(kind="ddim", steps=3)  # the Sampler tab's form
+    state.set_sampler_config(SamplerConfig(kind="ddim", steps=3))  # the Sampler tab's form
     p = EvaluatePanel(state)
     qtbot.addWidget(p)
     yield p
@@ -112,7 +111,7 @@ def test_the_evaluation_samples_with_the_sampler_tabs_settings(panel):
     label = panel.findChild(QLabel, "evaluateSamplerLabel")
     assert label is panel.sampler_label and "DDIM, 3 steps, eta 1" in label.text()
     wanted = SamplerConfig(kind="ddim", steps=7, eta=0.5, clip_x0=True, guidance=0.5)
-    panel.state.sampler_settings = lambda: wanted
+    panel.state.set_sampler_config(wanted)
     assert panel.config().sampler == wanted
     panel.hide()
     panel.show()  # coming back to the tab shows the sampler's current settings

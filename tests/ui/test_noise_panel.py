@@ -194,15 +194,15 @@ def test_the_panel_says_whose_schedule_it_shows(panel, tiny_data, tmp_path):
     from diffusion_studio.engine.storage.checkpoint import load_model
     from diffusion_studio.engine.training.presets import get_preset
     from diffusion_studio.engine.training.config import TrainConfig
+    from diffusion_studio.engine.training.plan import plan_new
     from diffusion_studio.engine.training.trainer import Trainer
     from diffusion_studio.engine.diffusion.unet import UNetConfig
 
     label = panel.findChild(type(panel.schedule_source_label), "scheduleSourceLabel")
     assert panel.state.schedule_config == get_preset("default").schedule  # what the next run trains
     assert "the training form" in label.text()
-    trainer = Trainer(tiny_data, model_config=UNetConfig(base_channels=4), schedule_config=ScheduleConfig(
-        kind="cosine", timesteps=40), train_config=TrainConfig(epochs=1, batch_size=32, precision="fp32"),
-        device="cpu", run_dir=tmp_path / "run")
+    trainer = Trainer(plan_new(UNetConfig(base_channels=4), ScheduleConfig(
+        kind="cosine", timesteps=40), TrainConfig(epochs=1, batch_size=32, precision="fp32")), tiny_data, device="cpu", run_dir=tmp_path / "run")
     list(trainer.run())
     panel.state.set_model(load_model(tmp_path / "run" / "best.pt"), "trained: run")
     assert panel.slider.maximum() == 40 and panel.schedule_combo.currentData() == "cosine"
@@ -214,13 +214,13 @@ def test_the_panel_says_whose_schedule_it_shows(panel, tiny_data, tmp_path):
 @pytest.fixture(scope="module")
 def tiny_model_checkpoint(tiny_data, tmp_path_factory):
     from diffusion_studio.engine.training.config import TrainConfig
+    from diffusion_studio.engine.training.plan import plan_new
     from diffusion_studio.engine.training.trainer import Trainer
     from diffusion_studio.engine.diffusion.unet import UNetConfig
 
     run = tmp_path_factory.mktemp("noise_model")
-    trainer = Trainer(tiny_data, model_config=UNetConfig(base_channels=4), schedule_config=ScheduleConfig(
-        kind="rescaled_linear", timesteps=300), train_config=TrainConfig(epochs=1, batch_size=32, precision="fp32"),
-        device="cpu", run_dir=run)
+    trainer = Trainer(plan_new(UNetConfig(base_channels=4), ScheduleConfig(
+        kind="rescaled_linear", timesteps=300), TrainConfig(epochs=1, batch_size=32, precision="fp32")), tiny_data, device="cpu", run_dir=run)
     list(trainer.run())
     return run / "best.pt"
 

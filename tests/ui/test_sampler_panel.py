@@ -10,6 +10,7 @@ from diffusion_studio.engine.storage.checkpoint import load_model
 from diffusion_studio.engine.diffusion.scheduling import SamplerConfig
 from diffusion_studio.engine.diffusion.schedule import ScheduleConfig
 from diffusion_studio.engine.training.config import TrainConfig
+from diffusion_studio.engine.training.plan import plan_new
 from diffusion_studio.engine.training.trainer import Trainer
 from diffusion_studio.engine.diffusion.unet import UNetConfig
 from diffusion_studio.ui import sampler_panel as sp
@@ -22,8 +23,7 @@ from diffusion_studio.ui.workers import SampleWorker
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tiny_data, tmp_path_factory):
     run = tmp_path_factory.mktemp("sampler_run")
-    trainer = Trainer(tiny_data, model_config=UNetConfig(base_channels=4), schedule_config=ScheduleConfig(timesteps=10),
-                      train_config=TrainConfig(epochs=1, batch_size=32, precision="fp32"), device="cpu", run_dir=run)
+    trainer = Trainer(plan_new(UNetConfig(base_channels=4), ScheduleConfig(timesteps=10), TrainConfig(epochs=1, batch_size=32, precision="fp32")), tiny_data, device="cpu", run_dir=run)
     for _ in trainer.run():
         pass
     return run / "best.pt"
@@ -181,9 +181,7 @@ def test_open_checkpoint_errors_are_messages(qtbot, panel, tmp_path, tiny_checkp
 @pytest.fixture(scope="module")
 def tiny_conditional_checkpoint(tiny_data, tmp_path_factory):
     run = tmp_path_factory.mktemp("sampler_cond_run")
-    trainer = Trainer(tiny_data, model_config=UNetConfig(base_channels=4, num_classes=10),
-                      schedule_config=ScheduleConfig(timesteps=10),
-                      train_config=TrainConfig(epochs=1, batch_size=32, precision="fp32"), device="cpu", run_dir=run)
+    trainer = Trainer(plan_new(UNetConfig(base_channels=4, num_classes=10), ScheduleConfig(timesteps=10), TrainConfig(epochs=1, batch_size=32, precision="fp32")), tiny_data, device="cpu", run_dir=run)
     for _ in trainer.run():
         pass
     return run / "best.pt"

@@ -160,11 +160,11 @@ def test_stop_and_wait_ends_within_a_batch(qtbot, tiny_data, tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_model(tiny_data, tmp_path_factory):
+    from diffusion_studio.engine.training.plan import plan_new
     from diffusion_studio.engine.training.trainer import Trainer
 
     run = tmp_path_factory.mktemp("tiny_run")
-    trainer = Trainer(tiny_data, model_config=TINY_MODEL, schedule_config=TINY_SCHEDULE,
-                      train_config=TrainConfig(epochs=1, batch_size=32, precision="fp32"), device="cpu", run_dir=run)
+    trainer = Trainer(plan_new(TINY_MODEL, TINY_SCHEDULE, TrainConfig(epochs=1, batch_size=32, precision="fp32")), tiny_data, device="cpu", run_dir=run)
     for _ in trainer.run():
         pass
     return load_model(run / "best.pt")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Literal, NamedTuple, get_args
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -19,9 +19,8 @@ from ..text import guided_above
 from .schedule import NoiseSchedule, _known_fields
 
 SamplerKind = Literal["ddpm", "ddim", "dpmpp2m"]
-SAMPLER_KINDS: tuple[str, ...] = get_args(SamplerKind)
 VarianceKind = Literal["posterior", "beta"]
-VARIANCE_KINDS: tuple[str, ...] = get_args(VarianceKind)
+from ..defaults import SAMPLER_KINDS, VARIANCE_KINDS  # noqa: E402 (the Literals above name the same values)
 from ..defaults import (  # noqa: F401 - re-exported: the engine's names for the app's defaults
     DEFAULT_AUTOGUIDANCE, DEFAULT_AUTOGUIDANCE_MIN_T, DEFAULT_CLIP_X0, DEFAULT_DDIM_ETA, DEFAULT_DDIM_STEPS,
     DEFAULT_DPM_CLIP_X0, DEFAULT_DPM_STEPS, DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_VARIANCE,

@@ -41,11 +41,11 @@ from .metrics import (
     sha256_file,
     small_n_warning,
 )
+from ..defaults import DEFAULT_EVAL_N, DEFAULT_METRIC, DEFAULT_SAMPLE_BATCH, METRIC_CHOICES
 from ..diffusion.scheduling import SamplerConfig
 
 REPORT_FORMAT = "diffusion-studio-evaluation"
 REPORT_VERSION = 1
-METRIC_CHOICES = ("inception", "mnist", "all")
 PROTOCOL_FIELDS = (
     "n_generated", "n_real", "reference_split", "sampler", "sampler_steps", "seed", "checkpoint",
     "checkpoint_sha256", "feature_extractor", "weights_file", "weights_sha256", "seconds", "app_version", "device",
@@ -74,8 +74,8 @@ class EvaluationConfig:
     inception_dims: 2048 (pool3, the standard FID); pytorch-fid's 64/192/768 blocks for quick checks only.
     """
 
-    n: int = 10_000
-    metric: str = "all"
+    n: int = DEFAULT_EVAL_N
+    metric: str = DEFAULT_METRIC
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     seed: int = 0
     split: str = "test"
@@ -83,7 +83,7 @@ class EvaluationConfig:
     allow_download: bool = False
     device: str = "auto"
     precision: str = "auto"
-    batch_size: int = 500
+    batch_size: int = DEFAULT_SAMPLE_BATCH
     inception_batch_size: int | None = None
     kid_subsets: int = 100
     strip_rows: int = 6
@@ -447,6 +447,3 @@ def _json_safe(obj):
         return _json_safe(obj.tolist())
     return obj
 
-
-# writing the files lives in report_files; these names stay importable from here
-from .report_files import format_value, render_html, samples_grid, write_report  # noqa: E402,F401

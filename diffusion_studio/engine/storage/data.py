@@ -33,7 +33,7 @@ from .atomic import write_bytes_atomic
 
 SPLIT_SEED = 20200619  # the day Ho et al. put DDPM on arXiv; never change it
 SplitName = Literal["train", "val", "test"]
-SPLITS: tuple[str, ...] = ("train", "val", "test")
+from ..defaults import SPLITS  # noqa: E402 (the Literal above names the same values)
 
 MNIST_FILES = (
     "train-images-idx3-ubyte",

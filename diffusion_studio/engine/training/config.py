@@ -9,11 +9,10 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, Union
 
-from ..device import PRECISIONS
+from ..defaults import LR_SCHEDULES, PRECISIONS
 from ..diffusion.schedule import _known_fields
 
 
-LR_SCHEDULES = ("constant", "cosine")
 # meta entries that describe a sampling-only export (``export_for_sampling``), not a training run
 _EXPORT_META = ("exported_from", "weights_are_ema", "bn_recalibrated_batches")
 MAX_BATCH_SIZE = 8192  # a sixth of the training split; beyond it an "epoch" is a handful of steps
@@ -112,6 +111,60 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class StartedRecord:
+    """Everything a start line or a panel header shows about a run that is starting
+    (``Trainer.started()``; the train task yields it first).
+
+    mode: "new", "resume" or "continue"; start_epoch / start_step: where it starts (completed
+    epochs, steps of the next one); start_lr: the rate its first step uses (a resume's warm
+    restart, a fresh Adam's first warm-up step); history: the per-epoch records and per-step
+    losses it brings ({"epochs": [...], "global_step": [...], "loss": [...]})."""
+
+    mode: str
+    device: str  # "cpu (2 threads)", "cuda (NVIDIA H100)"
+    precision: str
+    precision_detail: str  # what "auto" chose and why
+    train_images: int
+    val_images: int
+    validation_images: int  # per validation: the split plus BatchNorm recalibration batches
+    epochs: int
+    start_epoch: int
+    start_step: int
+    start_lr: float
+    steps_per_epoch: int
+    timesteps: int
+    train_config: dict
+    model_config: dict
+    schedule_config: dict
+    preset: str
+    run_dir: str
+    max_seconds: float | None
+    history: dict
+    continued_from: dict | None = None  # {"source", "epochs", "changed"?} of a continued run
+    source_name: str = ""  # what a continued run continues ("default", a run's name)
+    kind: str = "started"
+
+    def describe(self) -> str:
+        """The start line: "training on cpu (2 threads), bf16 (measured: ...); 50000 train /
+        10000 val digits; preset default, schedule rescaled_linear T=300; batch 32, lr 0.001,
+        patience 5, EMA 0.999[; resuming at epoch 8, lr 0.00093][; time budget 15 min]"."""
+        from ..text import continuing_from, resuming_at
+
+        c = self.train_config
+        where = ""
+        if self.mode == "resume":
+            where = f"; {resuming_at(self.start_epoch + 1, self.start_lr)}"
+        elif self.mode == "continue":
+            epochs = float((self.continued_from or {}).get("epochs", self.start_epoch))
+            where = f"; {continuing_from(self.source_name, epochs, self.start_epoch + 1, self.start_lr)}"
+        budget = f"; time budget {self.max_seconds / 60:g} min" if self.max_seconds else ""
+        return (f"training on {self.device}, {self.precision_detail}; {self.train_images} train / "
+                f"{self.val_images} val digits; preset {self.preset or 'unknown'}, schedule "
+                f"{self.schedule_config.get('kind')} T={self.timesteps}; batch {c['batch_size']}, lr {c['lr']:g}, "
+                f"patience {c['patience']}, EMA {c['ema_decay'] or 'off'}{where}{budget}")
+
+
+@dataclass(frozen=True)
 class StepRecord:
     epoch: int  # 1-based epoch this step belongs to
     step: int  # 1-based step within the epoch
@@ -163,7 +216,7 @@ class FinishedRecord:
     kind: str = "finished"
 
 
-Record = Union[StepRecord, EpochRecord, BaselineRecord, FinishedRecord]
+Record = Union[StartedRecord, StepRecord, EpochRecord, BaselineRecord, FinishedRecord]
 
 
 LOSS_BINS = 20

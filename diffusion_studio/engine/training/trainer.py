@@ -15,8 +15,8 @@ and ``history.json`` there.
 
 Stopping: set ``stop_event`` (a ``threading.Event``); it is checked before every
 step, so training stops within one batch. ``last.pt`` then holds the exact
-position (epoch, step, generator states), and a Trainer built with
-``resume=`` continues as if it had never stopped.
+position (epoch, step, generator states), and a Trainer built from
+``plan_resume`` of its folder continues as if it had never stopped.
 """
 from __future__ import annotations
 
@@ -26,24 +26,24 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..device import autocast, choose_precision, resolve_device
-from ..diffusion.schedule import NoiseSchedule, ScheduleConfig
-from ..diffusion.unet import UNetConfig, build_model
+from ..diffusion.schedule import NoiseSchedule
+from ..diffusion.unet import build_model
 from ..storage.atomic import write_json_atomic
-from ..storage.bundled import bundled_name
-from ..storage.checkpoint import load_checkpoint, payload_epochs_trained, save_checkpoint
+from ..storage.checkpoint import save_checkpoint
 from ..storage.data import MNISTSplits, to_model_range
 from .algorithm import EMA, drop_labels, noised_batch, recalibrate_batchnorm
 from .config import (
-    _EXPORT_META, CONTINUE_CHANGEABLE, BaselineRecord, EpochRecord, FinishedRecord, Record, StepRecord,
-    TrainConfig, _format_loss, loss_bins, lr_factor,
+    BaselineRecord, EpochRecord, FinishedRecord, Record, StartedRecord, StepRecord, _format_loss, loss_bins,
+    lr_factor,
 )
+from .plan import TrainPlan
 
 
 @dataclass
@@ -65,27 +65,16 @@ class _EpochProgress:
 class Trainer:
     """Trains a U-Net on MNIST (see the module docstring).
 
+    plan:     what to train (``plan.plan_new``, ``plan_resume`` or ``plan_continue``): the configs,
+              the source checkpoint read once, the metadata to record. A resumed run continues
+              from its last.pt's exact position; a continued one takes the file's weights (an
+              export's EMA weights start both copies), epoch count, history and guide network,
+              and starts afresh what the file lacks: the Adam state (the warm-up then runs again
+              from this run's first step) and the random streams; without best weights, the
+              file's own are validated first and are this run's best (best.pt) until an epoch
+              beats them.
     data:     MNISTSplits (uses its train and val splits).
     run_dir:  where best.pt, last.pt and history.json go (None: keep nothing on disk).
-    resume:   a checkpoint path or loaded payload (last.pt) to continue from; its
-              model, schedule and training settings win over the arguments,
-              except ``epochs`` which may be raised to train longer.
-    continue_from: a checkpoint to continue in a new run folder instead of its own: a run's
-              last.pt or best.pt, or a sampling-only export such as a bundled model. As with
-              ``resume``, its model, schedule, training settings, weights (an export's EMA
-              weights start both copies), epoch count, history and guide network win. What the
-              file lacks starts afresh: the Adam state (the warm-up then runs again from this
-              run's first step) and the random streams; without best weights, the file's own
-              are validated first and are this run's best (best.pt) until an epoch beats them.
-              ``meta["continued_from"]`` records the source (a bundled model by its name).
-    continue_settings: with ``continue_from``, training settings this run trains with, by name
-              (only those in ``CONTINUE_CHANGEABLE``: ``lr``, ``lr_schedule``, ``warmup_steps``,
-              ``ema_decay``); ``operations.plan_continue`` returns them as ``changes``, the
-              Training panel its form's lr and EMA where they differ from its preset's. Those
-              that differ from the file's are recorded in ``meta["continued_from"]["changed"]``.
-    resume_patience: with ``resume`` or ``continue_from``, a larger patience for early stopping
-              from here on (the larger of it and the run's is used). A run that stopped early
-              continues when the new patience exceeds the epochs it has gone without improvement.
     stop_event: set it from any thread to stop within one batch.
     max_seconds: a wall-clock budget for this run() (None: none). Checked before
               every step; when the time left would not cover the next step and a
@@ -96,60 +85,22 @@ class Trainer:
 
     def __init__(
         self,
+        plan: TrainPlan,
         data: MNISTSplits,
         *,
-        model_config: UNetConfig | None = None,
-        schedule_config: ScheduleConfig | None = None,
-        train_config: TrainConfig | None = None,
         device: str | torch.device = "auto",
         run_dir: str | os.PathLike | None = None,
         stop_event: threading.Event | None = None,
-        resume: str | os.PathLike | dict | None = None,
-        extra_meta: dict | None = None,
         max_seconds: float | None = None,
-        resume_patience: int | None = None,
-        continue_from: str | os.PathLike | dict | None = None,
-        continue_settings: dict[str, Any] | None = None,
     ) -> None:
         if max_seconds is not None and not (max_seconds > 0 and math.isfinite(max_seconds)):
             raise ValueError(f"the time budget must be a positive number of seconds, got {max_seconds}")
+        self.plan = plan
         self.max_seconds = max_seconds
         self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
-        if resume is not None and continue_from is not None:
-            raise ValueError("resume a run or continue a checkpoint in a new one, not both")
-        changeable = {name for _, name in CONTINUE_CHANGEABLE}
-        if continue_settings and (continue_from is None or set(continue_settings) - changeable):
-            raise ValueError(f"continue_settings apply to a continued run and may hold only {sorted(changeable)}, "
-                             f"got {sorted(continue_settings)}")
-        source = resume if resume is not None else continue_from
-        payload = None
-        if source is not None:
-            payload = source if isinstance(source, dict) else load_checkpoint(source, map_location="cpu")
-            model_config = UNetConfig.from_dict(payload["model"])
-            schedule_config = ScheduleConfig.from_dict(payload["schedule"])
-            saved = TrainConfig.from_dict(payload["train"])
-            epochs = max(saved.epochs, train_config.epochs) if train_config else saved.epochs
-            patience = max(saved.patience, int(resume_patience or 0))
-            train_config = TrainConfig(**{**saved.to_dict(), **(continue_settings or {}),
-                                          "epochs": epochs, "patience": patience})
-            # only what differs from the file's own is a change (a value a front end passes may equal it)
-            changed = {name: value for name, value in (continue_settings or {}).items()
-                       if value != getattr(saved, name)}
-        self.model_config = model_config or UNetConfig()
-        self.schedule_config = schedule_config or ScheduleConfig()
-        self.config = train_config or TrainConfig()
-        self.extra_meta = dict(extra_meta or {})
-        if payload is not None:  # keep what the run was started with (its preset, ...)
-            saved_meta = {k: v for k, v in (payload.get("meta") or {}).items()
-                          if k not in ("finished_reason", "train_seconds", *_EXPORT_META)}
-            if continue_from is not None:
-                saved_meta["continued_from"] = {
-                    "source": ("a checkpoint" if isinstance(continue_from, dict)
-                               else bundled_name(continue_from) or str(continue_from)),
-                    "epochs": payload_epochs_trained(payload),
-                    **({"changed": changed} if changed else {}),
-                }
-            self.extra_meta = {**saved_meta, **self.extra_meta}
+        self.model_config, self.schedule_config, self.config = plan.model, plan.schedule, plan.train
+        self.extra_meta = dict(plan.meta)
+        payload = plan.payload
         # an autoguidance guide network travels with the weights it guides (``attach_guide``)
         self.guide_entry = payload.get("guide") if payload is not None else None
         self.precision_choice = choose_precision(self.config.precision, self.device, mode="train",
@@ -215,13 +166,35 @@ class Trainer:
         self.last_val_by_t: list | None = None  # validation loss per t bin (loss_bins), latest validation
         self.warmup_origin = 0  # the global step the learning-rate warm-up counts from (a fresh Adam's first)
         # a continued checkpoint without best weights: its own are validated before training
-        self._baseline_pending = continue_from is not None and payload.get("best_weights") is None
+        self._baseline_pending = plan.mode == "continue" and payload.get("best_weights") is None
         self._last_validation_seconds: float | None = None
         snr = self.schedule.snr.to(self.device)
         gamma = self.config.min_snr_gamma
         self._snr_weight = torch.clamp(snr, max=gamma) / snr if gamma > 0 else None
         if payload is not None:
             self._restore(payload)
+
+    def started(self) -> StartedRecord:
+        """What the run starts from, for a start line or a panel header (see ``StartedRecord``)."""
+        from ..device import describe
+
+        steps = self.history.get("steps") or {}
+        return StartedRecord(
+            mode=self.plan.mode, device=describe(self.device), precision=self.precision,
+            precision_detail=self.precision_choice.describe(), train_images=len(self.train_x),
+            val_images=len(self.val_x),
+            validation_images=len(self.val_x) + self.config.bn_recalibration * self.config.batch_size,
+            epochs=self.config.epochs, start_epoch=self.epoch, start_step=self.step_in_epoch,
+            start_lr=self.next_lr(), steps_per_epoch=self.steps_per_epoch, timesteps=self.schedule.timesteps,
+            train_config=self.config.to_dict(), model_config=self.model_config.to_dict(),
+            schedule_config=self.schedule_config.to_dict(), preset=self.plan.preset,
+            run_dir=str(self.run_dir) if self.run_dir is not None else "", max_seconds=self.max_seconds,
+            history={"epochs": list(self.history.get("epochs", [])),
+                     "global_step": [int(s) for s in steps.get("global_step", [])],
+                     "loss": [float(v) for v in steps.get("loss", [])]},
+            continued_from=self.extra_meta.get("continued_from") if self.plan.mode == "continue" else None,
+            source_name=self.plan.source_name or "",
+        )
 
     # ----------------------------------------------------------- state I/O
     @property

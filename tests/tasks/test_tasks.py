@@ -1,0 +1,132 @@
+"""The task layer: one function per use case, the same for both front ends."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from diffusion_studio.engine.diffusion.scheduling import SamplerConfig
+from diffusion_studio.engine.evaluation.classifier import ClassifierConfig
+from diffusion_studio.engine.evaluation.report import EvaluationConfig
+from diffusion_studio.engine.storage.data import to_uint8
+from diffusion_studio.tasks.context import TaskContext
+from diffusion_studio.tasks.evaluate import EvaluateRequest, evaluate
+from diffusion_studio.tasks.explore import GuidanceSweepRequest, InterpolateRequest, guidance_sweep, interpolate
+from diffusion_studio.tasks.models import ModelRef, open_model
+from diffusion_studio.tasks.sample import SampleRequest, sample_frames, sample_images
+from diffusion_studio.tasks.train import TrainRequest, plan_train, train
+
+TINY_CLF = ClassifierConfig(epochs=8, batch_size=25, shift=1, lr=3e-3)
+FEW_STEPS = SamplerConfig(kind="ddim", steps=3)  # the bundled default's autoguidance g stays the app's
+
+
+@pytest.fixture(scope="module")
+def bundled_default():
+    return open_model("default", "cpu")
+
+
+def test_evaluating_the_loaded_model_keeps_its_guide_and_scores_what_the_sampler_makes(bundled_default, tiny_data):
+    """The Evaluate panel's "Current model" hands the loaded handle over: the evaluation samples
+    with its guide network (autoguidance 1.5 on the bundled default), exactly the pixels that
+    sampling the same handle at the same settings makes."""
+    assert bundled_default.guide is not None and FEW_STEPS.autoguidance == 1.5
+    config = EvaluationConfig(n=4, metric="mnist", sampler=FEW_STEPS, seed=5, device="cpu", precision="fp32",
+                              kid_subsets=2, classifier_config=TINY_CLF, strip_rows=2, strip_columns=3)
+    result = evaluate(EvaluateRequest(bundled_default, config, label="Bundled default model"), tiny_data)
+    generation = result.evaluation.report["generation"]
+    assert generation["autoguidance"] == 1.5 and result.files is None
+    sampled = sample_images(bundled_default, SampleRequest(n=4, sampler=FEW_STEPS, seed=5, precision="fp32"))
+    assert np.array_equal(result.evaluation.samples, to_uint8(sampled.images).numpy())
+
+
+def test_a_model_is_named_the_same_three_ways_everywhere(tiny_checkpoint_run):
+    run, best = tiny_checkpoint_run
+    assert ModelRef("default").is_bundled and ModelRef("default").checkpoint().name == "default.pt"
+    assert ModelRef.of(run).checkpoint() == best and ModelRef.of(best).label == f"{run.name}/best.pt"
+    assert open_model(run, "cpu").path == best
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint_run(tiny_data, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tasks") / "run"
+    request = TrainRequest(settings={"epochs": 1, "batch_size": 50, "precision": "fp32"}, width=4, timesteps=10,
+                           preset="plain", out=folder)
+    records = list(train(request, plan_train(request), tiny_data))
+    assert records[0].kind == "started" and records[-1].kind == "finished"
+    return folder, folder / "best.pt"
+
+
+def test_training_starts_with_a_record_that_says_everything_and_previews_on_request(tiny_data, tmp_path):
+    request = TrainRequest(settings={"epochs": 2, "batch_size": 50, "precision": "fp32"}, width=4, timesteps=10,
+                           preset="plain", out=tmp_path / "run", preview_every=1, preview_count=3, preview_steps=2)
+    records = list(train(request, plan_train(request), tiny_data))
+    started = records[0]
+    assert started.kind == "started" and started.mode == "new" and started.run_dir == str(tmp_path / "run")
+    assert (started.epochs, started.start_epoch, started.timesteps, started.preset) == (2, 0, 10, "plain")
+    assert "preset plain" in started.describe() and "T=10" in started.describe()
+    previews = [r for r in records if r.kind == "preview"]
+    finished = next(r for r in records if r.kind == "finished")
+    assert [p.epoch for p in previews] == [1, 2, finished.best_epoch]  # and the restored best at the end
+    assert records[-1] is previews[-1]
+    assert all(p.images.shape == (3, 28, 28) and p.images.dtype == np.uint8 for p in previews)
+
+    resume = TrainRequest(mode="resume", source=tmp_path / "run", settings={"epochs": 3})
+    plan = plan_train(resume)
+    assert plan.mode == "resume" and plan.train.epochs == 3
+    first = next(iter(train(resume, plan, tiny_data)))
+    assert first.mode == "resume" and first.start_epoch == 2 and len(first.history["epochs"]) == 2
+    assert "resuming at epoch 3" in first.describe()
+
+
+def test_a_refused_plan_leaves_no_run_folder_behind(tmp_path):
+    """Everything is checked before anything is written (the GUI used to make the folder first)."""
+    runs = tmp_path / "runs"
+    with pytest.raises(ValueError, match="timesteps"):
+        plan_train(TrainRequest(timesteps=0, runs_dir=runs))
+    with pytest.raises(ValueError, match="would ignore: epochs 1"):
+        plan_train(TrainRequest(mode="continue", source="default", settings={"epochs": 1}))
+    assert not runs.exists()
+
+
+def test_sample_frames_keep_the_strip_and_x0_and_a_stop_keeps_what_was_made(bundled_default):
+    ctx = TaskContext()
+    seen = []
+    ctx.on_partial = seen.append
+    request = SampleRequest(n=2, sampler=SamplerConfig(kind="ddim", steps=6), seed=1, precision="fp32")
+    result = sample_frames(bundled_default, request, ctx, max_frames=2)
+    ts = [f.t for f in result.frames]
+    assert ts[0] == 300 and ts[-1] == 0 and ts == sorted(ts, reverse=True) and not result.stopped
+    assert np.array_equal(result.frames[-1].x, result.frames[-1].x0) and [f.t for f in seen] == ts
+    # the last frame is the digits sample_images makes from the same request
+    assert np.array_equal(result.frames[-1].x, to_uint8(sample_images(bundled_default, request).images).numpy())
+
+    stop = threading.Event()
+    stopping = TaskContext(stop_event=stop, on_progress=lambda stage, done, total: done >= 2 and stop.set())
+    cut = sample_frames(bundled_default, request, stopping, max_frames=6)
+    assert cut.stopped and 0 < len(cut.frames) < len(result.frames) + 4 and cut.frames[-1].t > 0
+
+
+def test_explorations_take_the_handle_and_its_sampler(bundled_default):
+    sampler = SamplerConfig(autoguidance=1.25, autoguidance_min_t=3)
+    strip = interpolate(bundled_default, InterpolateRequest(0, 1, sampler=sampler, steps=2, count=3,
+                                                            precision="fp32"))
+    assert strip.images.shape == (3, 28, 28) and strip.columns == 3
+    assert "autoguidance g = 1.25 above t = 3" in strip.caption and strip.name == "interpolation-seed0-seed1"
+    sweep = guidance_sweep(bundled_default, GuidanceSweepRequest(2, sampler=sampler, steps=2, weights=(0.0, 1.0),
+                                                                 precision="fp32"))
+    assert sweep.images.shape == (2, 28, 28) and sweep.caption.startswith("seed 2: autoguidance g = 0, 1 above t = 3")
+    no_guide = bundled_default.copy_to("cpu")
+    no_guide.guide = None
+    with pytest.raises(ValueError, match="class-conditional model or one with a guide network"):
+        guidance_sweep(no_guide, GuidanceSweepRequest(2, steps=2))
+
+
+def test_a_digit_asked_of_an_unconditional_model_is_refused(bundled_default):
+    with pytest.raises(ValueError, match="needs a class-conditional model"):
+        sample_images(bundled_default, SampleRequest(n=2, digit=3, sampler=FEW_STEPS))
+    with pytest.raises(ValueError, match=r"number of images must lie in 1\.\.1,000,000"):
+        SampleRequest(n=10**20)
+    assert torch.equal(SampleRequest(n=3).labels(open_model("default-conditional", "cpu")), torch.tensor([0, 1, 2]))
