@@ -134,6 +134,9 @@ WEIGHT_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 _DAMAGED = "the file is damaged or was altered; use another copy"
 
 
+_PLAIN = (int, float, str, bool, type(None))
+
+
 def contents_checksum(data: dict) -> str:
     """SHA-256 of a checkpoint's contents: every tensor's name, dtype, shape and bytes and every
     plain value, in the file's order, except the checksum entry itself. torch.load does not
@@ -151,6 +154,9 @@ def contents_checksum(data: dict) -> str:
             for k, v in obj.items():
                 walk(v, f"{where}/{k!r}")
         elif isinstance(obj, (list, tuple)):
+            if all(type(v) in _PLAIN for v in obj):  # a history's numbers: one repr, at C speed
+                plain.append(f"{where}={obj!r}")
+                return
             plain.append(f"{where}:{type(obj).__name__}{len(obj)}")
             for i, v in enumerate(obj):
                 walk(v, f"{where}/{i}")
