@@ -491,7 +491,7 @@ class EvaluatePanel(QWidget):
 
     # -------------------------------------------------------------- results
     def _show_results(self) -> None:
-        from ..engine.evaluation.report import format_value
+        from ..engine.evaluation.report_files import format_value
 
         r = self.evaluation.report
         metrics = r["metrics"]
@@ -533,7 +533,7 @@ class EvaluatePanel(QWidget):
 
     def export_report(self, folder: str | Path) -> dict | None:
         """Write the last evaluation's report files into ``folder``; returns their paths (None on failure)."""
-        from ..engine.evaluation.report import write_report
+        from ..engine.evaluation.report_files import write_report
 
         if self.evaluation is None:
             self._show_message("Run an evaluation first.")

@@ -13,12 +13,11 @@ from __future__ import annotations
 import importlib
 import shutil
 import sys
-import threading
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, Qt, QTimer, Slot
+from PySide6.QtCore import QByteArray, QObject, Qt, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -34,6 +33,7 @@ from .. import __version__
 from ..engine.storage import paths
 from .settings import CHECKPOINT_FOLDER, DATA_FOLDER, WINDOW_GEOMETRY, WINDOW_STATE, WINDOW_TAB, app_settings
 from .state import AppState
+from .workers import LatestRunner, TaskWorker, on_gui_thread
 
 
 @dataclass(frozen=True)
@@ -66,64 +66,57 @@ def _panel_class(spec: PanelSpec):
     return getattr(module, spec.cls)
 
 
-class DataLoader:
-    """Loads (or downloads) MNIST on a background thread and hands it to ``state.set_data``
-    in the GUI thread (a QTimer polls the thread; nothing Qt runs off the GUI thread)."""
+def _read_mnist(folder: Path, download: bool) -> tuple[str, object]:
+    """("ok", MNISTSplits), or ("missing" | "error", one line for the user). Runs in a worker."""
+    from ..engine.storage.data import DataError, MNISTNotFoundError, load_mnist
 
-    POLL_MS = 30
+    try:
+        return "ok", load_mnist(folder, download=download)
+    except MNISTNotFoundError as exc:
+        return "missing", str(exc)
+    except DataError as exc:  # there, but damaged or not MNIST
+        return "error", str(exc)
+    except Exception as exc:  # anything else: still a message, never a traceback
+        return "error", f"MNIST could not be read from {folder}: {type(exc).__name__}: {exc}"
 
-    def __init__(self, state: AppState, parent: QWidget) -> None:
+
+class DataLoader(QObject):
+    """Loads (or downloads) MNIST in a worker thread (a ``TaskWorker`` on a ``LatestRunner``)
+    and hands it to ``state.set_data`` in the GUI thread. A request made while one loads
+    runs after it; only the newest waiting request does."""
+
+    def __init__(self, state: AppState, parent: QObject | None = None) -> None:
+        super().__init__(parent)
         self.state = state
-        self._thread: threading.Thread | None = None
-        self._result: tuple | None = None
-        self._pending: tuple[Path, bool] | None = None
-        self._folder: Path | None = None
-        self._timer = QTimer(parent)
-        self._timer.setInterval(self.POLL_MS)
-        self._timer.timeout.connect(self._poll)
+        self.jobs = LatestRunner(self)
         self.on_loaded = None  # callable(folder: Path) after a successful load
         state.data_requested.connect(self._on_requested)
 
     @property
     def busy(self) -> bool:
-        return self._thread is not None
+        return self.jobs.busy()
 
+    @Slot(str, bool)
     def _on_requested(self, folder: str, download: bool) -> None:
         self.load(Path(folder) if folder else paths.default_mnist_dir(), download=download)
 
     def load(self, folder: Path | str, download: bool = False) -> None:
         """Start loading ``folder`` (a second request while busy runs after the first)."""
         folder = Path(folder).expanduser()
-        if self.busy:
-            self._pending = (folder, download)
-            return
-        self._folder, self._result = folder, None
+        self.jobs.post(lambda: self._worker(folder, download))
+
+    def _worker(self, folder: Path, download: bool) -> TaskWorker:
         verb = "Downloading MNIST into" if download else "Loading MNIST from"
         self.state.set_data_loading(f"{verb} {folder} …")
-        self._thread = threading.Thread(target=self._work, args=(folder, download), daemon=True, name="mnist-load")
-        self._thread.start()
-        self._timer.start()
+        worker = TaskWorker(lambda should_stop, report: (folder, *_read_mnist(folder, download)),
+                            "loading MNIST", thread_name="mnist-load")
+        worker.finished.connect(self._on_result)  # a bound method of this GUI-thread object: queued
+        worker.failed.connect(on_gui_thread(self, lambda message: self._on_result((folder, "error", message))))
+        return worker
 
-    def _work(self, folder: Path, download: bool) -> None:
-        from ..engine.storage.data import DataError, MNISTNotFoundError, load_mnist
-
-        try:
-            self._result = ("ok", load_mnist(folder, download=download))
-        except MNISTNotFoundError as exc:
-            self._result = ("missing", str(exc))
-        except DataError as exc:  # there, but damaged or not MNIST
-            self._result = ("error", str(exc))
-        except Exception as exc:  # anything else: still a message, never a traceback
-            self._result = ("error", f"MNIST could not be read from {folder}: {type(exc).__name__}: {exc}")
-
-    def _poll(self) -> None:
-        if self._thread is None or self._thread.is_alive():
-            return
-        self._thread.join()
-        self._thread = None
-        self._timer.stop()
-        kind, value = self._result or ("error", "the load ended without a result")
-        folder = self._folder
+    @Slot(object)
+    def _on_result(self, result: tuple) -> None:
+        folder, kind, value = result
         if kind == "ok":
             self.state.set_data(value, folder)
             sizes = value.sizes()
@@ -133,33 +126,26 @@ class DataLoader:
             )
             if self.on_loaded:
                 self.on_loaded(folder)
+        elif self.state.data is not None:  # a failed switch keeps the data already shown
+            self.state.report(value)
+            self.state.data_error = value
+            self.state.data_loading.emit(value)
         else:
-            keep = self.state.data is not None
-            if keep:  # a failed switch keeps the data already shown
-                self.state.report(value)
-                self.state.data_error = value
-                self.state.data_loading.emit(value)
-            else:
-                self.state.data_missing = kind == "missing"
-                self.state.set_data(None, folder, value)
-                self.state.report("MNIST was not found; choose a folder or download it in the Dataset panel"
-                                  if kind == "missing" else f"MNIST could not be read: {value}")
-        if self._pending:
-            folder, download = self._pending
-            self._pending = None
-            self.load(folder, download)
+            self.state.data_missing = kind == "missing"
+            self.state.set_data(None, folder, value)
+            self.state.report("MNIST was not found; choose a folder or download it in the Dataset panel"
+                              if kind == "missing" else f"MNIST could not be read: {value}")
 
     def wait(self, timeout_s: float = 60.0) -> bool:
-        """Block (processing events) until idle; for tests and scripted runs. True when idle."""
+        """Block (processing events, so the result reaches the state) until idle; for tests
+        and scripted runs. True when idle."""
         import time
 
         end = time.monotonic() + timeout_s
         app = QApplication.instance()
-        while (self.busy or self._pending) and time.monotonic() < end:
+        while self.busy and time.monotonic() < end:
             app.processEvents()
-            if self._thread is not None:
-                self._thread.join(0.02)
-            self._poll()
+            time.sleep(0.005)
         return not self.busy
 
 

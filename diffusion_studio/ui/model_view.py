@@ -1,20 +1,19 @@
 """What the network believes at a given t, computed off the GUI thread.
 
-``PredictionService`` keeps one background thread. The noise panel posts the
-newest (digits, noise, t) on every slider move; a request that has not started
-when a newer one arrives is dropped, so dragging never queues up work and the
-slider stays smooth. Results come back by a signal (queued into the GUI thread).
+``PredictionService`` runs each request as a ``TaskWorker`` on a ``LatestRunner``: the
+noise panel posts the newest (digits, noise, t) on every slider move, and a request
+that has not started when a newer one arrives is dropped, so dragging never queues up
+work and the slider stays smooth. The worker holds the model and tensors only; its
+result comes back by a queued signal into the GUI thread.
 """
 
 from __future__ import annotations
 
-import threading
-
 import torch
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, Signal, Slot
 
-from ..engine.text import first_line
-from .imaging import model_to_uint8
+from ..engine.storage.data import to_uint8
+from .workers import LatestRunner, TaskWorker
 
 #: error maps: |eps_theta - eps| of 0 is black, ERROR_FULL_SCALE or more is white
 ERROR_FULL_SCALE = 2.0
@@ -33,11 +32,11 @@ def predict_at(loaded, x0: torch.Tensor, noise: torch.Tensor, t: int) -> dict:
     with torch.inference_mode():
         x_t = schedule.q_sample(x0, tt, noise).to(device)
         eps = loaded.model(x_t.contiguous(memory_format=torch.channels_last), tt.to(device)).float().cpu()
-    x0_pred = schedule.predict_x0(x_t.cpu(), tt, eps).clamp(-1, 1)
+    x0_pred = schedule.predict_x0(x_t.cpu(), tt, eps)
     err = (eps - noise).abs()
     mse = (eps - noise).pow(2).mean(dim=(1, 2, 3))
     err_map = (err[:, 0].clamp(0, ERROR_FULL_SCALE) / ERROR_FULL_SCALE * 255).round().to(torch.uint8).numpy()
-    return {"t": int(t), "x0_pred": model_to_uint8(x0_pred), "error": err_map, "mse": mse.numpy().astype(float)}
+    return {"t": int(t), "x0_pred": to_uint8(x0_pred).numpy(), "error": err_map, "mse": mse.numpy().astype(float)}
 
 
 class PredictionService(QObject):
@@ -45,8 +44,9 @@ class PredictionService(QObject):
 
     request(loaded, x0, noise, t): post a request (returns at once); an earlier one
         that has not started is replaced.
-    shutdown(timeout_s): stop the thread (cooperatively) and wait for it.
+    shutdown(timeout_s): stop and wait for the running request.
     Signals: ready(dict) with predict_at's result; failed(str), one line.
+    ``computed``: requests run (the others were dropped as stale).
     """
 
     ready = Signal(object)
@@ -54,46 +54,28 @@ class PredictionService(QObject):
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._cond = threading.Condition()
-        self._pending: tuple | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.computed = 0  # requests run (the others were dropped as stale)
+        self.jobs = LatestRunner(self)
+        self.computed = 0
 
     def request(self, loaded, x0: torch.Tensor, noise: torch.Tensor, t: int) -> None:
-        with self._cond:
-            self._pending = (loaded, x0, noise, int(t))
-            self._cond.notify()
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="model-view", daemon=True)
-            self._thread.start()
+        t = int(t)
+        self.jobs.post(lambda: self._worker(loaded, x0, noise, t))
 
-    def _loop(self) -> None:
-        from .workers import lower_thread_priority
+    def _worker(self, loaded, x0, noise, t) -> TaskWorker:
+        worker = TaskWorker(lambda should_stop, report: predict_at(loaded, x0, noise, t), "the model's view",
+                            thread_name="model-view")
+        worker.finished.connect(self._on_ready)  # bound methods of this GUI-thread object: queued
+        worker.failed.connect(self._on_failed)
+        return worker
 
-        # the window's own thread wins the CPU while a drag asks for a new t every frame
-        lower_thread_priority()
-        while not self._stop.is_set():
-            with self._cond:
-                while self._pending is None and not self._stop.is_set():
-                    self._cond.wait(0.5)
-                job, self._pending = self._pending, None
-            if job is None:
-                continue
-            try:
-                result = predict_at(*job)
-            except Exception as exc:  # one line for the user, never a traceback
-                self.failed.emit(first_line(exc))
-                continue
-            self.computed += 1
-            if not self._stop.is_set():
-                self.ready.emit(result)
+    @Slot(object)
+    def _on_ready(self, result: dict) -> None:
+        self.computed += 1
+        self.ready.emit(result)
+
+    @Slot(str)
+    def _on_failed(self, message: str) -> None:
+        self.failed.emit(message)
 
     def shutdown(self, timeout_s: float = 5.0) -> bool:
-        self._stop.set()
-        with self._cond:
-            self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            return not self._thread.is_alive()
-        return True
+        return self.jobs.stop_and_wait(int(timeout_s * 1000))

@@ -156,8 +156,7 @@ class NoisePanel(QWidget):
         self._prediction_timer = QTimer(self)
         self._prediction_timer.setSingleShot(True)
         self._prediction_timer.timeout.connect(lambda: self._request_prediction(self.slider.value()))
-        self.predictions.failed.connect(on_gui_thread(
-            self, lambda msg: self.model_error_label.setText(f"The model failed: {msg}")))
+        self.predictions.failed.connect(lambda msg: self.model_error_label.setText(msg[:1].upper() + msg[1:]))
         self.last_prediction: dict | None = None
         self._build()
         state.selection_changed.connect(self._on_selection_changed)

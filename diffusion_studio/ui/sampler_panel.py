@@ -135,7 +135,6 @@ class SamplerPanel(QWidget):
         super().__init__(parent)
         self.setObjectName("samplerPanel")
         self.state = state
-        state.sampler_settings = self.sampler_config  # "denoise from here" uses these settings
         self.frames: list[Frame] = []
         self.current_index = -1
         self.runner = WorkerRunner(self)
@@ -149,7 +148,23 @@ class SamplerPanel(QWidget):
         self.play_timer.timeout.connect(self._advance)
         state.model_changed.connect(self._on_model_changed)
         state.model_open_failed.connect(self._on_model_open_failed)
+        for w in (self.sampler_combo, self.digit_combo):
+            w.currentIndexChanged.connect(self._push_sampler_config)
+        for w in (self.steps_spin, self.eta_spin, self.guidance_spin, self.autoguidance_spin,
+                  self.autoguidance_min_t_spin):
+            w.valueChanged.connect(self._push_sampler_config)
+        self.clip_check.toggled.connect(self._push_sampler_config)
         self._on_model_changed()
+
+    @Slot()
+    def _push_sampler_config(self, *_args) -> None:
+        """The state holds this form's SamplerConfig (None while the form is not valid), so
+        "denoise from here" and the evaluation run what this tab runs."""
+        try:
+            config = self.sampler_config()
+        except ValueError:
+            config = None
+        self.state.set_sampler_config(config)
 
     # ------------------------------------------------------------ layout
     def _build(self) -> None:
@@ -368,6 +383,7 @@ class SamplerPanel(QWidget):
         else:
             self.model_info.setText("Train a model or open a checkpoint to sample.")
         self._update_enabled()
+        self._push_sampler_config()  # guidance applies only to what this model has
 
     @Slot(int)
     def _on_model_combo(self, index: int) -> None:

@@ -32,12 +32,16 @@ class AppState(QObject):
     model_source: a short description of where ``model`` came from; every panel opens
                  a model through ``open_model`` (off the GUI thread, one device policy)
     device:      "auto", "cpu" or "cuda" (the user's choice for heavy work)
+    sampler_config: the Sampler tab's reverse process (a SamplerConfig), which the other
+                 panels that run it use too ("denoise from here", the evaluation); None
+                 until a sampler panel pushes one, or while its form is not valid
     """
 
     data_changed = Signal()
     selection_changed = Signal()
     schedule_changed = Signal()
     model_changed = Signal()
+    sampler_config_changed = Signal()
     status_message = Signal(str)
     # Requests any panel may make; the main window carries them out.
     data_requested = Signal(str, bool)  # folder ("" = the default folder), download if missing
@@ -61,22 +65,21 @@ class AppState(QObject):
         self.model: LoadedModel | None = None
         self.model_source: str = ""
         self.device: str = "auto"
-        # the sampler panel's settings, for other panels that run the reverse process
-        # ("denoise from here"); None until a sampler panel exists: SamplerConfig()
-        self.sampler_settings = None
-        self._opener = None  # WorkerRunner of open_model, made on first use
-        self._next_open: tuple | None = None
+        self.sampler_config = None  # SamplerConfig | None: see set_sampler_config
+        self._opener = None  # LatestRunner of open_model, made on first use
+
+    def set_sampler_config(self, config) -> None:
+        """The Sampler tab's settings changed to ``config`` (a SamplerConfig; None: its form
+        holds no valid one)."""
+        if config != self.sampler_config:
+            self.sampler_config = config
+            self.sampler_config_changed.emit()
 
     def current_sampler_config(self):
-        """The sampler panel's settings as a SamplerConfig (its defaults without one)."""
+        """The reverse process the panels run: the Sampler tab's SamplerConfig, else the defaults."""
         from ..engine.diffusion.scheduling import SamplerConfig
 
-        if self.sampler_settings is not None:
-            try:
-                return self.sampler_settings()
-            except ValueError:
-                pass
-        return SamplerConfig()
+        return self.sampler_config if self.sampler_config is not None else SamplerConfig()
 
     def set_data(self, data: MNISTSplits | None, folder: Path | None, error: str = "") -> None:
         self.data, self.data_dir, self.data_error = data, folder, error
@@ -107,46 +110,37 @@ class AppState(QObject):
         """Open a model off the GUI thread and make it the current one.
 
         source: a .pt file, a run folder (its best.pt, else last.pt) or a bundled model's
-        name ("default"); it goes to ``self.device`` by ``engine.operations.model_device``
+        name ("default"); it goes to ``self.device`` by ``tasks.models.model_device``
         (the CPU when that device is missing). ``set_model(model, label)`` follows when it
         is read; ``model_open_failed(label, reason)`` when it cannot be. A request made
         while another is being read waits for it, and only the newest waiting one runs.
         """
-        from .workers import WorkerRunner
+        from .workers import LatestRunner
 
         if self._opener is None:
-            self._opener = WorkerRunner(self)
-            self._opener.stopped.connect(self._open_next)
-        self._next_open = (source, label)
-        if not self._opener.is_running():
-            self._open_next()
+            self._opener = LatestRunner(self)
+        device = self.device
+        self._opener.post(lambda: self._open_worker(source, label, device))
 
-    def is_opening_model(self) -> bool:
-        return self._opener is not None and (self._opener.is_running() or self._next_open is not None)
-
-    def _open_next(self) -> None:
-        if self._next_open is None:
-            return
-        from ..engine.operations import open_model
+    def _open_worker(self, source, label: str, device: str):
+        from ..tasks.models import open_model
         from .workers import TaskWorker, on_gui_thread
 
-        (source, label), self._next_open = self._next_open, None
-        device = self.device
-        worker = TaskWorker(lambda should_stop, report: open_model(source, device), "opening the model")
+        worker = TaskWorker(lambda should_stop, report: open_model(source, device), "opening the model",
+                            thread_name="open-model")
         worker.finished.connect(on_gui_thread(self, lambda loaded: self.set_model(loaded, label)))
         # the worker's line reads "opening the model failed: <why>"; the label says which
         worker.failed.connect(on_gui_thread(
             self, lambda message: self.model_open_failed.emit(label, message.split(": ", 1)[-1])))
         self.model_opening.emit(label)
-        self._opener.start(worker)
+        return worker
+
+    def is_opening_model(self) -> bool:
+        return self._opener is not None and self._opener.busy()
 
     def wait_for_model(self, timeout_ms: int = 15000) -> bool:
         """Block until no model is being opened (the main window's close; tests). True when none is."""
-        # each release starts the request waiting behind it (``stopped`` -> ``_open_next``)
-        while self._opener is not None and self._opener.is_running():
-            if not self._opener.stop_and_wait(timeout_ms):
-                return False
-        return True
+        return self._opener is None or self._opener.wait(timeout_ms)
 
     def request_data(self, folder: str | Path | None = None, download: bool = False) -> None:
         """Ask the main window to load MNIST from ``folder`` (None: the default folder),

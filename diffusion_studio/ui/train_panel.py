@@ -633,22 +633,23 @@ class TrainPanel(QWidget):
             if not chosen:
                 return False
             source = chosen
-        from ..engine import operations
         from ..engine.storage.checkpoint import CheckpointError
+        from ..engine.training.plan import checkpoint_to_continue, continued_name
+        from ..tasks.train import prepare_run_dir
 
         try:
-            checkpoint = operations.checkpoint_to_continue(source)
+            checkpoint = checkpoint_to_continue(source)
         except CheckpointError as exc:
             self._show_error(f"Cannot continue: {exc}")
             return False
-        name = operations.continued_name(checkpoint)
+        name = continued_name(checkpoint)
         text = self.run_dir_edit.text().strip()
         if not self._run_dir_auto and not text:
             self._show_error("Choose a run folder for the checkpoints.")
             return False
         folder = None if self._run_dir_auto else Path(text).expanduser()
         try:
-            run_dir = operations.prepare_run_dir(folder, f"continues-{name}", runs_dir=paths.runs_dir())
+            run_dir = prepare_run_dir(folder, f"continues-{name}", runs_dir=paths.runs_dir())
         except (OSError, runs.RunError) as exc:
             self._show_error(f"Cannot continue in that folder: {exc}")
             return False
