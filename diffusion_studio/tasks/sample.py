@@ -173,21 +173,23 @@ def sample_frames(model: LoadedModel, request: SampleRequest, ctx: TaskContext |
         x_T = x_start.to(device=device, dtype=torch.float32)
     else:  # the x_T sample_steps draws from this seed
         x_T = initial_noise(request.n, request.seed, channels=model.model_config.image_channels, device=device)
-    wanted = kept_frames(ts, max_frames, model.schedule.timesteps)
+    wanted = kept_frames(ts, max_frames, model.schedule.timesteps)  # t_prev values; x_T is kept too
     frames: list[Frame] = []
-    pending_t, pending_x = ts[0], x_T  # an x_t waiting for the prediction made from it
+
+    def keep(t: int, x: torch.Tensor, x0: torch.Tensor) -> None:
+        frames.append(Frame(int(t), _uint8(x), _uint8(x0)))
+        ctx.partial(frames[-1])
+
     steps = sample_steps(model.model, model.schedule, request.n, sampler=sampler, seed=request.seed,
                          device=device, precision=choice.precision, labels=request.labels(model), x_T=x_T,
                          start_t=start_t, guide=model.guide)
+    x = x_T
     for step in steps:
         if ctx.should_stop():
             return Frames(frames, True, choice)
-        if pending_x is not None:  # step.x0_pred was predicted from pending_x
-            frames.append(Frame(int(pending_t), _uint8(pending_x), _uint8(step.x0_pred)))
-            ctx.partial(frames[-1])
-        pending_t, pending_x = step.t_prev, (step.x if step.t_prev in wanted else None)
+        if step.index == 0 or step.t in wanted:  # x_t and the x_0 the network predicted from it
+            keep(step.t, step.x_t, step.x0_pred)
+        x = step.x
         ctx.progress("sampling", step.index + 1, len(ts))
-    if pending_x is not None:  # t = 0: the result is its own x_0
-        frames.append(Frame(int(pending_t), _uint8(pending_x), _uint8(pending_x)))
-        ctx.partial(frames[-1])
+    keep(0, x, x)  # t = 0: the result is its own x_0
     return Frames(frames, False, choice)

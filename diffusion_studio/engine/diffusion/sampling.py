@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Iterator
 
 import torch
@@ -13,7 +14,9 @@ from torch import nn
 from ..stopping import Stopped
 from .guidance import _channels_last, guided_eps
 from .schedule import NoiseSchedule
-from .scheduling import SampleStep, SamplerConfig, ddim_step, ddpm_step, dpmpp2m_step, reverse_timesteps
+from .scheduling import (
+    SampleStep, SamplerConfig, StepResult, ddim_step, ddpm_step, dpmpp2m_step, reverse_timesteps,
+)
 
 
 def initial_noise(n: int, seed: int, *, channels: int = 1, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -59,14 +62,8 @@ def sample_steps(
     if start_t is not None and x_T is None:
         raise ValueError("start_t needs the x_t to start from (x_T)")
     ts = reverse_timesteps(sampler, schedule, start_t)
-    total = len(ts)
     num_classes = getattr(getattr(model, "config", None), "num_classes", 0)
-    if labels is not None:
-        if num_classes == 0:
-            raise ValueError("labels were given but this model is not class-conditional")
-        labels = labels.to(device=device, dtype=torch.long)
-        if labels.shape != (n,):
-            raise ValueError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
+    labels = _checked_labels(labels, num_classes, n, device)
     channels = getattr(getattr(model, "config", None), "image_channels", 1)
     gen = torch.Generator(device=device).manual_seed(int(seed))
     # x_T is always the generator's first draw, so a given x_T (the same one, or another)
@@ -74,47 +71,75 @@ def sample_steps(
     x = torch.randn((n, channels, 28, 28), generator=gen, device=device)
     if x_T is not None:
         x = x_T.to(device=device, dtype=torch.float32).clone()
+    guide = _guide_to_use(guide, sampler, autoguidance, schedule, num_classes)
     memory_format = torch.channels_last if _channels_last(model) else torch.contiguous_format
-    if guide is not None and (autoguidance is not None or sampler.autoguidance > 0):
-        guide_classes = getattr(getattr(guide, "config", None), "num_classes", 0)
-        if guide_classes != num_classes:
-            raise ValueError(f"the guide network takes {guide_classes or 'no'} classes and the model "
-                             f"{num_classes or 'none'}: a guide must be conditioned like its model")
-    else:
-        guide = None
-    was_training = [(m, m.training) for m in (model, guide) if m is not None]
-    for m, _ in was_training:
-        m.eval()
     previous = None  # DPM-Solver++: the last step's (t, predicted x_0)
+    with _eval_mode(model, guide), torch.inference_mode():
+        for i, t in enumerate(ts):
+            t_prev = ts[i + 1] if i + 1 < len(ts) else 0
+            t_batch = torch.full((n,), t, device=device, dtype=torch.long)
+            guided = guide is not None and t > sampler.autoguidance_min_t  # the guidance interval
+            eps = guided_eps(
+                model, x.contiguous(memory_format=memory_format), t_batch, labels,
+                sampler.guidance if guidance is None else guidance, num_classes, device, precision,
+                guide=guide if guided else None,
+                autoguidance=sampler.autoguidance if autoguidance is None else autoguidance,
+            )
+            # z for this step, drawn only where the step uses one (the generator's
+            # stream is part of what a seed means: keep the order of draws)
+            needs_noise = t_prev > 0 and (sampler.kind == "ddpm" or (sampler.takes_eta and sampler.eta > 0))
+            z = torch.randn(x.shape, generator=gen, device=device) if needs_noise else None
+            result = _step(sampler, schedule, x, eps, t, t_prev, z, previous)
+            previous = (t, result.pred_x0)
+            yield SampleStep(i, len(ts), t, t_prev, result.prev_sample, result.pred_x0.clamp(-1, 1), x_t=x)
+            x = result.prev_sample
+
+
+def _step(sampler: SamplerConfig, schedule: NoiseSchedule, x, eps, t: int, t_prev: int, z, previous) -> StepResult:
+    """One step of ``sampler``'s kind (``scheduling``'s pure step functions)."""
+    if sampler.kind == "ddpm":
+        return ddpm_step(schedule, x, eps, t, noise=z, variance=sampler.variance, clip_x0=sampler.clips_x0)
+    if sampler.kind == "dpmpp2m":
+        return dpmpp2m_step(schedule, x, eps, t, t_prev, previous=previous, clip_x0=sampler.clips_x0)
+    return ddim_step(schedule, x, eps, t, t_prev, eta=sampler.eta, noise=z, clip_x0=sampler.clips_x0)
+
+
+def _checked_labels(labels, num_classes: int, n: int, device) -> torch.Tensor | None:
+    if labels is None:
+        return None
+    if num_classes == 0:
+        raise ValueError("labels were given but this model is not class-conditional")
+    labels = labels.to(device=device, dtype=torch.long)
+    if labels.shape != (n,):
+        raise ValueError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
+    return labels
+
+
+def _guide_to_use(guide, sampler: SamplerConfig, autoguidance, schedule: NoiseSchedule, num_classes: int):
+    """The guide network when autoguidance applies (a guide and a weight above 0), else None;
+    a guide conditioned unlike its model, or an interval that guides no step, is refused."""
+    if guide is None or (autoguidance is None and sampler.autoguidance <= 0):
+        return None
+    if sampler.autoguidance_min_t >= schedule.timesteps:
+        raise ValueError(f"autoguidance above t = {sampler.autoguidance_min_t} guides no step of a T = "
+                         f"{schedule.timesteps} model; choose a t below {schedule.timesteps} (0 guides every step)")
+    guide_classes = getattr(getattr(guide, "config", None), "num_classes", 0)
+    if guide_classes != num_classes:
+        raise ValueError(f"the guide network takes {guide_classes or 'no'} classes and the model "
+                         f"{num_classes or 'none'}: a guide must be conditioned like its model")
+    return guide
+
+
+@contextmanager
+def _eval_mode(*models):
+    """The networks in eval mode for the block, then back in the mode they were in."""
+    was = [(m, m.training) for m in models if m is not None]
+    for m, _ in was:
+        m.eval()
     try:
-        with torch.inference_mode():
-            for i, t in enumerate(ts):
-                t_prev = ts[i + 1] if i + 1 < len(ts) else 0
-                t_batch = torch.full((n,), t, device=device, dtype=torch.long)
-                guided = guide is not None and t > sampler.autoguidance_min_t  # the guidance interval
-                eps = guided_eps(
-                    model, x.contiguous(memory_format=memory_format), t_batch, labels,
-                    sampler.guidance if guidance is None else guidance, num_classes, device, precision,
-                    guide=guide if guided else None,
-                    autoguidance=sampler.autoguidance if autoguidance is None else autoguidance,
-                )
-                # z for this step, drawn only where the step uses one (the generator's
-                # stream is part of what a seed means: keep the order of draws)
-                needs_noise = t_prev > 0 and (sampler.kind == "ddpm" or (sampler.takes_eta and sampler.eta > 0))
-                z = torch.randn(x.shape, generator=gen, device=device) if needs_noise else None
-                if sampler.kind == "ddpm":
-                    x, x0_pred, _ = ddpm_step(schedule, x, eps, t, noise=z, variance=sampler.variance,
-                                              clip_x0=sampler.clips_x0)
-                elif sampler.kind == "dpmpp2m":
-                    x, x0_pred, _ = dpmpp2m_step(schedule, x, eps, t, t_prev, previous=previous,
-                                                 clip_x0=sampler.clips_x0)
-                    previous = (t, x0_pred)
-                else:
-                    x, x0_pred, _ = ddim_step(schedule, x, eps, t, t_prev, eta=sampler.eta, noise=z,
-                                              clip_x0=sampler.clips_x0)
-                yield SampleStep(i, total, t, t_prev, x, x0_pred.clamp(-1, 1))
+        yield
     finally:
-        for m, mode in was_training:
+        for m, mode in was:
             m.train(mode)
 
 

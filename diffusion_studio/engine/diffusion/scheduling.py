@@ -149,6 +149,7 @@ class SampleStep(NamedTuple):
     t:       the timestep the network saw; t_prev: the timestep of ``x``.
     x:       (B, C, H, W) float32, the new sample x_{t_prev} (x_0 at the last step).
     x0_pred: (B, C, H, W) float32, the network's guess of x_0 from x_t, clipped to [-1, 1].
+    x_t:     (B, C, H, W) float32, the x_t that guess was made from (this step's input).
     """
 
     index: int
@@ -157,6 +158,7 @@ class SampleStep(NamedTuple):
     t_prev: int
     x: torch.Tensor
     x0_pred: torch.Tensor
+    x_t: torch.Tensor | None = None
 
 
 class StepResult(NamedTuple):
