@@ -614,3 +614,69 @@ def test_a_training_request_is_one_of_new_resume_and_continue(tiny_data, tmp_pat
         TrainRequest(mode="resume")
     plan = plan_continue(exported)
     assert plan.mode == "continue" and plan.run_dir is None and plan.payload["epoch"] == 1
+
+
+# ---------------------------------------------------------------- issue 31: the last saves
+def test_the_last_saves_write_best_and_history_before_last_so_a_full_disk_keeps_the_best(tiny_data, tmp_path,
+                                                                                       monkeypatch):
+    """Item 6: a 1-epoch run on a nearly full disk kept no checkpoint, because last.pt (the
+    larger file) was written first. Now best.pt and history.json come first and last.pt last."""
+    import errno
+    import json
+
+    from diffusion_studio.engine.training import files as F
+
+    written, real = [], F.save_checkpoint
+
+    def disk_fills_at_last_pt(path, payload):
+        if path.name == "last.pt":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written.append(path.name)
+        return real(path, payload)
+
+    monkeypatch.setattr(F, "save_checkpoint", disk_fills_at_last_pt)
+    run = tmp_path / "run"
+    with pytest.raises(OSError, match="No space left"):
+        list(tiny_trainer(tiny_data, run, epochs=1).run())
+    assert written == ["best.pt"] and load_model(run / "best.pt").epochs_trained == 1
+    assert json.loads((run / "history.json").read_text())["finished_reason"] == "completed"
+
+
+def test_a_finished_run_whose_best_and_history_lag_behind_last_is_repaired_by_its_resume(tiny_data, tmp_path):
+    """Item 3: a kill during the final best.pt or history.json write (as runs were saved before)
+    left last.pt finished at epoch 2 with best.pt and history.json at epoch 1; the resume said
+    "already finished" and left the best weights unreachable. It now rewrites both from last.pt."""
+    import json
+    import shutil
+
+    run, early = tmp_path / "run", tmp_path / "early"
+    list(tiny_trainer(tiny_data, run, epochs=1).run())
+    shutil.copytree(run, early)
+    list(Trainer(plan_resume(run, {("train", "epochs"): 2}), tiny_data, device="cpu", run_dir=run).run())
+    last = load_checkpoint(run / "last.pt")
+    for name in ("best.pt", "history.json"):  # the state a kill during the final saves left
+        shutil.copy(early / name, run / name)
+    assert len(json.loads((run / "history.json").read_text())["epochs"]) == 1
+
+    records = list(Trainer(plan_resume(run), tiny_data, device="cpu", run_dir=run).run())
+    assert len(records) == 1 and "rewritten from it" in records[0].message
+    history = json.loads((run / "history.json").read_text())
+    assert len(history["epochs"]) == 2 and history["best_epoch"] == last["best"]["epoch"]
+    best = load_checkpoint(run / "best.pt")
+    assert best["best"] == last["best"] and all(torch.equal(best["weights"][k], v)
+                                                for k, v in last["best_weights"]["weights"].items())
+    again = list(Trainer(plan_resume(run), tiny_data, device="cpu", run_dir=run).run())
+    assert "rewritten" not in again[0].message  # a consistent run is left as it is
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("lr", 1e308, r"learning rate must be a number in \(0, 1\]"),
+    ("min_snr_gamma", 1e308, "min_snr_gamma must be a number in 0..1e"),
+    ("seed", 10**20, "seed must be a whole number in 0..1099511627776"),
+    ("warmup_steps", 10**20, "warmup_steps must be at most 1,000,000"),
+])
+def test_settings_that_would_overflow_or_do_nothing_are_refused_in_one_line(field, value, message):
+    """Item 12 and 13: --lr 1e308 and --min-snr 1e308 ended in an overflow traceback, a huge
+    seed in an OverflowError, and a warm-up of 1e20 steps left the rate at zero."""
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**{field: value})

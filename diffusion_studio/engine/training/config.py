@@ -15,6 +15,11 @@ from ..diffusion.schedule import _known_fields
 
 # meta entries that describe a sampling-only export (``export_for_sampling``), not a training run
 _EXPORT_META = ("exported_from", "weights_are_ema", "bn_recalibrated_batches")
+# bounds past which a value is a typo, not a setting (and overflows float32 arithmetic)
+MAX_LR = 1.0
+MAX_SEED = 2**40  # the generators are seeded seed * 1000 + 7 + rank, within torch's 64 bits
+MAX_WARMUP_STEPS = 1_000_000
+MAX_MIN_SNR_GAMMA = 1e6  # above the largest SNR of any schedule here, gamma changes nothing
 MAX_BATCH_SIZE = 8192  # a sixth of the training split; beyond it an "epoch" is a handful of steps
 
 
@@ -81,8 +86,10 @@ class TrainConfig:
             raise ValueError(f"batch size must be at most {MAX_BATCH_SIZE} (asked for {self.batch_size})")
         if self.epochs > 100_000:
             raise ValueError(f"epochs must be at most 100000 (asked for {self.epochs})")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"learning rate must be a positive number, got {self.lr}")
+        if not (0 < self.lr <= MAX_LR):
+            raise ValueError(f"learning rate must be a number in (0, {MAX_LR:g}], got {self.lr}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be a whole number in 0..{MAX_SEED}, got {self.seed}")
         if self.patience < 1:
             raise ValueError(f"patience must be >= 1, got {self.patience}")
         if not (0.0 <= self.ema_decay < 1.0):
@@ -97,10 +104,13 @@ class TrainConfig:
             raise ValueError(f"bn_recalibration must be >= 0 batches, got {self.bn_recalibration}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"unknown lr schedule {self.lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}")
+        if self.warmup_steps > MAX_WARMUP_STEPS:
+            raise ValueError(f"warmup_steps must be at most {MAX_WARMUP_STEPS:,} (hundreds of epochs; the rate "
+                             f"would stay near zero), got {self.warmup_steps}")
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
-        if not (self.min_snr_gamma >= 0 and math.isfinite(self.min_snr_gamma)):
-            raise ValueError(f"min_snr_gamma must be a number >= 0 (0 = off), got {self.min_snr_gamma}")
+        if not (0 <= self.min_snr_gamma <= MAX_MIN_SNR_GAMMA):
+            raise ValueError(f"min_snr_gamma must be a number in 0..{MAX_MIN_SNR_GAMMA:g} (0 = off), got {self.min_snr_gamma}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -20,11 +20,12 @@ position (epoch, step, generator states), and a Trainer built from
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -35,15 +36,15 @@ from torch import nn
 from ..device import autocast, choose_precision, resolve_device
 from ..diffusion.schedule import NoiseSchedule
 from ..diffusion.unet import build_model
-from ..storage.atomic import write_json_atomic
-from ..storage.checkpoint import save_checkpoint
 from ..storage.data import MNISTSplits, to_model_range
 from .algorithm import EMA, drop_labels, noised_batch, recalibrate_batchnorm
 from .config import (
     BaselineRecord, EpochRecord, FinishedRecord, Record, StartedRecord, StepRecord, _format_loss, loss_bins,
     lr_factor,
 )
+from .files import HISTORY, RunFiles, history_document
 from .plan import TrainPlan
+from .state import RunState
 
 
 @dataclass
@@ -110,9 +111,29 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.stop_event = stop_event or threading.Event()
 
-        # distributed (torchrun + DDP): each process trains on its shard of every
-        # epoch with batch_size / world_size images per step, so the global batch
-        # and the step count equal a single-process run's; rank 0 writes files.
+        self._join_processes()
+        torch.manual_seed(self.config.seed)
+        self._build_networks()
+        self._place_data(data)
+        self._seed_streams()
+        self.files = RunFiles(self.run_dir, self.rank)
+        self.state = RunState()
+        self._run_start: float | None = None
+        self.last_val_by_t: list | None = None  # validation loss per t bin (loss_bins), latest validation
+        self._last_validation_seconds: float | None = None
+        snr = self.schedule.snr.to(self.device)
+        gamma = self.config.min_snr_gamma
+        self._snr_weight = torch.clamp(snr, max=gamma) / snr if gamma > 0 else None
+        if payload is not None:
+            # a continued checkpoint without best weights: its own are validated before training
+            pending = plan.mode == "continue" and payload.get("best_weights") is None
+            self.state = RunState.from_payload(payload, self.steps_per_epoch, baseline_pending=pending)
+            self._restore(payload)
+
+    def _join_processes(self) -> None:
+        """Distributed (torchrun + DDP): each process trains on its shard of every epoch with
+        batch_size / world_size images per step, so the global batch and the step count equal a
+        single-process run's; rank 0 writes files."""
         dist = torch.distributed
         self.distributed = dist.is_available() and dist.is_initialized()
         self.rank = dist.get_rank() if self.distributed else 0
@@ -122,7 +143,8 @@ class Trainer:
                 f"batch size {self.config.batch_size} must be divisible by the {self.world_size} processes"
             )
 
-        torch.manual_seed(self.config.seed)
+    def _build_networks(self) -> None:
+        """The U-Net, its EMA copy, Adam, and DDP's wrapper when distributed."""
         self.memory_format = torch.channels_last if self.config.channels_last else torch.contiguous_format
         self.model = build_model(self.model_config).to(self.device, memory_format=self.memory_format)
         self.ema = (
@@ -136,7 +158,8 @@ class Trainer:
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
 
-        # data on the device once, in [-1, 1]
+    def _place_data(self, data: MNISTSplits) -> None:
+        """The splits on the device once, in [-1, 1], and validation's fixed (t, eps)."""
         self.train_x = to_model_range(data.train_images).to(self.device)
         self.train_y = data.train_labels.to(self.device)
         self.val_x = to_model_range(data.val_images).to(self.device)
@@ -145,56 +168,56 @@ class Trainer:
         self.val_t = torch.randint(1, self.schedule.timesteps + 1, (len(self.val_x),), generator=g).to(self.device)
         self.val_noise = torch.randn(self.val_x.shape, generator=g).to(self.device)
 
-        # generators: the permutation on the CPU (the same on every rank, each
-        # taking its own shard of it), (t, eps) on the device (one stream per rank)
+    def _seed_streams(self) -> None:
+        """The permutation's generator on the CPU (the same on every rank, each taking its own
+        shard), (t, eps)'s on the device (one stream per rank)."""
         self.perm_gen = torch.Generator().manual_seed(self.config.seed * 1000)
         self.noise_gen = torch.Generator(device=self.device).manual_seed(self.config.seed * 1000 + 7 + self.rank)
         self.epoch_start_perm_state = self.perm_gen.get_state()
-
-        self.epoch = 0  # completed epochs
-        self.step_in_epoch = 0  # completed steps in the current (unfinished) epoch
-        self.partial_loss_sum = 0.0
-        self.global_step = 0
-        self.best_val_loss = math.inf
-        self.best_epoch = 0
-        self.epochs_without_improvement = 0
-        self.best_state: dict | None = None  # {"weights":..., "ema_weights":...}
-        self.history: dict = {"epochs": [], "steps": {"global_step": [], "epoch": [], "loss": [], "time": []}}
-        self.finished_reason: str | None = None
-        self.train_seconds = 0.0
-        self._run_start: float | None = None
-        self.last_val_by_t: list | None = None  # validation loss per t bin (loss_bins), latest validation
-        self.warmup_origin = 0  # the global step the learning-rate warm-up counts from (a fresh Adam's first)
-        # a continued checkpoint without best weights: its own are validated before training
-        self._baseline_pending = plan.mode == "continue" and payload.get("best_weights") is None
-        self._last_validation_seconds: float | None = None
-        snr = self.schedule.snr.to(self.device)
-        gamma = self.config.min_snr_gamma
-        self._snr_weight = torch.clamp(snr, max=gamma) / snr if gamma > 0 else None
-        if payload is not None:
-            self._restore(payload)
 
     def started(self) -> StartedRecord:
         """What the run starts from, for a start line or a panel header (see ``StartedRecord``)."""
         from ..device import describe
 
-        steps = self.history.get("steps") or {}
+        steps = self.state.history.get("steps") or {}
         return StartedRecord(
             mode=self.plan.mode, device=describe(self.device), precision=self.precision,
             precision_detail=self.precision_choice.describe(), train_images=len(self.train_x),
             val_images=len(self.val_x),
             validation_images=len(self.val_x) + self.config.bn_recalibration * self.config.batch_size,
-            epochs=self.config.epochs, start_epoch=self.epoch, start_step=self.step_in_epoch,
+            epochs=self.config.epochs, start_epoch=self.state.epoch, start_step=self.state.step_in_epoch,
             start_lr=self.next_lr(), steps_per_epoch=self.steps_per_epoch, timesteps=self.schedule.timesteps,
             train_config=self.config.to_dict(), model_config=self.model_config.to_dict(),
             schedule_config=self.schedule_config.to_dict(), preset=self.plan.preset,
             run_dir=str(self.run_dir) if self.run_dir is not None else "", max_seconds=self.max_seconds,
-            history={"epochs": list(self.history.get("epochs", [])),
+            history={"epochs": list(self.state.history.get("epochs", [])),
                      "global_step": [int(s) for s in steps.get("global_step", [])],
                      "loss": [float(v) for v in steps.get("loss", [])]},
             continued_from=self.extra_meta.get("continued_from") if self.plan.mode == "continue" else None,
             source_name=self.plan.source_name or "",
         )
+
+    @property
+    def epoch(self) -> int:
+        """Completed epochs."""
+        return self.state.epoch
+
+    @property
+    def step_in_epoch(self) -> int:
+        """Completed steps of the epoch under way."""
+        return self.state.step_in_epoch
+
+    @property
+    def global_step(self) -> int:
+        return self.state.global_step
+
+    @property
+    def history(self) -> dict:
+        return self.state.history
+
+    @property
+    def _baseline_pending(self) -> bool:
+        return self.state.baseline_pending
 
     # ----------------------------------------------------------- state I/O
     @property
@@ -227,30 +250,23 @@ class Trainer:
             "train": self.config.to_dict(),
             "weights": weights["weights"],
             "ema_weights": weights["ema_weights"],
-            "epoch": self.epoch,
-            "history": self.history,
+            **self.state.checkpoint_fields(),
             "seed": self.config.seed,
-            "best": {"epoch": self.best_epoch, "val_loss": self.best_val_loss},
-            "meta": {**self.extra_meta, "finished_reason": self.finished_reason, "train_seconds": self.train_seconds},
+            "meta": {**self.extra_meta, "finished_reason": self.state.finished_reason,
+                     "train_seconds": self.state.train_seconds},
         }
         if self.guide_entry is not None:
             payload["guide"] = self.guide_entry
         if with_training_state:
             payload.update(
+                **self.state.resume_fields(),
                 optimizer=self.optimizer.state_dict(),
-                position={"epoch": self.epoch, "step": self.step_in_epoch},
-                partial_loss_sum=self.partial_loss_sum,
-                global_step=self.global_step,
-                warmup_origin=self.warmup_origin,
-                baseline_pending=self._baseline_pending,
-                epochs_without_improvement=self.epochs_without_improvement,
                 rng={
                     "perm_epoch_start": self.epoch_start_perm_state,
                     "perm": self.perm_gen.get_state(),
                     "noise": self.noise_gen.get_state().cpu(),
                     "torch": torch.get_rng_state(),
                 },
-                best_weights=self.best_state,
             )
         return payload
 
@@ -264,24 +280,6 @@ class Trainer:
             load(self.ema.model, p["ema_weights"] if p.get("ema_weights") is not None else p["weights"])
         if p.get("optimizer") is not None:
             self.optimizer.load_state_dict(p["optimizer"])
-        self.epoch = int(p.get("epoch", 0))
-        pos = p.get("position") or {"epoch": self.epoch, "step": 0}
-        self.step_in_epoch = int(pos.get("step", 0))
-        self.partial_loss_sum = float(p.get("partial_loss_sum", 0.0))
-        self.history = p.get("history") or self.history
-        # an export keeps no step counter: its history's last step, else whole epochs of this batch size
-        logged = (self.history.get("steps") or {}).get("global_step") or []
-        self.global_step = int(p.get("global_step", logged[-1] if logged else self.epoch * self.steps_per_epoch))
-        # Adam restarting from zero moments warms up again, from this step
-        self.warmup_origin = int(p.get("warmup_origin", 0 if p.get("optimizer") is not None else self.global_step))
-        # a continued run stopped before its baseline validation still owes it
-        self._baseline_pending = self._baseline_pending or bool(p.get("baseline_pending", False))
-        best = p.get("best") or {}
-        self.best_epoch = int(best.get("epoch", 0))
-        self.best_val_loss = float(best.get("val_loss", math.inf))
-        self.epochs_without_improvement = int(p.get("epochs_without_improvement", 0))
-        self.best_state = p.get("best_weights")
-        self.train_seconds = float((p.get("meta") or {}).get("train_seconds", 0.0))
         rng = p.get("rng")
         if rng:
             self.epoch_start_perm_state = rng["perm_epoch_start"]
@@ -289,29 +287,13 @@ class Trainer:
             self.noise_gen.set_state(rng["noise"].to(self.noise_gen.get_state().device))
             torch.set_rng_state(rng["torch"])
 
-    def _save(self, name: str, payload: dict) -> None:
-        if self.run_dir is not None and self.rank == 0:
-            save_checkpoint(self.run_dir / name, payload)
+    def _history(self) -> dict:
+        return history_document(self.state, self.model_config.to_dict(), self.schedule_config.to_dict(),
+                                self.config.to_dict(), self.schedule.timesteps, self.extra_meta)
 
-    def _write_history(self) -> None:
-        if self.run_dir is None or self.rank != 0:
-            return
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(
-            self.run_dir / "history.json",
-            {
-                "epochs": self.history["epochs"],
-                "best_epoch": self.best_epoch,
-                "best_val_loss": self.best_val_loss if math.isfinite(self.best_val_loss) else None,
-                "finished_reason": self.finished_reason,
-                "loss_bins": loss_bins(self.schedule.timesteps),
-                "train_seconds": self.train_seconds,
-                "model": self.model_config.to_dict(),
-                "schedule": self.schedule_config.to_dict(),
-                "train": self.config.to_dict(),
-                **({"meta": self.extra_meta} if self.extra_meta else {}),
-            },
-        )
+    def _best_payload(self) -> dict | None:
+        st = self.state.best_state
+        return None if st is None else self._payload(st, with_training_state=False)
 
     # ---------------------------------------------------------- the loop
     def _labels_for(self, y: torch.Tensor) -> torch.Tensor | None:
@@ -340,7 +322,7 @@ class Trainer:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         self.optimizer.step()
         if self.ema is not None:
-            self.ema.update(self.model, self.global_step)
+            self.ema.update(self.model, self.state.global_step)
         return loss.detach()
 
     def _set_lr(self) -> None:
@@ -361,10 +343,10 @@ class Trainer:
         epochs)) / 2, e.g. half the peak at epoch 50 of 100, not the peak itself.
         """
         cfg = self.config
-        progress = self.global_step / (cfg.epochs * self.steps_per_epoch)
+        progress = self.state.global_step / (cfg.epochs * self.steps_per_epoch)
         if self.max_seconds is not None:
             progress = max(progress, self._budget_used() / self.max_seconds)
-        return cfg.lr * lr_factor(cfg.lr_schedule, self.global_step - self.warmup_origin, cfg.warmup_steps, progress)
+        return cfg.lr * lr_factor(cfg.lr_schedule, self.state.global_step - self.state.warmup_origin, cfg.warmup_steps, progress)
 
     def _budget_used(self) -> float:
         """Seconds of this run()'s time budget spent so far."""
@@ -468,21 +450,21 @@ class Trainer:
         return perm.to(self.device)
 
     def _restore_best(self) -> None:
-        if self.best_state is None:
+        if self.state.best_state is None:
             return
-        self.model.load_state_dict(self.best_state["weights"])
-        if self.ema is not None and self.best_state.get("ema_weights") is not None:
-            self.ema.model.load_state_dict(self.best_state["ema_weights"])
+        self.model.load_state_dict(self.state.best_state["weights"])
+        if self.ema is not None and self.state.best_state.get("ema_weights") is not None:
+            self.ema.model.load_state_dict(self.state.best_state["ema_weights"])
 
     def _finish(self, reason: str, message: str) -> FinishedRecord:
-        self.finished_reason = reason
-        if reason != "diverged":
-            self._save("last.pt", self._payload(self._snapshot(), with_training_state=True))
+        """End the run: best.pt, history.json, then last.pt (which marks it finished; a diverged
+        run keeps the last.pt of its last good epoch), and the best weights restored."""
+        st = self.state
+        st.finished_reason = reason
+        last = self._payload(self._snapshot(), with_training_state=True) if reason != "diverged" else None
         self._restore_best()
-        if self.best_state is not None:
-            self._save("best.pt", self._payload(self.best_state, with_training_state=False))
-        self._write_history()
-        return FinishedRecord(reason, self.epoch, self.best_epoch, self.best_val_loss, message)
+        self.files.write(best=self._best_payload(), history=self._history(), last=last)
+        return FinishedRecord(reason, st.epoch, st.best_epoch, st.best_val_loss, message)
 
     def _validate(self, epoch: int) -> float | None:
         """Recalibrate (when set) and validate the sampling weights; None when stopped."""
@@ -496,8 +478,8 @@ class Trainer:
         minutes = self.max_seconds / 60.0
         where = f"epoch {epoch_done + 1}, step {step} of {steps}" if step < steps else f"the end of epoch {int(epoch_done)}"
         return (f"the time budget of {minutes:g} min ended training at {where}"
-                + (f"; best epoch {self.best_epoch} restored (validation loss {_format_loss(self.best_val_loss)})"
-                   if self.best_epoch else ""))
+                + (f"; best epoch {self.state.best_epoch} restored (validation loss {_format_loss(self.state.best_val_loss)})"
+                   if self.state.best_epoch else ""))
 
     def _finish_budget(self, epoch: int, step: int, steps: int, epoch_start: float,
                        loss_sum: torch.Tensor, images_this_run: int) -> Iterator[Record]:
@@ -507,33 +489,30 @@ class Trainer:
         The position stays mid-epoch, so ``--resume`` continues this epoch exactly;
         the early-stopping count is left alone (a partial epoch is not an epoch)."""
         seconds_before = time.perf_counter() - epoch_start
-        self.partial_loss_sum = float(loss_sum)
+        self.state.partial_loss_sum = float(loss_sum)
         if step == self._budget_start_step(epoch):  # nothing trained since the last validation
-            self.train_seconds += seconds_before
+            self.state.train_seconds += seconds_before
             yield self._finish("budget", self._budget_message(epoch - 1, step, steps))
             return
         val_loss = self._validate(epoch)
         seconds = time.perf_counter() - epoch_start
-        self.train_seconds += seconds
+        self.state.train_seconds += seconds
         if val_loss is None:
-            yield self._finish("stopped", "stopped during the validation at the end of the time budget"
-                               + (f"; best epoch {self.best_epoch} kept" if self.best_epoch else ""))
+            yield self._finish("stopped", "stopped during the validation at the end of the time budget" + self._kept())
             return
-        improved = math.isfinite(val_loss) and val_loss < self.best_val_loss
-        if improved:
-            self.best_val_loss, self.best_epoch = val_loss, epoch
-            self.best_state = self._snapshot()
+        st = self.state
+        improved = st.improve(val_loss, epoch, self._snapshot)
         fraction = step / steps
         train_loss = float(loss_sum) / max(step * self.rank_batch_size, 1)
-        self.history["epochs"].append({
+        st.history["epochs"].append({
             "epoch": epoch - 1 + fraction, "partial": True, "train_loss": train_loss, "val_loss": val_loss,
             "seconds": seconds, "images_per_s": images_this_run / max(seconds, 1e-9),
-            "val_loss_by_t": self.last_val_by_t,
-            "best_val_loss": self.best_val_loss, "improved": improved, "time": self.train_seconds,
+            "val_loss_by_t": self.last_val_by_t, "best_val_loss": st.best_val_loss, "improved": improved,
+            "time": st.train_seconds,
         })
         yield EpochRecord(
             epoch, self.config.epochs, train_loss, val_loss, seconds, images_this_run / max(seconds, 1e-9),
-            self.best_val_loss, self.best_epoch, self.epochs_without_improvement, self.config.patience, improved,
+            st.best_val_loss, st.best_epoch, st.epochs_without_improvement, self.config.patience, improved,
             validation_seconds=self._last_validation_seconds or 0.0, fraction=fraction,
         )
         yield self._finish("budget", self._budget_message(epoch - 1, step, steps))
@@ -552,20 +531,23 @@ class Trainer:
         """
         already = self._already_finished()
         if already is not None:
+            if self._rewrite_lagging_files():
+                already = replace(already, message=already.message + "; its best.pt and history.json lagged "
+                                  "behind last.pt (a save was interrupted) and are rewritten from it")
             yield already
             return
         self._run_start = time.perf_counter()
-        self._resumed_epoch, self._resumed_step = self.epoch + 1, self.step_in_epoch
-        if self._baseline_pending:
+        self._resumed_epoch, self._resumed_step = self.state.epoch + 1, self.state.step_in_epoch
+        if self.state.baseline_pending:
             baseline = self._validate_baseline()
             yield baseline
             if baseline.kind == "finished":
                 return
         self.model.train()
         step_seconds = 0.0  # a running average of one optimiser step's duration
-        while self.epoch < self.config.epochs:
-            epoch = self.epoch + 1
-            if self._budget_exhausted(step_seconds) and self.step_in_epoch == 0:
+        while self.state.epoch < self.config.epochs:
+            epoch = self.state.epoch + 1
+            if self._budget_exhausted(step_seconds) and self.state.step_in_epoch == 0:
                 yield self._finish("budget", self._budget_message(epoch - 1, self.steps_per_epoch, self.steps_per_epoch))
                 return
             progress = yield from self._train_epoch(epoch, step_seconds)
@@ -576,8 +558,8 @@ class Trainer:
                 return
         yield self._finish(
             "completed",
-            f"finished {self.config.epochs} epochs, best epoch {self.best_epoch} restored "
-            f"(validation loss {_format_loss(self.best_val_loss)})",
+            f"finished {self.config.epochs} epochs, best epoch {self.state.best_epoch} restored "
+            f"(validation loss {_format_loss(self.state.best_val_loss)})",
         )
 
     def _validate_baseline(self) -> BaselineRecord | FinishedRecord:
@@ -585,29 +567,45 @@ class Trainer:
         them as the best so far (best.pt), so an epoch must beat them to replace them and a run
         that never does still ends with best.pt. Their BaselineRecord, or the FinishedRecord of
         a stop."""
-        val_loss = self._validate(self.epoch)
+        val_loss = self._validate(self.state.epoch)
         if val_loss is None:
-            return self._finish("stopped", f"stopped while validating the weights of epoch {self.epoch} "
+            return self._finish("stopped", f"stopped while validating the weights of epoch {self.state.epoch} "
                                 "it continues from, before training")
-        self._baseline_pending = False
-        self.best_val_loss, self.best_epoch = val_loss, self.epoch
-        self.epochs_without_improvement = 0
-        self.best_state = self._snapshot()
-        self._save("best.pt", self._payload(self.best_state, with_training_state=False))
-        return BaselineRecord(self.epoch, val_loss, self._last_validation_seconds)
+        st = self.state
+        st.baseline_pending = False
+        st.best_val_loss, st.best_epoch, st.best_state = val_loss, st.epoch, self._snapshot()
+        st.epochs_without_improvement = 0
+        self.files.write(best=self._best_payload())
+        return BaselineRecord(st.epoch, val_loss, self._last_validation_seconds)
+
+    def _rewrite_lagging_files(self) -> bool:
+        """A finished run whose history.json lags behind its last.pt (a kill during the final
+        saves, in the order runs were saved before best.pt and history.json came first): rewrite
+        best.pt (from last.pt's best weights) and history.json. True when they were rewritten."""
+        if not self.files.active:
+            return False
+        try:
+            history = json.loads((self.run_dir / HISTORY).read_text())
+            behind = len(history.get("epochs") or []) != len(self.state.history.get("epochs") or []) \
+                or history.get("best_epoch") != self.state.best_epoch
+        except (OSError, ValueError, AttributeError):
+            behind = True
+        if behind:
+            self.files.write(best=self._best_payload(), history=self._history())
+        return behind
 
     def _already_finished(self) -> FinishedRecord | None:
         """A resumed run that has nothing left to do says so instead of training."""
         cfg = self.config
-        if self.epochs_without_improvement >= cfg.patience and self.epoch > 0:
+        if self.state.epochs_without_improvement >= cfg.patience and self.state.epoch > 0:
             return FinishedRecord(
-                "early_stopped", self.epoch, self.best_epoch, self.best_val_loss,
-                f"this run already stopped early at epoch {self.epoch} (best epoch {self.best_epoch}); "
-                f"resume it with a patience above {self.epochs_without_improvement} to continue",
+                "early_stopped", self.state.epoch, self.state.best_epoch, self.state.best_val_loss,
+                f"this run already stopped early at epoch {self.state.epoch} (best epoch {self.state.best_epoch}); "
+                f"resume it with a patience above {self.state.epochs_without_improvement} to continue",
             )
-        if self.epoch >= cfg.epochs:
+        if self.state.epoch >= cfg.epochs:
             return FinishedRecord(
-                "completed", self.epoch, self.best_epoch, self.best_val_loss,
+                "completed", self.state.epoch, self.state.best_epoch, self.state.best_val_loss,
                 f"this run already finished its {cfg.epochs} epochs; ask for more epochs to continue",
             )
         return None
@@ -616,26 +614,20 @@ class Trainer:
         """Phase 1: the optimiser steps of ``epoch`` (from ``step_in_epoch`` when resuming),
         one StepRecord each. Ends the run (a FinishedRecord, ``finished`` set) on the time
         budget, a stop request or a non-finite loss. Returns an ``_EpochProgress``."""
-        B, steps = self.rank_batch_size, self.steps_per_epoch
+        st, B, steps = self.state, self.rank_batch_size, self.steps_per_epoch
         perm = self._epoch_permutation()
         # (when resuming mid-epoch, the permutation's generator is already past it)
         progress = _EpochProgress(
             epoch_start=time.perf_counter(), n_local=min(len(perm), steps * B), step_seconds=step_seconds,
-            loss_sum=torch.tensor(self.partial_loss_sum, device=self.device, dtype=torch.float64),
+            loss_sum=torch.tensor(st.partial_loss_sum, device=self.device, dtype=torch.float64),
         )
-        for s in range(self.step_in_epoch, steps):
+        for s in range(st.step_in_epoch, steps):
             if self._budget_exhausted(progress.step_seconds):
                 yield from self._finish_budget(epoch, s, steps, progress.epoch_start, progress.loss_sum,
                                                progress.images)
                 return progress.end()
             if self.stop_event.is_set():
-                self.train_seconds += time.perf_counter() - progress.epoch_start
-                self.partial_loss_sum = float(progress.loss_sum)
-                yield self._finish(
-                    "stopped",
-                    f"stopped at epoch {epoch}, step {s} of {steps}"
-                    + (f"; best epoch {self.best_epoch} kept" if self.best_epoch else ""),
-                )
+                yield self._stop_in_epoch(progress, f"stopped at epoch {epoch}, step {s} of {steps}")
                 return progress.end()
             idx = perm[s * B : (s + 1) * B]
             step_start = time.perf_counter()
@@ -644,97 +636,88 @@ class Trainer:
             took = time.perf_counter() - step_start
             progress.step_seconds = took if progress.step_seconds == 0.0 else 0.9 * progress.step_seconds + 0.1 * took
             if not math.isfinite(loss_value):
-                self.train_seconds += time.perf_counter() - progress.epoch_start
+                st.train_seconds += time.perf_counter() - progress.epoch_start
                 yield self._finish(
                     "diverged",
-                    f"the training loss became {loss_value} at epoch {epoch}, step {s + 1}: training "
-                    "stopped" + (f"; the best checkpoint (epoch {self.best_epoch}) is kept" if self.best_epoch else "")
+                    f"the training loss became {loss_value} at epoch {epoch}, step {s + 1}: training stopped"
+                    + (f"; the best checkpoint (epoch {st.best_epoch}) is kept" if st.best_epoch else "")
                     + ". Try a lower learning rate, gradient clipping or fp32 precision.",
                 )
                 return progress.end()
             progress.loss_sum += loss.double() * len(idx)
-            self.step_in_epoch = s + 1
-            self.global_step += 1
+            st.step_in_epoch = s + 1
+            st.global_step += 1
             progress.images += len(idx) * self.world_size
             now = time.perf_counter()
-            h = self.history["steps"]
-            h["global_step"].append(self.global_step)
-            h["epoch"].append(epoch - 1 + (s + 1) / steps)
-            h["loss"].append(loss_value)
-            h["time"].append(self.train_seconds + now - progress.epoch_start)
+            st.log_step(epoch - 1 + (s + 1) / steps, loss_value, st.train_seconds + now - progress.epoch_start)
             yield StepRecord(
-                epoch, s + 1, steps, self.global_step, loss_value,
+                epoch, s + 1, steps, st.global_step, loss_value,
                 progress.images / max(now - progress.epoch_start, 1e-9), now - self._run_start,
                 lr=float(self.optimizer.param_groups[0]["lr"]),
             )
         return progress
 
+    def _kept(self) -> str:
+        return f"; best epoch {self.state.best_epoch} kept" if self.state.best_epoch else ""
+
+    def _stop_in_epoch(self, progress: "_EpochProgress", message: str) -> FinishedRecord:
+        """A stop inside an epoch: last.pt keeps the position and the loss so far, for an exact resume."""
+        self.state.train_seconds += time.perf_counter() - progress.epoch_start
+        self.state.partial_loss_sum = float(progress.loss_sum)
+        return self._finish("stopped", message + self._kept())
+
     def _end_epoch(self, epoch: int, progress: "_EpochProgress"):
-        """Phase 2: validate ``epoch``, keep the best weights, write best.pt / last.pt /
-        history.json, yield its EpochRecord. Returns True when the run ended here (a stop
-        during validation, a non-finite validation loss, early stopping, the last epoch
-        is left to ``run``'s completion)."""
-        cfg = self.config
-        train_loss = float(progress.loss_sum) / progress.n_local
-        if self.distributed:
-            t = torch.tensor([train_loss], device=self.device, dtype=torch.float64)
-            torch.distributed.all_reduce(t)
-            train_loss = float(t) / self.world_size
+        """Phase 2: validate ``epoch``, keep the best weights, write best.pt / history.json /
+        last.pt, yield its EpochRecord. Returns True when the run ended here (a stop during
+        validation, a non-finite validation loss, early stopping; the last epoch is left to
+        ``run``'s completion)."""
         val_loss = self._validate(epoch)
         if val_loss is None:  # stopped during validation: resume re-runs it
-            self.train_seconds += time.perf_counter() - progress.epoch_start
-            self.partial_loss_sum = float(progress.loss_sum)
-            yield self._finish("stopped", f"stopped at the end of epoch {epoch}, before its validation"
-                               + (f"; best epoch {self.best_epoch} kept" if self.best_epoch else ""))
+            yield self._stop_in_epoch(progress, f"stopped at the end of epoch {epoch}, before its validation")
             return True
-        seconds = time.perf_counter() - progress.epoch_start
-        self.train_seconds += seconds
-        self.epoch = epoch
-        self.step_in_epoch = 0
-        self.partial_loss_sum = 0.0
-        self.epoch_start_perm_state = self.perm_gen.get_state()
-        improved = math.isfinite(val_loss) and val_loss < self.best_val_loss
-        if improved:
-            self.best_val_loss, self.best_epoch = val_loss, epoch
-            self.epochs_without_improvement = 0
-            self.best_state = self._snapshot()
-        else:
-            self.epochs_without_improvement += 1
-        images_per_s = progress.images / max(seconds, 1e-9)
-        self.history["epochs"].append(
-            {
-                "epoch": epoch,
-                "train_loss": train_loss,
-                "val_loss": val_loss,
-                "seconds": seconds,
-                "images_per_s": images_per_s,
-                "val_loss_by_t": self.last_val_by_t,
-                "best_val_loss": self.best_val_loss,
-                "improved": improved,
-                "time": self.train_seconds,
-            }
-        )
-        record = EpochRecord(
-            epoch, cfg.epochs, train_loss, val_loss, seconds, images_per_s,
-            self.best_val_loss, self.best_epoch, self.epochs_without_improvement, cfg.patience, improved,
-            validation_seconds=self._last_validation_seconds or 0.0,
-        )
-        early = self.epochs_without_improvement >= cfg.patience
-        done = early or self.epoch >= cfg.epochs
-        if improved and not done:
-            self._save("best.pt", self._payload(self.best_state, with_training_state=False))
-        if not done:
-            self._save("last.pt", self._payload(self._snapshot(), with_training_state=True))
-            self._write_history()
+        record = self._close_epoch(epoch, progress, val_loss)
+        early = record.epochs_without_improvement >= record.patience
+        if not (early or record.epoch >= record.epochs):  # (the last epoch's files are _finish's)
+            self.files.write(best=self._best_payload() if record.improved else None, history=self._history(),
+                             last=self._payload(self._snapshot(), with_training_state=True))
         yield record
         if not math.isfinite(val_loss):
             yield self._finish("diverged", f"the validation loss became {val_loss} at epoch {epoch}; training stopped")
             return True
         if early:
-            yield self._finish(
-                "early_stopped",
-                f"stopped early at epoch {epoch}, best epoch {self.best_epoch} restored "
-                f"(validation loss {_format_loss(self.best_val_loss)})",
-            )
+            yield self._finish("early_stopped", f"stopped early at epoch {epoch}, best epoch {self.state.best_epoch} "
+                               f"restored (validation loss {_format_loss(self.state.best_val_loss)})")
             return True
         return False
+
+    def _close_epoch(self, epoch: int, progress: "_EpochProgress", val_loss: float) -> EpochRecord:
+        """Book ``epoch`` as done: the position, the best weights, early stopping's count and the
+        history; its EpochRecord."""
+        st, cfg = self.state, self.config
+        seconds = time.perf_counter() - progress.epoch_start
+        st.train_seconds += seconds
+        st.end_epoch(epoch)
+        self.epoch_start_perm_state = self.perm_gen.get_state()
+        improved = st.improve(val_loss, epoch, self._snapshot)
+        st.epochs_without_improvement = 0 if improved else st.epochs_without_improvement + 1
+        train_loss = self._mean_train_loss(progress)
+        images_per_s = progress.images / max(seconds, 1e-9)
+        st.history["epochs"].append({
+            "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "seconds": seconds,
+            "images_per_s": images_per_s, "val_loss_by_t": self.last_val_by_t, "best_val_loss": st.best_val_loss,
+            "improved": improved, "time": st.train_seconds,
+        })
+        return EpochRecord(
+            epoch, cfg.epochs, train_loss, val_loss, seconds, images_per_s, st.best_val_loss, st.best_epoch,
+            st.epochs_without_improvement, cfg.patience, improved,
+            validation_seconds=self._last_validation_seconds or 0.0,
+        )
+
+    def _mean_train_loss(self, progress: "_EpochProgress") -> float:
+        """The epoch's mean training loss over every process's images."""
+        train_loss = float(progress.loss_sum) / progress.n_local
+        if self.distributed:
+            t = torch.tensor([train_loss], device=self.device, dtype=torch.float64)
+            torch.distributed.all_reduce(t)
+            train_loss = float(t) / self.world_size
+        return train_loss
