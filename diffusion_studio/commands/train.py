@@ -91,9 +91,9 @@ def run(args: argparse.Namespace) -> int:
         out=Path(args.out) if args.out is not None and mode != "resume" else None,
         runs_dir=Path(args.runs_dir) if args.runs_dir else None, max_minutes=args.max_minutes, device=args.device,
     )
-    if mode == "new" and request.out is not None and (request.out / "last.pt").exists():
-        raise CLIError(f"{request.out} already holds a run; add --resume to continue it or choose another --out")
     plan = plan_train(request)  # every refusal before the data is read or a folder is made
+    for repair in plan.repairs:
+        print(f"repaired: {repair}", file=sys.stderr, flush=True)
     rank, world = _init_distributed(args)
     if world > 1:
         if args.out is None:
@@ -138,15 +138,17 @@ def _init_distributed(args) -> tuple[int, int]:
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 
 
-def _stop_on_signals(stop: threading.Event) -> dict:
+def _stop_on_signals(stop: threading.Event, received: list) -> dict:
     """Make each of STOP_SIGNALS ask the training to stop after the current batch, as Ctrl-C
-    does (a second one aborts). Returns the previous handlers (none off the main thread)."""
+    does (a second one aborts), noting the signal in ``received``. Returns the previous handlers
+    (none off the main thread)."""
     if threading.current_thread() is not threading.main_thread():
         return {}
 
     def on_signal(signum, frame):
         if stop.is_set():
             raise KeyboardInterrupt
+        received.append(signum)
         stop.set()
 
     old = {}
@@ -214,7 +216,8 @@ def _train(request, plan, data, rank: int) -> int:
     started_at = time.time() - 1.0  # (file times can be coarser than a second)
     ctx = TaskContext()
     printer = _Printer()
-    old = _stop_on_signals(ctx.stop_event)
+    received: list[int] = []
+    old = _stop_on_signals(ctx.stop_event, received)
     try:
         for record in train(request, plan, data, ctx):
             if rank == 0:
@@ -234,8 +237,8 @@ def _train(request, plan, data, rank: int) -> int:
         written = [out / n for n in ("best.pt", "last.pt")
                    if (out / n).exists() and (out / n).stat().st_mtime >= started_at]
         print(f"wrote {', '.join(map(str, written))}" if written else "no checkpoint was written", file=sys.stderr)
-    if finished is not None and finished.reason == "stopped" and ctx.should_stop():
-        return 130  # stopped by a signal: the shell's convention (128 + SIGINT)
+    if finished is not None and finished.reason == "stopped" and received:
+        return 128 + received[0]  # stopped by a signal: the shell's convention (130 for Ctrl-C)
     return 0
 
 

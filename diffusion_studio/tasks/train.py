@@ -119,8 +119,11 @@ def requested_settings(request: TrainRequest) -> dict[tuple[str, str], Any]:
 
 
 def plan_train(request: TrainRequest) -> TrainPlan:
-    """Decide what the run will do, writing nothing; every refusal is one line (ValueError,
-    CheckpointError, RunError or ResumeConflict) that says what to do."""
+    """Decide what the run will do; every refusal is one line (ValueError, CheckpointError,
+    RunError or ResumeConflict) that says what to do. Nothing is written, but for a resume's
+    repair of a save a kill interrupted (``TrainPlan.repairs``)."""
+    if request.mode != "resume" and request.out is not None:
+        R.check_new_run_folder(request.out)  # a new run never goes into a folder holding a run
     if request.mode == "resume":
         return plan_resume(request.source, requested_settings(request), runs_dir=request.runs_dir)
     if request.mode == "continue":
@@ -139,15 +142,12 @@ def run_description(plan: TrainPlan) -> str:
 
 def prepare_run_dir(out: str | os.PathLike | None, description: str, *,
                     runs_dir: str | os.PathLike | None = None) -> Path:
-    """The folder a new run trains into: ``out`` (given run.json if it has none) or a new
-    folder in the runs folder named after ``description``. RunError when ``out`` already
-    holds a run (resume it instead)."""
+    """The folder a new run trains into: ``out`` (given a run.json) or a new folder in the runs
+    folder named after ``description``. RunError (one line) when ``out`` holds a run file of any
+    kind: resume it, continue from it, or choose another folder."""
     if out is None:
         return R.new_run_dir(runs_dir, description)
-    out = Path(out)
-    if (out / "last.pt").exists():
-        raise R.RunError(f"{out} already holds a run; resume it or choose another folder")
-    return R.init_run(out, description)
+    return R.init_run(R.check_new_run_folder(out), description)
 
 
 @dataclass(frozen=True)
@@ -184,8 +184,9 @@ def train(request: TrainRequest, plan: TrainPlan, data, ctx: TaskContext | None 
         run_dir = Path(request.out)
     # the run's OS lock while this process trains (the Runs list shows "running")
     with R.mark_running(run_dir) if rank == 0 else nullcontext():
-        if plan.mode != "resume" and (run_dir / "last.pt").exists():  # another process trained here since
-            raise R.RunError(f"{run_dir} already holds a run; resume it or choose another folder")
+        if plan.mode != "resume" and any((run_dir / n).exists() for n in ("last.pt", "best.pt")):
+            raise R.RunError(f"{run_dir} already holds a run (another process trained there since); "
+                             "resume it or choose another folder")
         trainer = Trainer(plan, data, device=request.device, run_dir=run_dir, stop_event=ctx.stop_event,
                           max_seconds=request.max_seconds)
         yield trainer.started()

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from diffusion_studio.engine.storage.checkpoint import load_checkpoint
 from test_cli import ROOT, TINY, run_cli
 
 
@@ -32,6 +33,18 @@ from test_cli import ROOT, TINY, run_cli
         (["train", "--data", "nowhere", "--out", "r", "--batch-size", "100000000"], "at most 8192"),
         (["train", "--data", "nowhere", "--out", "r", "--max-minutes", "0"], "positive number of minutes"),
         (["train", "--data", "nowhere", "--out", "r", "--max-minutes", "nan"], "positive number of minutes"),
+        # issue 31, items 12 and 13: numbers that overflowed in a traceback, settings silently ignored
+        (["train", "--data", "nowhere", "--out", "r", "--lr", "1e308"], "learning rate must be a number in (0, 1]"),
+        (["train", "--data", "nowhere", "--out", "r", "--min-snr", "1e308"], "min_snr_gamma must be a number in"),
+        (["train", "--data", "nowhere", "--out", "r", "--seed", "99999999999999999999"], "seed must be a whole number"),
+        (["train", "--data", "nowhere", "--out", "r", "--warmup-steps", "100000000000000000000"],
+         "warmup_steps must be at most 1,000,000"),
+        (["sample", "--checkpoint", "default", "--n", "99999999999999999999", "--out", "x.png"],
+         "the number of images must lie in 1..1,000,000"),
+        (["sample", "--checkpoint", "default", "--n", "2", "--seed", "99999999999999999999", "--out", "x.png"],
+         "the seed must be a whole number"),
+        (["sample", "--checkpoint", "default", "--n", "2", "--sampler", "ddim", "--steps", "2",
+          "--autoguidance-min-t", "400", "--out", "x.png"], "guides no step of a T = 300 model"),
     ],
 )
 def test_refused_before_any_work(tmp_path, args, message):
@@ -58,7 +71,12 @@ def test_train_with_a_time_budget_keeps_a_loadable_best_and_records_why(tiny_mni
     assert "time budget" in r.stdout
 
 
-def test_ctrl_c_stops_keeps_last_and_exits_130(tiny_mnist, tmp_path):
+@pytest.mark.parametrize("stop_signal", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_ctrl_c_or_a_logout_or_a_kill_stops_keeps_last_and_exits_128_plus_the_signal(tiny_mnist, tmp_path,
+                                                                                      stop_signal):
+    """Issue 31, item 5: SIGTERM (a process manager's kill) and SIGHUP (a logout) stop a training
+    the way Ctrl-C does: after the current batch, with last.pt for an exact resume."""
+    sig = getattr(signal, stop_signal)
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     out = tmp_path / "run"
@@ -70,11 +88,11 @@ def test_ctrl_c_stops_keeps_last_and_exits_130(tiny_mnist, tmp_path):
     deadline = time.time() + 120
     while not (out / "last.pt").exists() and time.time() < deadline:
         time.sleep(0.2)
-    p.send_signal(signal.SIGINT)
+    p.send_signal(sig)
     _, err = p.communicate(timeout=120)
-    assert p.returncode == 130, err
+    assert p.returncode == 128 + sig, err
     assert "wrote" in err and "last.pt" in err
-    assert (out / "last.pt").is_file()
+    assert load_checkpoint(out / "last.pt")["meta"]["finished_reason"] == "stopped"
 
 
 def test_resume_refuses_settings_it_would_ignore(tiny_mnist, tmp_path):
@@ -90,6 +108,9 @@ def test_resume_refuses_settings_it_would_ignore(tiny_mnist, tmp_path):
                 "--patience", "7", "--device", "cpu")
     assert r.returncode == 0, r.stderr
     assert "patience 7" in r.stdout and "resuming at epoch 2" in r.stdout
+    # issue 31, item 13: fewer epochs than the run has is refused, not silently trained past
+    r = run_cli("train", "--data", tiny_mnist, "--out", out, "--resume", "--epochs", "1")
+    assert r.returncode == 2 and "epochs 1 (the run uses 2; a resume may only raise it)" in r.stderr, r.stderr
 
 
 def test_help_lists_the_apps_own_options():

@@ -56,7 +56,7 @@ def test_plan_resume_keeps_the_runs_settings_and_refuses_what_it_would_ignore(ru
     with pytest.raises(P.ResumeConflict, match=r"would ignore: lr 0.0001 \(the run uses 0.001\)"):
         P.plan_resume(run_dir, {("train", "lr"): 1e-4})
     (tmp_path / "empty").mkdir()
-    with pytest.raises(R.RunError, match="no last.pt"):
+    with pytest.raises(R.RunError, match="holds no run to resume"):
         P.plan_resume(tmp_path / "empty")
 
 

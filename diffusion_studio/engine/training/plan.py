@@ -42,6 +42,7 @@ class TrainPlan:
     changes:  continue: the training settings this run changes from the file's (lr, EMA, ...).
     meta:     what the run records about itself (its preset; what it continues).
     run_dir:  resume: the run's folder (a new or continued run's folder is chosen when it starts).
+    repairs:  resume: what was put right in the folder first (a save a kill interrupted), one line each.
     """
 
     mode: Mode
@@ -54,6 +55,7 @@ class TrainPlan:
     changes: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     run_dir: Path | None = None
+    repairs: tuple[str, ...] = ()
 
     @property
     def source_name(self) -> str | None:
@@ -112,17 +114,17 @@ def plan_resume(run_dir: str | os.PathLike, requested: dict[tuple[str, str], Any
 
     requested: the settings the user gave with the resume, {("train", "epochs"): 80, ...} (None
     values are ignored). The run keeps its own settings, so any that differs is a conflict, except
-    ``epochs`` and ``patience``, which may be raised. Raises RunError (no last.pt), CheckpointError
-    (damaged) or ResumeConflict, each one line saying what to do.
+    ``epochs`` and ``patience``, which may be raised. Temporary files a killed save left are put
+    right first (``runs.prepare_resume``; the plan's ``repairs`` say what was done). Raises RunError
+    (no last.pt, or a process trains there), CheckpointError (damaged) or ResumeConflict, each one
+    line saying what to do.
     """
     from .. import runs as R
 
     folder = Path(run_dir)
     if not folder.is_dir():
         folder = R.resolve_run(run_dir, runs_dir)
-    last = folder / "last.pt"
-    if not last.is_file():
-        raise R.RunError(f"{folder} has no last.pt to resume from; choose a run folder made by training")
+    last, repairs = R.prepare_resume(folder)  # a save a kill interrupted is put right first
     payload = load_checkpoint(last)
     requested = {key: value for key, value in (requested or {}).items() if value is not None}
     conflicts = resume_conflicts(payload, requested)
@@ -134,7 +136,7 @@ def plan_resume(run_dir: str | os.PathLike, requested: dict[tuple[str, str], Any
     train = replace(saved, **_raised(saved, requested))
     meta = _kept_meta(payload)
     return TrainPlan("resume", model, schedule, train, str(meta.get("preset", "")), last, payload,
-                     meta=meta, run_dir=folder)
+                     meta=meta, run_dir=folder, repairs=tuple(repairs))
 
 
 def continued_name(checkpoint: str | os.PathLike) -> str:
