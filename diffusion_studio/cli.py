@@ -19,7 +19,7 @@ import sys
 from . import __version__
 
 # Modules under diffusion_studio.commands, in the order `--help` lists them.
-COMMAND_MODULES = ["train", "sample", "noise", "evaluate", "runs", "desktop"]
+COMMAND_MODULES = ["train", "sample", "explore", "noise", "evaluate", "runs", "desktop"]
 
 
 class CLIError(Exception):
