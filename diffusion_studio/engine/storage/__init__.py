@@ -1,1 +1,1 @@
-"""storage."""
+"""Files: checkpoints, atomic writes, MNIST, images, the bundled models and the app's folders."""
