@@ -16,7 +16,7 @@ BUNDLED = {
     "default-conditional": ("default-conditional.pt", "Bundled class-conditional model"),
 }
 # what the app opens at start-up, the first one installed: the default recipe as it is (class-conditional:
-# its digits are recognisable far more often, README "The bundled models"), else the unconditional one
+# its digits are recognisable far more often, docs/quality.md, "The bundled models' scores"), else the unconditional one
 STARTUP_MODELS = ("default-conditional", "default")
 
 

@@ -239,12 +239,10 @@ def loss_bins(timesteps: int, bins: int = LOSS_BINS) -> list[int]:
     return sorted({int(round(1 + i * timesteps / n)) for i in range(n)} | {timesteps + 1})
 
 
-# what a resume may raise: the epochs, and the patience of early stopping. A resume gets a new
-# time budget and the cosine decay starts again (a warm restart) from the rate the epoch schedule
-# has reached (``Trainer.next_lr``: near the peak early in a run, half of it half-way); the
-# validation loss then stayed above its old best for three to nine epochs on the bundled model
-# (README "The bundled models") before it fell below it, so a resume may ask to wait longer.
-# A lower value would be ignored (the Trainer keeps the larger), so it is a conflict.
+# what a resume may raise: the epochs, and the patience of early stopping. A resume's cosine decay
+# restarts warm (``Trainer.next_lr``), and the validation loss can stay above its old best for
+# several epochs after it (docs/bundled-models.md), so a resume may ask to wait longer. A lower
+# value would be ignored, so it is a conflict.
 RESUMABLE = (("train", "epochs"), ("train", "patience"))
 # what a continued run may change: its Adam starts afresh, so the optimiser's rate and its
 # schedule and the EMA of the weights are this run's own (a lower peak rate and a longer EMA

@@ -1,7 +1,7 @@
 """Named training recipes: the app's default, the previous default ("plain") and the report's.
 
 A preset is the triple of configs a run starts from. The default was chosen by
-measurement (see README "Quality"); the report's recipe is kept, exactly, so
+measurement (docs/quality.md); the report's recipe is kept, exactly, so
 people can compare against it.
 """
 
@@ -34,7 +34,7 @@ PRESETS: dict[str, Preset] = {
             "at 28/14/7 px, 1.9 M parameters; the label is dropped 10% of the time, so the sampler can use "
             "classifier-free guidance), the linear schedule rescaled by 1000/T (T=300), EMA 0.999; Adam 1e-3 "
             "with batch 32, 100 warm-up steps and a cosine decay to the end of training (the epoch or "
-            "time budget), gradient clipping at 1. Chosen by bench/time_to_quality.py (README: Quality)."
+            "time budget), gradient clipping at 1. Chosen by bench/time_to_quality.py (docs/quality.md)."
         ),
         model=UNetConfig(arch="res", num_classes=10),
         schedule=ScheduleConfig(kind=D.DEFAULT_SCHEDULE, timesteps=D.DEFAULT_TIMESTEPS),
