@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 from ..engine.device import resolve_device
-from ..engine.storage.bundled import BUNDLED, bundled_checkpoint_path
-from ..engine.storage.checkpoint import CheckpointError, LoadedModel, load_model
+from ..engine.storage.bundled import BUNDLED, checkpoint_file
+from ..engine.storage.checkpoint import LoadedModel, load_model
 
 
 def model_device(requested: str | torch.device = "auto") -> torch.device:
@@ -59,18 +59,7 @@ class ModelRef:
     def checkpoint(self) -> Path:
         """The checkpoint file it names (a run folder: its best.pt, else last.pt).
         CheckpointError (one line) when there is none."""
-        if self.is_bundled:
-            return bundled_checkpoint_path(self.source)
-        path = Path(self.source).expanduser()
-        if path.is_dir():
-            for name in ("best.pt", "last.pt"):
-                if (path / name).is_file():
-                    return path / name
-            raise CheckpointError(f"{path} holds no checkpoint (best.pt or last.pt): has this run saved an epoch yet?")
-        if not path.is_file():
-            raise CheckpointError(f"{path} does not exist; choose a .pt checkpoint, a run folder or a bundled model "
-                                  f"({', '.join(BUNDLED)})")
-        return path
+        return checkpoint_file(self.source)
 
 
 def checkpoint_of(source: "ModelRef | str | os.PathLike") -> Path:

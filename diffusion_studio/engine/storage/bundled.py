@@ -69,3 +69,20 @@ def resolve_checkpoint(value: str | os.PathLike) -> Path:
     if isinstance(value, str) and value in BUNDLED:
         return bundled_checkpoint_path(value)
     return Path(value)
+
+
+def checkpoint_file(source: str | os.PathLike, prefer: tuple[str, ...] = ("best.pt", "last.pt")) -> Path:
+    """The checkpoint file a model source names: a bundled model's (by its name), a .pt file, or
+    a run folder's first of ``prefer`` that exists. CheckpointError (one line) when there is none."""
+    if isinstance(source, str) and source in BUNDLED:
+        return bundled_checkpoint_path(source)
+    path = Path(source).expanduser()
+    if path.is_dir():
+        for name in prefer:
+            if (path / name).is_file():
+                return path / name
+        raise CheckpointError(f"{path} holds no checkpoint (best.pt or last.pt): has this run saved an epoch yet?")
+    if not path.is_file():
+        raise CheckpointError(f"{path} does not exist; choose a .pt checkpoint, a run folder or a bundled model "
+                              f"({', '.join(BUNDLED)})")
+    return path

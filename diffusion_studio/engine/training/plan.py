@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from ..diffusion.schedule import ScheduleConfig
 from ..diffusion.unet import UNetConfig
-from ..storage.bundled import BUNDLED, bundled_name, resolve_checkpoint
+from ..storage.bundled import bundled_name, checkpoint_file
 from ..storage.checkpoint import CheckpointError, load_checkpoint, payload_epochs_trained
 from .config import _EXPORT_META, CONTINUE_CHANGEABLE, RESUMABLE, TrainConfig, resume_conflicts
 
@@ -150,18 +150,7 @@ def checkpoint_to_continue(source: str | os.PathLike) -> Path:
     """The checkpoint a new run would continue from ``source``: a bundled model's file, a .pt
     file, or a run folder's last.pt (it keeps the optimizer state), else its best.pt.
     CheckpointError (one line) when there is none. Reads nothing but the folder."""
-    if isinstance(source, str) and source in BUNDLED:
-        return resolve_checkpoint(source)
-    path = Path(source).expanduser()
-    if path.is_dir():
-        for name in ("last.pt", "best.pt"):
-            if (path / name).is_file():
-                return path / name
-        raise CheckpointError(f"{path} holds no checkpoint (best.pt or last.pt): has this run saved an epoch yet?")
-    if not path.is_file():
-        raise CheckpointError(f"{path} does not exist; choose a .pt checkpoint, a run folder or a bundled model "
-                              f"({', '.join(BUNDLED)})")
-    return path
+    return checkpoint_file(source, prefer=("last.pt", "best.pt"))
 
 
 def plan_continue(source: str | os.PathLike, requested: dict[tuple[str, str], Any] | None = None) -> TrainPlan:
