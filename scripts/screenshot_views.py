@@ -102,26 +102,26 @@ def main(argv=None) -> int:
 
     if "autoguidance" in views:  # the form's own autoguidance weight: the engine's default
         window.show_panel("samplerPanel")
-        before = (sampler.count_spin.value(), sampler.sampler_combo.currentIndex(), sampler.steps_spin.value(),
-                  sampler.seed_spin.value())
-        sampler.count_spin.setValue(64)
-        sampler.sampler_combo.setCurrentIndex(sampler.sampler_combo.findData("ddim"))
-        sampler.steps_spin.setValue(50)
-        sampler.seed_spin.setValue(3)
+        before = (sampler.form.count_spin.value(), sampler.form.sampler_combo.currentIndex(), sampler.form.steps_spin.value(),
+                  sampler.form.seed_spin.value())
+        sampler.form.count_spin.setValue(64)
+        sampler.form.sampler_combo.setCurrentIndex(sampler.form.sampler_combo.findData("ddim"))
+        sampler.form.steps_spin.setValue(50)
+        sampler.form.seed_spin.setValue(3)
         sampler.sample()
         wait(lambda: not sampler.runner.is_running())
         sampler.guidance_sweep()
         wait(lambda: not sampler.runner.is_running())
         window.grab().save(str(out / "sampler_autoguidance.png"))
         count, kind, steps, seed = before  # the other views keep the form's own settings
-        sampler.count_spin.setValue(count)
-        sampler.sampler_combo.setCurrentIndex(kind)
-        sampler.steps_spin.setValue(steps)
-        sampler.seed_spin.setValue(seed)
+        sampler.form.count_spin.setValue(count)
+        sampler.form.sampler_combo.setCurrentIndex(kind)
+        sampler.form.steps_spin.setValue(steps)
+        sampler.form.seed_spin.setValue(seed)
 
     if "guidance" in views and "default-conditional" in bundled:
         state.set_model(load_model(bundled["default-conditional"]), "bundled class-conditional model")
-        sampler.digit_combo.setCurrentIndex(sampler.digit_combo.findData(4))
+        sampler.form.digit_combo.setCurrentIndex(sampler.form.digit_combo.findData(4))
         sampler.sample()
         wait(lambda: not sampler.runner.is_running())
         sampler.guidance_sweep()
@@ -138,27 +138,35 @@ def main(argv=None) -> int:
             steps = {"global_step": list(saved.get("global_step", [])), "loss": list(saved.get("loss", []))}
         train = window.panels["trainPanel"]
         window.show_panel("trainPanel")
-        cfg = h.get("train") or {}  # the run's own settings: its epochs, patience and batch
-        train._resuming = True  # so the form shows them, as for a resumed run
-        batch = int(cfg.get("batch_size", 32))
-        train._on_started({"steps_per_epoch": -(-50000 // batch), "epochs": int(cfg.get("epochs", 50)),
-                           "patience": int(cfg.get("patience", 5)), "start_epoch": 0, "device": "cpu",
-                           "precision": "fp32", "batch_size": batch,
-                           "timesteps": int((h.get("schedule") or {}).get("timesteps", 300)),
-                           "history": {"epochs": h["epochs"], **steps}, "train_config": cfg,
-                           "model_config": h.get("model") or {}, "schedule_config": h.get("schedule") or {}})
+        train._on_records([replayed_start(h, steps)])  # the run's own settings show in the form
         for e in h["epochs"]:
             if e.get("val_loss_by_t"):
-                train.add_loss_by_timestep(h["loss_bins"], e["val_loss_by_t"])
-        train.stopping_label.setText(f"Replayed from {Path(args.history).parent.name}/history.json")
-        train._dirty = True
-        train._redraw()
+                train.view.add_loss_by_timestep(h["loss_bins"], e["val_loss_by_t"])
+        train.view.stopping_label.setText(f"Replayed from {Path(args.history).parent.name}/history.json")
+        train.view.redraw()
         wait(lambda: True)
         window.grab().save(str(out / "train_loss_by_t.png"))
         train.grab().save(str(out / "train_panel.png"))  # the panel alone, for the README's first table
     window.close()
     print(f"wrote the screenshots to {out}")
     return 0
+
+
+def replayed_start(history: dict, steps: dict):
+    """The StartedRecord a resume of this history.json would begin with: its settings, epochs
+    and curves (the per-step losses, when given, from a checkpoint of the run)."""
+    from diffusion_studio.engine.training.config import StartedRecord
+
+    cfg = history.get("train") or {}
+    batch = int(cfg.get("batch_size", 32))
+    return StartedRecord(
+        mode="resume", device="cpu", precision="fp32", precision_detail="fp32", train_images=50_000,
+        val_images=10_000, validation_images=10_000, epochs=int(cfg.get("epochs", 50)), start_epoch=0,
+        start_step=0, start_lr=float(cfg.get("lr", 1e-3)), steps_per_epoch=-(-50_000 // batch),
+        timesteps=int((history.get("schedule") or {}).get("timesteps", 300)), train_config=cfg,
+        model_config=history.get("model") or {}, schedule_config=history.get("schedule") or {},
+        preset=str((history.get("meta") or {}).get("preset", "")), run_dir="", max_seconds=None,
+        history={"epochs": history["epochs"], **steps})
 
 
 if __name__ == "__main__":

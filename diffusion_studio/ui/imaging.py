@@ -1,4 +1,5 @@
-"""Converting engine tensors / numpy arrays to Qt images."""
+"""Converting uint8 images to Qt images. Model-range tensors become uint8 by the engine's
+one conversion, ``engine.storage.data.to_uint8``; mosaics are the engine's ``tile``."""
 
 from __future__ import annotations
 
@@ -6,15 +7,6 @@ import numpy as np
 from PySide6.QtGui import QImage, QPixmap
 
 from ..engine.storage.images import tile  # noqa: F401 (the panels' mosaics: the engine's)
-
-
-def model_to_uint8(x) -> np.ndarray:
-    """A tensor or array in [-1, 1], shape (N, 1, H, W), (N, H, W) or (H, W) ->
-    uint8 of the same shape without the channel axis, 0 = black."""
-    arr = x.detach().float().cpu().numpy() if hasattr(x, "detach") else np.asarray(x, dtype=np.float32)
-    if arr.ndim == 4:
-        arr = arr[:, 0]
-    return np.clip(np.rint((arr + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
 def gray_qimage(array: np.ndarray) -> QImage:

@@ -108,8 +108,8 @@ class DataLoader(QObject):
     def _worker(self, folder: Path, download: bool) -> TaskWorker:
         verb = "Downloading MNIST into" if download else "Loading MNIST from"
         self.state.set_data_loading(f"{verb} {folder} …")
-        worker = TaskWorker(lambda should_stop, report: (folder, *_read_mnist(folder, download)),
-                            "loading MNIST", thread_name="mnist-load")
+        worker = TaskWorker(lambda ctx: (folder, *_read_mnist(folder, download)), "loading MNIST",
+                            thread_name="mnist-load")
         worker.finished.connect(self._on_result)  # a bound method of this GUI-thread object: queued
         worker.failed.connect(on_gui_thread(self, lambda message: self._on_result((folder, "error", message))))
         return worker

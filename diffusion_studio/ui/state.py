@@ -126,8 +126,7 @@ class AppState(QObject):
         from ..tasks.models import open_model
         from .workers import TaskWorker, on_gui_thread
 
-        worker = TaskWorker(lambda should_stop, report: open_model(source, device), "opening the model",
-                            thread_name="open-model")
+        worker = TaskWorker(lambda ctx: open_model(source, device), "opening the model", thread_name="open-model")
         worker.finished.connect(on_gui_thread(self, lambda loaded: self.set_model(loaded, label)))
         # the worker's line reads "opening the model failed: <why>"; the label says which
         worker.failed.connect(on_gui_thread(
@@ -158,3 +157,13 @@ class AppState(QObject):
     def report(self, message: str) -> None:
         """Show a one-line message in the status bar."""
         self.status_message.emit(message)
+
+
+def cuda_available() -> bool:
+    """Whether this machine has a CUDA GPU torch can use (False when asking fails)."""
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:
+        return False

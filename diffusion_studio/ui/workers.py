@@ -14,29 +14,21 @@ the panels by queued signals.
 ``LatestRunner`` runs one job at a time where only the newest request matters
 (opening a model, loading MNIST, the model's view during a drag): a job posted
 while one runs waits, and a newer one replaces it before it starts.
+
+Every job is a ``TaskWorker`` running one call of the task layer (``tasks``): the panels
+build a request, start it here, cancel it, and draw what comes back.
 """
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import threading
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
-import numpy as np
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
-from ..engine import runs
-from ..engine.device import choose_precision
-from ..engine.diffusion.sampling import initial_noise, sample_steps
-from ..engine.diffusion.scheduling import SamplerConfig, kept_frames, reverse_timesteps
-from ..engine.storage.data import to_uint8
 from ..engine.text import first_line
-from ..engine.training.config import loss_bins
-from ..engine.training.trainer import Trainer
 
 #: at most this many step / frame signals per second reach the GUI
 MAX_SIGNALS_PER_S = 30.0
@@ -131,49 +123,74 @@ class _StoppableWorker(QObject):
 
 
 class TaskWorker(_StoppableWorker):
-    """Runs ``fn(should_stop, report)`` in a worker thread: any engine job (an opened
-    model, an interpolation, a sweep, denoise from here, an evaluation, MNIST loading).
-    ``fn`` returns a plain result (CPU arrays, numbers, dicts), calls ``should_stop()``
-    between steps (the engine raises ``engine.stopping.Stopped`` then) and may call
-    ``report(obj)`` with partial results, which reach the GUI at most
-    ``MAX_SIGNALS_PER_S`` times a second (``force=True`` always goes through).
+    """Runs one task in a worker thread: ``fn(ctx)``, where ``ctx`` is a
+    ``tasks.context.TaskContext`` whose stop event is this worker's (``stop()``). ``fn`` is a
+    task call (``lambda ctx: tasks.sample.sample_frames(model, request, ctx)``); its result
+    and what it reports must be plain data (CPU arrays, numbers, records), never a widget.
 
     Signals
-      partial(object): what fn reported.
+      progress(stage, done, total): ``ctx.progress``, at most ``MAX_SIGNALS_PER_S`` a second
+          (a new stage and a stage's last step always go through).
+      partial(list): what fn handed to ``ctx.partial`` since the previous emission, in
+          order; none is lost (a list at most ``MAX_SIGNALS_PER_S`` times a second, and
+          the rest before ``finished``).
       finished(object): fn's result.
-      cancelled(): stopped before the end.
+      cancelled(): fn stopped as asked (it raised ``engine.stopping.Stopped``).
       failed(message): one line, "<activity> failed: <why>".
       done(): always last.
+    ``request``: what the task was asked (kept for messages and tests), or None.
     """
 
+    progress = Signal(str, int, int)
     partial = Signal(object)
     finished = Signal(object)
     cancelled = Signal()
     failed = Signal(str)
     done = Signal()
 
-    def __init__(self, fn: Callable, activity: str = "the job", thread_name: str = "") -> None:
+    def __init__(self, fn: Callable, activity: str = "the job", thread_name: str = "", request=None) -> None:
         super().__init__()
         self.fn = fn
         self._activity = activity
         self.thread_name = thread_name
+        self.request = request
         self.stop_event = threading.Event()
-        self._last_report = 0.0
+        self._pending: list = []
+        self._last_partial = 0.0
+        self._last_progress = 0.0
+        self._stage = None
 
-    def report(self, obj, force: bool = False) -> None:
+    def _on_progress(self, stage: str, done: int, total: int) -> None:
         now = time.monotonic()
-        if force or now - self._last_report >= 1.0 / MAX_SIGNALS_PER_S:
-            self._last_report = now
-            self.partial.emit(obj)
+        if stage != self._stage or done >= total or now - self._last_progress >= 1.0 / MAX_SIGNALS_PER_S:
+            self._stage, self._last_progress = stage, now
+            self.progress.emit(stage, done, total)
+
+    def _on_partial(self, obj) -> None:
+        self._pending.append(obj)
+        now = time.monotonic()
+        if now - self._last_partial >= 1.0 / MAX_SIGNALS_PER_S:
+            self._last_partial = now
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            batch, self._pending = self._pending, []
+            self.partial.emit(batch)
 
     def _run(self) -> None:
         from ..engine.stopping import Stopped
+        from ..tasks.context import TaskContext
 
+        ctx = TaskContext(self.stop_event, on_progress=self._on_progress, on_partial=self._on_partial)
         try:
-            result = self.fn(self.stop_event.is_set, self.report)
-        except Stopped:  # any engine job's "stopped as asked"
+            result = self.fn(ctx)
+        except Stopped:  # any task's "stopped as asked"
+            self._flush()
             self.cancelled.emit()
             return
+        finally:
+            self._flush()
         self.finished.emit(result)
 
 
@@ -374,333 +391,3 @@ def _wait_for_orphans() -> None:
             thread.wait()
         except RuntimeError:  # already deleted by Qt
             pass
-
-
-def _uint8(x) -> np.ndarray:
-    """A model-range tensor (N, 1, H, W) in [-1, 1] -> (N, H, W) uint8 (``engine.storage.data.to_uint8``)."""
-    return to_uint8(x.detach().cpu()).numpy()
-
-
-# ---------------------------------------------------------------- training
-@dataclass
-class TrainJob:
-    """What to train. ``resume`` is a last.pt path (its settings win, except that
-    ``train.epochs`` and ``train.patience`` may raise the run's); ``continue_from`` a checkpoint
-    a new run in ``run_dir`` continues, with the same rule (``Trainer(continue_from=...)``), and may
-    train with other ``continue_settings`` (its fresh Adam's lr, the EMA decay)."""
-
-    data: object  # engine.data.MNISTSplits
-    model: object  # UNetConfig
-    schedule: object  # ScheduleConfig
-    train: object  # TrainConfig
-    device: str = "auto"
-    run_dir: Path | None = None
-    resume: Path | None = None
-    continue_from: Path | None = None
-    continue_settings: dict = field(default_factory=dict)  # with continue_from: lr, ema_decay, ... to train with
-    extra_meta: dict = field(default_factory=dict)
-    preview_every: int = 5  # epochs between preview samples (0 = never)
-    max_seconds: float | None = None  # wall-clock budget (Trainer's max_seconds)
-    preview_count: int = 8  # digits per preview
-    preview_steps: int = 20  # DDIM steps per preview
-
-
-class TrainWorker(_StoppableWorker):
-    """Runs ``engine.train.Trainer.run()`` in a worker thread.
-
-    Signals
-      started(dict): device, precision, epochs, start_epoch, steps_per_epoch,
-          batch_size, patience, run_dir, and ``history`` (the per-epoch records
-          of a resumed run, list of dicts, and its per-step losses as lists).
-      step_done(epoch, step, steps_per_epoch, loss, images_per_s): the latest
-          step, at most ``MAX_SIGNALS_PER_S`` times a second.
-      step_losses(np.ndarray (n, 2) float64): [global_step, loss] of *every*
-          step since the previous emission (sent with each step_done and before
-          each epoch_done, so no step is lost to the throttling).
-      epoch_done(dict): the EpochRecord's fields (plain ints / floats / bool), plus
-          ``val_loss_by_t`` (the validation loss per t bin, None for an empty bin)
-          and ``loss_bins`` (the bins' edges, ``engine.train.loss_bins``).
-      baseline_done(dict): a run continuing a checkpoint without best weights validated the
-          weights it brought first: the BaselineRecord's epoch, val_loss and seconds.
-      preview_ready(np.ndarray uint8 (K, 28, 28)): digits sampled (DDIM) from
-          the current model every ``preview_every`` epochs and at the end.
-      finished(reason, message): "completed", "early_stopped", "stopped",
-          "budget" or "diverged", and the trainer's one-line message.
-      failed(message): the run could not start or crashed (one line).
-      done(): always last.
-    """
-
-    started = Signal(dict)
-    step_done = Signal(int, int, int, float, float)
-    step_losses = Signal(object)
-    epoch_done = Signal(dict)
-    baseline_done = Signal(dict)
-    preview_ready = Signal(object)
-    finished = Signal(str, str)
-    failed = Signal(str)
-    done = Signal()
-
-    def __init__(self, job: TrainJob) -> None:
-        super().__init__()
-        self.job = job
-        self.stop_event = threading.Event()
-        self._pending: list[tuple[float, float]] = []
-        self._last_emit = 0.0
-        self._last_step = None  # the latest StepRecord
-
-    _activity = "training"  # stop() takes effect after the current batch
-
-    def _flush_steps(self) -> None:
-        if self._pending:
-            self.step_losses.emit(np.asarray(self._pending, dtype=np.float64).reshape(-1, 2))
-            self._pending = []
-
-    def _run(self) -> None:
-        # running.pid in the run folder while this trains, so the Runs panel shows "running"
-        marker = runs.mark_running(self.job.run_dir) if self.job.run_dir else contextlib.nullcontext()
-        with marker:
-            self._train()
-
-    def _train(self) -> None:
-        job = self.job
-        trainer = Trainer(_plan_of(job), job.data, device=job.device, run_dir=job.run_dir,
-                          stop_event=self.stop_event, max_seconds=job.max_seconds)
-        self.started.emit(_started_info(trainer, job))
-        for record in trainer.run():
-            if record.kind == "step":
-                self._on_step(record)
-            elif record.kind == "epoch":
-                self._on_epoch(trainer, record)
-            elif record.kind == "baseline":
-                self.baseline_done.emit(_plain(record.__dict__))
-            else:
-                self._flush_steps()
-                if record.best_epoch and record.reason != "stopped" and job.preview_every:
-                    self._preview(trainer)  # the restored best model
-                self.finished.emit(record.reason, record.message)
-
-    def _on_step(self, record) -> None:
-        """Keep every step's loss; send them (and the latest step) at most MAX_SIGNALS_PER_S a second."""
-        self._pending.append((float(record.global_step), float(record.loss)))
-        self._last_step = record
-        now = time.monotonic()
-        if now - self._last_emit >= 1.0 / MAX_SIGNALS_PER_S:
-            self._last_emit = now
-            self._flush_steps()
-            self._emit_step(record)
-
-    def _emit_step(self, r) -> None:
-        self.step_done.emit(r.epoch, r.step, r.steps_per_epoch, r.loss, r.images_per_s)
-
-    def _on_epoch(self, trainer, record) -> None:
-        self._flush_steps()
-        if self._last_step is not None:
-            self._emit_step(self._last_step)
-        info = _plain(record.__dict__)
-        info["val_loss_by_t"] = [None if v is None else float(v) for v in (trainer.last_val_by_t or [])]
-        info["loss_bins"] = loss_bins(trainer.schedule.timesteps)
-        self.epoch_done.emit(info)
-        every = self.job.preview_every
-        if every and record.epoch % every == 0 and not self.stop_event.is_set():
-            self._preview(trainer)
-
-    def _preview(self, trainer) -> None:
-        job = self.job
-        T = trainer.schedule.timesteps
-        cfg = SamplerConfig(kind="ddim", steps=max(1, min(job.preview_steps, T)))
-        x = None
-        for step in sample_steps(
-            trainer.sampling_model(), trainer.schedule, job.preview_count, sampler=cfg,
-            seed=1234, device=trainer.device, precision=trainer.precision,
-        ):
-            if self.stop_event.is_set():
-                return
-            x = step.x
-        if x is not None:
-            self.preview_ready.emit(_uint8(x))
-
-
-def _plan_of(job: TrainJob):
-    """The engine's TrainPlan for a job: a resumed or continued run keeps its own settings but
-    the epochs and patience the form raises, and a continued one trains with ``continue_settings``."""
-    from dataclasses import replace
-
-    from ..engine.training.plan import plan_continue, plan_new, plan_resume
-
-    if job.resume is None and job.continue_from is None:
-        return plan_new(job.model, job.schedule, job.train, meta=job.extra_meta)
-    if job.resume is not None:
-        plan = plan_resume(Path(job.resume).parent)
-    else:
-        plan = plan_continue(job.continue_from, {("train", k): v for k, v in (job.continue_settings or {}).items()})
-    if job.train is None:
-        return plan
-    raised = {k: max(getattr(plan.train, k), getattr(job.train, k)) for k in ("epochs", "patience")}
-    return replace(plan, train=replace(plan.train, **raised))
-
-
-def _started_info(trainer, job: TrainJob) -> dict:
-    """What ``TrainWorker.started`` carries: the run's device, position and settings
-    (a resumed run's own, whatever the form said) and the history it brings."""
-    steps_hist = trainer.history.get("steps") or {}
-    return {
-        "device": str(trainer.device),
-        "precision": trainer.precision,
-        "precision_detail": trainer.precision_choice.describe(),
-        "max_seconds": job.max_seconds or 0.0,
-        "validation_images": len(trainer.val_x) + trainer.config.bn_recalibration * trainer.config.batch_size,
-        "epochs": trainer.config.epochs,
-        "start_epoch": trainer.epoch,
-        "start_step": trainer.step_in_epoch,
-        "start_lr": trainer.next_lr(),  # where a resume's warm restart begins
-        "steps_per_epoch": trainer.steps_per_epoch,
-        "batch_size": trainer.config.batch_size,
-        "patience": trainer.config.patience,
-        "timesteps": trainer.schedule.timesteps,
-        "train_config": trainer.config.to_dict(),
-        "model_config": trainer.model_config.to_dict(),
-        "schedule_config": trainer.schedule_config.to_dict(),
-        "run_dir": str(job.run_dir) if job.run_dir else "",
-        # a new run from a checkpoint: {"source": path, "epochs": its training}
-        "continued_from": trainer.extra_meta.get("continued_from") if job.continue_from else None,
-        "history": {
-            "epochs": [_plain(e) for e in trainer.history.get("epochs", [])],
-            "global_step": [int(s) for s in steps_hist.get("global_step", [])],
-            "loss": [float(v) for v in steps_hist.get("loss", [])],
-        },
-    }
-
-
-def _plain(d: dict) -> dict:
-    """Only JSON-like scalars (numpy / torch numbers become float / int)."""
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, bool) or v is None or isinstance(v, str):
-            out[k] = v
-        elif isinstance(v, int):
-            out[k] = int(v)
-        else:
-            try:
-                out[k] = float(v)
-            except (TypeError, ValueError):
-                continue
-    return out
-
-
-# ---------------------------------------------------------------- sampling
-@dataclass
-class SampleJob:
-    """What to sample: ``loaded`` is an engine LoadedModel (model, schedule, device)."""
-
-    loaded: object
-    n: int = 16
-    sampler: object = None  # SamplerConfig
-    seed: int = 0
-    max_frames: int = 120  # keep about this many frames (plus the strip's)
-    precision: str = "auto"  # "auto" is resolved (measured once, then cached) in the worker
-    labels: object = None  # (n,) int64 digits for a class-conditional model
-    x_start: object = None  # (n, C, 28, 28) x_t to start from (with start_t), instead of noise from the seed
-    start_t: int | None = None  # "denoise from here": run the reverse process from start_t, not T
-
-
-@dataclass(frozen=True)
-class Frame:
-    """One kept moment of the reverse process.
-
-    t:  the timestep of ``x`` (T for pure noise, 0 for the result)
-    x:  (n, 28, 28) uint8, x_t (0 = black)
-    x0: (n, 28, 28) uint8, the network's prediction of x_0 from x_t (at t = 0: x_0 itself)
-    """
-
-    t: int
-    x: np.ndarray
-    x0: np.ndarray
-
-
-class SampleWorker(_StoppableWorker):
-    """Runs ``engine.sample.sample_steps`` in a worker thread, keeping frames.
-
-    Frames are kept for t = T, every k-th step (k chosen so about ``max_frames``
-    are kept), the strip's timesteps (300, 100, 50, 20 or the nearest step
-    reached) and t = 0, so memory stays bounded (n x frames x 2 x 784 bytes).
-
-    Signals
-      precision_chosen(str): the precision used and, for "auto", the measured
-          rates ("bf16 (measured: bf16 2843 img/s, fp32 952 img/s)"); first.
-      progress(done, total): steps done, at most ``MAX_SIGNALS_PER_S`` a second
-          (and always at the end).
-      frame(t, x_t, x0): the newest kept frame, (n, 28, 28) uint8 each, throttled.
-      finished(list[Frame]): all kept frames in order, t descending.
-      cancelled(list[Frame]): stopped early; the frames kept so far.
-      failed(message): one line.
-      done(): always last.
-    """
-
-    precision_chosen = Signal(str)
-    progress = Signal(int, int)
-    frame = Signal(int, object, object)
-    finished = Signal(object)
-    cancelled = Signal(object)
-    failed = Signal(str)
-    done = Signal()
-
-    def __init__(self, job: SampleJob) -> None:
-        super().__init__()
-        self.job = job
-        self.stop_event = threading.Event()
-        self.frames: list[Frame] = []
-
-    _activity = "sampling"  # stop() takes effect before the next step
-
-    def _run(self) -> None:
-        import torch
-
-        job = self.job
-        loaded = job.loaded
-        sampler = job.sampler or SamplerConfig()
-        T = loaded.schedule.timesteps
-        if job.n < 1:
-            raise ValueError(f"the number of images must be at least 1, got {job.n}")
-        ts = reverse_timesteps(sampler, loaded.schedule, job.start_t)
-        total = len(ts)
-        device = torch.device(loaded.device)
-        choice = choose_precision(job.precision, device, mode="sample", model_config=loaded.model_config)
-        self.precision_chosen.emit(choice.describe())
-        channels = getattr(loaded.model_config, "image_channels", 1)
-        if job.x_start is not None:  # denoise from a given x_t (start_t)
-            x_T = job.x_start.to(device=device, dtype=torch.float32)
-        else:  # the same x_T that sample_steps draws from this seed
-            x_T = initial_noise(job.n, job.seed, channels=channels, device=device)
-        wanted = kept_frames(ts, job.max_frames, T)  # the engine's plan: evenly spaced, the strip's, x_0
-        pending_t, pending_x = ts[0], x_T  # x_t waiting for the prediction made from it
-        min_gap, last_emit = 1.0 / MAX_SIGNALS_PER_S, 0.0
-        done = 0
-        for step in sample_steps(
-            loaded.model, loaded.schedule, job.n, sampler=sampler, seed=job.seed,
-            device=device, precision=choice.precision, labels=job.labels, x_T=x_T, start_t=job.start_t,
-            guide=loaded.guide,
-        ):
-            if self.stop_event.is_set():
-                self.progress.emit(done, total)
-                self.cancelled.emit(list(self.frames))
-                return
-            done = step.index + 1
-            if pending_x is not None:  # step.x0_pred was predicted from pending_x
-                self._keep(pending_t, pending_x, step.x0_pred)
-            pending_t, pending_x = (step.t_prev, step.x) if step.t_prev in wanted else (step.t_prev, None)
-            now = time.monotonic()
-            if now - last_emit >= min_gap or done == total:
-                last_emit = now
-                self.progress.emit(done, total)
-                if self.frames:
-                    f = self.frames[-1]
-                    self.frame.emit(f.t, f.x, f.x0)
-        if pending_x is not None:  # t = 0: the result is its own x_0
-            self._keep(pending_t, pending_x, pending_x)
-            f = self.frames[-1]
-            self.frame.emit(f.t, f.x, f.x0)
-        self.progress.emit(total, total)
-        self.finished.emit(list(self.frames))
-
-    def _keep(self, t: int, x, x0) -> None:
-        self.frames.append(Frame(int(t), _uint8(x), _uint8(x0)))

@@ -51,22 +51,22 @@ def panel(qtbot, tiny_data, tiny_model, tmp_path, monkeypatch):
 
 def test_panel_runs_and_shows_named_numbers_and_the_missing_weights_message(panel, qtbot, tmp_path):
     assert panel.objectName() == "evaluatePanel"
-    panel.n_spin.setValue(12)
-    panel.metric_combo.setCurrentIndex(panel.metric_combo.findData("all"))
+    panel.form.n_spin.setValue(12)
+    panel.form.metric_combo.setCurrentIndex(panel.form.metric_combo.findData("all"))
     with qtbot.waitSignal(panel.evaluation_finished, timeout=180_000) as sig:
         panel.run_button.click()
         assert panel.cancel_button.isEnabled() and not panel.run_button.isEnabled()
     assert sig.args == ["finished"]
     qtbot.waitUntil(lambda: panel.run_button.isEnabled(), timeout=10_000)
-    names = [panel.results_table.item(r, 0).text() for r in range(panel.results_table.rowCount())]
+    names = [panel.results.results_table.item(r, 0).text() for r in range(panel.results.results_table.rowCount())]
     assert "FD (MNIST classifier features)" in names
     row = names.index("FD (MNIST classifier features)")
-    assert float(panel.results_table.item(row, 1).text()) >= 0
-    assert "12 /" in panel.results_table.item(row, 2).text()
-    assert "n_generated: 12" in panel.protocol_text.toPlainText()
+    assert float(panel.results.results_table.item(row, 1).text()) >= 0
+    assert "12 /" in panel.results.results_table.item(row, 2).text()
+    assert "n_generated: 12" in panel.results.protocol_text.toPlainText()
     # the Inception FID could not run: the panel says what to do, no traceback
-    msg = panel.message_label.text()
-    assert panel.message_scroll.isVisibleTo(panel)
+    msg = panel.results.message_label.text()
+    assert panel.results.message_scroll.isVisibleTo(panel)
     assert "pt_inception-2015-12-05-6726825d.pth" in msg and "Traceback" not in msg
 
     files = panel.export_report(tmp_path / "exported")
@@ -77,8 +77,8 @@ def test_panel_runs_and_shows_named_numbers_and_the_missing_weights_message(pane
 
 
 def test_cancel_stops_the_run(panel, qtbot):
-    panel.n_spin.setValue(20_000)
-    panel.metric_combo.setCurrentIndex(panel.metric_combo.findData("mnist"))
+    panel.form.n_spin.setValue(20_000)
+    panel.form.metric_combo.setCurrentIndex(panel.form.metric_combo.findData("mnist"))
     with qtbot.waitSignal(panel.evaluation_finished, timeout=60_000) as sig:
         panel.run_button.click()
         panel.cancel_button.click()
@@ -88,19 +88,19 @@ def test_cancel_stops_the_run(panel, qtbot):
 
 
 def test_inception_only_without_weights_is_a_message(panel, qtbot):
-    panel.n_spin.setValue(4)
-    panel.metric_combo.setCurrentIndex(panel.metric_combo.findData("inception"))
+    panel.form.n_spin.setValue(4)
+    panel.form.metric_combo.setCurrentIndex(panel.form.metric_combo.findData("inception"))
     with qtbot.waitSignal(panel.evaluation_finished, timeout=60_000) as sig:
         panel.run_button.click()
     assert sig.args == ["failed"]
-    assert "pt_inception-2015-12-05-6726825d.pth" in panel.message_label.text()
+    assert "pt_inception-2015-12-05-6726825d.pth" in panel.results.message_label.text()
 
 
 def test_no_model_and_no_data_are_messages(qtbot):
     p = EvaluatePanel(AppState())
     qtbot.addWidget(p)
     p.run_button.click()
-    assert "No MNIST data" in p.message_label.text() and not p.is_running()
+    assert "No MNIST data" in p.results.message_label.text() and not p.is_running()
 
 
 def test_the_evaluation_samples_with_the_sampler_tabs_settings(panel):
@@ -109,7 +109,7 @@ def test_the_evaluation_samples_with_the_sampler_tabs_settings(panel):
     from diffusion_studio.engine.diffusion.scheduling import SamplerConfig
 
     label = panel.findChild(QLabel, "evaluateSamplerLabel")
-    assert label is panel.sampler_label and "DDIM, 3 steps, eta 1" in label.text()
+    assert label is panel.form.sampler_label and "DDIM, 3 steps, eta 1" in label.text()
     wanted = SamplerConfig(kind="ddim", steps=7, eta=0.5, clip_x0=True, guidance=0.5)
     panel.state.set_sampler_config(wanted)
     assert panel.config().sampler == wanted
@@ -149,7 +149,7 @@ def test_download_with_consent_progress_and_cancel(qtbot, monkeypatch, tmp_path)
     panel = EvaluatePanel(AppState())
     qtbot.addWidget(panel)
     button = panel.findChild(type(panel.run_button), "downloadInceptionButton")
-    assert button is panel.download_button and panel.inception_weights_missing()
+    assert button is panel.form.download_button and panel.inception_weights_missing()
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.No)
     assert not panel.download_weights()  # no consent, no download
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
@@ -158,11 +158,11 @@ def test_download_with_consent_progress_and_cancel(qtbot, monkeypatch, tmp_path)
     panel.cancel()
     qtbot.waitUntil(lambda: not panel._download_runner.is_running(), timeout=10000)
     assert not dest.exists() and not any(dest.parent.glob("*.tmp"))
-    assert "cancelled" in panel.message_label.text()
+    assert "cancelled" in panel.results.message_label.text()
     # a complete download is refused when its sha256 is not the official file's
     assert panel.download_weights(ask=False)
     qtbot.waitUntil(lambda: not panel._download_runner.is_running(), timeout=20000)
-    assert not dest.exists() and "damaged" in panel.message_label.text()
+    assert not dest.exists() and "damaged" in panel.results.message_label.text()
     server.shutdown()
     panel.shutdown()
 
@@ -175,7 +175,59 @@ def test_the_panel_says_how_long_the_inception_pass_takes(qtbot, monkeypatch):
     panel = EvaluatePanel(AppState())
     qtbot.addWidget(panel)
     panel.measure_inception_rate()
-    panel.metric_combo.setCurrentIndex(panel.metric_combo.findData("all"))
-    panel.n_spin.setValue(1000)
+    panel.form.metric_combo.setCurrentIndex(panel.form.metric_combo.findData("all"))
+    panel.form.n_spin.setValue(1000)
     text = panel.findChild(type(panel.stage_label), "inceptionEstimateLabel").text()
     assert "n = 1,000 takes about 3 min here (5.0 images/s)" in text and "33 min once for the 10,000" in text
+
+
+@pytest.mark.slow
+def test_the_current_model_is_scored_with_its_guide_as_the_sampler_shows_it(qtbot, tiny_data, tmp_path, monkeypatch):
+    """"Current model" evaluates the loaded handle with its guide network (issue 30: a hand-built
+    stand-in dropped it, and the bundled model was scored with autoguidance off while the panel
+    showed g = 1.5): the report says g = 1.5, and the digits scored are the Sampler tab's pixels."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from diffusion_studio.engine.evaluation.classifier import ClassifierConfig
+    from diffusion_studio.engine.storage.bundled import default_checkpoint_path
+    from diffusion_studio.engine.storage.checkpoint import load_model
+    from diffusion_studio.ui.sampler_panel import SamplerPanel
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    state = AppState()
+    state.device = "cpu"
+    state.set_data(tiny_data, tiny_data.source)
+    state.set_model(load_model(default_checkpoint_path()), "bundled default model")
+    assert state.model.guide is not None
+    sampler = SamplerPanel(state)
+    qtbot.addWidget(sampler)
+    form = sampler.form
+    assert form.autoguidance_spin.value() == 1.5 and form.autoguidance_spin.isEnabled()
+    form.sampler_combo.setCurrentIndex(form.sampler_combo.findData("ddim"))
+    form.steps_spin.setValue(4)
+    form.count_spin.setValue(8)
+    form.seed_spin.setValue(5)
+    with qtbot.waitSignal(sampler.sampling_finished, timeout=120_000):
+        assert sampler.sample()
+    shown = sampler.frames[-1].x
+
+    panel = EvaluatePanel(state)
+    qtbot.addWidget(panel)
+    panel.form.n_spin.setValue(8)
+    panel.form.seed_spin.setValue(5)
+    panel.form.metric_combo.setCurrentIndex(panel.form.metric_combo.findData("mnist"))
+    assert panel.form.source_combo.currentData() == "current"
+    small = replace(panel.config(), kid_subsets=5, strip_rows=2, strip_columns=3,
+                    classifier_config=ClassifierConfig(epochs=1, batch_size=25))
+    monkeypatch.setattr(panel, "config", lambda: small)
+    with qtbot.waitSignal(panel.evaluation_finished, timeout=180_000) as sig:
+        panel.run_button.click()
+    assert sig.args == ["finished"]
+    generation = panel.evaluation.report["generation"]
+    assert generation["autoguidance"] == 1.5 and generation["guide"]
+    np.testing.assert_array_equal(panel.evaluation.samples, shown)
+    qtbot.waitUntil(lambda: not panel.is_running(), timeout=10_000)
+    sampler.shutdown(5000)
+    panel.shutdown()

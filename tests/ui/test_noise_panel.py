@@ -12,7 +12,7 @@ from PySide6.QtCore import Qt
 
 from diffusion_studio.engine.storage.data import to_model_range
 from diffusion_studio.engine.diffusion.schedule import NoiseSchedule, ScheduleConfig
-from diffusion_studio.ui.imaging import model_to_uint8
+from diffusion_studio.engine.storage.data import to_uint8
 from diffusion_studio.ui.noise_panel import NoisePanel
 from diffusion_studio.ui.state import AppState
 
@@ -55,7 +55,7 @@ def test_t0_shows_the_digits_and_moving_the_slider_changes_the_image(panel, qtbo
     # x_t is exactly the closed form with the panel's fixed noise
     sched = NoiseSchedule(panel.state.schedule_config)
     x0 = to_model_range(torch.from_numpy(selection))
-    want = model_to_uint8(sched.q_sample(x0, torch.full((len(x0),), t), panel._noise))
+    want = to_uint8(sched.q_sample(x0, torch.full((len(x0),), t), panel._noise)).numpy()
     np.testing.assert_array_equal(moved, want)
 
 
@@ -81,17 +81,17 @@ def test_same_t_gives_the_same_picture_and_noise_is_fixed_per_selection(panel, t
 def test_histogram_and_markers_follow_t(panel):
     panel.set_t(0)
     edges, h0 = panel.histogram()
-    assert all(m.value() == 0 for m in panel.markers)
+    assert all(m.value() == 0 for m in panel.curves.markers)
     # at t = 0 the pixels sit in [-1, 1]: no mass beyond
     centres = (edges[:-1] + edges[1:]) / 2
     assert h0[np.abs(centres) > 1.05].sum() == 0
     panel.set_t(250)
     _, h1 = panel.histogram()
-    assert all(m.value() == 250 for m in panel.markers)
+    assert all(m.value() == 250 for m in panel.curves.markers)
     assert h1[np.abs(centres) > 1.05].sum() > 0
     width = edges[1] - edges[0]
     assert math.isclose(h1.sum() * width, 1.0, rel_tol=1e-3)  # a density
-    x, y = panel.hist_curve.getData()
+    x, y = panel.curves.hist_curve.getData()
     np.testing.assert_allclose(y, h1)
 
 
@@ -117,14 +117,14 @@ def test_schedule_switch_changes_state_and_readout(panel, qtbot):
     text = panel.readout.text()
     assert "0.219" in text  # the report's linear T = 300 schedule keeps 0.219 of the image
     assert "KL" in text
-    beta_before = panel.beta_curve.getData()[1].copy()
+    beta_before = panel.curves.beta_curve.getData()[1].copy()
     with qtbot.waitSignal(panel.state.schedule_changed, timeout=1000):
         panel.schedule_combo.setCurrentIndex(panel.schedule_combo.findData("cosine"))
     assert panel.state.schedule_config.kind == "cosine"
     cos = NoiseSchedule(ScheduleConfig(kind="cosine", timesteps=300))
     assert f"{cos.signal_at_T():.3f}" in panel.readout.text()
     assert panel.readout.text() != text
-    assert not np.allclose(panel.beta_curve.getData()[1], beta_before)
+    assert not np.allclose(panel.curves.beta_curve.getData()[1], beta_before)
     panel.set_schedule("rescaled_linear", 300)
     resc = NoiseSchedule(ScheduleConfig(kind="rescaled_linear", timesteps=300))
     assert f"{resc.signal_at_T():.3f}" in panel.readout.text()
@@ -227,12 +227,12 @@ def tiny_model_checkpoint(tiny_data, tmp_path_factory):
 
 def test_the_models_view_follows_the_slider(qtbot, tiny_data, tiny_model_checkpoint):
     from diffusion_studio.engine.storage.checkpoint import load_model
-    from diffusion_studio.ui.model_view import predict_at
+    from diffusion_studio.tasks.explore import ModelViewRequest, model_view
 
     panel = make_panel(qtbot, tiny_data, k=20)
     pred = panel.findChild(type(panel.image_label), "predictionView")
     err = panel.findChild(type(panel.image_label), "epsErrorView")
-    assert pred is panel.prediction_view and err is panel.eps_error_view
+    assert pred is panel.model_box.prediction_view and err is panel.model_box.eps_error_view
     loaded = load_model(tiny_model_checkpoint)
     with qtbot.waitSignal(panel.prediction_shown, timeout=10000):
         panel.state.set_model(loaded, "trained: tiny")
@@ -241,11 +241,11 @@ def test_the_models_view_follows_the_slider(qtbot, tiny_data, tiny_model_checkpo
     result = panel.last_prediction
     assert result["t"] == 123 and result["x0_pred"].shape == result["error"].shape == (16, 28, 28)  # first 16
     # exactly the network's prediction for this panel's digits and noise
-    again = predict_at(loaded, panel._x0[:16], panel._noise[:16], 123)
+    again = model_view(loaded, ModelViewRequest(panel._x0[:16], panel._noise[:16], 123))
     np.testing.assert_array_equal(again["x0_pred"], result["x0_pred"])
     np.testing.assert_allclose(again["mse"], result["mse"])
-    assert "t = 123" in panel.model_error_label.text() and f"{result['mse'][0]:.3f}" in panel.model_error_label.text()
-    assert pred._mosaic is not None and err._mosaic is not None
+    assert "t = 123" in panel.model_box.model_error_label.text() and f"{result['mse'][0]:.3f}" in panel.model_box.model_error_label.text()
+    assert pred.array is not None and err.array is not None
     panel.shutdown()
 
 
@@ -266,7 +266,7 @@ def test_denoise_from_here_and_the_identity_curve(qtbot, tiny_data, tiny_model_c
     from diffusion_studio.engine.storage.checkpoint import load_model
 
     panel = make_panel(qtbot, tiny_data, k=6)
-    button = panel.findChild(type(panel.denoise_button), "denoiseFromHereButton")
+    button = panel.findChild(type(panel.denoise_box.denoise_button), "denoiseFromHereButton")
     assert not button.isEnabled()  # no model yet
     panel.state.set_data(tiny_data, None)
     panel.state.set_model(load_model(tiny_model_checkpoint), "trained: tiny")
@@ -276,18 +276,18 @@ def test_denoise_from_here_and_the_identity_curve(qtbot, tiny_data, tiny_model_c
         qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
     assert blocker.args == [40]
     r = panel.denoise_result
-    assert r["t"] == 40 and r["result"].shape == r["x0"].shape == (6, 28, 28)
-    assert r["predicted"] is not None and len(r["predicted"]) == 6
-    assert "Still the same digit" in panel.denoise_label.text()
+    assert r.t == 40 and r.result.shape == r.x0.shape == (6, 28, 28)
+    assert r.predicted is not None and len(r.predicted) == 6
+    assert "Still the same digit" in panel.denoise_box.denoise_label.text()
     view = panel.findChild(type(panel.image_label), "denoiseView")
-    assert view._mosaic is not None and view._mosaic.shape == (2 * 30 + 2, 6 * 30 + 2)  # originals over results
-    curve_button = panel.findChild(type(panel.denoise_button), "identityCurveButton")
+    assert view.array is not None and view.array.shape == (2 * 30 + 2, 6 * 30 + 2)  # originals over results
+    curve_button = panel.findChild(type(panel.denoise_box.denoise_button), "identityCurveButton")
     qtbot.waitUntil(lambda: curve_button.isEnabled(), timeout=10000)  # the first run's thread has ended
     with qtbot.waitSignal(panel.identity_finished, timeout=120000):
         assert panel.identity_curve([10, 100, 300])
     assert [t for t, _ in panel.identity_points] == [10, 100, 300]
     assert all(0.0 <= s <= 1.0 for _, s in panel.identity_points)
-    x, y = panel.identity_curve_item.getData()
+    x, y = panel.denoise_box.identity_curve_item.getData()
     assert list(x) == [10, 100, 300]
     qtbot.waitUntil(lambda: curve_button.isEnabled(), timeout=10000)
     panel.shutdown()
@@ -297,18 +297,18 @@ def test_a_mosaic_fits_its_box_whatever_the_boxs_shape(qtbot):
     """A mosaic used to be drawn in a square of at least 242 px whatever its box, so a short box
     (the model's views) cropped the top and bottom rows of digits, and the 2 x 16 strip of
     "denoise from here" was drawn 242 px wide in a box three times as wide."""
-    from diffusion_studio.ui.noise_panel import MosaicView
+    from diffusion_studio.ui.widgets import ImageView
 
-    view = MosaicView("")
+    view = ImageView("")
     qtbot.addWidget(view)
     view.setMinimumSize(100, 100)
     view.resize(400, 130)
-    view.set_mosaic(np.full((118, 118), 200, dtype=np.uint8))  # 4 x 4 digits with their padding
+    view.set_array(np.full((118, 118), 200, dtype=np.uint8))  # 4 x 4 digits with their padding
     pix = view.pixmap()
     assert not pix.isNull() and pix.height() <= 130 and pix.width() <= 400
     assert pix.height() >= 110  # as large as the box allows
     view.resize(900, 200)
-    view.set_mosaic(np.full((58, 478), 200, dtype=np.uint8))  # two rows of 16 digits
+    view.set_array(np.full((58, 478), 200, dtype=np.uint8))  # two rows of 16 digits
     pix = view.pixmap()
     assert pix.width() <= 900 and pix.height() <= 200
     assert pix.width() >= 0.85 * 892  # the strip fills the width
@@ -340,7 +340,7 @@ def test_denoise_from_here_uses_the_models_guide_as_the_sampler_does(qtbot, tiny
     panel.set_t(30)
     with qtbot.waitSignal(panel.denoise_finished, timeout=120000):
         assert panel.denoise_from_here()
-    curve_button = panel.findChild(type(panel.denoise_button), "identityCurveButton")
+    curve_button = panel.findChild(type(panel.denoise_box.denoise_button), "identityCurveButton")
     qtbot.waitUntil(lambda: curve_button.isEnabled(), timeout=10000)
     with qtbot.waitSignal(panel.identity_finished, timeout=120000):
         assert panel.identity_curve([10, 20])

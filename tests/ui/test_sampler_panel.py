@@ -16,8 +16,7 @@ from diffusion_studio.engine.diffusion.unet import UNetConfig
 from diffusion_studio.ui import sampler_panel as sp
 from diffusion_studio.ui.imaging import tile
 from diffusion_studio.ui.state import AppState
-from diffusion_studio.ui import workers as sp_workers
-from diffusion_studio.ui.workers import SampleWorker
+from diffusion_studio.tasks import sample as sample_task
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +41,7 @@ def panel(qtbot, tiny_checkpoint):
 
 
 def run_sampling(qtbot, panel, n=6):
-    panel.count_spin.setValue(n)
+    panel.form.count_spin.setValue(n)
     with qtbot.waitSignal(panel.sampling_finished, timeout=30000) as blocker:
         qtbot.mouseClick(panel.sample_button, sp.Qt.MouseButton.LeftButton)
     return blocker.args[0]
@@ -80,31 +79,31 @@ def test_sample_keeps_frames_and_scrubbing_does_not_recompute(qtbot, panel):
     assert [f.t for f in frames] == list(range(10, -1, -1))  # T=10, DDPM: every step kept
     assert frames[0].x.shape == (6, 28, 28) and frames[-1].x.dtype == np.uint8
     # the view shows the result: x_0 on the left, its own x_0 on the right
-    assert panel.slider.maximum() == len(frames) - 1 and panel.slider.value() == len(frames) - 1
-    np.testing.assert_array_equal(panel.xt_view.array, tile(frames[-1].x, pad=2, pad_value=90))
+    assert panel.view.slider.maximum() == len(frames) - 1 and panel.view.slider.value() == len(frames) - 1
+    np.testing.assert_array_equal(panel.view.xt_view.array, tile(frames[-1].x, pad=2, pad_value=90))
     # scrub to x_T: the image changes, from the kept frames, with no worker started
     kept = list(frames)
-    panel.slider.setValue(0)
+    panel.view.slider.setValue(0)
     assert panel.current_index == 0 and not panel.runner.is_running()
-    np.testing.assert_array_equal(panel.xt_view.array, tile(frames[0].x, pad=2, pad_value=90))
-    np.testing.assert_array_equal(panel.x0_view.array, tile(frames[0].x0, pad=2, pad_value=90))
-    assert not np.array_equal(panel.xt_view.array, tile(frames[-1].x, pad=2, pad_value=90))
-    assert "t = 10" in panel.frame_label.text() and "t = 10" in panel.xt_title.text()
-    panel.slider.setValue(5)
-    assert f"t = {frames[5].t}" in panel.frame_label.text()
+    np.testing.assert_array_equal(panel.view.xt_view.array, tile(frames[0].x, pad=2, pad_value=90))
+    np.testing.assert_array_equal(panel.view.x0_view.array, tile(frames[0].x0, pad=2, pad_value=90))
+    assert not np.array_equal(panel.view.xt_view.array, tile(frames[-1].x, pad=2, pad_value=90))
+    assert "t = 10" in panel.view.frame_label.text() and "t = 10" in panel.view.xt_title.text()
+    panel.view.slider.setValue(5)
+    assert f"t = {frames[5].t}" in panel.view.frame_label.text()
     assert all(a is b for a, b in zip(panel.frames, kept))  # the same frames, nothing recomputed
     # the strip: t = 10 (T) and 0 for this tiny schedule
     assert [f.t for f in panel.strip_frames()] == [10, 0]
-    assert not panel.strip_view.pixmap().isNull()
+    assert not panel.view.strip_view.pixmap().isNull()
 
 
 def test_play_and_pause(qtbot, panel):
     run_sampling(qtbot, panel, n=2)
-    panel.slider.setValue(0)
-    panel.play_button.click()
+    panel.view.slider.setValue(0)
+    panel.view.play_button.click()
     assert panel.is_playing()
     qtbot.waitUntil(lambda: panel.current_index >= 2, timeout=5000)
-    panel.play_button.click()
+    panel.view.play_button.click()
     assert not panel.is_playing()
     stopped_at = panel.current_index
     qtbot.wait(300)
@@ -115,14 +114,14 @@ def test_play_and_pause(qtbot, panel):
 
 
 def test_exports_write_png_grid_strip_and_gif(qtbot, panel, tmp_path):
-    panel.sampler_combo.setCurrentIndex(panel.sampler_combo.findData("ddim"))
-    panel.steps_spin.setValue(5)
-    assert panel.steps_spin.isEnabled() and panel.eta_spin.isEnabled()
+    panel.form.sampler_combo.setCurrentIndex(panel.form.sampler_combo.findData("ddim"))
+    panel.form.steps_spin.setValue(5)
+    assert panel.form.steps_spin.isEnabled() and panel.form.eta_spin.isEnabled()
     cfg = panel.sampler_config()
     assert (cfg.kind, cfg.steps, cfg.clip_x0) == ("ddim", 5, SamplerConfig(kind="ddim").clips_x0)  # the one default
-    panel.clip_check.setChecked(True)
+    panel.form.clip_check.setChecked(True)
     assert panel.sampler_config().clip_x0
-    panel.clip_check.setChecked(False)
+    panel.form.clip_check.setChecked(False)
     assert panel.sampler_config().clip_x0 is False
     run_sampling(qtbot, panel, n=4)
     assert [f.t for f in panel.frames][0] == 10 and panel.frames[-1].t == 0 and len(panel.frames) == 6
@@ -141,17 +140,23 @@ def test_exports_write_png_grid_strip_and_gif(qtbot, panel, tmp_path):
     assert "Saved" in panel.message.text()
 
 
-class SlowSampleWorker(SampleWorker):
-    def _keep(self, t, x, x0):
-        import time
+def slow_sample_frames(model, request, ctx, **kwargs):
+    """``tasks.sample.sample_frames``, 0.1 s slower per kept frame."""
+    import time
 
+    hand_over = ctx.on_partial
+
+    def slowly(frame):
         time.sleep(0.1)
-        super()._keep(t, x, x0)
+        hand_over(frame)
+
+    ctx.on_partial = slowly
+    return sample_task.sample_frames(model, request, ctx, **kwargs)
 
 
 def test_cancel_stops_the_worker(qtbot, panel, monkeypatch):
-    monkeypatch.setattr(sp, "SampleWorker", SlowSampleWorker)
-    panel.count_spin.setValue(2)
+    monkeypatch.setattr(sp, "sample_frames", slow_sample_frames)
+    panel.form.count_spin.setValue(2)
     with qtbot.waitSignal(panel.sampling_finished, timeout=10000) as blocker:
         panel.sample_button.click()
         assert panel.cancel_button.isEnabled() and not panel.sample_button.isEnabled()
@@ -175,7 +180,7 @@ def test_open_checkpoint_errors_are_messages(qtbot, panel, tmp_path, tiny_checkp
     with qtbot.waitSignal(panel.state.model_changed, timeout=20000):
         assert panel.open_checkpoint(tiny_checkpoint)
     assert panel.state.model_source.startswith("checkpoint:")
-    assert panel.model_combo.itemText(0) == panel.state.model_source
+    assert panel.form.model_combo.itemText(0) == panel.state.model_source
 
 
 @pytest.fixture(scope="module")
@@ -189,22 +194,22 @@ def tiny_conditional_checkpoint(tiny_data, tmp_path_factory):
 
 def test_digit_and_guidance_only_for_conditional_models(qtbot, panel, tiny_conditional_checkpoint, monkeypatch):
     # the unconditional model: no digit to choose, and why is said
-    assert not panel.digit_combo.isEnabled() and not panel.guidance_spin.isEnabled()
-    assert "unconditional" in panel.digit_combo.toolTip()
+    assert not panel.form.digit_combo.isEnabled() and not panel.form.guidance_spin.isEnabled()
+    assert "unconditional" in panel.form.digit_combo.toolTip()
     assert panel.labels(4) is None and panel.sampler_config().guidance == 0.0
     panel.state.set_model(load_model(tiny_conditional_checkpoint), "trained: tiny conditional")
-    assert panel.digit_combo.isEnabled() and panel.guidance_spin.isEnabled()
-    info = panel.model_info.text()
+    assert panel.form.digit_combo.isEnabled() and panel.form.guidance_spin.isEnabled()
+    info = panel.form.model_info.text()
     assert "class-conditional" in info and f"{panel.state.model.epochs_trained:g} epochs" in info
     # what the worker is asked for: every image a 3, guided with w = 1.5
-    seen = record_sample_steps(monkeypatch, sp_workers)
-    panel.digit_combo.setCurrentIndex(panel.digit_combo.findData(3))
-    panel.guidance_spin.setValue(1.5)
+    seen = record_sample_steps(monkeypatch, sample_task)
+    panel.form.digit_combo.setCurrentIndex(panel.form.digit_combo.findData(3))
+    panel.form.guidance_spin.setValue(1.5)
     assert run_sampling(qtbot, panel, n=5) == "finished"
     assert seen["labels"].tolist() == [3] * 5 and seen["sampler"].guidance == 1.5
     assert "digit 3, guidance 1.5" in panel.message.text()
     # "all digits" cycles 0..9
-    panel.digit_combo.setCurrentIndex(0)
+    panel.form.digit_combo.setCurrentIndex(0)
     assert panel.labels(12).tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
 
 
@@ -219,7 +224,7 @@ def test_the_form_opens_at_the_engine_defaults_for_a_conditional_model(qtbot, ti
     fields = ("kind", "steps", "eta", "variance", "clips_x0", "guidance", "autoguidance_min_t")  # (no guide: g = 0)
     assert [getattr(form, f) for f in fields] == [getattr(default, f) for f in fields]
     for value in (0.25, 0.75, 1.5):  # the weights a person types are kept as typed
-        p.guidance_spin.setValue(value)
+        p.form.guidance_spin.setValue(value)
         assert p.sampler_config().guidance == value
 
 
@@ -227,24 +232,24 @@ def test_autoguidance_only_for_models_with_a_guide(qtbot, panel, tiny_checkpoint
     from diffusion_studio.engine.storage.checkpoint import attach_guide, load_checkpoint, save_checkpoint
 
     # the tiny model has no guide: the control is off, says why, and the form asks for none
-    assert not panel.autoguidance_spin.isEnabled() and "no guide network" in panel.autoguidance_spin.toolTip()
-    assert not panel.autoguidance_min_t_spin.isEnabled()
+    assert not panel.form.autoguidance_spin.isEnabled() and "no guide network" in panel.form.autoguidance_spin.toolTip()
+    assert not panel.form.autoguidance_min_t_spin.isEnabled()
     assert panel.sampler_config().autoguidance == 0.0
     payload = load_checkpoint(tiny_checkpoint)
     weak = {**payload, "ema_weights": None, "weights": {k: v * 0.5 if v.is_floating_point() else v
                                                         for k, v in payload["weights"].items()}}
     save_checkpoint(tmp_path / "guided.pt", attach_guide(payload, weak, "early/best.pt"))
     panel.state.set_model(load_model(tmp_path / "guided.pt"), "trained: tiny with a guide")
-    assert panel.autoguidance_spin.isEnabled() and "early/best.pt" in panel.autoguidance_spin.toolTip()
-    assert panel.autoguidance_min_t_spin.isEnabled() and "interval" in panel.autoguidance_min_t_spin.toolTip()
-    assert "autoguidance guide of 1.0 epochs" in panel.model_info.text()
+    assert panel.form.autoguidance_spin.isEnabled() and "early/best.pt" in panel.form.autoguidance_spin.toolTip()
+    assert panel.form.autoguidance_min_t_spin.isEnabled() and "interval" in panel.form.autoguidance_min_t_spin.toolTip()
+    assert "autoguidance guide of 1.0 epochs" in panel.form.model_info.text()
     # the model line, three lines long here, gets the height its text needs (it lost a line at each end)
-    qtbot.waitUntil(lambda: panel.model_info.height() >= panel.model_info.heightForWidth(panel.model_info.width()))
-    assert panel.model_info.heightForWidth(panel.model_info.width()) > 2 * panel.model_info.fontMetrics().height()
+    qtbot.waitUntil(lambda: panel.form.model_info.height() >= panel.form.model_info.heightForWidth(panel.form.model_info.width()))
+    assert panel.form.model_info.heightForWidth(panel.form.model_info.width()) > 2 * panel.form.model_info.fontMetrics().height()
     assert panel.sampler_config().autoguidance == SamplerConfig().autoguidance  # the engine's default
-    seen = record_sample_steps(monkeypatch, sp_workers)
-    panel.autoguidance_spin.setValue(1.25)
-    panel.autoguidance_min_t_spin.setValue(3)
+    seen = record_sample_steps(monkeypatch, sample_task)
+    panel.form.autoguidance_spin.setValue(1.25)
+    panel.form.autoguidance_min_t_spin.setValue(3)
     assert run_sampling(qtbot, panel, n=4) == "finished"
     assert seen["sampler"].autoguidance == 1.25 and seen["guide"] is panel.state.model.guide
     assert seen["sampler"].autoguidance_min_t == 3
@@ -254,7 +259,7 @@ def test_autoguidance_only_for_models_with_a_guide(qtbot, panel, tiny_checkpoint
     with qtbot.waitSignal(panel.sampling_finished, timeout=60000) as blocker:
         qtbot.mouseClick(panel.sweep_button, sp.Qt.MouseButton.LeftButton)
     assert blocker.args[0] == "completed" and panel.explore_strip.shape == (5, 28, 28)
-    assert "autoguidance g = 0, 0.5, 1, 2, 4 above t = 3, away from a guide of 1.0 epochs" in panel.explore_caption.text()
+    assert "autoguidance g = 0, 0.5, 1, 2, 4 above t = 3, away from a guide of 1.0 epochs" in panel.explore_box.caption.text()
     # and the interpolation steers with the form's weight too
     from diffusion_studio.engine.diffusion import explore as engine_sample  # interpolate runs its loop
 
@@ -263,7 +268,7 @@ def test_autoguidance_only_for_models_with_a_guide(qtbot, panel, tiny_checkpoint
         assert panel.interpolate()
     assert seen["guide"] is panel.state.model.guide and seen["sampler"].autoguidance == 1.25
     assert seen["sampler"].autoguidance_min_t == 3
-    assert "autoguidance g = 1.25 above t = 3" in panel.explore_caption.text()
+    assert "autoguidance g = 1.25 above t = 3" in panel.explore_box.caption.text()
 
 
 @pytest.mark.slow
@@ -291,7 +296,7 @@ def test_the_gui_sampler_at_its_initial_settings_makes_the_cli_samples(qtbot, tm
     state.set_model(load_model(default_checkpoint_path()), "bundled default model")
     p = sp.SamplerPanel(state)
     qtbot.addWidget(p)
-    assert p.count_spin.value() == 16 and p.seed_spin.value() == 0  # the form as it opens
+    assert p.form.count_spin.value() == 16 and p.form.seed_spin.value() == 0  # the form as it opens
     with qtbot.waitSignal(p.sampling_finished, timeout=300000):
         p.sample()
     gui = p.frames[-1].x
@@ -305,14 +310,14 @@ def test_interpolation_strip_between_two_seeds(qtbot, panel, tmp_path):
     assert button is panel.interpolate_button and button.isEnabled()
     sweep = panel.findChild(type(panel.sample_button), "guidanceSweepButton")
     assert not sweep.isEnabled() and "class-conditional" in sweep.toolTip()  # an unconditional model
-    panel.seed_spin.setValue(3)
+    panel.form.seed_spin.setValue(3)
     panel.seed_b_spin.setValue(8)
     with qtbot.waitSignal(panel.sampling_finished, timeout=60000) as blocker:
         qtbot.mouseClick(button, sp.Qt.MouseButton.LeftButton)
     assert blocker.args[0] == "completed"
     assert panel.explore_strip.shape == (9, 28, 28) and panel.explore_box.isVisible()
-    assert "seed 3 → seed 8" in panel.explore_caption.text()
-    view = panel.findChild(type(panel.explore_view), "exploreView")
+    assert "seed 3 → seed 8" in panel.explore_box.caption.text()
+    view = panel.findChild(type(panel.explore_box.view), "exploreView")
     assert view.pixmap() is not None and not view.pixmap().isNull()
     out = panel.export_explore(tmp_path / "interp.png")
     assert Image.open(out).size == (9 * 30 + 2, 32)
@@ -325,11 +330,11 @@ def test_guidance_sweep_strip(qtbot, tiny_conditional_checkpoint, tmp_path):
     qtbot.addWidget(p)
     sweep = p.findChild(type(p.sample_button), "guidanceSweepButton")
     assert sweep.isEnabled()
-    p.digit_combo.setCurrentIndex(p.digit_combo.findData(7))
+    p.form.digit_combo.setCurrentIndex(p.form.digit_combo.findData(7))
     with qtbot.waitSignal(p.sampling_finished, timeout=60000):
         qtbot.mouseClick(sweep, sp.Qt.MouseButton.LeftButton)
     assert p.explore_strip.shape == (5, 28, 28)
-    assert "digit 7" in p.explore_caption.text() and "w = 0, 0.5, 1, 2, 4" in p.explore_caption.text()
+    assert "digit 7" in p.explore_box.caption.text() and "w = 0, 0.5, 1, 2, 4" in p.explore_box.caption.text()
     assert p.export_explore(tmp_path / "sweep.png").is_file()
     p.shutdown(5000)
 
@@ -348,7 +353,7 @@ def test_nearest_training_digits_of_the_samples(qtbot, panel, tiny_data, tmp_pat
     train = tiny_data.train_images.numpy()
     for row in strip[4:]:
         assert any((row == t).all() for t in train)  # every neighbour is a real training digit
-    assert "real test digits" in panel.explore_caption.text()
+    assert "real test digits" in panel.explore_box.caption.text()
     assert Image.open(panel.export_explore(tmp_path / "nn.png")).size == (4 * 30 + 2, 3 * 30 + 2)
 
 
@@ -361,18 +366,18 @@ def test_evaluate_scores_exactly_the_digits_the_sampler_panel_shows(qtbot, panel
     from diffusion_studio.engine.evaluation.report import evaluate_model
     from diffusion_studio.ui.evaluate_panel import EvaluatePanel
 
-    panel.sampler_combo.setCurrentIndex(panel.sampler_combo.findData("ddim"))
-    panel.steps_spin.setValue(4)
-    panel.eta_spin.setValue(0.5)
-    panel.seed_spin.setValue(5)
+    panel.form.sampler_combo.setCurrentIndex(panel.form.sampler_combo.findData("ddim"))
+    panel.form.steps_spin.setValue(4)
+    panel.form.eta_spin.setValue(0.5)
+    panel.form.seed_spin.setValue(5)
     assert run_sampling(qtbot, panel, n=12) == "finished"
     shown = panel.frames[-1].x
 
     panel.state.set_data(tiny_data, tiny_data.source)
     ev_panel = EvaluatePanel(panel.state)
     qtbot.addWidget(ev_panel)
-    ev_panel.n_spin.setValue(12)
-    ev_panel.seed_spin.setValue(5)
+    ev_panel.form.n_spin.setValue(12)
+    ev_panel.form.seed_spin.setValue(5)
     config = ev_panel.config()
     assert config.sampler == panel.sampler_config()
     config = replace(config, metric="mnist", kid_subsets=5, strip_rows=2, strip_columns=3,
@@ -383,18 +388,18 @@ def test_evaluate_scores_exactly_the_digits_the_sampler_panel_shows(qtbot, panel
 
 def test_dpm_solver_takes_its_own_steps_and_no_eta(qtbot, panel):
     T = panel.state.model.schedule.timesteps
-    panel.sampler_combo.setCurrentIndex(panel.sampler_combo.findData("dpmpp2m"))
-    assert panel.steps_spin.isEnabled() and not panel.eta_spin.isEnabled()
-    assert panel.steps_spin.value() == min(SamplerConfig(kind="dpmpp2m").default_steps, T)
-    assert panel.clip_check.isChecked() is SamplerConfig(kind="dpmpp2m").clips_x0 is True  # its own default
-    panel.steps_spin.setValue(4)
+    panel.form.sampler_combo.setCurrentIndex(panel.form.sampler_combo.findData("dpmpp2m"))
+    assert panel.form.steps_spin.isEnabled() and not panel.form.eta_spin.isEnabled()
+    assert panel.form.steps_spin.value() == min(SamplerConfig(kind="dpmpp2m").default_steps, T)
+    assert panel.form.clip_check.isChecked() is SamplerConfig(kind="dpmpp2m").clips_x0 is True  # its own default
+    panel.form.steps_spin.setValue(4)
     cfg = panel.sampler_config()
     assert (cfg.kind, cfg.steps, cfg.clips_x0) == ("dpmpp2m", 4, True)
     run_sampling(qtbot, panel, n=3)
     assert len(panel.frames) == 5 and panel.frames[-1].t == 0  # x_T and four steps
     assert "DPM-Solver++ (2M) 4 steps" in panel._job_info and "η" not in panel._job_info
-    panel.sampler_combo.setCurrentIndex(panel.sampler_combo.findData("ddim"))
-    assert panel.eta_spin.isEnabled() and panel.steps_spin.value() == min(SamplerConfig(kind="ddim").default_steps, T)
-    assert panel.clip_check.isChecked() is SamplerConfig(kind="ddim").clips_x0 is False
-    panel.sampler_combo.setCurrentIndex(panel.sampler_combo.findData("ddpm"))
-    assert not panel.steps_spin.isEnabled() and not panel.eta_spin.isEnabled()
+    panel.form.sampler_combo.setCurrentIndex(panel.form.sampler_combo.findData("ddim"))
+    assert panel.form.eta_spin.isEnabled() and panel.form.steps_spin.value() == min(SamplerConfig(kind="ddim").default_steps, T)
+    assert panel.form.clip_check.isChecked() is SamplerConfig(kind="ddim").clips_x0 is False
+    panel.form.sampler_combo.setCurrentIndex(panel.form.sampler_combo.findData("ddpm"))
+    assert not panel.form.steps_spin.isEnabled() and not panel.form.eta_spin.isEnabled()

@@ -10,6 +10,7 @@ import pytest
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 
 from diffusion_studio.engine.storage.checkpoint import load_model
+from diffusion_studio.engine.training.config import BaselineRecord, EpochRecord, FinishedRecord, StartedRecord
 from diffusion_studio.engine.training.presets import Preset
 from diffusion_studio.engine.diffusion.schedule import ScheduleConfig
 from diffusion_studio.engine.training.config import TrainConfig
@@ -78,14 +79,14 @@ def test_start_needs_data(qtbot):
     start = p.findChild(type(p.start_button), "startTrainingButton")
     assert start is not None and not start.isEnabled()
     assert "data" in start.toolTip().lower()
-    assert p.findChild(type(p.plot), "lossPlot") is p.plot
+    assert p.findChild(type(p.view.plot), "lossPlot") is p.view.plot
     assert not p.start_training()  # refuses, with a message instead of a crash
-    assert "data" in p.stopping_label.text().lower()
+    assert "data" in p.view.stopping_label.text().lower()
 
 
 def test_training_streams_curves_and_finishes(qtbot, panel, tmp_path):
     panel.add_preset(tiny_preset(epochs=6, patience=1))
-    assert panel.epochs_spin.value() == 6 and panel.patience_spin.value() == 1
+    assert panel.form.epochs_spin.value() == 6 and panel.form.patience_spin.value() == 1
     run = tmp_path / "run"
     panel.set_run_dir(str(run))
     qtbot.waitExposed(panel)
@@ -104,32 +105,32 @@ def test_training_streams_curves_and_finishes(qtbot, panel, tmp_path):
     history = json.loads((run / "history.json").read_text())
     epochs = [e["epoch"] for e in history["epochs"]]
     # curves: every step (4 per epoch for 100 images in batches of 32), every epoch's validation loss
-    x, y = panel.raw_curve.getData()
+    x, y = panel.view.raw_curve.getData()
     assert len(x) == 4 * len(epochs) and np.allclose(x[-1], len(epochs))
-    vx, vy = panel.val_curve.getData()
+    vx, vy = panel.view.val_curve.getData()
     assert vx.tolist() == epochs
     np.testing.assert_allclose(vy, [e["val_loss"] for e in history["epochs"]])
-    sx, sy = panel.smooth_curve.getData()
+    sx, sy = panel.view.smooth_curve.getData()
     assert len(sx) == len(x) and np.isfinite(sy).all()
     # the best epoch is marked, and the label says how it ended
-    bx, by = panel.best_marker.getData()
+    bx, by = panel.view.best_marker.getData()
     assert bx.tolist() == [history["best_epoch"]]
     assert by[0] == pytest.approx(history["best_val_loss"])
-    label = panel.stopping_label.text()
+    label = panel.view.stopping_label.text()
     if reason == "early_stopped":
         assert label.startswith(f"Stopped early at epoch {epochs[-1]}, best epoch {history['best_epoch']} restored")
     else:
         assert label.startswith(f"Finished {len(epochs)} epochs")
-    assert panel.progress.value() == panel.progress.maximum()
-    assert panel.preview_label.pixmap() is not None and not panel.preview_label.pixmap().isNull()
+    assert panel.view.progress.value() == panel.view.progress.maximum()
+    assert panel.preview.image.pixmap() is not None and not panel.preview.image.pixmap().isNull()
     # the trained model is offered to the sampler (read off the GUI thread)
     qtbot.waitUntil(lambda: panel.state.model is not None, timeout=20000)
     assert panel.state.model_source == f"trained: {run.name}"
     assert panel.state.model.payload["best"]["epoch"] == history["best_epoch"]
     assert not panel.is_training() and panel.start_button.isEnabled()
     # log scale keeps the marker on the (log) point
-    panel.log_check.setChecked(True)
-    assert panel.best_marker.getData()[1][0] == pytest.approx(np.log10(history["best_val_loss"]))
+    panel.view.log_check.setChecked(True)
+    assert panel.view.best_marker.getData()[1][0] == pytest.approx(np.log10(history["best_val_loss"]))
 
 
 def test_stop_resume_and_close_during_run(qtbot, panel, tmp_path):
@@ -137,7 +138,7 @@ def test_stop_resume_and_close_during_run(qtbot, panel, tmp_path):
     run = tmp_path / "run"
     panel.set_run_dir(str(run))
     assert panel.start_training()
-    qtbot.waitUntil(lambda: len(panel.val_epochs) >= 1, timeout=60000)
+    qtbot.waitUntil(lambda: len(panel.view.val_epochs) >= 1, timeout=60000)
     t0 = time.perf_counter()
     with qtbot.waitSignal(panel.training_finished, timeout=10000) as blocker:
         panel.stop_button.click()
@@ -152,16 +153,16 @@ def test_stop_resume_and_close_during_run(qtbot, panel, tmp_path):
     # Resume: the epoch count continues where it stopped, the old curve is kept, and the form
     # shows the run's own settings (a value typed before the resume would otherwise be ignored);
     # the patience, like the epochs, may be raised (a resume's warm restart can take a few epochs)
-    run_lr, run_batch = panel.lr_spin.value(), panel.batch_spin.value()
-    panel.lr_spin.setValue(0.05)
-    panel.batch_spin.setValue(7)
-    panel.patience_spin.setValue(60)
+    run_lr, run_batch = panel.form.lr_spin.value(), panel.form.batch_spin.value()
+    panel.form.lr_spin.setValue(0.05)
+    panel.form.batch_spin.setValue(7)
+    panel.form.patience_spin.setValue(60)
     assert panel.resume_training(run)
-    qtbot.waitUntil(lambda: bool(panel.val_epochs) and panel.val_epochs[-1] > stopped_at, timeout=60000)
-    assert panel.lr_spin.value() == pytest.approx(run_lr) and panel.batch_spin.value() == run_batch
-    assert panel.patience_spin.value() == 60
-    assert panel.val_epochs[: stopped_at] == list(range(1, stopped_at + 1))
-    assert panel.val_epochs[stopped_at] == stopped_at + 1
+    qtbot.waitUntil(lambda: bool(panel.view.val_epochs) and panel.view.val_epochs[-1] > stopped_at, timeout=60000)
+    assert panel.form.lr_spin.value() == pytest.approx(run_lr) and panel.form.batch_spin.value() == run_batch
+    assert panel.form.patience_spin.value() == 60
+    assert panel.view.val_epochs[: stopped_at] == list(range(1, stopped_at + 1))
+    assert panel.view.val_epochs[stopped_at] == stopped_at + 1
     # closing the window during the run: the thread ends within the bound, nothing is lost
     t0 = time.perf_counter()
     assert panel.shutdown(10000)
@@ -177,14 +178,14 @@ def test_refuses_to_overwrite_a_run_and_bad_resume(qtbot, panel, tmp_path):
     (tmp_path / "old" / "last.pt").write_bytes(b"x")
     panel.set_run_dir(str(tmp_path / "old"))
     assert not panel.start_training()
-    assert "Resume" in panel.stopping_label.text()
+    assert "Resume" in panel.view.stopping_label.text()
     assert not panel.resume_training(tmp_path / "empty")
-    assert "no last.pt" in panel.stopping_label.text()
+    assert "no last.pt" in panel.view.stopping_label.text()
     # not a checkpoint: the worker reads it (off the GUI thread) and the panel says so in one line
     with qtbot.waitSignal(panel.training_finished, timeout=20000) as blocker:
         assert panel.resume_training(tmp_path / "old")
     assert blocker.args[0] == "failed"
-    assert "Cannot resume" in panel.stopping_label.text() and "Traceback" not in panel.stopping_label.text()
+    assert "Cannot resume" in panel.view.stopping_label.text() and "Traceback" not in panel.view.stopping_label.text()
     qtbot.waitUntil(lambda: not panel.is_training(), timeout=10000)
 
 
@@ -205,21 +206,21 @@ def test_continue_from_a_checkpoint_trains_a_new_run_on_from_its_epochs(qtbot, p
 
     panel.set_run_dir(str(tmp_path / "first"))
     assert not panel.continue_training(exported)  # never over a run
-    assert "already holds a run" in panel.stopping_label.text()
+    assert "already holds a run" in panel.view.stopping_label.text()
     assert not panel.continue_training(tmp_path / "missing.pt")
-    assert panel.stopping_label.text().startswith("Cannot continue:") and "does not exist" in panel.stopping_label.text()
+    assert panel.view.stopping_label.text().startswith("Cannot continue:") and "does not exist" in panel.view.stopping_label.text()
 
     new = tmp_path / "second"
     panel.set_run_dir(str(new))
-    panel.lr_spin.setValue(0.05)  # a fresh Adam: an lr set in the form is the new run's (as the CLI's --lr)
-    panel.epochs_spin.setValue(3)
+    panel.form.lr_spin.setValue(0.05)  # a fresh Adam: an lr set in the form is the new run's (as the CLI's --lr)
+    panel.form.epochs_spin.setValue(3)
     with qtbot.waitSignal(panel.training_finished, timeout=60000) as blocker:
         assert panel.continue_training(exported)
-        qtbot.waitUntil(lambda: panel.stopping_label.text().startswith("Continuing"), timeout=30000)
-        assert "Continuing exported (1 epochs) at epoch 2" in panel.stopping_label.text()
+        qtbot.waitUntil(lambda: panel.view.stopping_label.text().startswith("Continuing"), timeout=30000)
+        assert "Continuing exported (1 epochs) at epoch 2" in panel.view.stopping_label.text()
     assert blocker.args[0] == "completed"
-    assert panel.lr_spin.value() == pytest.approx(0.05)
-    assert panel.val_epochs == [1, 2, 3]
+    assert panel.form.lr_spin.value() == pytest.approx(0.05)
+    assert panel.view.val_epochs == [1, 2, 3]
     last = load_checkpoint(new / "last.pt")
     assert last["epoch"] == 3 and last["meta"]["continued_from"]["source"] == str(exported)
     # the file's lr was 3e-2; the EMA the form showed was the preset's (and the file's), so only the lr changed
@@ -231,81 +232,97 @@ def test_continue_from_a_checkpoint_trains_a_new_run_on_from_its_epochs(qtbot, p
 def test_continue_keeps_the_files_lr_and_ema_unless_the_form_changed_them(panel):
     """An untouched form (the preset's lr 1e-3, EMA 0.999) changes nothing, so a file fine-tuned at
     2e-4 / 0.9998 (the bundled default) goes on with its own; a value the user set is a change."""
-    assert panel.current_preset().name == "default" and panel.continue_settings() == {}
-    panel.lr_spin.setValue(2e-4)
+    assert panel.form.current_preset().name == "default" and panel.continue_settings() == {}
+    panel.form.lr_spin.setValue(2e-4)
     assert panel.continue_settings() == {"lr": pytest.approx(2e-4)}
-    panel.ema_spin.setValue(0.9998)
+    panel.form.ema_spin.setValue(0.9998)
     assert panel.continue_settings() == {"lr": pytest.approx(2e-4), "ema_decay": pytest.approx(0.9998)}
-    panel.lr_spin.setValue(panel.current_preset().train.lr)  # back to the preset's: the file's own again
+    panel.form.lr_spin.setValue(panel.form.current_preset().train.lr)  # back to the preset's: the file's own again
     assert set(panel.continue_settings()) == {"ema_decay"}
 
 
 def test_the_baseline_of_a_continued_run_shows_as_the_loss_to_beat(panel):
     """Before a continued export's first epoch the panel shows what its weights scored."""
-    panel._on_baseline({"epoch": 67, "val_loss": 0.0206891, "seconds": 72.4})
-    assert panel.epoch_label.text() == ("The weights it continues from: validation 0.02069 (1 min 12 s), "
+    panel._on_records([BaselineRecord(epoch=67, val_loss=0.0206891, seconds=72.4)])
+    assert panel.view.epoch_label.text() == ("The weights it continues from: validation 0.02069 (1 min 12 s), "
                                         "the loss to beat")
-    assert (panel.best_epoch, panel.best_val) == (67, pytest.approx(0.0206891))
+    assert (panel.view.best_epoch, panel.view.best_val) == (67, pytest.approx(0.0206891))
     assert panel.validation_seconds == pytest.approx(72.4)  # the ETA counts validations at this cost
 
 
 class FakeWorker(QObject):
-    """Emits what a TrainWorker would, to check how the panel words early stopping."""
+    """Emits what the training task's worker would (batches of records), to check how the panel
+    words early stopping."""
 
-    epoch_done = Signal(dict)
-    finished = Signal(str, str)
+    partial = Signal(object)
 
 
 def epoch_record(epoch, val, best_epoch, best, waited, patience=5):
-    return dict(epoch=epoch, epochs=50, train_loss=val, val_loss=val, seconds=1.0, images_per_s=100.0,
-                best_val_loss=best, best_epoch=best_epoch, epochs_without_improvement=waited,
-                patience=patience, improved=waited == 0)
+    return EpochRecord(epoch=epoch, epochs=50, train_loss=val, val_loss=val, seconds=1.0, images_per_s=100.0,
+                       best_val_loss=best, best_epoch=best_epoch, epochs_without_improvement=waited,
+                       patience=patience, improved=waited == 0)
+
+
+def started(info: dict) -> StartedRecord:
+    """The StartedRecord the training task yields first, with these fields (a resume when it
+    starts past epoch 0; the batch size and patience go into its train_config)."""
+    resumed = bool(info.get("start_epoch") or info.get("start_step"))
+    return StartedRecord(
+        mode="resume" if resumed else "new", device=info["device"], precision=info["precision"],
+        precision_detail=info.get("precision_detail", ""), train_images=100, val_images=20,
+        validation_images=info.get("validation_images", 10000), epochs=info["epochs"],
+        start_epoch=info["start_epoch"], start_step=info.get("start_step", 0), start_lr=info.get("start_lr", 1e-3),
+        steps_per_epoch=info["steps_per_epoch"], timesteps=info["timesteps"],
+        train_config={"batch_size": info["batch_size"], "patience": info["patience"]}, model_config={},
+        schedule_config={}, preset="", run_dir="", max_seconds=info.get("max_seconds"),
+        history=info.get("history", {}))
 
 
 def test_early_stopping_state_is_worded_for_people(qtbot, panel):
     fake = FakeWorker()
-    fake.epoch_done.connect(panel._on_epoch)
-    fake.finished.connect(panel._on_finished)
-    fake.epoch_done.emit(epoch_record(34, 0.031, 34, 0.031, 0))
-    assert "new best" in panel.stopping_label.text()
-    fake.epoch_done.emit(epoch_record(37, 0.033, 34, 0.031, 3))
-    assert panel.stopping_label.text() == "3 of 5 epochs without improvement"
-    panel._redraw()
-    assert panel.best_marker.getData()[0].tolist() == [34.0]
-    fake.finished.emit("early_stopped", "stopped early at epoch 39, best epoch 34 restored (validation loss 0.03100)")
-    assert panel.stopping_label.text().startswith("Stopped early at epoch 39, best epoch 34 restored")
+    fake.partial.connect(panel._on_records)
+    fake.partial.emit([epoch_record(34, 0.031, 34, 0.031, 0)])
+    assert "new best" in panel.view.stopping_label.text()
+    fake.partial.emit([epoch_record(37, 0.033, 34, 0.031, 3)])
+    assert panel.view.stopping_label.text() == "3 of 5 epochs without improvement"
+    panel.view.redraw()
+    assert panel.view.best_marker.getData()[0].tolist() == [34.0]
+    fake.partial.emit([FinishedRecord("early_stopped", 39, 34, 0.031,
+                                      "stopped early at epoch 39, best epoch 34 restored (validation loss 0.03100)")])
+    assert panel.view.stopping_label.text().startswith("Stopped early at epoch 39, best epoch 34 restored")
 
 
 def test_class_conditional_checkbox_trains_a_conditional_network(qtbot, panel):
-    check = panel.findChild(type(panel.conditional_check), "conditionalCheck")
+    check = panel.findChild(type(panel.form.conditional_check), "conditionalCheck")
     # the default recipe is class-conditional (README: Quality per CPU minute), and the box shows it
-    assert check is panel.conditional_check and check.isChecked() and panel.current_preset().model.conditional
-    assert panel.model_config().num_classes == 10
-    auto_dir = panel.run_dir_edit.text()
+    assert check is panel.form.conditional_check and check.isChecked() and panel.form.current_preset().model.conditional
+    assert panel.form.model_config().num_classes == 10
+    auto_dir = panel.form.run_dir_edit.text()
     check.setChecked(False)
-    assert panel.model_config().num_classes == 0
-    assert panel.model_config().level_channels == panel.current_preset().model.level_channels
-    assert "uncond" in panel.run_dir_edit.text() and panel.run_dir_edit.text() != auto_dir  # the run's name says so
-    panel.preset_combo.setCurrentIndex(panel.preset_combo.findData("report"))
+    assert panel.form.model_config().num_classes == 0
+    assert panel.form.model_config().level_channels == panel.form.current_preset().model.level_channels
+    assert "uncond" in panel.form.run_dir_edit.text() and panel.form.run_dir_edit.text() != auto_dir  # the run's name says so
+    panel.form.preset_combo.setCurrentIndex(panel.form.preset_combo.findData("report"))
     assert not check.isChecked()  # the report's recipe is unconditional
 
 
 def test_time_budget_field_reaches_the_trainer_and_caps_the_eta(qtbot, panel, tmp_path, monkeypatch):
-    budget = panel.findChild(type(panel.budget_spin), "timeBudgetSpin")
-    assert budget is panel.budget_spin and budget.value() == 0 and budget.text() == "none"
-    assert panel.max_seconds() is None
+    budget = panel.findChild(type(panel.form.budget_spin), "timeBudgetSpin")
+    assert budget is panel.form.budget_spin and budget.value() == 0 and budget.text() == "none"
+    assert panel.form.max_minutes() is None
     jobs = []
-    monkeypatch.setattr(panel.runner, "start", lambda worker: jobs.append(worker.job))  # no thread
+    monkeypatch.setattr(panel.runner, "start", lambda worker: jobs.append(worker.request))  # no thread
     panel.add_preset(tiny_preset(epochs=3))
     budget.setValue(15)
     assert panel.start_training()
     assert jobs[-1].max_seconds == 15 * 60
     # ETA: steps left at the current rate plus one validation per epoch left, at most the budget left
-    panel._on_started({"steps_per_epoch": 100, "epochs": 50, "patience": 5, "start_epoch": 0, "start_step": 0,
-                       "device": "cpu", "precision": "fp32", "precision_detail": "fp32 (measured: fp32 300 img/s, "
-                       "bf16 100 img/s)", "batch_size": 128, "timesteps": 300, "max_seconds": 900.0,
-                       "validation_images": 10000 + 40 * 128})
-    assert "fp32 300 img/s" in panel.stopping_label.text() and "budget 15 min" in panel.stopping_label.text()
+    panel._on_records([started({"steps_per_epoch": 100, "epochs": 50, "patience": 5, "start_epoch": 0,
+                                "start_step": 0, "device": "cpu", "precision": "fp32",
+                                "precision_detail": "fp32 (measured: fp32 300 img/s, bf16 100 img/s)",
+                                "batch_size": 128, "timesteps": 300, "max_seconds": 900.0,
+                                "validation_images": 10000 + 40 * 128})])
+    assert "fp32 300 img/s" in panel.view.stopping_label.text() and "budget 15 min" in panel.view.stopping_label.text()
     unlimited = 49 * 100 * 128 / 300 + 50 * (15120 / 900)  # steps + validations (forward = 1/3 of a step)
     panel.max_budget = 0.0
     assert panel.eta_seconds(1, 4900, 300.0) == pytest.approx(unlimited)
@@ -315,38 +332,39 @@ def test_time_budget_field_reaches_the_trainer_and_caps_the_eta(qtbot, panel, tm
     panel.max_budget = 0.0
     assert panel.eta_seconds(2, 4800, 300.0) == pytest.approx(4800 * 128 / 300 + 49 * 12.0)
     # a resume says where its warm restart begins (half the peak at epoch 50 of 100), not the peak
-    panel._on_started({"steps_per_epoch": 100, "epochs": 100, "patience": 15, "start_epoch": 49, "start_step": 60,
-                       "start_lr": 5e-4, "device": "cpu", "precision": "bf16", "batch_size": 32, "timesteps": 300,
-                       "max_seconds": 0.0, "validation_images": 10000})
-    assert panel.stopping_label.text().startswith("Resuming at epoch 50, lr 0.0005 on cpu")
+    panel._on_records([started({"steps_per_epoch": 100, "epochs": 100, "patience": 15, "start_epoch": 49,
+                                "start_step": 60, "start_lr": 5e-4, "device": "cpu", "precision": "bf16",
+                                "batch_size": 32, "timesteps": 300, "max_seconds": 0.0,
+                                "validation_images": 10000})])
+    assert panel.view.stopping_label.text().startswith("Resuming at epoch 50, lr 0.0005 on cpu")
 
 
 def test_the_schedule_you_see_is_the_schedule_you_train(qtbot, panel, monkeypatch):
-    combo = panel.findChild(type(panel.schedule_combo), "trainScheduleCombo")
-    spin = panel.findChild(type(panel.timesteps_spin), "trainTimestepsSpin")
-    assert combo is panel.schedule_combo and spin is panel.timesteps_spin
-    preset = panel.current_preset()
+    combo = panel.findChild(type(panel.form.schedule_combo), "trainScheduleCombo")
+    spin = panel.findChild(type(panel.form.timesteps_spin), "trainTimestepsSpin")
+    assert combo is panel.form.schedule_combo and spin is panel.form.timesteps_spin
+    preset = panel.form.current_preset()
     assert (combo.currentData(), spin.value()) == (preset.schedule.kind, preset.schedule.timesteps)
     assert panel.state.schedule_config == preset.schedule and panel.state.schedule_source == "the training form"
     combo.setCurrentIndex(combo.findData("cosine"))
     spin.setValue(120)
     assert panel.state.schedule_config.kind == "cosine" and panel.state.schedule_config.timesteps == 120
     jobs = []
-    monkeypatch.setattr(panel.runner, "start", lambda worker: jobs.append(worker.job))  # no thread
+    monkeypatch.setattr(panel.runner, "start", lambda worker: jobs.append(worker.request))  # no thread
     assert panel.start_training()
     assert jobs[-1].schedule.kind == "cosine" and jobs[-1].schedule.timesteps == 120
 
 
 def test_loss_by_timestep_draws_each_epoch_latest_strongest(qtbot, panel):
-    plot = panel.findChild(type(panel.t_plot), "lossByTimestepPlot")
-    assert plot is panel.t_plot
+    plot = panel.findChild(type(panel.view.t_plot), "lossByTimestepPlot")
+    assert plot is panel.view.t_plot
     edges = [1, 4, 7, 11]
-    panel.add_loss_by_timestep(edges, [0.5, 0.1, 0.05])
-    panel.add_loss_by_timestep(edges, [0.4, None, 0.04])
-    assert len(panel.t_curves) == 2
-    x, y = panel.t_curves[-1].xData, panel.t_curves[-1].yData  # (getData() gives log10 y on the log axis)
+    panel.view.add_loss_by_timestep(edges, [0.5, 0.1, 0.05])
+    panel.view.add_loss_by_timestep(edges, [0.4, None, 0.04])
+    assert len(panel.view.t_curves) == 2
+    x, y = panel.view.t_curves[-1].xData, panel.view.t_curves[-1].yData  # (getData() gives log10 y on the log axis)
     assert list(y) == [0.4, 0.04] and list(x) == [2.0, 8.5]  # the empty bin is left out
-    assert panel.t_curves[0].opts["pen"].color().alpha() < panel.t_curves[-1].opts["pen"].color().alpha()
+    assert panel.view.t_curves[0].opts["pen"].color().alpha() < panel.view.t_curves[-1].opts["pen"].color().alpha()
 
 
 def test_a_long_runs_linear_axis_fits_its_later_losses_not_its_first_steps(qtbot, panel):
@@ -356,16 +374,17 @@ def test_a_long_runs_linear_axis_fits_its_later_losses_not_its_first_steps(qtbot
     rng = np.random.default_rng(0)
     loss = 0.03 + 0.005 * rng.standard_normal(n)
     loss[:50] = np.linspace(1.0, 0.05, 50)  # the first descent
-    panel._on_started({"steps_per_epoch": 1000, "epochs": 10, "patience": 5, "start_epoch": 3, "start_lr": 1e-3,
-                       "device": "cpu", "precision": "fp32", "batch_size": 32, "timesteps": 10,
-                       "history": {"epochs": [{"epoch": e, "train_loss": 0.03, "val_loss": v, "best_val_loss": v}
-                                              for e, v in ((1, 0.028), (2, 0.026), (3, 0.025))],
-                                   "global_step": list(range(1, n + 1)), "loss": loss.tolist()}})
-    panel._dirty = True
-    panel._redraw()
-    lo, hi = panel._y_range
+    panel._on_records([started({
+        "steps_per_epoch": 1000, "epochs": 10, "patience": 5, "start_epoch": 3, "start_lr": 1e-3,
+        "device": "cpu", "precision": "fp32", "batch_size": 32, "timesteps": 10,
+        "history": {"epochs": [{"epoch": e, "train_loss": 0.03, "val_loss": v, "best_val_loss": v}
+                               for e, v in ((1, 0.028), (2, 0.026), (3, 0.025))],
+                    "global_step": list(range(1, n + 1)), "loss": loss.tolist()}})])
+    panel.view._dirty = True
+    panel.view.redraw()
+    lo, hi = panel.view._y_range
     assert hi < 0.1 and lo < 0.025  # the steps' spread and every validation loss, not the first steps
     assert hi >= np.quantile(loss[n // 10:], 0.99)
-    panel.log_check.setChecked(True)  # the log axis still shows everything, the first steps included
-    lo, hi = panel._y_range
+    panel.view.log_check.setChecked(True)  # the log axis still shows everything, the first steps included
+    lo, hi = panel.view._y_range
     assert hi >= np.log10(0.99) and lo <= np.log10(0.025)

@@ -1,0 +1,211 @@
+"""The Evaluate panel's form and results.
+
+``EvaluateForm``: what to evaluate (the current model or a checkpoint file), n, the metric,
+the seed and the Inception weights; the reverse process is the Sampler tab's, shown here.
+``ResultsView``: the named numbers in a table, the selected metric's protocol, the digits.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Slot
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..engine.defaults import DEFAULT_EVAL_N, DEFAULT_METRIC, METRIC_CHOICES
+from .imaging import tile
+from .widgets import ImageView
+
+METRIC_TITLES = {
+    "all": "All: Inception FID + MNIST-classifier metrics",
+    "mnist": "MNIST-classifier metrics only (offline)",
+    "inception": "FID (Inception, pytorch-fid) only",
+}
+
+
+class EvaluateForm(QGroupBox):
+    """The evaluation's settings (a QGroupBox titled "Evaluate")."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Evaluate", parent)
+        self.source_combo = QComboBox()
+        self.source_combo.addItem("Current model", "current")
+        self.source_combo.addItem("Checkpoint file", "file")
+        self.path_edit = QLineEdit(placeholderText="a .pt checkpoint")
+        self.browse_button = QPushButton("Browse…")
+        self.browse_button.clicked.connect(self._browse_checkpoint)
+        self.n_spin = QSpinBox(minimum=2, maximum=100_000, singleStep=500, value=DEFAULT_EVAL_N)
+        self.n_spin.setToolTip("Generated digits. Comparable FIDs use 10,000; FID is biased upward at small n.")
+        self.metric_combo = QComboBox()
+        for key in sorted(METRIC_CHOICES, key=list(METRIC_TITLES).index):
+            self.metric_combo.addItem(METRIC_TITLES[key], key)
+        self.metric_combo.setCurrentIndex(self.metric_combo.findData(DEFAULT_METRIC))
+        # the reverse process is the sampler panel's (one SamplerConfig for both), so the
+        # digits scored here are the digits the Sampler tab makes
+        self.sampler_label = QLabel(objectName="evaluateSamplerLabel", wordWrap=True)
+        self.sampler_label.setToolTip(
+            "The Sampler tab's settings: an evaluation scores exactly the digits that sampler makes. "
+            "Change them there. Class-conditional models are asked for the digits 0–9 in turn and also "
+            "scored for class accuracy.")
+        self.seed_spin = QSpinBox(minimum=0, maximum=999_999_999)
+        self.seed_spin.setValue(1)  # Qt 6.11 leaves a fresh spin box at 0 blank until its value changes
+        self.seed_spin.setValue(0)
+        self.weights_edit = QLineEdit(placeholderText="default: torch hub cache (pt_inception-2015-12-05-6726825d.pth)")
+        self.weights_button = QPushButton("Browse…")
+        self.weights_button.clicked.connect(self._browse_weights)
+        self._layout()
+
+    def _layout(self) -> None:
+        from ..engine.evaluation.fid import FID_WEIGHTS_MB
+
+        form = QFormLayout(self)
+        form.addRow("Model", self.source_combo)
+        form.addRow("Checkpoint", _row(self.path_edit, self.browse_button))
+        form.addRow("Digits (n)", self.n_spin)
+        form.addRow("Metric", self.metric_combo)
+        form.addRow("Sampler", self.sampler_label)
+        form.addRow("Seed", self.seed_spin)
+        form.addRow("Inception weights", _row(self.weights_edit, self.weights_button))
+        self.download_button = QPushButton(f"Download Inception weights (about {FID_WEIGHTS_MB} MB)…",
+                                           objectName="downloadInceptionButton")
+        self.download_button.setToolTip(
+            "Fetch pytorch-fid's pt_inception-2015-12-05-6726825d.pth into torch hub's cache, checked by its "
+            "sha256 (needs internet); on a machine without internet, copy the file there or choose it above")
+        form.addRow(self.download_button)
+        self.estimate_label = QLabel(objectName="inceptionEstimateLabel", wordWrap=True)
+        self.estimate_label.setStyleSheet("color: #555; font-size: 11px;")
+        form.addRow(self.estimate_label)
+
+    def set_running(self, running: bool) -> None:
+        for w in (self.source_combo, self.n_spin, self.metric_combo, self.seed_spin, self.weights_edit,
+                  self.weights_button):
+            w.setEnabled(not running)
+        from_file = self.source_combo.currentData() == "file"
+        self.path_edit.setEnabled(from_file and not running)
+        self.browse_button.setEnabled(from_file and not running)
+
+    def weights(self) -> str | None:
+        return self.weights_edit.text().strip() or None
+
+    @Slot()
+    def _browse_checkpoint(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Checkpoint to evaluate", "", "Checkpoints (*.pt);;All files (*)")
+        if path:
+            self.path_edit.setText(path)
+
+    @Slot()
+    def _browse_weights(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Inception weights", "", "PyTorch weights (*.pth);;All files (*)")
+        if path:
+            self.weights_edit.setText(path)
+
+
+class ResultsView(QWidget):
+    """The last evaluation: messages, its metrics, the selected one's protocol (``show``)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.evaluation = None
+        self.message_label = QLabel("", wordWrap=True)
+        self.message_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.message_scroll = QScrollArea(widgetResizable=True)
+        self.message_scroll.setWidget(self.message_label)
+        self.message_scroll.setMaximumHeight(140)
+        self.message_scroll.setVisible(False)
+        self.results_table = QTableWidget(0, 4)
+        self.results_table.setHorizontalHeaderLabels(["Metric", "Value", "n generated / real", "Reference"])
+        self.results_table.verticalHeader().setVisible(False)
+        self.results_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        header = self.results_table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for c in (1, 2, 3):
+            header.setSectionResizeMode(c, QHeaderView.ResizeMode.ResizeToContents)
+        self.results_table.setWordWrap(True)
+        self.results_table.setMinimumHeight(170)
+        self.results_table.currentCellChanged.connect(self._show_protocol)
+        self.protocol_text = QPlainTextEdit(readOnly=True)
+        self.protocol_text.setPlaceholderText("The protocol of the selected metric appears here.")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.message_scroll)
+        layout.addWidget(self.results_table, 2)
+        layout.addWidget(QLabel("Protocol"))
+        layout.addWidget(self.protocol_text, 1)
+
+    def show_message(self, text: str, kind: str = "error") -> None:
+        colour = {"error": "#b00020", "warning": "#8a6d00", "info": "#333"}[kind]
+        self.message_label.setStyleSheet(f"color: {colour};")
+        self.message_label.setText(text)
+        self.message_scroll.setVisible(bool(text))
+
+    def clear(self) -> None:
+        self.show_message("")
+        self.results_table.setRowCount(0)
+        self.protocol_text.clear()
+
+    def show(self, evaluation) -> None:
+        """An ``engine.evaluation.report.Evaluation``: its metrics, errors and warnings."""
+        from ..engine.evaluation.report_files import format_value
+
+        self.evaluation = evaluation
+        r = evaluation.report
+        metrics = r["metrics"]
+        self.results_table.setRowCount(len(metrics))
+        for row, m in enumerate(metrics):
+            p = m["protocol"]
+            cells = [m["name"], format_value(m, short=True), f"{p['n_generated']:,} / {p['n_real']:,}",
+                     p["reference_split"]]
+            for col, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setToolTip(m["name"] if col == 0 else text)
+                self.results_table.setItem(row, col, item)
+        notes = [f"{e['metric']} was not computed: {e['message']}" for e in r.get("errors", []) if e["metric"] != "all"]
+        warnings = [f"Warning: {w}" for w in r.get("warnings", [])]
+        if notes or warnings:
+            self.show_message("\n\n".join(notes + warnings), "error" if notes else "warning")
+        self.results_table.resizeRowsToContents()
+        if metrics:
+            self.results_table.setCurrentCell(0, 0)
+
+    @Slot(int, int, int, int)
+    def _show_protocol(self, row: int, *_):
+        if self.evaluation is None or not 0 <= row < len(self.evaluation.report["metrics"]):
+            return
+        m = self.evaluation.report["metrics"][row]
+        lines = [m["name"], ""] + [f"{k}: {v}" for k, v in m["protocol"].items()]
+        if m.get("details"):
+            lines += [""] + [f"{k}: {v}" for k, v in m["details"].items() if k not in ("shares",)]
+        self.protocol_text.setPlainText("\n".join(lines))
+
+
+def samples_view() -> ImageView:
+    view = ImageView("", min_side=200)
+    view.setStyleSheet("")  # on the panel's own background, as the report's picture
+    return view
+
+
+def samples_picture(samples) -> "np.ndarray":  # noqa: F821 (numpy array)
+    """The first 64 generated digits, 8 to a row."""
+    return tile(samples[:64], ncols=8)
+
+
+def _row(*widgets: QWidget) -> QHBoxLayout:
+    row = QHBoxLayout()
+    for i, w in enumerate(widgets):
+        row.addWidget(w, 1 if i == 0 else 0)
+    return row

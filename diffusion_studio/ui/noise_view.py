@@ -1,0 +1,271 @@
+"""What the forward-noise panel draws, apart from its controls.
+
+- ``ScheduleCurves``: beta_t, alphabar_t, SNR_t and the histogram of x_t's pixels, with a
+  marker at the slider's t;
+- ``ModelViewBox``: the network's predicted x_0 and eps error at this t;
+- ``DenoiseBox``: "denoise from here" and the identity-vs-t curve;
+- ``forward_strip``: the report's Figure 3 (digits at fixed t);
+- ``readout_html``: what the schedule keeps of the image at T.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+import torch
+from PySide6.QtCore import QRect, Qt
+from PySide6.QtGui import QColor, QPainter, QPixmap
+from PySide6.QtWidgets import QGraphicsItem, QGridLayout, QGroupBox, QLabel, QPushButton, QWidget
+
+from ..engine.storage.data import to_uint8
+from ..tasks.explore import ERROR_FULL_SCALE, VIEW_DIGITS
+from .imaging import gray_pixmap, tile
+from .widgets import ImageView, styled_plot
+
+HIST_RANGE = 4.0
+HIST_BINS = 80
+SCHEDULE_TITLES = {"linear": "linear", "cosine": "cosine", "rescaled_linear": "rescaled linear"}
+BLUE, RED = "#1f5fbf", "#c0392b"
+
+
+def mosaic(images: np.ndarray) -> np.ndarray:
+    """(K, 28, 28) uint8 digits in a near-square mosaic of at most 8 columns."""
+    return tile(images, min(8, max(1, math.ceil(math.sqrt(len(images))))))
+
+
+def _plot(title: str, name: str, **kwargs) -> pg.PlotWidget:
+    plot = styled_plot(title, **{"bottom": "t", **kwargs}, menu=False, min_size=(240, 170))
+    plot.setObjectName(name)
+    return plot
+
+
+class ScheduleCurves(QWidget):
+    """The schedule's curves (drawn once per schedule) and x_t's histogram (drawn per frame)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.beta_plot = _plot("β_t (noise added per step)", "betaPlot")
+        self.beta_curve = self.beta_plot.plot(pen=pg.mkPen(BLUE, width=2))
+        self.alphabar_plot = _plot("ᾱ_t and √ᾱ_t (signal kept)", "alphabarPlot")
+        self.alphabar_plot.addLegend(offset=(-10, 10), labelTextColor="#222")
+        self.alphabar_curve = self.alphabar_plot.plot(pen=pg.mkPen(BLUE, width=2), name="ᾱ_t")
+        self.sqrt_alphabar_curve = self.alphabar_plot.plot(
+            pen=pg.mkPen("#d0782a", width=2, style=Qt.PenStyle.DashLine), name="√ᾱ_t")
+        self.alphabar_plot.setYRange(0, 1.02)
+        self.snr_plot = _plot("SNR_t = ᾱ_t / (1 − ᾱ_t), log scale", "snrPlot")
+        self.snr_plot.getPlotItem().setLogMode(x=False, y=True)
+        self.snr_curve = self.snr_plot.plot(pen=pg.mkPen(BLUE, width=2))
+        self._build_histogram()
+        # the schedule's curves change only with the schedule: kept as pixmaps, so the moving
+        # t marker does not make them re-stroke on every frame (the x_t histogram does change)
+        for curve in (self.beta_curve, self.alphabar_curve, self.sqrt_alphabar_curve, self.snr_curve):
+            curve.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        self.markers: list[pg.InfiniteLine] = []
+        for plot in (self.beta_plot, self.alphabar_plot, self.snr_plot):
+            line = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(RED, width=1.5))
+            plot.addItem(line)
+            self.markers.append(line)
+        grid = QGridLayout(self)
+        grid.setContentsMargins(0, 0, 0, 0)
+        grid.setSpacing(8)
+        for i, plot in enumerate((self.beta_plot, self.alphabar_plot, self.snr_plot, self.hist_plot)):
+            grid.addWidget(plot, i // 2, i % 2)
+
+    def _build_histogram(self) -> None:
+        self.hist_plot = _plot("Pixels of x_t against N(0, 1)", "histogramPlot", left="density", bottom="value")
+        self.hist_plot.addLegend(offset=(-10, 10), labelTextColor="#222")
+        self.hist_curve = self.hist_plot.plot(stepMode="center", fillLevel=0, brush=(31, 95, 191, 90),
+                                              pen=pg.mkPen(BLUE, width=1.5), name="x_t")
+        z = np.linspace(-HIST_RANGE, HIST_RANGE, 200)
+        self.hist_plot.plot(z, np.exp(-0.5 * z**2) / math.sqrt(2 * math.pi),
+                            pen=pg.mkPen(RED, width=2, style=Qt.PenStyle.DashLine), name="N(0, 1)")
+        self.hist_plot.setXRange(-HIST_RANGE, HIST_RANGE, padding=0)
+        self._hist_top: float | None = None
+
+    def show_schedule(self, s) -> None:
+        """Draw a NoiseSchedule's curves over t = 0..T."""
+        T = s.timesteps
+        ts = np.arange(T + 1)
+        self.beta_curve.setData(ts[1:], s.beta[1:].numpy())
+        self.alphabar_curve.setData(ts, s.alphabar.numpy())
+        self.sqrt_alphabar_curve.setData(ts, s.sqrt_alphabar.numpy())
+        self.snr_curve.setData(ts[1:], np.clip(s.snr[1:].double().numpy(), 1e-12, None))
+        for plot in (self.beta_plot, self.alphabar_plot, self.snr_plot):
+            plot.setXRange(0, T, padding=0.02)
+
+    def show_t(self, t: int, edges: np.ndarray, density: np.ndarray) -> None:
+        """Move the markers to ``t`` and draw x_t's histogram (bin edges (B+1,), density (B,))."""
+        self.hist_curve.setData(edges, density)
+        self._fit_hist_range(density)
+        for line in self.markers:
+            line.setValue(t)
+
+    def _fit_hist_range(self, density: np.ndarray) -> None:
+        """The density axis in steps (the next of 0.5, 1, 2, 5, 10, ... above the peak), so a
+        drag does not re-draw the axis on every frame as autoscaling would."""
+        peak = max(float(density.max()) if density.size else 0.0, 0.4)
+        top = next(v for v in (0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 1e4, 1e5, 1e6, float("inf"))
+                   if v >= peak * 1.05)
+        if top != self._hist_top and math.isfinite(top):
+            self._hist_top = top
+            self.hist_plot.setYRange(0, top, padding=0)
+
+
+class ModelViewBox(QGroupBox):
+    """The network's view of x_t: its predicted x_0 and the error of its predicted noise."""
+
+    TITLE = f"The model's view at this t (first {VIEW_DIGITS} digits)"
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(self.TITLE, parent)
+        grid = QGridLayout(self)
+        self.prediction_view = ImageView("Load or train a model to see what it predicts from x_t.", min_side=120)
+        self.prediction_view.setObjectName("predictionView")
+        self.prediction_view.setToolTip(
+            "x̂_0 = (x_t − √(1−ᾱ_t) ε_θ(x_t, t)) / √ᾱ_t: the network's guess of the clean digit")
+        self.eps_error_view = ImageView("", min_side=120)
+        self.eps_error_view.setObjectName("epsErrorView")
+        self.eps_error_view.setToolTip(
+            f"|ε_θ(x_t, t) − ε| per pixel: black = exact, white = off by {ERROR_FULL_SCALE:g} or more")
+        grid.addWidget(QLabel("predicted x̂_0", alignment=Qt.AlignmentFlag.AlignCenter), 0, 0)
+        grid.addWidget(QLabel("|ε_θ − ε| (error of the predicted noise)", alignment=Qt.AlignmentFlag.AlignCenter), 0, 1)
+        grid.addWidget(self.prediction_view, 1, 0)
+        grid.addWidget(self.eps_error_view, 1, 1)
+        self.model_error_label = QLabel(objectName="epsErrorLabel", wordWrap=True)
+        self.model_error_label.setStyleSheet("color: #444; font-size: 11px;")
+        self.model_error_label.setFixedHeight(3 * self.model_error_label.fontMetrics().lineSpacing() + 4)
+        grid.addWidget(self.model_error_label, 2, 0, 1, 2)
+        grid.setRowStretch(1, 1)  # the views take the room the box gets; the labels keep their lines
+        # an explicit minimum, which the layout honours where it may squeeze a hint: the denoise
+        # box's expanding plot once took the room and the error line overlapped the views
+        self.setMinimumHeight(self.minimumSizeHint().height() + 4)
+
+    def show_model(self, source: str | None) -> None:
+        """Title the box for the model ``source`` names (None: no model, the views cleared)."""
+        self.setTitle(self.TITLE + (f": {source}" if source else ""))
+        if source is None:
+            self.prediction_view.set_array(None)
+            self.eps_error_view.set_array(None)
+            self.model_error_label.setText("")
+
+    def show_result(self, result: dict, current_t: int) -> None:
+        """``tasks.explore.model_view``'s result, made while the slider was at ``result["t"]``."""
+        self.prediction_view.set_array(mosaic(result["x0_pred"]))
+        self.eps_error_view.set_array(mosaic(result["error"]))
+        errors = " ".join(f"{v:.3f}" for v in result["mse"])
+        stale = "" if result["t"] == current_t else " (catching up with the slider)"
+        self.model_error_label.setText(
+            f"t = {result['t']}{stale}: ‖ε_θ − ε‖² per digit (mean over pixels), in the order shown: {errors}")
+
+
+class DenoiseBox(QGroupBox):
+    """"Denoise from here" and the identity-vs-t curve: two buttons, the picture, the plot."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Denoise from here: x_t → x_0 with the sampler panel's settings", parent)
+        self.denoise_button = QPushButton("Denoise from here", objectName="denoiseFromHereButton")
+        self.denoise_button.setToolTip(
+            f"Run the reverse process from this x_t of the first {VIEW_DIGITS} digits down to x_0 (SDEdit), "
+            "and say which digits are still the same digit (the metric classifier)")
+        self.identity_button = QPushButton("Identity kept vs t", objectName="identityCurveButton")
+        self.identity_button.setToolTip("Denoise from several t and plot the share of digits that keep their label")
+        self.denoise_view = ImageView("", min_side=90)
+        self.denoise_view.setObjectName("denoiseView")
+        self.denoise_view.setMinimumWidth(200)
+        self.denoise_label = QLabel(objectName="denoiseLabel", wordWrap=True)
+        self.denoise_label.setStyleSheet("color: #444; font-size: 11px;")
+        self.identity_plot = styled_plot("same digit after denoising", left="share", bottom="t", menu=False)
+        self.identity_plot.setObjectName("identityPlot")
+        self.identity_plot.setYRange(0, 1.05)
+        self.identity_plot.setMinimumHeight(110)
+        self.identity_curve_item = self.identity_plot.plot(pen=pg.mkPen(BLUE, width=2), symbol="o", symbolSize=6,
+                                                           symbolBrush=BLUE)
+        grid = QGridLayout(self)
+        grid.addWidget(self.denoise_button, 0, 0)
+        grid.addWidget(self.identity_button, 0, 1)
+        grid.addWidget(self.denoise_view, 1, 0)
+        grid.addWidget(self.identity_plot, 1, 1)
+        grid.addWidget(self.denoise_label, 2, 0, 1, 2)
+        grid.setColumnStretch(0, 3)
+        grid.setColumnStretch(1, 2)
+        self.setMaximumHeight(260)
+
+    def show_step(self, t: int, x: np.ndarray) -> None:
+        self.denoise_view.set_array(mosaic(x))
+        self.denoise_label.setText(f"Denoising… t = {t}")
+
+    def show_denoised(self, r) -> None:
+        """A ``tasks.explore.Denoised``: the originals on top, the results below them."""
+        k = len(r.result)
+        self.denoise_view.set_array(tile(np.concatenate([r.x0, r.result]), k))
+        text = f"From t = {r.t}: top row the originals, bottom row what the reverse process made."
+        if r.predicted is not None and len(r.labels) == k:
+            marks = " ".join(f"{a}→{b}{'✓' if ok else '✗'}" for a, b, ok in zip(r.labels, r.predicted, r.kept))
+            text += f" Still the same digit: {int(r.kept.sum())} of {k} ({marks})."
+        self.denoise_label.setText(text)
+
+    def show_curve(self, curve: list[tuple[int, float]]) -> None:
+        """[(t, share of digits that keep their label)]."""
+        if not curve:
+            return
+        ts, shares = zip(*curve)
+        self.identity_curve_item.setData(list(ts), list(shares))
+        self.identity_plot.setXRange(0, max(ts), padding=0.05)
+        lost = next((t for t, s in curve if s < 0.5), None)
+        self.denoise_label.setText(
+            "Share of digits that keep their label after denoising from t: "
+            + ", ".join(f"t={t}: {s:.0%}" for t, s in curve)
+            + (f". Half of them have become another digit by t = {lost}." if lost else "."))
+
+
+def forward_strip(schedule, x0: torch.Tensor, noise: torch.Tensor, ts: list[int]) -> QPixmap:
+    """The report's Figure 3: the digits x0 (k, 1, 28, 28) at each t in ``ts`` (t = 0: x_0),
+    noised with ``noise``, a labelled column per t; "no digits selected" when k = 0."""
+    k = len(x0)
+    scale, pad, head = 2, 6, 20
+    cell = 28 * scale
+    w = len(ts) * (cell + pad) + pad
+    h = head + max(k, 1) * (cell + pad) + pad
+    pix = QPixmap(w, h)
+    pix.fill(QColor("white"))
+    p = QPainter(pix)
+    p.setPen(QColor("#222"))
+    for j, t in enumerate(ts):
+        x = pad + j * (cell + pad)
+        p.drawText(QRect(x - pad, 0, cell + 2 * pad, head), Qt.AlignmentFlag.AlignCenter, "x₀" if t == 0 else f"t = {t}")
+        if k:
+            xt = to_uint8(schedule.q_sample(x0, torch.full((k,), t, dtype=torch.long), noise)).numpy()
+            for i in range(k):
+                p.drawPixmap(x, head + pad + i * (cell + pad), gray_pixmap(xt[i], scale))
+    if not k:
+        p.drawText(QRect(0, head, w, h - head), Qt.AlignmentFlag.AlignCenter, "no digits selected")
+    p.end()
+    return pix
+
+
+def _num(x: float) -> str:
+    """0.219 for ordinary values, 4.9e-05 for tiny ones (never a misleading 0.000)."""
+    return f"{x:.3f}" if abs(x) >= 1e-3 or x == 0 else f"{x:.2g}"
+
+
+def readout_html(schedule, x0: torch.Tensor) -> str:
+    """What the schedule keeps of the image at T, and how far x_T is from N(0, I)."""
+    summ = schedule.summary()
+    title = SCHEDULE_TITLES.get(schedule.config.kind, schedule.config.kind)
+    kl_sel = f"; {schedule.prior_kl(x0):.3g} nats/pixel averaged over the selected digits" if len(x0) else ""
+    verdict = ("the chain has essentially destroyed the image" if summ["signal_at_T"] < 0.05 else
+               "a visible trace of the digit remains in x_T, which sampling (starting from pure noise) never sees")
+    return (f"<b>{title}</b> schedule, T = {schedule.timesteps}: at t = T, √ᾱ<sub>T</sub> = "
+            f"<b>{_num(summ['signal_at_T'])}</b> of the image survives (ᾱ<sub>T</sub> = {summ['alphabar_T']:.3g}); "
+            f"KL(q(x<sub>T</sub>|x<sub>0</sub>) ‖ N(0, I)) = {summ['prior_kl_background']:.3g} nats for a "
+            f"background pixel{kl_sel}. So {verdict}.")
+
+
+def t_readout_html(schedule, t: int) -> str:
+    a, b = float(schedule.sqrt_alphabar[t]), float(schedule.sqrt_one_minus_alphabar[t])
+    snr = "∞" if t == 0 else f"{float(schedule.snr[t]):.3g}"
+    return (f"x<sub>{t}</sub> = <b>{a:.3f}</b>·x<sub>0</sub> + <b>{b:.3f}</b>·ε &nbsp;&nbsp; "
+            f"β<sub>t</sub> = {float(schedule.beta[t]):.4g}, &nbsp; ᾱ<sub>t</sub> = {float(schedule.alphabar[t]):.4g}, "
+            f"&nbsp; SNR = {snr}")

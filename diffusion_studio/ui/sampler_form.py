@@ -1,0 +1,189 @@
+"""The Sampler panel's form: which model, how many digits, the reverse process and its seed.
+
+``SamplerForm`` turns its widgets into a ``SamplerConfig`` and a ``tasks.sample.SampleRequest``
+for the model it is shown (``show_model``): guidance applies only to a class-conditional
+model, autoguidance only to one with a guide network, and the form says why a control is off.
+Every default comes from ``SamplerConfig()`` (the one source the CLI reads too).
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal, Slot
+from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QSpinBox, QWidget
+
+from ..engine.diffusion.scheduling import DEFAULT_DDIM_STEPS, SamplerConfig
+from .widgets import WrappingLabel
+
+SAMPLER_TITLES = {"ddpm": "DDPM (all T steps)", "ddim": "DDIM (fewer steps)", "dpmpp2m": "DPM-Solver++ 2M"}
+
+
+class SamplerForm(QGroupBox):
+    """The sampling settings (a QGroupBox titled "Sampling"). Signal ``changed()``: a field
+    that decides the reverse process changed."""
+
+    changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Sampling", parent)
+        self.model = None  # the LoadedModel the form is set up for
+        self._build()
+        self._sampler_kind = SamplerConfig().kind  # the kind the steps field was last set for
+        self.sampler_combo.currentIndexChanged.connect(self._on_sampler_changed)
+        for w in (self.sampler_combo, self.digit_combo):
+            w.currentIndexChanged.connect(self.changed)
+        for w in (self.steps_spin, self.eta_spin, self.guidance_spin, self.autoguidance_spin,
+                  self.autoguidance_min_t_spin):
+            w.valueChanged.connect(self.changed)
+        self.clip_check.toggled.connect(self.changed)
+        self._on_sampler_changed()
+
+    def _build(self) -> None:
+        default = SamplerConfig()
+        form = QFormLayout(self)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        self.model_combo = QComboBox(objectName="modelCombo")
+        form.addRow("Model", self.model_combo)
+        self.model_info = WrappingLabel(objectName="modelInfo")
+        self.model_info.setStyleSheet("color: palette(mid); font-size: 11px;")
+        form.addRow(self.model_info)
+        self.count_spin = QSpinBox(objectName="imageCountSpin", minimum=1, maximum=400, value=16)
+        self.count_spin.setToolTip("How many digits to generate")
+        form.addRow("Images", self.count_spin)
+        self.sampler_combo = QComboBox(objectName="samplerCombo")
+        for kind, title in SAMPLER_TITLES.items():
+            self.sampler_combo.addItem(title, kind)
+        self.sampler_combo.setCurrentIndex(self.sampler_combo.findData(default.kind))
+        form.addRow("Sampler", self.sampler_combo)
+        self.steps_spin = QSpinBox(objectName="ddimStepsSpin", minimum=1, maximum=1000,
+                                   value=default.steps or DEFAULT_DDIM_STEPS)
+        self.steps_spin.setToolTip("DDIM or DPM-Solver++ steps (at most T)")
+        form.addRow("Steps", self.steps_spin)
+        self.eta_spin = QDoubleSpinBox(objectName="etaSpin", decimals=2, minimum=0.0, maximum=1.0, singleStep=0.1)
+        self.eta_spin.setValue(default.eta)
+        self.eta_spin.setToolTip("DDIM noise: 0 = deterministic, 1 = DDPM-like (the default: it scored better)")
+        form.addRow("η (eta)", self.eta_spin)
+        self.seed_spin = QSpinBox(objectName="sampleSeedSpin", minimum=0, maximum=2**31 - 1, value=0)
+        form.addRow("Seed", self.seed_spin)
+        self._build_guidance_rows(form, default)
+
+    def _build_guidance_rows(self, form: QFormLayout, default: SamplerConfig) -> None:
+        self.digit_combo = QComboBox(objectName="digitCombo")
+        self.digit_combo.addItem("All digits, 0–9 in turn", -1)
+        for d in range(10):
+            self.digit_combo.addItem(str(d), d)
+        form.addRow("Digit", self.digit_combo)
+        self.guidance_spin = QDoubleSpinBox(objectName="guidanceSpin", decimals=2, minimum=0.0, maximum=20.0,
+                                            singleStep=0.25, value=default.guidance)
+        form.addRow("Guidance", self.guidance_spin)
+        self.autoguidance_spin = QDoubleSpinBox(objectName="autoguidanceSpin", decimals=2, minimum=0.0, maximum=20.0,
+                                                singleStep=0.25, value=default.autoguidance)
+        form.addRow("Autoguidance", self.autoguidance_spin)
+        self.autoguidance_min_t_spin = QSpinBox(objectName="autoguidanceMinTSpin", minimum=0, maximum=10_000,
+                                                value=default.autoguidance_min_t)
+        form.addRow("Autoguide above t", self.autoguidance_min_t_spin)
+        self.clip_check = QCheckBox("Clip predicted x_0 to [−1, 1]", objectName="clipX0Check",
+                                    checked=default.clips_x0)
+        self.clip_check.setToolTip("Step from the clipped prediction of x_0 (keeps a young model's samples from "
+                                   "blowing up); off = Algorithm 2 exactly as written")
+        form.addRow(self.clip_check)
+
+    # ------------------------------------------------------------ the model
+    def conditional(self) -> bool:
+        return bool(self.model is not None and self.model.model_config.conditional)
+
+    def guide_info(self) -> str | None:
+        return None if self.model is None else self.model.guide_info
+
+    def show_model(self, loaded) -> None:
+        """Set the form up for ``loaded`` (None: no model): its description, its T."""
+        self.model = loaded
+        if loaded is None:
+            self.model_info.setText("Train a model or open a checkpoint to sample.")
+            return
+        self.model_info.setText(describe_model(loaded))
+        T = loaded.schedule.timesteps
+        self.steps_spin.setMaximum(T)
+        self.steps_spin.setValue(min(self.steps_spin.value(), T))
+
+    @Slot()
+    def _on_sampler_changed(self, *_args) -> None:
+        kind = SamplerConfig(kind=self.sampler_combo.currentData())
+        if kind.kind != self._sampler_kind:  # the kind's own defaults
+            if kind.takes_steps:
+                self.steps_spin.setValue(min(kind.default_steps, self.steps_spin.maximum()))
+            self.clip_check.setChecked(kind.clips_x0)
+        self._sampler_kind = kind.kind
+        self.steps_spin.setEnabled(kind.takes_steps and self.sampler_combo.isEnabled())
+        self.eta_spin.setEnabled(kind.takes_eta and self.sampler_combo.isEnabled())
+
+    def set_running(self, running: bool) -> None:
+        """Enable what applies to the model while nothing runs, and say why a control is off."""
+        for w in (self.model_combo, self.count_spin, self.sampler_combo, self.seed_spin, self.clip_check):
+            w.setEnabled(not running)
+        conditional, guide = self.conditional(), self.guide_info()
+        for w in (self.digit_combo, self.guidance_spin):
+            w.setEnabled(conditional and not running)
+        for w in (self.autoguidance_spin, self.autoguidance_min_t_spin):
+            w.setEnabled(guide is not None and not running)
+        self._explain(conditional, guide)
+        self._on_sampler_changed()
+
+    def _explain(self, conditional: bool, guide: str | None) -> None:
+        if conditional:
+            self.digit_combo.setToolTip("Which digit to generate (the model is class-conditional)")
+            self.guidance_spin.setToolTip(
+                "Classifier-free guidance weight w: ε = (1 + w) ε(x, t, digit) − w ε(x, t, no digit); "
+                "0 = plain conditional sampling, larger = more typical digits, less variety (costs 2x per step)")
+        else:
+            why = "This model is unconditional: train with “Class-conditional” to choose the digit"
+            self.digit_combo.setToolTip(why)
+            self.guidance_spin.setToolTip(why)
+        self.autoguidance_min_t_spin.setToolTip(
+            "Autoguidance applies only at steps whose t is above this (a guidance interval): the last, "
+            "low-noise steps, which draw the strokes' detail, go unguided; 0 = every step"
+            if guide is not None else "This model has no guide network")
+        self.autoguidance_spin.setToolTip(
+            "Autoguidance weight g (Karras et al. 2024): ε = ε(x, t) + g (ε(x, t) − ε_guide(x, t)), steering "
+            f"away from the errors of a weaker version of this model, its guide ({guide}); 0 = off "
+            "(costs 2x per step)" if guide is not None else
+            "This model has no guide network (a weaker version of itself to steer away from); "
+            "the bundled unconditional model has one")
+
+    # ------------------------------------------------------------ what to run
+    def sampler_config(self) -> SamplerConfig:
+        """The form's reverse process (ValueError when invalid)."""
+        kind = SamplerConfig(kind=self.sampler_combo.currentData())
+        return SamplerConfig(
+            kind=kind.kind,
+            steps=self.steps_spin.value() if kind.takes_steps else None,
+            eta=self.eta_spin.value() if kind.takes_eta else kind.eta,
+            clip_x0=self.clip_check.isChecked(),
+            guidance=self.guidance_spin.value() if self.conditional() else 0.0,
+            autoguidance=self.autoguidance_spin.value() if self.guide_info() is not None else 0.0,
+            autoguidance_min_t=self.autoguidance_min_t_spin.value(),
+        )
+
+    def digit(self) -> int | None:
+        """The digit to ask a class-conditional model for (None: 0-9 in turn, or an unconditional model)."""
+        digit = self.digit_combo.currentData()
+        return None if not self.conditional() or digit is None or digit < 0 else int(digit)
+
+    def sample_request(self):
+        """The form's ``tasks.sample.SampleRequest`` (ValueError when invalid)."""
+        from ..tasks.sample import SampleRequest
+
+        return SampleRequest(n=self.count_spin.value(), sampler=self.sampler_config(), seed=self.seed_spin.value(),
+                             digit=self.digit(), precision="auto")
+
+
+def describe_model(loaded) -> str:
+    """One line about a model: its network, schedule, training and guide."""
+    mc, sc = loaded.model_config, loaded.schedule_config
+    best_val = (loaded.payload.get("best") or {}).get("val_loss")
+    return ((f"residual U-Net {'/'.join(map(str, mc.level_channels))} channels" if mc.arch == "res"
+             else f"U-Net base {mc.base_channels}") + f", {sc.kind} schedule T={loaded.schedule.timesteps}, "
+            f"{round(loaded.epochs_trained, 1):g} epochs"
+            + (f" (validation {best_val:.5f})" if best_val is not None else "")
+            + (", EMA weights" if loaded.uses_ema else "")
+            + (", class-conditional" if mc.conditional else "")
+            + (f", autoguidance guide of {loaded.guide_epochs:.1f} epochs" if loaded.guide is not None else ""))

@@ -1,0 +1,233 @@
+"""What the Sampler panel draws: x_t and the predicted x_0 of the kept frames, played or
+scrubbed without recomputing; the t = 300, 100, 50, 20, 0 strip; an exploration's strip.
+
+``FramesView`` holds the kept frames (``tasks.sample.Frame``: t, x_t and predicted x_0 as
+uint8) and shows one at a time; ``ExploreBox`` shows an interpolation, a guidance sweep or
+the nearest training digits (a ``tasks.explore.Strip``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import (
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSlider,
+    QStyle,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .imaging import tile
+from .widgets import ImageView
+
+PLAY_FPS = 12
+STRIP_ROWS = 4  # samples shown in the strip
+
+
+class FramesView(QWidget):
+    """The kept frames of one sampling run, one shown at a time.
+
+    set_frames(frames): the run's kept frames (t descending), showing the last.
+    show_live(t, x, x0): a frame of a run still sampling (not kept here).
+    show_frame(i): frame i (0 = x_T); play() / pause() / toggle_play(): animate them.
+    strip_frames(): the frames nearest to the strip's timesteps.
+    Signal ``playing_changed(bool)``.
+    """
+
+    playing_changed = Signal(bool)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.frames: list = []
+        self.current_index = -1
+        self._build()
+        self.play_timer = QTimer(self)
+        self.play_timer.setInterval(int(1000 / PLAY_FPS))
+        self.play_timer.timeout.connect(self._advance)
+
+    def _build(self) -> None:
+        self.xt_view = ImageView("x_t appears here")
+        self.xt_view.setObjectName("xtView")
+        self.x0_view = ImageView("predicted x_0")
+        self.x0_view.setObjectName("x0View")
+        self.xt_title = QLabel("x_t", alignment=Qt.AlignmentFlag.AlignCenter)
+        self.x0_title = QLabel("predicted x_0 = (x_t − √(1−ᾱ_t) ε_θ) / √ᾱ_t", alignment=Qt.AlignmentFlag.AlignCenter)
+        title_font = QFont(self.xt_title.font())
+        title_font.setBold(True)
+        for title in (self.xt_title, self.x0_title):
+            title.setFont(title_font)
+        views = QGridLayout()
+        views.addWidget(self.xt_title, 0, 0)
+        views.addWidget(self.x0_title, 0, 1)
+        views.addWidget(self.xt_view, 1, 0)
+        views.addWidget(self.x0_view, 1, 1)
+        views.setRowStretch(1, 1)
+        self.play_button = QPushButton(objectName="playButton")
+        self.play_button.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_MediaPlay))
+        self.play_button.setShortcut("Ctrl+P")
+        self.play_button.setToolTip("Play / pause the animation (Ctrl+P)")
+        self.play_button.clicked.connect(self.toggle_play)
+        self.slider = QSlider(Qt.Orientation.Horizontal, objectName="frameSlider")
+        self.slider.setRange(0, 0)
+        self.slider.valueChanged.connect(self.show_frame)
+        self.frame_label = QLabel("no frames yet", objectName="frameLabel")
+        self.frame_label.setMinimumWidth(170)
+        playback = QHBoxLayout()
+        playback.addWidget(self.play_button)
+        playback.addWidget(self.slider, 1)
+        playback.addWidget(self.frame_label)
+        strip_box = QGroupBox("The reverse process at t = 300, 100, 50, 20, 0 (report Figure 7)")
+        self.strip_view = ImageView("Sample to see the strip", min_side=STRIP_ROWS * 62 + 30)
+        self.strip_view.setObjectName("stripView")
+        self.strip_view.setStyleSheet("color: palette(mid);")
+        QVBoxLayout(strip_box).addWidget(self.strip_view)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(views, 1)
+        layout.addLayout(playback)
+        layout.addWidget(strip_box)
+
+    # ------------------------------------------------------------ frames
+    def clear(self) -> None:
+        self.pause()
+        self.frames = []
+        self.current_index = -1
+
+    def set_frames(self, frames) -> None:
+        self.frames = list(frames)
+        self.slider.blockSignals(True)
+        self.slider.setRange(0, max(0, len(self.frames) - 1))
+        self.slider.setValue(max(0, len(self.frames) - 1))
+        self.slider.blockSignals(False)
+        if self.frames:
+            self.show_frame(len(self.frames) - 1)
+        self._update_strip()
+
+    def _show_arrays(self, t: int, x: np.ndarray, x0: np.ndarray) -> None:
+        self.xt_view.set_array(tile(x, pad=2, pad_value=90))
+        self.x0_view.set_array(tile(x0, pad=2, pad_value=90))
+        self.xt_title.setText(f"x_t at t = {t}" if t else "x_0 (the result)")
+
+    def show_live(self, t: int, x: np.ndarray, x0: np.ndarray) -> None:
+        self._show_arrays(t, x, x0)
+        self.frame_label.setText(f"t = {t} (sampling…)")
+
+    @Slot(int)
+    def show_frame(self, index: int) -> None:
+        """Show kept frame ``index`` (0 = x_T); never recomputes."""
+        if not self.frames:
+            return
+        index = int(np.clip(index, 0, len(self.frames) - 1))
+        self.current_index = index
+        f = self.frames[index]
+        self._show_arrays(f.t, f.x, f.x0)
+        self.frame_label.setText(f"t = {f.t}  (frame {index + 1} of {len(self.frames)})")
+        if self.slider.value() != index:
+            self.slider.blockSignals(True)
+            self.slider.setValue(index)
+            self.slider.blockSignals(False)
+
+    def is_playing(self) -> bool:
+        return self.play_timer.isActive()
+
+    @Slot()
+    def toggle_play(self) -> None:
+        self.pause() if self.is_playing() else self.play()
+
+    def play(self) -> None:
+        if not self.frames:
+            return
+        if self.current_index >= len(self.frames) - 1:
+            self.show_frame(0)
+        self.play_timer.start()
+        self.play_button.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_MediaPause))
+        self.playing_changed.emit(True)
+
+    def pause(self) -> None:
+        self.play_timer.stop()
+        self.play_button.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_MediaPlay))
+        self.playing_changed.emit(False)
+
+    @Slot()
+    def _advance(self) -> None:
+        if self.current_index >= len(self.frames) - 1:
+            self.pause()
+            return
+        self.show_frame(self.current_index + 1)
+
+    def set_controls_enabled(self, enabled: bool) -> None:
+        for w in (self.play_button, self.slider):
+            w.setEnabled(enabled)
+
+    # ------------------------------------------------------------ strip
+    def strip_frames(self) -> list:
+        """The kept frames nearest to t = 300, 100, 50, 20, 0 (clipped to T)."""
+        from ..engine.diffusion.scheduling import strip_timesteps
+
+        if not self.frames:
+            return []
+        out = []
+        for s in strip_timesteps(self.frames[0].t):
+            f = min(self.frames, key=lambda fr: abs(fr.t - s))
+            if not out or out[-1] is not f:
+                out.append(f)
+        return out
+
+    def strip_array(self, scale: int = 3) -> np.ndarray:
+        """The strip: a column per timestep (labelled), a row per sample (``engine.images.labelled_strip``,
+        the picture the export writes)."""
+        from ..engine.storage.images import labelled_strip
+
+        return labelled_strip([(f.t, f.x) for f in self.strip_frames()], STRIP_ROWS, scale=scale)
+
+    def finished(self) -> bool:
+        """A run's frames down to x_0 are kept."""
+        return bool(self.frames) and self.frames[-1].t == 0
+
+    def _update_strip(self) -> None:
+        if self.finished():
+            self.strip_view.set_array(self.strip_array(scale=2))
+        else:
+            self.strip_view.set_array(None)
+            self.strip_view.setText("The strip needs a finished sampling run")
+
+
+class ExploreBox(QGroupBox):
+    """An exploration's strip (hidden until the first): its picture, caption and PNG button.
+    ``strip`` is the latest ``tasks.explore.Strip`` (None before the first)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Interpolation / guidance sweep", parent)
+        self.strip = None
+        self.view = ImageView("", min_side=70)
+        self.view.setObjectName("exploreView")
+        self.view.setMinimumWidth(200)
+        self.caption = QLabel(wordWrap=True, objectName="exploreCaption")
+        self.caption.setStyleSheet("color: palette(mid); font-size: 11px;")
+        self.export_button = QPushButton("PNG…", objectName="exportExploreButton", enabled=False)
+        self.export_button.setToolTip("Save this strip as a PNG")
+        col = QVBoxLayout()
+        col.addWidget(self.view)
+        col.addWidget(self.caption)
+        layout = QHBoxLayout(self)
+        layout.addLayout(col, 1)
+        layout.addWidget(self.export_button)
+        self.setVisible(False)
+
+    def show_strip(self, strip) -> None:
+        self.strip = strip
+        picture = self.picture()
+        self.view.setMinimumHeight(min(2 * picture.shape[0], 200))  # two screen pixels per pixel, when there is room
+        self.view.set_array(picture)
+        self.caption.setText(strip.caption)
+        self.setVisible(True)
+
+    def picture(self) -> np.ndarray:
+        """The strip as one uint8 image (white 2-px gaps), as the export writes it."""
+        return tile(self.strip.images, ncols=self.strip.columns, pad=2, pad_value=255)

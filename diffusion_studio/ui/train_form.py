@@ -1,0 +1,320 @@
+"""The Training panel's form: a preset, the settings it may change, the run folder.
+
+``TrainForm`` holds the widgets and turns them into what a run needs: the configs of a new
+run (``new_plan``), the settings a resume or a continuation asks for (``raised_settings``,
+``continue_settings``), and the run folder. It shows a resumed run's own settings
+(``show_run_settings``) and tells the shared state which schedule the next run trains.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+
+from PySide6.QtCore import Slot
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QSpinBox,
+    QToolButton,
+    QWidget,
+)
+
+from ..engine import runs
+from ..engine.defaults import DEVICE_CHOICES, PRECISIONS, SCHEDULE_KINDS
+from ..engine.diffusion.schedule import MAX_TIMESTEPS, ScheduleConfig
+from ..engine.diffusion.unet import UNetConfig
+from ..engine.storage import paths
+from ..engine.training.config import TrainConfig
+from ..engine.training.presets import PRESETS, Preset
+from .state import AppState, cuda_available
+
+#: the form's fields of TrainConfig, with the widget that holds each
+TRAIN_FIELDS = ("epochs", "batch_size", "lr", "patience", "seed", "ema_decay", "precision")
+
+
+class TrainForm(QGroupBox):
+    """The settings of the next run (a QGroupBox titled "Settings")."""
+
+    def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
+        super().__init__("Settings", parent)
+        self.state = state
+        self.presets: dict[str, Preset] = dict(PRESETS)
+        self.run_dir_auto = True  # the folder is named after the settings until one is chosen
+        self._build()
+        self.preset_combo.currentIndexChanged.connect(self._on_preset_changed)
+        self.schedule_combo.currentIndexChanged.connect(self._on_schedule_edited)
+        self.timesteps_spin.valueChanged.connect(self._on_schedule_edited)
+        self.conditional_check.toggled.connect(self._rename_run_dir)
+        self.run_dir_edit.textEdited.connect(self._on_run_dir_edited)
+        self._on_preset_changed()
+
+    # ------------------------------------------------------------ layout
+    def _build(self) -> None:
+        form = QFormLayout(self)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        self.preset_combo = QComboBox(objectName="presetCombo")
+        for p in self.presets.values():
+            self.preset_combo.addItem(p.title, p.name)
+        form.addRow("Preset", self.preset_combo)
+        self.preset_label = QLabel(wordWrap=True)
+        self.preset_label.setStyleSheet("color: palette(mid); font-size: 11px;")
+        form.addRow(self.preset_label)
+        self._build_schedule_rows(form)
+        self._build_training_rows(form)
+        self._build_run_rows(form)
+
+    def _build_schedule_rows(self, form: QFormLayout) -> None:
+        self.schedule_combo = QComboBox(objectName="trainScheduleCombo")
+        for kind in SCHEDULE_KINDS:
+            self.schedule_combo.addItem(kind.replace("_", " "), kind)
+        self.schedule_combo.setToolTip("The beta schedule the run trains with (the noise panel shows it)")
+        form.addRow("Schedule", self.schedule_combo)
+        self.timesteps_spin = QSpinBox(objectName="trainTimestepsSpin", minimum=2, maximum=MAX_TIMESTEPS, value=300)
+        self.timesteps_spin.setToolTip("T, the number of diffusion steps")
+        form.addRow("Steps T", self.timesteps_spin)
+
+    def _build_training_rows(self, form: QFormLayout) -> None:
+        self.epochs_spin = QSpinBox(objectName="epochsSpin", minimum=1, maximum=10000, value=50)
+        self.epochs_spin.setToolTip("Most epochs to train (early stopping may end sooner)")
+        form.addRow("Epochs", self.epochs_spin)
+        self.batch_spin = QSpinBox(objectName="batchSizeSpin", minimum=2, maximum=8192, value=128)
+        self.batch_spin.setToolTip("Images per optimiser step")
+        form.addRow("Batch size", self.batch_spin)
+        self.lr_spin = QDoubleSpinBox(objectName="lrSpin", decimals=5, minimum=0.00001, maximum=1.0)
+        self.lr_spin.setSingleStep(0.0001)
+        self.lr_spin.setToolTip("Adam learning rate")
+        form.addRow("Learning rate", self.lr_spin)
+        self.patience_spin = QSpinBox(objectName="patienceSpin", minimum=1, maximum=1000, value=5)
+        self.patience_spin.setToolTip("Early stopping: stop after this many epochs without a better validation loss")
+        form.addRow("Patience", self.patience_spin)
+        self.seed_spin = QSpinBox(objectName="seedSpin", minimum=0, maximum=2**31 - 1, value=0)
+        form.addRow("Seed", self.seed_spin)
+        self.device_combo = QComboBox(objectName="deviceCombo")
+        self.device_combo.addItems(list(DEVICE_CHOICES))
+        if not cuda_available():
+            item = self.device_combo.model().item(self.device_combo.findText("cuda"))
+            if item is not None:
+                item.setEnabled(False)
+                item.setToolTip("No CUDA GPU was found")
+        form.addRow("Device", self.device_combo)
+        self.ema_spin = QDoubleSpinBox(objectName="emaSpin", decimals=4, minimum=0.0, maximum=0.9999)
+        self.ema_spin.setSingleStep(0.001)
+        self.ema_spin.setSpecialValueText("off")
+        self.ema_spin.setToolTip("Exponential moving average of the weights (0 = off)")
+        form.addRow("EMA decay", self.ema_spin)
+        self.conditional_check = QCheckBox("Class-conditional (choose the digit)", objectName="conditionalCheck")
+        self.conditional_check.setToolTip(
+            "Train with the digit's label as an input (dropped 10% of the time), so the sampler can "
+            "ask for a digit and use classifier-free guidance")
+        form.addRow(self.conditional_check)
+        self.precision_combo = QComboBox(objectName="precisionCombo")
+        self.precision_combo.addItems(list(PRECISIONS))
+        self.precision_combo.setToolTip(
+            "auto: the faster of fp32 and bf16 for this network on this machine, timed once "
+            "(about a second) and remembered")
+        form.addRow("Precision", self.precision_combo)
+
+    def _build_run_rows(self, form: QFormLayout) -> None:
+        self.budget_spin = QSpinBox(objectName="timeBudgetSpin", minimum=0, maximum=7 * 24 * 60, value=0)
+        self.budget_spin.setSuffix(" min")
+        self.budget_spin.setSpecialValueText("none")
+        self.budget_spin.setToolTip(
+            "Stop training after this many minutes (the model trained so far is validated and kept; "
+            "early stopping still applies). 0 = no time limit")
+        form.addRow("Time budget", self.budget_spin)
+        self.run_dir_edit = QLineEdit(objectName="runDirEdit")
+        self.run_dir_edit.textChanged.connect(self.run_dir_edit.setToolTip)  # the whole path
+        browse = QToolButton(text="…")
+        browse.setToolTip("Choose the run folder")
+        browse.clicked.connect(self._browse_run_dir)
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.run_dir_edit, 1)
+        row.addWidget(browse)
+        form.addRow("Run folder", row)
+
+    def fields(self) -> tuple[QWidget, ...]:
+        """Every input, to disable while a run trains."""
+        return (self.preset_combo, self.epochs_spin, self.batch_spin, self.lr_spin, self.patience_spin,
+                self.seed_spin, self.device_combo, self.ema_spin, self.precision_combo, self.run_dir_edit,
+                self.conditional_check, self.budget_spin, self.schedule_combo, self.timesteps_spin)
+
+    # ------------------------------------------------------------ presets
+    def add_preset(self, preset: Preset, select: bool = True) -> None:
+        """Offer ``preset`` (an engine Preset) in the preset list."""
+        if preset.name not in self.presets:
+            self.preset_combo.addItem(preset.title, preset.name)
+        self.presets[preset.name] = preset
+        if select:
+            self.preset_combo.setCurrentIndex(self.preset_combo.findData(preset.name))
+            self._on_preset_changed()
+
+    def current_preset(self) -> Preset:
+        return self.presets[self.preset_combo.currentData()]
+
+    @Slot()
+    def _on_preset_changed(self, *_args) -> None:
+        p = self.current_preset()
+        self.preset_label.setText(p.description)
+        self._set_train_values(p.train.to_dict())
+        self.conditional_check.setChecked(p.model.conditional)
+        with _signals_blocked(self.schedule_combo, self.timesteps_spin):
+            self.schedule_combo.setCurrentIndex(self.schedule_combo.findData(p.schedule.kind))
+            self.timesteps_spin.setValue(p.schedule.timesteps)
+        self._on_schedule_edited()
+
+    def _set_train_values(self, values: dict) -> None:
+        """Show these TrainConfig values (a dict; missing keys keep their field)."""
+        for spin, key in ((self.epochs_spin, "epochs"), (self.batch_spin, "batch_size"),
+                          (self.patience_spin, "patience"), (self.seed_spin, "seed")):
+            if key in values:
+                spin.setValue(int(values[key]))
+        for spin, key in ((self.lr_spin, "lr"), (self.ema_spin, "ema_decay")):
+            if key in values:
+                spin.setValue(float(values[key]))
+        if "precision" in values:
+            self.precision_combo.setCurrentText(str(values["precision"]))
+
+    # ------------------------------------------------------------ configs
+    def train_config(self) -> TrainConfig:
+        """The form's TrainConfig (ValueError with a clear message on bad values)."""
+        return TrainConfig(**{**self.current_preset().train.to_dict(), **self.train_values()})
+
+    def train_values(self) -> dict:
+        return {"epochs": self.epochs_spin.value(), "batch_size": self.batch_spin.value(),
+                "lr": self.lr_spin.value(), "patience": self.patience_spin.value(), "seed": self.seed_spin.value(),
+                "ema_decay": self.ema_spin.value(), "precision": self.precision_combo.currentText()}
+
+    def schedule_config(self) -> ScheduleConfig:
+        """The preset's schedule with the form's kind and T (ValueError when invalid)."""
+        base = self.current_preset().schedule
+        return replace(base, kind=self.schedule_combo.currentData(), timesteps=self.timesteps_spin.value())
+
+    def model_config(self) -> UNetConfig:
+        """The preset's network, class-conditional when the form asks for it."""
+        return replace(self.current_preset().model, num_classes=10 if self.conditional_check.isChecked() else 0)
+
+    def new_plan(self):
+        """The plan of a new run with the form's settings (``engine.training.plan.plan_new``:
+        validated, nothing written). ValueError with a clear message."""
+        from ..engine.training.plan import plan_new
+
+        preset = self.current_preset()
+        return plan_new(self.model_config(), self.schedule_config(), self.train_config(), preset=preset.name)
+
+    def max_minutes(self) -> float | None:
+        """The form's time budget (None: no limit)."""
+        return float(self.budget_spin.value()) or None
+
+    def _changed(self, keys: tuple[str, ...]) -> dict:
+        preset = self.current_preset().train
+        values = self.train_values()
+        return {k: values[k] for k in keys
+                if not math.isclose(values[k], getattr(preset, k), rel_tol=1e-6, abs_tol=1e-12)}
+
+    def raised_settings(self) -> dict:
+        """What a resume or a continuation asks of the run's epochs and patience: the form's where
+        they differ from the preset's (the user set them; a lower value than the run's is refused),
+        else nothing, and the run keeps its own."""
+        return self._changed(("epochs", "patience"))
+
+    def continue_settings(self) -> dict[str, float]:
+        """What a Continue changes of the file's own training settings: the form's learning rate and
+        EMA decay where they differ from the preset's (the user changed them for this run), else
+        nothing, and the run keeps the file's (a bundled model fine-tuned at 2e-4 goes on at 2e-4)."""
+        return self._changed(("lr", "ema_decay"))
+
+    @Slot()
+    def _on_schedule_edited(self, *_args) -> None:
+        """The noise panel follows the form: it shows the schedule the next run trains."""
+        try:
+            config = self.schedule_config()
+        except ValueError as exc:
+            self.state.report(f"That schedule is not valid: {exc}")
+            return
+        self.state.set_schedule_config(config, "the training form")
+        self._rename_run_dir()
+
+    def show_run_settings(self, started) -> None:
+        """Fill the form with a resumed or continued run's own settings (a StartedRecord's): the
+        form never shows a value the run ignores. The run folder stays as it is."""
+        with _signals_blocked(*self.fields()):
+            self._set_train_values({**started.train_config, "epochs": started.epochs})
+            sched = started.schedule_config or {}
+            if "kind" in sched:
+                self.schedule_combo.setCurrentIndex(self.schedule_combo.findData(sched["kind"]))
+            if "timesteps" in sched:
+                self.timesteps_spin.setValue(int(sched["timesteps"]))
+            self.conditional_check.setChecked(bool((started.model_config or {}).get("num_classes")))
+
+    # ------------------------------------------------------------ run folder
+    def run_dir(self) -> Path | None:
+        """The chosen run folder, or None when the form names a new one after the settings.
+        ValueError when the field was cleared."""
+        if self.run_dir_auto:
+            return None
+        text = self.run_dir_edit.text().strip()
+        if not text:
+            raise ValueError("Choose a run folder for the checkpoints.")
+        return Path(text).expanduser()
+
+    def set_run_dir(self, folder: str | Path) -> None:
+        """Train the next run into ``folder`` (as if typed in the field: the form no longer
+        names the folder after the settings)."""
+        self.run_dir_edit.setText(str(folder))
+        self.run_dir_auto = False
+
+    def show_run_dir(self, folder: str | Path) -> None:
+        """Show the folder a run trains in, keeping whether the next one is named after the settings."""
+        self.run_dir_edit.setText(str(folder))
+
+    @Slot()
+    def _rename_run_dir(self, *_args) -> None:
+        if self.run_dir_auto:
+            self.run_dir_edit.setText(str(paths.runs_dir() / runs.suggest_run_name(self._run_description())))
+
+    def _run_description(self) -> str:
+        preset = self.current_preset()
+        try:
+            train = self.train_config()
+        except ValueError:
+            train = preset.train
+        try:
+            schedule = self.schedule_config()
+        except ValueError:
+            schedule = preset.schedule
+        return runs.describe_differences(self.model_config(), schedule, train)
+
+    @Slot(str)
+    def _on_run_dir_edited(self, _text: str) -> None:
+        self.run_dir_auto = False
+
+    @Slot()
+    def _browse_run_dir(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Run folder", str(paths.runs_dir()))
+        if folder:
+            self.set_run_dir(folder)
+
+
+class _signals_blocked:
+    """``with _signals_blocked(a, b):`` the widgets emit nothing inside."""
+
+    def __init__(self, *widgets: QWidget) -> None:
+        self.widgets = widgets
+
+    def __enter__(self) -> None:
+        for w in self.widgets:
+            w.blockSignals(True)
+
+    def __exit__(self, *_exc) -> None:
+        for w in self.widgets:
+            w.blockSignals(False)

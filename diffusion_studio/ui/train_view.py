@@ -1,0 +1,262 @@
+"""What the Training panel draws: the loss curves, the validation loss by timestep, the
+progress lines, and the preview digits.
+
+``LossView`` keeps every step's loss (raw and smoothed by ``engine.runs.smooth``, streamed)
+and every epoch's validation loss, plotted against the epoch (fractional for steps) and
+redrawn by ``redraw()`` at most as often as the panel's timer asks (pyqtgraph's streaming
+pattern: curves made once, fed with ``setData``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Slot
+from PySide6.QtGui import QColor, QFont
+from PySide6.QtWidgets import QCheckBox, QGroupBox, QHBoxLayout, QLabel, QProgressBar, QSizePolicy, QVBoxLayout, QWidget
+
+from .imaging import tile
+from .widgets import ImageView, Series, StreamingSmoother, styled_plot
+
+SMOOTHING = 0.95  # weight of the smoothed train-loss curve (engine.runs.smooth, debiased)
+Y_FIT_AFTER_STEPS = 500  # from here on the linear y axis fits where training is, not its first steps
+
+
+class LossView(QWidget):
+    """The loss plot, the loss-by-timestep plot and the lines under them.
+
+    add_steps(global_steps, losses), add_epoch(epoch, val_loss), set_best(epoch, val_loss),
+    add_loss_by_timestep(edges, values), reset(), redraw() (only when something changed).
+    ``steps_per_epoch`` converts steps to epochs; ``epochs_total`` bounds the x axis.
+    """
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.steps_per_epoch = 1
+        self.epochs_total = 1
+        self.t_curves: list = []  # one PlotDataItem per epoch of the loss-by-timestep plot
+        self._build()
+        self.reset()
+
+    # ------------------------------------------------------------ layout
+    def _build(self) -> None:
+        self.log_check = QCheckBox("log scale", objectName="logScaleCheck")
+        self.log_check.toggled.connect(self._on_log_toggled)
+        self.stopping_label = QLabel("Not training", objectName="earlyStoppingLabel")
+        self.stopping_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        bold = QFont(self.stopping_label.font())
+        bold.setBold(True)
+        self.stopping_label.setFont(bold)
+        header = QHBoxLayout()
+        header.addWidget(self.stopping_label, 1)
+        header.addWidget(self.log_check)
+        self._build_loss_plot()
+        self._build_t_plot()
+        self._build_lines()
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(header)
+        layout.addWidget(self.plot, 1)
+        layout.addWidget(self.t_plot)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.progress_label)
+        layout.addWidget(self.epoch_label)
+
+    def _build_loss_plot(self) -> None:
+        self.plot = styled_plot(left="loss  ‖ε − ε_θ‖²", bottom="epoch", grid=None)
+        self.plot.setObjectName("lossPlot")
+        self.plot.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        pi = self.plot.getPlotItem()
+        pi.setClipToView(True)
+        # x grows in a few nice steps (1, 2, 5, 10, ... epochs, up to the budget), so the axis is
+        # not re-laid out on every redraw; y likewise, with some slack (_update_y_range)
+        pi.disableAutoRange()
+        pi.setXRange(0, 1, padding=0.02)
+        pi.setDownsampling(auto=True, mode="peak")
+        self.legend = pi.addLegend(offset=(-10, 10), labelTextColor="#333", brush=pg.mkBrush("w"),
+                                   pen=pg.mkPen("#ccc"))
+        self.raw_curve = pi.plot(pen=pg.mkPen("#b9cfe6", width=1), name="train (per step)")
+        self.smooth_curve = pi.plot(pen=pg.mkPen("#1f6fb5", width=2), name="train (smoothed)")
+        self.val_curve = pi.plot(pen=pg.mkPen("#e0701b", width=2), symbol="o", symbolSize=6,
+                                 symbolBrush="#e0701b", symbolPen="w", name="validation")
+        self.best_marker = pg.ScatterPlotItem(size=16, symbol="star", brush=pg.mkBrush("#2ca02c"),
+                                              pen=pg.mkPen("#1b6e1b"), name="best epoch")
+        pi.addItem(self.best_marker)  # (named, so the legend lists it)
+        self.best_line = pg.InfiniteLine(angle=90, movable=False,
+                                         pen=pg.mkPen("#2ca02c", width=1, style=Qt.PenStyle.DashLine))
+        self.best_line.setVisible(False)
+        pi.addItem(self.best_line, ignoreBounds=True)
+
+    def _build_t_plot(self) -> None:
+        """Validation loss by timestep, one curve per epoch (latest strong, earlier faded)."""
+        self.t_plot = styled_plot(left="validation loss", bottom="timestep t", grid=None)
+        self.t_plot.setObjectName("lossByTimestepPlot")
+        tp = self.t_plot.getPlotItem()
+        tp.setTitle("Validation loss by timestep (latest epoch strong, earlier ones faded)", size="9pt", color="#444")
+        tp.setLogMode(y=True)
+        self.t_plot.setMinimumHeight(150)
+        self.t_plot.setMaximumHeight(220)
+
+    def _build_lines(self) -> None:
+        self.progress = QProgressBar(objectName="trainProgress", minimum=0, maximum=1000, value=0)
+        self.progress.setFormat("%p%")
+        self.progress_label = QLabel(" ", objectName="trainProgressLabel")
+        self.progress_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.epoch_label = QLabel(objectName="epochLabel", wordWrap=True)
+        self.epoch_label.setStyleSheet("color: #444;")
+        # fixed heights: text changes must not re-layout (and so repaint) the plot
+        self.epoch_label.setFixedHeight(2 * self.epoch_label.fontMetrics().lineSpacing() + 4)
+        self.epoch_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.progress_label.setFixedHeight(self.progress_label.fontMetrics().lineSpacing() + 4)
+
+    # ------------------------------------------------------------ data
+    def reset(self) -> None:
+        """Forget the run drawn so far (a new run starts)."""
+        self.steps = StreamingSmoother(SMOOTHING)  # every step's loss, raw and smoothed
+        self.step_x = Series()  # every step's fractional epoch
+        self.val_epochs: list[int] = []
+        self.val_losses: list[float] = []
+        self.best_epoch = 0
+        self.best_val = math.inf
+        for curve in self.t_curves:
+            self.t_plot.getPlotItem().removeItem(curve)
+        self.t_curves = []
+        for c in (self.raw_curve, self.smooth_curve, self.val_curve):
+            c.setData([], [])
+        self.best_marker.setData([], [])
+        self.best_line.setVisible(False)
+        self._x_max = 1.0
+        self._y_range: tuple[float, float] | None = None
+        self.plot.getPlotItem().setXRange(0, 1, padding=0.02)
+        self.progress.setValue(0)
+        self._dirty = False
+
+    def add_steps(self, global_steps, losses) -> None:
+        """Steps' losses (global step numbers, 1-based), in order."""
+        self.step_x.extend(np.asarray(global_steps, dtype=np.float64) / self.steps_per_epoch)
+        self.steps.extend(losses)
+        self._dirty = True
+
+    def add_epoch(self, epoch: int, val_loss: float) -> None:
+        self.val_epochs.append(int(epoch))
+        self.val_losses.append(float(val_loss))
+        self._dirty = True
+
+    def set_best(self, epoch: int, val_loss: float) -> None:
+        self.best_epoch, self.best_val = int(epoch), float(val_loss)
+        self._dirty = True
+
+    def add_loss_by_timestep(self, edges, values) -> None:
+        """Draw one epoch's validation loss per t bin; earlier epochs fade."""
+        edges = np.asarray(edges, float)
+        if len(edges) < 2 or len(values) != len(edges) - 1:
+            return
+        centres = (edges[:-1] + edges[1:] - 1) / 2
+        y = np.asarray([np.nan if v is None else float(v) for v in values])
+        ok = np.isfinite(y) & (y > 0)
+        for i, curve in enumerate(reversed(self.t_curves)):  # older = fainter
+            alpha = max(25, int(140 * 0.7 ** i))
+            curve.setPen(pg.mkPen(QColor(224, 112, 27, alpha), width=1))
+        curve = self.t_plot.getPlotItem().plot(centres[ok], y[ok], pen=pg.mkPen("#e0701b", width=2.5),
+                                               symbol="o", symbolSize=4, symbolBrush="#e0701b", symbolPen=None)
+        self.t_curves.append(curve)
+
+    # ------------------------------------------------------------ drawing
+    @Slot(bool)
+    def _on_log_toggled(self, on: bool) -> None:
+        self.plot.getPlotItem().setLogMode(y=on)
+        self._y_range = None
+        self._dirty = True
+        self.redraw()
+
+    def _update_y_range(self) -> None:
+        """Set the y range only when the data leaves it (or fills under half of it),
+        with 10% slack, so most redraws keep the axes as they are."""
+        need = _y_needs(self.steps.values.values, np.asarray(self.val_losses, float), self.log_check.isChecked())
+        if need is None:
+            return
+        lo, hi = need
+        span = max(hi - lo, 1e-6)
+        cur = self._y_range
+        if cur is None or lo < cur[0] or hi > cur[1] or span < 0.5 * (cur[1] - cur[0]):
+            self._y_range = (lo - 0.1 * span, hi + 0.05 * span)
+            self.plot.getPlotItem().setYRange(*self._y_range, padding=0)
+
+    @Slot()
+    def redraw(self) -> None:
+        """Draw what arrived since the last redraw (nothing when nothing did)."""
+        if not self._dirty:
+            return
+        self._dirty = False
+        x = self.step_x.values
+        last_x = max(float(x[-1]) if len(x) else 0.0, float(self.val_epochs[-1]) if self.val_epochs else 0.0)
+        if last_x > self._x_max or self._x_max > max(1.0, self.epochs_total):
+            self._x_max = _nice_ceiling(last_x, self.epochs_total)
+            self.plot.getPlotItem().setXRange(0, self._x_max, padding=0.02)
+        self._update_y_range()
+        self.raw_curve.setData(x, self.steps.values.values)
+        self.smooth_curve.setData(x, self.steps.smoothed.values)
+        if self.val_epochs:
+            self.val_curve.setData(np.asarray(self.val_epochs, float), np.asarray(self.val_losses, float))
+        if self.best_epoch and math.isfinite(self.best_val):
+            y = math.log10(self.best_val) if self.log_check.isChecked() and self.best_val > 0 else self.best_val
+            self.best_marker.setData([float(self.best_epoch)], [y])
+            self.best_line.setPos(float(self.best_epoch))
+            self.best_line.setVisible(True)
+
+
+class PreviewBox(QGroupBox):
+    """Digits sampled from the model being trained, with a caption."""
+
+    PLACEHOLDER = "Samples from the model appear here during training"
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Preview", parent)
+        self.image = ImageView(self.PLACEHOLDER, min_side=130)
+        self.image.setObjectName("trainPreview")
+        self.caption = QLabel(alignment=Qt.AlignmentFlag.AlignCenter)
+        self.caption.setStyleSheet("color: palette(mid); font-size: 11px;")
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.image)
+        layout.addWidget(self.caption)
+
+    def clear(self) -> None:
+        self.image.set_array(None)
+        self.caption.setText("")
+
+    def show_digits(self, images: np.ndarray, caption: str) -> None:
+        """images: (K, 28, 28) uint8, shown in rows of four."""
+        images = np.asarray(images, dtype=np.uint8)
+        self.image.set_array(tile(images, ncols=min(len(images), 4), pad=2, pad_value=255))
+        self.caption.setText(caption)
+
+    def has_digits(self) -> bool:
+        return self.image.array is not None
+
+
+def _y_needs(steps: np.ndarray, val: np.ndarray, log: bool) -> tuple[float, float] | None:
+    """The loss range the y axis must show. On a log axis: every loss. On a linear one, once a
+    run has Y_FIT_AFTER_STEPS steps, its first tenth and its highest 0.5% of per-step losses
+    may leave the top: the first steps' loss (about 1) would otherwise flatten a long run's
+    curves (0.02-0.05) against the bottom. Validation losses always fit."""
+    steps, val = steps[np.isfinite(steps)], val[np.isfinite(val)]
+    if not log and len(steps) >= Y_FIT_AFTER_STEPS:
+        later = steps[len(steps) // 10:]
+        steps = later[later <= np.quantile(later, 0.995)]
+    v = np.concatenate([steps, val])
+    if log:
+        v = np.log10(v[v > 0])
+    return (float(v.min()), float(v.max())) if len(v) else None
+
+
+def _nice_ceiling(x: float, limit: int) -> float:
+    """The smallest of 1, 2, 5, 10, 20, 50, ... that is >= x, but at most max(limit, x)."""
+    nice = 1.0
+    while nice < x:
+        for m in (2, 2.5, 2):
+            nice *= m
+            if nice >= x:
+                break
+    return float(min(nice, max(limit, math.ceil(x))))

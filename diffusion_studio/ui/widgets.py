@@ -1,0 +1,183 @@
+"""The widgets every panel shares: one image view, one styled plot, one wrapping label and
+one streaming loss smoother, so the panels draw digits, curves and losses the same way."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtWidgets import QGraphicsItem, QLabel, QSizePolicy, QWidget
+
+from .imaging import gray_pixmap
+
+#: an image view's smallest box; it grows with the window
+MIN_IMAGE_SIDE = 160
+
+
+class ImageView(QLabel):
+    """Shows a uint8 image (a digit, a mosaic of digits, a strip) as large as its box allows:
+    enlarged by whole pixels when that fills the box, else fitted with nearest-neighbour
+    pixels (sharp, never blurred). Rescales itself on resize and never asks the layout for
+    more room than its minimum, so a new picture never re-lays out the panel.
+
+    set_array(array): (H, W) uint8 (0 = black), or None for the placeholder text.
+    ``array`` is the image shown (None when none is).
+    """
+
+    def __init__(self, placeholder: str = "", parent: QWidget | None = None, min_side: int = MIN_IMAGE_SIDE) -> None:
+        super().__init__(parent)
+        self.array: np.ndarray | None = None
+        self._placeholder = placeholder
+        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.setMinimumSize(min_side, min_side)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+        self.setStyleSheet("background: #202124; border-radius: 4px; color: #bbb;")
+        self.setWordWrap(True)
+        self.setText(placeholder)
+
+    def set_array(self, array: np.ndarray | None) -> None:
+        self.array = None if array is None else np.ascontiguousarray(array, dtype=np.uint8)
+        self._rescale()
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt name)
+        return QSize(320, 320)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().resizeEvent(event)
+        self._rescale()
+
+    def _rescale(self) -> None:
+        if self.array is None:
+            self.setText(self._placeholder)  # (replaces the picture)
+            return
+        # fit the box itself, whatever its shape: a square side would crop a mosaic in a short
+        # box and shrink a wide strip
+        width, height = max(16, self.width() - 8), max(16, self.height() - 8)
+        rows, cols = self.array.shape
+        exact = min(width / cols, height / rows)
+        scale = int(exact)
+        if scale >= 2 and scale >= 0.85 * exact:  # whole pixels when that fills the box
+            pix = gray_pixmap(self.array, scale)
+        else:  # else fit the box (nearest neighbour: pixels stay sharp)
+            pix = gray_pixmap(self.array).scaled(
+                width, height, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation)
+        self.setPixmap(pix)
+
+
+class WrappingLabel(QLabel):
+    """A word-wrapped label that keeps the height its text needs at its width. In a QFormLayout
+    row a wrapped label got the height of a shorter text, and its first and last lines were
+    drawn under the rows around it."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(wordWrap=True, **kwargs)
+
+    def setText(self, text: str) -> None:  # noqa: N802 (Qt name)
+        super().setText(text)
+        self._fit()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().resizeEvent(event)
+        self._fit()
+
+    def _fit(self) -> None:
+        self.ensurePolished()  # the style sheet's font decides the lines
+        need = self.heightForWidth(self.width())
+        if need > 0 and need != self.minimumHeight():
+            self.setMinimumHeight(need)
+
+
+def styled_plot(title: str = "", left: str = "", bottom: str = "", *, grid: float | None = 0.25,
+                menu: bool = True, min_size: tuple[int, int] | None = None) -> pg.PlotWidget:
+    """A pyqtgraph plot with dark-on-light axes and a readable title.
+
+    grid: the grid's alpha, None for none (on a software-rendered view a grid doubles the cost
+    of every redraw of a streaming plot). menu: pyqtgraph's right-click menu. The axes are
+    cached as pixmaps: a moving marker or a new point no longer repaints them every frame
+    (they are redrawn when their range or size changes).
+    """
+    w = pg.PlotWidget(background="w")
+    item = w.getPlotItem()
+    if title:
+        item.setTitle(title, color="#222", size="10pt")
+    for name in ("left", "bottom"):
+        ax = item.getAxis(name)
+        ax.setPen(pg.mkPen("#444"))
+        ax.setTextPen(pg.mkPen("#222"))
+        ax.enableAutoSIPrefix(False)
+        ax.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+    if left:
+        item.setLabel("left", left, color="#222")
+    if bottom:
+        item.setLabel("bottom", bottom, color="#222")
+    if grid is not None:
+        item.showGrid(x=True, y=True, alpha=grid)
+    item.setMenuEnabled(menu)
+    if min_size is not None:
+        w.setMinimumSize(*min_size)
+    return w
+
+
+class Series:
+    """A growable float array (amortised appends, a view for plotting)."""
+
+    def __init__(self) -> None:
+        self._a = np.zeros(1024)
+        self.n = 0
+
+    def extend(self, values) -> None:
+        values = np.asarray(values, dtype=np.float64).ravel()
+        need = self.n + len(values)
+        if need > len(self._a):
+            grown = np.zeros(max(need, 2 * len(self._a)))
+            grown[: self.n] = self._a[: self.n]
+            self._a = grown
+        self._a[self.n : need] = values
+        self.n = need
+
+    def clear(self) -> None:
+        self.n = 0
+
+    @property
+    def values(self) -> np.ndarray:
+        return self._a[: self.n]
+
+
+class StreamingSmoother:
+    """``engine.runs.smooth`` (the debiased EMA the Runs panel and ``runs plot`` draw) over a
+    series that arrives in chunks, exactly as if it had been smoothed whole: each chunk is
+    smoothed by the engine and joined to the state the earlier chunks left.
+
+    For the EMA's running sum A and weight N (A / N is the smoothed value) after the earlier
+    values, and S_k / T_k the engine's result for the chunk's first k finite values (T_k =
+    1 - w^k), the whole series' value is (w^k A + S_k) / (w^k N + T_k).
+    ``values`` and ``smoothed`` hold everything so far (``Series``)."""
+
+    def __init__(self, weight: float) -> None:
+        self.weight = float(weight)
+        self.values = Series()
+        self.smoothed = Series()
+        self._acc = self._norm = 0.0
+
+    def extend(self, chunk) -> None:
+        from ..engine.runs import smooth
+
+        chunk = np.asarray(chunk, dtype=np.float64).ravel()
+        w = self.weight
+        fresh = smooth(chunk, w)  # the chunk alone, from an empty state
+        count = np.cumsum(np.isfinite(chunk))  # finite values so far in the chunk
+        decay = w ** count
+        t = 1.0 - decay
+        s = fresh * t
+        out = (decay * self._acc + s) / np.where(decay * self._norm + t > 0, decay * self._norm + t, 1.0)
+        out[~np.isfinite(chunk)] = np.nan
+        if count.size and count[-1]:
+            last = np.flatnonzero(np.isfinite(chunk))[-1]
+            self._acc, self._norm = decay[-1] * self._acc + s[last], decay[-1] * self._norm + t[-1]
+        self.values.extend(chunk)
+        self.smoothed.extend(out)
+
+    def clear(self) -> None:
+        self.values.clear()
+        self.smoothed.clear()
+        self._acc = self._norm = 0.0
