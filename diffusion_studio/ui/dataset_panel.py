@@ -46,6 +46,7 @@ from PySide6.QtWidgets import (
 from ..engine.storage import paths
 from .imaging import gray_pixmap
 from .state import AppState
+from .widgets import ImageView
 
 SPLIT_TITLES = {"train": "Train", "val": "Validation", "test": "Test"}
 MAX_SELECTION = 64  # the noise panel redraws every selected digit on each slider move
@@ -259,53 +260,28 @@ class DatasetPanel(QWidget):
 
     def _build_browser_page(self) -> QWidget:
         page = QWidget()
-        # left: split, label filter, per-label counts
-        self.split_combo = QComboBox()
-        self.split_combo.setObjectName("splitCombo")
+        lay = QHBoxLayout(page)
+        lay.addWidget(_fixed_width(self._build_filters(), 250))
+        lay.addWidget(self._build_thumbnail_view(), 1)
+        lay.addWidget(_fixed_width(self._build_enlarged(), 250))
+        return page
+
+    def _build_filters(self) -> QVBoxLayout:
+        """Left: the split, the label filter, the per-label counts and the selection."""
+        self.split_combo = QComboBox(objectName="splitCombo")
         for key, title in SPLIT_TITLES.items():
             self.split_combo.addItem(title, key)
         self.split_combo.currentIndexChanged.connect(self._on_split_changed)
-        self.label_combo = QComboBox()
-        self.label_combo.setObjectName("labelFilterCombo")
+        self.label_combo = QComboBox(objectName="labelFilterCombo")
         self.label_combo.addItem("All digits", None)
         for d in range(10):
             self.label_combo.addItem(str(d), d)
         self.label_combo.currentIndexChanged.connect(self._on_label_changed)
-
-        self.count_label = QLabel()
-        self.count_label.setObjectName("shownCountLabel")
-        self.count_label.setWordWrap(True)
-
-        counts_box = QGroupBox("Digits per label")
-        grid = QGridLayout(counts_box)
-        grid.setHorizontalSpacing(10)
-        grid.setVerticalSpacing(2)
-        self.label_count_labels: list[QLabel] = []
-        self.label_bars: list[QFrame] = []
-        for d in range(10):
-            name = QLabel(f"<b>{d}</b>")
-            bar = QFrame()
-            bar.setStyleSheet("background: #5c8dd6; border-radius: 2px;")
-            bar.setFixedHeight(10)
-            num = QLabel("0")
-            num.setObjectName(f"labelCount{d}")
-            num.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-            num.setMinimumWidth(48)
-            grid.addWidget(name, d, 0)
-            grid.addWidget(bar, d, 1, Qt.AlignmentFlag.AlignLeft)
-            grid.addWidget(num, d, 2)
-            self.label_count_labels.append(num)
-            self.label_bars.append(bar)
-        grid.setColumnStretch(1, 1)
-
-        self.send_button = QPushButton("Send to noise panel")
-        self.send_button.setObjectName("sendToNoiseButton")
+        self.count_label = QLabel(objectName="shownCountLabel", wordWrap=True)
+        self.send_button = QPushButton("Send to noise panel", objectName="sendToNoiseButton")
         self.send_button.setToolTip(f"Use the selected digits (at most {MAX_SELECTION}) in the forward-noise panel")
         self.send_button.clicked.connect(self.send_to_noise_panel)
-        self.selection_label = QLabel()
-        self.selection_label.setObjectName("selectionLabel")
-        self.selection_label.setWordWrap(True)
-
+        self.selection_label = QLabel(objectName="selectionLabel", wordWrap=True)
         form = QGridLayout()
         form.addWidget(QLabel("Split"), 0, 0)
         form.addWidget(self.split_combo, 0, 1)
@@ -315,53 +291,67 @@ class DatasetPanel(QWidget):
         left = QVBoxLayout()
         left.addLayout(form)
         left.addWidget(self.count_label)
-        left.addWidget(counts_box)
+        left.addWidget(self._build_counts_box())
         left.addWidget(self.selection_label)
         left.addWidget(self.send_button)
         left.addStretch(1)
-        left_w = QWidget()
-        left_w.setLayout(left)
-        left_w.setFixedWidth(250)
+        return left
 
-        # centre: the thumbnail grid
-        self.view = QListView()
-        self.view.setObjectName("thumbnailView")
-        self.view.setViewMode(QListView.ViewMode.IconMode)
-        self.view.setMovement(QListView.Movement.Static)  # list-mode layout engine: fast for 50,000 rows
-        self.view.setResizeMode(QListView.ResizeMode.Adjust)
-        self.view.setFlow(QListView.Flow.LeftToRight)
-        self.view.setWrapping(True)
-        self.view.setUniformItemSizes(True)
+    def _build_counts_box(self) -> QGroupBox:
+        counts_box = QGroupBox("Digits per label")
+        grid = QGridLayout(counts_box)
+        grid.setHorizontalSpacing(10)
+        grid.setVerticalSpacing(2)
+        self.label_count_labels: list[QLabel] = []
+        self.label_bars: list[QFrame] = []
+        for d in range(10):
+            bar = QFrame(styleSheet="background: #5c8dd6; border-radius: 2px;")
+            bar.setFixedHeight(10)
+            num = QLabel("0", objectName=f"labelCount{d}", minimumWidth=48)
+            num.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            grid.addWidget(QLabel(f"<b>{d}</b>"), d, 0)
+            grid.addWidget(bar, d, 1, Qt.AlignmentFlag.AlignLeft)
+            grid.addWidget(num, d, 2)
+            self.label_count_labels.append(num)
+            self.label_bars.append(bar)
+        grid.setColumnStretch(1, 1)
+        return counts_box
+
+    def _build_thumbnail_view(self) -> QListView:
+        """Centre: the thumbnail grid (QListView in icon mode over the lazy model)."""
+        view = self.view = QListView(objectName="thumbnailView")
+        view.setViewMode(QListView.ViewMode.IconMode)
+        view.setMovement(QListView.Movement.Static)  # list-mode layout engine: fast for 50,000 rows
+        view.setResizeMode(QListView.ResizeMode.Adjust)
+        view.setFlow(QListView.Flow.LeftToRight)
+        view.setWrapping(True)
+        view.setUniformItemSizes(True)
         # lay out 50,000 items a batch at a time between events, so the GUI never stalls
-        self.view.setLayoutMode(QListView.LayoutMode.Batched)
-        self.view.setBatchSize(4000)
-        self.view.setSpacing(2)
-        self.view.setIconSize(QSize(28 * THUMB_SCALE, 28 * THUMB_SCALE))
-        self.view.setGridSize(QSize(28 * THUMB_SCALE + 6, 28 * THUMB_SCALE + 6))
-        self.view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.view.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
-        self.view.verticalScrollBar().setSingleStep(20)
-        self.view.setStyleSheet("QListView { background: #202124; }")
-        self.view.setItemDelegate(ThumbnailDelegate(self.view))
-        self.view.setModel(self.model)
-        self.view.selectionModel().selectionChanged.connect(self._on_view_selection)
-        self.view.selectionModel().currentChanged.connect(self._on_current_changed)
+        view.setLayoutMode(QListView.LayoutMode.Batched)
+        view.setBatchSize(4000)
+        view.setSpacing(2)
+        view.setIconSize(QSize(28 * THUMB_SCALE, 28 * THUMB_SCALE))
+        view.setGridSize(QSize(28 * THUMB_SCALE + 6, 28 * THUMB_SCALE + 6))
+        view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        view.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        view.verticalScrollBar().setSingleStep(20)
+        view.setStyleSheet("QListView { background: #202124; }")
+        view.setItemDelegate(ThumbnailDelegate(view))
+        view.setModel(self.model)
+        view.selectionModel().selectionChanged.connect(self._on_view_selection)
+        view.selectionModel().currentChanged.connect(self._on_current_changed)
+        view.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        return view
 
-        # right: the enlarged digit
-        self.big_image = QLabel()
+    def _build_enlarged(self) -> QVBoxLayout:
+        """Right: the digit last clicked, enlarged eight times, and how to select."""
+        self.big_image = ImageView("", min_side=28 * 8 + 8)  # eight screen pixels per pixel
         self.big_image.setObjectName("enlargedDigit")
-        self.big_image.setFixedSize(28 * 8, 28 * 8)
-        self.big_image.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.big_image.setStyleSheet("background: #202124; border-radius: 4px;")
-        self.big_caption = QLabel("Click a digit to enlarge it.")
-        self.big_caption.setObjectName("enlargedCaption")
+        self.big_image.setFixedSize(28 * 8 + 8, 28 * 8 + 8)
+        self.big_caption = QLabel("Click a digit to enlarge it.", objectName="enlargedCaption", wordWrap=True)
         self.big_caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.big_caption.setWordWrap(True)
-        hint = QLabel(
-            "Shift/Ctrl-click or drag to select several digits; they go to the "
-            f"<b>Forward noise</b> panel (at most {MAX_SELECTION})."
-        )
-        hint.setWordWrap(True)
+        hint = QLabel("Shift/Ctrl-click or drag to select several digits; they go to the "
+                      f"<b>Forward noise</b> panel (at most {MAX_SELECTION}).", wordWrap=True)
         hint.setStyleSheet("color: #555;")
         right = QVBoxLayout()
         right.addWidget(self.big_image, 0, Qt.AlignmentFlag.AlignHCenter)
@@ -369,16 +359,7 @@ class DatasetPanel(QWidget):
         right.addSpacing(12)
         right.addWidget(hint)
         right.addStretch(1)
-        right_w = QWidget()
-        right_w.setLayout(right)
-        right_w.setFixedWidth(250)
-
-        lay = QHBoxLayout(page)
-        lay.addWidget(left_w)
-        lay.addWidget(self.view, 1)
-        lay.addWidget(right_w)
-        self.view.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        return page
+        return right
 
     # ------------------------------------------------------------------ actions
     def choose_folder(self) -> None:
@@ -520,6 +501,14 @@ class DatasetPanel(QWidget):
 
     def _show_enlarged(self, row: int) -> None:
         image, label, index = self.model.digit(row)
-        self.big_image.setPixmap(gray_pixmap(image, 8))
+        self.big_image.set_array(image)
         split = SPLIT_TITLES[self._split]
         self.big_caption.setText(f"<b>{split} #{index:,}</b><br>label <b>{label}</b>")
+
+
+def _fixed_width(layout, width: int) -> QWidget:
+    """``layout`` in a widget ``width`` pixels wide."""
+    w = QWidget()
+    w.setLayout(layout)
+    w.setFixedWidth(width)
+    return w

@@ -7,6 +7,7 @@ the seed and the Inception weights; the reverse process is the Sampler tab's, sh
 
 from __future__ import annotations
 
+import numpy as np
 from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import (
     QComboBox,
@@ -199,7 +200,7 @@ def samples_view() -> ImageView:
     return view
 
 
-def samples_picture(samples) -> "np.ndarray":  # noqa: F821 (numpy array)
+def samples_picture(samples: np.ndarray) -> np.ndarray:
     """The first 64 generated digits, 8 to a row."""
     return tile(samples[:64], ncols=8)
 

@@ -15,19 +15,7 @@ import time
 import numpy as np
 import torch
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QFont
-from PySide6.QtWidgets import (
-    QComboBox,
-    QGroupBox,
-    QHBoxLayout,
-    QLabel,
-    QPushButton,
-    QSizePolicy,
-    QSlider,
-    QSpinBox,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from ..engine.defaults import SCHEDULE_KINDS
 from ..engine.diffusion.schedule import NoiseSchedule, ScheduleConfig
@@ -44,8 +32,9 @@ from ..tasks.explore import (
 from .model_view import PredictionService
 from .noise_view import (
     HIST_BINS,
+    build_readouts,
+    build_top_bar,
     HIST_RANGE,
-    SCHEDULE_TITLES,
     DenoiseBox,
     ModelViewBox,
     ScheduleCurves,
@@ -144,70 +133,14 @@ class NoisePanel(QWidget):
         body.addLayout(left, 1)
         body.addLayout(right, 1)
         lay = QVBoxLayout(self)
-        lay.addLayout(self._build_top_bar())
-        lay.addLayout(self._build_readouts())
+        lay.addLayout(build_top_bar(self))
+        lay.addLayout(build_readouts(self))
         lay.addLayout(body, 1)
-
-    def _build_top_bar(self) -> QHBoxLayout:
-        self.schedule_combo = QComboBox(objectName="scheduleCombo")
-        for kind in SCHEDULE_KINDS:
-            self.schedule_combo.addItem(SCHEDULE_TITLES.get(kind, kind), kind)
         self.schedule_combo.currentIndexChanged.connect(self._on_schedule_edited)
-        self.steps_spin = QSpinBox(objectName="timestepsSpin", minimum=10, maximum=4000, singleStep=50)
-        self.steps_spin.setKeyboardTracking(False)
-        self.steps_spin.setToolTip("T, the number of diffusion steps")
         self.steps_spin.valueChanged.connect(self._on_schedule_edited)
-        self.slider = QSlider(Qt.Orientation.Horizontal, objectName="timestepSlider")
-        self.slider.setToolTip("Drag to move along the forward process (t = 0 is the clean digit)")
-        self.slider.setMinimumWidth(300)
         self.slider.valueChanged.connect(self._render)
-        self.t_label = QLabel(objectName="timestepLabel")
-        self.t_label.setMinimumWidth(80)
-        font = QFont(self.t_label.font())
-        font.setPointSizeF(font.pointSizeF() * 1.3)
-        font.setBold(True)
-        self.t_label.setFont(font)
-        self.play_button = QPushButton("▶ Play", objectName="playNoiseButton", checkable=True)
-        self.play_button.setToolTip("Sweep t from 0 to T and back (or drag the slider; arrow keys step by 1)")
         self.play_button.toggled.connect(self._on_play_toggled)
-        self.new_noise_button = QPushButton("New noise", objectName="newNoiseButton")
-        self.new_noise_button.setToolTip("Draw a fresh noise image for every digit")
         self.new_noise_button.clicked.connect(self.new_noise)
-        top = QHBoxLayout()
-        for w, space in ((QLabel("Schedule"), 0), (self.schedule_combo, 8), (QLabel("T"), 0), (self.steps_spin, 16),
-                         (self.t_label, 0)):
-            top.addWidget(w)
-            top.addSpacing(space)
-        top.addWidget(self.slider, 1)
-        top.addWidget(self.play_button)
-        top.addWidget(self.new_noise_button)
-        return top
-
-    def _build_readouts(self) -> QVBoxLayout:
-        self.schedule_source_label = QLabel(objectName="scheduleSourceLabel")
-        self.schedule_source_label.setStyleSheet("color: palette(mid); font-size: 11px;")
-        self.schedule_source_label.setToolTip(
-            "The noise panel follows the training form (the schedule the next run trains) and, when a model "
-            "is loaded, that model's schedule; choosing one here only changes what this panel shows")
-        self.readout = QLabel(objectName="signalReadout", wordWrap=True, textFormat=Qt.TextFormat.RichText)
-        self.readout.setStyleSheet(
-            "QLabel { background: #eef3fb; border: 1px solid #c9d6ea; border-radius: 4px; padding: 6px; }")
-        self.t_readout = QLabel(objectName="timestepReadout", textFormat=Qt.TextFormat.RichText)
-        # labels rewritten on every frame must not ask the window for a new layout each time
-        self.t_readout.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
-        self.frame_label = QLabel(objectName="frameTimeLabel")
-        self.frame_label.setStyleSheet("color: #666;")
-        self.frame_label.setMinimumWidth(
-            self.frame_label.fontMetrics().horizontalAdvance("64 digits · frame drawn in 000.0 ms") + 8)
-        self.frame_label.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
-        row = QHBoxLayout()
-        row.addWidget(self.t_readout, 1)
-        row.addWidget(self.frame_label)
-        column = QVBoxLayout()
-        column.addWidget(self.schedule_source_label)
-        column.addWidget(self.readout)
-        column.addLayout(row)
-        return column
 
     # ------------------------------------------------------------------ public
     @property

@@ -1,11 +1,12 @@
-"""What the forward-noise panel draws, apart from its controls.
+"""What the forward-noise panel draws, and the layout of its controls.
 
 - ``ScheduleCurves``: beta_t, alphabar_t, SNR_t and the histogram of x_t's pixels, with a
   marker at the slider's t;
 - ``ModelViewBox``: the network's predicted x_0 and eps error at this t;
 - ``DenoiseBox``: "denoise from here" and the identity-vs-t curve;
 - ``forward_strip``: the report's Figure 3 (digits at fixed t);
-- ``readout_html``: what the schedule keeps of the image at T.
+- ``readout_html``: what the schedule keeps of the image at T;
+- ``build_top_bar`` / ``build_readouts``: the panel's controls and lines (made as its attributes).
 """
 
 from __future__ import annotations
@@ -16,9 +17,23 @@ import numpy as np
 import pyqtgraph as pg
 import torch
 from PySide6.QtCore import QRect, Qt
-from PySide6.QtGui import QColor, QPainter, QPixmap
-from PySide6.QtWidgets import QGraphicsItem, QGridLayout, QGroupBox, QLabel, QPushButton, QWidget
+from PySide6.QtGui import QColor, QFont, QPainter, QPixmap
+from PySide6.QtWidgets import (
+    QComboBox,
+    QGraphicsItem,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QSlider,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
+from ..engine.defaults import SCHEDULE_KINDS
 from ..engine.storage.data import to_uint8
 from ..tasks.explore import ERROR_FULL_SCALE, VIEW_DIGITS
 from .imaging import gray_pixmap, tile
@@ -269,3 +284,64 @@ def t_readout_html(schedule, t: int) -> str:
     return (f"x<sub>{t}</sub> = <b>{a:.3f}</b>·x<sub>0</sub> + <b>{b:.3f}</b>·ε &nbsp;&nbsp; "
             f"β<sub>t</sub> = {float(schedule.beta[t]):.4g}, &nbsp; ᾱ<sub>t</sub> = {float(schedule.alphabar[t]):.4g}, "
             f"&nbsp; SNR = {snr}")
+
+
+def build_top_bar(panel) -> QHBoxLayout:
+    """The noise panel's top row, made as its attributes: the schedule, T, the t slider, Play and New noise."""
+    panel.schedule_combo = QComboBox(objectName="scheduleCombo")
+    for kind in SCHEDULE_KINDS:
+        panel.schedule_combo.addItem(SCHEDULE_TITLES.get(kind, kind), kind)
+    panel.steps_spin = QSpinBox(objectName="timestepsSpin", minimum=10, maximum=4000, singleStep=50)
+    panel.steps_spin.setKeyboardTracking(False)
+    panel.steps_spin.setToolTip("T, the number of diffusion steps")
+    panel.slider = QSlider(Qt.Orientation.Horizontal, objectName="timestepSlider")
+    panel.slider.setToolTip("Drag to move along the forward process (t = 0 is the clean digit)")
+    panel.slider.setMinimumWidth(300)
+    panel.t_label = QLabel(objectName="timestepLabel")
+    panel.t_label.setMinimumWidth(80)
+    font = QFont(panel.t_label.font())
+    font.setPointSizeF(font.pointSizeF() * 1.3)
+    font.setBold(True)
+    panel.t_label.setFont(font)
+    panel.play_button = QPushButton("▶ Play", objectName="playNoiseButton", checkable=True)
+    panel.play_button.setToolTip("Sweep t from 0 to T and back (or drag the slider; arrow keys step by 1)")
+    panel.new_noise_button = QPushButton("New noise", objectName="newNoiseButton")
+    panel.new_noise_button.setToolTip("Draw a fresh noise image for every digit")
+    top = QHBoxLayout()
+    for w, space in ((QLabel("Schedule"), 0), (panel.schedule_combo, 8), (QLabel("T"), 0), (panel.steps_spin, 16),
+                     (panel.t_label, 0)):
+        top.addWidget(w)
+        top.addSpacing(space)
+    top.addWidget(panel.slider, 1)
+    top.addWidget(panel.play_button)
+    top.addWidget(panel.new_noise_button)
+    return top
+
+
+def build_readouts(panel) -> QVBoxLayout:
+    """The noise panel's lines under the top row, made as its attributes: whose schedule, what it
+    keeps at T, x_t at this t, and the frame time."""
+    panel.schedule_source_label = QLabel(objectName="scheduleSourceLabel")
+    panel.schedule_source_label.setStyleSheet("color: palette(mid); font-size: 11px;")
+    panel.schedule_source_label.setToolTip(
+        "The noise panel follows the training form (the schedule the next run trains) and, when a model "
+        "is loaded, that model's schedule; choosing one here only changes what this panel shows")
+    panel.readout = QLabel(objectName="signalReadout", wordWrap=True, textFormat=Qt.TextFormat.RichText)
+    panel.readout.setStyleSheet(
+        "QLabel { background: #eef3fb; border: 1px solid #c9d6ea; border-radius: 4px; padding: 6px; }")
+    panel.t_readout = QLabel(objectName="timestepReadout", textFormat=Qt.TextFormat.RichText)
+    # labels rewritten on every frame must not ask the window for a new layout each time
+    panel.t_readout.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+    panel.frame_label = QLabel(objectName="frameTimeLabel")
+    panel.frame_label.setStyleSheet("color: #666;")
+    panel.frame_label.setMinimumWidth(
+        panel.frame_label.fontMetrics().horizontalAdvance("64 digits · frame drawn in 000.0 ms") + 8)
+    panel.frame_label.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
+    row = QHBoxLayout()
+    row.addWidget(panel.t_readout, 1)
+    row.addWidget(panel.frame_label)
+    column = QVBoxLayout()
+    column.addWidget(panel.schedule_source_label)
+    column.addWidget(panel.readout)
+    column.addLayout(row)
+    return column

@@ -94,9 +94,22 @@ class SamplerForm(QGroupBox):
     def guide_info(self) -> str | None:
         return None if self.model is None else self.model.guide_info
 
-    def show_model(self, loaded) -> None:
-        """Set the form up for ``loaded`` (None: no model): its description, its T."""
+    def show_model(self, loaded, source: str = "", bundled: list = ()) -> None:
+        """Set the form up for ``loaded`` (None: no model), called ``source``: the model list
+        (it, then the ``bundled`` models (name, title, path), then "Open checkpoint…"), its
+        description, its T."""
         self.model = loaded
+        combo = self.model_combo
+        combo.clear()
+        if loaded is not None:
+            combo.addItem(source or "current model", "current")
+        else:
+            combo.addItem("no model loaded", "none")
+        for name, title, _path in bundled:
+            combo.addItem(title, name)
+        combo.addItem("Open checkpoint…", "open")
+        combo.setCurrentIndex(0)
+        combo.setToolTip(combo.itemText(0))
         if loaded is None:
             self.model_info.setText("Train a model or open a checkpoint to sample.")
             return
@@ -167,6 +180,32 @@ class SamplerForm(QGroupBox):
         """The digit to ask a class-conditional model for (None: 0-9 in turn, or an unconditional model)."""
         digit = self.digit_combo.currentData()
         return None if not self.conditional() or digit is None or digit < 0 else int(digit)
+
+    def labels(self, n: int):
+        """The (n,) digits to ask a class-conditional model for (None for an unconditional one)."""
+        from ..tasks.sample import SampleRequest
+
+        return SampleRequest(n=n, digit=self.digit()).labels(self.model) if self.conditional() else None
+
+    def _ddim_steps(self) -> int:
+        """The explorations' DDIM steps: the form's, at most the model's T."""
+        return min(self.steps_spin.value(), self.model.schedule.timesteps)
+
+    def interpolate_request(self, seed_b: int):
+        """Nine digits between the x_T of the form's seed and ``seed_b`` (``tasks.explore``); a
+        class-conditional model makes the chosen digit ("0-9 in turn": a 0)."""
+        from ..tasks.explore import InterpolateRequest
+
+        digit = (self.digit() or 0) if self.conditional() else None
+        return InterpolateRequest(self.seed_spin.value(), seed_b, sampler=self.sampler_config(),
+                                  steps=self._ddim_steps(), digit=digit)
+
+    def sweep_request(self):
+        """The form's seed and digit at several guidance weights (``tasks.explore``)."""
+        from ..tasks.explore import GuidanceSweepRequest
+
+        return GuidanceSweepRequest(self.seed_spin.value(), sampler=self.sampler_config(), steps=self._ddim_steps(),
+                                    digit=self.digit())
 
     def sample_request(self):
         """The form's ``tasks.sample.SampleRequest`` (ValueError when invalid)."""

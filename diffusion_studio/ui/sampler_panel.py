@@ -13,38 +13,31 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal, Slot
-from PySide6.QtWidgets import (
-    QFileDialog,
-    QFormLayout,
-    QGroupBox,
-    QHBoxLayout,
-    QLabel,
-    QProgressBar,
-    QPushButton,
-    QSpinBox,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 from ..engine.text import first_line
-from ..tasks.explore import (
-    GuidanceSweepRequest,
-    InterpolateRequest,
-    NeighboursRequest,
-    guidance_sweep,
-    interpolate,
-    nearest_neighbours,
-)
+from ..tasks.explore import NeighboursRequest, guidance_sweep, interpolate, nearest_neighbours
 from ..engine.device import PrecisionChoice
 from ..tasks.sample import Frame, sample_frames, sampling_precision
 from .imaging import tile
 from .sampler_form import SamplerForm
-from .sampler_view import STRIP_ROWS, ExploreBox, FramesView
+from .sampler_view import ExploreBox, FramesView, build_explore_buttons, build_export_buttons
 from .settings import CHECKPOINT_FOLDER, EXPORT_FOLDER, app_settings
 from .state import AppState
 from .workers import TaskWorker, WorkerRunner
 
 MAX_FRAMES = 120  # frames a run keeps (plus the strip's): n x frames x 2 x 784 bytes
+SWEEP_TIPS = {
+    "cfg": "One seed, the chosen digit, guidance w = 0, 0.5, 1, 2, 4 side by side (deterministic DDIM)",
+    "guide": "One seed, autoguidance g = 0, 0.5, 1, 2, 4 side by side (deterministic DDIM): how steering away "
+             "from the weaker guide network changes one digit",
+    "none": "Needs a class-conditional model or one with a guide network (it compares guidance weights)",
+}
+NEIGHBOUR_TIPS = {
+    True: "Does the model copy? For each digit sampled above, its nearest training digit in pixels and in "
+          "the metric classifier's features, against the same distances for real test digits",
+    False: "Sample first (and open MNIST): this compares the samples with the training digits",
+}
 
 
 class SamplerPanel(QWidget):
@@ -112,8 +105,8 @@ class SamplerPanel(QWidget):
         left.addLayout(buttons)
         left.addWidget(self.progress)
         left.addWidget(self.message)
-        left.addWidget(self._explore_buttons())
-        left.addWidget(self._export_buttons())
+        left.addWidget(build_explore_buttons(self))
+        left.addWidget(build_export_buttons(self))
         left.addStretch(1)
         left_w = QWidget()
         left_w.setLayout(left)
@@ -121,60 +114,20 @@ class SamplerPanel(QWidget):
         right = QVBoxLayout()
         right.addWidget(self.view, 1)
         right.addWidget(self.explore_box)
-        self.explore_box.export_button.clicked.connect(lambda: self.export_explore())
+        for button, action in ((self.interpolate_button, self.interpolate), (self.sweep_button, self.guidance_sweep),
+                               (self.neighbour_button, self.nearest_neighbours),
+                               (self.export_grid_button, self.export_grid), (self.export_strip_button, self.export_strip),
+                               (self.export_gif_button, self.export_gif),
+                               (self.explore_box.export_button, self.export_explore)):
+            button.clicked.connect(lambda _=False, action=action: action())
         layout = QHBoxLayout(self)
         layout.addWidget(left_w)
         layout.addLayout(right, 1)
 
-    def _explore_buttons(self) -> QGroupBox:
-        box = QGroupBox("From noise to digits")
-        form = QFormLayout(box)
-        self.seed_b_spin = QSpinBox(objectName="interpolateSeedSpin", minimum=0, maximum=2**31 - 1, value=1)
-        self.seed_b_spin.setToolTip("The second seed: the strip walks from the x_T of Seed to the x_T of this one")
-        self.interpolate_button = QPushButton("Interpolate", objectName="interpolateButton")
-        self.interpolate_button.setToolTip("9 digits from points on the great circle (slerp) between the x_T of two "
-                                           "seeds, deterministic DDIM (η = 0) with the Steps above")
-        self.interpolate_button.clicked.connect(lambda: self.interpolate())
-        row = QHBoxLayout()
-        row.addWidget(self.seed_b_spin)
-        row.addWidget(self.interpolate_button, 1)
-        form.addRow("to seed", row)
-        self.sweep_button = QPushButton("Guidance sweep", objectName="guidanceSweepButton")
-        self.sweep_button.clicked.connect(lambda: self.guidance_sweep())
-        form.addRow(self.sweep_button)
-        self.neighbour_button = QPushButton("Nearest training digits", objectName="nearestNeighbourButton")
-        self.neighbour_button.clicked.connect(lambda: self.nearest_neighbours())
-        form.addRow(self.neighbour_button)
-        return box
-
-    def _export_buttons(self) -> QGroupBox:
-        box = QGroupBox("Export")
-        layout = QVBoxLayout(box)
-        self.export_grid_button = QPushButton("Grid as PNG…", objectName="exportGridButton")
-        self.export_grid_button.clicked.connect(lambda: self.export_grid())
-        self.export_strip_button = QPushButton("Strip as PNG…", objectName="exportStripButton")
-        self.export_strip_button.clicked.connect(lambda: self.export_strip())
-        self.export_gif_button = QPushButton("Animation as GIF…", objectName="exportGifButton")
-        self.export_gif_button.clicked.connect(lambda: self.export_gif())
-        for b in (self.export_grid_button, self.export_strip_button, self.export_gif_button):
-            layout.addWidget(b)
-        return box
-
     # ------------------------------------------------------------ the model
     @Slot()
     def _on_model_changed(self) -> None:
-        combo, loaded = self.form.model_combo, self.state.model
-        combo.clear()
-        if loaded is not None:
-            combo.addItem(self.state.model_source or "current model", "current")
-        else:
-            combo.addItem("no model loaded", "none")
-        for name, title, _path in _bundled_models():
-            combo.addItem(title, name)
-        combo.addItem("Open checkpoint…", "open")
-        combo.setCurrentIndex(0)
-        combo.setToolTip(combo.itemText(0))
-        self.form.show_model(loaded)
+        self.form.show_model(self.state.model, self.state.model_source, _bundled_models())
         self._update_enabled()
         self._push_sampler_config()  # guidance applies only to what this model has
 
@@ -234,19 +187,11 @@ class SamplerPanel(QWidget):
         for w in (self.interpolate_button, self.seed_b_spin):
             w.setEnabled(has_model and not running)
         self.sweep_button.setEnabled((conditional or guide is not None) and not running)
-        self.sweep_button.setToolTip(
-            "One seed, the chosen digit, guidance w = 0, 0.5, 1, 2, 4 side by side (deterministic DDIM)"
-            if conditional else
-            "One seed, autoguidance g = 0, 0.5, 1, 2, 4 side by side (deterministic DDIM): how steering away "
-            "from the weaker guide network changes one digit" if guide is not None else
-            "Needs a class-conditional model or one with a guide network (it compares guidance weights)")
+        self.sweep_button.setToolTip(SWEEP_TIPS["cfg" if conditional else "guide" if guide is not None else "none"])
         self.explore_box.export_button.setEnabled(self.explore_box.strip is not None and not running)
         can_check = done and self.state.data is not None
         self.neighbour_button.setEnabled(can_check)
-        self.neighbour_button.setToolTip(
-            "Does the model copy? For each digit sampled above, its nearest training digit in pixels and in "
-            "the metric classifier's features, against the same distances for real test digits"
-            if can_check else "Sample first (and open MNIST): this compares the samples with the training digits")
+        self.neighbour_button.setToolTip(NEIGHBOUR_TIPS[can_check])
         self.export_gif_button.setEnabled(has_frames)
         self.view.set_controls_enabled(has_frames)
 
@@ -262,11 +207,7 @@ class SamplerPanel(QWidget):
 
     def labels(self, n: int):
         """The (n,) digits to ask a class-conditional model for (None for an unconditional one)."""
-        from ..tasks.sample import SampleRequest
-
-        if not self.form.conditional():
-            return None
-        return SampleRequest(n=n, digit=self.form.digit()).labels(self.state.model)
+        return self.form.labels(n)
 
     @property
     def frames(self) -> list:
@@ -353,18 +294,13 @@ class SamplerPanel(QWidget):
             self._say(f"Sampled {self._job_info}: {len(self.frames)} frames kept.")
 
     # ---------------------------------------------- interpolation, guidance sweep, neighbours
-    def _steps(self, loaded) -> int:
-        return min(self.form.steps_spin.value(), loaded.schedule.timesteps)
-
     def interpolate(self) -> bool:
         """Nine digits between the x_T of Seed and of the second seed (slerp, DDIM eta = 0),
         shown as a strip below the animation; False when it cannot start."""
         loaded = self.state.model
         if loaded is None or self.runner.is_running():
             return False
-        digit = (self.form.digit() or 0) if self.form.conditional() else None  # "0-9 in turn": a 0
-        request = InterpolateRequest(self.form.seed_spin.value(), self.seed_b_spin.value(),
-                                     sampler=self.form.sampler_config(), steps=self._steps(loaded), digit=digit)
+        request = self.form.interpolate_request(self.seed_b_spin.value())
         return self._explore(lambda ctx: interpolate(loaded, request, ctx), "interpolation", request)
 
     def guidance_sweep(self) -> bool:
@@ -376,8 +312,7 @@ class SamplerPanel(QWidget):
         if not self.form.conditional() and loaded.guide is None:
             self._say("The guidance sweep needs a class-conditional model or one with a guide network.", error=True)
             return False
-        request = GuidanceSweepRequest(self.form.seed_spin.value(), sampler=self.form.sampler_config(),
-                                       steps=self._steps(loaded), digit=self.form.digit())
+        request = self.form.sweep_request()
         what = "guidance sweep" if self.form.conditional() else "autoguidance sweep"
         return self._explore(lambda ctx: guidance_sweep(loaded, request, ctx), what, request)
 

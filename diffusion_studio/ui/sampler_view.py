@@ -3,7 +3,8 @@ scrubbed without recomputing; the t = 300, 100, 50, 20, 0 strip; an exploration'
 
 ``FramesView`` holds the kept frames (``tasks.sample.Frame``: t, x_t and predicted x_0 as
 uint8) and shows one at a time; ``ExploreBox`` shows an interpolation, a guidance sweep or
-the nearest training digits (a ``tasks.explore.Strip``).
+the nearest training digits (a ``tasks.explore.Strip``). ``build_explore_buttons`` and
+``build_export_buttons`` lay out the panel's buttons for them.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import numpy as np
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
+    QFormLayout,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
     QSlider,
+    QSpinBox,
     QStyle,
     QVBoxLayout,
     QWidget,
@@ -231,3 +234,36 @@ class ExploreBox(QGroupBox):
     def picture(self) -> np.ndarray:
         """The strip as one uint8 image (white 2-px gaps), as the export writes it."""
         return tile(self.strip.images, ncols=self.strip.columns, pad=2, pad_value=255)
+
+
+def build_explore_buttons(panel) -> QGroupBox:
+    """The panel's "From noise to digits" box, made as its attributes: the second seed, Interpolate,
+    Guidance sweep, Nearest training digits."""
+    box = QGroupBox("From noise to digits")
+    form = QFormLayout(box)
+    panel.seed_b_spin = QSpinBox(objectName="interpolateSeedSpin", minimum=0, maximum=2**31 - 1, value=1)
+    panel.seed_b_spin.setToolTip("The second seed: the strip walks from the x_T of Seed to the x_T of this one")
+    panel.interpolate_button = QPushButton("Interpolate", objectName="interpolateButton")
+    panel.interpolate_button.setToolTip("9 digits from points on the great circle (slerp) between the x_T of two "
+                                        "seeds, deterministic DDIM (η = 0) with the Steps above")
+    row = QHBoxLayout()
+    row.addWidget(panel.seed_b_spin)
+    row.addWidget(panel.interpolate_button, 1)
+    form.addRow("to seed", row)
+    panel.sweep_button = QPushButton("Guidance sweep", objectName="guidanceSweepButton")
+    form.addRow(panel.sweep_button)
+    panel.neighbour_button = QPushButton("Nearest training digits", objectName="nearestNeighbourButton")
+    form.addRow(panel.neighbour_button)
+    return box
+
+
+def build_export_buttons(panel) -> QGroupBox:
+    """The panel's Export box, made as its attributes: grid, strip and animation buttons."""
+    box = QGroupBox("Export")
+    layout = QVBoxLayout(box)
+    panel.export_grid_button = QPushButton("Grid as PNG…", objectName="exportGridButton")
+    panel.export_strip_button = QPushButton("Strip as PNG…", objectName="exportStripButton")
+    panel.export_gif_button = QPushButton("Animation as GIF…", objectName="exportGifButton")
+    for b in (panel.export_grid_button, panel.export_strip_button, panel.export_gif_button):
+        layout.addWidget(b)
+    return box

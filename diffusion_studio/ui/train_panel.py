@@ -12,7 +12,6 @@ import math
 import time
 from pathlib import Path
 
-import numpy as np
 from PySide6.QtCore import QTimer, Signal, Slot
 from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QMenu, QPushButton, QVBoxLayout, QWidget
 
@@ -329,7 +328,7 @@ class TrainPanel(QWidget):
         if rec.run_dir:
             self.run_dir = Path(rec.run_dir)
             self.form.show_run_dir(rec.run_dir)
-        self._show_history(rec.history or {})
+        self.view.show_history(rec.history or {})
         self._opening = None
         what = _start_words(rec)
         view.stopping_label.setText(
@@ -337,17 +336,6 @@ class TrainPanel(QWidget):
             f"{self.steps_per_epoch} steps per epoch"
             + (f", budget {format_duration(self.max_budget)}" if self.max_budget else ""))
         self.state.report(f"{what} on {rec.device}, T={rec.timesteps}, batch {self.batch_size}")
-
-    def _show_history(self, history: dict) -> None:
-        """A resumed or continued run's curves so far."""
-        if history.get("global_step"):
-            self.view.add_steps(np.asarray(history["global_step"], float), np.asarray(history["loss"], float))
-        for e in history.get("epochs", []):
-            self.view.add_epoch(int(e["epoch"]), float(e["val_loss"]))
-        if history.get("epochs"):
-            best = float(history["epochs"][-1].get("best_val_loss", math.inf))
-            losses, epochs = self.view.val_losses, self.view.val_epochs
-            self.view.set_best(min(zip(losses, epochs))[1] if losses else 0, best)
 
     def _on_steps(self, steps: list) -> None:
         self.view.add_steps([r.global_step for r in steps], [r.loss for r in steps])

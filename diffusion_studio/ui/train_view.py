@@ -148,6 +148,17 @@ class LossView(QWidget):
         self.best_epoch, self.best_val = int(epoch), float(val_loss)
         self._dirty = True
 
+    def show_history(self, history: dict) -> None:
+        """A resumed or continued run's curves so far: {"global_step", "loss", "epochs"} as a
+        StartedRecord carries them."""
+        if history.get("global_step"):
+            self.add_steps(np.asarray(history["global_step"], float), np.asarray(history["loss"], float))
+        for e in history.get("epochs", []):
+            self.add_epoch(int(e["epoch"]), float(e["val_loss"]))
+        if history.get("epochs"):
+            best = float(history["epochs"][-1].get("best_val_loss", math.inf))
+            self.set_best(min(zip(self.val_losses, self.val_epochs))[1] if self.val_losses else 0, best)
+
     def add_loss_by_timestep(self, edges, values) -> None:
         """Draw one epoch's validation loss per t bin; earlier epochs fade."""
         edges = np.asarray(edges, float)

@@ -75,44 +75,44 @@ def test_overlaying_two_runs_draws_two_train_and_two_val_curves(panel):
     assert len(names) == 2
     panel.select_runs(names)
     assert sorted(r.name for r in panel.selected_runs()) == sorted(names)
-    plotted = [i for i in panel.plot.getPlotItem().listDataItems() if isinstance(i, pg.PlotDataItem)]
-    assert len(panel.curve_items["train"]) == 2 and len(panel.curve_items["val"]) == 2
-    assert all(i in plotted for i in panel.curve_items["train"] + panel.curve_items["val"])
-    assert {i.name() for i in panel.curve_items["train"]} == set(names)
+    plotted = [i for i in panel.plot_view.plot.getPlotItem().listDataItems() if isinstance(i, pg.PlotDataItem)]
+    assert len(panel.plot_view.curve_items["train"]) == 2 and len(panel.plot_view.curve_items["val"]) == 2
+    assert all(i in plotted for i in panel.plot_view.curve_items["train"] + panel.plot_view.curve_items["val"])
+    assert {i.name() for i in panel.plot_view.curve_items["train"]} == set(names)
     # colours stable per run: the pen colour is the run's hash colour
-    for item in panel.curve_items["train"]:
+    for item in panel.plot_view.curve_items["train"]:
         assert item.opts["pen"].color().name().lower() == R.color_for(item.name()).lower()
-    legend_labels = [label.text for _, label in panel.legend.items]
+    legend_labels = [label.text for _, label in panel.plot_view.legend.items]
     assert sorted(legend_labels) == sorted(names)
 
     # x axis: step -> val at the end-of-epoch steps; epoch -> 1, 2; wall time -> training seconds
     curves = R.load_curves(panel.selected_runs()[0])
-    val_x = lambda: panel.curve_items["val"][0].getOriginalDataset()[0]  # noqa: E731
+    val_x = lambda: panel.plot_view.curve_items["val"][0].getOriginalDataset()[0]  # noqa: E731
     assert np.allclose(val_x(), [7, 14])
-    panel.x_axis_combo.setCurrentText("epoch")
-    assert np.allclose(val_x(), [1, 2]) and len(panel.curve_items["train"]) == 2
-    panel.x_axis_combo.setCurrentText("wall time")
+    panel.plot_view.x_axis_combo.setCurrentText("epoch")
+    assert np.allclose(val_x(), [1, 2]) and len(panel.plot_view.curve_items["train"]) == 2
+    panel.plot_view.x_axis_combo.setCurrentText("wall time")
     assert np.allclose(val_x(), curves["epoch_time"])
 
     # smoothing changes the train curve; 0 shows the raw losses
-    panel.smoothing_slider.setValue(0)
-    raw = panel.curve_items["train"][0].getOriginalDataset()[1].copy()
+    panel.plot_view.smoothing_slider.setValue(0)
+    raw = panel.plot_view.curve_items["train"][0].getOriginalDataset()[1].copy()
     assert np.allclose(raw, curves["train_loss"])
-    panel.smoothing_slider.setValue(90)
-    smoothed = panel.curve_items["train"][0].getOriginalDataset()[1]
+    panel.plot_view.smoothing_slider.setValue(90)
+    smoothed = panel.plot_view.curve_items["train"][0].getOriginalDataset()[1]
     assert not np.allclose(raw, smoothed) and np.allclose(smoothed, R.smooth(curves["train_loss"], 0.9))
 
-    panel.log_check.setChecked(False)
-    assert not panel.plot.getPlotItem().ctrl.logYCheck.isChecked()
-    panel.log_check.setChecked(True)
-    assert panel.plot.getPlotItem().ctrl.logYCheck.isChecked()
-    panel.train_check.setChecked(False)
-    assert panel.curve_items["train"] == [] and len(panel.curve_items["val"]) == 2
+    panel.plot_view.log_check.setChecked(False)
+    assert not panel.plot_view.plot.getPlotItem().ctrl.logYCheck.isChecked()
+    panel.plot_view.log_check.setChecked(True)
+    assert panel.plot_view.plot.getPlotItem().ctrl.logYCheck.isChecked()
+    panel.plot_view.train_check.setChecked(False)
+    assert panel.plot_view.curve_items["train"] == [] and len(panel.plot_view.curve_items["val"]) == 2
 
     # a damaged run in the selection does not stop the others from drawing
-    panel.train_check.setChecked(True)
+    panel.plot_view.train_check.setChecked(True)
     panel.select_runs(names + [CRASHED])
-    assert len(panel.curve_items["train"]) == 2
+    assert len(panel.plot_view.curve_items["train"]) == 2
     assert CRASHED in panel.message_label.text()
 
 
@@ -194,7 +194,7 @@ def test_empty_and_missing_runs_folder(qtbot, tmp_path):
     p = RunsPanel(AppState(), runs_dir=tmp_path / "nothing-here")
     qtbot.addWidget(p)
     assert p.model.rowCount() == 0 and "No runs yet" in p.empty_label.text()
-    assert p.curve_items == {"train": [], "val": []}
+    assert p.plot_view.curve_items == {"train": [], "val": []}
     (tmp_path / "file").write_text("x")
     p.set_runs_dir(tmp_path / "file")
     assert "is a file" in p.message_label.text()
