@@ -3,8 +3,10 @@
 ``main(data, checkpoint)`` opens the window at once and loads MNIST in the
 background: from ``data`` (the ``--data`` folder), else the last folder used,
 else the default data folder. A missing MNIST shows a page with "Choose
-folder…" / "Download MNIST" in the Dataset panel. The bundled model (when the
-installation has one: ``engine.bundled.STARTUP_MODELS``) and ``--checkpoint`` go to ``AppState.set_model``.
+folder…" / "Download MNIST" in the Dataset panel. The bundled start-up model (when the
+installation has one: ``engine.storage.bundled.startup_model``), then ``--checkpoint`` (what every
+command takes: a .pt file, a run folder or a bundled model's name), are opened in the background
+(``MainWindow.load_checkpoint``).
 
 Environment variables for scripted runs:
   DIFFUSION_STUDIO_QUIT_AFTER_MS=N     close the window N ms after start-up
@@ -75,7 +77,8 @@ def initial_data_folder(data: str | None) -> Path:
 
 
 def load_initial_models(window, checkpoint: str | None) -> None:
-    """The bundled start-up model if this installation has one (silently none otherwise), then ``checkpoint``."""
+    """The bundled start-up model if this installation has one (silently none otherwise), then
+    ``checkpoint`` (a .pt file, a run folder or a bundled model's name such as "default")."""
     from .engine.storage.bundled import startup_model
 
     bundled = startup_model()

@@ -298,23 +298,31 @@ class MainWindow(QMainWindow):
             self.load_checkpoint(path)
 
     def load_checkpoint(self, path: str | Path, source: str | None = None, quiet: bool = False) -> bool:
-        """Open a checkpoint as the current model, off the GUI thread (``AppState.open_model``).
+        """Open a model as the current one, off the GUI thread (``AppState.open_model``).
 
-        False (and a message) when there is no such file; otherwise True: the model
-        arrives by ``state.model_changed``, or a failure by a message (a dialog unless
-        ``quiet``), never an exception.
+        path: what every command takes (``tasks.models.ModelRef``): a .pt file, a run folder
+        (its best.pt, else last.pt) or a bundled model's name ("default"). source: what the
+        app calls it (default: the file's, the run's or the bundled model's name). False (and
+        a message) when it names no checkpoint; otherwise True: the model arrives by
+        ``state.model_changed``, or a failure by a message (a dialog unless ``quiet``), never
+        an exception.
         """
-        path = Path(path)
-        label = source or path.name
-        if not path.is_file():
-            self._model_open_failed(label, f"{path} does not exist; choose a .pt checkpoint", quiet=quiet)
+        from ..engine.storage.checkpoint import CheckpointError
+        from ..tasks.models import ModelRef
+
+        ref = ModelRef.of(path)
+        label = source or ref.label
+        try:
+            checkpoint = ref.checkpoint()
+        except CheckpointError as exc:
+            self._model_open_failed(label, str(exc), quiet=quiet)
             return False
         self._loud_opens.discard(label)
         if not quiet:
             self._loud_opens.add(label)
-        if source is None:
-            app_settings().setValue(CHECKPOINT_FOLDER, str(path.parent))
-        self.state.open_model(path, label)
+        if source is None and not ref.is_bundled:
+            app_settings().setValue(CHECKPOINT_FOLDER, str(checkpoint.parent))
+        self.state.open_model(ref.source, label)
         return True
 
     @Slot(str)

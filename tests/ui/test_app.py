@@ -396,3 +396,21 @@ def test_start_up_opens_the_bundled_conditional_model_then_the_asked_checkpoint(
         (bundled_checkpoint_path("default-conditional"), "Bundled class-conditional model", True),
         (Path("mine.pt"), None, False),
     ]
+
+
+def test_the_window_opens_what_the_commands_take(window, qtbot, tiny_checkpoint, tmp_path):
+    """`diffusion-studio --checkpoint default` said "default does not exist" while every command takes
+    a bundled model's name and a run folder (issue 30): the window's loader takes them too."""
+    import shutil
+
+    from diffusion_studio.engine.storage.bundled import BUNDLED
+
+    with qtbot.waitSignal(window.state.model_changed, timeout=30000):
+        assert window.load_checkpoint("default")
+    assert window.state.model_source == BUNDLED["default"][1] and window.state.model.guide is not None
+    run = tmp_path / "my-run"
+    run.mkdir()
+    shutil.copy(tiny_checkpoint, run / "best.pt")
+    with qtbot.waitSignal(window.state.model_changed, timeout=20000):
+        assert window.load_checkpoint(run)  # a run folder: its best.pt
+    assert window.state.model_source == "my-run" and window.state.model.epoch == 3
