@@ -209,31 +209,41 @@ def _metric_direction(name: str) -> str | None:
     return None
 
 
-def compare_html(infos, curves: dict[str, dict | None], title: str = "Diffusion Studio: runs compared") -> str:
-    """A self-contained HTML page comparing runs (no scripts, no external files).
-
-    infos: list of RunInfo; curves: run name -> load_curves() dict (or None when unreadable)."""
+def _compare_row(label: str, values: list, *, best: str | None = None) -> str:
+    """One table row: a cell per run, the row marked "diff" when the known values differ, and
+    with ``best`` ("min" or "max") the best of two or more numbers in bold."""
     from ..engine import runs as R
 
     esc = html.escape
-    head = "".join(
-        f'<th><span class="swatch" style="background:{r.color}"></span>{esc(r.name)}</th>' for r in infos
+    texts = ["" if v is None else (R.format_number(v) if isinstance(v, (int, float)) and not isinstance(v, bool)
+                                    else str(v)) for v in values]
+    differ = len({t for t in texts if t}) > 1  # runs with unknown values do not count
+    best_i = None
+    nums = [v if isinstance(v, (int, float)) and not isinstance(v, bool) else None for v in values]
+    if best and differ and sum(n is not None for n in nums) >= 2:
+        cand = [(n, i) for i, n in enumerate(nums) if n is not None]
+        best_i = (min(cand) if best == "min" else max(cand))[1]
+    cells = "".join(
+        f'<td class="best">{esc(t)}</td>' if i == best_i else f"<td>{esc(t)}</td>" for i, t in enumerate(texts)
     )
+    return f'<tr class="{"diff" if differ else ""}"><th>{esc(label)}</th>{cells}</tr>'
 
-    def row(label: str, values: list, *, best: str | None = None, always: bool = False) -> str:
-        texts = ["" if v is None else (R.format_number(v) if isinstance(v, (int, float)) and not isinstance(v, bool)
-                                        else str(v)) for v in values]
-        differ = len({t for t in texts if t}) > 1  # runs with unknown values do not count
-        best_i = None
-        nums = [v if isinstance(v, (int, float)) and not isinstance(v, bool) else None for v in values]
-        if best and differ and sum(n is not None for n in nums) >= 2:
-            cand = [(n, i) for i, n in enumerate(nums) if n is not None]
-            best_i = (min(cand) if best == "min" else max(cand))[1]
-        cells = "".join(
-            f'<td class="best">{esc(t)}</td>' if i == best_i else f"<td>{esc(t)}</td>" for i, t in enumerate(texts)
-        )
-        return f'<tr class="{"diff" if differ else ""}"><th>{esc(label)}</th>{cells}</tr>'
 
+def _union(keys_per_run) -> list[str]:
+    """Every key of every run, each once, in the order first seen."""
+    keys: list[str] = []
+    for run_keys in keys_per_run:
+        for k in run_keys:
+            if k not in keys:
+                keys.append(k)
+    return keys
+
+
+def _result_rows(infos) -> list[str]:
+    """The results table: status, losses, epochs and time, then every metric of the runs' latest reports."""
+    from ..engine import runs as R
+
+    row = _compare_row
     results = [
         row("status", [r.status for r in infos]),
         row("best validation loss", [round(r.best_val_loss, 6) if r.best_val_loss is not None else None for r in infos], best="min"),
@@ -244,26 +254,34 @@ def compare_html(infos, curves: dict[str, dict | None], title: str = "Diffusion 
         row("training time", [R.format_duration(r.train_seconds) for r in infos]),
         row("training seconds", [round(r.train_seconds, 1) if r.train_seconds is not None else None for r in infos]),
     ]
-    metric_names: list[str] = []
-    for r in infos:
-        for k in r.metrics:
-            if k not in metric_names:
-                metric_names.append(k)
-    for k in metric_names:
+    for k in _union(r.metrics for r in infos):
         results.append(row(k, [r.metrics.get(k) for r in infos], best=_metric_direction(k)))
-    about = [
+    return results
+
+
+def _settings_rows(infos) -> list[str]:
+    """The settings table: one row per schedule, model and training setting of any run."""
+    keys = _union(r.settings_flat() for r in infos)
+    return [_compare_row(k, [r.settings_flat().get(k) for r in infos]) for k in keys]
+
+
+def _about_rows(infos) -> list[str]:
+    """The run table: when each run was made and what its user wrote about it."""
+    row = _compare_row
+    return [
         row("created", [r.created for r in infos]),
         row("description", [r.description for r in infos]),
         row("preset", [r.preset for r in infos]),
         row("tags", [", ".join(r.tags) for r in infos]),
         row("notes", [r.notes for r in infos]),
     ]
-    keys: list[str] = []
-    for r in infos:
-        for k in r.settings_flat():
-            if k not in keys:
-                keys.append(k)
-    settings = [row(k, [r.settings_flat().get(k) for r in infos]) for k in keys]
+
+
+def _curve_series(infos, curves: dict[str, dict | None]) -> tuple[list, list, list, list[str]]:
+    """The plots' series in each run's colour: training loss per step (smoothed past 20 steps),
+    validation and mean training loss per epoch, validation loss by t; and a note per run
+    without curves."""
+    from ..engine import runs as R
 
     train_series, val_series, t_series = [], [], []
     notes = []
@@ -285,12 +303,25 @@ def compare_html(infos, curves: dict[str, dict | None], title: str = "Diffusion 
         if c.get("val_loss_by_t") is not None and c["val_loss_by_t"].size:
             t_series.append({"name": f"{r.name} by t", "color": r.color, "x": c["t_centre"], "y": c["val_loss_by_t"],
                              "markers": True, "width": 2.0})
+    return train_series, val_series, t_series, notes
+
+
+def compare_html(infos, curves: dict[str, dict | None], title: str = "Diffusion Studio: runs compared") -> str:
+    """A self-contained HTML page comparing runs (no scripts, no external files).
+
+    infos: list of RunInfo; curves: run name -> load_curves() dict (or None when unreadable)."""
+    from ..engine.evaluation.charts import line_plot
+
+    esc = html.escape
+    head = "".join(
+        f'<th><span class="swatch" style="background:{r.color}"></span>{esc(r.name)}</th>' for r in infos
+    )
+    results, settings, about = _result_rows(infos), _settings_rows(infos), _about_rows(infos)
+    train_series, val_series, t_series, notes = _curve_series(infos, curves)
     legend = "".join(
         f'<span class="item"><span class="swatch" style="background:{r.color}"></span>{esc(r.name)}</span>'
         for r in infos
     )
-    from ..engine.evaluation.charts import line_plot
-
     svg_train = line_plot(train_series, "Training loss per step (smoothed)", "step")
     svg_val = line_plot(val_series, "Loss per epoch: validation (dots), training mean (dashed)", "epoch")
     svg_t = line_plot(t_series, "Validation loss by timestep t (each run's last validation)", "t") if t_series else ""

@@ -87,12 +87,23 @@ img.px{image-rendering:pixelated;image-rendering:crisp-edges;border:1px solid #c
 """
 
 
-def render_html(evaluation: Evaluation) -> str:
-    """The report as one self-contained HTML page (images as base64 PNG, charts as inline SVG)."""
-    r = evaluation.report
+def _generation_line(gen: dict) -> str:
+    """How the digits were made: n, sampler, steps, guidance, seed, precision, time."""
     e = html.escape
-    gen = r["generation"]
-    ck = r["checkpoint"]
+    return (f"<p>{gen['n']:,} digits generated with the <b>{e(gen['sampler'].upper())}</b> sampler, "
+            f"{gen['sampler_steps']} steps"
+            + (f", classifier-free guidance w = {gen['guidance']:g}" if gen.get("guidance") is not None else "")
+            + (f", autoguidance g = {gen['autoguidance']:g}"
+               + guided_above(gen.get("autoguidance_min_t"))
+               + f" (guide: {e(str(gen.get('guide')))})"
+               if gen.get("autoguidance") is not None else "")
+            + f", seed {gen['seed']} ({e(gen['precision'])}, {gen['seconds']:.1f} s).</p>")
+
+
+def _header(r: dict) -> list[str]:
+    """The page's head, title, versions, the checkpoint, the generation, then every error and warning."""
+    e = html.escape
+    gen, ck = r["generation"], r["checkpoint"]
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Diffusion Studio evaluation</title>"
              f"<style>{_CSS}</style></head><body>",
              "<h1>Diffusion Studio evaluation</h1>",
@@ -101,21 +112,19 @@ def render_html(evaluation: Evaluation) -> str:
              f"<p>Checkpoint <code>{e(str(ck['path']))}</code><br><span class='muted'>sha256 "
              f"<code>{e(str(ck['sha256']))}</code> · epoch {e(str(ck['epoch']))}"
              f"{' · EMA weights' if ck.get('uses_ema') else ''}</span></p>",
-             f"<p>{gen['n']:,} digits generated with the <b>{e(gen['sampler'].upper())}</b> sampler, "
-             f"{gen['sampler_steps']} steps"
-             + (f", classifier-free guidance w = {gen['guidance']:g}" if gen.get("guidance") is not None else "")
-             + (f", autoguidance g = {gen['autoguidance']:g}"
-                + guided_above(gen.get("autoguidance_min_t"))
-                + f" (guide: {e(str(gen.get('guide')))})"
-                if gen.get("autoguidance") is not None else "")
-             + f", seed {gen['seed']} ({e(gen['precision'])}, {gen['seconds']:.1f} s).</p>"]
+             _generation_line(gen)]
     for err in r.get("errors", []):
         parts.append(f"<div class='err'><b>{e(err['metric'])} was not computed.</b> {e(err['message'])}</div>")
     for w in r.get("warnings", []):
         parts.append(f"<div class='warn'>{e(w)}</div>")
+    return parts
 
-    parts.append("<h2>Metrics</h2><table><tr><th>Metric</th><th>Value</th><th>n generated</th><th>n real</th>"
-                 "<th>Reference</th><th>Features</th><th>Time</th></tr>")
+
+def _metrics_table(r: dict) -> list[str]:
+    """One row per metric: its value, the sample sizes, the reference, the features, the time."""
+    e = html.escape
+    parts = ["<h2>Metrics</h2><table><tr><th>Metric</th><th>Value</th><th>n generated</th><th>n real</th>"
+             "<th>Reference</th><th>Features</th><th>Time</th></tr>"]
     for m in r["metrics"]:
         p = m["protocol"]
         parts.append(
@@ -123,7 +132,13 @@ def render_html(evaluation: Evaluation) -> str:
             f"</td><td>{p.get('n_real', ''):,}</td><td>{e(str(p.get('reference_split', '')))}</td>"
             f"<td>{e(str(p.get('feature_extractor', '')))}</td><td>{p.get('seconds', 0):.1f} s</td></tr>")
     parts.append("</table>")
-    hist = next((m for m in r["metrics"] if m["key"] == "label_histogram"), None)
+    return parts
+
+
+def _label_sections(evaluation: Evaluation) -> list[str]:
+    """The predicted-label histogram and, for a conditional model, the accuracy per label."""
+    parts = []
+    hist = evaluation.metric("label_histogram")
     if hist:
         d = hist["details"]
         split = hist["protocol"].get("reference_split", "test")
@@ -133,38 +148,54 @@ def render_html(evaluation: Evaluation) -> str:
                      + (f"; the real {split} digits: {real_h:.2f}" if real_h is not None else "")
                      + f"); largest share {d['largest_share']:.0%}.</p>")
         parts.append(bar_chart(hist["value"]))
-    cls = next((m for m in r["metrics"] if m["key"] == "class_accuracy"), None)
+    cls = evaluation.metric("class_accuracy")
     if cls:
         row = "".join(f"<td>{'n/a' if v is None else f'{v:.0%}'}</td>" for v in cls["details"]["per_class"])
         parts.append("<h2>Class accuracy (conditional model)</h2><table><tr><th>label</th>"
                      + "".join(f"<th>{d}</th>" for d in range(10)) + f"</tr><tr><td>classified as label</td>{row}"
                      "</tr></table>")
+    return parts
 
-    mem = next((m for m in r["metrics"] if m["key"] == "memorisation"), None)
-    if mem:
-        parts.append("<h2>Does the model copy its training digits?</h2><p class='muted'>Distance from each generated "
-                     "digit to its nearest training digit, against the same distance for real test digits (which "
-                     "the model never saw). A copying model's curve would pile up near 0, left of the test digits'."
-                     "</p>")
-        for space, title in (("pixel", "pixel distance (pixels in [0, 1])"),
-                             ("feature", "distance in the classifier's features")):
-            h = mem["details"]["histograms"].get(space)
-            if h:
-                centres = [(a + b) / 2 for a, b in zip(h["edges"][:-1], h["edges"][1:])]
-                parts.append(line_plot([{"name": "generated", "x": centres, "y": h["generated"]},
-                                        {"name": "test digits", "x": centres, "y": h["test"]}],
-                                       xlabel=title, ylabel="digits per bin", log_y=False, legend=True, height=260))
-    parts.append("<h2>Samples</h2>")
-    parts.append(f"<img class='px' width='{min(560, 6 * 28 * 10)}' alt='generated digits' "
-                 f"src='data:image/png;base64,{_png_b64(samples_grid(evaluation.samples))}'>")
-    parts.append(f"<p class='muted'>The first {min(100, len(evaluation.samples))} of {len(evaluation.samples):,} digits.</p>")
-    parts.append("<h2>Reverse process x<sub>T</sub> → x<sub>0</sub></h2>")
-    parts.append(f"<img class='px' width='{evaluation.strip.shape[1] * 3}' alt='x_T to x_0' "
-                 f"src='data:image/png;base64,{_png_b64(evaluation.strip)}'>")
-    parts.append("<p class='muted'>Each row is one chain from the same seed: x<sub>T</sub> (pure noise) on the left, "
-                 "evenly spaced steps, x<sub>0</sub> on the right.</p>")
+
+def _memorisation_section(evaluation: Evaluation) -> list[str]:
+    """The memorisation check's distance histograms, in pixels and in the classifier's features."""
+    mem = evaluation.metric("memorisation")
+    if not mem:
+        return []
+    parts = ["<h2>Does the model copy its training digits?</h2><p class='muted'>Distance from each generated "
+             "digit to its nearest training digit, against the same distance for real test digits (which "
+             "the model never saw). A copying model's curve would pile up near 0, left of the test digits'."
+             "</p>"]
+    for space, title in (("pixel", "pixel distance (pixels in [0, 1])"),
+                         ("feature", "distance in the classifier's features")):
+        h = mem["details"]["histograms"].get(space)
+        if h:
+            centres = [(a + b) / 2 for a, b in zip(h["edges"][:-1], h["edges"][1:])]
+            parts.append(line_plot([{"name": "generated", "x": centres, "y": h["generated"]},
+                                    {"name": "test digits", "x": centres, "y": h["test"]}],
+                                   xlabel=title, ylabel="digits per bin", log_y=False, legend=True, height=260))
+    return parts
+
+
+def _image_sections(evaluation: Evaluation) -> list[str]:
+    """The first 100 samples as a grid, and the x_T -> x_0 strip."""
+    return [
+        "<h2>Samples</h2>",
+        f"<img class='px' width='{min(560, 6 * 28 * 10)}' alt='generated digits' "
+        f"src='data:image/png;base64,{_png_b64(samples_grid(evaluation.samples))}'>",
+        f"<p class='muted'>The first {min(100, len(evaluation.samples))} of {len(evaluation.samples):,} digits.</p>",
+        "<h2>Reverse process x<sub>T</sub> → x<sub>0</sub></h2>",
+        f"<img class='px' width='{evaluation.strip.shape[1] * 3}' alt='x_T to x_0' "
+        f"src='data:image/png;base64,{_png_b64(evaluation.strip)}'>",
+        "<p class='muted'>Each row is one chain from the same seed: x<sub>T</sub> (pure noise) on the left, "
+        "evenly spaced steps, x<sub>0</sub> on the right.</p>",
+    ]
+
+
+def _loss_section(r: dict) -> list[str]:
+    """The checkpoint's training and validation loss per epoch, or a line saying it has none."""
     h = r.get("history") or {}
-    parts.append("<h2>Training and validation loss</h2>")
+    parts = ["<h2>Training and validation loss</h2>"]
     if h.get("epoch"):
         parts.append(line_plot([{"name": "train loss", "x": h["epoch"], "y": h.get("train_loss", []), "markers": True},
                                 {"name": "validation loss", "x": h["epoch"], "y": h.get("val_loss", []),
@@ -172,9 +203,15 @@ def render_html(evaluation: Evaluation) -> str:
                                xlabel="epoch", ylabel="mean ||eps - eps_theta||^2", legend=True, height=260))
     else:
         parts.append("<p><em>No training history in this checkpoint.</em></p>")
+    return parts
 
-    parts.append("<h2>Protocol</h2><p class='muted'>How each number was obtained; compare numbers only when "
-                 "these match (FID depends strongly on n).</p>")
+
+def _protocol_section(r: dict) -> list[str]:
+    """Each metric's protocol and details, the model and schedule, and the note on the feature
+    extractors; it closes the page."""
+    e = html.escape
+    parts = ["<h2>Protocol</h2><p class='muted'>How each number was obtained; compare numbers only when "
+             "these match (FID depends strongly on n).</p>"]
     for m in r["metrics"]:
         parts.append(f"<details><summary>{e(m['name'])}</summary><table>")
         for k, v in m["protocol"].items():
@@ -186,12 +223,20 @@ def render_html(evaluation: Evaluation) -> str:
         parts.append("</table></details>")
     parts.append("<details><summary>Model and schedule</summary><table>")
     for k in ("model", "schedule", "best"):
-        parts.append(f"<tr><th>{k}</th><td><code>{e(json.dumps(ck.get(k)))}</code></td></tr>")
+        parts.append(f"<tr><th>{k}</th><td><code>{e(json.dumps(r['checkpoint'].get(k)))}</code></td></tr>")
     parts.append("</table></details>")
     parts.append("<p class='muted'>FID (Inception, pytorch-fid): pytorch-fid's InceptionV3 pool3 features; digits "
                  "enter as three identical channels in [0, 1] (uint8 / 255) and pytorch-fid resizes them "
                  "bilinearly to 299x299. FD/KID (MNIST classifier features) use the penultimate layer of the app's "
                  "own MNIST classifier and are not comparable with Inception FIDs.</p></body></html>")
+    return parts
+
+
+def render_html(evaluation: Evaluation) -> str:
+    """The report as one self-contained HTML page (images as base64 PNG, charts as inline SVG)."""
+    r = evaluation.report
+    parts = (_header(r) + _metrics_table(r) + _label_sections(evaluation) + _memorisation_section(evaluation)
+             + _image_sections(evaluation) + _loss_section(r) + _protocol_section(r))
     return "\n".join(parts)
 
 
