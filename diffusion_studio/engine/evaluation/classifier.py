@@ -426,43 +426,59 @@ def offline_metrics(images, classifier: TrainedClassifier, data, *, split: str =
             f"the MNIST classifier's test accuracy is {classifier.test_accuracy:.2%}, below the {TARGET_ACCURACY:.0%} "
             "target: its metrics are less trustworthy"
         )
-    entries: list[dict] = []
-
-    t = time.perf_counter()
-    gen_stats = feature_stats(feats.astype(np.float64)) if len(feats) >= 2 else None
-    if gen_stats is not None:
-        fd, note = frechet_distance(gen_stats, ref_stats)
-        entries.append({"key": "fd_classifier", "name": FD_NAME, "value": fd,
-                        "details": {"note": note} if note else {},
-                        "protocol": {**base, "seconds": time.perf_counter() - t + ref_info["seconds"]}})
-        w = small_n_warning(FD_NAME, len(images), ref_stats.n, FEATURE_DIMS, SMALL_N_CLASSIFIER)
-        if w:
-            warnings.append(w)
-        t = time.perf_counter()
-        mean, std, m = kid(feats, ref_feats, subset_size=kid_subset_size, subsets=kid_subsets)
-        entries.append({"key": "kid_classifier", "name": KID_NAME, "value": mean,
-                        "details": {"std": std, "subset_size": m, "subsets": kid_subsets,
-                                    "kernel": "(x.y/d + 1)^3, unbiased MMD^2"},
-                        "protocol": {**base, "seconds": time.perf_counter() - t}})
-    else:
-        warnings.append(f"{FD_NAME} and {KID_NAME} need at least 2 generated images")
-
+    entries = _distance_entries(feats, ref_stats, ref_feats, ref_info, base, warnings,
+                                kid_subsets=kid_subsets, kid_subset_size=kid_subset_size)
     # the same numbers on the real reference digits, for scale (their probabilities follow from
     # the cached penultimate features: the head is one linear layer)
     ref_probs = classifier.probabilities_from_features(ref_feats)
+    entries += _prediction_entries(probs, ref_probs, labels, split, base, t0, warnings)
+    return entries, warnings
+
+
+def _distance_entries(feats: np.ndarray, ref_stats, ref_feats: np.ndarray, ref_info: dict, base: dict,
+                      warnings: list[str], *, kid_subsets: int, kid_subset_size: int) -> list[dict]:
+    """The FD and KID entries of the generated features (N, 128) against the reference's; none,
+    and a warning, below 2 generated digits. Warnings are appended to ``warnings``."""
+    t = time.perf_counter()
+    gen_stats = feature_stats(feats.astype(np.float64)) if len(feats) >= 2 else None
+    if gen_stats is None:
+        warnings.append(f"{FD_NAME} and {KID_NAME} need at least 2 generated images")
+        return []
+    entries = []
+    fd, note = frechet_distance(gen_stats, ref_stats)
+    entries.append({"key": "fd_classifier", "name": FD_NAME, "value": fd,
+                    "details": {"note": note} if note else {},
+                    "protocol": {**base, "seconds": time.perf_counter() - t + ref_info["seconds"]}})
+    w = small_n_warning(FD_NAME, len(feats), ref_stats.n, FEATURE_DIMS, SMALL_N_CLASSIFIER)
+    if w:
+        warnings.append(w)
+    t = time.perf_counter()
+    mean, std, m = kid(feats, ref_feats, subset_size=kid_subset_size, subsets=kid_subsets)
+    entries.append({"key": "kid_classifier", "name": KID_NAME, "value": mean,
+                    "details": {"std": std, "subset_size": m, "subsets": kid_subsets,
+                                "kernel": "(x.y/d + 1)^3, unbiased MMD^2"},
+                    "protocol": {**base, "seconds": time.perf_counter() - t}})
+    return entries
+
+
+def _prediction_entries(probs: np.ndarray, ref_probs: np.ndarray, labels, split: str, base: dict, t0: float,
+                        warnings: list[str]) -> list[dict]:
+    """The entries read from the predicted classes (N, 10): the confident share and the label
+    histogram (each beside the real digits' value), and the class accuracy when the digits
+    had labels. A possible mode collapse is appended to ``warnings``."""
     conf = probs.max(1) if len(probs) else np.zeros(0)
-    entries.append({"key": "confident_share", "name": CONFIDENT_NAME,
-                    "value": float((conf >= CONFIDENCE).mean()) if len(conf) else float("nan"),
-                    "details": {"threshold": CONFIDENCE, "mean_top_probability": float(conf.mean()) if len(conf) else None,
-                                f"real_{split}_value": float((ref_probs.max(1) >= CONFIDENCE).mean())},
-                    "protocol": {**base, "seconds": time.perf_counter() - t0}})
+    entries = [{"key": "confident_share", "name": CONFIDENT_NAME,
+                "value": float((conf >= CONFIDENCE).mean()) if len(conf) else float("nan"),
+                "details": {"threshold": CONFIDENCE, "mean_top_probability": float(conf.mean()) if len(conf) else None,
+                            f"real_{split}_value": float((ref_probs.max(1) >= CONFIDENCE).mean())},
+                "protocol": {**base, "seconds": time.perf_counter() - t0}}]
     hist = label_histogram(probs)
     ref_hist = label_histogram(ref_probs)
     hist[f"real_{split}_entropy_bits"] = ref_hist["entropy_bits"]
     hist[f"real_{split}_largest_share"] = ref_hist["largest_share"]
     entries.append({"key": "label_histogram", "name": HISTOGRAM_NAME, "value": hist["counts"],
                     "details": hist, "protocol": {**base, "seconds": time.perf_counter() - t0}})
-    if hist["largest_share"] > 0.3 and len(images) >= 50:
+    if hist["largest_share"] > 0.3 and len(probs) >= 50:
         warnings.append(
             f"possible mode collapse: {hist['largest_share']:.0%} of the generated digits are classified as "
             f"{int(np.argmax(hist['counts']))} (a balanced model gives about 10% each)"
@@ -471,7 +487,7 @@ def offline_metrics(images, classifier: TrainedClassifier, data, *, split: str =
         acc = class_accuracy(probs, labels)
         entries.append({"key": "class_accuracy", "name": CLASS_ACCURACY_NAME, "value": acc["overall"],
                         "details": acc, "protocol": {**base, "seconds": time.perf_counter() - t0}})
-    return entries, warnings
+    return entries
 
 
 ClassifierProgress = Callable[[str, int, int], None]

@@ -176,7 +176,7 @@ def evaluate_model(
     checkpoint's identity, generating the digits and the strip, the offline metrics,
     the Inception FID, and the report that holds them all.
     """
-    from ..device import describe, resolve_device, resolve_precision
+    from ..device import resolve_device, resolve_precision
 
     config = config or EvaluationConfig()
     t_start = time.perf_counter()
@@ -188,12 +188,7 @@ def evaluate_model(
     weights, want_inception = _inception_weights(config, errors, warnings)
     ckpt_name, ckpt_sha = _checkpoint_identity(loaded, checkpoint_path, checkpoint_label)
     generated = _generate(loaded, config, device, precision, progress, should_stop)
-    common = {
-        "sampler": config.sampler.kind, "sampler_steps": generated["generation"]["sampler_steps"],
-        "seed": config.seed, "checkpoint": ckpt_name, "checkpoint_sha256": ckpt_sha, "app_version": __version__,
-        "device": describe(device), "sampling_precision": precision,
-        "sampling_seconds": generated["generation"]["seconds"],
-    }
+    common = _common_protocol(config, generated["generation"], ckpt_name, ckpt_sha, device, precision)
     metrics: list[dict] = []
     if config.metric in ("mnist", "all"):
         try:
@@ -216,6 +211,19 @@ def evaluate_model(
     report = _assemble_report(loaded, config, ckpt_name, ckpt_sha, generated["generation"], metrics, warnings,
                               errors, time.perf_counter() - t_start)
     return Evaluation(report=_json_safe(report), samples=generated["samples"], strip=generated["strip"])
+
+
+def _common_protocol(config: EvaluationConfig, generation: dict, ckpt_name: str, ckpt_sha, device,
+                     precision: str) -> dict:
+    """The protocol fields every metric entry shares: how the digits were made and from which checkpoint."""
+    from ..device import describe
+
+    return {
+        "sampler": config.sampler.kind, "sampler_steps": generation["sampler_steps"],
+        "seed": config.seed, "checkpoint": ckpt_name, "checkpoint_sha256": ckpt_sha, "app_version": __version__,
+        "device": describe(device), "sampling_precision": precision,
+        "sampling_seconds": generation["seconds"],
+    }
 
 
 def _inception_weights(config: EvaluationConfig, errors: list, warnings: list) -> tuple[object, bool]:

@@ -203,20 +203,9 @@ def _fill_from_history(info: RunInfo, h: dict) -> None:
     info.epochs_planned = int(ep) if isinstance(ep, int) else None
 
 
-def read_run(run_dir: str | os.PathLike) -> RunInfo:
-    """Read one run folder into a RunInfo. Never raises for unreadable files:
-    they give status "damaged" with the reason (see the module docstring)."""
-    path = Path(run_dir)
-    info = RunInfo(path=path, name=path.name, status="empty")
-    try:
-        info.created = _iso(_dt.datetime.fromtimestamp(path.stat().st_mtime, _dt.timezone.utc))
-    except OSError:
-        pass
-    problems: list[str] = []
-    old: list[str] = []
-
-    # run.json: the user's name, tags, notes
-    rf = path / RUN_FILE
+def _read_run_file(info: RunInfo, problems: list[str]) -> None:
+    """run.json: the run's id, its creation time and the user's description, tags and notes."""
+    rf = info.path / RUN_FILE
     if os.path.lexists(rf) and _not_a_file(rf):
         problems.append(_not_a_file(rf))
     elif rf.exists():
@@ -234,9 +223,11 @@ def read_run(run_dir: str | os.PathLike) -> RunInfo:
         except (OSError, ValueError, TypeError, RunError) as exc:
             problems.append(f"{RUN_FILE} is unreadable ({exc})")
 
-    # checkpoints: cheap integrity check
+
+def _check_checkpoints(info: RunInfo, problems: list[str]) -> None:
+    """best.pt and last.pt: a cheap integrity check of each that exists (has_best, has_last)."""
     for name in ("best.pt", "last.pt"):
-        f = path / name
+        f = info.path / name
         if os.path.lexists(f):
             why = _check_checkpoint_file(f)
             if why:
@@ -246,8 +237,11 @@ def read_run(run_dir: str | os.PathLike) -> RunInfo:
             else:
                 info.has_last = True
 
-    # history.json: what the trainer writes
-    hf = path / HISTORY_FILE
+
+def _read_history(info: RunInfo, problems: list[str], old: list[str]) -> bool:
+    """history.json, what the trainer writes: fill ``info`` from it and note the fields an
+    older app left out. False when there is no readable history.json."""
+    hf = info.path / HISTORY_FILE
     history: dict | None = None
     if os.path.lexists(hf) and _not_a_file(hf):
         problems.append(_not_a_file(hf))
@@ -259,45 +253,49 @@ def read_run(run_dir: str | os.PathLike) -> RunInfo:
         except (OSError, ValueError) as exc:
             history = None
             problems.append(f"{HISTORY_FILE} is unreadable ({first_line(exc)})")
-    if history is not None:
-        try:
-            _fill_from_history(info, history)
-        except (TypeError, ValueError, AttributeError) as exc:
-            problems.append(f"{HISTORY_FILE} has unexpected contents ({exc})")
-        for key in ("finished_reason", "train_seconds", "best_epoch", "train"):
-            if key not in history:
-                old.append(f"{HISTORY_FILE} has no {key!r}")
-                break
-    elif not problems and (info.has_best or info.has_last):
-        # an older app kept only checkpoints: read what we can from one
-        old.append(f"no {HISTORY_FILE}")
-        try:
-            from ..storage.checkpoint import load_checkpoint
+    if history is None:
+        return False
+    try:
+        _fill_from_history(info, history)
+    except (TypeError, ValueError, AttributeError) as exc:
+        problems.append(f"{HISTORY_FILE} has unexpected contents ({exc})")
+    for key in ("finished_reason", "train_seconds", "best_epoch", "train"):
+        if key not in history:
+            old.append(f"{HISTORY_FILE} has no {key!r}")
+            break
+    return True
 
-            p = load_checkpoint(path / ("last.pt" if info.has_last else "best.pt"))
-            h = dict(p.get("history") or {})
-            h.setdefault("best_epoch", (p.get("best") or {}).get("epoch"))
-            h.setdefault("best_val_loss", (p.get("best") or {}).get("val_loss"))
-            for section in ("model", "schedule", "train"):
-                h.setdefault(section, p.get(section))
-            h.update({k: v for k, v in (p.get("meta") or {}).items() if k in ("finished_reason", "train_seconds")})
-            h["epochs"] = h.get("epochs") if isinstance(h.get("epochs"), list) else []
-            _fill_from_history(info, h)
-        except Exception as exc:  # noqa: BLE001 - a damaged run must not break the list
-            problems.append(first_line(exc))
 
-    info.metrics, info.metrics_report = _read_metrics(path)
-    info.temp_files = [p.name for p in leftover_temp_files(path)]
+def _read_checkpoint_history(info: RunInfo, problems: list[str]) -> None:
+    """A run without history.json (an older app kept only checkpoints): fill ``info`` from
+    last.pt, else best.pt."""
+    try:
+        from ..storage.checkpoint import load_checkpoint
 
-    # status
-    running = running_info(path)
+        p = load_checkpoint(info.path / ("last.pt" if info.has_last else "best.pt"))
+        h = dict(p.get("history") or {})
+        h.setdefault("best_epoch", (p.get("best") or {}).get("epoch"))
+        h.setdefault("best_val_loss", (p.get("best") or {}).get("val_loss"))
+        for section in ("model", "schedule", "train"):
+            h.setdefault(section, p.get(section))
+        h.update({k: v for k, v in (p.get("meta") or {}).items() if k in ("finished_reason", "train_seconds")})
+        h["epochs"] = h.get("epochs") if isinstance(h.get("epochs"), list) else []
+        _fill_from_history(info, h)
+    except Exception as exc:  # noqa: BLE001 - a damaged run must not break the list
+        problems.append(first_line(exc))
+
+
+def _set_status(info: RunInfo, problems: list[str], old: list[str]) -> None:
+    """status and reason: running, else damaged, else how the training ended (an "old version"
+    when an older app made the run)."""
+    running = running_info(info.path)
     if running is not None:
         info.status = "running"
         info.reason = f"training in process {running.get('pid')} since {running.get('started', '?')}"
-        return info
+        return
     if problems:
         info.status, info.reason = "damaged", "; ".join(problems)
-        return info
+        return
     reason = info.finished_reason
     if reason in _FINISHED_TO_STATUS:
         info.status = _FINISHED_TO_STATUS[reason]
@@ -314,7 +312,30 @@ def read_run(run_dir: str | os.PathLike) -> RunInfo:
     if old and info.status != "empty":
         info.reason = f"{info.status}, made by an older version ({', '.join(old)})"
         info.status = "old version"
+
+
+def read_run(run_dir: str | os.PathLike) -> RunInfo:
+    """Read one run folder into a RunInfo. Never raises for unreadable files:
+    they give status "damaged" with the reason (see RunInfo)."""
+    path = Path(run_dir)
+    info = RunInfo(path=path, name=path.name, status="empty")
+    try:
+        info.created = _iso(_dt.datetime.fromtimestamp(path.stat().st_mtime, _dt.timezone.utc))
+    except OSError:
+        pass
+    problems: list[str] = []  # what makes the run "damaged", in the order the files are read
+    old: list[str] = []  # what shows an older app made it
+    _read_run_file(info, problems)
+    _check_checkpoints(info, problems)
+    has_history = _read_history(info, problems, old)
+    if not has_history and not problems and (info.has_best or info.has_last):
+        old.append(f"no {HISTORY_FILE}")  # an older app kept only checkpoints: read what we can from one
+        _read_checkpoint_history(info, problems)
+    info.metrics, info.metrics_report = _read_metrics(path)
+    info.temp_files = [p.name for p in leftover_temp_files(path)]
+    _set_status(info, problems, old)
     return info
+
 
 
 def _is_run_candidate(p: Path) -> bool:

@@ -33,20 +33,39 @@ def load_curves(run: RunInfo | str | os.PathLike) -> dict[str, np.ndarray]:
     Missing parts are empty arrays. Raises RunError when nothing can be read.
     """
     path = run.path if isinstance(run, RunInfo) else Path(run)
-    epochs: list[dict] = []
-    steps: dict = {}
-    errors = []
-    bins: list = []
+    errors: list[str] = []
+    epochs, bins = _history_epochs(path, errors)
+    steps, epochs = _checkpoint_steps(path, epochs, errors)
+    if not epochs and not steps and errors:
+        raise RunError(f"cannot read the curves of {path.name}: " + "; ".join(errors))
+    curves = _step_curves(steps, path.name)
+    curves.update(_epoch_curves(epochs, curves["step"], curves["step_epoch"], path.name))
+    return {**curves, **_loss_by_t(epochs, bins, path.name)}
+
+
+def _history_epochs(path: Path, errors: list[str]) -> tuple[list[dict], list]:
+    """history.json's epoch records and loss-bin edges ([], [] when it is missing or unreadable:
+    then the reason is appended to ``errors``)."""
     hf = path / HISTORY_FILE
-    if hf.is_file():
-        try:
-            h = json.loads(hf.read_text(encoding="utf-8"))
-            epochs = [e for e in h.get("epochs", []) if isinstance(e, dict)]
-            bins = h.get("loss_bins") if isinstance(h.get("loss_bins"), list) else []
-        except (OSError, ValueError, AttributeError) as exc:
-            errors.append(f"{HISTORY_FILE}: {exc}")
+    if not hf.is_file():
+        return [], []
+    try:
+        h = json.loads(hf.read_text(encoding="utf-8"))
+        epochs = [e for e in h.get("epochs", []) if isinstance(e, dict)]
+        bins = h.get("loss_bins") if isinstance(h.get("loss_bins"), list) else []
+    except (OSError, ValueError, AttributeError) as exc:
+        errors.append(f"{HISTORY_FILE}: {exc}")
+        return [], []
+    return epochs, bins
+
+
+def _checkpoint_steps(path: Path, epochs: list[dict], errors: list[str]) -> tuple[dict, list[dict]]:
+    """The per-step records of the first readable checkpoint (last.pt, else best.pt) as
+    {"global_step", "epoch", "loss", "time"} lists, and its epoch records when it holds more
+    than ``epochs`` (a history.json behind the checkpoint). Unreadable ones go to ``errors``."""
     from ..storage.checkpoint import CheckpointError, load_checkpoint
 
+    steps: dict = {}
     for name in ("last.pt", "best.pt"):
         f = path / name
         if not f.exists():
@@ -70,54 +89,65 @@ def load_curves(run: RunInfo | str | os.PathLike) -> dict[str, np.ndarray]:
         if len(pe) > len(epochs):
             epochs = pe
         break
-    if not epochs and not steps and errors:
-        raise RunError(f"cannot read the curves of {path.name}: " + "; ".join(errors))
+    return steps, epochs
 
-    def arr(values) -> np.ndarray:
-        try:
-            return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
-        except (TypeError, ValueError) as exc:  # e.g. "val_loss": "abc" in a hand-edited history.json
-            raise RunError(f"cannot read the curves of {path.name}: a loss or time in its {HISTORY_FILE} or "
-                           f"checkpoint is not a number ({exc})") from None
 
+def _floats(values, name: str) -> np.ndarray:
+    """values as float64 (None -> NaN); RunError naming the run ``name`` when one is not a number."""
+    try:
+        return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+    except (TypeError, ValueError) as exc:  # e.g. "val_loss": "abc" in a hand-edited history.json
+        raise RunError(f"cannot read the curves of {name}: a loss or time in its {HISTORY_FILE} or "
+                       f"checkpoint is not a number ({exc})") from None
+
+
+def _step_curves(steps: dict, name: str) -> dict[str, np.ndarray]:
+    """step, step_epoch, step_time, train_loss (N,): a column of another length than the
+    losses counts as missing (steps 1..N, else NaN)."""
     n = len(steps.get("loss", []) or [])
-    step = arr(steps.get("global_step", [])) if len(steps.get("global_step", []) or []) == n else np.arange(1.0, n + 1)
-    step_epoch = arr(steps.get("epoch", [])) if len(steps.get("epoch", []) or []) == n else np.full(n, np.nan)
-    step_time = arr(steps.get("time", [])) if len(steps.get("time", []) or []) == n else np.full(n, np.nan)
-    train_loss = arr(steps.get("loss", []) or [])
-    epoch = arr([e.get("epoch") for e in epochs])
-    val = arr([e.get("val_loss") for e in epochs])
+
+    def column(key: str, missing: np.ndarray) -> np.ndarray:
+        return _floats(steps.get(key, []), name) if len(steps.get(key, []) or []) == n else missing
+
+    return {
+        "step": column("global_step", np.arange(1.0, n + 1)),
+        "step_epoch": column("epoch", np.full(n, np.nan)),
+        "step_time": column("time", np.full(n, np.nan)),
+        "train_loss": _floats(steps.get("loss", []) or [], name),
+    }
+
+
+def _epoch_curves(epochs: list[dict], step: np.ndarray, step_epoch: np.ndarray, name: str) -> dict[str, np.ndarray]:
+    """epoch, epoch_step, epoch_time, val_loss, epoch_train_loss (E,); epoch_step is read off
+    the per-step curves (NaN without them)."""
+    epoch = _floats([e.get("epoch") for e in epochs], name)
+    val = _floats([e.get("val_loss") for e in epochs], name)
     val[~np.isfinite(val)] = np.nan
-    etime = arr([e.get("time") for e in epochs])
+    etime = _floats([e.get("time") for e in epochs], name)
     if np.isnan(etime).any() and epochs:  # older histories: cumulative seconds
-        etime = np.cumsum(arr([e.get("seconds", 0.0) for e in epochs]))
-    if n and np.isfinite(step_epoch).any():
+        etime = np.cumsum(_floats([e.get("seconds", 0.0) for e in epochs], name))
+    if len(step) and np.isfinite(step_epoch).any():
         ok = np.isfinite(step_epoch)
         epoch_step = np.interp(epoch, step_epoch[ok], step[ok], left=np.nan, right=np.nan)
     else:
         epoch_step = np.full(len(epochs), np.nan)
     return {
-        "step": step,
-        "step_epoch": step_epoch,
-        "step_time": step_time,
-        "train_loss": train_loss,
         "epoch": epoch,
         "epoch_step": epoch_step,
         "epoch_time": etime,
         "val_loss": val,
-        "epoch_train_loss": arr([e.get("train_loss") for e in epochs]),
-        **_loss_by_t(epochs, bins, arr),
+        "epoch_train_loss": _floats([e.get("train_loss") for e in epochs], name),
     }
 
 
-def _loss_by_t(epochs: list[dict], bins: list, arr) -> dict[str, np.ndarray]:
+def _loss_by_t(epochs: list[dict], bins: list, name: str) -> dict[str, np.ndarray]:
     """t_centre (B,) and val_loss_by_t (B,): the last validation's loss per t bin (empty when the run
     has none, e.g. one trained before this was recorded)."""
     last = next((e.get("val_loss_by_t") for e in reversed(epochs) if isinstance(e.get("val_loss_by_t"), list)), None)
     if not last or len(bins) != len(last) + 1:
         return {"t_centre": np.zeros(0), "val_loss_by_t": np.zeros(0)}
-    edges = arr(bins)
-    return {"t_centre": (edges[:-1] + edges[1:] - 1) / 2, "val_loss_by_t": arr(last)}
+    edges = _floats(bins, name)
+    return {"t_centre": (edges[:-1] + edges[1:] - 1) / 2, "val_loss_by_t": _floats(last, name)}
 
 
 X_AXES = {"step": ("step", "epoch_step"), "epoch": ("step_epoch", "epoch"), "wall time": ("step_time", "epoch_time")}

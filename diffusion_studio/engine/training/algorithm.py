@@ -5,7 +5,9 @@ re-estimation of BatchNorm statistics.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -71,6 +73,25 @@ def _batchnorms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
+@contextlib.contextmanager
+def _cumulative_statistics(model: nn.Module, norms: list[nn.modules.batchnorm._BatchNorm]) -> Iterator[None]:
+    """The model in train mode with the running statistics of ``norms`` reset and averaged
+    plainly (momentum None) over the forward passes inside; each layer's momentum and the
+    model's train/eval mode are put back on leaving, the statistics are not."""
+    momenta = [m.momentum for m in norms]
+    was_training = model.training
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the calibration batches
+    model.train()
+    try:
+        yield
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        model.train(was_training)
+
+
 @torch.no_grad()
 def recalibrate_batchnorm(
     model: nn.Module,
@@ -113,14 +134,8 @@ def recalibrate_batchnorm(
     device = images.device
     gen = torch.Generator(device=device).manual_seed(int(seed))
     num_classes = getattr(getattr(model, "config", None), "num_classes", 0)
-    momenta = [m.momentum for m in norms]
     saved = [{k: v.clone() for k, v in m.state_dict().items()} for m in norms]
-    was_training = model.training
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over the calibration batches
-    model.train()
-    try:
+    with _cumulative_statistics(model, norms):
         for _ in range(batches):
             if should_stop is not None and should_stop():
                 for m, state in zip(norms, saved):
@@ -133,10 +148,6 @@ def recalibrate_batchnorm(
                     model(x_t, t, drop_labels(labels[idx], label_dropout, num_classes, gen))
                 else:
                     model(x_t, t)
-    finally:
-        for m, momentum in zip(norms, momenta):
-            m.momentum = momentum
-        model.train(was_training)
     return True
 
 
