@@ -86,9 +86,11 @@ class FramesView(QWidget):
         playback.addWidget(self.slider, 1)
         playback.addWidget(self.frame_label)
         strip_box = QGroupBox("The reverse process at t = 300, 100, 50, 20, 0 (report Figure 7)")
-        self.strip_view = ImageView("Sample to see the strip", min_side=STRIP_ROWS * 62 + 30)
+        self.strip_view = ImageView("Sample to see the strip", min_side=120)
         self.strip_view.setObjectName("stripView")
         self.strip_view.setStyleSheet("color: palette(mid);")
+        # the strip's own height (drawn at scale 2): shown 1:1, its labels are never resampled
+        self.strip_view.setFixedHeight(22 + STRIP_ROWS * (2 * 28 + 6) + 6 + 8)
         QVBoxLayout(strip_box).addWidget(self.strip_view)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -208,8 +210,9 @@ class ExploreBox(QGroupBox):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Interpolation / guidance sweep", parent)
         self.strip = None
-        self.view = ImageView("", min_side=70)
+        self.view = ImageView("", min_side=60)
         self.view.setObjectName("exploreView")
+        self.view.setStyleSheet("")  # on the panel's background, as the exported PNG
         self.view.setMinimumWidth(200)
         self.caption = QLabel(wordWrap=True, objectName="exploreCaption")
         self.caption.setStyleSheet("color: palette(mid); font-size: 11px;")
@@ -226,7 +229,7 @@ class ExploreBox(QGroupBox):
     def show_strip(self, strip) -> None:
         self.strip = strip
         picture = self.picture()
-        self.view.setMinimumHeight(min(2 * picture.shape[0], 200))  # two screen pixels per pixel, when there is room
+        self.view.setFixedHeight(min(2 * picture.shape[0], 150) + 8)  # two screen pixels per pixel, at most 150
         self.view.set_array(picture)
         self.caption.setText(strip.caption)
         self.setVisible(True)

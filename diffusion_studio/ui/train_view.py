@@ -227,6 +227,8 @@ class PreviewBox(QGroupBox):
         super().__init__("Preview", parent)
         self.image = ImageView(self.PLACEHOLDER, min_side=130)
         self.image.setObjectName("trainPreview")
+        self.image.setStyleSheet("color: palette(mid);")  # on the panel's background, as the digits' white gaps
+        self.image.setWordWrap(True)
         self.caption = QLabel(alignment=Qt.AlignmentFlag.AlignCenter)
         self.caption.setStyleSheet("color: palette(mid); font-size: 11px;")
         layout = QVBoxLayout(self)

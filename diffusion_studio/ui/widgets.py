@@ -32,12 +32,22 @@ class ImageView(QLabel):
         self.setMinimumSize(min_side, min_side)
         self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
         self.setStyleSheet("background: #202124; border-radius: 4px; color: #bbb;")
-        self.setWordWrap(True)
         self.setText(placeholder)
 
     def set_array(self, array: np.ndarray | None) -> None:
         self.array = None if array is None else np.ascontiguousarray(array, dtype=np.uint8)
         self._rescale()
+
+    def setFixedHeight(self, height: int) -> None:  # noqa: N802 (Qt name)
+        """A fixed height that layouts keep: a layout that sizes by height-for-width (one holding a
+        wrapping label) gives an item whose vertical policy is Ignored no height at all."""
+        super().setFixedHeight(height)
+        self.setSizePolicy(self.sizePolicy().horizontalPolicy(), QSizePolicy.Policy.Fixed)
+
+    def setFixedSize(self, width: int, height: int) -> None:  # noqa: N802 (Qt name)
+        """A fixed size that layouts keep (see ``setFixedHeight``)."""
+        super().setFixedSize(width, height)
+        self.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
 
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt name)
         return QSize(320, 320)
