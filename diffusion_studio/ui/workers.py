@@ -95,34 +95,8 @@ def _error_text(exc: BaseException) -> str:
     return text
 
 
-# ---------------------------------------------------------------- the worker contract
-class _StoppableWorker(QObject):
-    """What every worker shares: a stop Event checked by its loop, and a ``run`` slot
-    that names its thread, turns any failure into one ``failed`` line and always ends
-    with ``done``. Subclasses define the ``failed``/``done`` signals and ``_run``;
-    ``_activity`` is the word of the failure line, ``thread_name`` names the thread
-    (Qt's objectName and Python's ``threading`` name; the class's name by default)."""
-
-    _activity = "work"
-    thread_name = ""
-
-    def stop(self) -> None:
-        """Ask the run to stop at its next check (any thread)."""
-        self.stop_event.set()
-
-    @Slot()
-    def run(self) -> None:
-        threading.current_thread().name = self.thread_name or type(self).__name__
-        lower_thread_priority()
-        try:
-            self._run()
-        except Exception as exc:  # the GUI shows one line, never a traceback
-            self.failed.emit(f"{self._activity} failed: {_error_text(exc)}")
-        finally:
-            self.done.emit()
-
-
-class TaskWorker(_StoppableWorker):
+# ---------------------------------------------------------------- the worker
+class TaskWorker(QObject):
     """Runs one task in a worker thread: ``fn(ctx)``, where ``ctx`` is a
     ``tasks.context.TaskContext`` whose stop event is this worker's (``stop()``). ``fn`` is a
     task call (``lambda ctx: tasks.sample.sample_frames(model, request, ctx)``); its result
@@ -136,9 +110,10 @@ class TaskWorker(_StoppableWorker):
           the rest before ``finished``).
       finished(object): fn's result.
       cancelled(): fn stopped as asked (it raised ``engine.stopping.Stopped``).
-      failed(message): one line, "<activity> failed: <why>".
-      done(): always last.
+      failed(message): one line, "<activity> failed: <why>" (any exception; never a traceback).
+      done(): always last, whatever happened, so the thread can quit.
     ``request``: what the task was asked (kept for messages and tests), or None.
+    ``thread_name`` names the thread (Qt's objectName and Python's ``threading`` name).
     """
 
     progress = Signal(str, int, int)
@@ -159,6 +134,21 @@ class TaskWorker(_StoppableWorker):
         self._last_partial = 0.0
         self._last_progress = 0.0
         self._stage = None
+
+    def stop(self) -> None:
+        """Ask the task to stop at its next check (any thread)."""
+        self.stop_event.set()
+
+    @Slot()
+    def run(self) -> None:
+        threading.current_thread().name = self.thread_name or type(self).__name__
+        lower_thread_priority()
+        try:
+            self._run()
+        except Exception as exc:  # the GUI shows one line, never a traceback
+            self.failed.emit(f"{self._activity} failed: {_error_text(exc)}")
+        finally:
+            self.done.emit()
 
     def _on_progress(self, stage: str, done: int, total: int) -> None:
         now = time.monotonic()
