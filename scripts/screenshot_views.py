@@ -43,92 +43,112 @@ def main(argv=None) -> int:
     views = {v.strip() for v in args.views.split(",") if v.strip()}
     if not views <= set(VIEWS):
         p.error(f"unknown view(s) {', '.join(sorted(views - set(VIEWS)))}: choose from {', '.join(VIEWS)}")
+    shots = Shots(Path(args.data), Path(args.out))
+    for view in VIEWS:  # in this order: the sampler's views share its form
+        if view in views and (view != "training" or args.history):
+            getattr(shots, view)(args)
+    shots.window.close()
+    print(f"wrote the screenshots to {shots.out}")
+    return 0
 
-    import numpy as np
-    from PySide6.QtWidgets import QApplication
 
-    from diffusion_studio.engine.storage.bundled import available_bundled
-    from diffusion_studio.engine.storage.checkpoint import load_model
-    from diffusion_studio.engine.storage.data import load_mnist
-    from diffusion_studio.ui.main_window import MainWindow
-    from diffusion_studio.ui.state import AppState
+class Shots:
+    """The main window at 1360x860 with MNIST, the bundled default model and 16 training digits
+    selected; one method per screenshot."""
 
-    app = QApplication.instance() or QApplication(sys.argv[:1])
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    state = AppState()
-    window = MainWindow(state)
-    window.resize(1360, 860)
-    window.show()
+    def __init__(self, data_dir: Path, out: Path) -> None:
+        import numpy as np
+        from PySide6.QtWidgets import QApplication
 
-    def wait(condition, timeout=600.0):
+        from diffusion_studio.engine.storage.bundled import available_bundled
+        from diffusion_studio.engine.storage.checkpoint import load_model
+        from diffusion_studio.engine.storage.data import load_mnist
+        from diffusion_studio.ui.main_window import MainWindow
+        from diffusion_studio.ui.state import AppState
+
+        self.app = QApplication.instance() or QApplication(sys.argv[:1])
+        self.out = out
+        out.mkdir(parents=True, exist_ok=True)
+        self.state = AppState()
+        self.window = MainWindow(self.state)
+        self.window.resize(1360, 860)
+        self.window.show()
+        data = load_mnist(data_dir)
+        self.state.set_data(data, data_dir)
+        self.bundled = {name: path for name, _title, path in available_bundled()}
+        self.state.set_model(load_model(self.bundled["default"]), "bundled default model")
+        idx = np.arange(16)
+        self.state.set_selection(data.train_images[idx].numpy(), data.train_labels[idx].numpy())
+        self.sampler_panel = self.window.panels["samplerPanel"]
+
+    def wait(self, condition, timeout: float = 600.0) -> None:
+        """Process events until ``condition()``, then a little longer (the last redraws)."""
         end = time.monotonic() + timeout
         while not condition():
-            app.processEvents()
+            self.app.processEvents()
             time.sleep(0.02)
             if time.monotonic() > end:
                 raise TimeoutError("the app did not finish in time")
         for _ in range(20):
-            app.processEvents()
+            self.app.processEvents()
             time.sleep(0.01)
 
-    data = load_mnist(args.data)
-    state.set_data(data, Path(args.data))
-    bundled = {name: path for name, _title, path in available_bundled()}
-    state.set_model(load_model(bundled["default"]), "bundled default model")
-    idx = np.arange(16)
-    state.set_selection(data.train_images[idx].numpy(), data.train_labels[idx].numpy())
+    def save(self, name: str) -> None:
+        self.window.grab().save(str(self.out / name))
 
-    if "noise" in views:
-        noise = window.panels["noisePanel"]
-        window.show_panel("noisePanel")
+    def _sampled(self, *actions) -> None:
+        """Run each sampler action (sample, interpolate, guidance_sweep) to its end."""
+        for action in actions:
+            action()
+            self.wait(lambda: not self.sampler_panel.runner.is_running())
+
+    def noise(self, _args) -> None:
+        noise = self.window.panels["noisePanel"]
+        self.window.show_panel("noisePanel")
         noise.set_t(150)
-        wait(lambda: noise.last_prediction is not None and noise.last_prediction["t"] == 150)
+        self.wait(lambda: noise.last_prediction is not None and noise.last_prediction["t"] == 150)
         noise.identity_curve()
-        wait(lambda: getattr(noise, "identity_points", None) is not None and not noise.denoise_runner.is_running())
+        self.wait(lambda: noise.identity_points is not None and not noise.denoise_runner.is_running())
         noise.denoise_from_here()
-        wait(lambda: noise.denoise_result is not None and not noise.denoise_runner.is_running())
-        window.grab().save(str(out / "noise_model_view.png"))
+        self.wait(lambda: noise.denoise_result is not None and not noise.denoise_runner.is_running())
+        self.save("noise_model_view.png")
 
-    sampler = window.panels["samplerPanel"]
-    if "sampler" in views:
-        window.show_panel("samplerPanel")
-        sampler.sample()
-        wait(lambda: not sampler.runner.is_running())
-        sampler.seed_b_spin.setValue(7)
-        sampler.interpolate()
-        wait(lambda: not sampler.runner.is_running())
-        window.grab().save(str(out / "sampler_views.png"))
+    def sampler(self, _args) -> None:
+        self.window.show_panel("samplerPanel")
+        self.sampler_panel.seed_b_spin.setValue(7)
+        self._sampled(self.sampler_panel.sample, self.sampler_panel.interpolate)
+        self.save("sampler_views.png")
 
-    if "autoguidance" in views:  # the form's own autoguidance weight: the engine's default
-        window.show_panel("samplerPanel")
-        before = (sampler.form.count_spin.value(), sampler.form.sampler_combo.currentIndex(), sampler.form.steps_spin.value(),
-                  sampler.form.seed_spin.value())
-        sampler.form.count_spin.setValue(64)
-        sampler.form.sampler_combo.setCurrentIndex(sampler.form.sampler_combo.findData("ddim"))
-        sampler.form.steps_spin.setValue(50)
-        sampler.form.seed_spin.setValue(3)
-        sampler.sample()
-        wait(lambda: not sampler.runner.is_running())
-        sampler.guidance_sweep()
-        wait(lambda: not sampler.runner.is_running())
-        window.grab().save(str(out / "sampler_autoguidance.png"))
+    def autoguidance(self, _args) -> None:
+        """The form's own autoguidance weight (the engine's default), 64 DDIM-50 digits of seed 3."""
+        form = self.sampler_panel.form
+        self.window.show_panel("samplerPanel")
+        before = (form.count_spin.value(), form.sampler_combo.currentIndex(), form.steps_spin.value(),
+                  form.seed_spin.value())
+        form.count_spin.setValue(64)
+        form.sampler_combo.setCurrentIndex(form.sampler_combo.findData("ddim"))
+        form.steps_spin.setValue(50)
+        form.seed_spin.setValue(3)
+        self._sampled(self.sampler_panel.sample, self.sampler_panel.guidance_sweep)
+        self.save("sampler_autoguidance.png")
         count, kind, steps, seed = before  # the other views keep the form's own settings
-        sampler.form.count_spin.setValue(count)
-        sampler.form.sampler_combo.setCurrentIndex(kind)
-        sampler.form.steps_spin.setValue(steps)
-        sampler.form.seed_spin.setValue(seed)
+        form.count_spin.setValue(count)
+        form.sampler_combo.setCurrentIndex(kind)
+        form.steps_spin.setValue(steps)
+        form.seed_spin.setValue(seed)
 
-    if "guidance" in views and "default-conditional" in bundled:
-        state.set_model(load_model(bundled["default-conditional"]), "bundled class-conditional model")
-        sampler.form.digit_combo.setCurrentIndex(sampler.form.digit_combo.findData(4))
-        sampler.sample()
-        wait(lambda: not sampler.runner.is_running())
-        sampler.guidance_sweep()
-        wait(lambda: not sampler.runner.is_running())
-        window.grab().save(str(out / "sampler_guidance.png"))
+    def guidance(self, _args) -> None:
+        from diffusion_studio.engine.storage.checkpoint import load_model
 
-    if "training" in views and args.history:
+        if "default-conditional" not in self.bundled:
+            return
+        self.state.set_model(load_model(self.bundled["default-conditional"]), "bundled class-conditional model")
+        self.sampler_panel.form.digit_combo.setCurrentIndex(self.sampler_panel.form.digit_combo.findData(4))
+        self._sampled(self.sampler_panel.sample, self.sampler_panel.guidance_sweep)
+        self.save("sampler_guidance.png")
+
+    def training(self, args) -> None:
+        """The training panel replaying a run's history.json (and its per-step losses from a checkpoint)."""
         h = json.loads(Path(args.history).read_text())
         steps = {"global_step": [], "loss": []}
         if args.steps_from:  # the per-step losses live in the run's checkpoints, not in history.json
@@ -136,20 +156,17 @@ def main(argv=None) -> int:
 
             saved = (load_checkpoint(args.steps_from).get("history") or {}).get("steps") or {}
             steps = {"global_step": list(saved.get("global_step", [])), "loss": list(saved.get("loss", []))}
-        train = window.panels["trainPanel"]
-        window.show_panel("trainPanel")
+        train = self.window.panels["trainPanel"]
+        self.window.show_panel("trainPanel")
         train._on_records([replayed_start(h, steps)])  # the run's own settings show in the form
         for e in h["epochs"]:
             if e.get("val_loss_by_t"):
                 train.view.add_loss_by_timestep(h["loss_bins"], e["val_loss_by_t"])
         train.view.stopping_label.setText(f"Replayed from {Path(args.history).parent.name}/history.json")
         train.view.redraw()
-        wait(lambda: True)
-        window.grab().save(str(out / "train_loss_by_t.png"))
-        train.grab().save(str(out / "train_panel.png"))  # the panel alone, for the README's first table
-    window.close()
-    print(f"wrote the screenshots to {out}")
-    return 0
+        self.wait(lambda: True)
+        self.save("train_loss_by_t.png")
+        train.grab().save(str(self.out / "train_panel.png"))  # the panel alone, for the README's first table
 
 
 def replayed_start(history: dict, steps: dict):
