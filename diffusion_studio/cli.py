@@ -1,8 +1,11 @@
 """``diffusion-studio``: the GUI with no subcommand, headless work with one.
 
-    diffusion-studio [--data DIR] [--checkpoint FILE]   open the app
+    diffusion-studio [--data DIR] [--checkpoint MODEL]  open the app
     diffusion-studio train ...                          see ``diffusion-studio train -h``
     diffusion-studio sample ...
+    diffusion-studio explore ...
+    diffusion-studio evaluate ...
+    diffusion-studio runs ...
     diffusion-studio noise ...
 
 Each subcommand lives in ``diffusion_studio/commands/<name>.py`` with a
@@ -55,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _gui_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="diffusion-studio", description="Open the Diffusion Studio app.")
     parser.add_argument("--data", metavar="DIR", help="MNIST folder (the four .gz files or torchvision's MNIST/raw)")
-    parser.add_argument("--checkpoint", metavar="FILE", help="open the sampler with this checkpoint")
+    parser.add_argument("--checkpoint", metavar="MODEL",
+                        help="open the sampler with this model: a .pt file, a run folder or a bundled model (default, "
+                             "default-conditional)")
     return parser
 
 

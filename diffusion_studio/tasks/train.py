@@ -43,7 +43,8 @@ class TrainRequest:
     preset: the recipe a new run starts from; settings / width / conditional / schedule_kind /
         timesteps: what the user changed (None: the preset's, or the run's own). A resume or a
         continuation refuses, in one line, any that it would ignore (see ``engine.training.plan``).
-    model / schedule: a form's whole configs for a new run, instead of the preset's with changes.
+    model / schedule / train: a form's whole configs for a new run, instead of the preset's with
+        changes (``preset`` then only names the recipe they came from).
     out: the run folder of a new or continued run (None: a new folder in ``runs_dir``).
     max_minutes: a wall-clock budget. preview_every: epochs between preview digits (0: none).
     """
@@ -57,6 +58,7 @@ class TrainRequest:
     timesteps: int | None = None
     model: UNetConfig | None = None
     schedule: ScheduleConfig | None = None
+    train: TrainConfig | None = None
     source: str | os.PathLike | None = None
     out: Path | None = None
     runs_dir: Path | None = None
@@ -81,9 +83,10 @@ class TrainRequest:
 
 def _preset_configs(request: TrainRequest) -> tuple[UNetConfig, ScheduleConfig, TrainConfig]:
     """The configs a new run of this request trains: the preset's (or the form's) with the changes."""
-    preset = get_preset(request.preset)
+    whole = (request.model, request.schedule, request.train)
+    preset = get_preset(request.preset) if None in whole else None
     settings = {k: v for k, v in request.settings.items() if v is not None}
-    train = replace(preset.train, **settings)
+    train = replace(request.train or preset.train, **settings)
     model = request.model or preset.model
     model_changes = {}
     if request.width is not None:

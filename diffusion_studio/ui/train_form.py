@@ -1,7 +1,7 @@
 """The Training panel's form: a preset, the settings it may change, the run folder.
 
 ``TrainForm`` holds the widgets and turns them into what a run needs: the configs of a new
-run (``new_plan``), the settings a resume or a continuation asks for (``raised_settings``,
+run (``model_config``, ``schedule_config``, ``train_config``), the settings a resume or a continuation asks for (``raised_settings``,
 ``continue_settings``), and the run folder. It shows a resumed run's own settings
 (``show_run_settings``) and tells the shared state which schedule the next run trains.
 """
@@ -202,14 +202,6 @@ class TrainForm(QGroupBox):
     def model_config(self) -> UNetConfig:
         """The preset's network, class-conditional when the form asks for it."""
         return replace(self.current_preset().model, num_classes=10 if self.conditional_check.isChecked() else 0)
-
-    def new_plan(self):
-        """The plan of a new run with the form's settings (``engine.training.plan.plan_new``:
-        validated, nothing written). ValueError with a clear message."""
-        from ..engine.training.plan import plan_new
-
-        preset = self.current_preset()
-        return plan_new(self.model_config(), self.schedule_config(), self.train_config(), preset=preset.name)
 
     def max_minutes(self) -> float | None:
         """The form's time budget (None: no limit)."""

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QMenu, QPushButt
 from ..engine.storage import paths
 from ..engine.text import baseline_validated, continuing_from, resuming_at
 from ..engine.text import format_duration as _format_duration
+from ..engine.training.config import loss_bins
 from ..engine.training.presets import Preset
 from .state import AppState
 from .train_form import TrainForm
@@ -177,9 +178,14 @@ class TrainPanel(QWidget):
         except ValueError as exc:
             self._show_error(str(exc))
             return False, None
-        if folder is not None and (folder / "last.pt").exists():
-            self._show_error(f"Cannot {verb} in that folder: {folder} already holds a run; use Resume to "
-                             "continue it, or choose another folder.")
+        from ..engine.runs import RunError, check_new_run_folder
+
+        try:
+            if folder is not None:
+                check_new_run_folder(folder)  # any run file: a run without last.pt is a run too
+        except RunError as exc:
+            resume = " Use Resume to continue it." if (folder / "last.pt").exists() else ""
+            self._show_error(f"Cannot {verb} in that folder: {exc}.{resume}")
             return False, None
         return True, folder
 
@@ -191,14 +197,18 @@ class TrainPanel(QWidget):
         ok, folder = self._new_folder("train")
         if not ok:
             return False
-        try:
-            plan = self.form.new_plan()  # validated before any folder is made
-        except ValueError as exc:
+        from ..engine.runs import RunError
+        from ..tasks.train import plan_train
+
+        try:  # validated before any folder is made
+            form = self.form
+            request = self._request("new", out=folder, preset=form.current_preset().name, model=form.model_config(),
+                                    schedule=form.schedule_config(), train=form.train_config())
+            plan = plan_train(request)
+        except (ValueError, RunError) as exc:
             self._show_error(f"Cannot train: {exc}")
             return False
-        form = self.form
-        return self._start(self._request("new", out=folder, preset=plan.preset, model=plan.model,
-                                         schedule=plan.schedule, settings=form.train_values()), plan)
+        return self._start(request, plan)
 
     def resume_training(self, run_dir: str | Path | None = None) -> bool:
         """Continue the run in ``run_dir`` (a folder with last.pt) with its own settings; the
@@ -295,13 +305,14 @@ class TrainPanel(QWidget):
         self.max_budget = 0.0
         self.batch_size = 128
         self.validation_images = 10000
+        self.timesteps = 1  # the run's T, for the loss-by-timestep bins (its StartedRecord says)
         self.validation_seconds: float | None = None  # measured at the last epoch's end
         self.last_reason = self.last_message = ""
 
     @Slot(object)
     def _on_records(self, records: list) -> None:
         """A batch of the run's records, in order: runs of steps are drawn together, every
-        other record by ``_on_<kind>`` (started, epoch, loss_by_t, baseline, preview, finished)."""
+        other record by ``_on_<kind>`` (started, epoch, baseline, preview, finished)."""
         steps = []
         for record in records:
             if record.kind == "step":
@@ -324,6 +335,7 @@ class TrainPanel(QWidget):
         self.max_budget = float(rec.max_seconds or 0.0)
         self.batch_size = int(rec.train_config.get("batch_size", 128))
         self.validation_images = int(rec.validation_images)
+        self.timesteps = int(rec.timesteps)
         self._t0 = time.monotonic()
         if rec.run_dir:
             self.run_dir = Path(rec.run_dir)
@@ -370,6 +382,8 @@ class TrainPanel(QWidget):
             self.validation_seconds = float(rec.validation_seconds)
         self.view.add_epoch(rec.epoch, rec.val_loss)
         self.view.set_best(rec.best_epoch, rec.best_val_loss)
+        if rec.val_loss_by_t is not None:
+            self.view.add_loss_by_timestep(loss_bins(self.timesteps), rec.val_loss_by_t)
         if rec.improved:
             state = f"epoch {rec.epoch}: new best validation loss"
         else:
@@ -380,8 +394,7 @@ class TrainPanel(QWidget):
             f"best {rec.best_val_loss:.5f} at epoch {rec.best_epoch} · {format_duration(rec.seconds)} · "
             f"{rec.images_per_s:,.0f} images/s")
 
-    def _on_loss_by_t(self, rec) -> None:
-        self.view.add_loss_by_timestep(rec.edges, rec.values)
+
 
     def _on_baseline(self, rec) -> None:
         """A continued run validated the weights it brought: the loss its epochs must beat."""
@@ -439,15 +452,6 @@ def _start_words(rec) -> str:
     return "training"
 
 
-class LossByT:
-    """An epoch's validation loss per t bin (edges: ``engine.training.config.loss_bins``)."""
-
-    kind = "loss_by_t"
-
-    def __init__(self, edges: list, values: list) -> None:
-        self.edges, self.values = edges, values
-
-
 def _train_job(request, plan, data):
     """fn(ctx) for a TaskWorker: plan the run (a resume or continuation reads its checkpoint
     here, off the GUI thread) and hand each of ``tasks.train.train``'s records to the panel."""
@@ -455,26 +459,9 @@ def _train_job(request, plan, data):
     def run(ctx) -> None:
         from ..tasks.train import plan_train, train
 
-        run_dir = None
         for record in train(request, plan or plan_train(request), data, ctx):
             ctx.partial(record)
-            if record.kind == "started":
-                run_dir = record.run_dir
-            elif record.kind == "epoch" and run_dir:
-                by_t = _loss_by_t(Path(run_dir))
-                if by_t is not None:
-                    ctx.partial(by_t)
 
     return run
 
 
-def _loss_by_t(run_dir: Path) -> LossByT | None:
-    """The latest epoch's validation loss per t bin. EpochRecord does not carry it, so it is
-    read from the run's history.json, which the Trainer writes before it yields the record."""
-    import json
-
-    try:
-        history = json.loads((run_dir / "history.json").read_text())
-        return LossByT(history["loss_bins"], history["epochs"][-1]["val_loss_by_t"])
-    except (OSError, ValueError, KeyError, IndexError, TypeError):
-        return None

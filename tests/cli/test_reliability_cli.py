@@ -116,7 +116,7 @@ def test_resume_refuses_settings_it_would_ignore(tiny_mnist, tmp_path):
 def test_help_lists_the_apps_own_options():
     r = run_cli("--help")
     assert r.returncode == 0
-    assert "the app (no COMMAND)" in r.stdout and "--data DIR" in r.stdout and "--checkpoint FILE" in r.stdout
+    assert "the app (no COMMAND)" in r.stdout and "--data DIR" in r.stdout and "--checkpoint MODEL" in r.stdout
 
 
 # ------------------------- issue 31: wrong checkpoints and data, refused in one line

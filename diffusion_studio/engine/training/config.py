@@ -202,6 +202,8 @@ class EpochRecord:
     improved: bool
     validation_seconds: float = 0.0  # of ``seconds``: BatchNorm recalibration + validation
     fraction: float = 1.0  # of the epoch trained: below 1 when the time budget ended it part-way
+    # the validation loss per t bin (``loss_bins(T)``; None for an empty bin)
+    val_loss_by_t: list | None = None
     kind: str = "epoch"
 
 

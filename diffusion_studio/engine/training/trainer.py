@@ -514,6 +514,7 @@ class Trainer:
             epoch, self.config.epochs, train_loss, val_loss, seconds, images_this_run / max(seconds, 1e-9),
             st.best_val_loss, st.best_epoch, st.epochs_without_improvement, self.config.patience, improved,
             validation_seconds=self._last_validation_seconds or 0.0, fraction=fraction,
+            val_loss_by_t=self.last_val_by_t,
         )
         yield self._finish("budget", self._budget_message(epoch - 1, step, steps))
 
@@ -710,7 +711,7 @@ class Trainer:
         return EpochRecord(
             epoch, cfg.epochs, train_loss, val_loss, seconds, images_per_s, st.best_val_loss, st.best_epoch,
             st.epochs_without_improvement, cfg.patience, improved,
-            validation_seconds=self._last_validation_seconds or 0.0,
+            validation_seconds=self._last_validation_seconds or 0.0, val_loss_by_t=self.last_val_by_t,
         )
 
     def _mean_train_loss(self, progress: "_EpochProgress") -> float:
