@@ -41,6 +41,40 @@ def test_classifier_is_cached_by_data_and_recipe(clf, tiny_data):
         C.ensure_classifier(tiny_data, config=C.ClassifierConfig(epochs=1, seed=5), train=False)
 
 
+def test_a_classifier_shipped_with_the_app_is_used_before_any_training(clf, tiny_data, tmp_path, monkeypatch):
+    """The app ships the classifier for the official MNIST (issue 32: a first "denoise from here"
+    waited silently while it trained): a file under its cache name in the package's folder is
+    used as it is, and a user's own cache still comes first."""
+    import shutil
+
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    name = C.classifier_path(tiny_data, TINY).name
+    shutil.copyfile(clf.path, shipped / name)
+    monkeypatch.setattr(C, "bundled_classifier_dir", lambda: shipped)
+    monkeypatch.setattr(C, "classifier_dir", lambda: tmp_path / "empty-user-cache")
+    found = C.ensure_classifier(tiny_data, config=TINY, train=False)
+    assert found.path == shipped / name and found.cached and found.test_accuracy == clf.test_accuracy
+    assert not (tmp_path / "empty-user-cache").exists()  # nothing trained, nothing copied
+
+
+@pytest.mark.slow
+def test_the_shipped_classifier_is_the_one_the_official_mnist_asks_for():
+    """Its file name is the cache key of the official MNIST's bytes, the default recipe and the
+    classifier version: a change to any of them needs scripts/bundle_classifier.py again."""
+    from pathlib import Path
+
+    from diffusion_studio.engine.storage.data import load_mnist
+
+    official = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"
+    if not official.is_dir():
+        pytest.skip("the official MNIST files are not beside the checkout (../shared/data/mnist)")
+    name = C.classifier_path(load_mnist(official), C.ClassifierConfig()).name
+    shipped = C.bundled_classifier_dir() / name
+    assert shipped.is_file(), f"no shipped classifier {name}: run scripts/bundle_classifier.py"
+    assert C.load_classifier(shipped).test_accuracy >= C.TARGET_ACCURACY
+
+
 def test_metrics_separate_real_digits_from_noise_and_from_one_class(clf, tiny_data):
     real = make_digits(200, seed=11)[0]
     noise = torch.from_numpy((np.random.default_rng(0).random((200, 28, 28)) * 255).astype(np.uint8))

@@ -301,6 +301,14 @@ def classifier_dir() -> Path:
     return paths.data_dir() / "classifier"
 
 
+def bundled_classifier_dir() -> Path:
+    """The classifiers that ship with the app (package data): the default recipe trained on the
+    official MNIST, so that no first use waits minutes for it (docs/quality.md)."""
+    from importlib import resources
+
+    return Path(str(resources.files("diffusion_studio") / "resources" / "classifier"))
+
+
 def classifier_path(data, config: ClassifierConfig | None = None) -> Path:
     """The cache file for a classifier trained with ``config`` on these splits."""
     import hashlib
@@ -342,15 +350,18 @@ def load_classifier(path: str | os.PathLike, device: str | torch.device = "cpu")
 def ensure_classifier(data, *, config: ClassifierConfig | None = None, device: str | torch.device = "cpu",
                       train: bool = True, progress: ProgressFn | None = None,
                       should_stop: StopFn | None = None) -> TrainedClassifier:
-    """The cached classifier for these splits, training (and caching) it first when missing.
+    """The classifier for these splits: the user's cached one, else the one shipped for the
+    official MNIST with the default recipe, else trained (a few minutes) and cached.
 
     train=False: raise MetricError instead of training.
     """
     config = config or ClassifierConfig()
     path = classifier_path(data, config)
-    if path.is_file():
+    for found in (path, bundled_classifier_dir() / path.name):  # this user's, then the app's
+        if not found.is_file():
+            continue
         try:
-            clf = load_classifier(path, device)
+            clf = load_classifier(found, device)
             clf.cached = True
             return clf
         except MetricError:
