@@ -15,7 +15,10 @@
   step, epoch or wall time (training seconds);
 - buttons: Refresh (the folder is also watched, and re-read every few seconds
   while a run trains), Open in sampler (``state.set_model(load_model(best.pt),
-  "run: <name>")``), Resume, Rename, Tags, Delete (asks first).
+  "run: <name>")``), Resume, Rename, Tags, Verify (``engine.runs.verify_run`` in a
+  TaskWorker: every file read in full, one line per file in the details, failures in
+  red), Delete (``engine.runs.deletable_runs`` refuses the whole selection in one line
+  when any of it is not a run or is training; else it asks first).
 
 Signals:
     resume_requested(str run_dir)   the user asked to continue the run in
@@ -33,6 +36,7 @@ from pathlib import Path
 from PySide6.QtCore import QFileSystemWatcher, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QFrame,
     QHBoxLayout,
     QHeaderView,
     QInputDialog,
@@ -40,6 +44,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QMessageBox,
     QPushButton,
+    QScrollArea,
     QSplitter,
     QTableView,
     QVBoxLayout,
@@ -47,8 +52,9 @@ from PySide6.QtWidgets import (
 )
 
 from ..engine import runs as R
-from .runs_view import RunsFilter, RunsPlot, RunsTableModel, details_html
+from .runs_view import STATUS_COLORS, RunsFilter, RunsPlot, RunsTableModel, details_html, verify_summary
 from .state import AppState
+from .workers import TaskWorker, WorkerRunner
 
 REFRESH_WHILE_RUNNING_MS = 5000
 #: columns that a long value must not widen past this many pixels
@@ -68,6 +74,11 @@ class RunsPanel(QWidget):
         self.state = state
         self.runs_dir = Path(runs_dir) if runs_dir is not None else R.default_runs_dir()
         self._curve_cache: dict[str, tuple[tuple, dict | None, str]] = {}
+        # run folder -> (the state of its files when verified, the checks): shown while unchanged
+        self._verified: dict[str, tuple[tuple, list[R.FileCheck]]] = {}
+        self.verify_runner = WorkerRunner(self)
+        self.verify_runner.stopped.connect(self._on_verify_stopped)
+        self._verify_keys: dict[str, tuple] = {}
         self.model = RunsTableModel(self)
         self.proxy = RunsFilter(self)
         self.proxy.setSourceModel(self.model)
@@ -84,11 +95,14 @@ class RunsPanel(QWidget):
         bar = QHBoxLayout()
         bar.addWidget(self.filter_edit, 1)
         for attr, text in (("refresh_button", "Refresh"), ("open_button", "Open in sampler"), ("resume_button", "Resume"),
-                           ("rename_button", "Rename…"), ("tags_button", "Tags…"), ("delete_button", "Delete…")):
+                           ("rename_button", "Rename…"), ("tags_button", "Tags…"), ("verify_button", "Verify"),
+                           ("delete_button", "Delete…")):
             setattr(self, attr, QPushButton(text))
             bar.addWidget(getattr(self, attr))
         self.open_button.setToolTip("Sample from this run's best checkpoint")
         self.resume_button.setToolTip("Continue training this run from its last.pt in the Train panel")
+        self.verify_button.setToolTip("Read every file of the selected runs in full: the checkpoints (checksum, "
+                                      "finite values, network size), history.json and run.json, and whether they agree")
         self.table = self._build_table()
         self.empty_label = QLabel(objectName="runsEmptyLabel", wordWrap=True, styleSheet="color: #666;")
         self.details = QLabel(objectName="runDetails", wordWrap=True, textFormat=Qt.TextFormat.RichText)
@@ -127,7 +141,12 @@ class RunsPanel(QWidget):
         """The table above; the curves and the details below."""
         bottom = QSplitter(Qt.Orientation.Horizontal)
         bottom.addWidget(self.plot_view)
-        bottom.addWidget(self.details)
+        scroll = QScrollArea(objectName="runDetailsScroll", widgetResizable=True)  # a verification is long
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(self.details)
+        scroll.setMinimumWidth(self.details.minimumWidth() + scroll.verticalScrollBar().sizeHint().width())
+        bottom.addWidget(scroll)
         bottom.setStretchFactor(0, 3)
         bottom.setStretchFactor(1, 1)
         top = QWidget()
@@ -151,7 +170,8 @@ class RunsPanel(QWidget):
         self.filter_edit.textChanged.connect(self.proxy.set_text)
         for button, slot in ((self.refresh_button, self.refresh), (self.open_button, self.open_in_sampler),
                              (self.resume_button, self.resume), (self.rename_button, self.rename_selected),
-                             (self.tags_button, self.edit_tags), (self.delete_button, self.delete_selected)):
+                             (self.tags_button, self.edit_tags), (self.verify_button, self.verify_selected),
+                             (self.delete_button, self.delete_selected)):
             button.clicked.connect(slot)
         self.table.selectionModel().selectionChanged.connect(self._on_selection)
         self.plot_view.changed.connect(self.update_plot)
@@ -233,22 +253,26 @@ class RunsPanel(QWidget):
         self.resume_button.setEnabled(one is not None and one.resumable)
         self.rename_button.setEnabled(one is not None and one.status != "running")
         self.tags_button.setEnabled(one is not None)
-        self.delete_button.setEnabled(bool(sel) and all(r.status != "running" for r in sel))
-        self.details.setText(details_html(sel))
+        self.verify_button.setEnabled(bool(sel) and not self.verify_runner.is_running())
+        self.delete_button.setEnabled(bool(sel))  # a refusal says why (a run training, a folder not a run)
+        self._show_details(sel)
         self.update_plot()
+
+    def _show_details(self, sel: list[R.RunInfo]) -> None:
+        """The selected runs' details, with their verification while their files are as verified."""
+        verified = {}
+        for r in sel:
+            key, checks = self._verified.get(str(r.path), (None, None))
+            if checks is not None and key == _files_key(r.path):
+                verified[str(r.path)] = checks
+        self.details.setText(details_html(sel, verified))
 
     # -------------------------------------------------------------- plot
     def _curves(self, r: R.RunInfo) -> tuple[dict | None, str]:
         """load_curves(r), cached while the run's files are unchanged; (None, why) when unreadable."""
-        key = []
-        for name in (R.HISTORY_FILE, "last.pt", "best.pt"):
-            try:
-                st = (r.path / name).stat()
-                key.append((st.st_mtime_ns, st.st_size))
-            except OSError:
-                key.append(None)
+        key = _files_key(r.path)
         cached = self._curve_cache.get(str(r.path))
-        if cached is not None and cached[0] == tuple(key):
+        if cached is not None and cached[0] == key:
             return cached[1], cached[2]
         try:
             curves, why = R.load_curves(r), ""
@@ -256,7 +280,7 @@ class RunsPanel(QWidget):
             curves, why = None, str(exc)
         except Exception as exc:  # noqa: BLE001 - a damaged run must not break the panel
             curves, why = None, f"cannot read the curves of {r.name}: {exc}"
-        self._curve_cache[str(r.path)] = (tuple(key), curves, why)
+        self._curve_cache[str(r.path)] = (key, curves, why)
         return curves, why
 
     def update_plot(self, *_args) -> None:
@@ -273,7 +297,10 @@ class RunsPanel(QWidget):
             self._message("; ".join(problems))
 
     # ----------------------------------------------------------- actions
-    def _message(self, text: str) -> None:
+    def _message(self, text: str, failed: bool = False) -> None:
+        """One line in the footer (and the status bar); ``failed``: in bold red (a verification's problems)."""
+        self.message_label.setStyleSheet(f"color: {STATUS_COLORS['damaged']}; font-weight: bold;" if failed
+                                         else "color: #8a4b00;")
         self.message_label.setText(text)
         self.message_label.setToolTip(text)
         if text:
@@ -287,8 +314,8 @@ class RunsPanel(QWidget):
         return sel[0]
 
     def shutdown(self, timeout_ms: int = 15000) -> bool:
-        """The window closes: a run's model being opened is read to the end (bounded)."""
-        return self.state.wait_for_model(timeout_ms)
+        """The window closes: a verification stops, a run's model being opened is read to the end (bounded)."""
+        return self.verify_runner.stop_and_wait(timeout_ms) and self.state.wait_for_model(timeout_ms)
 
     def open_in_sampler(self) -> None:
         """Open the selected run's best checkpoint (else last.pt) as the app's model, off the GUI thread."""
@@ -344,31 +371,105 @@ class RunsPanel(QWidget):
             return
         self.refresh()
 
+    def verify_selected(self) -> bool:
+        """Check every file of the selected runs in full (``engine.runs.verify_run``) in a
+        TaskWorker: each run's lines appear in the details as it is done. False when it cannot start."""
+        sel = self.selected_runs()
+        if not sel or self.verify_runner.is_running():
+            return False
+        paths = [r.path for r in sel]
+        self._verify_keys = {str(p): _files_key(p) for p in paths}  # a later change of the files hides the result
+        worker = TaskWorker(_verify_job(paths), "verifying", thread_name="verify-runs", request=paths)
+        worker.partial.connect(self._on_verified)
+        worker.finished.connect(self._on_verify_finished)
+        worker.failed.connect(self._message)
+        self.verify_button.setEnabled(False)
+        self.verify_runner.start(worker)
+        self._message(f"verifying {len(paths)} run{'s' if len(paths) != 1 else ''}: reading every file in full…")
+        return True
+
+    def _on_verified(self, items: list) -> None:
+        for path, checks in items:
+            self._verified[str(path)] = (self._verify_keys[str(path)], checks)
+        self._show_details(self.selected_runs())
+
+    def _on_verify_finished(self, results: list) -> None:
+        self._message(verify_summary(results), failed=any(not c.ok for _path, checks in results for c in checks))
+
+    def _on_verify_stopped(self) -> None:
+        self.verify_button.setEnabled(bool(self.selected_runs()))
+
     def delete_selected(self) -> None:
-        """Delete the selected runs after a confirmation box (No is the default)."""
+        """Delete the selected runs after a confirmation box (No is the default). The whole
+        selection is checked first (``engine.runs.deletable_runs``): a folder that is not a run,
+        or a run being trained, refuses it all in one line, before anything is asked or deleted."""
         sel = self.selected_runs()
         if not sel:
             self._message("select the runs to delete first")
             return
-        names = "\n".join(f"  {r.name}" for r in sel[:10]) + ("\n  …" if len(sel) > 10 else "")
-        answer = QMessageBox.question(
-            self,
-            "Delete runs",
-            f"Delete {len(sel)} run{'s' if len(sel) != 1 else ''} and all their files "
-            f"(checkpoints, history, reports)?\n\n{names}\n\nThis cannot be undone.",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-            QMessageBox.StandardButton.No,
-        )
-        if answer != QMessageBox.StandardButton.Yes:
+        if self.verify_runner.is_running():
+            self._message("wait for the verification to finish before deleting runs; nothing deleted")
+            return
+        try:
+            paths = R.deletable_runs([r.path for r in sel], self.runs_dir)
+        except R.RunError as exc:
+            text = str(exc)
+            self._message(text if "nothing deleted" in text else f"{text}; nothing deleted")
+            return
+        if not _confirm_delete(self, paths):
             return
         errors = []
-        for r in sel:
+        for path in paths:
             try:
-                R.delete_run(r.path)
-                self._curve_cache.pop(str(r.path), None)
+                R.delete_run(path)
             except (R.RunError, OSError) as exc:
                 errors.append(str(exc))
+            self._curve_cache.pop(str(path), None)
+            self._verified.pop(str(path), None)
         self.table.clearSelection()
         self.refresh()
         if errors:
             self._message("; ".join(errors))
+
+
+def _confirm_delete(parent: QWidget, paths: list[Path]) -> bool:
+    """Ask before deleting ``paths`` (No is the default); True for Yes."""
+    names = "\n".join(f"  {p.name}" for p in paths[:10]) + ("\n  …" if len(paths) > 10 else "")
+    answer = QMessageBox.question(
+        parent,
+        "Delete runs",
+        f"Delete {len(paths)} run{'s' if len(paths) != 1 else ''} and all their files "
+        f"(checkpoints, history, reports)?\n\n{names}\n\nThis cannot be undone.",
+        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+        QMessageBox.StandardButton.No,
+    )
+    return answer == QMessageBox.StandardButton.Yes
+
+
+def _files_key(run_dir: Path) -> tuple:
+    """The state (mtime, size) of a run's history.json, last.pt and best.pt: a cached reading
+    of them (curves, a verification) holds while this is unchanged."""
+    key = []
+    for name in (R.HISTORY_FILE, "last.pt", "best.pt"):
+        try:
+            st = (run_dir / name).stat()
+            key.append((st.st_mtime_ns, st.st_size))
+        except OSError:
+            key.append(None)
+    return tuple(key)
+
+
+def _verify_job(paths: list[Path]):
+    """fn(ctx) for a TaskWorker: ``engine.runs.verify_run`` on each run in turn, each result
+    handed over as a partial (path, checks) as it is done; returns them all."""
+
+    def run(ctx):
+        results = []
+        for i, path in enumerate(paths):
+            ctx.check()
+            ctx.progress("verifying", i, len(paths))
+            results.append((path, R.verify_run(path)))
+            ctx.partial(results[-1])
+        return results
+
+    return run

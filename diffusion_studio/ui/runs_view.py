@@ -250,20 +250,54 @@ class RunsPlot(QWidget):
         self.curve_items["val"].append(val)
 
 
-def details_html(sel: list) -> str:
-    """The selected runs (at most four) as rich text: status, settings, results, tags, notes."""
+def details_html(sel: list, verified: dict | None = None) -> str:
+    """The selected runs (at most four) as rich text: status, settings, results, tags, notes,
+    and, for a run in ``verified`` ({str(run path): [FileCheck]}), its verification."""
     if not sel:
         return "<i>Select a run for its details; select several to compare their curves.</i>"
-    parts = [_run_html(r) for r in sel[:4]]
+    verified = verified or {}
+    parts = [_run_html(r) + _verify_html(verified.get(str(r.path))) for r in sel[:4]]
     if len(sel) > 4:
         parts.append(f"<i>… and {len(sel) - 4} more</i>")
     return "<hr>".join(parts)
 
 
+def verify_lines(checks: list) -> list[str]:
+    """One line per ``engine.runs.FileCheck``: "best.pt: FAILED — <why>"."""
+    return [f"{c.name}: {'ok' if c.ok else 'FAILED'} — {c.message}" for c in checks]
+
+
+def _verify_html(checks: list | None) -> str:
+    """A run's verification below its details: a failed file in bold red, the others grey."""
+    if checks is None:
+        return ""
+    bad = sum(not c.ok for c in checks)
+    head = (f'<b style="color:{STATUS_COLORS["damaged"]}">Verify: {bad} problem{"s" if bad != 1 else ""}</b>' if bad
+            else f'<b style="color:{STATUS_COLORS["completed"]}">Verify: every file ok</b>')
+    rows = [f'<span style="color:{STATUS_COLORS["damaged"]}"><b>✗ {_breakable(line)}</b></span>' if not c.ok
+            else f'<span style="color:#555">✓ {_breakable(line)}</span>'
+            for c, line in zip(checks, verify_lines(checks))]
+    return "<br><br>" + "<br>".join([head, *rows])
+
+
+def _breakable(text: str) -> str:
+    """Escaped, with a zero-width space after each _ and / so that run names and paths wrap."""
+    return html.escape(text).replace("_", "_&#8203;").replace("/", "/&#8203;")
+
+
+def verify_summary(results: list) -> str:
+    """One line for [(run path, [FileCheck])]: how many runs were verified, and which failed."""
+    bad = [path.name for path, checks in results if any(not c.ok for c in checks)]
+    runs = f"{len(results)} run{'s' if len(results) != 1 else ''}"
+    if not bad:
+        return f"verified {runs}: every file ok"
+    return f"verified {runs}: problems in {', '.join(bad)} (see the details)"
+
+
 def _run_html(r) -> str:
     color = STATUS_COLORS.get(r.status, "#222")
     lines = [
-        f'<b><span style="color:{r.color}">■</span> {html.escape(r.name).replace("_", "_&#8203;")}</b>',
+        f'<b><span style="color:{r.color}">■</span> {_breakable(r.name)}</b>',
         f'<span style="color:{color}">{html.escape(r.status)}</span>' + (f" — {html.escape(r.reason)}" if r.reason else ""),
     ]
     if r.key_settings():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import shutil
 from pathlib import Path
 
@@ -23,8 +24,7 @@ CRASHED = "2026-11-28_0715_crashed"
 def runs_dir(tmp_path, tiny_runs) -> Path:
     dst = tmp_path / "runs"
     shutil.copytree(tiny_runs, dst)
-    damaged = dst / CRASHED
-    damaged.mkdir()
+    damaged = R.init_run(dst / CRASHED)  # a run (its run.json says so) whose files are damaged
     (damaged / "best.pt").write_bytes(b"\x00garbage" * 50)
     (damaged / "history.json").write_text('{"epochs": [{"epoch": 1, "train_lo')
     return dst
@@ -198,3 +198,91 @@ def test_empty_and_missing_runs_folder(qtbot, tmp_path):
     (tmp_path / "file").write_text("x")
     p.set_runs_dir(tmp_path / "file")
     assert "is a file" in p.message_label.text()
+
+
+def _flip_a_weight_byte(checkpoint: Path) -> None:
+    """Flip one bit inside the checkpoint's largest weight tensor: torch loads it unchanged, only
+    the checksum tells (issue 31, item 9)."""
+    from diffusion_studio.engine.storage.checkpoint import load_checkpoint
+
+    weight = max(load_checkpoint(checkpoint)["weights"].values(), key=lambda t: t.numel())
+    data = bytearray(checkpoint.read_bytes())
+    at = data.find(weight.contiguous().numpy().tobytes())
+    assert at > 0
+    data[at + 8] ^= 0x01
+    checkpoint.write_bytes(bytes(data))
+
+
+def verify(panel, qtbot, names: list[str]) -> None:
+    panel.select_runs(names)
+    assert panel.verify_button.isEnabled()
+    with qtbot.waitSignal(panel.verify_runner.stopped, timeout=30000):
+        panel.verify_button.click()
+        assert not panel.verify_button.isEnabled()  # one verification at a time
+    assert panel.verify_button.isEnabled()
+
+
+def test_verify_reads_every_file_and_shows_a_corrupted_checkpoint_as_failed(panel, qtbot):
+    from diffusion_studio.ui.runs_view import verify_lines
+
+    panel.select_runs([])
+    assert not panel.verify_button.isEnabled()  # nothing selected
+    good, corrupted = good_names(panel)
+    _flip_a_weight_byte(panel.runs_dir / corrupted / "best.pt")
+    panel.refresh()
+    assert table_rows(panel)[corrupted]["Status"] == "completed"  # the list does not read weights
+    verify(panel, qtbot, [good, corrupted])
+
+    text = panel.details.text().replace("&#8203;", "")  # (zero-width spaces let names and paths wrap)
+    for line in verify_lines(R.verify_run(panel.runs_dir / good)):
+        assert line in text
+    assert "best.pt: ok — epoch 2, checksum verified" in text
+    bad = [c for c in R.verify_run(panel.runs_dir / corrupted) if not c.ok]
+    assert [c.name for c in bad] == ["best.pt"] and "is corrupted" in bad[0].message
+    # the failure stands out: its line in bold red in the details, and the footer names the run in red
+    failed_line = verify_lines(bad)[0]
+    assert failed_line.startswith("best.pt: FAILED — ")
+    assert f"<b>✗ {html.escape(failed_line)}</b>" in text
+    assert "Verify: 1 problem" in text and "Verify: every file ok" in text
+    assert panel.message_label.text() == f"verified 2 runs: problems in {corrupted} (see the details)"
+    assert "font-weight: bold" in panel.message_label.styleSheet()
+    # the result shows while the files are as verified, for whichever of them is selected
+    panel.select_runs([corrupted])
+    assert "Verify: 1 problem" in panel.details.text() and "every file ok" not in panel.details.text()
+    (panel.runs_dir / corrupted / "best.pt").write_bytes((panel.runs_dir / corrupted / "last.pt").read_bytes())
+    panel.refresh()
+    assert "Verify:" not in panel.details.text()  # best.pt changed since: verify again
+
+    verify(panel, qtbot, [CRASHED])  # the damaged run: run.json ok, best.pt and history.json FAILED
+    assert "run.json: ok — names the folder a run" in panel.details.text()
+    assert "best.pt: FAILED — " in panel.details.text() and "history.json: FAILED — " in panel.details.text()
+
+
+def test_delete_refuses_a_selection_with_a_running_run_or_a_non_run_in_one_line(panel, qtbot, monkeypatch):
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question",
+                        staticmethod(lambda *a, **k: asked.append(a[2]) or QMessageBox.StandardButton.Yes))
+    first, second = good_names(panel)
+    # a user's folder in the runs folder: listed, but not a run (no run.json), so never deleted
+    thesis = panel.runs_dir / "thesis"
+    (thesis / "src").mkdir(parents=True)
+    (thesis / "src" / "thesis.tex").write_text("precious")
+    shutil.copy2(panel.runs_dir / first / "best.pt", thesis / "best.pt")
+    panel.refresh()
+    panel.select_runs([first, "thesis"])
+    assert panel.delete_button.isEnabled()
+    panel.delete_button.click()
+    message = panel.message_label.text()
+    assert "thesis is not a Diffusion Studio run" in message and "nothing deleted" in message and "\n" not in message
+    assert asked == []  # refused before the confirmation
+    assert (panel.runs_dir / first).is_dir() and (thesis / "src" / "thesis.tex").read_text() == "precious"
+
+    with R.mark_running(panel.runs_dir / second):
+        panel.refresh()
+        panel.select_runs([first, second])
+        assert table_rows(panel)[second]["Status"] == "running" and panel.delete_button.isEnabled()
+        panel.delete_button.click()
+        message = panel.message_label.text()
+        assert message == f"{second} is training; stop it before deleting it; nothing deleted"
+        assert asked == [] and (panel.runs_dir / first).is_dir() and (panel.runs_dir / second).is_dir()
+    assert len(table_rows(panel)) == 4
