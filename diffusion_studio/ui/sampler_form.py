@@ -4,9 +4,16 @@
 for the model it is shown (``show_model``): guidance applies only to a class-conditional
 model, autoguidance only to one with a guide network, and the form says why a control is off.
 Every default comes from ``SamplerConfig()`` (the one source the CLI reads too).
+
+``Provenance`` records what a request was asked of which model, so that pictures on screen
+can say they came from a previous model and an exported PNG carries its origin.
 """
 
 from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field, replace
+from typing import Callable
 
 from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QSpinBox, QWidget
@@ -226,3 +233,53 @@ def describe_model(loaded) -> str:
             + (", EMA weights" if loaded.uses_ema else "")
             + (", class-conditional" if mc.conditional else "")
             + (f", autoguidance guide of {loaded.guide_epochs:.1f} epochs" if loaded.guide is not None else ""))
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What made the pictures on screen: ``source``, the model's label ("run: baseline"), and
+    ``text``, the PNG text chunks an export of them carries (model, checkpoint, sampler as
+    ``SamplerConfig.describe``, seed, n, digit, app version, a description). ``made_by`` is a
+    weak reference to the model handle: a change of model is seen without keeping the old one alive.
+    """
+
+    source: str
+    text: dict = field(default_factory=dict)
+    made_by: Callable[[], object] = lambda: None
+
+    def is_from(self, loaded) -> bool:
+        """Whether ``loaded`` (the current model) made these pictures."""
+        return loaded is not None and self.made_by() is loaded
+
+    def described(self, description: str) -> "Provenance":
+        return replace(self, text={**self.text, "Description": description})
+
+
+def provenance(loaded, source: str, description: str = "", **asked: str) -> Provenance:
+    """The provenance of pictures ``loaded`` (labelled ``source``) makes; ``asked``: the request's
+    settings as text (sampler, seed, n, digit)."""
+    from .. import __version__
+
+    text = {"Software": f"Diffusion Studio {__version__}", "model": source or "current model",
+            "checkpoint": str(loaded.path) if loaded.path is not None else "(not from a file)",
+            "model_details": describe_model(loaded), **asked, "app_version": __version__}
+    if description:
+        text["Description"] = description
+    return Provenance(source or "current model", text, weakref.ref(loaded))
+
+
+def sample_provenance(loaded, source: str, request, description: str = "") -> Provenance:
+    """The provenance of a ``tasks.sample.SampleRequest``'s digits."""
+    if not loaded.model_config.conditional:
+        digit = "none (an unconditional model)"
+    else:
+        digit = "0-9 in turn" if request.digit is None else str(request.digit)
+    return provenance(loaded, source, description, sampler=request.sampler.describe(loaded.schedule.timesteps),
+                      seed=str(request.seed), n=str(request.n), digit=digit)
+
+
+def explore_provenance(loaded, source: str, request) -> Provenance:
+    """The provenance of an interpolation or a guidance sweep: its seeds now, its description
+    (the strip's caption: the sampler, steps, weights and digit) when it is done."""
+    seed = f"{request.seed_a} to {request.seed_b}" if hasattr(request, "seed_a") else str(request.seed)
+    return provenance(loaded, source, seed=seed)

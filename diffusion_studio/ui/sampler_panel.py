@@ -12,16 +12,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import Qt, Signal, Slot
-from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtCore import Qt, Signal, Slot  # noqa: F401 (Qt: the tests reach it here)
+from PySide6.QtWidgets import QFileDialog, QWidget
 
 from ..engine.text import first_line
 from ..tasks.explore import NeighboursRequest, guidance_sweep, interpolate, nearest_neighbours
 from ..engine.device import PrecisionChoice
 from ..tasks.sample import Frame, sample_frames, sampling_precision
 from .imaging import tile
-from .sampler_form import SamplerForm
-from .sampler_view import ExploreBox, FramesView, build_explore_buttons, build_export_buttons
+from .sampler_form import Provenance, SamplerForm, explore_provenance, sample_provenance
+from .sampler_view import ExploreBox, FramesView, build_panel
 from .settings import CHECKPOINT_FOLDER, EXPORT_FOLDER, app_settings
 from .state import AppState
 from .workers import TaskWorker, WorkerRunner
@@ -73,56 +73,29 @@ class SamplerPanel(QWidget):
         self._job_info = ""
         self._export_name = "samples"
         self._what = ""  # the exploration running
+        self.shown: Provenance | None = None  # what made the frames on screen
+        self.explored: Provenance | None = None  # what made the exploration's strip
+        self._exploring: Provenance | None = None  # what will make the strip of the exploration running
         self.form = SamplerForm()
         self.view = FramesView()
         self.explore_box = ExploreBox()
-        self._build()
-        self.form.model_combo.activated.connect(self._on_model_combo)
-        self.form.changed.connect(self._push_sampler_config)
-        state.model_changed.connect(self._on_model_changed)
-        state.model_open_failed.connect(lambda label, reason: self._say(f"Cannot open {label}: {reason}", error=True))
+        build_panel(self)
+        self._connect()
         self._on_model_changed()
 
-    # ------------------------------------------------------------ layout
-    def _build(self) -> None:
-        self.sample_button = QPushButton("Sample", objectName="sampleButton")
-        self.sample_button.setShortcut("Ctrl+R")
-        self.sample_button.clicked.connect(self.sample)
-        self.cancel_button = QPushButton("Cancel", objectName="cancelSampleButton", enabled=False)
-        self.cancel_button.setShortcut("Ctrl+Shift+R")
-        self.cancel_button.setToolTip("Stop sampling before the next step (Ctrl+Shift+R)")
-        self.cancel_button.clicked.connect(self.cancel)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.sample_button, 2)
-        buttons.addWidget(self.cancel_button, 1)
-        self.progress = QProgressBar(objectName="sampleProgress", minimum=0, maximum=1, value=0)
-        self.progress.setFormat("no samples yet")  # "%v / %m steps" once a run starts (not "0 / 1 steps")
-        self.message = QLabel(wordWrap=True, objectName="samplerMessage")
-        self.message.setMinimumHeight(40)
-        self.message.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
-        left = QVBoxLayout()
-        left.addWidget(self.form)
-        left.addLayout(buttons)
-        left.addWidget(self.progress)
-        left.addWidget(self.message)
-        left.addWidget(build_explore_buttons(self))
-        left.addWidget(build_export_buttons(self))
-        left.addStretch(1)
-        left_w = QWidget()
-        left_w.setLayout(left)
-        left_w.setFixedWidth(320)
-        right = QVBoxLayout()
-        right.addWidget(self.view, 1)
-        right.addWidget(self.explore_box)
-        for button, action in ((self.interpolate_button, self.interpolate), (self.sweep_button, self.guidance_sweep),
+    def _connect(self) -> None:
+        for button, action in ((self.sample_button, self.sample), (self.cancel_button, self.cancel),
+                               (self.interpolate_button, self.interpolate), (self.sweep_button, self.guidance_sweep),
                                (self.neighbour_button, self.nearest_neighbours),
                                (self.export_grid_button, self.export_grid), (self.export_strip_button, self.export_strip),
                                (self.export_gif_button, self.export_gif),
                                (self.explore_box.export_button, self.export_explore)):
             button.clicked.connect(lambda _=False, action=action: action())
-        layout = QHBoxLayout(self)
-        layout.addWidget(left_w)
-        layout.addLayout(right, 1)
+        self.form.model_combo.activated.connect(self._on_model_combo)
+        self.form.changed.connect(self._push_sampler_config)
+        self.state.model_changed.connect(self._on_model_changed)
+        self.state.model_open_failed.connect(
+            lambda label, reason: self._say(f"Cannot open {label}: {reason}", error=True))
 
     # ------------------------------------------------------------ the model
     @Slot()
@@ -130,6 +103,25 @@ class SamplerPanel(QWidget):
         self.form.show_model(self.state.model, self.state.model_source, _bundled_models())
         self._update_enabled()
         self._push_sampler_config()  # guidance applies only to what this model has
+        if self._mark_stale() and not self.runner.is_running():
+            self._say(f"The digits shown are from {self._stale_note(self.shown or self.explored)}; "
+                      "sample again for this model's.")
+
+    def _stale_note(self, made: Provenance) -> str:
+        return f"{made.source}, not the current model ({self.state.model_source or 'none'})"
+
+    def _mark_stale(self) -> bool:
+        """Say which model made the pictures on screen: one that is no longer the current model
+        in red (they are kept, and exported with their own provenance). True when any are stale."""
+        stale = []
+        if self.shown is not None:
+            stale.append(not self.shown.is_from(self.state.model))
+            source = self._stale_note(self.shown) if stale[-1] else self.shown.source
+            self.view.set_source(f"From {source}: {self._job_info}", stale=stale[-1])
+        if self.explored is not None:
+            stale.append(not self.explored.is_from(self.state.model))
+            self.explore_box.set_stale(f"From {self._stale_note(self.explored)}" if stale[-1] else "")
+        return any(stale)
 
     @Slot()
     def _push_sampler_config(self, *_args) -> None:
@@ -155,15 +147,9 @@ class SamplerPanel(QWidget):
     def open_checkpoint(self, path: str | Path | None = None, source: str | None = None) -> bool:
         """Open a checkpoint as ``state.model``, off the GUI thread (None asks with a file
         dialog). False when there is no such file; the model arrives by model_changed."""
+        path = Path(path) if path is not None else _ask_checkpoint_path(self)
         if path is None:
-            from ..engine.storage import paths
-
-            start = app_settings().value(CHECKPOINT_FOLDER, "") or str(paths.runs_dir())
-            path, _ = QFileDialog.getOpenFileName(self, "Open checkpoint", start, "Checkpoints (*.pt);;All files (*)")
-            if not path:
-                return False
-            app_settings().setValue(CHECKPOINT_FOLDER, str(Path(path).parent))
-        path = Path(path)
+            return False
         if not path.is_file():
             self._say(f"Cannot open {path.name}: there is no such file", error=True)
             return False
@@ -239,6 +225,8 @@ class SamplerPanel(QWidget):
             return False
         self.view.clear()
         self._job_info, self._export_name = _describe_sampling(request, loaded, steps)
+        self.shown = sample_provenance(loaded, self.state.model_source, request, self._job_info)
+        self.view.set_source(f"From {self.shown.source}: {self._job_info}")
         worker = TaskWorker(_sample_job(loaded, request), "sampling", request=request)
         worker.progress.connect(self._on_progress)
         worker.partial.connect(self._on_partial)
@@ -292,6 +280,8 @@ class SamplerPanel(QWidget):
         else:
             self._outcome = "finished"
             self._say(f"Sampled {self._job_info}: {len(self.frames)} frames kept.")
+        if self._mark_stale():  # the model changed while it sampled
+            self._say(f"{self.message.text()} They are from {self._stale_note(self.shown)}.")
 
     # ---------------------------------------------- interpolation, guidance sweep, neighbours
     def interpolate(self) -> bool:
@@ -301,7 +291,8 @@ class SamplerPanel(QWidget):
         if loaded is None or self.runner.is_running():
             return False
         request = self.form.interpolate_request(self.seed_b_spin.value())
-        return self._explore(lambda ctx: interpolate(loaded, request, ctx), "interpolation", request)
+        return self._explore(lambda ctx: interpolate(loaded, request, ctx), "interpolation", request,
+                             explore_provenance(loaded, self.state.model_source, request))
 
     def guidance_sweep(self) -> bool:
         """One seed and digit at w = 0, 0.5, 1, 2, 4 (class-conditional models); for a model
@@ -314,7 +305,8 @@ class SamplerPanel(QWidget):
             return False
         request = self.form.sweep_request()
         what = "guidance sweep" if self.form.conditional() else "autoguidance sweep"
-        return self._explore(lambda ctx: guidance_sweep(loaded, request, ctx), what, request)
+        return self._explore(lambda ctx: guidance_sweep(loaded, request, ctx), what, request,
+                             explore_provenance(loaded, self.state.model_source, request))
 
     def nearest_neighbours(self) -> bool:
         """For the digits sampled last: their nearest training digits (pixels, classifier
@@ -323,9 +315,12 @@ class SamplerPanel(QWidget):
         if not self.view.finished() or data is None or self.runner.is_running():
             return False
         request = NeighboursRequest(np.asarray(self.frames[-1].x, dtype=np.uint8))
-        return self._explore(lambda ctx: nearest_neighbours(data, request, ctx), "nearest-neighbour check", request)
+        return self._explore(lambda ctx: nearest_neighbours(data, request, ctx), "nearest-neighbour check", request,
+                             self.shown)  # the digits compared are the ones on screen
 
-    def _explore(self, fn, what: str, request) -> bool:
+    def _explore(self, fn, what: str, request, made: Provenance) -> bool:
+        """Start an exploration; ``made``: the provenance its strip will carry."""
+        self._exploring = made
         worker = TaskWorker(fn, f"the {what}", request=request)
         worker.finished.connect(self._on_strip)
         worker.cancelled.connect(self._on_cancelled)
@@ -343,7 +338,10 @@ class SamplerPanel(QWidget):
     def _on_strip(self, strip) -> None:
         self._outcome = "completed"
         self.explore_box.show_strip(strip)
+        self.explored = self._exploring.described(strip.caption)
         self._say(strip.caption[:1].upper() + strip.caption[1:])
+        if self._mark_stale():  # the model changed while it ran
+            self._say(f"{self.message.text()} It is from {self._stale_note(self.explored)}.")
 
     @Slot(str)
     def _on_failed(self, message: str) -> None:
@@ -380,21 +378,20 @@ class SamplerPanel(QWidget):
         return self.frames[-1]
 
     def export_grid(self, path: str | Path | None = None) -> Path | None:
-        """Save the final images as one PNG grid (white 2-px gaps); returns the path."""
-        from ..engine.storage.images import save_png
-
+        """Save the final images as one PNG grid (white 2-px gaps), its provenance in the PNG's
+        text (``Provenance.text``); returns the path."""
         final = self._final()
         if final is None:
             return None
-        return self._export(path, "grid", ".png", lambda p: save_png(tile(final.x, pad=2, pad_value=255), p))
+        grid, text = tile(final.x, pad=2, pad_value=255), self.shown.text
+        return self._export(path, "grid", ".png", lambda p: save_png_with_text(grid, p, text))
 
     def export_strip(self, path: str | Path | None = None) -> Path | None:
-        """Save the t = 300, 100, 50, 20, 0 strip (labelled) as PNG; returns the path."""
-        from ..engine.storage.images import save_png
-
+        """Save the t = 300, 100, 50, 20, 0 strip (labelled) as PNG, with its provenance; returns the path."""
         if self._final() is None:
             return None
-        return self._export(path, "strip", ".png", lambda p: save_png(self.view.strip_array(), p))
+        strip, text = self.view.strip_array(), self.shown.text
+        return self._export(path, "strip", ".png", lambda p: save_png_with_text(strip, p, text))
 
     def export_gif(self, path: str | Path | None = None) -> Path | None:
         """Save the kept frames as an animated GIF: x_t | predicted x_0 side by side,
@@ -409,15 +406,13 @@ class SamplerPanel(QWidget):
                             lambda p: save_gif(animation_frames([(f.x, f.x0) for f in frames]), p))
 
     def export_explore(self, path: str | Path | None = None) -> Path | None:
-        """Save the latest interpolation, sweep or neighbour strip as PNG; returns the path."""
-        from ..engine.storage.images import save_png
-
+        """Save the latest interpolation, sweep or neighbour strip as PNG, with its provenance; returns the path."""
         box = self.explore_box
         if box.strip is None:
             self._say("Nothing to export yet: run an interpolation or a guidance sweep first.", error=True)
             return None
-        picture = box.picture()
-        return self._export(path, "strip", ".png", lambda p: save_png(picture, p), name=box.strip.name)
+        picture, text = box.picture(), self.explored.text
+        return self._export(path, "strip", ".png", lambda p: save_png_with_text(picture, p, text), name=box.strip.name)
 
     def _export(self, path, what: str, suffix: str, write, name: str | None = None) -> Path | None:
         """Ask for the file (when ``path`` is None), write it, and say what happened."""
@@ -459,6 +454,32 @@ def _describe_sampling(request, loaded, steps: int) -> tuple[str, str]:
             + ("" if digit is None else (f"-digit{digit}" if digit >= 0 else "-digits") + f"-w{sampler.guidance:g}")
             + (f"-ag{sampler.autoguidance:g}" if autoguided else "") + f"-seed{seed}")
     return info, name
+
+
+def save_png_with_text(array: np.ndarray, path: str | Path, text: dict) -> Path:
+    """``engine.storage.images.save_png`` with PNG text chunks (``text``: str -> str; iTXt where a
+    value is not Latin-1), written by the same atomic writer."""
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    from ..engine.storage.atomic import write_atomic
+
+    info = PngInfo()
+    for key, value in text.items():
+        info.add_text(key, str(value))
+    return write_atomic(path, lambda f: Image.fromarray(array).save(f, format="PNG", pnginfo=info))
+
+
+def _ask_checkpoint_path(parent: QWidget) -> Path | None:
+    """A checkpoint chosen in a file dialog opened in the last folder used (None: cancelled)."""
+    from ..engine.storage import paths
+
+    start = app_settings().value(CHECKPOINT_FOLDER, "") or str(paths.runs_dir())
+    path, _ = QFileDialog.getOpenFileName(parent, "Open checkpoint", start, "Checkpoints (*.pt);;All files (*)")
+    if not path:
+        return None
+    app_settings().setValue(CHECKPOINT_FOLDER, str(Path(path).parent))
+    return Path(path)
 
 
 def _export_path(parent: QWidget, path, what: str, suffix: str, name: str) -> Path | None:

@@ -2,9 +2,10 @@
 scrubbed without recomputing; the t = 300, 100, 50, 20, 0 strip; an exploration's strip.
 
 ``FramesView`` holds the kept frames (``tasks.sample.Frame``: t, x_t and predicted x_0 as
-uint8) and shows one at a time; ``ExploreBox`` shows an interpolation, a guidance sweep or
-the nearest training digits (a ``tasks.explore.Strip``). ``build_explore_buttons`` and
-``build_export_buttons`` lay out the panel's buttons for them.
+uint8) and shows one at a time, under a line saying which model made them; ``ExploreBox``
+shows an interpolation, a guidance sweep or the nearest training digits (a
+``tasks.explore.Strip``). Either says so, in red, when its pictures are from a model that is
+no longer the current one. ``build_panel`` lays out the Sampler panel around them.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QFormLayout,
+    QProgressBar,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QSlider,
     QSpinBox,
     QStyle,
@@ -31,6 +34,32 @@ from .widgets import ImageView
 
 PLAY_FPS = 12
 STRIP_ROWS = 4  # samples shown in the strip
+STALE_STYLE = "color: #b00020; font-weight: bold;"
+
+
+class ElidedLabel(QLabel):
+    """One line that never widens its layout: the text is cut with "…" to the width it gets,
+    and shown whole in the tooltip."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._full = ""
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+
+    def set_full_text(self, text: str) -> None:
+        self._full = text
+        self.setToolTip(text)
+        self._elide()
+
+    def full_text(self) -> str:
+        return self._full
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
+        self.setText(self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight, max(1, self.width())))
 
 
 class FramesView(QWidget):
@@ -40,6 +69,8 @@ class FramesView(QWidget):
     show_live(t, x, x0): a frame of a run still sampling (not kept here).
     show_frame(i): frame i (0 = x_T); play() / pause() / toggle_play(): animate them.
     strip_frames(): the frames nearest to the strip's timesteps.
+    set_source(text, stale): the line above them: which model made them (in red when stale);
+    ``stale`` says which.
     Signal ``playing_changed(bool)``.
     """
 
@@ -55,6 +86,7 @@ class FramesView(QWidget):
         self.play_timer.timeout.connect(self._advance)
 
     def _build(self) -> None:
+        self.source_label = ElidedLabel(objectName="framesSource")
         self.xt_view = ImageView("x_t appears here")
         self.xt_view.setObjectName("xtView")
         self.x0_view = ImageView("predicted x_0")
@@ -94,9 +126,17 @@ class FramesView(QWidget):
         QVBoxLayout(strip_box).addWidget(self.strip_view)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.source_label)
         layout.addLayout(views, 1)
         layout.addLayout(playback)
         layout.addWidget(strip_box)
+        self.set_source("")
+
+    def set_source(self, text: str, stale: bool = False) -> None:
+        """What made the frames ("Sampled by …"); ``stale``: a model that is no longer the current one."""
+        self.stale = stale
+        self.source_label.setStyleSheet(STALE_STYLE if stale else "color: palette(mid);")
+        self.source_label.set_full_text(text)
 
     # ------------------------------------------------------------ frames
     def clear(self) -> None:
@@ -231,12 +271,55 @@ class ExploreBox(QGroupBox):
         picture = self.picture()
         self.view.setFixedHeight(min(2 * picture.shape[0], 150) + 8)  # two screen pixels per pixel, at most 150
         self.view.set_array(picture)
-        self.caption.setText(strip.caption)
+        self.set_stale("")
         self.setVisible(True)
+
+    def set_stale(self, note: str) -> None:
+        """``note`` ("From …, not the current model"): the strip is from a previous model, and its
+        caption says so first, in red; "": the current model's, the caption alone."""
+        if self.strip is not None:
+            self.caption.setStyleSheet((STALE_STYLE if note else "color: palette(mid);") + " font-size: 11px;")
+            self.caption.setText(f"{note}: {self.strip.caption}" if note else self.strip.caption)
 
     def picture(self) -> np.ndarray:
         """The strip as one uint8 image (white 2-px gaps), as the export writes it."""
         return tile(self.strip.images, ncols=self.strip.columns, pad=2, pad_value=255)
+
+
+def build_panel(panel) -> None:
+    """The Sampler panel's layout, made as its attributes: on the left its form, Sample and
+    Cancel, the progress bar, the message line, the exploration and export boxes; on the
+    right its ``view`` (FramesView) above its ``explore_box`` (ExploreBox)."""
+    panel.sample_button = QPushButton("Sample", objectName="sampleButton")
+    panel.sample_button.setShortcut("Ctrl+R")
+    panel.cancel_button = QPushButton("Cancel", objectName="cancelSampleButton", enabled=False)
+    panel.cancel_button.setShortcut("Ctrl+Shift+R")
+    panel.cancel_button.setToolTip("Stop sampling before the next step (Ctrl+Shift+R)")
+    buttons = QHBoxLayout()
+    buttons.addWidget(panel.sample_button, 2)
+    buttons.addWidget(panel.cancel_button, 1)
+    panel.progress = QProgressBar(objectName="sampleProgress", minimum=0, maximum=1, value=0)
+    panel.progress.setFormat("no samples yet")  # "%v / %m steps" once a run starts (not "0 / 1 steps")
+    panel.message = QLabel(wordWrap=True, objectName="samplerMessage")
+    panel.message.setMinimumHeight(40)
+    panel.message.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+    left = QVBoxLayout()
+    left.addWidget(panel.form)
+    left.addLayout(buttons)
+    left.addWidget(panel.progress)
+    left.addWidget(panel.message)
+    left.addWidget(build_explore_buttons(panel))
+    left.addWidget(build_export_buttons(panel))
+    left.addStretch(1)
+    left_w = QWidget()
+    left_w.setLayout(left)
+    left_w.setFixedWidth(320)
+    right = QVBoxLayout()
+    right.addWidget(panel.view, 1)
+    right.addWidget(panel.explore_box)
+    layout = QHBoxLayout(panel)
+    layout.addWidget(left_w)
+    layout.addLayout(right, 1)
 
 
 def build_explore_buttons(panel) -> QGroupBox:

@@ -403,3 +403,67 @@ def test_dpm_solver_takes_its_own_steps_and_no_eta(qtbot, panel):
     assert panel.form.clip_check.isChecked() is SamplerConfig(kind="ddim").clips_x0 is False
     panel.form.sampler_combo.setCurrentIndex(panel.form.sampler_combo.findData("ddpm"))
     assert not panel.form.steps_spin.isEnabled() and not panel.form.eta_spin.isEnabled()
+
+
+def png_text(path) -> dict:
+    with Image.open(path) as im:
+        im.load()
+        return dict(im.text)
+
+
+def test_exports_carry_their_provenance_and_a_new_model_marks_the_old_digits(qtbot, panel, tmp_path,
+                                                                            tiny_conditional_checkpoint):
+    """Issue 31, item 16: the old model's digits never stay on screen under the new model's
+    name, and an exported grid or strip says in its PNG text what made it."""
+    from diffusion_studio import __version__
+
+    panel.form.seed_spin.setValue(7)
+    assert run_sampling(qtbot, panel, n=4) == "finished"
+    assert not panel.view.stale and panel.view.source_label.full_text().startswith("From trained: tiny: 4 images")
+    config = panel.sampler_config()
+    expected = {"model": "trained: tiny", "sampler": config.describe(10), "seed": "7", "n": "4",
+                "digit": "none (an unconditional model)", "app_version": __version__,
+                "Software": f"Diffusion Studio {__version__}", "checkpoint": str(panel.state.model.path)}
+    grid = png_text(panel.export_grid(tmp_path / "grid.png"))
+    assert {k: grid.get(k) for k in expected} == expected and "4 images" in grid["Description"]
+    assert "U-Net base 4" in grid["model_details"]
+    with qtbot.waitSignal(panel.sampling_finished, timeout=60000):
+        assert panel.interpolate()
+    assert png_text(panel.export_explore(tmp_path / "interp.png"))["model"] == "trained: tiny"
+
+    panel.state.set_model(load_model(tiny_conditional_checkpoint), "trained: tiny conditional")
+    stale = "From trained: tiny, not the current model (trained: tiny conditional)"
+    assert panel.view.stale and panel.view.source_label.full_text().startswith(stale + ": 4 images")
+    assert "color: #b00020" in panel.view.source_label.styleSheet()
+    assert panel.explore_box.caption.text().startswith(stale + ": seed 7 → seed 1")
+    assert "from trained: tiny, not the current model" in panel.message.text()
+    assert panel.form.model_combo.itemText(0) == "trained: tiny conditional"
+    # still exportable, and still saying what made them
+    strip = png_text(panel.export_strip(tmp_path / "strip.png"))
+    assert {k: strip.get(k) for k in expected} == expected
+    interp = png_text(panel.export_explore(tmp_path / "interp2.png"))
+    assert interp["model"] == "trained: tiny" and interp["seed"] == "7 to 1"
+    assert interp["Description"].startswith("seed 7 → seed 1")  # the caption (iTXt: not Latin-1)
+
+    # the new model's digits are its own again
+    panel.form.digit_combo.setCurrentIndex(panel.form.digit_combo.findData(5))
+    assert run_sampling(qtbot, panel, n=3) == "finished"
+    assert not panel.view.stale and panel.view.source_label.full_text().startswith("From trained: tiny conditional:")
+    grid = png_text(panel.export_grid(tmp_path / "grid5.png"))
+    assert (grid["model"], grid["digit"], grid["n"]) == ("trained: tiny conditional", "5", "3")
+
+
+def test_a_model_opened_while_sampling_leaves_the_digits_marked_as_the_old_models(qtbot, panel, monkeypatch,
+                                                                                  tiny_conditional_checkpoint):
+    monkeypatch.setattr(sp, "sample_frames", slow_sample_frames)
+    panel.form.count_spin.setValue(2)
+    with qtbot.waitSignal(panel.sampling_finished, timeout=30000) as blocker:
+        panel.sample_button.click()
+        qtbot.waitUntil(lambda: panel.progress.value() >= 1, timeout=5000)
+        panel.state.set_model(load_model(tiny_conditional_checkpoint), "trained: tiny conditional")
+        assert panel.view.stale  # the live frames already say so
+    assert blocker.args == ["finished"] and panel.frames[-1].t == 0
+    assert panel.view.stale and "From trained: tiny, not the current model" in panel.view.source_label.full_text()
+    assert panel.message.text().startswith("Sampled 2 images")
+    assert panel.message.text().endswith("They are from trained: tiny, not the current model "
+                                         "(trained: tiny conditional).")
