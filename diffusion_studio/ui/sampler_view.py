@@ -15,11 +15,11 @@ from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QFormLayout,
-    QProgressBar,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QProgressBar,
     QPushButton,
     QSizePolicy,
     QSlider,
@@ -69,8 +69,8 @@ class FramesView(QWidget):
     show_live(t, x, x0): a frame of a run still sampling (not kept here).
     show_frame(i): frame i (0 = x_T); play() / pause() / toggle_play(): animate them.
     strip_frames(): the frames nearest to the strip's timesteps.
-    set_source(text, stale): the line above them: which model made them (in red when stale);
-    ``stale`` says which.
+    set_source(text, stale): the line above them: which model made them, in red when it is no
+    longer the current model (the attribute ``stale`` keeps which).
     Signal ``playing_changed(bool)``.
     """
 
