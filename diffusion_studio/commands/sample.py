@@ -30,7 +30,7 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..engine.text import guided_above
     from ..tasks.context import TaskContext
-    from ..tasks.models import open_model
+    from ..tasks.models import ModelRef, open_model
     from ..tasks.sample import SampleRequest, check_output, sample_to_file, sampling_precision
 
     from ..cli import CLIError
@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     bar = progress_bar(steps * ((args.n + args.batch_size - 1) // args.batch_size), f"{args.sampler}")
     try:
         result = sample_to_file(loaded, request, args.out,
-                                TaskContext(on_progress=lambda stage, done, total: advance_to(bar, done)))
+                                TaskContext(on_progress=lambda stage, done, total: advance_to(bar, done)),
+                                label=ModelRef.of(args.checkpoint).label)
     finally:
         bar.close()
     print(f"wrote {args.n} images to {result.path}")

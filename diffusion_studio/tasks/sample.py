@@ -111,16 +111,43 @@ def check_output(out: str | os.PathLike) -> Path:
     return out
 
 
+def provenance_text(model: LoadedModel, label: str, description: str = "", **settings: str) -> dict:
+    """What made a picture, as PNG text chunks: the app, the model (``label`` and its file) and
+    the request's ``settings`` (sampler, seed, n, digit), and a description."""
+    from .. import __version__
+
+    text = {"Software": f"Diffusion Studio {__version__}", "model": label or "current model",
+            "checkpoint": str(model.path) if model.path is not None else "(not from a file)",
+            **settings, "app_version": __version__}
+    if description:
+        text["Description"] = description
+    return text
+
+
+def sample_settings(model: LoadedModel, request: SampleRequest) -> dict:
+    """A SampleRequest's settings as text: the sampler as ``SamplerConfig.describe``, seed, n, digit."""
+    if not model.model_config.conditional:
+        digit = "none (an unconditional model)"
+    else:
+        digit = "0-9 in turn" if request.digit is None else str(request.digit)
+    return {"sampler": request.sampler.describe(model.schedule.timesteps), "seed": str(request.seed),
+            "n": str(request.n), "digit": digit}
+
+
 def sample_to_file(model: LoadedModel, request: SampleRequest, out: str | os.PathLike,
-                   ctx: TaskContext | None = None) -> SampleResult:
-    """``sample_images``, written to ``out``: a PNG grid or an NPZ (key "images", uint8).
-    The output is checked before minutes of sampling."""
+                   ctx: TaskContext | None = None, *, label: str = "") -> SampleResult:
+    """``sample_images``, written to ``out``: a PNG grid (its text chunks say what made it:
+    ``provenance_text``) or an NPZ (key "images", uint8). The output is checked before minutes
+    of sampling."""
     from ..engine.storage.images import save_grid, save_npz
 
     out = check_output(out)
     result = sample_images(model, request, ctx)
     out.parent.mkdir(parents=True, exist_ok=True)
-    (save_grid if out.suffix.lower() == ".png" else save_npz)(result.images, out)
+    if out.suffix.lower() == ".png":
+        save_grid(result.images, out, text=provenance_text(model, label, **sample_settings(model, request)))
+    else:
+        save_npz(result.images, out)
     return SampleResult(result.images, result.labels, result.precision, out)
 
 

@@ -258,24 +258,17 @@ class Provenance:
 def provenance(loaded, source: str, description: str = "", **asked: str) -> Provenance:
     """The provenance of pictures ``loaded`` (labelled ``source``) makes; ``asked``: the request's
     settings as text (sampler, seed, n, digit)."""
-    from .. import __version__
+    from ..tasks.sample import provenance_text
 
-    text = {"Software": f"Diffusion Studio {__version__}", "model": source or "current model",
-            "checkpoint": str(loaded.path) if loaded.path is not None else "(not from a file)",
-            "model_details": describe_model(loaded), **asked, "app_version": __version__}
-    if description:
-        text["Description"] = description
+    text = provenance_text(loaded, source, description, model_details=describe_model(loaded), **asked)
     return Provenance(source or "current model", text, weakref.ref(loaded))
 
 
 def sample_provenance(loaded, source: str, request, description: str = "") -> Provenance:
     """The provenance of a ``tasks.sample.SampleRequest``'s digits."""
-    if not loaded.model_config.conditional:
-        digit = "none (an unconditional model)"
-    else:
-        digit = "0-9 in turn" if request.digit is None else str(request.digit)
-    return provenance(loaded, source, description, sampler=request.sampler.describe(loaded.schedule.timesteps),
-                      seed=str(request.seed), n=str(request.n), digit=digit)
+    from ..tasks.sample import sample_settings
+
+    return provenance(loaded, source, description, **sample_settings(loaded, request))
 
 
 def explore_provenance(loaded, source: str, request) -> Provenance:

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QFileDialog, QWidget
 from ..engine.text import first_line
 from ..tasks.explore import NeighboursRequest, guidance_sweep, interpolate, nearest_neighbours
 from ..engine.device import PrecisionChoice
+from ..engine.storage.images import save_png
 from ..tasks.sample import Frame, sample_frames, sampling_precision
 from .imaging import tile
 from .sampler_form import Provenance, SamplerForm, explore_provenance, sample_provenance
@@ -384,14 +385,14 @@ class SamplerPanel(QWidget):
         if final is None:
             return None
         grid, text = tile(final.x, pad=2, pad_value=255), self.shown.text
-        return self._export(path, "grid", ".png", lambda p: save_png_with_text(grid, p, text))
+        return self._export(path, "grid", ".png", lambda p: save_png(grid, p, text))
 
     def export_strip(self, path: str | Path | None = None) -> Path | None:
         """Save the t = 300, 100, 50, 20, 0 strip (labelled) as PNG, with its provenance; returns the path."""
         if self._final() is None:
             return None
         strip, text = self.view.strip_array(), self.shown.text
-        return self._export(path, "strip", ".png", lambda p: save_png_with_text(strip, p, text))
+        return self._export(path, "strip", ".png", lambda p: save_png(strip, p, text))
 
     def export_gif(self, path: str | Path | None = None) -> Path | None:
         """Save the kept frames as an animated GIF: x_t | predicted x_0 side by side,
@@ -412,7 +413,7 @@ class SamplerPanel(QWidget):
             self._say("Nothing to export yet: run an interpolation or a guidance sweep first.", error=True)
             return None
         picture, text = box.picture(), self.explored.text
-        return self._export(path, "strip", ".png", lambda p: save_png_with_text(picture, p, text), name=box.strip.name)
+        return self._export(path, "strip", ".png", lambda p: save_png(picture, p, text), name=box.strip.name)
 
     def _export(self, path, what: str, suffix: str, write, name: str | None = None) -> Path | None:
         """Ask for the file (when ``path`` is None), write it, and say what happened."""
@@ -454,20 +455,6 @@ def _describe_sampling(request, loaded, steps: int) -> tuple[str, str]:
             + ("" if digit is None else (f"-digit{digit}" if digit >= 0 else "-digits") + f"-w{sampler.guidance:g}")
             + (f"-ag{sampler.autoguidance:g}" if autoguided else "") + f"-seed{seed}")
     return info, name
-
-
-def save_png_with_text(array: np.ndarray, path: str | Path, text: dict) -> Path:
-    """``engine.storage.images.save_png`` with PNG text chunks (``text``: str -> str; iTXt where a
-    value is not Latin-1), written by the same atomic writer."""
-    from PIL import Image
-    from PIL.PngImagePlugin import PngInfo
-
-    from ..engine.storage.atomic import write_atomic
-
-    info = PngInfo()
-    for key, value in text.items():
-        info.add_text(key, str(value))
-    return write_atomic(path, lambda f: Image.fromarray(array).save(f, format="PNG", pnginfo=info))
 
 
 def _ask_checkpoint_path(parent: QWidget) -> Path | None:

@@ -131,6 +131,10 @@ def test_sample_png_and_npz(trained_run, tmp_path):
     assert r.returncode == 0, r.stderr
     grid = Image.open(tmp_path / "s.png")
     assert grid.size == (2 * 28 + 3 * 2, 2 * 28 + 3 * 2)  # make_grid: 2x2 with padding 2
+    # the grid says what made it (issue 31, item 16), as the Sampler panel's exports do
+    assert grid.text["model"] == f"{out.name}/best.pt" and grid.text["checkpoint"] == str(out / "best.pt")
+    assert grid.text["sampler"].startswith("DDPM (Algorithm 2), all 10 steps")
+    assert (grid.text["seed"], grid.text["n"]) == ("0", "4") and grid.text["app_version"]
 
 
 def test_noise_strip(tiny_mnist, tmp_path):

@@ -30,17 +30,23 @@ def grid(images, nrow: int | None = None, padding: int = 2, pad_value: float = 1
     return (g[0] * 255).round().to(torch.uint8).numpy()
 
 
-def save_png(array: np.ndarray, path: str | os.PathLike) -> Path:
+def save_png(array: np.ndarray, path: str | os.PathLike, text: dict | None = None) -> Path:
+    """Write a uint8 picture as a PNG, atomically; ``text`` (str -> value) goes into its text chunks
+    (the provenance of exported digits: model, sampler, seed)."""
     from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
 
     from .atomic import write_atomic
 
-    return write_atomic(path, lambda f: Image.fromarray(array).save(f, format="PNG"))
+    info = PngInfo()
+    for key, value in (text or {}).items():
+        info.add_text(key, str(value))
+    return write_atomic(path, lambda f: Image.fromarray(array).save(f, format="PNG", pnginfo=info))
 
 
-def save_grid(images, path: str | os.PathLike, nrow: int | None = None) -> Path:
-    """Save (N, 1, H, W) images in [-1, 1] as a PNG grid."""
-    return save_png(grid(images, nrow=nrow), path)
+def save_grid(images, path: str | os.PathLike, nrow: int | None = None, text: dict | None = None) -> Path:
+    """Save (N, 1, H, W) images in [-1, 1] as a PNG grid (``text``: as ``save_png``)."""
+    return save_png(grid(images, nrow=nrow), path, text)
 
 
 def save_npz(images, path: str | os.PathLike) -> Path:
