@@ -70,6 +70,7 @@ def test_early_stopping_on_a_flat_curve_restores_best(tiny_data, tmp_path, monke
     assert torch.equal(best["weights"]["out.weight"], snapshot["out.weight"])
 
 
+@pytest.mark.slow  # a few seconds: the full suite runs it, the fast tier stays under 90 s
 def test_a_resume_may_wait_longer_than_the_run_did(tiny_data, tmp_path, monkeypatch):
     """A run that stopped early continues when resumed with a larger patience (the one setting
     besides epochs a resume may raise: its warm restart can keep validation above the old best
@@ -393,6 +394,7 @@ def test_recalibrating_a_finished_model_uses_the_training_split(tiny_data):
 
 
 # ---------------------------------------------------------------- time budget
+@pytest.mark.slow  # a few seconds: the full suite runs it, the fast tier stays under 90 s
 def test_time_budget_validates_what_it_has_and_keeps_best(tiny_data, tmp_path, monkeypatch):
     """A budget that ends mid-epoch: the partial epoch is validated, best.pt is written and
     loadable, and history.json says the budget ended the run."""

@@ -224,6 +224,7 @@ def _run_app(args, env_extra, timeout=180):
     )
 
 
+@pytest.mark.slow  # a few seconds: the full suite runs it, the fast tier stays under 90 s
 def test_app_main_smoke_with_missing_data_quits_cleanly(tmp_path):
     """`diffusion-studio --data EMPTY` opens, shows the missing-data page, quits by itself: no traceback."""
     proc = _run_app(

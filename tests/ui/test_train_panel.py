@@ -189,6 +189,7 @@ def test_refuses_to_overwrite_a_run_and_bad_resume(qtbot, panel, tmp_path):
     qtbot.waitUntil(lambda: not panel.is_training(), timeout=10000)
 
 
+@pytest.mark.slow  # a few seconds: the full suite runs it, the fast tier stays under 90 s
 def test_continue_from_a_checkpoint_trains_a_new_run_on_from_its_epochs(qtbot, panel, tmp_path):
     """Continue from…: a new run from an exported checkpoint (no optimizer state, as the bundled
     models), with its settings shown in the form, its curve kept and its epochs counted on."""
