@@ -56,6 +56,18 @@ DEFAULT_PATIENCE = 5
 DEFAULT_TIMESTEPS = 300
 # the linear schedule rescaled by 1000/T, so that x_T is noise (docs/quality.md, "x_T is not noise")
 DEFAULT_SCHEDULE = "rescaled_linear"
+# the Training form's time budget: the measured 15-minute recipe, which gives FD 1.5x the real-data
+# floor and 94.8% confident digits at w = 0.1 (Xeon, fp32, 1.66 epochs; docs/quality.md, "Quality per
+# CPU minute"). The train command keeps no budget unless --max-minutes is given.
+DEFAULT_GUI_BUDGET_MINUTES = 15
+# the default recipe's measured epoch on that Xeon in fp32 (15 min / 1.66 epochs), for the form's
+# estimate of a run without a budget
+DEFAULT_EPOCH_SECONDS = 15 * 60 / 1.66
+# the Training panel's "Watch it learn" run: long enough for a few previews of recognisable strokes
+DEMO_BUDGET_MINUTES = 2
+# a run with previews shows one from the EMA weights after this many steps (0: none), not only at
+# the first epoch's end (7.5 minutes on that Xeon)
+DEFAULT_PREVIEW_FIRST_STEPS = 200
 PRECISIONS = ("auto", "fp32", "bf16")
 SCHEDULE_KINDS = ("linear", "cosine", "rescaled_linear")
 LR_SCHEDULES = ("constant", "cosine")

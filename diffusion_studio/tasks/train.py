@@ -23,6 +23,7 @@ from typing import Any, Iterator, Literal
 import numpy as np
 
 from ..engine import runs as R
+from ..engine.defaults import DEFAULT_PREVIEW_FIRST_STEPS
 from ..engine.diffusion.schedule import ScheduleConfig
 from ..engine.diffusion.unet import UNetConfig
 from ..engine.training.config import Record, TrainConfig
@@ -47,6 +48,8 @@ class TrainRequest:
         changes (``preset`` then only names the recipe they came from).
     out: the run folder of a new or continued run (None: a new folder in ``runs_dir``).
     max_minutes: a wall-clock budget. preview_every: epochs between preview digits (0: none).
+    preview_first_steps: with previews on, one more after this many steps of the run (0: none),
+        so a learner sees digits long before the first epoch ends.
     """
 
     mode: Mode = "new"
@@ -67,6 +70,7 @@ class TrainRequest:
     preview_every: int = 0
     preview_count: int = 8
     preview_steps: int = 20
+    preview_first_steps: int = DEFAULT_PREVIEW_FIRST_STEPS
 
     def __post_init__(self) -> None:
         if self.mode not in ("new", "resume", "continue"):
@@ -155,11 +159,14 @@ def prepare_run_dir(out: str | os.PathLike | None, description: str, *,
 
 @dataclass(frozen=True)
 class PreviewRecord:
-    """Digits sampled (DDIM) from the weights being trained: (K, 28, 28) uint8."""
+    """Digits sampled (DDIM) from the weights being trained (the EMA copy when EMA is on):
+    (K, 28, 28) uint8. step: the run's steps so far for an early preview, 0 for one at an
+    epoch's end (or of the restored best weights)."""
 
     epoch: int
     images: np.ndarray
     kind: str = "preview"
+    step: int = 0
 
 
 def _rank() -> int:
@@ -198,15 +205,22 @@ def train(request: TrainRequest, plan: TrainPlan, data, ctx: TaskContext | None 
 
 def _records_with_previews(trainer, request: TrainRequest, ctx: TaskContext) -> Iterator[Record]:
     every = request.preview_every
+    first = request.preview_first_steps if every else 0
+    steps = 0
     for record in trainer.run():
         yield record
-        if record.kind == "epoch" and every and record.epoch % every == 0 and not ctx.should_stop():
+        if record.kind == "step":
+            steps += 1
+            if steps == first and record.step < record.steps_per_epoch and not ctx.should_stop():
+                yield from _preview(trainer, request, record.epoch, ctx, after_steps=steps)
+        elif record.kind == "epoch" and every and record.epoch % every == 0 and not ctx.should_stop():
             yield from _preview(trainer, request, record.epoch, ctx)
         elif record.kind == "finished" and every and record.best_epoch and record.reason != "stopped":
             yield from _preview(trainer, request, record.best_epoch, ctx)  # the restored best weights
 
 
-def _preview(trainer, request: TrainRequest, epoch: int, ctx: TaskContext) -> Iterator[PreviewRecord]:
+def _preview(trainer, request: TrainRequest, epoch: int, ctx: TaskContext,
+             after_steps: int = 0) -> Iterator[PreviewRecord]:
     from ..engine.diffusion.sampling import sample_steps
     from ..engine.diffusion.scheduling import SamplerConfig
     from ..engine.storage.data import to_uint8
@@ -220,4 +234,4 @@ def _preview(trainer, request: TrainRequest, epoch: int, ctx: TaskContext) -> It
             return
         x = step.x
     if x is not None:
-        yield PreviewRecord(epoch, to_uint8(x).numpy())
+        yield PreviewRecord(epoch, to_uint8(x).numpy(), step=after_steps)

@@ -81,6 +81,23 @@ def test_training_starts_with_a_record_that_says_everything_and_previews_on_requ
     assert "resuming at epoch 3" in first.describe()
 
 
+def test_an_early_preview_comes_after_the_first_steps_from_the_ema_weights(tiny_data, tmp_path):
+    """A learner sees digits after a few hundred steps, not only when the first epoch ends."""
+    request = TrainRequest(settings={"epochs": 1, "batch_size": 25, "precision": "fp32", "ema_decay": 0.9},
+                           width=4, timesteps=10, preset="plain", out=tmp_path / "run", preview_every=1,
+                           preview_count=2, preview_steps=2, preview_first_steps=2)
+    records = list(train(request, plan_train(request), tiny_data))
+    kinds = [r.kind for r in records]
+    early = records[kinds.index("preview")]
+    assert early.step == 2 and early.epoch == 1 and early.images.shape == (2, 28, 28)
+    assert kinds[:kinds.index("preview")].count("step") == 2  # right after the second step
+    assert kinds.index("preview") < kinds.index("epoch")
+    assert TrainRequest().preview_first_steps > 0  # on by default, where previews are on
+    quiet = TrainRequest(settings={"epochs": 1, "batch_size": 25, "precision": "fp32"}, width=4, timesteps=10,
+                         preset="plain", out=tmp_path / "quiet", preview_first_steps=2)
+    assert not [r for r in train(quiet, plan_train(quiet), tiny_data) if r.kind == "preview"]  # the CLI's
+
+
 def test_a_refused_plan_leaves_no_run_folder_behind(tmp_path):
     """Everything is checked before anything is written (the GUI used to make the folder first)."""
     runs = tmp_path / "runs"
@@ -130,3 +147,33 @@ def test_a_digit_asked_of_an_unconditional_model_is_refused(bundled_default):
     with pytest.raises(ValueError, match=r"number of images must lie in 1\.\.1,000,000"):
         SampleRequest(n=10**20)
     assert torch.equal(SampleRequest(n=3).labels(open_model("default-conditional", "cpu")), torch.tensor([0, 1, 2]))
+
+
+# ------------------------------------------------------------------ issue 32, item 6: the model's view
+@pytest.fixture(scope="module")
+def bundled_conditional():
+    return open_model("default-conditional", "cpu")
+
+
+def test_the_models_view_gives_a_conditional_model_the_digits_labels(bundled_conditional, bundled_default, tiny_data):
+    """A class-conditional model's view of x_t is computed with each digit's label (without it a 7
+    at t = 151 was "predicted" as a 9); an unconditional model ignores the labels."""
+    from diffusion_studio.engine.storage.data import to_model_range
+    from diffusion_studio.tasks.explore import ModelViewRequest, model_view
+
+    x0 = to_model_range(tiny_data.images("train")[:4].unsqueeze(1))
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
+    labels = tiny_data.labels("train")[:4].numpy()
+    given = model_view(bundled_conditional, ModelViewRequest(x0, noise, 151, labels))
+    blind = model_view(bundled_conditional, ModelViewRequest(x0, noise, 151))
+    assert given["conditioned"] and not blind["conditioned"]
+    assert not np.allclose(given["mse"], blind["mse"])
+    tt = torch.full((4,), 151, dtype=torch.long)
+    x_t = bundled_conditional.schedule.q_sample(x0, tt, noise)
+    with torch.inference_mode():
+        eps = bundled_conditional.model(x_t, tt, torch.as_tensor(labels))
+    np.testing.assert_allclose(given["mse"], (eps - noise).pow(2).mean(dim=(1, 2, 3)).numpy(), rtol=1e-4, atol=1e-6)
+    plain = model_view(bundled_default, ModelViewRequest(x0, noise, 151, labels))
+    assert not plain["conditioned"]
+    with pytest.raises(ValueError, match="one label per digit"):
+        model_view(bundled_conditional, ModelViewRequest(x0, noise, 151, labels[:2]))
