@@ -280,28 +280,43 @@ def identity_curve(model: LoadedModel, request: IdentityCurveRequest, data,
 # ------------------------------------------------------------------ the model's view
 @dataclass(frozen=True)
 class ModelViewRequest:
-    """x0, noise: (K, 1, 28, 28) float, x0 in [-1, 1]; t in 1..T."""
+    """x0, noise: (K, 1, 28, 28) float, x0 in [-1, 1]; t in 1..T; ``labels`` (K,) the digits'
+    labels, which a class-conditional model is given (an unconditional one ignores them)."""
 
     x0: torch.Tensor
     noise: torch.Tensor
     t: int
+    labels: np.ndarray | None = None
+
+    def conditioning(self, model: LoadedModel) -> torch.Tensor | None:
+        """The (K,) labels ``model`` is given: None for an unconditional model or without labels."""
+        if not model.model_config.conditional or self.labels is None:
+            return None
+        labels = torch.as_tensor(np.asarray(self.labels), dtype=torch.long).reshape(-1)
+        if len(labels) != len(self.x0):
+            raise ValueError(f"{len(labels)} labels for {len(self.x0)} digits: give one label per digit")
+        return labels
 
 
 def model_view(model: LoadedModel, request: ModelViewRequest) -> dict:
     """The network's view of x_t = q_sample(x0, t, noise) under the model's own schedule:
     {"t", "x0_pred": (K, 28, 28) uint8, "error": (K, 28, 28) uint8 map of |eps_theta - eps|
     (ERROR_FULL_SCALE and above white), "mse": (K,) float, the predicted eps's mean squared
-    error per digit}. Fast (one network call): no context."""
+    error per digit, "conditioned": whether the network was given the digits' labels (a
+    class-conditional model with ``request.labels``)}. Fast (one network call): no context."""
     schedule, t = model.schedule, int(request.t)
     if not 1 <= t <= schedule.timesteps:
         raise ValueError(f"t must lie in 1..{schedule.timesteps} (the model's T), got {t}")
     tt = torch.full((len(request.x0),), t, dtype=torch.long)
+    labels = request.conditioning(model)
     device = torch.device(model.device)
     with torch.inference_mode():
         x_t = schedule.q_sample(request.x0, tt, request.noise).to(device)
-        eps = model.model(x_t.contiguous(memory_format=torch.channels_last), tt.to(device)).float().cpu()
+        y = None if labels is None else labels.to(device)
+        eps = model.model(x_t.contiguous(memory_format=torch.channels_last), tt.to(device), y).float().cpu()
     x0_pred = schedule.predict_x0(x_t.cpu(), tt, eps).clamp(-1, 1)
     err = (eps - request.noise).abs()
     mse = (eps - request.noise).pow(2).mean(dim=(1, 2, 3))
     err_map = (err[:, 0].clamp(0, ERROR_FULL_SCALE) / ERROR_FULL_SCALE * 255).round().to(torch.uint8).numpy()
-    return {"t": t, "x0_pred": _uint8(x0_pred), "error": err_map, "mse": mse.numpy().astype(float)}
+    return {"t": t, "x0_pred": _uint8(x0_pred), "error": err_map, "mse": mse.numpy().astype(float),
+            "conditioned": labels is not None}

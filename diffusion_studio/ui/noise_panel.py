@@ -24,6 +24,7 @@ from ..tasks.explore import (
     VIEW_DIGITS,
     DenoiseRequest,
     IdentityCurveRequest,
+    ModelViewRequest,
     denoise_from,
     denoise_steps,
     identity_curve,
@@ -330,8 +331,11 @@ class NoisePanel(QWidget):
                 "t = 0 is the clean digit: the network predicts from t ≥ 1" if t == 0
                 else f"t = {t} is beyond this model's T = {T}")
             return
-        k = self.MODEL_VIEW_DIGITS
-        self.predictions.request(loaded, self._x0[:k], self._noise[:k], t)
+        x0, noise, labels = self._digits()
+        # a class-conditional model is given each digit's label (ModelViewRequest.conditioning):
+        # without it a 7 at t = 151 was "predicted" as a 9
+        request = ModelViewRequest(x0, noise, t, labels if len(labels) == len(x0) else None)
+        self.predictions.jobs.post(lambda: self.predictions._worker(loaded, request))
 
     @Slot(object)
     def _on_prediction(self, result: dict) -> None:

@@ -171,8 +171,9 @@ class ModelViewBox(QGroupBox):
         self.eps_error_view.set_array(mosaic(result["error"]))
         errors = " ".join(f"{v:.3f}" for v in result["mse"])
         stale = "" if result["t"] == current_t else " (catching up with the slider)"
+        given = " (conditioned on each digit's label)" if result.get("conditioned") else ""
         self.model_error_label.setText(
-            f"t = {result['t']}{stale}: ‖ε_θ − ε‖² per digit (mean over pixels), in the order shown: {errors}")
+            f"t = {result['t']}{stale}{given}: ‖ε_θ − ε‖² per digit (mean over pixels), in the order shown: {errors}")
 
 
 class DenoiseBox(QGroupBox):

@@ -161,7 +161,7 @@ def test_the_models_view_gives_a_conditional_model_the_digits_labels(bundled_con
     from diffusion_studio.engine.storage.data import to_model_range
     from diffusion_studio.tasks.explore import ModelViewRequest, model_view
 
-    x0 = to_model_range(tiny_data.images("train")[:4].unsqueeze(1))
+    x0 = to_model_range(tiny_data.images("train")[:4])
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
     labels = tiny_data.labels("train")[:4].numpy()
     given = model_view(bundled_conditional, ModelViewRequest(x0, noise, 151, labels))

@@ -348,3 +348,22 @@ def test_denoise_from_here_uses_the_models_guide_as_the_sampler_does(qtbot, tiny
     assert want > 0 and len(guides) == 3 and all(g is loaded.guide and w == want for g, w in guides)
     qtbot.waitUntil(lambda: curve_button.isEnabled(), timeout=10000)
     panel.shutdown()
+
+
+def test_a_conditional_models_view_is_given_each_digits_label_and_says_so(qtbot, tiny_data, tiny_model_checkpoint):
+    """Issue 32, item 6: the class-conditional model's view runs with the selected digits' labels and
+    says "(conditioned on each digit's label)"; an unconditional model's says nothing of labels."""
+    from diffusion_studio.engine.storage.checkpoint import load_model
+    from diffusion_studio.tasks.models import open_model
+
+    panel = make_panel(qtbot, tiny_data, k=6)
+    label = panel.findChild(type(panel.model_box.model_error_label), "epsErrorLabel")
+    with qtbot.waitSignal(panel.prediction_shown, timeout=20000):
+        panel.state.set_model(open_model("default-conditional", "cpu"), "bundled class-conditional model")
+    qtbot.waitUntil(lambda: panel.last_prediction is not None and panel.last_prediction["t"] == panel.t, timeout=20000)
+    assert panel.last_prediction["conditioned"] and "(conditioned on each digit's label)" in label.text()
+    with qtbot.waitSignal(panel.prediction_shown, timeout=20000):
+        panel.state.set_model(load_model(tiny_model_checkpoint), "trained: tiny")
+    qtbot.waitUntil(lambda: not panel.last_prediction["conditioned"], timeout=20000)
+    assert "conditioned" not in label.text() and "label" not in label.text()
+    panel.shutdown()
