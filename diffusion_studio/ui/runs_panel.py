@@ -12,9 +12,10 @@
   validation loss (per epoch) in one pyqtgraph plot, one colour per run
   (stable: a hash of the run's name), with a legend, a smoothing slider
   (TensorBoard-style EMA of the training loss), log scale and the x axis as
-  step, epoch or wall time (training seconds);
-- buttons: Refresh (the folder is also watched, and re-read every few seconds
-  while a run trains), Open in sampler (``state.set_model(load_model(best.pt),
+  step, epoch, wall time (training seconds) or images seen (step × batch size);
+- buttons: Refresh (the folder and each run folder are watched, the folder above
+  before the first run creates it; re-read when the tab is shown and every few
+  seconds while a run trains), Open in sampler (``state.set_model(load_model(best.pt),
   "run: <name>")``), Resume, Rename, Tags, Verify (``engine.runs.verify_run`` in a
   TaskWorker: every file read in full, one line per file in the details, failures in
   red), Delete (``engine.runs.deletable_runs`` refuses the whole selection in one line
@@ -217,11 +218,21 @@ class RunsPanel(QWidget):
         self.runs_changed.emit()
 
     def _watch(self) -> None:
+        """Watch the runs folder (a new run) and each run folder (new checkpoints, history); while
+        the runs folder does not exist yet (before the first training), the nearest folder above it."""
         old = self.watcher.directories() + self.watcher.files()
         if old:
             self.watcher.removePaths(old)
         if self.runs_dir.is_dir():
-            self.watcher.addPaths([str(self.runs_dir)] + [str(r.path) for r in self.model.runs[:200]])
+            paths = [self.runs_dir] + [r.path for r in self.model.runs[:200]]
+        else:
+            paths = [next((p for p in self.runs_dir.parents if p.is_dir()), None)]
+        self.watcher.addPaths([str(p) for p in paths if p is not None])
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        """Coming back to the tab re-reads the folder (debounced), in case a change was missed."""
+        super().showEvent(event)
+        self._debounce.start()
 
     def runs(self) -> list[R.RunInfo]:
         """All listed runs (unfiltered)."""
@@ -292,7 +303,8 @@ class RunsPanel(QWidget):
                 problems.append(f"{r.name}: {why or r.status}")
             else:
                 drawn.append((r, curves))
-        self.plot_view.draw(drawn)
+        problems += [f"{name}: its settings give no batch size, so it cannot be drawn against images seen"
+                     for name in self.plot_view.draw(drawn)]
         if problems:
             self._message("; ".join(problems))
 

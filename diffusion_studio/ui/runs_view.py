@@ -4,7 +4,8 @@ overlaid, and the details of the selected ones.
 - ``RunsTableModel`` / ``RunsFilter``: one row per ``engine.runs.RunInfo`` (numbers sort as
   numbers, unknown values last); the filter keeps rows holding every word typed.
 - ``RunsPlot``: training loss per step (smoothed by ``engine.runs.smooth``) and validation
-  loss per epoch, one colour per run (a hash of its name), against step, epoch or wall time.
+  loss per epoch, one colour per run (a hash of its name), against step, epoch, wall time or
+  images seen (step × the run's batch size).
 - ``details_html``: the selected runs' settings, results and notes.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import html
 import math
 
+import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt, Signal
 from PySide6.QtGui import QColor
@@ -154,6 +156,24 @@ class RunsFilter(QSortFilterProxyModel):
         return all(w in hay for w in self.words)
 
 
+X_AXES = (*R.X_AXES, "images seen")
+X_LABELS = {"step": "optimiser step", "epoch": "epoch", "wall time": "training time (s)",
+            "images seen": "images seen (optimiser step × batch size)"}
+
+
+def x_values(run, curves: dict, axis: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The (per-step, per-epoch) x values of a run's ``engine.runs.load_curves`` curves on
+    ``axis``. "images seen" is the global step × the run's batch size (from its settings), so
+    runs with different batch sizes line up by the data they have seen; None without a batch size."""
+    if axis != "images seen":
+        step_key, epoch_key = R.X_AXES[axis]
+        return curves[step_key], curves[epoch_key]
+    batch = run.train.get("batch_size")
+    if isinstance(batch, bool) or not isinstance(batch, (int, float)) or batch <= 0:
+        return None
+    return curves["step"] * batch, curves["epoch_step"] * batch
+
+
 class RunsPlot(QWidget):
     """The selected runs' curves and the controls that shape them.
 
@@ -173,7 +193,9 @@ class RunsPlot(QWidget):
         self.legend = self.plot.addLegend(offset=(10, -10), labelTextColor="#222",
                                           brush=pg.mkBrush(255, 255, 255, 215), pen=pg.mkPen("#ccd"))
         self.x_axis_combo = QComboBox(objectName="runsXAxis")
-        self.x_axis_combo.addItems(list(R.X_AXES))
+        self.x_axis_combo.addItems(list(X_AXES))
+        self.x_axis_combo.setToolTip("What the curves are drawn against. \"images seen\" (optimiser step × the "
+                                     "run's batch size) compares runs trained with different batch sizes.")
         self.smoothing_slider = QSlider(Qt.Orientation.Horizontal, objectName="runsSmoothing")
         self.smoothing_slider.setRange(0, 99)
         self.smoothing_slider.setValue(60)
@@ -206,29 +228,35 @@ class RunsPlot(QWidget):
         self.smoothing_label.setText(f"{value / 100:.2f}")
         self.changed.emit()
 
-    def draw(self, runs: list) -> None:
-        """Redraw these runs' curves with the current axis, smoothing and scale."""
+    def draw(self, runs: list) -> list[str]:
+        """Redraw these runs' curves with the current axis, smoothing and scale; returns the names
+        of the runs that cannot be drawn on this x axis (no batch size in their settings)."""
         item = self.plot.getPlotItem()
         item.clear()
         self.legend.clear()
         self.curve_items = {"train": [], "val": []}
         axis = self.x_axis_combo.currentText()
         item.setLogMode(x=False, y=self.log_check.isChecked())
-        item.setLabel("bottom", {"step": "optimiser step", "epoch": "epoch", "wall time": "training time (s)"}[axis])
+        item.setLabel("bottom", X_LABELS[axis])
         item.setLabel("left", "loss (ε-prediction MSE)")
         if not runs:
             item.setTitle('<span style="color:#666">Select runs in the table to overlay their loss curves</span>')
-            return
+            return []
         item.setTitle('<span style="color:#444">solid: training loss per step (smoothed) · '
                       'dashed with dots: validation loss</span>')
-        step_key, epoch_key = R.X_AXES[axis]
+        skipped = []
         for run, curves in runs:
+            xs = x_values(run, curves, axis)
+            if xs is None:
+                skipped.append(run.name)
+                continue
             color = QColor(run.color)
             if self.train_check.isChecked() and curves["train_loss"].size:
-                self._draw_train(run.name, color, curves[step_key], curves["train_loss"])
+                self._draw_train(run.name, color, xs[0], curves["train_loss"])
             if self.val_check.isChecked() and curves["val_loss"].size:
-                self._draw_val(run.name, color, curves[epoch_key], curves["val_loss"])
+                self._draw_val(run.name, color, xs[1], curves["val_loss"])
         item.enableAutoRange()
+        return skipped
 
     def _draw_train(self, name: str, color: QColor, x, y) -> None:
         item = self.plot.getPlotItem()

@@ -286,3 +286,60 @@ def test_delete_refuses_a_selection_with_a_running_run_or_a_non_run_in_one_line(
         assert message == f"{second} is training; stop it before deleting it; nothing deleted"
         assert asked == [] and (panel.runs_dir / first).is_dir() and (panel.runs_dir / second).is_dir()
     assert len(table_rows(panel)) == 4
+
+
+def test_the_list_refreshes_itself_from_a_missing_folder_and_when_shown(qtbot, tmp_path, tiny_runs):
+    """Issue 32, item 9: 'No runs yet' after two trainings until Refresh was pressed (the runs
+    folder did not exist when the panel was built, so nothing was watched)."""
+    runs_dir = tmp_path / "home" / "runs"
+    p = RunsPanel(AppState(), runs_dir=runs_dir)
+    qtbot.addWidget(p)
+    p.show()
+    assert "No runs yet" in p.findChild(type(p.empty_label), "runsEmptyLabel").text()
+    first = sorted(tiny_runs.iterdir())[0]
+    shutil.copytree(first, runs_dir / first.name)  # the first training creates the folder
+    qtbot.waitUntil(lambda: [r.name for r in p.runs()] == [first.name], timeout=5000)
+    assert not p.findChild(type(p.empty_label), "runsEmptyLabel").isVisibleTo(p)
+    # a change the watcher missed is picked up when the tab is shown again
+    p.hide()
+    p.watcher.removePaths(p.watcher.directories())
+    second = sorted(tiny_runs.iterdir())[1]
+    shutil.copytree(second, runs_dir / second.name)
+    p.show()
+    qtbot.waitUntil(lambda: len(p.runs()) == 2, timeout=5000)
+
+
+def test_a_runs_colour_is_the_same_whatever_else_is_selected(panel):
+    first, second = good_names(panel)
+    colours = []
+    for names in ([first], [second, first], [first, second], [first]):
+        panel.select_runs(names)
+        colours.append({i.name(): i.opts["pen"].color().name() for i in panel.plot_view.curve_items["train"]})
+    assert {c[first] for c in colours} == {R.color_for(first).lower()}
+    panel.refresh()
+    panel.select_runs([first])
+    assert panel.plot_view.curve_items["train"][0].opts["pen"].color().name() == R.color_for(first).lower()
+
+
+def test_images_seen_axis_is_step_times_each_runs_batch_size(panel):
+    import json
+
+    first, second = good_names(panel)
+    history = panel.runs_dir / second / R.HISTORY_FILE  # say the second run trained with batches of 32
+    meta = json.loads(history.read_text())
+    meta["train"]["batch_size"] = 32
+    history.write_text(json.dumps(meta))
+    panel.refresh()
+    combo = panel.findChild(type(panel.plot_view.x_axis_combo), "runsXAxis")
+    combo.setCurrentText("images seen")
+    panel.select_runs([first, second])
+    x = {i.name(): i.getOriginalDataset()[0] for i in panel.plot_view.curve_items["train"]}
+    steps = {r.name: R.load_curves(r)["step"] for r in panel.selected_runs()}
+    assert np.allclose(x[first], steps[first] * 16) and np.allclose(x[second], steps[second] * 32)
+    assert np.allclose(panel.plot_view.curve_items["val"][0].getOriginalDataset()[0][-1] % 16, 0)
+    assert "images seen" in panel.plot_view.plot.getPlotItem().getAxis("bottom").labelText
+    del meta["train"]["batch_size"]  # a run whose settings lack it is named, the other still drawn
+    history.write_text(json.dumps(meta))
+    panel.refresh()
+    assert len(panel.plot_view.curve_items["train"]) == 1
+    assert f"{second}: its settings give no batch size" in panel.message_label.text()
