@@ -94,7 +94,7 @@ def _take_screenshots(window, folder: Path, app) -> None:
     from PySide6.QtCore import QTimer
 
     folder.mkdir(parents=True, exist_ok=True)
-    names = [window.tabs.widget(i).objectName() for i in range(window.tabs.count())]
+    names = window.panel_names()
 
     def settle(ms: int = 400) -> None:
         import time

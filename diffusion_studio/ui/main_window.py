@@ -17,14 +17,16 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QObject, Qt, Slot
+from PySide6.QtCore import QByteArray, QObject, QRect, QSize, Qt, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
     QFileDialog,
+    QFrame,
     QLabel,
     QMainWindow,
     QMessageBox,
+    QScrollArea,
     QTabWidget,
     QWidget,
 )
@@ -44,6 +46,16 @@ class PanelSpec:
     title: str  # the tab's title
     optional: bool = False  # skip the tab when the module is missing
 
+
+#: the window's own smallest size: every panel scrolls inside it (a 1280x720 screen less its
+#: title bar and taskbar leaves about 1280x640)
+MIN_WINDOW = QSize(720, 480)
+#: the size the window opens at on a screen that has room for it
+PREFERRED_WINDOW = QSize(1360, 860)
+#: room a window manager takes around the client area (title bar, borders)
+FRAME_MARGIN = QSize(16, 40)
+#: the widest a permanent status-bar label may be (a long path is elided, full in its tooltip)
+STATUS_LABEL_MAX_PX = 420
 
 # The tabs, in order (Ctrl+1.. switch to them). One line per panel.
 PANELS: list[PanelSpec] = [
@@ -150,7 +162,8 @@ class DataLoader(QObject):
 
 
 class MainWindow(QMainWindow):
-    """The app window. ``panels`` maps objectName -> panel widget; ``tabs`` is the QTabWidget."""
+    """The app window. ``panels`` maps objectName -> panel widget; ``tabs`` is the QTabWidget,
+    whose pages are ``scroll_areas`` (each holds one panel: ``current_panel()``)."""
 
     def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -163,6 +176,7 @@ class MainWindow(QMainWindow):
         self.tabs.setDocumentMode(True)
         self.setCentralWidget(self.tabs)
         self.panels: dict[str, QWidget] = {}
+        self.scroll_areas: dict[str, QScrollArea] = {}  # objectName -> the tab that scrolls the panel
         for spec in PANELS:
             cls = _panel_class(spec)
             if cls is None:
@@ -171,7 +185,8 @@ class MainWindow(QMainWindow):
             if not panel.objectName():
                 panel.setObjectName(spec.object_name)
             self.panels[panel.objectName()] = panel
-            self.tabs.addTab(panel, spec.title)
+            self.scroll_areas[panel.objectName()] = self._scrolling(panel)
+            self.tabs.addTab(self.scroll_areas[panel.objectName()], spec.title)
 
         runs_panel, train_panel = self.panels.get("runsPanel"), self.panels.get("trainPanel")
         if runs_panel is not None and train_panel is not None:
@@ -191,19 +206,57 @@ class MainWindow(QMainWindow):
         state.model_changed.connect(self._on_model_ready)
         state.model_open_failed.connect(self._on_model_open_failed)
         self._update_permanent_status()
-        self.resize(self.default_size())
+        self.setMinimumSize(MIN_WINDOW)
+        self.resize(self.default_size(self._available()))
         self._restore_settings()
 
     @staticmethod
-    def default_size():
-        """1360 x 860, or 92% of a smaller screen's free area."""
-        from PySide6.QtCore import QSize
+    def _scrolling(panel: QWidget) -> QScrollArea:
+        """The panel in a frameless scroll area: a window smaller than the panel's minimum scrolls
+        it instead of squeezing its widgets or growing itself (a panel that asks for more room,
+        such as a wide strip of digits, gets a scroll bar, never a wider window)."""
+        area = QScrollArea()
+        area.setObjectName(f"{panel.objectName()}Scroll")
+        area.setWidgetResizable(True)
+        area.setFrameShape(QFrame.Shape.NoFrame)
+        area.setWidget(panel)
+        return area
 
-        screen = QApplication.primaryScreen()
-        if screen is None:
-            return QSize(1360, 860)
-        avail = screen.availableGeometry()
-        return QSize(min(1360, int(avail.width() * 0.92)), min(860, int(avail.height() * 0.92)))
+    def _available(self) -> QRect:
+        """The free area (less taskbars and docks) of the screen the window is on."""
+        screen = self.screen() or QApplication.primaryScreen()
+        return screen.availableGeometry() if screen is not None else QRect(0, 0, PREFERRED_WINDOW.width() + FRAME_MARGIN.width(),
+                                                                   PREFERRED_WINDOW.height() + FRAME_MARGIN.height())
+
+    @staticmethod
+    def default_size(available: QRect) -> QSize:
+        """1360 x 860, or what a smaller free screen area holds with the window's frame."""
+        room = available.size() - FRAME_MARGIN
+        return QSize(max(MIN_WINDOW.width(), min(PREFERRED_WINDOW.width(), room.width())),
+                     max(MIN_WINDOW.height(), min(PREFERRED_WINDOW.height(), room.height())))
+
+    def fit_to_screen(self) -> None:
+        """Shrink and move the window into its screen's free area (a size remembered on a larger
+        screen would put the bottom of every panel off-screen)."""
+        available = self._available()
+        room = available.size() - FRAME_MARGIN
+        size = self.size().boundedTo(room).expandedTo(MIN_WINDOW)
+        if size != self.size():
+            self.resize(size)
+        frame = self.frameGeometry()
+        if not available.contains(frame):
+            x = min(max(frame.x(), available.x()), max(available.x(), available.right() - frame.width()))
+            y = min(max(frame.y(), available.y()), max(available.y(), available.bottom() - frame.height()))
+            self.move(x, y)
+
+    def current_panel(self) -> QWidget | None:
+        """The panel of the current tab (the tab itself is the scroll area around it)."""
+        area = self.tabs.currentWidget()
+        return area.widget() if isinstance(area, QScrollArea) else area
+
+    def panel_names(self) -> list[str]:
+        """The panels' objectNames in tab order."""
+        return list(self.panels)
 
     # ------------------------------------------------------------------ menus
     def _build_menus(self) -> None:
@@ -229,8 +282,7 @@ class MainWindow(QMainWindow):
 
         view_menu = self.menuBar().addMenu("&View")
         self.panel_actions: list[QAction] = []
-        for i in range(self.tabs.count()):
-            name = self.tabs.widget(i).objectName()
+        for i, name in enumerate(self.panel_names()):
             shortcut = f"Ctrl+{i + 1}" if i < 9 else None
             act = self._action(view_menu, self.tabs.tabText(i), shortcut, lambda _=False, n=name: self.show_panel(n))
             self.panel_actions.append(act)
@@ -256,6 +308,7 @@ class MainWindow(QMainWindow):
         self.model_status.setObjectName("modelStatusLabel")
         for w in (self.data_status, self.model_status):
             w.setStyleSheet("QLabel { color: #444; padding: 0 8px; }")
+            w.setMaximumWidth(STATUS_LABEL_MAX_PX)
             self.statusBar().addPermanentWidget(w)
 
     def _show_status(self, message: str) -> None:
@@ -263,11 +316,9 @@ class MainWindow(QMainWindow):
 
     def _update_permanent_status(self) -> None:
         s = self.state
-        if s.data is not None:
-            self.data_status.setText(f"Data: {s.data_dir}")
-        else:
-            self.data_status.setText("Data: none")
-        self.model_status.setText(f"Model: {s.model_source or 'none'}" if s.model is not None else "Model: none")
+        _set_elided(self.data_status, f"Data: {s.data_dir}" if s.data is not None else "Data: none")
+        _set_elided(self.model_status,
+                    f"Model: {s.model_source or 'none'}" if s.model is not None else "Model: none")
 
     def _on_data_changed(self) -> None:
         if self.state.data is None:  # the dataset panel says what is missing and offers the fixes
@@ -277,7 +328,7 @@ class MainWindow(QMainWindow):
     def show_panel(self, object_name: str) -> None:
         panel = self.panels.get(object_name)
         if panel is not None:
-            self.tabs.setCurrentWidget(panel)
+            self.tabs.setCurrentWidget(self.scroll_areas[object_name])
 
     @Slot(str)
     def _resume_run(self, run_dir: str) -> None:
@@ -404,7 +455,7 @@ class MainWindow(QMainWindow):
                 rows.append((act.shortcut().toString(QKeySequence.SequenceFormat.NativeText),
                              act.text().replace("&", "")))
         for name, panel in self.panels.items():
-            title = self.tabs.tabText(self.tabs.indexOf(panel))
+            title = self.tabs.tabText(self.panel_names().index(name))
             for button in panel.findChildren(QAbstractButton):
                 if not button.shortcut().isEmpty():
                     label = button.text().replace("&", "") or button.toolTip() or button.objectName()
@@ -455,6 +506,7 @@ class MainWindow(QMainWindow):
         window_state = s.value(WINDOW_STATE)
         if isinstance(window_state, QByteArray) and not window_state.isEmpty():
             self.restoreState(window_state)
+        self.fit_to_screen()
         tab = s.value(WINDOW_TAB, "")
         if tab:
             self.show_panel(str(tab))
@@ -463,7 +515,7 @@ class MainWindow(QMainWindow):
         s = app_settings()
         s.setValue(WINDOW_GEOMETRY, self.saveGeometry())
         s.setValue(WINDOW_STATE, self.saveState())
-        current = self.tabs.currentWidget()
+        current = self.current_panel()
         if current is not None:
             s.setValue(WINDOW_TAB, current.objectName())
         s.sync()
@@ -484,3 +536,11 @@ class MainWindow(QMainWindow):
         self.shutdown_panels()
         self.save_settings()
         event.accept()
+
+
+def _set_elided(label: QLabel, text: str) -> None:
+    """``text`` in ``label``, elided in the middle to the label's maximum width (the whole text
+    in its tooltip), so a long path never widens the status bar and with it the window."""
+    width = label.maximumWidth() - 16  # the style sheet's padding
+    label.setText(label.fontMetrics().elidedText(text, Qt.TextElideMode.ElideMiddle, width))
+    label.setToolTip(text)

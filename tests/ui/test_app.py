@@ -46,7 +46,7 @@ def tiny_checkpoint(tmp_path):
 
 
 def test_window_has_the_four_panels_as_tabs(window):
-    names = [window.tabs.widget(i).objectName() for i in range(window.tabs.count())]
+    names = window.panel_names()
     assert names[:4] == CORE_PANELS
     for name in CORE_PANELS:
         assert window.findChild(QWidget, name) is window.panels[name]
@@ -76,12 +76,12 @@ def test_menus_and_shortcuts(window, qtbot):
     for i, act in enumerate(window.panel_actions):
         assert act.shortcut().toString() == f"Ctrl+{i + 1}"
     window.panel_actions[1].trigger()
-    assert window.tabs.currentWidget().objectName() == "noisePanel"
+    assert window.current_panel().objectName() == "noisePanel"
     window.activateWindow()
     qtbot.keyClick(window, Qt.Key.Key_1, Qt.KeyboardModifier.ControlModifier)
-    assert window.tabs.currentWidget().objectName() == "datasetPanel"
+    assert window.current_panel().objectName() == "datasetPanel"
     window.state.show_panel("samplerPanel")
-    assert window.tabs.currentWidget().objectName() == "samplerPanel"
+    assert window.current_panel().objectName() == "samplerPanel"
     keys = dict(window.shortcut_list())
     assert keys["Ctrl+O"] == "Open data folder…" and keys["Ctrl+2"] == "Forward noise"
 
@@ -93,7 +93,7 @@ def test_export_actions_delegate_to_the_sampler_panel(window, monkeypatch):
         monkeypatch.setattr(sampler, name, lambda n=name: calls.append(n), raising=False)
     window.show_panel("datasetPanel")
     window.export_grid_action.trigger()
-    assert calls == ["export_grid"] and window.tabs.currentWidget() is sampler
+    assert calls == ["export_grid"] and window.current_panel() is sampler
     window.export_strip_action.trigger()
     window.export_gif_action.trigger()
     assert calls == ["export_grid", "export_strip", "export_gif"]
@@ -369,7 +369,7 @@ def test_runs_panel_resume_goes_to_the_training_panel(qtbot, monkeypatch):
     monkeypatch.setattr(window.panels["trainPanel"], "resume_training", lambda run_dir=None: asked.append(run_dir))
     window.panels["runsPanel"].resume_requested.emit("/some/run")
     assert asked == ["/some/run"]
-    assert window.tabs.currentWidget() is window.panels["trainPanel"]
+    assert window.current_panel() is window.panels["trainPanel"]
 
 
 def test_one_settings_store():
