@@ -2,7 +2,8 @@
 
 - ``ScheduleCurves``: beta_t, alphabar_t, SNR_t and the histogram of x_t's pixels, with a
   marker at the slider's t;
-- ``ModelViewBox``: the network's predicted x_0 and eps error at this t;
+- ``ModelViewBox``: the network's predicted x_0 and eps error at this t, with the error's
+  colour scale (``ErrorScaleBar``);
 - ``DenoiseBox``: "denoise from here" and the identity-vs-t curve;
 - ``forward_strip``: the report's Figure 3 (digits at fixed t);
 - ``readout_html``: what the schedule keeps of the image at T;
@@ -17,7 +18,7 @@ import numpy as np
 import pyqtgraph as pg
 import torch
 from PySide6.QtCore import QRect, Qt
-from PySide6.QtGui import QColor, QFont, QPainter, QPixmap
+from PySide6.QtGui import QColor, QFont, QLinearGradient, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
     QGraphicsItem,
@@ -128,6 +129,41 @@ class ScheduleCurves(QWidget):
             self.hist_plot.setYRange(0, top, padding=0)
 
 
+class ErrorScaleBar(QWidget):
+    """The error map's colour scale (objectName ``epsErrorScale``): a grey ramp from black,
+    |ε_θ − ε| = 0 (bottom), to white, ERROR_FULL_SCALE or more (top), labelled at both ends.
+    ``labels``: (bottom, top) as drawn."""
+
+    RAMP_WIDTH = 12
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("epsErrorScale")
+        self.labels = ("0", f"≥ {ERROR_FULL_SCALE:g}")
+        self.setToolTip(f"The error map's scale: black = |ε_θ − ε| of 0 (exact), "
+                        f"white = {ERROR_FULL_SCALE:g} or more")
+        text = max(self.fontMetrics().horizontalAdvance(label) for label in self.labels)
+        self.setFixedWidth(self.RAMP_WIDTH + 6 + text + 4)
+        self.setMinimumHeight(60)
+
+    def paintEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        p = QPainter(self)
+        line = self.fontMetrics().height()
+        top, bottom = line // 2 + 1, self.height() - line // 2 - 1
+        ramp = QLinearGradient(0, top, 0, bottom)
+        ramp.setColorAt(0.0, QColor("white"))
+        ramp.setColorAt(1.0, QColor("black"))
+        p.setPen(QColor("#666"))
+        p.setBrush(ramp)
+        p.drawRect(0, top, self.RAMP_WIDTH, bottom - top)
+        p.setPen(QColor("#222"))
+        x = self.RAMP_WIDTH + 6
+        flags = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
+        p.drawText(QRect(x, bottom - line // 2, self.width() - x, line), flags, self.labels[0])
+        p.drawText(QRect(x, top - line // 2, self.width() - x, line), flags, self.labels[1])
+        p.end()
+
+
 class ModelViewBox(QGroupBox):
     """The network's view of x_t: its predicted x_0 and the error of its predicted noise."""
 
@@ -148,10 +184,12 @@ class ModelViewBox(QGroupBox):
         grid.addWidget(QLabel("|ε_θ − ε| (error of the predicted noise)", alignment=Qt.AlignmentFlag.AlignCenter), 0, 1)
         grid.addWidget(self.prediction_view, 1, 0)
         grid.addWidget(self.eps_error_view, 1, 1)
+        self.error_scale = ErrorScaleBar()
+        grid.addWidget(self.error_scale, 1, 2)
         self.model_error_label = QLabel(objectName="epsErrorLabel", wordWrap=True)
         self.model_error_label.setStyleSheet("color: #444; font-size: 11px;")
         self.model_error_label.setFixedHeight(3 * self.model_error_label.fontMetrics().lineSpacing() + 4)
-        grid.addWidget(self.model_error_label, 2, 0, 1, 2)
+        grid.addWidget(self.model_error_label, 2, 0, 1, 3)
         grid.setRowStretch(1, 1)  # the views take the room the box gets; the labels keep their lines
         # an explicit minimum, which the layout honours where it may squeeze a hint: the denoise
         # box's expanding plot once took the room and the error line overlapped the views

@@ -367,3 +367,25 @@ def test_a_conditional_models_view_is_given_each_digits_label_and_says_so(qtbot,
     qtbot.waitUntil(lambda: not panel.last_prediction["conditioned"], timeout=20000)
     assert "conditioned" not in label.text() and "label" not in label.text()
     panel.shutdown()
+
+
+def test_the_error_map_has_a_labelled_colour_scale(panel):
+    """Issue 32, item 6: beside the eps-error map a grey ramp says what black and white mean:
+    0 at the bottom (black), ERROR_FULL_SCALE or more at the top (white)."""
+    from PySide6.QtWidgets import QWidget
+
+    from diffusion_studio.tasks.explore import ERROR_FULL_SCALE
+
+    scale = panel.findChild(QWidget, "epsErrorScale")
+    error_map = panel.findChild(QWidget, "epsErrorView")
+    assert scale is not None and scale.isVisible()
+    assert scale.labels == ("0", f"≥ {ERROR_FULL_SCALE:g}")
+    assert scale.height() >= 60 and scale.width() < 80
+    # beside the map: to its right, level with it
+    here = scale.mapTo(panel, scale.rect().topLeft())
+    there = error_map.mapTo(panel, error_map.rect().topRight())
+    assert here.x() >= there.x() and abs(here.y() - there.y()) < 20
+    image = scale.grab().toImage()
+    x = scale.RAMP_WIDTH // 2
+    top, bottom = image.pixelColor(x, scale.fontMetrics().height()), image.pixelColor(x, scale.height() - scale.fontMetrics().height())
+    assert top.lightness() > 200 and bottom.lightness() < 55
