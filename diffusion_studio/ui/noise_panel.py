@@ -38,6 +38,7 @@ from .noise_view import (
     HIST_RANGE,
     DenoiseBox,
     ModelViewBox,
+    Origin,
     ScheduleCurves,
     forward_strip,
     mosaic,
@@ -87,6 +88,7 @@ class NoisePanel(QWidget):
         self.last_prediction: dict | None = None
         self.denoise_result = None  # the last tasks.explore.Denoised
         self.identity_points: list | None = None
+        self.view_origin, self.denoise_origin = Origin(), Origin()  # which model made what is shown
         self.predictions = PredictionService(self)
         self.predictions.ready.connect(self._on_prediction)
         self.denoise_runner = WorkerRunner(self)
@@ -263,6 +265,7 @@ class NoisePanel(QWidget):
         self.readout.setText(readout_html(self.schedule, self._x0))
         self._update_strip()
         self._render()
+        self.mark_stale()
 
     def _on_selection_changed(self) -> None:
         self._x0 = to_model_range(torch.from_numpy(np.ascontiguousarray(self.state.selection)))
@@ -327,32 +330,44 @@ class NoisePanel(QWidget):
             return
         T = loaded.schedule.timesteps
         if not 1 <= t <= T:
-            self.model_box.model_error_label.setText(
+            self.model_box.set_text(
                 "t = 0 is the clean digit: the network predicts from t ≥ 1" if t == 0
                 else f"t = {t} is beyond this model's T = {T}")
             return
         x0, noise, labels = self._digits()
-        # a class-conditional model is given each digit's label (ModelViewRequest.conditioning):
-        # without it a 7 at t = 151 was "predicted" as a 9
+        # a class-conditional model is given each digit's label (else a 7 at t = 151 looked like a 9)
         request = ModelViewRequest(x0, noise, t, labels if len(labels) == len(x0) else None)
+        self.view_origin.ask(loaded, self.state.model_source)
         self.predictions.jobs.post(lambda: self.predictions._worker(loaded, request))
 
     @Slot(object)
     def _on_prediction(self, result: dict) -> None:
         self.last_prediction = result
+        self.view_origin.arrived()
         self.model_box.show_result(result, self.slider.value())
+        self.mark_stale()
         self.prediction_shown.emit(result["t"])
 
     @Slot(str)
     def _on_prediction_failed(self, message: str) -> None:
-        self.model_box.model_error_label.setText(message[:1].upper() + message[1:])
+        self.model_box.set_text(message[:1].upper() + message[1:])
 
     def _on_model_changed(self) -> None:
         self._update_denoise_enabled()
         loaded = self.state.model
         self.model_box.show_model(self.state.model_source if loaded is not None else None)
+        if loaded is None:
+            self.view_origin.clear()  # the views were cleared
+        self.mark_stale()
         if loaded is not None:
             self._request_prediction(self.slider.value())
+
+    def mark_stale(self) -> None:
+        """Mark what another model made, or what was made under another schedule than the one
+        shown, in red until it is recomputed (the Sampler panel marks its digits so)."""
+        state = self.state
+        self.model_box.set_stale(self.view_origin.note(state.model, state.model_source, state.schedule_config))
+        self.denoise_box.set_stale(self.denoise_origin.note(state.model, state.model_source))
 
     # ------------------------------------------------------------ denoise from here
     def _digits(self) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
@@ -367,10 +382,11 @@ class NoisePanel(QWidget):
         if loaded is None or not len(self._x0) or self.denoise_runner.is_running():
             return False
         if not 1 <= t <= loaded.schedule.timesteps:
-            self.denoise_box.denoise_label.setText(f"Move t into 1..{loaded.schedule.timesteps} (the model's T) first.")
+            self.denoise_box.set_text(f"Move t into 1..{loaded.schedule.timesteps} (the model's T) first.")
             return False
         x0, noise, labels = self._digits()
         request = DenoiseRequest(x0, noise, t, labels, sampler=self.state.current_sampler_config())
+        self.denoise_origin.ask(loaded, self.state.model_source)
         data = self.state.data
         worker = TaskWorker(lambda ctx: denoise_from(loaded, request, data, ctx), "denoising", request=request)
         worker.partial.connect(self._on_denoise_steps)
@@ -381,9 +397,9 @@ class NoisePanel(QWidget):
         return True
 
     def _start_denoising(self, worker: TaskWorker, message: str) -> None:
-        worker.failed.connect(self.denoise_box.denoise_label.setText)
+        worker.failed.connect(self.denoise_box.set_text)
         self.denoise_runner.start(worker)
-        self.denoise_box.denoise_label.setText(message)
+        self.denoise_box.set_text(message)
         self._update_denoise_enabled()
 
     @Slot(object)
@@ -394,12 +410,14 @@ class NoisePanel(QWidget):
     @Slot(object)
     def _on_denoised(self, result) -> None:
         self.denoise_result = result
+        self.denoise_origin.arrived()
         self.denoise_box.show_denoised(result)
+        self.mark_stale()
         self.denoise_finished.emit(result.t)
 
     @Slot()
     def _on_denoise_cancelled(self) -> None:
-        self.denoise_box.denoise_label.setText("Denoising was stopped.")
+        self.denoise_box.set_text("Denoising was stopped.")
 
     def identity_curve(self, ts=None) -> bool:
         """Denoise the first 16 digits from several t (default 7 values up to T) and plot the
@@ -410,6 +428,7 @@ class NoisePanel(QWidget):
         x0, _noise, labels = self._digits()
         ts = tuple(ts or identity_ts(loaded.schedule.timesteps))
         request = IdentityCurveRequest(x0, labels, ts, sampler=self.state.current_sampler_config())
+        self.denoise_origin.ask(loaded, self.state.model_source)
         worker = TaskWorker(lambda ctx: identity_curve(loaded, request, data, ctx), "the identity curve",
                             request=request)
         worker.progress.connect(self._on_identity_progress)
@@ -420,12 +439,14 @@ class NoisePanel(QWidget):
     @Slot(str, int, int)
     def _on_identity_progress(self, stage: str, done: int, total: int) -> None:
         if stage == "identity":
-            self.denoise_box.denoise_label.setText(f"Identity curve: {done} of {total} t values done…")
+            self.denoise_box.set_text(f"Identity curve: {done} of {total} t values done…")
 
     @Slot(object)
     def _on_identity_curve(self, curve) -> None:
         self.identity_points = list(curve)
+        self.denoise_origin.arrived()
         self.denoise_box.show_curve(self.identity_points)
+        self.mark_stale()
         self.identity_finished.emit()
 
     def _update_denoise_enabled(self) -> None:

@@ -12,7 +12,9 @@
 
 from __future__ import annotations
 
+import html
 import math
+import weakref
 
 import numpy as np
 import pyqtgraph as pg
@@ -44,6 +46,7 @@ HIST_RANGE = 4.0
 HIST_BINS = 80
 SCHEDULE_TITLES = {"linear": "linear", "cosine": "cosine", "rescaled_linear": "rescaled linear"}
 BLUE, RED = "#1f5fbf", "#c0392b"
+STALE_STYLE = "color: #b00020; font-weight: bold;"  # as the Sampler panel marks a previous model's digits
 
 
 def mosaic(images: np.ndarray) -> np.ndarray:
@@ -171,6 +174,7 @@ class ModelViewBox(QGroupBox):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(self.TITLE, parent)
+        self._text, self.stale_note = "", ""
         grid = QGridLayout(self)
         self.prediction_view = ImageView("Load or train a model to see what it predicts from x_t.", min_side=120)
         self.prediction_view.setObjectName("predictionView")
@@ -201,7 +205,8 @@ class ModelViewBox(QGroupBox):
         if source is None:
             self.prediction_view.set_array(None)
             self.eps_error_view.set_array(None)
-            self.model_error_label.setText("")
+            self.set_text("")
+            self.set_stale("")
 
     def show_result(self, result: dict, current_t: int) -> None:
         """``tasks.explore.model_view``'s result, made while the slider was at ``result["t"]``."""
@@ -210,8 +215,19 @@ class ModelViewBox(QGroupBox):
         errors = " ".join(f"{v:.3f}" for v in result["mse"])
         stale = "" if result["t"] == current_t else " (catching up with the slider)"
         given = " (conditioned on each digit's label)" if result.get("conditioned") else ""
-        self.model_error_label.setText(
+        self.set_text(
             f"t = {result['t']}{stale}{given}: ‖ε_θ − ε‖² per digit (mean over pixels), in the order shown: {errors}")
+
+    def set_text(self, text: str) -> None:
+        """The line under the views (after the stale mark, if any)."""
+        self._text = text
+        self.model_error_label.setText(with_stale_mark(self.stale_note, text))
+
+    def set_stale(self, note: str) -> None:
+        """``note`` ("from …, not the current model"): the views were made by another model or
+        under another schedule, said first in red until they are recomputed; "": they are current."""
+        self.stale_note = note
+        self.model_error_label.setText(with_stale_mark(note, self._text))
 
 
 class DenoiseBox(QGroupBox):
@@ -219,6 +235,7 @@ class DenoiseBox(QGroupBox):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Denoise from here: x_t → x_0 with the sampler panel's settings", parent)
+        self._text, self.stale_note = "", ""
         self.denoise_button = QPushButton("Denoise from here", objectName="denoiseFromHereButton")
         self.denoise_button.setToolTip(
             f"Run the reverse process from this x_t of the first {VIEW_DIGITS} digits down to x_0 (SDEdit), "
@@ -248,7 +265,18 @@ class DenoiseBox(QGroupBox):
 
     def show_step(self, t: int, x: np.ndarray) -> None:
         self.denoise_view.set_array(mosaic(x))
-        self.denoise_label.setText(f"Denoising… t = {t}")
+        self.set_text(f"Denoising… t = {t}")
+
+    def set_text(self, text: str) -> None:
+        """The line under the picture (after the stale mark, if any)."""
+        self._text = text
+        self.denoise_label.setText(with_stale_mark(self.stale_note, text))
+
+    def set_stale(self, note: str) -> None:
+        """``note`` ("from …, not the current model"): the picture and the curve were made by another
+        model, said first in red until they are remade; "": they are the current model's."""
+        self.stale_note = note
+        self.denoise_label.setText(with_stale_mark(note, self._text))
 
     def show_denoised(self, r) -> None:
         """A ``tasks.explore.Denoised``: the originals on top, the results below them."""
@@ -258,7 +286,7 @@ class DenoiseBox(QGroupBox):
         if r.predicted is not None and len(r.labels) == k:
             marks = " ".join(f"{a}→{b}{'✓' if ok else '✗'}" for a, b, ok in zip(r.labels, r.predicted, r.kept))
             text += f" Still the same digit: {int(r.kept.sum())} of {k} ({marks})."
-        self.denoise_label.setText(text)
+        self.set_text(text)
 
     def show_curve(self, curve: list[tuple[int, float]]) -> None:
         """[(t, share of digits that keep their label)]."""
@@ -268,10 +296,48 @@ class DenoiseBox(QGroupBox):
         self.identity_curve_item.setData(list(ts), list(shares))
         self.identity_plot.setXRange(0, max(ts), padding=0.05)
         lost = next((t for t, s in curve if s < 0.5), None)
-        self.denoise_label.setText(
+        self.set_text(
             "Share of digits that keep their label after denoising from t: "
             + ", ".join(f"t={t}: {s:.0%}" for t, s in curve)
             + (f". Half of them have become another digit by t = {lost}." if lost else "."))
+
+
+class Origin:
+    """Which model made what a view shows, so that the view can say when that is no longer the
+    current model: ``ask`` when a request starts, ``arrived`` when its result is shown."""
+
+    def __init__(self) -> None:
+        self._asked = self.shown = None  # (weak reference to the model, its label)
+
+    def ask(self, loaded, source: str) -> None:
+        self._asked = (weakref.ref(loaded), source or "a model")
+
+    def arrived(self) -> None:
+        self.shown = self._asked
+
+    def clear(self) -> None:
+        self.shown = None
+
+    def note(self, current, current_source: str, shown_schedule=None) -> str:
+        """"" while the current model made what is shown under the schedule shown (``shown_schedule``,
+        a ScheduleConfig, None: not asked), else what to say first, in red."""
+        if self.shown is None:
+            return ""
+        made = self.shown[0]()  # None once that model is gone
+        if made is None or made is not current:
+            return f"From {self.shown[1]}, not the current model ({current_source or 'none'})"
+        model = made.schedule_config
+        if shown_schedule is None or model == shown_schedule:
+            return ""
+        return (f"Computed under the model's schedule ({model.kind}, T = {model.timesteps}), "
+                f"not the {shown_schedule.kind}, T = {shown_schedule.timesteps} shown above")
+
+
+def with_stale_mark(note: str, text: str) -> str:
+    """``text``, after ``note`` in bold red when there is one (as rich text)."""
+    if not note:
+        return text
+    return f'<span style="{STALE_STYLE}">{html.escape(note, quote=False)}.</span> {html.escape(text, quote=False)}'
 
 
 def forward_strip(schedule, x0: torch.Tensor, noise: torch.Tensor, ts: list[int]) -> QPixmap:

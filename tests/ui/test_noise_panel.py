@@ -389,3 +389,39 @@ def test_the_error_map_has_a_labelled_colour_scale(panel):
     x = scale.RAMP_WIDTH // 2
     top, bottom = image.pixelColor(x, scale.fontMetrics().height()), image.pixelColor(x, scale.height() - scale.fontMetrics().height())
     assert top.lightness() > 200 and bottom.lightness() < 55
+
+
+def test_views_of_a_previous_model_or_schedule_are_marked_until_recomputed(qtbot, tiny_data, tiny_model_checkpoint):
+    """Issue 32, item 6: the model's view and the "denoise from here" result say, first and in red,
+    "From <model>, not the current model" once the model changes (until they are recomputed), and the
+    model's view says when it was computed under another schedule than the one the panel shows."""
+    from diffusion_studio.engine.storage.checkpoint import load_model
+
+    panel = make_panel(qtbot, tiny_data, k=4)
+    view_line = panel.findChild(type(panel.model_box.model_error_label), "epsErrorLabel")
+    denoise_line = panel.findChild(type(panel.model_box.model_error_label), "denoiseLabel")
+    panel.state.set_data(tiny_data, None)
+    with qtbot.waitSignal(panel.prediction_shown, timeout=20000):
+        panel.state.set_model(load_model(tiny_model_checkpoint), "trained: first")
+    panel.set_t(20)
+    with qtbot.waitSignal(panel.denoise_finished, timeout=120000):
+        assert panel.denoise_from_here()
+    qtbot.waitUntil(lambda: panel.last_prediction["t"] == 20 and "t = 20" in view_line.text(), timeout=20000)
+    assert "not the current model" not in view_line.text() + denoise_line.text()
+    panel.state.set_model(None, "")  # no model: the model's view is cleared, the denoise picture kept
+    assert "From trained: first, not the current model (none)" in denoise_line.text()
+    assert "b00020" in denoise_line.text() and "Still the same digit" in denoise_line.text()
+    with qtbot.waitSignal(panel.prediction_shown, timeout=20000):
+        panel.state.set_model(load_model(tiny_model_checkpoint), "trained: second")
+    assert "From trained: first, not the current model (trained: second)" in denoise_line.text()
+    assert "not the current model" not in view_line.text()  # recomputed for the new model
+    with qtbot.waitSignal(panel.denoise_finished, timeout=120000):
+        assert panel.denoise_from_here()
+    assert "not the current model" not in denoise_line.text()
+    # the panel shows another schedule than the model's: the model's view says under which it was made
+    panel.set_schedule("cosine", 300)
+    assert "Computed under the model's schedule (rescaled_linear, T = 300), not the cosine, T = 300 shown above" \
+        in view_line.text()
+    panel.set_schedule("rescaled_linear", 300)
+    assert "Computed under" not in view_line.text()
+    panel.shutdown()
