@@ -29,16 +29,28 @@ from PySide6.QtWidgets import (
 )
 
 from ..engine import runs
-from ..engine.defaults import DEVICE_CHOICES, PRECISIONS, SCHEDULE_KINDS
+from ..engine.defaults import (
+    DEFAULT_EPOCH_SECONDS,
+    DEFAULT_GUI_BUDGET_MINUTES,
+    DEVICE_CHOICES,
+    PRECISIONS,
+    SCHEDULE_KINDS,
+)
+from ..engine.text import format_duration
 from ..engine.diffusion.schedule import MAX_TIMESTEPS, ScheduleConfig
 from ..engine.diffusion.unet import UNetConfig
 from ..engine.storage import paths
 from ..engine.training.config import TrainConfig
 from ..engine.training.presets import PRESETS, Preset
 from .state import AppState, cuda_available
+from .widgets import WrappingLabel
 
 #: the form's fields of TrainConfig, with the widget that holds each
 TRAIN_FIELDS = ("epochs", "batch_size", "lr", "patience", "seed", "ema_decay", "precision")
+#: what the default budget gives (docs/quality.md, "Quality per CPU minute")
+BUDGET_QUALITY = "about 95% of digits clearly recognisable, FD 1.5x real digits' (w = 0.1; Xeon CPU, fp32)"
+EXPECTED_QUALITY = (f"{DEFAULT_GUI_BUDGET_MINUTES} minutes of the default recipe: {BUDGET_QUALITY}; "
+                    "docs/quality.md has the measurements.")
 
 
 class TrainForm(QGroupBox):
@@ -55,6 +67,9 @@ class TrainForm(QGroupBox):
         self.timesteps_spin.valueChanged.connect(self._on_schedule_edited)
         self.conditional_check.toggled.connect(self._rename_run_dir)
         self.run_dir_edit.textEdited.connect(self._on_run_dir_edited)
+        self.epoch_seconds: float | None = None  # measured by a run in this session
+        self.epochs_spin.valueChanged.connect(self._update_estimate)
+        self.budget_spin.valueChanged.connect(self._update_estimate)
         self._on_preset_changed()
 
     # ------------------------------------------------------------ layout
@@ -124,13 +139,18 @@ class TrainForm(QGroupBox):
         form.addRow("Precision", self.precision_combo)
 
     def _build_run_rows(self, form: QFormLayout) -> None:
-        self.budget_spin = QSpinBox(objectName="timeBudgetSpin", minimum=0, maximum=7 * 24 * 60, value=0)
+        self.budget_spin = QSpinBox(objectName="timeBudgetSpin", minimum=0, maximum=7 * 24 * 60,
+                                    value=DEFAULT_GUI_BUDGET_MINUTES)
         self.budget_spin.setSuffix(" min")
         self.budget_spin.setSpecialValueText("none")
         self.budget_spin.setToolTip(
             "Stop training after this many minutes (the model trained so far is validated and kept; "
-            "early stopping still applies). 0 = no time limit")
+            f"early stopping still applies). 0 = no time limit. {EXPECTED_QUALITY}")
         form.addRow("Time budget", self.budget_spin)
+        # how long Start trains and what it gives; the panel lays it out under the form, where a
+        # wrapped label gets the height it needs (a QFormLayout row squeezed it)
+        self.estimate_label = WrappingLabel(objectName="trainEstimateLabel")
+        self.estimate_label.setStyleSheet("color: #555; font-size: 11px;")
         self.run_dir_edit = QLineEdit(objectName="runDirEdit")
         self.run_dir_edit.textChanged.connect(self.run_dir_edit.setToolTip)  # the whole path
         browse = QToolButton(text="…")
@@ -166,6 +186,7 @@ class TrainForm(QGroupBox):
         p = self.current_preset()
         self.preset_label.setText(p.description)
         self._set_train_values(p.train.to_dict())
+        self._update_estimate()
         self.conditional_check.setChecked(p.model.conditional)
         with _signals_blocked(self.schedule_combo, self.timesteps_spin):
             self.schedule_combo.setCurrentIndex(self.schedule_combo.findData(p.schedule.kind))
@@ -206,6 +227,31 @@ class TrainForm(QGroupBox):
     def max_minutes(self) -> float | None:
         """The form's time budget (None: no limit)."""
         return float(self.budget_spin.value()) or None
+
+    def set_epoch_seconds(self, seconds: float) -> None:
+        """An epoch's measured length on this machine (a run's EpochRecord), for the estimate."""
+        self.epoch_seconds = float(seconds)
+        self._update_estimate()
+
+    def estimate_text(self) -> str:
+        """How long Start trains and what it gives: the budget, else epochs x an epoch's time
+        (measured here, or the default recipe's on the Xeon of docs/quality.md)."""
+        minutes = self.budget_spin.value()
+        if minutes:
+            text = f"This run: {format_duration(60.0 * minutes, words=True)} (the time budget)."
+            self.estimate_label.setToolTip(EXPECTED_QUALITY)
+            if minutes == DEFAULT_GUI_BUDGET_MINUTES and self.current_preset().name == "default":
+                text += f" Expected: {BUDGET_QUALITY}."
+            return text
+        per_epoch = self.epoch_seconds or DEFAULT_EPOCH_SECONDS
+        where = "as measured here" if self.epoch_seconds else "at the default recipe's pace on a Xeon CPU"
+        epochs = self.epochs_spin.value()
+        return (f"This run: up to {epochs} epochs, about {format_duration(epochs * per_epoch, words=True)} "
+                f"({format_duration(per_epoch, words=True)} per epoch {where}); early stopping may end it sooner.")
+
+    @Slot()
+    def _update_estimate(self, *_args) -> None:
+        self.estimate_label.setText(self.estimate_text())
 
     def _changed(self, keys: tuple[str, ...]) -> dict:
         preset = self.current_preset().train
@@ -264,6 +310,12 @@ class TrainForm(QGroupBox):
         names the folder after the settings)."""
         self.run_dir_edit.setText(str(folder))
         self.run_dir_auto = False
+
+    def use_new_run_dir(self) -> None:
+        """After a run: the next Start trains into a new folder named after the settings (a folder
+        the user chose was for the run that just used it)."""
+        self.run_dir_auto = True
+        self._rename_run_dir()
 
     def show_run_dir(self, folder: str | Path) -> None:
         """Show the folder a run trains in, keeping whether the next one is named after the settings."""

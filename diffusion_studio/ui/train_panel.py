@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 
 from PySide6.QtCore import QTimer, Signal, Slot
-from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QMenu, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFileDialog, QWidget
 
+from ..engine.defaults import DEFAULT_PREVIEW_FIRST_STEPS, DEMO_BUDGET_MINUTES
 from ..engine.storage import paths
 from ..engine.text import baseline_validated, continuing_from, resuming_at
 from ..engine.text import format_duration as _format_duration
@@ -22,7 +23,7 @@ from ..engine.training.config import loss_bins
 from ..engine.training.presets import Preset
 from .state import AppState
 from .train_form import TrainForm
-from .train_view import LossView, PreviewBox
+from .train_view import LossView, PreviewBox, build_panel, fill_resume_menu
 from .workers import TaskWorker, WorkerRunner
 
 REDRAW_MS = 40
@@ -44,10 +45,12 @@ class TrainPanel(QWidget):
     """Train a DDPM on ``state.data`` and stream its losses (objectName ``trainPanel``).
 
     Public API
-      start_training(): start a new run with the form's settings (Start button).
+      start_training(max_minutes=None): start a new run with the form's settings (Start button);
+          max_minutes overrides the form's budget (watch_training: the 2-minute "Watch it learn").
       stop_training(): ask the run to stop after the current batch (Stop button).
       resume_training(run_dir=None): continue the run in ``run_dir`` (its last.pt);
-          None asks with a folder dialog (Resume button).
+          None asks with a folder dialog (Resume button's last entry; its menu, filled by
+          fill_resume_menu(), offers the run just trained first, then the other runs).
       continue_training(source=None): a new run from a checkpoint's weights, settings and
           epoch count: a bundled model's name, a .pt file or a run folder; None asks with a
           file dialog (Continue from… button, whose menu also lists the bundled models).
@@ -63,6 +66,7 @@ class TrainPanel(QWidget):
 
     training_finished = Signal(str, str)
     preview_every = 5  # epochs between previews (tests lower it)
+    preview_first_steps = DEFAULT_PREVIEW_FIRST_STEPS  # the early preview's step
 
     def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -75,53 +79,13 @@ class TrainPanel(QWidget):
         self.form = TrainForm(state)
         self.view = LossView()
         self.preview = PreviewBox()
-        self._build()
+        build_panel(self)
         self._reset_run()
         self._redraw_timer = QTimer(self)
         self._redraw_timer.setInterval(REDRAW_MS)
         self._redraw_timer.timeout.connect(self.view.redraw)
         state.data_changed.connect(self._update_enabled)
         self._update_enabled()
-
-    def _build(self) -> None:
-        self.start_button = QPushButton("Start", objectName="startTrainingButton")
-        self.start_button.setShortcut("Ctrl+T")
-        self.start_button.clicked.connect(self.start_training)
-        self.stop_button = QPushButton("Stop", objectName="stopTrainingButton", enabled=False)
-        self.stop_button.setShortcut("Ctrl+Shift+T")
-        self.stop_button.setToolTip("Stop after the current batch; the best checkpoint is kept (Ctrl+Shift+T)")
-        self.stop_button.clicked.connect(self.stop_training)
-        self.resume_button = QPushButton("Resume…", objectName="resumeTrainingButton")
-        self.resume_button.clicked.connect(lambda: self.resume_training())
-        self.continue_button = QPushButton("Continue from…", objectName="continueTrainingButton")
-        self.continue_button.setMenu(self._continue_menu())
-        self.data_hint = QLabel(wordWrap=True, objectName="trainDataHint")
-        self.data_hint.setStyleSheet("color: #b35900;")
-        left = QVBoxLayout()
-        left.addWidget(self.form)
-        for pair in ((self.start_button, self.stop_button), (self.resume_button, self.continue_button)):
-            row = QHBoxLayout()  # a new run and its stop; going on from earlier training
-            for button in pair:
-                row.addWidget(button)
-            left.addLayout(row)
-        left.addWidget(self.data_hint)
-        left.addWidget(self.preview)
-        left.addStretch(1)
-        left_w = QWidget()
-        left_w.setLayout(left)
-        left_w.setFixedWidth(340)
-        layout = QHBoxLayout(self)
-        layout.addWidget(left_w)
-        layout.addWidget(self.view, 1)
-
-    def _continue_menu(self) -> QMenu:
-        from ..engine.storage.bundled import available_bundled
-
-        menu = QMenu(self)
-        for name, title, _path in available_bundled():
-            menu.addAction(title, lambda name=name: self.continue_training(name))
-        menu.addAction("A checkpoint file…", lambda: self.continue_training())
-        return menu
 
     # ------------------------------------------------------------ the form's API
     def add_preset(self, preset: Preset, select: bool = True) -> None:
@@ -144,8 +108,11 @@ class TrainPanel(QWidget):
             why = "No MNIST data is loaded: open a data folder first (File ▸ Open data folder)."
             if self.state.data_error:
                 why = f"No MNIST data: {self.state.data_error}"
+        watch = (f"Train a new model with these settings for {DEMO_BUDGET_MINUTES} minutes, whatever the "
+                 "time budget says: the preview shows its first digits within a minute")
         for button, tip in ((self.start_button, "Train a new model with these settings (Ctrl+T)"),
-                            (self.resume_button, "Continue a run from its folder (it must hold last.pt)"),
+                            (self.watch_button, watch),
+                            (self.resume_button, "Continue a run where it stopped: the run just trained, another run, or a folder"),
                             (self.continue_button, CONTINUE_TIP)):
             button.setEnabled(has_data and not running)
             button.setToolTip(why or tip)
@@ -190,8 +157,13 @@ class TrainPanel(QWidget):
         return True, folder
 
     @Slot()
-    def start_training(self) -> bool:
-        """Start a new run with the form's settings; False (and a message) when it cannot."""
+    def watch_training(self) -> bool:
+        """A new run with the form's settings and a DEMO_BUDGET_MINUTES budget ("Watch it learn")."""
+        return self.start_training(max_minutes=DEMO_BUDGET_MINUTES)
+
+    def start_training(self, max_minutes: float | None = None) -> bool:
+        """Start a new run with the form's settings (and ``max_minutes`` instead of the form's
+        budget, when given); False (and a message) when it cannot."""
         if not self._can_train():
             return False
         ok, folder = self._new_folder("train")
@@ -202,7 +174,7 @@ class TrainPanel(QWidget):
 
         try:  # validated before any folder is made
             form = self.form
-            request = self._request("new", out=folder, preset=form.current_preset().name, model=form.model_config(),
+            request = self._request("new", max_minutes=max_minutes, out=folder, preset=form.current_preset().name, model=form.model_config(),
                                     schedule=form.schedule_config(), train=form.train_config())
             plan = plan_train(request)
         except (ValueError, RunError) as exc:
@@ -215,7 +187,7 @@ class TrainPanel(QWidget):
         form's epochs and patience, where set, may raise its own. None asks with a folder dialog."""
         if not self._can_train():
             return False
-        if run_dir is None:
+        if not run_dir:
             run_dir = QFileDialog.getExistingDirectory(self, "Resume which run?", str(paths.runs_dir()))
             if not run_dir:
                 return False
@@ -223,7 +195,7 @@ class TrainPanel(QWidget):
         if not (run_dir / "last.pt").is_file():
             self._show_error(f"{run_dir} has no last.pt to resume from; choose a run folder made by training.")
             return False
-        self.form.set_run_dir(run_dir)
+        self.form.show_run_dir(run_dir)
         self._opening = "resume"
         return self._start(self._request("resume", source=run_dir, settings=self.form.raised_settings()))
 
@@ -257,15 +229,21 @@ class TrainPanel(QWidget):
         settings = {**self.form.raised_settings(), **self.form.continue_settings()}
         return self._start(self._request("continue", source=str(source), out=folder, settings=settings))
 
+    @Slot()
+    def fill_resume_menu(self) -> None:
+        """The Resume menu: the run just trained first, then the runs folder's others, then a folder dialog."""
+        fill_resume_menu(self.resume_menu, self.run_dir, paths.runs_dir(), self.resume_training, self.state.report)
+
     def continue_settings(self) -> dict[str, float]:
         """The form's ``continue_settings``: what a Continue changes of the file's lr and EMA."""
         return self.form.continue_settings()
 
-    def _request(self, mode: str, **fields):
+    def _request(self, mode: str, max_minutes: float | None = None, **fields):
         from ..tasks.train import TrainRequest
 
-        return TrainRequest(mode=mode, runs_dir=paths.runs_dir(), max_minutes=self.form.max_minutes(),
+        return TrainRequest(mode=mode, runs_dir=paths.runs_dir(), max_minutes=max_minutes or self.form.max_minutes(),
                             device=self.form.device_combo.currentText(), preview_every=self.preview_every,
+                            preview_first_steps=self.preview_first_steps,
                             **fields)
 
     def _start(self, request, plan=None) -> bool:
@@ -355,11 +333,14 @@ class TrainPanel(QWidget):
         self.steps_per_epoch = self.view.steps_per_epoch = last.steps_per_epoch
         done_total = (last.epoch - 1) * last.steps_per_epoch + last.step
         total = self.epochs_total * last.steps_per_epoch
-        self.view.progress.setValue(int(1000 * done_total / max(1, total)))
+        done = done_total / max(1, total)
+        of_budget = (time.monotonic() - self._t0) / self.max_budget if self.max_budget and self._t0 else 0.0
+        self.view.progress.setValue(int(1000 * min(1.0, max(done, of_budget))))
         eta = "–"
         if self._t0 is not None and last.images_per_s > 0:
             eta = format_duration(self.eta_seconds(last.epoch, total - done_total, last.images_per_s))
-        self.view.progress.setFormat(f"epoch {last.epoch}/{self.epochs_total} · %p%")
+        of_what = " of the time budget" if of_budget > done else ""
+        self.view.progress.setFormat(f"epoch {last.epoch}/{self.epochs_total} · %p%{of_what}")
         self.view.progress_label.setText(f"step {last.step}/{last.steps_per_epoch} · loss {last.loss:.4f} · "
                                          f"{last.images_per_s:,.0f} images/s · ETA {eta}")
 
@@ -380,7 +361,9 @@ class TrainPanel(QWidget):
     def _on_epoch(self, rec) -> None:
         if rec.validation_seconds:
             self.validation_seconds = float(rec.validation_seconds)
-        self.view.add_epoch(rec.epoch, rec.val_loss)
+        if rec.fraction >= 1.0:
+            self.form.set_epoch_seconds(rec.seconds)
+        self.view.add_epoch(rec.epoch, rec.val_loss, rec.fraction)  # a budget's partial epoch where it ended
         self.view.set_best(rec.best_epoch, rec.best_val_loss)
         if rec.val_loss_by_t is not None:
             self.view.add_loss_by_timestep(loss_bins(self.timesteps), rec.val_loss_by_t)
@@ -394,8 +377,6 @@ class TrainPanel(QWidget):
             f"best {rec.best_val_loss:.5f} at epoch {rec.best_epoch} · {format_duration(rec.seconds)} · "
             f"{rec.images_per_s:,.0f} images/s")
 
-
-
     def _on_baseline(self, rec) -> None:
         """A continued run validated the weights it brought: the loss its epochs must beat."""
         if rec.seconds:
@@ -407,24 +388,35 @@ class TrainPanel(QWidget):
     def _on_preview(self, rec) -> None:
         if self.last_reason:  # sampled after the end: the best weights, restored
             caption = f"samples from the restored best model (epoch {rec.epoch})"
+        elif rec.step:
+            caption = f"{len(rec.images)} samples after {rec.step} steps (EMA weights; DDIM, 20 steps)"
         else:
             caption = f"{len(rec.images)} samples after epoch {rec.epoch} (DDIM, 20 steps)"
         self.preview.show_digits(rec.images, caption)
 
     def _on_finished(self, rec) -> None:
+        """The run ended. One rule for the Sampler, whatever ended it (completed, early stopping,
+        the time budget, Stop, divergence): a run that leaves best.pt becomes the Sampler's model,
+        and the status line says so; one stopped before its first validation leaves it as it was."""
         self.last_reason, self.last_message = rec.reason, rec.message
+        best = self.run_dir / "best.pt" if self.run_dir is not None else None
+        opens = best is not None and best.is_file()
+        if opens:
+            sampler = f"The Sampler now uses its best weights (epoch {rec.best_epoch or '?'})."
+        else:
+            sampler = "No epoch was validated, so the Sampler keeps its model; Resume goes on from here."
+        text = f"{rec.message[:1].upper() + rec.message[1:]}. {sampler}".replace(".. ", ". ")
         label = self.view.stopping_label
         label.setStyleSheet("color: #1b6e1b;" if rec.reason != "diverged" else "color: #b00020;")
-        label.setText(rec.message[:1].upper() + rec.message[1:])
-        if rec.reason in ("completed", "early_stopped", "budget"):
-            self.view.progress.setValue(self.view.progress.maximum())
-            if rec.best_epoch and self.preview.has_digits():
-                self.preview.caption.setText(f"samples from the restored best model (epoch {rec.best_epoch})")
+        label.setText(text)
+        self.view.show_end(rec.reason, self.epochs_total)
+        if rec.reason in ("completed", "early_stopped", "budget") and rec.best_epoch and self.preview.has_digits():
+            self.preview.caption.setText(f"samples from the restored best model (epoch {rec.best_epoch})")
         self.view.progress_label.setText(self.view.progress_label.text().split(" · ETA")[0])
         self.view.redraw()
-        if self.run_dir is not None and (self.run_dir / "best.pt").is_file():  # the sampler's model now
-            self.state.open_model(self.run_dir / "best.pt", f"trained: {self.run_dir.name}")
-        self.state.report(rec.message)
+        if opens:
+            self.state.open_model(best, f"trained: {self.run_dir.name}")
+        self.state.report(text)
 
     @Slot(str)
     def _on_failed(self, message: str) -> None:
@@ -437,6 +429,7 @@ class TrainPanel(QWidget):
     @Slot()
     def _on_thread_stopped(self) -> None:
         self._redraw_timer.stop()
+        self.form.use_new_run_dir()  # a chosen folder served this run; Start next makes a new one
         self.view.redraw()
         self._update_enabled()
         self.training_finished.emit(self.last_reason, self.last_message)

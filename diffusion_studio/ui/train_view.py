@@ -10,15 +10,28 @@ pattern: curves made once, fed with ``setData``).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Slot
-from PySide6.QtGui import QColor, QFont
-from PySide6.QtWidgets import QCheckBox, QGroupBox, QHBoxLayout, QLabel, QProgressBar, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtGui import QColor, QFont, QFontMetricsF
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QMenu,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
 
+from ..engine.defaults import DEMO_BUDGET_MINUTES
 from .imaging import tile
-from .widgets import ImageView, Series, StreamingSmoother, styled_plot
+from .widgets import ImageView, Series, StreamingSmoother, WrappingLabel, styled_plot
 
 SMOOTHING = 0.95  # weight of the smoothed train-loss curve (engine.runs.smooth, debiased)
 Y_FIT_AFTER_STEPS = 500  # from here on the linear y axis fits where training is, not its first steps
@@ -27,7 +40,7 @@ Y_FIT_AFTER_STEPS = 500  # from here on the linear y axis fits where training is
 class LossView(QWidget):
     """The loss plot, the loss-by-timestep plot and the lines under them.
 
-    add_steps(global_steps, losses), add_epoch(epoch, val_loss), set_best(epoch, val_loss),
+    add_steps(global_steps, losses), add_epoch(epoch, val_loss, fraction=1.0), set_best(epoch, val_loss),
     add_loss_by_timestep(edges, values), reset(), redraw() (only when something changed).
     ``steps_per_epoch`` converts steps to epochs; ``epochs_total`` bounds the x axis.
     """
@@ -44,8 +57,9 @@ class LossView(QWidget):
     def _build(self) -> None:
         self.log_check = QCheckBox("log scale", objectName="logScaleCheck")
         self.log_check.toggled.connect(self._on_log_toggled)
-        self.stopping_label = QLabel("Not training", objectName="earlyStoppingLabel")
-        self.stopping_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        # wrapped: an error or an end message is read whole, never cut at the panel's edge
+        self.stopping_label = WrappingLabel(text="Not training", objectName="earlyStoppingLabel")
+        self.stopping_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Minimum)
         bold = QFont(self.stopping_label.font())
         bold.setBold(True)
         self.stopping_label.setFont(bold)
@@ -95,6 +109,11 @@ class LossView(QWidget):
         self.t_plot.setObjectName("lossByTimestepPlot")
         tp = self.t_plot.getPlotItem()
         tp.setTitle("Validation loss by timestep (latest epoch strong, earlier ones faded)", size="9pt", color="#444")
+        axis = LogTickAxis("left")  # its labels never overlap in the plot's 150-220 px
+        axis.setPen(pg.mkPen("#444"))
+        axis.setTextPen(pg.mkPen("#222"))
+        tp.setAxisItems({"left": axis})
+        tp.setLabel("left", "validation loss", color="#222")
         tp.setLogMode(y=True)
         self.t_plot.setMinimumHeight(150)
         self.t_plot.setMaximumHeight(220)
@@ -116,7 +135,8 @@ class LossView(QWidget):
         """Forget the run drawn so far (a new run starts)."""
         self.steps = StreamingSmoother(SMOOTHING)  # every step's loss, raw and smoothed
         self.step_x = Series()  # every step's fractional epoch
-        self.val_epochs: list[int] = []
+        self.val_epochs: list[float] = []  # where each validation is drawn: epoch - 1 + fraction trained
+        self.epoch_x: dict[int, float] = {}
         self.val_losses: list[float] = []
         self.best_epoch = 0
         self.best_val = math.inf
@@ -139,8 +159,12 @@ class LossView(QWidget):
         self.steps.extend(losses)
         self._dirty = True
 
-    def add_epoch(self, epoch: int, val_loss: float) -> None:
-        self.val_epochs.append(int(epoch))
+    def add_epoch(self, epoch: int, val_loss: float, fraction: float = 1.0) -> None:
+        """Epoch ``epoch``'s validation loss, drawn where the epoch ended: a time budget's
+        partial epoch (``fraction`` < 1, EpochRecord.fraction) at epoch - 1 + fraction."""
+        x = int(epoch) - 1 + min(1.0, max(0.0, float(fraction)))
+        self.epoch_x[int(epoch)] = x
+        self.val_epochs.append(x)
         self.val_losses.append(float(val_loss))
         self._dirty = True
 
@@ -153,11 +177,24 @@ class LossView(QWidget):
         StartedRecord carries them."""
         if history.get("global_step"):
             self.add_steps(np.asarray(history["global_step"], float), np.asarray(history["loss"], float))
-        for e in history.get("epochs", []):
-            self.add_epoch(int(e["epoch"]), float(e["val_loss"]))
+        for e in history.get("epochs", []):  # a partial epoch's "epoch" is where it ended (1.32)
+            x = float(e["epoch"])
+            self.add_epoch(math.ceil(x), float(e["val_loss"]), x - math.ceil(x) + 1)
         if history.get("epochs"):
             best = float(history["epochs"][-1].get("best_val_loss", math.inf))
-            self.set_best(min(zip(self.val_losses, self.val_epochs))[1] if self.val_losses else 0, best)
+            best_x = min(zip(self.val_losses, self.val_epochs))[1] if self.val_losses else 0
+            self.set_best(math.ceil(best_x), best)
+
+    def show_end(self, reason: str, epochs_total: int) -> None:
+        """The progress bar at a run's end: 100% for a run that trained all it was asked; for one
+        the time budget ended, how far it got (its epochs of those asked), never 100%."""
+        progress = self.progress
+        if reason in ("completed", "early_stopped"):
+            progress.setValue(progress.maximum())
+        elif reason == "budget":
+            done = self.val_epochs[-1] if self.val_epochs else 0.0
+            progress.setValue(min(progress.maximum() - 1, int(progress.maximum() * done / max(1, epochs_total))))
+            progress.setFormat(f"the time budget ended it after {done:.2f} of {epochs_total} epochs")
 
     def add_loss_by_timestep(self, edges, values) -> None:
         """Draw one epoch's validation loss per t bin; earlier epochs fade."""
@@ -213,9 +250,35 @@ class LossView(QWidget):
             self.val_curve.setData(np.asarray(self.val_epochs, float), np.asarray(self.val_losses, float))
         if self.best_epoch and math.isfinite(self.best_val):
             y = math.log10(self.best_val) if self.log_check.isChecked() and self.best_val > 0 else self.best_val
-            self.best_marker.setData([float(self.best_epoch)], [y])
-            self.best_line.setPos(float(self.best_epoch))
+            x = self.epoch_x.get(self.best_epoch, float(self.best_epoch))
+            self.best_marker.setData([x], [y])
+            self.best_line.setPos(x)
             self.best_line.setVisible(True)
+
+
+class LogTickAxis(pg.AxisItem):
+    """A log axis whose tick labels never overlap: pyqtgraph labels 2-9 of every decade when the
+    labels' total height fits, so 8, 9 and 10 collide. Here the decades are labelled (every k-th,
+    when they are close), then 5, 2, 3, 4, 6, 7, 8, 9 in that order, each only where it is a
+    label's height and a half from every label kept."""
+
+    def logTickValues(self, minVal, maxVal, size, stdTicks):  # noqa: N802, N803 (pyqtgraph's names)
+        if not (maxVal > minVal and size > 0):
+            return super().logTickValues(minVal, maxVal, size, stdTicks)
+        per_decade = size / (maxVal - minVal)  # pixels
+        gap = 1.5 * QFontMetricsF(self.style.get("tickFont") or self.font()).height()
+        every = max(1, math.ceil(gap / per_decade))
+        decades = [float(v) for v in range(math.ceil(minVal), math.floor(maxVal) + 1) if v % every == 0]
+        kept = list(decades)
+        minors = []
+        if every == 1:
+            for m in (5, 2, 3, 4, 6, 7, 8, 9):
+                for v in range(math.floor(minVal), math.ceil(maxVal)):
+                    x = v + math.log10(m)
+                    if minVal < x < maxVal and all(abs(x - k) * per_decade >= gap for k in kept):
+                        kept.append(x)
+                        minors.append(x)
+        return [(1.0, decades), (None, sorted(minors))]
 
 
 class PreviewBox(QGroupBox):
@@ -273,3 +336,83 @@ def _nice_ceiling(x: float, limit: int) -> float:
             if nice >= x:
                 break
     return float(min(nice, max(limit, math.ceil(x))))
+
+
+def build_panel(panel) -> None:
+    """The Training panel's layout (``TrainPanel``): its form; Start / Stop and the 2-minute
+    "Watch it learn" run; Resume (a menu of runs) / Continue from (a menu of models); the data
+    hint and the preview; the view beside them. Sets the buttons and ``data_hint`` on ``panel``."""
+    panel.start_button = QPushButton("Start", objectName="startTrainingButton")
+    panel.start_button.setShortcut("Ctrl+T")
+    panel.start_button.clicked.connect(panel.start_training)
+    panel.stop_button = QPushButton("Stop", objectName="stopTrainingButton", enabled=False)
+    panel.stop_button.setShortcut("Ctrl+Shift+T")
+    panel.stop_button.setToolTip("Stop after the current batch; the best checkpoint is kept (Ctrl+Shift+T)")
+    panel.stop_button.clicked.connect(panel.stop_training)
+    panel.watch_button = QPushButton(f"Watch it learn ({DEMO_BUDGET_MINUTES} min)", objectName="watchItLearnButton")
+    panel.watch_button.clicked.connect(panel.watch_training)
+    panel.resume_button = QPushButton("Resume…", objectName="resumeTrainingButton")
+    panel.resume_menu = QMenu(panel, objectName="resumeMenu")
+    panel.resume_menu.aboutToShow.connect(panel.fill_resume_menu)
+    panel.resume_button.setMenu(panel.resume_menu)
+    panel.continue_button = QPushButton("Continue from…", objectName="continueTrainingButton")
+    panel.continue_button.setMenu(_continue_menu(panel))
+    panel.data_hint = QLabel(wordWrap=True, objectName="trainDataHint")
+    panel.data_hint.setStyleSheet("color: #b35900;")
+    left = QVBoxLayout()
+    left.addWidget(panel.form)
+    left.addWidget(panel.form.estimate_label)
+    rows = ((panel.start_button, panel.stop_button), (panel.watch_button,),
+            (panel.resume_button, panel.continue_button))
+    for pair in rows:  # a new run and its stop; a short demo; going on from earlier training
+        row = QHBoxLayout()
+        for button in pair:
+            row.addWidget(button)
+        left.addLayout(row)
+    left.addWidget(panel.data_hint)
+    left.addWidget(panel.preview)
+    left.addStretch(1)
+    left_w = QWidget()
+    left_w.setLayout(left)
+    left_w.setFixedWidth(340)
+    layout = QHBoxLayout(panel)
+    layout.addWidget(left_w)
+    layout.addWidget(panel.view, 1)
+
+
+def _continue_menu(panel) -> QMenu:
+    from ..engine.storage.bundled import available_bundled
+
+    menu = QMenu(panel, objectName="continueMenu")
+    for name, title, _path in available_bundled():
+        menu.addAction(title, lambda name=name: panel.continue_training(name))
+    menu.addAction("A checkpoint file…", lambda: panel.continue_training())
+    return menu
+
+
+def fill_resume_menu(menu: QMenu, last_run, runs_dir, resume, report) -> None:
+    """Offer the run just trained (``last_run``, a folder or None) first, then the other runs of
+    ``runs_dir`` that hold last.pt (newest first, at most 12), then a folder picker.
+    ``resume(folder_or_None)`` is called with the choice; ``report(line)`` hears a runs folder
+    that cannot be read."""
+    from ..engine.runs import RunError, list_runs
+
+    try:
+        runs = [r for r in reversed(list_runs(runs_dir))
+                if r.status not in ("damaged", "running") and (r.path / "last.pt").is_file()]
+    except RunError as exc:
+        runs = []
+        report(str(exc))
+    menu.clear()
+    if last_run is not None and (Path(last_run) / "last.pt").is_file():
+        action = menu.addAction(f"The run just trained: {Path(last_run).name}", lambda: resume(Path(last_run)))
+        action.setData(str(last_run))
+        menu.addSeparator()
+    for info in runs[:12]:
+        if last_run is not None and Path(info.path) == Path(last_run):
+            continue
+        action = menu.addAction(info.name, lambda p=Path(info.path): resume(p))
+        action.setData(str(info.path))
+    if menu.actions():
+        menu.addSeparator()
+    menu.addAction("A run folder…", lambda: resume(None))

@@ -8,7 +8,9 @@ import time
 import numpy as np
 import pytest
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QFontMetricsF
 
+from diffusion_studio.engine.defaults import DEFAULT_GUI_BUDGET_MINUTES, DEMO_BUDGET_MINUTES
 from diffusion_studio.engine.storage.checkpoint import load_model
 from diffusion_studio.engine.training.config import BaselineRecord, EpochRecord, FinishedRecord, StartedRecord
 from diffusion_studio.engine.training.presets import Preset
@@ -309,8 +311,9 @@ def test_class_conditional_checkbox_trains_a_conditional_network(qtbot, panel):
 
 def test_time_budget_field_reaches_the_trainer_and_caps_the_eta(qtbot, panel, tmp_path, monkeypatch):
     budget = panel.findChild(type(panel.form.budget_spin), "timeBudgetSpin")
-    assert budget is panel.form.budget_spin and budget.value() == 0 and budget.text() == "none"
-    assert panel.form.max_minutes() is None
+    assert budget is panel.form.budget_spin and budget.value() == DEFAULT_GUI_BUDGET_MINUTES  # the measured recipe
+    budget.setValue(0)
+    assert budget.text() == "none" and panel.form.max_minutes() is None
     jobs = []
     monkeypatch.setattr(panel.runner, "start", lambda worker: jobs.append(worker.request))  # no thread
     panel.add_preset(tiny_preset(epochs=3))
@@ -389,3 +392,124 @@ def test_a_long_runs_linear_axis_fits_its_later_losses_not_its_first_steps(qtbot
     panel.view.log_check.setChecked(True)  # the log axis still shows everything, the first steps included
     lo, hi = panel.view._y_range
     assert hi >= np.log10(0.99) and lo <= np.log10(0.025)
+
+
+# ---------------------------------------------------------------- issue 32: a learner's first hour
+def test_the_form_says_how_long_start_trains_and_what_the_default_gives(panel):
+    estimate = panel.findChild(type(panel.form.estimate_label), "trainEstimateLabel")
+    assert estimate is panel.form.estimate_label
+    text = estimate.text()
+    assert f"{DEFAULT_GUI_BUDGET_MINUTES} min 00 s (the time budget)" in text
+    assert "95%" in text and "1.5x" in text and "w = 0.1" in text  # docs/quality.md's 15-minute row
+    panel.form.budget_spin.setValue(0)  # no budget: epochs x an epoch's time
+    assert "up to 50 epochs" in estimate.text() and "per epoch at the default recipe's pace" in estimate.text()
+    panel.form.set_epoch_seconds(60.0)  # a run here measured one
+    assert "about 50 min 00 s (1 min 00 s per epoch as measured here)" in estimate.text()
+    panel.form.budget_spin.setValue(5)
+    assert estimate.text().startswith("This run: 5 min 00 s (the time budget).") and "95%" not in estimate.text()
+
+
+def test_watch_it_learn_starts_a_two_minute_run_with_an_early_preview(qtbot, panel, monkeypatch):
+    jobs = []
+    monkeypatch.setattr(panel.runner, "start", lambda worker: jobs.append(worker.request))  # no thread
+    panel.add_preset(tiny_preset(epochs=3))
+    watch = panel.findChild(type(panel.start_button), "watchItLearnButton")
+    assert watch is not None and watch.isEnabled() and f"{DEMO_BUDGET_MINUTES} min" in watch.text()
+    qtbot.mouseClick(watch, Qt.MouseButton.LeftButton)
+    assert jobs[-1].max_minutes == DEMO_BUDGET_MINUTES and jobs[-1].preview_every
+    assert jobs[-1].preview_first_steps == panel.preview_first_steps > 0
+    assert panel.form.budget_spin.value() == DEFAULT_GUI_BUDGET_MINUTES  # the form's own budget is kept
+    from diffusion_studio.tasks.train import PreviewRecord
+
+    panel._on_records([PreviewRecord(1, np.zeros((8, 28, 28), np.uint8), step=200)])
+    assert panel.preview.has_digits() and "after 200 steps (EMA weights" in panel.preview.caption.text()
+
+
+def test_after_a_run_start_and_resume_go_on_without_touching_the_folder(qtbot, panel, tmp_path, monkeypatch):
+    """Item 5: the Run-folder field no longer names the run just trained, Resume offers that run,
+    and the status line says the Sampler now uses it; the run showed digits before its epoch ended."""
+    monkeypatch.setenv("DIFFUSION_STUDIO_HOME", str(tmp_path / "home"))
+    captions = []
+    monkeypatch.setattr(panel.preview, "show_digits",
+                        lambda images, caption: captions.append(caption))
+    panel.preview_first_steps = 2  # of 4 steps per epoch
+    panel.add_preset(tiny_preset(epochs=1))
+    mine = tmp_path / "mine"
+    panel.set_run_dir(str(mine))
+    with qtbot.waitSignal(panel.training_finished, timeout=60000) as blocker:
+        assert panel.start_training()
+    qtbot.waitUntil(lambda: not panel.is_training(), timeout=10000)
+    assert blocker.args[0] == "completed"
+    assert captions and "after 2 steps" in captions[0]
+    assert "The Sampler now uses its best weights (epoch 1)" in panel.view.stopping_label.text()
+    assert panel.form.run_dir() is None and str(mine) != panel.form.run_dir_edit.text()  # a fresh one next
+    panel.fill_resume_menu()
+    menu = panel.findChild(type(panel.resume_menu), "resumeMenu")
+    actions = menu.actions()
+    assert actions[0].data() == str(mine) and "just trained" in actions[0].text()
+    assert actions[-1].text() == "A run folder…"
+    with qtbot.waitSignal(panel.training_finished, timeout=60000) as blocker:  # Start again: a new folder
+        assert panel.start_training()
+    qtbot.waitUntil(lambda: not panel.is_training(), timeout=10000)
+    second = panel.run_dir
+    assert blocker.args[0] == "completed" and second != mine and second.parent == tmp_path / "home" / "data" / "runs"
+    panel.fill_resume_menu()
+    offered = [a.data() for a in panel.resume_menu.actions() if a.data()]
+    assert offered[0] == str(second) and str(mine) not in offered  # (mine is outside the runs folder)
+    monkeypatch.setattr(panel, "resume_training", lambda run_dir=None: captions.append(("resume", run_dir)))
+    panel.fill_resume_menu()
+    panel.resume_menu.actions()[0].trigger()
+    assert captions[-1] == ("resume", second)
+
+
+def test_a_stopped_run_before_any_validation_says_the_sampler_keeps_its_model(panel):
+    panel._on_records([FinishedRecord("stopped", 0, 0, float("inf"), "stopped at epoch 1, step 3")])
+    assert panel.view.stopping_label.text() == ("Stopped at epoch 1, step 3. No epoch was validated, so the "
+                                           "Sampler keeps its model; Resume goes on from here.")
+
+
+def test_an_error_is_wrapped_never_cut_off(qtbot, panel):
+    message = "Cannot train in that folder: " + "a very long reason that goes on " * 12
+    panel._show_error(message)
+    label = panel.findChild(type(panel.view.stopping_label), "earlyStoppingLabel")
+    qtbot.waitUntil(lambda: label.height() >= label.heightForWidth(label.width()), timeout=2000)
+    assert label.wordWrap() and label.text() == message
+    assert label.heightForWidth(label.width()) > 2 * label.fontMetrics().lineSpacing()  # several lines, all shown
+    assert label.width() <= panel.view.width()
+
+
+def test_a_budget_ended_partial_epoch_is_drawn_where_it_ended(panel):
+    """Item 7: a 1-minute budget ended at 0.32 of an epoch: its validation point and best star sit
+    at 0.32, and the progress does not read 100%."""
+    panel._on_records([started({"steps_per_epoch": 100, "epochs": 50, "patience": 5, "start_epoch": 0,
+                                "device": "cpu", "precision": "fp32", "batch_size": 32, "timesteps": 300,
+                                "max_seconds": 60.0})])
+    rec = EpochRecord(epoch=1, epochs=50, train_loss=0.1, val_loss=0.08, seconds=60.0, images_per_s=50.0,
+                      best_val_loss=0.08, best_epoch=1, epochs_without_improvement=0, patience=5, improved=True,
+                      fraction=0.32)
+    panel._on_records([rec, FinishedRecord("budget", 0, 1, 0.08, "the time budget ended the run at epoch 0.32")])
+    panel.view.redraw()
+    assert panel.view.val_curve.getData()[0].tolist() == [pytest.approx(0.32)]
+    assert panel.view.best_marker.getData()[0].tolist() == [pytest.approx(0.32)]
+    assert panel.view.best_line.value() == pytest.approx(0.32)
+    progress = panel.findChild(type(panel.view.progress), "trainProgress")
+    assert progress.value() < progress.maximum() and "after 0.32 of 50 epochs" in progress.format()
+    panel.view.reset()  # a resume's history: the partial epoch is where it ended too
+    panel.view.show_history({"epochs": [{"epoch": 1.0, "val_loss": 0.09, "best_val_loss": 0.09},
+                                        {"epoch": 1.32, "val_loss": 0.07, "best_val_loss": 0.07}]})
+    panel.view.redraw()
+    assert panel.view.val_curve.getData()[0].tolist() == [1.0, pytest.approx(1.32)]
+    assert panel.view.best_marker.getData()[0].tolist() == [pytest.approx(1.32)]
+
+
+@pytest.mark.parametrize("low, high", [(0.02, 0.09), (0.02, 0.3), (1e-4, 1.0), (1e-6, 10.0)])
+def test_log_tick_labels_of_the_loss_by_timestep_plot_never_overlap(panel, low, high):
+    axis = panel.findChild(type(panel.view.t_plot), "lossByTimestepPlot").getPlotItem().getAxis("left")
+    lo, hi = np.log10(low), np.log10(high)
+    for size in (120.0, 150.0, 220.0):
+        levels = axis.tickValues(lo, hi, size)
+        values = sorted(v for _spacing, vs in levels for v in vs)
+        assert len(values) >= 2, (low, high, size)  # something to read the scale by
+        pixels = np.diff(values) * size / (hi - lo)  # between neighbouring labels
+        height = QFontMetricsF(axis.style.get("tickFont") or axis.font()).height()
+        assert pixels.min() >= height, (low, high, size, values)
