@@ -8,7 +8,10 @@ The current model is evaluated with its guide network, on a private copy
 (``LoadedModel.copy_to``). The numbers appear with their full names, the protocol below
 them (``evaluate_view.ResultsView``); "Export report…" writes the same report.json /
 report.html / samples.png as ``diffusion-studio evaluate``. A missing Inception weight file
-is a message in the panel, never a traceback.
+is a message in the panel, never a traceback; so is a failed download (no network: one line
+that says what to do, and the panel is usable again). The metric starts as what works on this
+machine (``default_metric``: the offline MNIST metric without the Inception weights, "All"
+with them) until the user picks one.
 """
 
 from __future__ import annotations
@@ -22,6 +25,25 @@ from ..engine.text import first_line
 from .evaluate_view import EvaluateForm, ResultsView, samples_picture, samples_view
 from .state import cuda_available
 from .workers import TaskWorker, WorkerRunner, on_gui_thread
+
+
+def default_metric(weights_missing: bool) -> str:
+    """What works on this machine: every metric with the Inception weights, else the offline one."""
+    return "mnist" if weights_missing else "all"
+
+
+def download_failure_line(exc: Exception, dest: Path) -> str:
+    """Why a download of the Inception weights failed and what to do, in one line: no network
+    (a URLError, a timeout) reads as such, not as a raw exception."""
+    from ..engine.evaluation.fid import FID_WEIGHTS_FILE
+
+    cause = exc.__cause__
+    if cause is None:  # a damaged download: the engine's message says so
+        return first_line(exc)
+    why = getattr(cause, "reason", None) or cause
+    return (f"no connection ({first_line(str(why))}). Connect to the "
+            f"internet and press Download again, or copy {FID_WEIGHTS_FILE} into {dest.parent} or choose it under "
+            "'Inception weights'. Until then the MNIST-classifier metric works offline.")
 
 
 def _minutes(seconds: float) -> str:
@@ -43,7 +65,7 @@ class EvaluatePanel(QWidget):
         self._runner = WorkerRunner(self)
         self._runner.stopped.connect(self._on_thread_finished)
         self._download_runner = WorkerRunner(self)
-        self._download_runner.stopped.connect(self._update_enabled)
+        self._download_runner.stopped.connect(self._on_download_stopped)
         self._estimate_runner = WorkerRunner(self)
         self.form = EvaluateForm()
         self.results = ResultsView()
@@ -53,6 +75,8 @@ class EvaluatePanel(QWidget):
         form.source_combo.currentIndexChanged.connect(self._update_enabled)
         form.n_spin.valueChanged.connect(self._update_estimate)
         form.metric_combo.currentIndexChanged.connect(self._update_estimate)
+        self._metric_chosen = False  # until the user picks a metric, it follows what works here
+        form.metric_combo.activated.connect(self._on_metric_chosen)
         form.weights_edit.textChanged.connect(self._update_enabled)
         state.model_changed.connect(self._update_enabled)
         state.sampler_config_changed.connect(self._show_sampler)
@@ -92,9 +116,15 @@ class EvaluatePanel(QWidget):
         self.cancel_button.setEnabled(running or downloading)
         self.export_button.setEnabled(self.evaluation is not None and not running)
         missing = self.inception_weights_missing()
+        if not self._metric_chosen and not running:
+            self.form.metric_combo.setCurrentIndex(self.form.metric_combo.findData(default_metric(missing)))
         self.form.download_button.setVisible(missing)
         self.form.download_button.setEnabled(missing and not downloading and not running)
         self._update_estimate()
+
+    @Slot()
+    def _on_metric_chosen(self, *_args) -> None:
+        self._metric_chosen = True
 
     def inception_weights_missing(self) -> bool:
         """True when no Inception weight file is chosen and torch hub's cache has none."""
@@ -118,7 +148,15 @@ class EvaluatePanel(QWidget):
     def download_weights(self, *, ask: bool = True) -> bool:
         """Download the Inception weights after asking (``ask``); progress in the panel,
         Cancel stops it and leaves nothing behind."""
-        from ..engine.evaluation.fid import FID_WEIGHTS_MB, download_inception_weights, fid_weights_url, hub_weights_path
+        from ..engine.evaluation.fid import (
+            FID_WEIGHTS_MB,
+            DownloadCancelled,
+            InceptionWeightsMissing,
+            download_inception_weights,
+            fid_weights_url,
+            hub_weights_path,
+        )
+        from ..engine.stopping import Stopped
 
         if self._download_runner.is_running() or self._runner.is_running():
             return False
@@ -131,19 +169,38 @@ class EvaluatePanel(QWidget):
             return False
 
         def job(ctx):
-            return str(download_inception_weights(dest, should_stop=ctx.should_stop,
-                                                  progress=lambda done, total: ctx.progress("download", done, total)))
+            try:
+                return str(download_inception_weights(
+                    dest, should_stop=ctx.should_stop, progress=lambda done, total: ctx.progress("download", done, total)))
+            except DownloadCancelled as exc:
+                raise Stopped(str(exc)) from exc
+            except InceptionWeightsMissing as exc:
+                raise RuntimeError(download_failure_line(exc, dest)) from exc
 
-        worker = TaskWorker(job, "the download")
+        worker = TaskWorker(job, "downloading the Inception weights")
         worker.progress.connect(self._on_download_progress)
-        worker.finished.connect(on_gui_thread(self, lambda path: self._show_message(
+        worker.finished.connect(on_gui_thread(self, lambda path: self._on_download_ended(
             f"Downloaded and verified {path}.", "info")))
-        worker.failed.connect(on_gui_thread(self, lambda msg: self._show_message(msg[:1].upper() + msg[1:])))
+        worker.failed.connect(on_gui_thread(self, lambda msg: self._on_download_ended(msg[:1].upper() + msg[1:])))
+        worker.cancelled.connect(on_gui_thread(self, lambda: self._on_download_ended(
+            "The download was cancelled; nothing was kept.", "warning")))
         self.progress_bar.setRange(0, 0)
         self.stage_label.setText("Downloading the Inception weights…")
         self._download_runner.start(worker)
         self._update_enabled()
         return True
+
+    def _on_download_ended(self, text: str, kind: str = "error") -> None:
+        self._show_message(text, kind)
+        self.stage_label.setText({"info": "Inception weights ready.", "warning": "Download cancelled."}.get(
+            kind, "Download failed (see the message)."))
+
+    @Slot()
+    def _on_download_stopped(self) -> None:
+        """The download's thread ended, however: the busy bar stops, Run and Cancel are as before."""
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(0)
+        self._update_enabled()
 
     @Slot(str, int, int)
     def _on_download_progress(self, _stage: str, done: int, total: int) -> None:
@@ -174,7 +231,8 @@ class EvaluatePanel(QWidget):
         worker = TaskWorker(lambda ctx: inception_images_per_second(device), "timing Inception")
         worker.finished.connect(self._on_rate)
         self._estimate_runner.start(worker)
-        self.form.estimate_label.setText("Timing the Inception network on this machine (a few seconds)…")
+        if self.form.metric_combo.currentData() != "mnist":
+            self.form.estimate_label.setText("Timing the Inception network on this machine (a few seconds)…")
 
     @Slot(object)
     def _on_rate(self, rate) -> None:

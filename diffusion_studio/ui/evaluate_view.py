@@ -8,7 +8,7 @@ the seed and the Inception weights; the reverse process is the Sampler tab's, sh
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import Qt, Slot
+from PySide6.QtCore import QEvent, Qt, Slot
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -128,15 +128,26 @@ class ResultsView(QWidget):
         self.message_scroll.setWidget(self.message_label)
         self.message_scroll.setMaximumHeight(140)
         self.message_scroll.setVisible(False)
-        self.results_table = QTableWidget(0, 4)
-        self.results_table.setHorizontalHeaderLabels(["Metric", "Value", "n generated / real", "Reference"])
+        self.results_table = QTableWidget(0, 4, objectName="evaluateMetricsTable")
+        for col, (title, tip) in enumerate((
+                ("Metric", "What was measured (hover a row for its full name; its protocol is below)"),
+                ("Value", "The measurement; lower is better for the distances (FD, FID, KID)"),
+                ("Digits", "How many generated digits were scored / how many real MNIST digits they were compared with"),
+                ("Against", "Which real MNIST digits they were compared with (the test split, the training split)"))):
+            header_item = QTableWidgetItem(title)
+            header_item.setToolTip(tip)
+            self.results_table.setHorizontalHeaderItem(col, header_item)
         self.results_table.verticalHeader().setVisible(False)
         self.results_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        # the columns share the pane's width (``_fit_columns``): long text wraps, the full text
+        # is each cell's tooltip, and there is never a horizontal scroll bar
         header = self.results_table.horizontalHeader()
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        for c in (1, 2, 3):
-            header.setSectionResizeMode(c, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setMinimumSectionSize(40)
+        self.results_table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.results_table.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.results_table.setWordWrap(True)
+        self.results_table.viewport().installEventFilter(self)
         self.results_table.setMinimumHeight(170)
         self.results_table.currentCellChanged.connect(self._show_protocol)
         self.protocol_text = QPlainTextEdit(readOnly=True)
@@ -148,10 +159,28 @@ class ResultsView(QWidget):
         layout.addWidget(QLabel("Protocol"))
         layout.addWidget(self.protocol_text, 1)
 
-    def show_message(self, text: str, kind: str = "error") -> None:
+    #: each column's share of the table's width
+    COLUMN_SHARES = (0.36, 0.32, 0.14, 0.18)
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 (Qt name)
+        if watched is self.results_table.viewport() and event.type() == QEvent.Type.Resize:
+            self._fit_columns()  # (also when a vertical scroll bar comes or goes)
+        return super().eventFilter(watched, event)
+
+    def _fit_columns(self) -> None:
+        """Share the table's width among the columns, and give the rows the height their wrapped text needs."""
+        width, left = self.results_table.viewport().width(), self.results_table.viewport().width()
+        for col, share in enumerate(self.COLUMN_SHARES):
+            last = col == len(self.COLUMN_SHARES) - 1
+            self.results_table.setColumnWidth(col, max(40, left if last else int(width * share)))
+            left -= self.results_table.columnWidth(col)
+        self.results_table.resizeRowsToContents()
+
+    def show_message(self, text: str, kind: str = "error", tooltip: str = "") -> None:
         colour = {"error": "#b00020", "warning": "#8a6d00", "info": "#333"}[kind]
         self.message_label.setStyleSheet(f"color: {colour};")
         self.message_label.setText(text)
+        self.message_label.setToolTip(tooltip)
         self.message_scroll.setVisible(bool(text))
 
     def clear(self) -> None:
@@ -175,11 +204,13 @@ class ResultsView(QWidget):
                 item = QTableWidgetItem(text)
                 item.setToolTip(m["name"] if col == 0 else text)
                 self.results_table.setItem(row, col, item)
-        notes = [f"{e['metric']} was not computed: {e['message']}" for e in r.get("errors", []) if e["metric"] != "all"]
+        errors = [e for e in r.get("errors", []) if e["metric"] != "all"]
+        notes = [error_line(e) for e in errors]
         warnings = [f"Warning: {w}" for w in r.get("warnings", [])]
         if notes or warnings:
-            self.show_message("\n\n".join(notes + warnings), "error" if notes else "warning")
-        self.results_table.resizeRowsToContents()
+            self.show_message("\n\n".join(notes + warnings), "error" if notes else "warning",
+                              tooltip="\n\n".join(f"{e['metric']}: {e['message']}" for e in errors))
+        self._fit_columns()
         if metrics:
             self.results_table.setCurrentCell(0, 0)
 
@@ -192,6 +223,18 @@ class ResultsView(QWidget):
         if m.get("details"):
             lines += [""] + [f"{k}: {v}" for k, v in m["details"].items() if k not in ("shares",)]
         self.protocol_text.setPlainText("\n".join(lines))
+
+
+def error_line(error: dict) -> str:
+    """One line for a report's error {"metric", "message"}: a missing Inception weight file says
+    what to do in the panel (the engine's message, with its paths and URL, is the tooltip)."""
+    from ..engine.evaluation.fid import FID_WEIGHTS_FILE, FID_WEIGHTS_MB
+
+    if FID_WEIGHTS_FILE in error["message"]:
+        return (f"{error['metric']} was not computed: its weight file {FID_WEIGHTS_FILE} is not on this computer. "
+                f"Press 'Download Inception weights' (about {FID_WEIGHTS_MB} MB, needs internet) or choose the file "
+                "under 'Inception weights'; the MNIST-classifier metric needs no download.")
+    return f"{error['metric']} was not computed: {error['message']}"
 
 
 def samples_view() -> ImageView:

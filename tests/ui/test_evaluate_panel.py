@@ -231,3 +231,81 @@ def test_the_current_model_is_scored_with_its_guide_as_the_sampler_shows_it(qtbo
     qtbot.waitUntil(lambda: not panel.is_running(), timeout=10_000)
     sampler.shutdown(5000)
     panel.shutdown()
+
+
+def test_a_download_without_network_ends_in_one_line_and_the_panel_is_usable_again(qtbot, monkeypatch, tmp_path):
+    """Issue 32, item 10: no network showed a raw URLError while the busy bar spun on."""
+    import socket
+    import urllib.error
+    import urllib.request
+
+    from PySide6.QtWidgets import QProgressBar, QPushButton
+
+    from diffusion_studio.engine.evaluation import fid
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError(socket.gaierror(-3, "Temporary failure in name resolution"))
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    monkeypatch.setattr(fid, "hub_weights_path", lambda: tmp_path / "hub" / fid.FID_WEIGHTS_FILE)
+    panel = EvaluatePanel(AppState())
+    qtbot.addWidget(panel)
+    assert panel.download_weights(ask=False)
+    bar = panel.findChild(QProgressBar)
+    assert bar.maximum() == 0  # busy while it tries
+    qtbot.waitUntil(lambda: not panel._download_runner.is_running(), timeout=10000)
+    qtbot.waitUntil(lambda: bar.maximum() != 0, timeout=5000)  # the busy bar stops
+    msg = panel.results.message_label.text()
+    assert "\n" not in msg and "URLError" not in msg and "Traceback" not in msg
+    assert msg.startswith("Downloading the Inception weights failed: no connection (")
+    assert "Connect to the internet and press Download again" in msg and "MNIST-classifier metric" in msg
+    assert panel.stage_label.text() == "Download failed (see the message)."
+    assert panel.findChild(QPushButton, "evaluateRun").isEnabled() and not panel.cancel_button.isEnabled()
+    assert panel.findChild(QPushButton, "downloadInceptionButton").isEnabled()
+    assert not (tmp_path / "hub" / fid.FID_WEIGHTS_FILE).exists()
+
+
+def test_the_default_metric_is_what_works_on_this_machine(qtbot, monkeypatch, tmp_path):
+    from diffusion_studio.engine.evaluation import fid
+
+    weights = tmp_path / "hub" / fid.FID_WEIGHTS_FILE
+    monkeypatch.setattr(fid, "hub_weights_path", lambda: weights)
+    panel = EvaluatePanel(AppState())
+    qtbot.addWidget(panel)
+    assert panel.form.metric_combo.currentData() == "mnist"  # no Inception weights: the offline metric
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"w")  # the weights arrive (a download, a copy)
+    panel._update_enabled()
+    assert panel.form.metric_combo.currentData() == "all"
+    # a metric the user picks is kept
+    combo = panel.form.metric_combo
+    combo.setCurrentIndex(combo.findData("inception"))
+    combo.activated.emit(combo.currentIndex())
+    weights.unlink()
+    panel._update_enabled()
+    assert combo.currentData() == "inception"
+
+
+def test_the_metrics_table_fits_its_pane_and_the_missing_weights_note_is_one_line(panel, qtbot):
+    from PySide6.QtWidgets import QTableWidget
+
+    panel.resize(1000, 600)
+    panel.show()
+    panel.form.n_spin.setValue(12)
+    panel.form.metric_combo.setCurrentIndex(panel.form.metric_combo.findData("all"))
+    with qtbot.waitSignal(panel.evaluation_finished, timeout=180_000):
+        panel.run_button.click()
+    qtbot.waitUntil(lambda: panel.run_button.isEnabled(), timeout=10_000)
+    table = panel.findChild(QTableWidget, "evaluateMetricsTable")
+    for width in (1000, 760, 1400):
+        panel.resize(width, 600)
+        qtbot.wait(50)
+        pane = table.viewport().width()
+        assert table.horizontalHeader().length() <= pane + 1
+        assert all(table.columnWidth(c) <= pane for c in range(table.columnCount()))
+    for row in range(table.rowCount()):
+        for col in range(table.columnCount()):
+            assert table.item(row, col).toolTip()  # the full text, however the cell wraps
+    note = panel.results.message_label.text().split("\n\n")[0]
+    assert "pt_inception-2015-12-05-6726825d.pth is not on this computer" in note and "\n" not in note
+    assert "TORCH_HOME" in panel.results.message_label.toolTip()  # the engine's full message
