@@ -262,8 +262,11 @@ class DatasetPanel(QWidget):
         page = QWidget()
         lay = QHBoxLayout(page)
         lay.addWidget(_fixed_width(self._build_filters(), 250))
-        lay.addWidget(self._build_thumbnail_view(), 1)
-        lay.addWidget(_fixed_width(self._build_enlarged(), 250))
+        lay.addWidget(self._build_thumbnail_view(), 3)
+        enlarged = QWidget()  # a quarter of a wide window: the digit grows with it
+        enlarged.setLayout(self._build_enlarged())
+        enlarged.setMinimumWidth(250)
+        lay.addWidget(enlarged, 1)
         return page
 
     def _build_filters(self) -> QVBoxLayout:
@@ -344,17 +347,17 @@ class DatasetPanel(QWidget):
         return view
 
     def _build_enlarged(self) -> QVBoxLayout:
-        """Right: the digit last clicked, enlarged eight times, and how to select."""
-        self.big_image = ImageView("", min_side=28 * 8 + 8)  # eight screen pixels per pixel
+        """Right: the digit last clicked, enlarged (at least eight screen pixels per pixel, more
+        as the column grows), and how to select."""
+        self.big_image = ImageView("", min_side=28 * 8 + 8, square=True)
         self.big_image.setObjectName("enlargedDigit")
-        self.big_image.setFixedSize(28 * 8 + 8, 28 * 8 + 8)
         self.big_caption = QLabel("Click a digit to enlarge it.", objectName="enlargedCaption", wordWrap=True)
         self.big_caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
         hint = QLabel("Shift/Ctrl-click or drag to select several digits; they go to the "
                       f"<b>Forward noise</b> panel (at most {MAX_SELECTION}).", wordWrap=True)
         hint.setStyleSheet("color: #555;")
         right = QVBoxLayout()
-        right.addWidget(self.big_image, 0, Qt.AlignmentFlag.AlignHCenter)
+        right.addWidget(self.big_image)
         right.addWidget(self.big_caption)
         right.addSpacing(12)
         right.addWidget(hint)

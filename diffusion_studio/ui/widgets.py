@@ -15,22 +15,31 @@ MIN_IMAGE_SIDE = 160
 
 
 class ImageView(QLabel):
-    """Shows a uint8 image (a digit, a mosaic of digits, a strip) as large as its box allows:
-    enlarged by whole pixels when that fills the box, else fitted with nearest-neighbour
-    pixels (sharp, never blurred). Rescales itself on resize and never asks the layout for
-    more room than its minimum, so a new picture never re-lays out the panel.
+    """Shows a uint8 image (a digit, a mosaic of digits, a strip) as large as its box allows, in
+    whole-pixel multiples of its size: a 28 px digit is drawn 2x, 3x, ... as the box grows, every
+    image pixel a square of ``scale`` screen pixels (sharp, never blurred or unevenly stretched).
+    Only an image larger than its box is shrunk to fit (nearest neighbour; ``scale`` is then 0).
+    The box expands into the room its layout has, from a size hint that does not depend on the
+    picture, so a new picture never re-lays out the panel.
 
     set_array(array): (H, W) uint8 (0 = black), or None for the placeholder text.
-    ``array`` is the image shown (None when none is).
+    ``array`` is the image shown (None when none is); ``scale`` the whole-pixel factor drawn.
     """
 
-    def __init__(self, placeholder: str = "", parent: QWidget | None = None, min_side: int = MIN_IMAGE_SIDE) -> None:
+    def __init__(self, placeholder: str = "", parent: QWidget | None = None, min_side: int = MIN_IMAGE_SIDE,
+                 square: bool = False) -> None:
         super().__init__(parent)
+        self._square = square  # a box as tall as it is wide (one digit), whatever width it gets
         self.array: np.ndarray | None = None
+        self.scale = 0
         self._placeholder = placeholder
         self.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.setMinimumSize(min_side, min_side)
-        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+        # Expanding, not Ignored: a layout that sizes by height-for-width (one holding a wrapping
+        # label) gives an Ignored item only its minimum, which left a 24-digit mosaic 150 px wide
+        policy = QSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        policy.setHeightForWidth(square)
+        self.setSizePolicy(policy)
         self.setStyleSheet("background: #202124; border-radius: 4px; color: #bbb;")
         self.setText(placeholder)
 
@@ -52,26 +61,37 @@ class ImageView(QLabel):
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt name)
         return QSize(320, 320)
 
+    def hasHeightForWidth(self) -> bool:  # noqa: N802 (Qt name)
+        return self._square
+
+    def heightForWidth(self, width: int) -> int:  # noqa: N802 (Qt name)
+        return width if self._square else super().heightForWidth(width)
+
     def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
         super().resizeEvent(event)
         self._rescale()
 
     def _rescale(self) -> None:
         if self.array is None:
+            self.scale = 0
             self.setText(self._placeholder)  # (replaces the picture)
             return
         # fit the box itself, whatever its shape: a square side would crop a mosaic in a short
         # box and shrink a wide strip
         width, height = max(16, self.width() - 8), max(16, self.height() - 8)
-        rows, cols = self.array.shape
-        exact = min(width / cols, height / rows)
-        scale = int(exact)
-        if scale >= 2 and scale >= 0.85 * exact:  # whole pixels when that fills the box
-            pix = gray_pixmap(self.array, scale)
-        else:  # else fit the box (nearest neighbour: pixels stay sharp)
+        self.scale = whole_pixel_scale(self.array.shape, (height, width))
+        if self.scale:
+            pix = gray_pixmap(self.array, self.scale)
+        else:  # larger than its box: fitted (nearest neighbour, so pixels stay sharp)
             pix = gray_pixmap(self.array).scaled(
                 width, height, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation)
         self.setPixmap(pix)
+
+
+def whole_pixel_scale(image: tuple[int, int], box: tuple[int, int]) -> int:
+    """The largest whole factor at which an image of ``image`` = (rows, cols) fits in ``box`` =
+    (height, width); 0 when even 1x does not fit."""
+    return max(0, min(box[0] // max(1, image[0]), box[1] // max(1, image[1])))
 
 
 class WrappingLabel(QLabel):

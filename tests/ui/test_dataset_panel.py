@@ -188,3 +188,32 @@ def test_missing_data_page_offers_choose_and_download(qtbot, tmp_path):
     assert blocker.args == ["", True]
     state.set_data_loading("Downloading MNIST into /x …")
     assert "Loading" in panel.missing_title.text() and not panel.download_button.isEnabled()
+
+
+def _drawn(panel) -> tuple[int, int, int]:
+    from PySide6.QtWidgets import QLabel
+
+    big = panel.findChild(QLabel, "enlargedDigit")
+    return big.pixmap().width(), big.pixmap().height(), big.scale
+
+
+def test_the_enlarged_digit_grows_with_the_window_in_whole_pixels(panel, qtbot):
+    """Issue 32, item 2: drawn 8x, 9x, ... as its column allows: every image pixel a square of
+    whole screen pixels (never blurred or stretched unevenly), larger in a larger window."""
+    panel.view.setCurrentIndex(panel.model.index(2))
+    sizes = []
+    for width, height in ((1000, 620), (1366, 720), (1900, 1000)):
+        panel.resize(width, height)
+        qtbot.wait(20)
+        w, h, scale = _drawn(panel)
+        assert scale >= 8 and w == h == 28 * scale, (width, w, scale)
+        sizes.append(scale)
+    assert sizes == sorted(sizes) and sizes[-1] > sizes[0]
+
+
+def test_whole_pixel_scale():
+    from diffusion_studio.ui.widgets import whole_pixel_scale
+
+    assert whole_pixel_scale((28, 28), (100, 300)) == 3
+    assert whole_pixel_scale((28, 280), (300, 300)) == 1  # a wide strip: its width decides
+    assert whole_pixel_scale((28, 28), (20, 300)) == 0  # larger than the box: shrunk to fit
