@@ -153,7 +153,7 @@ class TrainForm(QGroupBox):
         self.estimate_label.setStyleSheet("color: #555; font-size: 11px;")
         self.run_dir_edit = QLineEdit(objectName="runDirEdit")
         self.run_dir_edit.textChanged.connect(self.run_dir_edit.setToolTip)  # the whole path
-        browse = QToolButton(text="…")
+        browse = QToolButton(text="…", objectName="browseRunDirButton")
         browse.setToolTip("Choose the run folder")
         browse.clicked.connect(self._browse_run_dir)
         row = QHBoxLayout()
@@ -344,7 +344,11 @@ class TrainForm(QGroupBox):
 
     @Slot()
     def _browse_run_dir(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Run folder", str(paths.runs_dir()))
+        """A save dialog, so a new folder's name can be typed (a directory picker only takes one
+        that exists); the run makes the folder when it starts."""
+        folder, _ = QFileDialog.getSaveFileName(
+            self, "Run folder: type a new name, or choose an empty folder", self.run_dir_edit.text(),
+            options=QFileDialog.Option.DontConfirmOverwrite | QFileDialog.Option.ShowDirsOnly)
         if folder:
             self.set_run_dir(folder)
 

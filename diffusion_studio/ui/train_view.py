@@ -344,7 +344,7 @@ def build_panel(panel) -> None:
     hint and the preview; the view beside them. Sets the buttons and ``data_hint`` on ``panel``."""
     panel.start_button = QPushButton("Start", objectName="startTrainingButton")
     panel.start_button.setShortcut("Ctrl+T")
-    panel.start_button.clicked.connect(panel.start_training)
+    panel.start_button.clicked.connect(lambda: panel.start_training())  # not clicked(bool) as a budget
     panel.stop_button = QPushButton("Stop", objectName="stopTrainingButton", enabled=False)
     panel.stop_button.setShortcut("Ctrl+Shift+T")
     panel.stop_button.setToolTip("Stop after the current batch; the best checkpoint is kept (Ctrl+Shift+T)")

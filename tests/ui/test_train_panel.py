@@ -513,3 +513,13 @@ def test_log_tick_labels_of_the_loss_by_timestep_plot_never_overlap(panel, low, 
         pixels = np.diff(values) * size / (hi - lo)  # between neighbouring labels
         height = QFontMetricsF(axis.style.get("tickFont") or axis.font()).height()
         assert pixels.min() >= height, (low, high, size, values)
+
+
+def test_the_run_folder_dialog_takes_a_new_name(qtbot, panel, tmp_path, monkeypatch):
+    """Item 5: a folder that does not exist yet can be typed in the dialog (the run makes it)."""
+    from PySide6.QtWidgets import QFileDialog, QToolButton
+
+    new = tmp_path / "a-new-name"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(new), "")))
+    qtbot.mouseClick(panel.findChild(QToolButton, "browseRunDirButton"), Qt.MouseButton.LeftButton)
+    assert panel.form.run_dir() == new and not new.exists()
