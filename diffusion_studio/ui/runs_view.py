@@ -156,6 +156,33 @@ class RunsFilter(QSortFilterProxyModel):
         return all(w in hay for w in self.words)
 
 
+class NoOverlapAxis(pg.AxisItem):
+    """An axis whose tick labels never overlap. On a log scale pyqtgraph labels every minor
+    tick of a decade (0.02, 0.03, … 0.09), and on a short axis they are drawn over each other.
+    Labels are kept in order of importance (a power of ten, then 2 and 5, then the rest), each
+    only where it stays clear of those kept; the ticks themselves are all drawn."""
+
+    GAP = 2  # pixels between two labels
+
+    def generateDrawSpecs(self, p):  # noqa: N802 (pyqtgraph name)
+        specs = super().generateDrawSpecs(p)
+        if specs is None:
+            return None
+        axis_spec, tick_specs, text_specs = specs
+        kept = []
+        for spec in sorted(text_specs, key=lambda spec: _label_rank(spec[2])):
+            rect = spec[0].adjusted(-self.GAP, -self.GAP, self.GAP, self.GAP)
+            if not any(rect.intersects(other[0]) for other in kept):
+                kept.append(spec)
+        return axis_spec, tick_specs, kept
+
+
+def _label_rank(text: str) -> int:
+    """0 for a label whose first significant digit is 1 (a power of ten on a log axis), 1 for 2 or 5, else 2."""
+    digit = next((c for c in text if c in "123456789"), "1")
+    return 0 if digit == "1" else 1 if digit in "25" else 2
+
+
 X_AXES = (*R.X_AXES, "images seen")
 X_LABELS = {"step": "optimiser step", "epoch": "epoch", "wall time": "training time (s)",
             "images seen": "images seen (optimiser step × batch size)"}
@@ -189,6 +216,7 @@ class RunsPlot(QWidget):
         self.curve_items: dict[str, list] = {"train": [], "val": []}
         self.plot = styled_plot(left="loss", grid=0.15)
         self.plot.setObjectName("runsPlot")
+        self._use_axis(NoOverlapAxis("left"))
         # bottom left: loss curves fall from the top left, so that corner stays free
         self.legend = self.plot.addLegend(offset=(10, -10), labelTextColor="#222",
                                           brush=pg.mkBrush(255, 255, 255, 215), pen=pg.mkPen("#ccd"))
@@ -220,6 +248,15 @@ class RunsPlot(QWidget):
         self.smoothing_slider.valueChanged.connect(self._on_smoothing)
         for check in (self.log_check, self.train_check, self.val_check):
             check.toggled.connect(self.changed)
+
+    def _use_axis(self, axis: pg.AxisItem) -> None:
+        """Put ``axis`` on the left, styled as ``widgets.styled_plot`` styles its axes."""
+        old = self.plot.getPlotItem().getAxis("left")
+        axis.setPen(old.pen())
+        axis.setTextPen(old.textPen())
+        axis.enableAutoSIPrefix(False)
+        axis.setCacheMode(old.cacheMode())
+        self.plot.getPlotItem().setAxisItems({"left": axis})
 
     def smoothing(self) -> float:
         return self.smoothing_slider.value() / 100.0

@@ -343,3 +343,33 @@ def test_images_seen_axis_is_step_times_each_runs_batch_size(panel):
     panel.refresh()
     assert len(panel.plot_view.curve_items["train"]) == 1
     assert f"{second}: its settings give no batch size" in panel.message_label.text()
+
+
+def test_log_axis_tick_labels_never_overlap(panel, qtbot):
+    """Issue 32, item 7: on a log scale pyqtgraph labels every minor tick (0.02 … 0.09), drawn over
+    each other on a short axis."""
+    from PySide6.QtGui import QImage, QPainter
+
+    panel.select_runs(good_names(panel))
+    plot = panel.findChild(pg.PlotWidget, "runsPlot")
+    assert panel.findChild(type(panel.plot_view.log_check), "runsLogScale").isChecked()
+    panel.resize(900, 420)
+    item = plot.getPlotItem()
+    item.setYRange(np.log10(0.012), np.log10(1.4), padding=0)  # a real training: 1.2 down to 0.015
+    qtbot.wait(50)
+    axis = item.getAxis("left")
+    image = QImage(10, 10, QImage.Format.Format_ARGB32)
+    painter = QPainter(image)
+    try:
+        labels = [(rect, text) for rect, _flags, text in axis.generateDrawSpecs(painter)[2]]
+        plain = [rect for rect, _flags, _text in pg.AxisItem.generateDrawSpecs(axis, painter)[2]]
+    finally:
+        painter.end()
+
+    def overlapping(rects):
+        return [(a, b) for i, a in enumerate(rects) for b in rects[i + 1:] if a.intersects(b)]
+
+    assert overlapping(plain)  # what pyqtgraph alone draws here
+    assert not overlapping([rect for rect, _ in labels])
+    texts = {text for _, text in labels}
+    assert {"0.1", "1"} <= texts and len(texts) >= 3  # the powers of ten first, then what fits
