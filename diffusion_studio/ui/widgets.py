@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QSize, Qt
-from PySide6.QtWidgets import QGraphicsItem, QLabel, QSizePolicy, QWidget
+from PySide6.QtWidgets import QGraphicsItem, QLabel, QSizePolicy, QToolButton, QWidget
 
 from .imaging import gray_pixmap
 
@@ -117,16 +117,63 @@ class WrappingLabel(QLabel):
             self.setMinimumHeight(need)
 
 
+class PlotView(pg.PlotWidget):
+    """A plot whose view a person can pan and zoom (``interactive``) shows a "Reset view" button
+    in its top-right corner once it has been moved, and only then; a click puts the automatic
+    range back and hides it (pyqtgraph's own corner "A" is a few pixels and easily missed)."""
+
+    reset_button: QToolButton | None = None  # (a class default: pyqtgraph resizes during __init__)
+
+    def __init__(self, interactive: bool) -> None:
+        super().__init__(background="w")
+        vb = self.getPlotItem().getViewBox()
+        vb.setMouseEnabled(interactive, interactive)
+        self.getPlotItem().hideButtons()
+        if interactive:
+            self.reset_button = QToolButton(self, objectName="resetViewButton", text="Reset view")
+            self.reset_button.setToolTip("Show the whole curve again (the view follows new points)")
+            self.reset_button.setCursor(Qt.CursorShape.PointingHandCursor)
+            self.reset_button.clicked.connect(self.reset_view)
+            self.reset_button.hide()
+            vb.sigRangeChangedManually.connect(self._on_moved)
+
+    @property
+    def interactive(self) -> bool:
+        return self.reset_button is not None
+
+    def reset_view(self) -> None:
+        self.getPlotItem().getViewBox().enableAutoRange()
+        if self.reset_button is not None:
+            self.reset_button.hide()
+
+    def _on_moved(self, *_args) -> None:
+        self.reset_button.show()
+        self._place_button()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().resizeEvent(event)
+        if self.reset_button is not None:
+            self._place_button()
+
+    def _place_button(self) -> None:
+        self.reset_button.adjustSize()
+        self.reset_button.move(self.width() - self.reset_button.width() - 6, 4)
+        self.reset_button.raise_()
+
+
 def styled_plot(title: str = "", left: str = "", bottom: str = "", *, grid: float | None = 0.25,
-                menu: bool = True, min_size: tuple[int, int] | None = None) -> pg.PlotWidget:
+                menu: bool = True, min_size: tuple[int, int] | None = None,
+                interactive: bool = False) -> PlotView:
     """A pyqtgraph plot with dark-on-light axes and a readable title.
 
     grid: the grid's alpha, None for none (on a software-rendered view a grid doubles the cost
-    of every redraw of a streaming plot). menu: pyqtgraph's right-click menu. The axes are
-    cached as pixmaps: a moving marker or a new point no longer repaints them every frame
-    (they are redrawn when their range or size changes).
+    of every redraw of a streaming plot). menu: pyqtgraph's right-click menu. interactive: the
+    mouse pans and zooms the view, with a visible "Reset view" (``PlotView``); by default a plot
+    is locked, so a stray drag or wheel turn over a teaching plot never moves it (the wheel
+    scrolls the panel instead). The axes are cached as pixmaps: a moving marker or a new point
+    no longer repaints them every frame (they are redrawn when their range or size changes).
     """
-    w = pg.PlotWidget(background="w")
+    w = PlotView(interactive)
     item = w.getPlotItem()
     if title:
         item.setTitle(title, color="#222", size="10pt")
@@ -142,7 +189,8 @@ def styled_plot(title: str = "", left: str = "", bottom: str = "", *, grid: floa
         item.setLabel("bottom", bottom, color="#222")
     if grid is not None:
         item.showGrid(x=True, y=True, alpha=grid)
-    item.setMenuEnabled(menu)
+    # a locked view has no view-box menu either (its "mouse enabled" entries would unlock it)
+    item.setMenuEnabled(menu, enableViewBoxMenu=menu and interactive)
     if min_size is not None:
         w.setMinimumSize(*min_size)
     return w

@@ -188,3 +188,68 @@ def test_the_overlap_check_sees_widgets_drawn_over_each_other(window):
     stray.setGeometry(QRect(button.mapTo(panel, button.rect().topLeft()), button.size()))
     stray.show()
     assert any("strayLabel" in p for p in overlapping_widgets(panel))
+
+
+# ------------------------------------------------------- locked teaching plots (issue 32, item 8)
+def _wheel_and_drag(plot) -> None:
+    """One wheel turn and one left-button drag over the middle of ``plot``'s view."""
+    from PySide6.QtCore import QPoint, QPointF, Qt
+    from PySide6.QtGui import QMouseEvent, QWheelEvent
+
+    port = plot.viewport()
+    centre = QPointF(port.width() / 2, port.height() / 2)
+    glob = QPointF(port.mapToGlobal(centre.toPoint()))
+    wheel = QWheelEvent(centre, glob, QPoint(), QPoint(0, 240), Qt.MouseButton.NoButton,
+                        Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(port, wheel)
+    left, none = Qt.MouseButton.LeftButton, Qt.MouseButton.NoButton
+    QApplication.sendEvent(port, QMouseEvent(QMouseEvent.Type.MouseButtonPress, centre, glob, left, left,
+                                             Qt.KeyboardModifier.NoModifier))
+    for step in range(1, 6):
+        p = centre + QPointF(12 * step, 8 * step)
+        QApplication.sendEvent(port, QMouseEvent(QMouseEvent.Type.MouseMove, p, QPointF(port.mapToGlobal(p.toPoint())),
+                                                 none, left, Qt.KeyboardModifier.NoModifier))
+    QApplication.sendEvent(port, QMouseEvent(QMouseEvent.Type.MouseButtonRelease, p,
+                                             QPointF(port.mapToGlobal(p.toPoint())), left, none,
+                                             Qt.KeyboardModifier.NoModifier))
+    settle(30)
+
+
+def test_teaching_plots_do_not_move_on_a_stray_wheel_turn_or_drag(window):
+    window.resize(MainWindow.default_size(SCREENS["1366x768"]))
+    window.show_panel("noisePanel")
+    settle(300)  # laid out and drawn: the automatic range no longer changes with the plot's size
+    panel = window.panels["noisePanel"]
+    for name in ("betaPlot", "alphabarPlot", "snrPlot", "histogramPlot"):
+        plot = panel.findChild(pg.PlotWidget, name)
+        assert plot is not None, name
+        vb = plot.getPlotItem().getViewBox()
+        before, auto = vb.viewRange(), vb.autoRangeEnabled()
+        _wheel_and_drag(plot)
+        assert vb.viewRange() == before and vb.autoRangeEnabled() == auto, name
+        assert plot.findChild(QAbstractButton, "resetViewButton") is None  # nothing to reset
+
+
+def test_an_interactive_plot_moves_and_shows_a_reset_button(qtbot):
+    """The same wheel turn and drag move a plot made interactive (the live training and runs
+    curves may be), and its "Reset view" button puts the whole curve back."""
+    from diffusion_studio.ui.widgets import styled_plot
+
+    plot = styled_plot("loss", interactive=True)
+    qtbot.addWidget(plot)
+    plot.resize(400, 300)
+    plot.plot([0, 1, 2, 3], [3, 1, 2, 0])
+    plot.show()
+    settle(50)
+    vb = plot.getPlotItem().getViewBox()
+    before = vb.viewRange()
+    button = plot.findChild(QAbstractButton, "resetViewButton")
+    assert not button.isVisible()
+    _wheel_and_drag(plot)
+    assert vb.viewRange() != before
+    assert button.isVisible() and button.text() == "Reset view"
+    assert button.geometry().right() < plot.width() and button.geometry().top() >= 0
+    button.click()
+    settle(50)
+    assert not button.isVisible()
+    assert vb.autoRangeEnabled() == [True, True]
