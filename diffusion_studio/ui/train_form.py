@@ -80,8 +80,10 @@ class TrainForm(QGroupBox):
         for p in self.presets.values():
             self.preset_combo.addItem(p.title, p.name)
         form.addRow("Preset", self.preset_combo)
-        self.preset_label = QLabel(wordWrap=True)
-        self.preset_label.setStyleSheet("color: palette(mid); font-size: 11px;")
+        # the recipe's first words; the whole of it in the tooltip (in a form row, a long wrapped
+        # text was squeezed and cut off)
+        self.preset_label = QLabel(objectName="presetSummaryLabel")
+        self.preset_label.setStyleSheet("color: #555; font-size: 11px;")
         form.addRow(self.preset_label)
         self._build_schedule_rows(form)
         self._build_training_rows(form)
@@ -184,7 +186,8 @@ class TrainForm(QGroupBox):
     @Slot()
     def _on_preset_changed(self, *_args) -> None:
         p = self.current_preset()
-        self.preset_label.setText(p.description)
+        self.preset_label.setText(_summary(p.description))
+        self.preset_label.setToolTip(p.description)
         self._set_train_values(p.train.to_dict())
         self._update_estimate()
         self.conditional_check.setChecked(p.model.conditional)
@@ -351,6 +354,15 @@ class TrainForm(QGroupBox):
             options=QFileDialog.Option.DontConfirmOverwrite | QFileDialog.Option.ShowDirsOnly)
         if folder:
             self.set_run_dir(folder)
+
+
+def _summary(description: str, limit: int = 48) -> str:
+    """A recipe's first words (its tooltip has the rest): up to its first " (", ";" or ":", else
+    ``limit`` characters, with "…" when cut ("A class-conditional residual U-Net…")."""
+    cuts = [i for i in (description.find(" ("), description.find(";"), description.find(":")) if i > 0]
+    end = min(cuts + [limit, len(description)])
+    head = description[:end].rstrip(" .,")
+    return head if end >= len(description) else head + "…"
 
 
 class _signals_blocked:

@@ -523,3 +523,10 @@ def test_the_run_folder_dialog_takes_a_new_name(qtbot, panel, tmp_path, monkeypa
     monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(new), "")))
     qtbot.mouseClick(panel.findChild(QToolButton, "browseRunDirButton"), Qt.MouseButton.LeftButton)
     assert panel.form.run_dir() == new and not new.exists()
+
+
+def test_the_preset_line_is_short_and_its_tooltip_has_the_recipe(panel):
+    label = panel.findChild(type(panel.form.preset_label), "presetSummaryLabel")
+    recipe = panel.form.current_preset().description
+    assert label.toolTip() == recipe and len(label.text()) < 80 and label.text() != recipe
+    assert label.sizeHint().width() <= label.width()  # one line, never cut off
