@@ -30,13 +30,28 @@ from PySide6.QtWidgets import (
 
 from ..engine.defaults import DEFAULT_EVAL_N, DEFAULT_METRIC, METRIC_CHOICES
 from .imaging import tile
-from .widgets import ImageView
+from .widgets import ImageView, WrappingLabel
 
 METRIC_TITLES = {
-    "all": "All: Inception FID + MNIST-classifier metrics",
-    "mnist": "MNIST-classifier metrics only (offline)",
-    "inception": "FID (Inception, pytorch-fid) only",
+    "all": "All: FID (needs the Inception weights) + MNIST metrics",
+    "mnist": "MNIST metrics only (works offline)",
+    "inception": "FID only (needs the Inception weights)",
 }
+METRIC_TIPS = {
+    "all": "Both measurements below, side by side.",
+    "mnist": "Compares the generated digits with real ones through a small MNIST classifier shipped with the app: "
+             "how far apart their features are (FD, KID), how sure the classifier is, which digits appear, and "
+             "whether samples copy training digits. No download.",
+    "inception": "The FID researchers quote: the same comparison through Inception-v3, a large photo network "
+                 "(pytorch-fid's weights, about 92 MB). Comparable with published numbers only at n = 10,000.",
+}
+CAPTION = ("How close are the generated digits to real MNIST digits? Each distance (FD, FID, KID) is 0 when "
+           "the two sets are indistinguishable to the network that compares them: lower is better.")
+CAPTION_TIP = ("Fréchet distance FD = ‖μ_r − μ_g‖² + Tr(Σ_r + Σ_g − 2(Σ_r Σ_g)^½) between Gaussians fitted to a "
+               "network's features of real (r) and generated (g) digits (Heusel et al. 2017); FID takes "
+               "Inception-v3's 2048 pool features, FD here the MNIST classifier's. KID: the unbiased squared MMD "
+               "with a cubic polynomial kernel, mean ± std over subsets (Bińkowski et al. 2018). The protocol "
+               "of the selected row is below the table.")
 
 
 class EvaluateForm(QGroupBox):
@@ -55,10 +70,15 @@ class EvaluateForm(QGroupBox):
         self.metric_combo = QComboBox()
         for key in sorted(METRIC_CHOICES, key=list(METRIC_TITLES).index):
             self.metric_combo.addItem(METRIC_TITLES[key], key)
+            self.metric_combo.setItemData(self.metric_combo.count() - 1, METRIC_TIPS[key], Qt.ItemDataRole.ToolTipRole)
+        # long titles must not widen the form past its half of the panel
+        self.metric_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.metric_combo.setMinimumContentsLength(16)
+        self.metric_combo.setToolTip("\n\n".join(f"{METRIC_TITLES[k]}: {METRIC_TIPS[k]}" for k in METRIC_TITLES))
         self.metric_combo.setCurrentIndex(self.metric_combo.findData(DEFAULT_METRIC))
         # the reverse process is the sampler panel's (one SamplerConfig for both), so the
         # digits scored here are the digits the Sampler tab makes
-        self.sampler_label = QLabel(objectName="evaluateSamplerLabel", wordWrap=True)
+        self.sampler_label = WrappingLabel(objectName="evaluateSamplerLabel")  # never drawn under its neighbours
         self.sampler_label.setToolTip(
             "The Sampler tab's settings: an evaluation scores exactly the digits that sampler makes. "
             "Change them there. Class-conditional models are asked for the digits 0–9 in turn and also "
@@ -66,6 +86,7 @@ class EvaluateForm(QGroupBox):
         self.seed_spin = QSpinBox(minimum=0, maximum=999_999_999)
         self.seed_spin.setValue(1)  # Qt 6.11 leaves a fresh spin box at 0 blank until its value changes
         self.seed_spin.setValue(0)
+        self.seed_spin.setToolTip("The same seed makes the same digits, so two evaluations can be compared")
         self.weights_edit = QLineEdit(placeholderText="default: torch hub cache (pt_inception-2015-12-05-6726825d.pth)")
         self.weights_button = QPushButton("Browse…")
         self.weights_button.clicked.connect(self._browse_weights)
@@ -143,18 +164,21 @@ class ResultsView(QWidget):
         # is each cell's tooltip, and there is never a horizontal scroll bar
         header = self.results_table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        header.setMinimumSectionSize(40)
+        header.setMinimumSectionSize(24)
         self.results_table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.results_table.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.results_table.setWordWrap(True)
         self.results_table.viewport().installEventFilter(self)
         self.results_table.setMinimumHeight(170)
         self.results_table.currentCellChanged.connect(self._show_protocol)
+        self.caption = QLabel(CAPTION, objectName="evaluateCaption", wordWrap=True, styleSheet="color: #444;")
+        self.caption.setToolTip(CAPTION_TIP)
         self.protocol_text = QPlainTextEdit(readOnly=True)
         self.protocol_text.setPlaceholderText("The protocol of the selected metric appears here.")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.message_scroll)
+        layout.addWidget(self.caption)
         layout.addWidget(self.results_table, 2)
         layout.addWidget(QLabel("Protocol"))
         layout.addWidget(self.protocol_text, 1)
@@ -172,7 +196,7 @@ class ResultsView(QWidget):
         width, left = self.results_table.viewport().width(), self.results_table.viewport().width()
         for col, share in enumerate(self.COLUMN_SHARES):
             last = col == len(self.COLUMN_SHARES) - 1
-            self.results_table.setColumnWidth(col, max(40, left if last else int(width * share)))
+            self.results_table.setColumnWidth(col, max(24, left if last else int(width * share)))
             left -= self.results_table.columnWidth(col)
         self.results_table.resizeRowsToContents()
 

@@ -60,7 +60,12 @@ class RunsTableModel(QAbstractTableModel):
         return 0 if parent.isValid() else len(self.COLUMNS)
 
     TIPS = {
-        "Best val": "lowest validation loss (ε-prediction MSE on the validation split)",
+        "Settings": "noise schedule and number of steps T · network width (ch) · weight averaging (EMA) · "
+                    "learning rate · batch size (bs)",
+        "Epochs": "passes over the training digits: done / planned",
+        "Best val": "the lowest loss on held-out digits the network never trained on: how well it predicts the "
+                    "noise it must remove (lower is better). Formula: the mean of ‖ε − ε_θ(x_t, t)‖² over the "
+                    "validation split (DDPM's ε-prediction MSE)",
         "Best ep.": "the epoch with the lowest validation loss (its weights are best.pt)",
         "Early stop": "the epoch at which early stopping ended the run",
         "Time": "training time (h:mm:ss), pauses excluded",
@@ -183,6 +188,14 @@ def _label_rank(text: str) -> int:
     return 0 if digit == "1" else 1 if digit in "25" else 2
 
 
+CAPTION = ("The loss is how badly the network guesses the noise added to a digit: lower is better. Solid lines: "
+           "the training loss; dashed: the loss on held-out digits. When the dashed line stops falling, more "
+           "training no longer helps.")
+CAPTION_TIP = ("loss = mean of ‖ε − ε_θ(x_t, t)‖²: the squared error of the predicted noise ε_θ against the true "
+               "noise ε added to x_0 at a random step t (DDPM's simplified objective, Ho et al. 2020, Eq. 14). "
+               "Training loss: per optimiser step, on the batch just trained on; validation loss: per epoch, on "
+               "the held-out validation split.")
+
 X_AXES = (*R.X_AXES, "images seen")
 X_LABELS = {"step": "optimiser step", "epoch": "epoch", "wall time": "training time (s)",
             "images seen": "images seen (optimiser step × batch size)"}
@@ -221,6 +234,8 @@ class RunsPlot(QWidget):
         self.legend = self.plot.addLegend(offset=(10, -10), labelTextColor="#222",
                                           brush=pg.mkBrush(255, 255, 255, 215), pen=pg.mkPen("#ccd"))
         self.x_axis_combo = QComboBox(objectName="runsXAxis")
+        self.caption = QLabel(CAPTION, objectName="runsCaption", wordWrap=True, styleSheet="color: #444;")
+        self.caption.setToolTip(CAPTION_TIP)
         self.x_axis_combo.addItems(list(X_AXES))
         self.x_axis_combo.setToolTip("What the curves are drawn against. \"images seen\" (optimiser step × the "
                                      "run's batch size) compares runs trained with different batch sizes.")
@@ -228,9 +243,14 @@ class RunsPlot(QWidget):
         self.smoothing_slider.setRange(0, 99)
         self.smoothing_slider.setValue(60)
         self.smoothing_slider.setFixedWidth(140)
+        self.smoothing_slider.setToolTip(
+            "Evens out the step-to-step jitter of the training loss (the faint line is the raw loss). Formula: a "
+            "debiased exponential moving average, s_i = w·s_(i−1) + (1 − w)·x_i, as TensorBoard's")
         self.smoothing_label = QLabel(f"{self.smoothing():.2f}")
         self.smoothing_label.setMinimumWidth(32)
         self.log_check = QCheckBox("log scale", objectName="runsLogScale", checked=True)
+        self.log_check.setToolTip("Equal steps for equal ratios (1 → 0.1 is as far as 0.1 → 0.01), so the slow "
+                                  "late improvements stay visible")
         self.train_check = QCheckBox("train", checked=True)
         self.val_check = QCheckBox("validation", checked=True)
         controls = QHBoxLayout()
@@ -243,6 +263,7 @@ class RunsPlot(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(controls)
+        layout.addWidget(self.caption)
         layout.addWidget(self.plot, 1)
         self.x_axis_combo.currentIndexChanged.connect(self.changed)
         self.smoothing_slider.valueChanged.connect(self._on_smoothing)
@@ -275,7 +296,7 @@ class RunsPlot(QWidget):
         axis = self.x_axis_combo.currentText()
         item.setLogMode(x=False, y=self.log_check.isChecked())
         item.setLabel("bottom", X_LABELS[axis])
-        item.setLabel("left", "loss (ε-prediction MSE)")
+        item.setLabel("left", "loss (lower is better)")
         if not runs:
             item.setTitle('<span style="color:#666">Select runs in the table to overlay their loss curves</span>')
             return []

@@ -309,3 +309,18 @@ def test_the_metrics_table_fits_its_pane_and_the_missing_weights_note_is_one_lin
     note = panel.results.message_label.text().split("\n\n")[0]
     assert "pt_inception-2015-12-05-6726825d.pth is not on this computer" in note and "\n" not in note
     assert "TORCH_HOME" in panel.results.message_label.toolTip()  # the engine's full message
+
+
+def test_plain_captions_with_the_formulas_in_tooltips(qtbot):
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QLabel
+
+    panel = EvaluatePanel(AppState())
+    qtbot.addWidget(panel)
+    caption = panel.findChild(QLabel, "evaluateCaption")
+    assert "lower is better" in caption.text() and "Σ" not in caption.text()
+    assert "Tr(Σ_r + Σ_g − 2(Σ_r Σ_g)^½)" in caption.toolTip()
+    combo = panel.form.metric_combo
+    assert combo.itemText(combo.findData("mnist")) == "MNIST metrics only (works offline)"
+    assert "No download" in combo.itemData(combo.findData("mnist"), Qt.ItemDataRole.ToolTipRole)
+    assert "needs the Inception weights" in combo.itemText(combo.findData("all"))

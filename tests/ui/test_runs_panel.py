@@ -373,3 +373,14 @@ def test_log_axis_tick_labels_never_overlap(panel, qtbot):
     assert not overlapping([rect for rect, _ in labels])
     texts = {text for _, text in labels}
     assert {"0.1", "1"} <= texts and len(texts) >= 3  # the powers of ten first, then what fits
+
+
+def test_the_plot_has_a_plain_caption_and_keeps_the_formula_in_its_tooltip(panel):
+    from PySide6.QtWidgets import QLabel
+
+    caption = panel.findChild(QLabel, "runsCaption")
+    assert caption.isVisibleTo(panel) and "lower is better" in caption.text()
+    assert "ε" not in caption.text() and "‖ε − ε_θ(x_t, t)‖²" in caption.toolTip()
+    assert "ε" not in panel.plot_view.plot.getPlotItem().getAxis("left").labelText
+    assert "‖ε − ε_θ(x_t, t)‖²" in panel.model.headerData(
+        RunsTableModel.COLUMNS.index("Best val"), Qt.Orientation.Horizontal, Qt.ItemDataRole.ToolTipRole)
