@@ -37,15 +37,60 @@ ERROR_FULL_SCALE = 2.0
 IDENTITY_T_SHARES = (0.1, 0.2, 0.33, 0.5, 0.67, 0.83, 1.0)
 
 
+#: the guidance sweep's rows for a class-conditional model asked for no one digit
+SWEEP_DIGITS = tuple(range(10))
+#: the guidance sweep's rows otherwise: this many seeds from the form's
+SWEEP_SEEDS = 4
+
+
 @dataclass(frozen=True)
 class Strip:
     """An exploration's picture: ``images`` (k, 28, 28) uint8 laid out in ``columns``
-    columns, a ``caption`` for people and ``name``, a file stem to export it under."""
+    columns, a ``caption`` for people and ``name``, a file stem to export it under;
+    ``column_labels`` / ``row_labels`` (may be empty): what each column / row shows ("w = 2")."""
 
     images: np.ndarray
     columns: int
     caption: str
     name: str
+    column_labels: tuple[str, ...] = ()
+    row_labels: tuple[str, ...] = ()
+
+    def picture(self, scale: int = 1) -> np.ndarray:
+        """The strip as one uint8 image (white gaps), each pixel ``scale`` x ``scale`` (nearest
+        neighbour), its column and row labels drawn above and left of the digits."""
+        return labelled_grid(self.images, self.columns, self.column_labels, self.row_labels, scale)
+
+
+def labelled_grid(images: np.ndarray, columns: int, column_labels=(), row_labels=(), scale: int = 1) -> np.ndarray:
+    """(k, 28, 28) uint8 digits in ``columns`` columns with 2-px white gaps, enlarged ``scale``
+    times, under a header of ``column_labels`` and right of a margin of ``row_labels`` when given
+    (the columns widen to hold their labels); white background -> (H', W') uint8."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    from ..engine.storage.images import tile
+
+    scale = max(1, int(scale))
+    images = np.asarray(images, dtype=np.uint8)
+    if not column_labels and not row_labels:
+        return np.kron(tile(images, ncols=columns, pad=2, pad_value=255), np.ones((scale, scale), np.uint8))
+    font = ImageFont.load_default(size=11 * scale)
+    cell, pad = 28 * scale, 2 * scale
+    stride = max(cell + pad, int(max((font.getlength(c) for c in column_labels), default=0)) + 6 * scale)
+    head = 16 * scale if column_labels else pad
+    left = int(max(font.getlength(r) for r in row_labels)) + 8 * scale if row_labels else pad
+    rows = -(-len(images) // columns)
+    out = Image.new("L", (left + columns * stride, head + rows * (cell + pad)), 255)
+    draw = ImageDraw.Draw(out)
+    for i, digit in enumerate(images):
+        r, c = divmod(i, columns)
+        out.paste(Image.fromarray(np.kron(digit, np.ones((scale, scale), np.uint8))),
+                  (left + c * stride + (stride - cell) // 2, head + r * (cell + pad)))
+    for c, text in enumerate(column_labels[:columns]):
+        draw.text((left + c * stride + stride / 2, head / 2), text, fill=34, font=font, anchor="mm")
+    for r, text in enumerate(row_labels[:rows]):
+        draw.text((left - 4 * scale, head + r * (cell + pad) + cell / 2), text, fill=34, font=font, anchor="rm")
+    return np.asarray(out)
 
 
 def _uint8(x: torch.Tensor) -> np.ndarray:
@@ -64,7 +109,8 @@ def _autoguided(model: LoadedModel, sampler: SamplerConfig) -> bool:
 @dataclass(frozen=True)
 class InterpolateRequest:
     """Nine digits between the x_T of ``seed_a`` and ``seed_b`` (deterministic DDIM, ``steps``
-    steps), with ``sampler``'s guidance weights; ``digit`` for a class-conditional model."""
+    steps), with ``sampler``'s guidance weights; ``digit`` for a class-conditional model (None:
+    no label, its unconditional branch, so that the two seeds' digits may differ)."""
 
     seed_a: int
     seed_b: int
@@ -86,9 +132,11 @@ def interpolate(model: LoadedModel, request: InterpolateRequest, ctx: TaskContex
         label=label, guidance=sampler.guidance, device=model.device, precision=precision,
         should_stop=ctx.should_stop, guide=model.guide, autoguidance=sampler.autoguidance,
         autoguidance_min_t=sampler.autoguidance_min_t)
+    unlabelled = ", no digit asked (the model's unconditional branch: the noise decides the digit)"
     caption = (f"seed {request.seed_a} → seed {request.seed_b}: {request.count} points on the great circle between "
                f"their x_T (slerp), DDIM {steps} steps, η = 0"
-               + ("" if label is None else f", digit {label}, w = {sampler.guidance:g}")
+               + (f", digit {label}, w = {sampler.guidance:g}" if label is not None
+                  else unlabelled if model.model_config.conditional else "")
                + (f", autoguidance g = {sampler.autoguidance:g}{guided_above(sampler.autoguidance_min_t)}"
                   if _autoguided(model, sampler) else ""))
     return Strip(_uint8(x), request.count, caption, f"interpolation-seed{request.seed_a}-seed{request.seed_b}")
@@ -97,9 +145,10 @@ def interpolate(model: LoadedModel, request: InterpolateRequest, ctx: TaskContex
 # ------------------------------------------------------------------ guidance sweeps
 @dataclass(frozen=True)
 class GuidanceSweepRequest:
-    """One seed at several weights: classifier-free guidance w for a class-conditional model
-    (``digit``, default 0), else autoguidance g for a model with a guide network (applied above
-    ``sampler.autoguidance_min_t``)."""
+    """A grid of guidance weights (columns) for one or more rows: classifier-free guidance w for
+    a class-conditional model, a row per digit of ``digits`` (from one seed) or else ``seeds``
+    seeds from ``seed`` of ``digit`` (default 0); autoguidance g for a model with a guide
+    network (applied above ``sampler.autoguidance_min_t``), a row per seed."""
 
     seed: int
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
@@ -107,30 +156,63 @@ class GuidanceSweepRequest:
     digit: int | None = None
     weights: tuple[float, ...] = GUIDANCE_SWEEP
     precision: str = "auto"
+    digits: tuple[int, ...] | None = None
+    seeds: int = 1
+
+    def rows(self, conditional: bool) -> list[tuple[int | None, int]]:
+        """(digit, seed) per row: digit None for an unconditional model."""
+        if conditional and self.digits:
+            return [(int(d), self.seed) for d in self.digits]
+        digit = (0 if self.digit is None or self.digit < 0 else int(self.digit)) if conditional else None
+        return [(digit, self.seed + i) for i in range(max(1, int(self.seeds)))]
 
 
 def guidance_sweep(model: LoadedModel, request: GuidanceSweepRequest, ctx: TaskContext | None = None) -> Strip:
-    """ValueError (one line) for a model with neither labels nor a guide network."""
+    """Rows of digits at each of ``request.weights``, the columns labelled "w = ..." (or "g = ...");
+    progress stage "sweep" counts the rows done. ValueError (one line) for a model with neither
+    labels nor a guide network."""
     ctx = context_or_default(ctx)
-    steps = _ddim_steps(model, request.steps)
-    precision = sampling_precision(model, request.precision).precision
-    weights = ", ".join(f"{w:g}" for w in request.weights)
-    if model.model_config.conditional:
-        digit = 0 if request.digit is None or request.digit < 0 else int(request.digit)
-        x = engine_explore.guidance_sweep(model.model, model.schedule, digit, request.seed, weights=request.weights,
-                                          steps=steps, device=model.device, precision=precision,
-                                          should_stop=ctx.should_stop)
-        caption = f"digit {digit}, seed {request.seed}: guidance w = {weights} (DDIM {steps} steps, η = 0, same x_T)"
-        return Strip(_uint8(x), len(request.weights), caption, f"guidance-sweep-digit{digit}-seed{request.seed}")
-    if model.guide is None:
+    conditional = model.model_config.conditional
+    if not conditional and model.guide is None:
         raise ValueError("the guidance sweep needs a class-conditional model or one with a guide network")
+    steps = _ddim_steps(model, request.steps)
+    common = dict(weights=request.weights, steps=steps, device=model.device, should_stop=ctx.should_stop,
+                  precision=sampling_precision(model, request.precision).precision)
+    rows, images = request.rows(conditional), []
+    for i, (digit, seed) in enumerate(rows):
+        if conditional:
+            x = engine_explore.guidance_sweep(model.model, model.schedule, digit, seed, **common)
+        else:
+            x = engine_explore.autoguidance_sweep(model.model, model.guide, model.schedule, seed, **common,
+                                                  autoguidance_min_t=request.sampler.autoguidance_min_t)
+        images.append(_uint8(x))
+        ctx.progress("sweep", i + 1, len(rows))
+    symbol = "w" if conditional else "g"
+    columns = tuple(f"{symbol} = {w:g}" for w in request.weights)
+    by_digit = conditional and bool(request.digits)
+    row_labels = () if len(rows) == 1 else tuple(f"digit {d}" if by_digit else f"seed {s}" for d, s in rows)
+    caption, name = _sweep_caption(model, request, rows, steps, by_digit)
+    return Strip(np.concatenate(images), len(request.weights), caption, name, columns, row_labels)
+
+
+def _sweep_caption(model: LoadedModel, request: GuidanceSweepRequest, rows: list, steps: int,
+                   by_digit: bool) -> tuple[str, str]:
+    """(the sweep's caption, its file stem)."""
+    weights = ", ".join(f"{w:g}" for w in request.weights)
+    seed = request.seed
+    seeds = f"seed {seed}" if len(rows) == 1 else f"seeds {seed}–{rows[-1][1]} (rows)"
+    shared = "same x_T" if len(rows) == 1 else "each row one x_T"
+    if by_digit:
+        digits = ", ".join(str(d) for d, _ in rows)
+        return (f"digits {digits} (rows), seed {seed}: classifier-free guidance w = {weights} (columns; DDIM "
+                f"{steps} steps, η = 0, same x_T)", f"guidance-sweep-digits-seed{seed}")
+    if model.model_config.conditional:
+        digit = rows[0][0]
+        return (f"digit {digit}, {seeds}: guidance w = {weights} (DDIM {steps} steps, η = 0, {shared})",
+                f"guidance-sweep-digit{digit}-seed{seed}")
     min_t = request.sampler.autoguidance_min_t
-    x = engine_explore.autoguidance_sweep(model.model, model.guide, model.schedule, request.seed,
-                                          weights=request.weights, steps=steps, device=model.device,
-                                          precision=precision, should_stop=ctx.should_stop, autoguidance_min_t=min_t)
-    caption = (f"seed {request.seed}: autoguidance g = {weights}{guided_above(min_t)}, away from a guide "
-               f"of {model.guide_epochs:.1f} epochs (DDIM {steps} steps, η = 0, same x_T)")
-    return Strip(_uint8(x), len(request.weights), caption, f"autoguidance-sweep-seed{request.seed}")
+    return (f"{seeds}: autoguidance g = {weights}{guided_above(min_t)}, away from a guide of "
+            f"{model.guide_epochs:.1f} epochs (DDIM {steps} steps, η = 0, {shared})", f"autoguidance-sweep-seed{seed}")
 
 
 # ------------------------------------------------------------------ memorisation

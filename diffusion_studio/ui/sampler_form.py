@@ -200,19 +200,24 @@ class SamplerForm(QGroupBox):
 
     def interpolate_request(self, seed_b: int):
         """Nine digits between the x_T of the form's seed and ``seed_b`` (``tasks.explore``); a
-        class-conditional model makes the chosen digit ("0-9 in turn": a 0)."""
+        class-conditional model makes the chosen digit, or with "0–9 in turn" none (its
+        unconditional branch), so that the two seeds may make two different digits (seeds 0 and
+        1 made nine 0s when a 0 was asked)."""
         from ..tasks.explore import InterpolateRequest
 
-        digit = (self.digit() or 0) if self.conditional() else None
         return InterpolateRequest(self.seed_spin.value(), seed_b, sampler=self.sampler_config(),
-                                  steps=self._ddim_steps(), digit=digit)
+                                  steps=self._ddim_steps(), digit=self.digit())
 
     def sweep_request(self):
-        """The form's seed and digit at several guidance weights (``tasks.explore``)."""
-        from ..tasks.explore import GuidanceSweepRequest
+        """A grid of guidance weights (``tasks.explore``): for a class-conditional model the digits
+        0–9 from the form's seed ("0–9 in turn") or SWEEP_SEEDS seeds of the chosen digit; else
+        SWEEP_SEEDS seeds at several autoguidance weights."""
+        from ..tasks.explore import SWEEP_DIGITS, SWEEP_SEEDS, GuidanceSweepRequest
 
+        every_digit = self.conditional() and self.digit() is None
         return GuidanceSweepRequest(self.seed_spin.value(), sampler=self.sampler_config(), steps=self._ddim_steps(),
-                                    digit=self.digit())
+                                    digit=self.digit(), digits=SWEEP_DIGITS if every_digit else None,
+                                    seeds=1 if every_digit else SWEEP_SEEDS)
 
     def sample_request(self):
         """The form's ``tasks.sample.SampleRequest`` (ValueError when invalid)."""

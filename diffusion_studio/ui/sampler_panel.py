@@ -29,9 +29,10 @@ from .workers import TaskWorker, WorkerRunner
 
 MAX_FRAMES = 120  # frames a run keeps (plus the strip's): n x frames x 2 x 784 bytes
 SWEEP_TIPS = {
-    "cfg": "One seed, the chosen digit, guidance w = 0, 0.5, 1, 2, 4 side by side (deterministic DDIM)",
-    "guide": "One seed, autoguidance g = 0, 0.5, 1, 2, 4 side by side (deterministic DDIM): how steering away "
-             "from the weaker guide network changes one digit",
+    "cfg": "Guidance w = 0, 0.5, 1, 2, 4 in columns, for the digits 0–9 (\u201c0–9 in turn\u201d) or four seeds of "
+           "the chosen digit in rows (deterministic DDIM)",
+    "guide": "Autoguidance g = 0, 0.5, 1, 2, 4 in columns, four seeds in rows (deterministic DDIM): how steering "
+             "away from the weaker guide network changes each digit",
     "none": "Needs a class-conditional model or one with a guide network (it compares guidance weights)",
 }
 NEIGHBOUR_TIPS = {
@@ -296,8 +297,9 @@ class SamplerPanel(QWidget):
                              explore_provenance(loaded, self.state.model_source, request))
 
     def guidance_sweep(self) -> bool:
-        """One seed and digit at w = 0, 0.5, 1, 2, 4 (class-conditional models); for a model
-        with a guide network and no labels, one seed at autoguidance g = 0, 0.5, 1, 2, 4."""
+        """A grid with a column per weight, labelled: for a class-conditional model w = 0, 0.5, 1,
+        2, 4 for the digits 0-9 (or four seeds of the chosen digit); for a model with a guide
+        network and no labels, autoguidance g = 0, 0.5, 1, 2, 4 for four seeds."""
         loaded = self.state.model
         if loaded is None or self.runner.is_running():
             return False

@@ -269,7 +269,9 @@ class ExploreBox(QGroupBox):
     def show_strip(self, strip) -> None:
         self.strip = strip
         picture = self.picture()
-        self.view.setFixedHeight(min(2 * picture.shape[0], 150) + 8)  # two screen pixels per pixel, at most 150
+        # two screen pixels per pixel where that stays under 300 px, else one (the labels stay legible)
+        height = picture.shape[0] * (2 if 2 * picture.shape[0] <= 300 else 1)
+        self.view.setFixedHeight(min(height, 330) + 8)
         self.view.set_array(picture)
         self.set_stale("")
         self.setVisible(True)
@@ -281,9 +283,10 @@ class ExploreBox(QGroupBox):
             self.caption.setStyleSheet((STALE_STYLE if note else "color: palette(mid);") + " font-size: 11px;")
             self.caption.setText(f"{note}: {self.strip.caption}" if note else self.strip.caption)
 
-    def picture(self) -> np.ndarray:
-        """The strip as one uint8 image (white 2-px gaps), as the export writes it."""
-        return tile(self.strip.images, ncols=self.strip.columns, pad=2, pad_value=255)
+    def picture(self, scale: int = 1) -> np.ndarray:
+        """The strip as one uint8 image (white 2-px gaps, its columns' and rows' labels: "w = 2"),
+        as the export writes it (``tasks.explore.Strip.picture``)."""
+        return self.strip.picture(scale)
 
 
 def build_panel(panel) -> None:

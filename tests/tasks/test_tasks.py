@@ -177,3 +177,21 @@ def test_the_models_view_gives_a_conditional_model_the_digits_labels(bundled_con
     assert not plain["conditioned"]
     with pytest.raises(ValueError, match="one label per digit"):
         model_view(bundled_conditional, ModelViewRequest(x0, noise, 151, labels[:2]))
+
+
+def test_the_guidance_sweep_is_a_grid_with_its_weights_and_rows_labelled(bundled_conditional, bundled_default):
+    """Issue 32, item 6: rows of digits (or seeds) against the weights, each column labelled "w = ..."
+    ("g = ..." for autoguidance), drawn in the picture an export writes."""
+    sweep = guidance_sweep(bundled_conditional, GuidanceSweepRequest(0, steps=2, weights=(0.0, 2.0), digits=(1, 7),
+                                                                     precision="fp32"))
+    assert sweep.images.shape == (4, 28, 28) and sweep.columns == 2
+    assert sweep.column_labels == ("w = 0", "w = 2") and sweep.row_labels == ("digit 1", "digit 7")
+    assert sweep.caption.startswith("digits 1, 7 (rows), seed 0: classifier-free guidance w = 0, 2")
+    plain = sweep.picture()
+    assert plain.shape[0] > 2 * 30 + 2 and plain.shape[1] > 2 * 30 + 2  # a header and a margin for the labels
+    big = sweep.picture(scale=3)
+    assert big.shape[0] >= 3 * (2 * 30 + 2) and big.shape[1] >= 3 * (2 * 30 + 2)
+    auto = guidance_sweep(bundled_default, GuidanceSweepRequest(5, steps=2, weights=(0.0, 1.0), seeds=2,
+                                                                precision="fp32"))
+    assert auto.images.shape == (4, 28, 28) and auto.column_labels == ("g = 0", "g = 1")
+    assert auto.row_labels == ("seed 5", "seed 6") and auto.caption.startswith("seeds 5–6 (rows): autoguidance")

@@ -255,11 +255,13 @@ def test_autoguidance_only_for_models_with_a_guide(qtbot, panel, tiny_checkpoint
     assert seen["sampler"].autoguidance_min_t == 3
     assert "autoguidance 1.25" in panel.message.text()
     # the sweep compares autoguidance weights for it (it has no labels for classifier-free guidance)
-    assert panel.sweep_button.isEnabled() and "autoguidance g = 0, 0.5, 1, 2, 4" in panel.sweep_button.toolTip()
+    assert panel.sweep_button.isEnabled() and "Autoguidance g = 0, 0.5, 1, 2, 4" in panel.sweep_button.toolTip()
     with qtbot.waitSignal(panel.sampling_finished, timeout=60000) as blocker:
         qtbot.mouseClick(panel.sweep_button, sp.Qt.MouseButton.LeftButton)
-    assert blocker.args[0] == "completed" and panel.explore_strip.shape == (5, 28, 28)
+    assert blocker.args[0] == "completed" and panel.explore_strip.shape == (4 * 5, 28, 28)  # four seeds x five g
     assert "autoguidance g = 0, 0.5, 1, 2, 4 above t = 3, away from a guide of 1.0 epochs" in panel.explore_box.caption.text()
+    assert panel.explore_box.strip.column_labels == ("g = 0", "g = 0.5", "g = 1", "g = 2", "g = 4")
+    assert panel.explore_box.strip.row_labels == ("seed 0", "seed 1", "seed 2", "seed 3")
     # and the interpolation steers with the form's weight too
     from diffusion_studio.engine.diffusion import explore as engine_sample  # interpolate runs its loop
 
@@ -330,12 +332,42 @@ def test_guidance_sweep_strip(qtbot, tiny_conditional_checkpoint, tmp_path):
     qtbot.addWidget(p)
     sweep = p.findChild(type(p.sample_button), "guidanceSweepButton")
     assert sweep.isEnabled()
+    # "0-9 in turn" (the default): a digits x w grid, each column labelled with its w
+    with qtbot.waitSignal(p.sampling_finished, timeout=60000):
+        qtbot.mouseClick(sweep, sp.Qt.MouseButton.LeftButton)
+    strip = p.explore_box.strip
+    assert p.explore_strip.shape == (10 * 5, 28, 28) and strip.columns == 5
+    assert strip.column_labels == ("w = 0", "w = 0.5", "w = 1", "w = 2", "w = 4")
+    assert strip.row_labels == tuple(f"digit {d}" for d in range(10))
+    assert "digits 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 (rows)" in p.explore_box.caption.text()
+    picture = p.explore_box.picture()
+    plain = (10 * 30 + 2, 5 * 30 + 2)
+    assert picture.shape[0] > plain[0] and picture.shape[1] > plain[1]  # a header and a margin of labels
+    assert (picture[:14] < 128).any() and (picture[14:, :30] < 128).any()  # with text in them
+    exported = np.asarray(Image.open(p.export_explore(tmp_path / "sweep.png")))
+    np.testing.assert_array_equal(exported, picture)
+    # one digit: four seeds of it in rows
     p.form.digit_combo.setCurrentIndex(p.form.digit_combo.findData(7))
     with qtbot.waitSignal(p.sampling_finished, timeout=60000):
         qtbot.mouseClick(sweep, sp.Qt.MouseButton.LeftButton)
-    assert p.explore_strip.shape == (5, 28, 28)
-    assert "digit 7" in p.explore_box.caption.text() and "w = 0, 0.5, 1, 2, 4" in p.explore_box.caption.text()
-    assert p.export_explore(tmp_path / "sweep.png").is_file()
+    assert p.explore_strip.shape == (4 * 5, 28, 28)
+    assert "digit 7, seeds 0–3 (rows)" in p.explore_box.caption.text() and "w = 0, 0.5, 1, 2, 4" in p.explore_box.caption.text()
+    p.shutdown(5000)
+
+
+def test_a_conditional_models_interpolation_asks_for_no_digit_unless_one_is_chosen(qtbot, tiny_conditional_checkpoint):
+    """Issue 32, item 6: with "0-9 in turn" the interpolation runs the model's unconditional branch, so
+    seeds 0 and 1 can make two different digits (asking for a 0 made nine 0s); a chosen digit is kept."""
+    state = AppState()
+    state.set_model(load_model(tiny_conditional_checkpoint), "trained: tiny conditional")
+    p = sp.SamplerPanel(state)
+    qtbot.addWidget(p)
+    assert p.form.interpolate_request(1).digit is None
+    with qtbot.waitSignal(p.sampling_finished, timeout=60000):
+        assert p.interpolate()
+    assert "no digit asked (the model's unconditional branch" in p.explore_box.caption.text()
+    p.form.digit_combo.setCurrentIndex(p.form.digit_combo.findData(3))
+    assert p.form.interpolate_request(1).digit == 3
     p.shutdown(5000)
 
 
