@@ -230,6 +230,8 @@ class EvaluatePanel(QWidget):
             return
         worker = TaskWorker(lambda ctx: inception_images_per_second(device), "timing Inception")
         worker.finished.connect(self._on_rate)
+        worker.failed.connect(on_gui_thread(self, lambda msg: self.form.estimate_label.setText(
+            f"{msg[:1].upper() + msg[1:]}; no time estimate for the Inception pass.")))
         self._estimate_runner.start(worker)
         if self.form.metric_combo.currentData() != "mnist":
             self.form.estimate_label.setText("Timing the Inception network on this machine (a few seconds)…")

@@ -324,3 +324,25 @@ def test_plain_captions_with_the_formulas_in_tooltips(qtbot):
     assert combo.itemText(combo.findData("mnist")) == "MNIST metrics only (works offline)"
     assert "No download" in combo.itemData(combo.findData("mnist"), Qt.ItemDataRole.ToolTipRole)
     assert "needs the Inception weights" in combo.itemText(combo.findData("all"))
+
+
+def test_a_failed_timing_of_inception_says_so_instead_of_timing_forever(qtbot, monkeypatch):
+    from PySide6.QtWidgets import QLabel
+
+    from diffusion_studio.engine.evaluation import fid
+
+    def rate(device, measure=True):
+        if measure:
+            raise RuntimeError("no memory for the network")
+        return None
+
+    monkeypatch.setattr(fid, "inception_images_per_second", rate)
+    panel = EvaluatePanel(AppState())
+    qtbot.addWidget(panel)
+    combo = panel.form.metric_combo
+    combo.setCurrentIndex(combo.findData("all"))
+    combo.activated.emit(combo.currentIndex())
+    panel.measure_inception_rate()
+    label = panel.findChild(QLabel, "inceptionEstimateLabel")
+    qtbot.waitUntil(lambda: "no time estimate" in label.text(), timeout=5000)
+    assert label.text() == "Timing Inception failed: no memory for the network; no time estimate for the Inception pass."
