@@ -22,7 +22,7 @@ from ..engine.storage.images import save_png
 from ..tasks.sample import Frame, sample_frames, sampling_precision
 from .imaging import tile
 from .sampler_form import Provenance, SamplerForm, explore_provenance, sample_provenance
-from .sampler_view import ExploreBox, FramesView, build_panel
+from .sampler_view import ExploreBox, FramesView, build_panel, gif_pictures, scaled
 from .settings import CHECKPOINT_FOLDER, EXPORT_FOLDER, app_settings
 from .state import AppState
 from .workers import TaskWorker, WorkerRunner
@@ -55,8 +55,8 @@ class SamplerPanel(QWidget):
       export_grid(path=None), export_strip(path=None), export_gif(path=None),
           export_explore(path=None) -> Path | None: write the final grid (PNG), the
           t = 300, 100, 50, 20, 0 strip (PNG), the animation of x_t and predicted x_0 (GIF)
-          or the exploration's strip; None asks with a file dialog; returns None when there
-          was nothing to export or it was cancelled.
+          or the exploration's strip, enlarged ``export_scale()`` times (default 4); None asks
+          with a file dialog; returns None when there was nothing to export or it was cancelled.
       shutdown(timeout_ms=5000) -> bool: stop and wait (bounded) for the worker.
     Parts: ``form`` (SamplerForm), ``view`` (FramesView), ``explore_box`` (ExploreBox).
     Signals: sampling_finished(str outcome): "finished", "cancelled" or "failed" (sampling),
@@ -386,27 +386,26 @@ class SamplerPanel(QWidget):
         final = self._final()
         if final is None:
             return None
-        grid, text = tile(final.x, pad=2, pad_value=255), self.shown.text
+        grid, text = scaled(tile(final.x, pad=2, pad_value=255), self.export_scale()), self.shown.text
         return self._export(path, "grid", ".png", lambda p: save_png(grid, p, text))
 
     def export_strip(self, path: str | Path | None = None) -> Path | None:
         """Save the t = 300, 100, 50, 20, 0 strip (labelled) as PNG, with its provenance; returns the path."""
         if self._final() is None:
             return None
-        strip, text = self.view.strip_array(), self.shown.text
+        strip, text = self.view.strip_array(scale=self.export_scale()), self.shown.text
         return self._export(path, "strip", ".png", lambda p: save_png(strip, p, text))
 
     def export_gif(self, path: str | Path | None = None) -> Path | None:
-        """Save the kept frames as an animated GIF: x_t | predicted x_0 side by side,
-        the last frame held for 1.5 s; returns the path."""
-        from ..engine.storage.images import animation_frames, save_gif
+        """Save the kept frames as an animated GIF: x_t | predicted x_0 side by side under their
+        t, the last frame held for 1.5 s; returns the path."""
+        from ..engine.storage.images import save_gif
 
         if not self.frames:
             self._say("Nothing to export yet: sample first.", error=True)
             return None
-        frames = list(self.frames)
-        return self._export(path, "animation", ".gif",
-                            lambda p: save_gif(animation_frames([(f.x, f.x0) for f in frames]), p))
+        frames, scale = list(self.frames), self.export_scale()
+        return self._export(path, "animation", ".gif", lambda p: save_gif(gif_pictures(frames, scale), p))
 
     def export_explore(self, path: str | Path | None = None) -> Path | None:
         """Save the latest interpolation, sweep or neighbour strip as PNG, with its provenance; returns the path."""
@@ -414,8 +413,12 @@ class SamplerPanel(QWidget):
         if box.strip is None:
             self._say("Nothing to export yet: run an interpolation or a guidance sweep first.", error=True)
             return None
-        picture, text = box.picture(), self.explored.text
+        picture, text = box.picture(self.export_scale()), self.explored.text
         return self._export(path, "strip", ".png", lambda p: save_png(picture, p, text), name=box.strip.name)
+
+    def export_scale(self) -> int:
+        """Pixels per digit pixel in the exports (the Export box's Scale)."""
+        return self.export_scale_spin.value()
 
     def _export(self, path, what: str, suffix: str, write, name: str | None = None) -> Path | None:
         """Ask for the file (when ``path`` is None), write it, and say what happened."""

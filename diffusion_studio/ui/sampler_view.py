@@ -33,6 +33,8 @@ from .imaging import tile
 from .widgets import ImageView
 
 PLAY_FPS = 12
+#: the exports' default enlargement: a 16-digit grid of 122 px becomes 488 px, enough for a slide
+EXPORT_SCALE = 4
 STRIP_ROWS = 4  # samples shown in the strip
 STALE_STYLE = "color: #b00020; font-weight: bold;"
 
@@ -289,6 +291,32 @@ class ExploreBox(QGroupBox):
         return self.strip.picture(scale)
 
 
+def scaled(picture: np.ndarray, scale: int) -> np.ndarray:
+    """``picture`` (H, W) uint8 with each pixel ``scale`` x ``scale`` (nearest neighbour)."""
+    return np.kron(np.asarray(picture, np.uint8), np.ones((int(scale), int(scale)), np.uint8))
+
+
+def gif_pictures(frames, scale: int) -> list[np.ndarray]:
+    """The animation's pictures: each kept frame's x_t | predicted x_0 (``engine.storage.images.
+    animation_frames``, enlarged ``scale`` times) under the captions "x_t at t = ..." and "predicted x_0"."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    from ..engine.storage.images import animation_frames
+
+    pictures = animation_frames([(f.x, f.x0) for f in frames], scale=scale)
+    font = ImageFont.load_default(size=max(12, 5 * scale))
+    head = int(font.size * 1.6)
+    out = []
+    for f, picture in zip(frames, pictures):
+        image = Image.new("L", (picture.shape[1], picture.shape[0] + head), 255)
+        image.paste(Image.fromarray(picture), (0, head))
+        draw, half = ImageDraw.Draw(image), (picture.shape[1] - 8 * scale) / 2  # 8 px between the mosaics
+        draw.text((half / 2, head / 2), f"x_t at t = {f.t}" if f.t else "x_0 (t = 0)", fill=34, font=font, anchor="mm")
+        draw.text((picture.shape[1] - half / 2, head / 2), "predicted x_0", fill=34, font=font, anchor="mm")
+        out.append(np.asarray(image))
+    return out
+
+
 def build_panel(panel) -> None:
     """The Sampler panel's layout, made as its attributes: on the left its form, Sample and
     Cancel, the progress bar, the message line, the exploration and export boxes; on the
@@ -347,9 +375,17 @@ def build_explore_buttons(panel) -> QGroupBox:
 
 
 def build_export_buttons(panel) -> QGroupBox:
-    """The panel's Export box, made as its attributes: grid, strip and animation buttons."""
+    """The panel's Export box, made as its attributes: the scale, grid, strip and animation buttons."""
     box = QGroupBox("Export")
     layout = QVBoxLayout(box)
+    panel.export_scale_spin = QSpinBox(objectName="exportScaleSpin", minimum=1, maximum=10, value=EXPORT_SCALE)
+    panel.export_scale_spin.setSuffix(" ×")
+    panel.export_scale_spin.setToolTip("Each pixel of a digit becomes this many pixels across in the exported grid, "
+                                       "strip, exploration and animation (whole pixels, never blurred)")
+    scale_row = QHBoxLayout()
+    scale_row.addWidget(QLabel("Scale"))
+    scale_row.addWidget(panel.export_scale_spin, 1)
+    layout.addLayout(scale_row)
     panel.export_grid_button = QPushButton("Grid as PNG…", objectName="exportGridButton")
     panel.export_strip_button = QPushButton("Strip as PNG…", objectName="exportStripButton")
     panel.export_gif_button = QPushButton("Animation as GIF…", objectName="exportGifButton")

@@ -127,9 +127,9 @@ def test_exports_write_png_grid_strip_and_gif(qtbot, panel, tmp_path):
     assert [f.t for f in panel.frames][0] == 10 and panel.frames[-1].t == 0 and len(panel.frames) == 6
     assert panel.export_grid_button.isEnabled()
     grid = panel.export_grid(tmp_path / "out" / "grid.png")
-    with Image.open(grid) as im:
-        assert im.format == "PNG" and im.size == (2 * 30 + 2, 2 * 30 + 2)
-        np.testing.assert_array_equal(np.asarray(im), tile(panel.frames[-1].x, pad=2, pad_value=255))
+    with Image.open(grid) as im:  # enlarged 4 times by default (whole pixels)
+        assert im.format == "PNG" and im.size == (4 * (2 * 30 + 2), 4 * (2 * 30 + 2))
+        np.testing.assert_array_equal(np.asarray(im)[::4, ::4], tile(panel.frames[-1].x, pad=2, pad_value=255))
     strip = panel.export_strip(tmp_path / "strip.png")
     with Image.open(strip) as im:
         assert im.format == "PNG" and im.width > 2 * 28 and im.height > 4 * 28
@@ -322,7 +322,7 @@ def test_interpolation_strip_between_two_seeds(qtbot, panel, tmp_path):
     view = panel.findChild(type(panel.explore_box.view), "exploreView")
     assert view.pixmap() is not None and not view.pixmap().isNull()
     out = panel.export_explore(tmp_path / "interp.png")
-    assert Image.open(out).size == (9 * 30 + 2, 32)
+    assert Image.open(out).size == (4 * (9 * 30 + 2), 4 * 32)  # at the export scale, 4 by default
 
 
 def test_guidance_sweep_strip(qtbot, tiny_conditional_checkpoint, tmp_path):
@@ -345,7 +345,7 @@ def test_guidance_sweep_strip(qtbot, tiny_conditional_checkpoint, tmp_path):
     assert picture.shape[0] > plain[0] and picture.shape[1] > plain[1]  # a header and a margin of labels
     assert (picture[:14] < 128).any() and (picture[14:, :30] < 128).any()  # with text in them
     exported = np.asarray(Image.open(p.export_explore(tmp_path / "sweep.png")))
-    np.testing.assert_array_equal(exported, picture)
+    np.testing.assert_array_equal(exported, p.explore_box.picture(4))  # at the export scale, 4 by default
     # one digit: four seeds of it in rows
     p.form.digit_combo.setCurrentIndex(p.form.digit_combo.findData(7))
     with qtbot.waitSignal(p.sampling_finished, timeout=60000):
@@ -386,7 +386,7 @@ def test_nearest_training_digits_of_the_samples(qtbot, panel, tiny_data, tmp_pat
     for row in strip[4:]:
         assert any((row == t).all() for t in train)  # every neighbour is a real training digit
     assert "real test digits" in panel.explore_box.caption.text()
-    assert Image.open(panel.export_explore(tmp_path / "nn.png")).size == (4 * 30 + 2, 3 * 30 + 2)
+    assert Image.open(panel.export_explore(tmp_path / "nn.png")).size == (4 * (4 * 30 + 2), 4 * (3 * 30 + 2))
 
 
 def test_evaluate_scores_exactly_the_digits_the_sampler_panel_shows(qtbot, panel, tiny_data):
@@ -499,3 +499,45 @@ def test_a_model_opened_while_sampling_leaves_the_digits_marked_as_the_old_model
     assert panel.message.text().startswith("Sampled 2 images")
     assert panel.message.text().endswith("They are from trained: tiny, not the current model "
                                          "(trained: tiny conditional).")
+
+
+def test_exports_are_scaled_for_a_slide_and_gif_frames_carry_their_t(qtbot, panel, tmp_path):
+    """Issue 32, item 2: a Scale in the Export box (default 4: a 16-digit grid of 122 px becomes
+    488 px), whole-pixel nearest-neighbour enlargement of the grid, strip and exploration, and each
+    GIF frame captioned with its t."""
+    from PySide6.QtWidgets import QSpinBox
+
+    from diffusion_studio.ui.sampler_view import EXPORT_SCALE
+
+    spin = panel.findChild(QSpinBox, "exportScaleSpin")
+    assert spin is panel.export_scale_spin and spin.value() == EXPORT_SCALE == 4
+    panel.form.count_spin.setValue(16)
+    panel.form.sampler_combo.setCurrentIndex(panel.form.sampler_combo.findData("ddim"))
+    panel.form.steps_spin.setValue(3)
+    with qtbot.waitSignal(panel.sampling_finished, timeout=60000):
+        panel.sample()
+    with Image.open(panel.export_grid(tmp_path / "grid4.png")) as im:
+        big = np.asarray(im)
+    assert big.shape == (488, 488)
+    small = tile(panel.frames[-1].x, pad=2, pad_value=255)
+    np.testing.assert_array_equal(big, np.kron(small, np.ones((4, 4), np.uint8)))  # whole pixels, not blurred
+    spin.setValue(1)
+    with Image.open(panel.export_grid(tmp_path / "grid1.png")) as im:
+        assert im.size == (122, 122)
+    with Image.open(panel.export_strip(tmp_path / "strip1.png")) as im:
+        narrow = im.size
+    spin.setValue(4)
+    with Image.open(panel.export_strip(tmp_path / "strip4.png")) as im:
+        assert im.width > 3 * narrow[0] and im.height > 3 * narrow[1] - 80
+    from diffusion_studio.ui.sampler_view import gif_pictures
+
+    pictures = gif_pictures(panel.frames, 4)
+    assert len(pictures) == len(panel.frames)
+    with Image.open(panel.export_gif(tmp_path / "anim.gif")) as im:
+        assert im.n_frames == len(panel.frames) and im.size == pictures[0].shape[::-1]
+        im.seek(0)
+        first = np.asarray(im.convert("L"))
+    np.testing.assert_array_equal(first, pictures[0])
+    head = pictures[0].shape[0] - 4 * (4 * 30 + 2)  # the caption's band above the 4 x 4 mosaics
+    assert head > 0 and (first[:head] < 128).any()  # the caption's text above the digits
+    assert not np.array_equal(pictures[0][:head], pictures[-1][:head])  # t = 3 and t = 0 say different things
