@@ -139,6 +139,7 @@ def main(data: str | None = None, checkpoint: str | None = None) -> int:
 
     state = AppState()
     window = MainWindow(state)
+    window.confirm_quit = not _scripted()  # a scripted close never waits for a click
     shots = os.environ.get("DIFFUSION_STUDIO_SCREENSHOTS")
     if shots:
         window.resize(1360, 860)  # the same size every time, whatever the settings say

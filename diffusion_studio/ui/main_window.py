@@ -21,6 +21,8 @@ from PySide6.QtCore import QByteArray, QObject, QRect, QSize, Qt, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
+    QDialog,
+    QDialogButtonBox,
     QFileDialog,
     QFrame,
     QLabel,
@@ -28,6 +30,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QScrollArea,
     QTabWidget,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -171,6 +174,8 @@ class MainWindow(QMainWindow):
         self.state = state
         self.setWindowTitle("Diffusion Studio")
         self._dialogs: list[QMessageBox] = []  # keep non-modal message boxes alive
+        self._getting_started: QDialog | None = None
+        self.confirm_quit = True  # ask before quitting during a training (off for scripted runs)
         self.tabs = QTabWidget()
         self.tabs.setObjectName("panelTabs")
         self.tabs.setDocumentMode(True)
@@ -185,7 +190,7 @@ class MainWindow(QMainWindow):
             if not panel.objectName():
                 panel.setObjectName(spec.object_name)
             self.panels[panel.objectName()] = panel
-            self.scroll_areas[panel.objectName()] = self._scrolling(panel)
+            self.scroll_areas[panel.objectName()] = _scrolling(panel)
             self.tabs.addTab(self.scroll_areas[panel.objectName()], spec.title)
 
         runs_panel, train_panel = self.panels.get("runsPanel"), self.panels.get("trainPanel")
@@ -209,18 +214,6 @@ class MainWindow(QMainWindow):
         self.setMinimumSize(MIN_WINDOW)
         self.resize(self.default_size(self._available()))
         self._restore_settings()
-
-    @staticmethod
-    def _scrolling(panel: QWidget) -> QScrollArea:
-        """The panel in a frameless scroll area: a window smaller than the panel's minimum scrolls
-        it instead of squeezing its widgets or growing itself (a panel that asks for more room,
-        such as a wide strip of digits, gets a scroll bar, never a wider window)."""
-        area = QScrollArea()
-        area.setObjectName(f"{panel.objectName()}Scroll")
-        area.setWidgetResizable(True)
-        area.setFrameShape(QFrame.Shape.NoFrame)
-        area.setWidget(panel)
-        return area
 
     def _available(self) -> QRect:
         """The free area (less taskbars and docks) of the screen the window is on."""
@@ -288,7 +281,8 @@ class MainWindow(QMainWindow):
             self.panel_actions.append(act)
 
         help_menu = self.menuBar().addMenu("&Help")
-        self.shortcuts_action = self._action(help_menu, "&Keyboard shortcuts", "F1", self.show_shortcuts)
+        self.getting_started_action = self._action(help_menu, "&Getting started", "F1", self.show_getting_started)
+        self.shortcuts_action = self._action(help_menu, "&Keyboard shortcuts", None, self.show_shortcuts)
         self.about_action = self._action(help_menu, "&About Diffusion Studio", None, self.show_about)
         self.about_action.setMenuRole(QAction.MenuRole.AboutRole)
 
@@ -467,6 +461,14 @@ class MainWindow(QMainWindow):
         rows = "".join(f"<tr><td><b>{k}</b>&nbsp;&nbsp;</td><td>{v}</td></tr>" for k, v in self.shortcut_list())
         self.show_message("Keyboard shortcuts", f"<table>{rows}</table>")
 
+    def show_getting_started(self) -> QDialog:
+        """Help > Getting started (F1): the first hour in five steps, beside the window."""
+        if self._getting_started is None:
+            self._getting_started = getting_started_dialog(self)
+        self._getting_started.show()
+        self._getting_started.raise_()
+        return self._getting_started
+
     def show_about(self) -> None:
         import PySide6
         import pyqtgraph
@@ -531,7 +533,24 @@ class MainWindow(QMainWindow):
                     print(f"diffusion-studio: {name}.shutdown() failed:", file=sys.stderr)
                     traceback.print_exc()
 
+    def may_quit(self) -> bool:
+        """While a training runs, ask first (Yes: it stops as any close stops it; No: the window
+        stays open and the training goes on). True when nothing runs."""
+        train = self.panels.get("trainPanel")
+        if not self.confirm_quit or train is None or not train.is_training():
+            return True
+        box = QMessageBox(QMessageBox.Icon.Question, "Quit during training?",
+                          "A training is running. Quit and stop it?\n\nIt stops after the current batch "
+                          "and keeps its checkpoints: Resume in the Training or Runs panel continues it.",
+                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)
+        box.setObjectName("confirmQuitBox")
+        box.setDefaultButton(QMessageBox.StandardButton.No)
+        return box.exec() == QMessageBox.StandardButton.Yes
+
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt name)
+        if not self.may_quit():
+            event.ignore()
+            return
         self.state.wait_for_model()  # a model being read finishes first (it writes nothing)
         self.shutdown_panels()
         self.save_settings()
@@ -544,3 +563,54 @@ def _set_elided(label: QLabel, text: str) -> None:
     width = label.maximumWidth() - 16  # the style sheet's padding
     label.setText(label.fontMetrics().elidedText(text, Qt.TextElideMode.ElideMiddle, width))
     label.setToolTip(text)
+
+
+def _scrolling(panel: QWidget) -> QScrollArea:
+    """The panel in a frameless scroll area: a window smaller than the panel's minimum scrolls
+    it instead of squeezing its widgets or growing itself (a panel that asks for more room,
+    such as a wide strip of digits, gets a scroll bar, never a wider window)."""
+    area = QScrollArea()
+    area.setObjectName(f"{panel.objectName()}Scroll")
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setWidget(panel)
+    return area
+
+
+#: Help > Getting started: the first hour in five steps; a link names the panel it opens
+GETTING_STARTED = """
+<h3>Your first hour with diffusion</h3>
+<ol>
+<li><p><b>Look at the data.</b> <a href="#datasetPanel">Dataset</a> (Ctrl+1): browse the MNIST digits,
+click one to enlarge it, select a few and press <i>Send to noise panel</i>.</p></li>
+<li><p><b>Drag t.</b> <a href="#noisePanel">Forward noise</a> (Ctrl+2): drag the t slider and watch
+your digits dissolve into Gaussian noise; the plots show how much of the image is left at each t.</p></li>
+<li><p><b>Sample from the bundled model.</b> <a href="#samplerPanel">Sampler</a> (Ctrl+4): press
+<i>Sample</i> and watch pure noise become digits, step by step, beside the model's guess of the
+final image.</p></li>
+<li><p><b>Train for 15 minutes and watch.</b> <a href="#trainPanel">Training</a> (Ctrl+3): press
+<i>Start</i> with a 15-minute time budget; the loss falls, and preview digits show what the model
+has learnt so far. Stop whenever you like: <i>Resume</i> continues the run.</p></li>
+<li><p><b>Evaluate.</b> <a href="#evaluatePanel">Evaluate</a> (Ctrl+5): score your model's digits
+against real ones, and compare your trainings in <a href="#runsPanel">Runs</a> (Ctrl+6).</p></li>
+</ol>
+<p>Every control has a tooltip; F1 opens this page again.</p>
+"""
+
+
+def getting_started_dialog(window: MainWindow) -> QDialog:
+    """A non-modal page with the five steps; a link shows its panel, and a button the shortcuts."""
+    dialog = QDialog(window, objectName="gettingStartedDialog", windowTitle="Getting started")
+    text = QLabel(GETTING_STARTED, objectName="gettingStartedText", wordWrap=True)
+    text.setTextFormat(Qt.TextFormat.RichText)
+    text.setMinimumWidth(520)
+    text.linkActivated.connect(lambda link: window.show_panel(link.lstrip("#")))
+    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+    shortcuts = buttons.addButton("Keyboard shortcuts…", QDialogButtonBox.ButtonRole.HelpRole)
+    shortcuts.setObjectName("gettingStartedShortcutsButton")
+    shortcuts.clicked.connect(window.show_shortcuts)
+    buttons.rejected.connect(dialog.close)
+    layout = QVBoxLayout(dialog)
+    layout.addWidget(text)
+    layout.addWidget(buttons)
+    return dialog

@@ -415,3 +415,69 @@ def test_the_window_opens_what_the_commands_take(window, qtbot, tiny_checkpoint,
     with qtbot.waitSignal(window.state.model_changed, timeout=20000):
         assert window.load_checkpoint(run)  # a run folder: its best.pt
     assert window.state.model_source == "my-run" and window.state.model.epoch == 3
+
+
+def _answer_quit_box(monkeypatch, button):
+    """Answer the (modal) quit confirmation with ``button``; the boxes asked are listed as
+    (objectName, text, default button)."""
+    seen = []
+
+    def answer(box):
+        seen.append((box.objectName(), box.text(), box.defaultButton() is box.button(QMessageBox.StandardButton.No)))
+        return button
+
+    monkeypatch.setattr(QMessageBox, "exec", answer)
+    return seen
+
+
+def test_closing_during_a_training_asks_first(qtbot, monkeypatch):
+    """Issue 32, item 12: No keeps the window open and the training running; Yes stops it as a
+    close always did (every panel's shutdown)."""
+    w = MainWindow(AppState())
+    qtbot.addWidget(w)
+    w.show()
+    train = w.panels["trainPanel"]
+    monkeypatch.setattr(train, "is_training", lambda: True)
+    stopped = []
+    for name, panel in w.panels.items():
+        monkeypatch.setattr(panel, "shutdown", lambda n=name: stopped.append(n), raising=False)
+    seen = _answer_quit_box(monkeypatch, QMessageBox.StandardButton.No)
+    assert w.close() is False
+    assert [(name, "training is running" in text, no_default) for name, text, no_default in seen] == [
+        ("confirmQuitBox", True, True)]
+    assert w.isVisible() and stopped == []
+    seen = _answer_quit_box(monkeypatch, QMessageBox.StandardButton.Yes)
+    assert w.close() is True
+    assert len(seen) == 1 and "trainPanel" in stopped and not w.isVisible()
+    w.confirm_quit = False  # qtbot closes it again at teardown: no box with nobody to answer it
+
+
+def test_closing_without_a_training_does_not_ask(window):
+    assert not window.panels["trainPanel"].is_training()
+    assert window.close() is True  # (a confirmation box would block this test)
+
+
+def test_f1_opens_getting_started_and_its_links_show_the_panels(window, qtbot):
+    from PySide6.QtWidgets import QDialog, QLabel
+
+    help_items = [a.text().replace("&", "") for a in window.menuBar().actions()[-1].menu().actions()]
+    assert help_items[:2] == ["Getting started", "Keyboard shortcuts"]
+    window.activateWindow()
+    qtbot.keyClick(window, Qt.Key.Key_F1)
+    dialog = window.findChild(QDialog, "gettingStartedDialog")
+    assert dialog is not None and dialog.isVisible() and not dialog.isModal()
+    text = dialog.findChild(QLabel, "gettingStartedText").text()
+    steps = ["Look at the data", "Drag t", "Sample from the bundled model", "Train for 15 minutes and watch",
+             "Evaluate"]
+    assert text.count("<li>") == 5 and all(step in text for step in steps)
+    assert [text.index(step) for step in steps] == sorted(text.index(step) for step in steps)
+    for name in ("noisePanel", "samplerPanel", "trainPanel", "datasetPanel"):
+        assert f'href="#{name}"' in text
+        dialog.findChild(QLabel, "gettingStartedText").linkActivated.emit(f"#{name}")
+        assert window.current_panel().objectName() == name
+    shown = []
+    window.show_message = lambda title, text, *a: shown.append(title)
+    dialog.findChild(QWidget, "gettingStartedShortcutsButton").click()
+    window.shortcuts_action.trigger()
+    assert shown == ["Keyboard shortcuts", "Keyboard shortcuts"]
+    assert window.show_getting_started() is dialog  # F1 again: the same page, not a second one
