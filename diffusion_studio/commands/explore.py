@@ -85,9 +85,7 @@ def _save(image, out: Path) -> None:
 
 
 def _tile(strip):
-    from ..engine.storage.images import tile
-
-    return tile(strip.images, ncols=strip.columns, pad=2, pad_value=255)
+    return strip.picture()
 
 
 def _interpolate(model, args, sampler):
@@ -101,9 +99,12 @@ def _interpolate(model, args, sampler):
 def _sweep(model, args, sampler):
     from ..tasks.explore import GuidanceSweepRequest, guidance_sweep
 
+    from ..tasks.explore import SWEEP_DIGITS
+
+    digits = SWEEP_DIGITS if args.digit is None and model.model_config.conditional else None
     strip = guidance_sweep(model, GuidanceSweepRequest(args.seed, sampler=sampler, steps=args.ddim_steps,
-                                                       digit=args.digit))
-    return _tile(strip), strip.caption
+                                                       digit=args.digit, digits=digits))
+    return strip.picture(), strip.caption
 
 
 def _data(args):

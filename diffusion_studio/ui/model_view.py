@@ -35,7 +35,10 @@ class PredictionService(QObject):
         self.computed = 0
 
     def request(self, loaded, x0: torch.Tensor, noise: torch.Tensor, t: int) -> None:
-        request = ModelViewRequest(x0, noise, int(t))
+        self.post(loaded, ModelViewRequest(x0, noise, int(t)))
+
+    def post(self, loaded, request: ModelViewRequest) -> None:
+        """Compute ``tasks.explore.model_view(loaded, request)``; the newest request wins."""
         self.jobs.post(lambda: self._worker(loaded, request))
 
     def _worker(self, loaded, request: ModelViewRequest) -> TaskWorker:

@@ -338,7 +338,7 @@ class NoisePanel(QWidget):
         # a class-conditional model is given each digit's label (else a 7 at t = 151 looked like a 9)
         request = ModelViewRequest(x0, noise, t, labels if len(labels) == len(x0) else None)
         self.view_origin.ask(loaded, self.state.model_source)
-        self.predictions.jobs.post(lambda: self.predictions._worker(loaded, request))
+        self.predictions.post(loaded, request)
 
     @Slot(object)
     def _on_prediction(self, result: dict) -> None:

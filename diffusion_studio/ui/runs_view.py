@@ -227,7 +227,7 @@ class RunsPlot(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.curve_items: dict[str, list] = {"train": [], "val": []}
-        self.plot = styled_plot(left="loss", grid=0.15)
+        self.plot = styled_plot(left="loss", grid=0.15, interactive=True)
         self.plot.setObjectName("runsPlot")
         self._use_axis(NoOverlapAxis("left"))
         # bottom left: loss curves fall from the top left, so that corner stays free

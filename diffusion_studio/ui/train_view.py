@@ -79,7 +79,7 @@ class LossView(QWidget):
         layout.addWidget(self.epoch_label)
 
     def _build_loss_plot(self) -> None:
-        self.plot = styled_plot(left="loss  ‖ε − ε_θ‖²", bottom="epoch", grid=None)
+        self.plot = styled_plot(left="loss  ‖ε − ε_θ‖²", bottom="epoch", grid=None, interactive=True)
         self.plot.setObjectName("lossPlot")
         self.plot.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         pi = self.plot.getPlotItem()
@@ -105,7 +105,7 @@ class LossView(QWidget):
 
     def _build_t_plot(self) -> None:
         """Validation loss by timestep, one curve per epoch (latest strong, earlier faded)."""
-        self.t_plot = styled_plot(left="validation loss", bottom="timestep t", grid=None)
+        self.t_plot = styled_plot(left="validation loss", bottom="timestep t", grid=None, interactive=True)
         self.t_plot.setObjectName("lossByTimestepPlot")
         tp = self.t_plot.getPlotItem()
         tp.setTitle("Validation loss by timestep (latest epoch strong, earlier ones faded)", size="9pt", color="#444")

@@ -30,7 +30,10 @@ def test_interpolate_and_sweep_write_strips_and_say_what_they_show(conditional_r
     assert _png(tmp_path / "i.png").shape == (32, 2 + 9 * 30)  # 9 digits of 28 px, 2 px apart
     r = run_cli("explore", "sweep", "--checkpoint", conditional_run, "--ddim-steps", "3", "--out", tmp_path / "s.png")
     assert r.returncode == 0, r.stderr
-    assert "digit 0, seed 0: guidance w = 0, 0.5, 1, 2, 4" in r.stdout and _png(tmp_path / "s.png").shape[1] == 152
+    # a class-conditional model's sweep is the panel's grid: digits 0-9 in rows, the weights in labelled columns
+    assert "digits 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 (rows), seed 0: classifier-free guidance w = 0, 0.5, 1, 2, 4" in r.stdout
+    height, width = _png(tmp_path / "s.png").shape[:2]
+    assert height > 10 * 28 and width > 5 * 28 and height > width
 
 
 def test_denoise_identity_and_neighbours_use_the_real_digits_and_the_metric_classifier(conditional_run, tiny_mnist,
