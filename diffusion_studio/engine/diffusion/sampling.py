@@ -44,18 +44,14 @@ def sample_steps(
 ) -> Iterator[SampleStep]:
     """Run the reverse process for ``n`` images, yielding one SampleStep per step.
 
-    Exactly ``sampler.num_steps(T)`` steps are yielded; the last one's ``x`` is x_0.
-    Randomness comes from a generator seeded with ``seed`` on ``device`` (x_T, z).
-    labels: (n,) int64 digits for a class-conditional model, or None.
-    x_T: start from this (n, C, H, W) noise instead of drawing it.
-    guidance: (n,) one guidance weight per image, instead of ``sampler.guidance``.
-    start_t: start the chain at this t < T instead of T, from ``x_T`` (then x_{start_t},
-        e.g. a real digit noised to start_t: "denoise from here", SDEdit); the steps
-        are ``reverse_timesteps(sampler, schedule, start_t)``.
-    guide: the model's guide network (``LoadedModel.guide``: a weaker version of it, trained
-        on the same schedule), for autoguidance with weight ``sampler.autoguidance``.
-    autoguidance: (n,) one autoguidance weight per image, instead of ``sampler.autoguidance``.
-    The models are put in eval mode for the run and restored afterwards.
+    Exactly ``sampler.num_steps(T)`` steps are yielded; the last one's ``x`` is x_0. Randomness
+    comes from a generator seeded with ``seed`` on ``device`` (x_T, z). labels: (n,) int64 digits
+    for a class-conditional model, or None. x_T: start from this (n, C, H, W) noise instead.
+    guidance / autoguidance: (n,) one weight per image, instead of the sampler's.
+    start_t: start at this t < T from ``x_T`` (then x_{start_t}, e.g. a real digit noised to it:
+        "denoise from here", SDEdit); the steps are ``reverse_timesteps(sampler, schedule, start_t)``.
+    guide: the model's guide network (``LoadedModel.guide``, a weaker version of it on the same
+        schedule), for autoguidance. The models are in eval mode for the run, then restored.
     """
     sampler = sampler or SamplerConfig()
     device = torch.device(device)
@@ -64,13 +60,8 @@ def sample_steps(
     ts = reverse_timesteps(sampler, schedule, start_t)
     num_classes = getattr(getattr(model, "config", None), "num_classes", 0)
     labels = _checked_labels(labels, num_classes, n, device)
-    channels = getattr(getattr(model, "config", None), "image_channels", 1)
     gen = torch.Generator(device=device).manual_seed(int(seed))
-    # x_T is always the generator's first draw, so a given x_T (the same one, or another)
-    # leaves the noise z of every later step exactly as a seeded run has it
-    x = torch.randn((n, channels, 28, 28), generator=gen, device=device)
-    if x_T is not None:
-        x = x_T.to(device=device, dtype=torch.float32).clone()
+    x = _first_x(model, n, gen, device, x_T)
     guide = _guide_to_use(guide, sampler, autoguidance, schedule, num_classes)
     memory_format = torch.channels_last if _channels_last(model) else torch.contiguous_format
     previous = None  # DPM-Solver++: the last step's (t, predicted x_0)
@@ -93,6 +84,15 @@ def sample_steps(
             previous = (t, result.pred_x0)
             yield SampleStep(i, len(ts), t, t_prev, result.prev_sample, result.pred_x0.clamp(-1, 1), x_t=x)
             x = result.prev_sample
+
+
+def _first_x(model: nn.Module, n: int, gen: torch.Generator, device, x_T: torch.Tensor | None) -> torch.Tensor:
+    """The chain's start: ``x_T`` when given, else noise. x_T is always the generator's first draw,
+    so a given x_T (the same one, or another) leaves the noise z of every later step exactly as a
+    seeded run has it."""
+    channels = getattr(getattr(model, "config", None), "image_channels", 1)
+    x = torch.randn((n, channels, 28, 28), generator=gen, device=device)
+    return x if x_T is None else x_T.to(device=device, dtype=torch.float32).clone()
 
 
 def _step(sampler: SamplerConfig, schedule: NoiseSchedule, x, eps, t: int, t_prev: int, z, previous) -> StepResult:
