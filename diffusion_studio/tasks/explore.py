@@ -18,19 +18,20 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..engine.defaults import DEFAULT_VIEW_DIGITS
 from ..engine.diffusion import explore as engine_explore
 from ..engine.diffusion import sampling as loop
 from ..engine.diffusion.explore import GUIDANCE_SWEEP
 from ..engine.diffusion.scheduling import DEFAULT_DDIM_STEPS, SamplerConfig, reverse_timesteps
 from ..engine.storage.checkpoint import LoadedModel
 from ..engine.storage.data import to_uint8
+from ..engine.storage.images import labelled_grid
 from ..engine.text import guided_above
 from .context import TaskContext, context_or_default
 from .sample import sampling_precision
 
 INTERPOLATION_POINTS = 9
-#: the model's view and "denoise from here" use the first this many selected digits
-VIEW_DIGITS = 16
+VIEW_DIGITS = DEFAULT_VIEW_DIGITS
 #: error maps: |eps_theta - eps| of 0 is black, ERROR_FULL_SCALE or more is white
 ERROR_FULL_SCALE = 2.0
 #: the identity curve's t, as shares of T
@@ -60,37 +61,6 @@ class Strip:
         """The strip as one uint8 image (white gaps), each pixel ``scale`` x ``scale`` (nearest
         neighbour), its column and row labels drawn above and left of the digits."""
         return labelled_grid(self.images, self.columns, self.column_labels, self.row_labels, scale)
-
-
-def labelled_grid(images: np.ndarray, columns: int, column_labels=(), row_labels=(), scale: int = 1) -> np.ndarray:
-    """(k, 28, 28) uint8 digits in ``columns`` columns with 2-px white gaps, enlarged ``scale``
-    times, under a header of ``column_labels`` and right of a margin of ``row_labels`` when given
-    (the columns widen to hold their labels); white background -> (H', W') uint8."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    from ..engine.storage.images import tile
-
-    scale = max(1, int(scale))
-    images = np.asarray(images, dtype=np.uint8)
-    if not column_labels and not row_labels:
-        return np.kron(tile(images, ncols=columns, pad=2, pad_value=255), np.ones((scale, scale), np.uint8))
-    font = ImageFont.load_default(size=11 * scale)
-    cell, pad = 28 * scale, 2 * scale
-    stride = max(cell + pad, int(max((font.getlength(c) for c in column_labels), default=0)) + 6 * scale)
-    head = 16 * scale if column_labels else pad
-    left = int(max(font.getlength(r) for r in row_labels)) + 8 * scale if row_labels else pad
-    rows = -(-len(images) // columns)
-    out = Image.new("L", (left + columns * stride, head + rows * (cell + pad)), 255)
-    draw = ImageDraw.Draw(out)
-    for i, digit in enumerate(images):
-        r, c = divmod(i, columns)
-        out.paste(Image.fromarray(np.kron(digit, np.ones((scale, scale), np.uint8))),
-                  (left + c * stride + (stride - cell) // 2, head + r * (cell + pad)))
-    for c, text in enumerate(column_labels[:columns]):
-        draw.text((left + c * stride + stride / 2, head / 2), text, fill=34, font=font, anchor="mm")
-    for r, text in enumerate(row_labels[:rows]):
-        draw.text((left - 4 * scale, head + r * (cell + pad) + cell / 2), text, fill=34, font=font, anchor="rm")
-    return np.asarray(out)
 
 
 def _uint8(x: torch.Tensor) -> np.ndarray:

@@ -18,11 +18,11 @@ from PySide6.QtWidgets import QFileDialog, QWidget
 from ..engine.text import first_line
 from ..tasks.explore import NeighboursRequest, guidance_sweep, interpolate, nearest_neighbours
 from ..engine.device import PrecisionChoice
-from ..engine.storage.images import save_png
+from ..engine.storage.images import enlarge, save_png
 from ..tasks.sample import Frame, sample_frames, sampling_precision
 from .imaging import tile
 from .sampler_form import Provenance, SamplerForm, explore_provenance, sample_provenance
-from .sampler_view import ExploreBox, FramesView, build_panel, gif_pictures, scaled
+from .sampler_view import ExploreBox, FramesView, build_panel, gif_pictures
 from .settings import CHECKPOINT_FOLDER, EXPORT_FOLDER, app_settings
 from .state import AppState
 from .workers import TaskWorker, WorkerRunner
@@ -386,7 +386,7 @@ class SamplerPanel(QWidget):
         final = self._final()
         if final is None:
             return None
-        grid, text = scaled(tile(final.x, pad=2, pad_value=255), self.export_scale()), self.shown.text
+        grid, text = enlarge(tile(final.x, pad=2, pad_value=255), self.export_scale()), self.shown.text
         return self._export(path, "grid", ".png", lambda p: save_png(grid, p, text))
 
     def export_strip(self, path: str | Path | None = None) -> Path | None:

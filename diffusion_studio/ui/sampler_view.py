@@ -291,11 +291,6 @@ class ExploreBox(QGroupBox):
         return self.strip.picture(scale)
 
 
-def scaled(picture: np.ndarray, scale: int) -> np.ndarray:
-    """``picture`` (H, W) uint8 with each pixel ``scale`` x ``scale`` (nearest neighbour)."""
-    return np.kron(np.asarray(picture, np.uint8), np.ones((int(scale), int(scale)), np.uint8))
-
-
 def gif_pictures(frames, scale: int) -> list[np.ndarray]:
     """The animation's pictures: each kept frame's x_t | predicted x_0 (``engine.storage.images.
     animation_frames``, enlarged ``scale`` times) under the captions "x_t at t = ..." and "predicted x_0"."""

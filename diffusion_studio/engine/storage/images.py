@@ -98,12 +98,11 @@ def labelled_strip(columns: Sequence[tuple[int, np.ndarray]], rows: int, scale: 
     width = len(columns) * (cell_w + pad) + pad
     height = head + rows * (cell_h + pad) + pad
     out = np.full((height, width), 255, dtype=np.uint8)
-    enlarge = np.ones((scale, scale), np.uint8)
     for c, (_, x) in enumerate(columns):
         left = pad + c * (cell_w + pad)
         for r in range(rows):
             top = head + pad // 2 + r * (cell_h + pad)
-            out[top : top + cell_h, left : left + cell_w] = np.kron(np.asarray(x[r], np.uint8), enlarge)
+            out[top : top + cell_h, left : left + cell_w] = enlarge(x[r], scale)
     img = Image.fromarray(out)
     draw = ImageDraw.Draw(img)
     font = ImageFont.load_default(size=13)
@@ -111,6 +110,41 @@ def labelled_strip(columns: Sequence[tuple[int, np.ndarray]], rows: int, scale: 
         centre = pad + c * (cell_w + pad) + cell_w / 2
         draw.text((centre, head / 2), f"t = {t}", fill=34, font=font, anchor="mm")
     return np.asarray(img)
+
+
+def enlarge(picture: np.ndarray, scale: int) -> np.ndarray:
+    """(H, W) uint8 with each pixel ``scale`` x ``scale`` (nearest neighbour: digits stay sharp)."""
+    scale = int(scale)
+    return np.kron(np.asarray(picture, np.uint8), np.ones((scale, scale), np.uint8))
+
+
+def labelled_grid(images: np.ndarray, columns: int, column_labels=(), row_labels=(), scale: int = 1) -> np.ndarray:
+    """(k, 28, 28) uint8 digits in ``columns`` columns with 2-px white gaps, enlarged ``scale``
+    times, under a header of ``column_labels`` and right of a margin of ``row_labels`` when given
+    (the columns widen to hold their labels); white background -> (H', W') uint8."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    scale = max(1, int(scale))
+    images = np.asarray(images, dtype=np.uint8)
+    if not column_labels and not row_labels:
+        return enlarge(tile(images, ncols=columns, pad=2, pad_value=255), scale)
+    font = ImageFont.load_default(size=11 * scale)
+    cell, pad = 28 * scale, 2 * scale
+    stride = max(cell + pad, int(max((font.getlength(c) for c in column_labels), default=0)) + 6 * scale)
+    head = 16 * scale if column_labels else pad
+    left = int(max(font.getlength(r) for r in row_labels)) + 8 * scale if row_labels else pad
+    rows = -(-len(images) // columns)
+    out = Image.new("L", (left + columns * stride, head + rows * (cell + pad)), 255)
+    draw = ImageDraw.Draw(out)
+    for i, digit in enumerate(images):
+        r, c = divmod(i, columns)
+        out.paste(Image.fromarray(enlarge(digit, scale)),
+                  (left + c * stride + (stride - cell) // 2, head + r * (cell + pad)))
+    for c, text in enumerate(column_labels[:columns]):
+        draw.text((left + c * stride + stride / 2, head / 2), text, fill=34, font=font, anchor="mm")
+    for r, text in enumerate(row_labels[:rows]):
+        draw.text((left - 4 * scale, head + r * (cell + pad) + cell / 2), text, fill=34, font=font, anchor="rm")
+    return np.asarray(out)
 
 
 GIF_SCALE = 3  # pixels per digit pixel in the exported animation
@@ -123,7 +157,7 @@ def animation_frames(frames: Sequence[tuple[np.ndarray, np.ndarray]], scale: int
     for x, x0 in frames:
         a, b = tile(x, pad=2, pad_value=255), tile(x0, pad=2, pad_value=255)
         gap = np.full((a.shape[0], 8), 255, np.uint8)
-        out.append(np.kron(np.concatenate([a, gap, b], axis=1), np.ones((scale, scale), np.uint8)))
+        out.append(enlarge(np.concatenate([a, gap, b], axis=1), scale))
     return out
 
 
