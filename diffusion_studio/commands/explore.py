@@ -18,7 +18,6 @@ from pathlib import Path
 from ..engine import defaults as D
 from ._sampler_args import add_sampler_arguments, sampler_from_args
 
-VIEW_DIGITS = 16  # as the noise panel's model view
 
 
 def register(sub) -> None:
@@ -44,7 +43,7 @@ def register(sub) -> None:
             q.add_argument("--to-seed", type=int, default=1, help="the other seed (default %(default)s)")
         if name in ("neighbours", "denoise", "identity"):
             q.add_argument("--data", metavar="DIR", help="MNIST folder (default: the app's data folder)")
-            q.add_argument("--n", type=int, default=VIEW_DIGITS, help="digits (default %(default)s)")
+            q.add_argument("--n", type=int, default=D.DEFAULT_VIEW_DIGITS, help="digits (default %(default)s, as the panels)")
         if name in ("denoise", "identity"):
             q.add_argument("--split", choices=D.SPLITS, default="test", help="real digits from (default %(default)s)")
         if name == "denoise":
@@ -84,16 +83,12 @@ def _save(image, out: Path) -> None:
         save_png(image, out)
 
 
-def _tile(strip):
-    return strip.picture()
-
-
 def _interpolate(model, args, sampler):
     from ..tasks.explore import InterpolateRequest, interpolate
 
     strip = interpolate(model, InterpolateRequest(args.seed, args.to_seed, sampler=sampler, steps=args.ddim_steps,
                                                   digit=args.digit if model.model_config.conditional else None))
-    return _tile(strip), strip.caption
+    return strip.picture(), strip.caption
 
 
 def _sweep(model, args, sampler):
@@ -122,7 +117,7 @@ def _neighbours(model, args, sampler):
     data = _data(args)
     images = sample_images(model, SampleRequest(n=args.n, sampler=sampler, seed=args.seed)).images
     strip = nearest_neighbours(data, NeighboursRequest(to_uint8(images).numpy()))
-    return _tile(strip), strip.caption
+    return strip.picture(), strip.caption
 
 
 def _real_digits(args):
@@ -162,7 +157,9 @@ def _identity(model, args, sampler):
     from ..tasks.explore import IdentityCurveRequest, identity_curve
 
     data, x0, labels, _ = _real_digits(args)
-    ts = tuple(int(v) for v in args.t.split(",")) if args.t else None
+    from .noise import parse_timesteps
+
+    ts = tuple(t for t in parse_timesteps(args.t, model.schedule.timesteps) if t > 0) if args.t else None
     curve = identity_curve(model, IdentityCurveRequest(x0, labels, ts, sampler), data)
     caption = "Share of digits that keep their label after denoising from t: " + ", ".join(
         f"t={t}: {s:.0%}" for t, s in curve)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..engine.defaults import DEFAULT_SAMPLE_BATCH
 from ..engine.device import PrecisionChoice, choose_precision
 from ..engine.diffusion.sampling import initial_noise, sample, sample_steps
 from ..engine.diffusion.scheduling import SamplerConfig, kept_frames, reverse_timesteps
@@ -39,7 +40,7 @@ class SampleRequest:
     seed: int = 0
     digit: int | None = None
     precision: str = "auto"
-    batch_size: int = 500
+    batch_size: int = DEFAULT_SAMPLE_BATCH
 
     def __post_init__(self) -> None:
         if not 1 <= self.n <= MAX_IMAGES:
