@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import platform
 import time
 from dataclasses import dataclass
@@ -46,19 +47,31 @@ PrecisionMode = Literal["train", "sample"]
 
 @dataclass(frozen=True)
 class PrecisionChoice:
-    """What "auto" chose and why: the measured images/s at each precision (None when
-    nothing was measured, e.g. an explicit choice or a GPU's capability)."""
+    """What "auto" chose and why: the best images/s seen at each precision (None when
+    nothing was measured, e.g. an explicit choice or a GPU's capability). ``cached``:
+    the rates come from ``precision.json``, last measured at ``measured_at`` (epoch
+    seconds; None in a cache written before it was recorded); ``quiet`` is False when
+    the machine was busy then (see ``is_quiet``)."""
 
     precision: str
     rates: dict | None = None  # {"fp32": img/s, "bf16": img/s}
     cached: bool = False
     reason: str = ""
+    measured_at: float | None = None
+    quiet: bool = True
 
     def describe(self) -> str:
-        """E.g. "bf16 (measured: bf16 612 img/s, fp32 301 img/s)"."""
+        """E.g. "bf16 (measured: bf16 612 img/s, fp32 301 img/s)", or for a cached
+        choice "bf16 (cached, measured 2026-11-30: bf16 612 img/s, fp32 301 img/s)"."""
         if self.rates:
             other = "fp32" if self.precision == "bf16" else "bf16"
-            return (f"{self.precision} (measured: {self.precision} {self.rates[self.precision]:.0f} img/s, "
+            when = "measured"
+            if self.cached:
+                day = (time.strftime("%Y-%m-%d", time.localtime(self.measured_at))
+                       if self.measured_at is not None else "at an unknown date")
+                when = f"cached, measured {day}"
+            when += "" if self.quiet else " under load"
+            return (f"{self.precision} ({when}: {self.precision} {self.rates[self.precision]:.0f} img/s, "
                     f"{other} {self.rates[other]:.0f} img/s)")
         return f"{self.precision}" + (f" ({self.reason})" if self.reason else "")
 
@@ -172,18 +185,70 @@ def network_rate(precision: str, mode: str, model_config, device: torch.device) 
     return images_per_second(step, batch)
 
 
+# A cached measurement is trusted for MEASUREMENT_MAX_AGE_S and only when the 1-minute
+# load average per core was below QUIET_LOAD_PER_CORE: other work then filled under half
+# of the cores, so most of the timed threads (one per core) had a core to themselves.
+MEASUREMENT_MAX_AGE_S = 30 * 24 * 3600
+QUIET_LOAD_PER_CORE = 0.5
+# bf16 must win clearly (5%): a tie is not worth its rounding
+BF16_MARGIN = 1.05
+
+
+def load_per_core() -> float | None:
+    """The 1-minute load average divided by the CPU count (None where the OS has no
+    load average, e.g. Windows)."""
+    try:
+        return os.getloadavg()[0] / (os.cpu_count() or 1)
+    except (AttributeError, OSError):
+        return None
+
+
+def is_quiet(load: float | None) -> bool:
+    """Quiet enough to time the network; an unknown load counts as quiet (nothing
+    better to go on, and it keeps such machines from re-measuring forever)."""
+    return not isinstance(load, (int, float)) or load < QUIET_LOAD_PER_CORE
+
+
+def _measured_at(entry: dict) -> float | None:
+    at = entry.get("measured_at")
+    return float(at) if isinstance(at, (int, float)) else None
+
+
+def _recent(entry: dict, now: float) -> bool:
+    """Younger than ``MEASUREMENT_MAX_AGE_S``; a cache written before ``measured_at``
+    was recorded has no age: not recent."""
+    at = _measured_at(entry)
+    return at is not None and 0 <= now - at < MEASUREMENT_MAX_AGE_S
+
+
+def _trusted(entry: dict, now: float) -> bool:
+    """Recent and taken on a quiet machine."""
+    return _recent(entry, now) and is_quiet(entry.get("load_per_core"))
+
+
+def _faster(rates: dict) -> str:
+    return "bf16" if rates["bf16"] > BF16_MARGIN * rates["fp32"] else "fp32"
+
+
 def choose_precision(precision: str, device: torch.device, *, mode: PrecisionMode = "train",
                      model_config=None) -> PrecisionChoice:
     """Resolve "auto" to the faster of fp32 and bf16 for this network on this device.
 
     CUDA: bf16 where the GPU supports it. CPU: bf16 only when it was measured
-    faster. oneDNN reports bf16 support on any AVX-512 CPU because it can emulate
-    it, and emulated bf16 trained the default U-Net at 104 img/s against 391 in
-    fp32 on such a Xeon; native AVX512-BF16 / AMX CPUs are about 2x faster in
-    bf16. So the first time a network is used, each precision is timed for about
-    half a second (forward + backward for "train", forward for "sample") and the
-    answer is cached per CPU model, torch version, thread count, mode and network
-    in the user cache folder (``precision.json``).
+    more than 5% faster. oneDNN reports bf16 support on any AVX-512 CPU because it
+    can emulate it, and emulated bf16 trained the default U-Net at 104 img/s
+    against 391 in fp32 on such a Xeon; native AVX512-BF16 / AMX CPUs are about 2x
+    faster in bf16. So each precision is timed for about half a second (forward +
+    backward for "train", forward for "sample") and the rates are cached per CPU
+    model, torch version, thread count, mode and network in the user cache folder
+    (``precision.json``), with when they were taken and the load per core then.
+
+    A cached entry is used as it is while it is younger than 30 days and was taken
+    on a quiet machine (``QUIET_LOAD_PER_CORE``). Otherwise it is measured again,
+    but only when the machine is quiet now; when busy, the cached rates are used
+    rather than timing under load again. Re-measuring keeps the best rate seen for
+    each precision (a busy measurement can only be beaten, never lower a quiet one);
+    an entry past its age, or from an older cache without dates, is replaced.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
@@ -195,15 +260,24 @@ def choose_precision(precision: str, device: torch.device, *, mode: PrecisionMod
     if not cpu_has_fast_bf16():
         return PrecisionChoice("fp32", reason="no bf16 kernels on this CPU")
     key = _cache_key(mode, model_config)
-    cached = read_measurements(precision_cache_file()).get(key)
-    if isinstance(cached, dict) and {"fp32", "bf16"} <= set(cached):
-        rates = {k: float(cached[k]) for k in ("fp32", "bf16")}
-        return PrecisionChoice(max(rates, key=rates.get), rates, cached=True)
+    entry = read_measurements(precision_cache_file()).get(key)
+    try:
+        cached = {p: float(entry[p]) for p in ("fp32", "bf16")}
+    except (TypeError, KeyError, ValueError):
+        entry, cached = None, None
+    # The load is read before timing, so it is other work's load, not this measurement's
+    # own (a few seconds of it would add up to ~0.08 per core per 5-second tick).
+    now, load = time.time(), load_per_core()
+    if entry is not None and (_trusted(entry, now) or not is_quiet(load)):
+        return PrecisionChoice(_faster(cached), cached, cached=True, measured_at=_measured_at(entry),
+                               quiet=is_quiet(entry.get("load_per_core")))
     rates = {p: network_rate(p, mode, model_config, device) for p in ("fp32", "bf16")}
-    # bf16 must win clearly (5%): a tie is not worth its rounding
-    choice = "bf16" if rates["bf16"] > 1.05 * rates["fp32"] else "fp32"
-    record_measurement(precision_cache_file(), key, {**rates, "choice": choice})
-    return PrecisionChoice(choice, rates)
+    if entry is not None and _recent(entry, now):  # untrusted only for its load: keep the best
+        rates = {p: max(rates[p], cached[p]) for p in rates}
+    choice = _faster(rates)
+    record_measurement(precision_cache_file(), key, {
+        **rates, "choice": choice, "measured_at": now, "load_per_core": load, "cpus": os.cpu_count()})
+    return PrecisionChoice(choice, rates, measured_at=now, quiet=is_quiet(load))
 
 
 def resolve_precision(precision: str, device: torch.device, *, mode: PrecisionMode = "train",
