@@ -81,3 +81,17 @@ DEFAULT_METRIC = "all"
 DEFAULT_EVAL_N = 10_000
 DEFAULT_SAMPLE_BATCH = 500
 DEFAULT_VIEW_DIGITS = 16  # the model's view and "denoise from here": the first this many digits  # digits per sampling batch (sample, evaluate)
+
+# ---- distillation (engine.training.distill): few-step students of a trained model
+# the weights a student learns to take as an input: around the defaults above, up to where the
+# teacher's digits stop improving (docs/quality.md)
+DISTILL_GUIDANCE_RANGE = (0.0, 0.5)
+DISTILL_AUTOGUIDANCE_RANGE = (0.0, 3.0)
+# the grid the guidance round learns on: the teacher's deterministic DDIM with 16 steps scored
+# FD 1.17x the floor and 97.2% confident on default-conditional (docs/distillation.md)
+DISTILL_START_STEPS = 16
+DISTILL_STEPS = 4  # the student a distillation ends with unless asked otherwise
+DISTILL_VAL_IMAGES = 2000  # each validation runs the teacher on these once, then only the student
+DISTILL_BATCH_SIZE = 64
+DISTILL_LR = 2e-4  # a fine-tuning of a trained network: a fifth of training's peak
+DISTILL_ROUND_MINUTES = 25.0

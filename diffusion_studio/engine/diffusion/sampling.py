@@ -15,8 +15,16 @@ from ..stopping import Stopped
 from .guidance import _channels_last, guided_eps
 from .schedule import NoiseSchedule
 from .scheduling import (
-    SampleStep, SamplerConfig, StepResult, ddim_step, ddpm_step, dpmpp2m_step, reverse_timesteps,
+    SampleStep, SamplerConfig, StepResult, ddim_step, ddpm_step, dpmpp2m_step, reverse_timesteps, student_sampler,
 )
+
+
+def sampler_for(model: nn.Module, sampler: SamplerConfig | None) -> SamplerConfig:
+    """The sampler ``model`` runs with: ``sampler`` (default: the app's), or for a distilled
+    student its own steps (``student_sampler``) with ``sampler``'s guidance weights."""
+    sampler = sampler or SamplerConfig()
+    steps = getattr(getattr(model, "config", None), "distilled_steps", 0)
+    return student_sampler(sampler, steps) if steps else sampler
 
 
 def initial_noise(n: int, seed: int, *, channels: int = 1, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -53,7 +61,7 @@ def sample_steps(
     guide: the model's guide network (``LoadedModel.guide``, a weaker version of it on the same
         schedule), for autoguidance. The models are in eval mode for the run, then restored.
     """
-    sampler = sampler or SamplerConfig()
+    sampler = sampler_for(model, sampler)
     device = torch.device(device)
     if start_t is not None and x_T is None:
         raise ValueError("start_t needs the x_t to start from (x_T)")
@@ -74,7 +82,7 @@ def sample_steps(
                 model, x.contiguous(memory_format=memory_format), t_batch, labels,
                 sampler.guidance if guidance is None else guidance, num_classes, device, precision,
                 guide=guide if guided else None,
-                autoguidance=sampler.autoguidance if autoguidance is None else autoguidance,
+                autoguidance=sampler.autoguidance if autoguidance is None else autoguidance, schedule=schedule,
             )
             # z for this step, drawn only where the step uses one (the generator's
             # stream is part of what a seed means: keep the order of draws)
@@ -166,7 +174,7 @@ def sample(
     should_stop() is checked after every step, and when it returns True the run
     ends by raising ``SamplingStopped``. guide: for autoguidance, as in ``sample_steps``.
     """
-    sampler = sampler or SamplerConfig()
+    sampler = sampler_for(model, sampler)
     if n < 1 or batch_size < 1:
         raise ValueError(f"need at least one image and a batch size of at least 1, got n={n}, batch {batch_size}")
     total_steps = sampler.num_steps(schedule.timesteps) * ((n + batch_size - 1) // batch_size)

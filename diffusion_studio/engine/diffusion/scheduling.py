@@ -19,6 +19,7 @@ from ..text import guided_above
 from .schedule import NoiseSchedule, _known_fields
 
 SamplerKind = Literal["ddpm", "ddim", "dpmpp2m"]
+SPACINGS = ("linspace", "trailing")
 VarianceKind = Literal["posterior", "beta"]
 from ..defaults import SAMPLER_KINDS, VARIANCE_KINDS  # noqa: E402 (the Literals above name the same values)
 from ..defaults import (  # noqa: F401 - re-exported: the engine's names for the app's defaults
@@ -52,6 +53,9 @@ class SamplerConfig:
     autoguidance_min_t: autoguidance applies only at steps whose t is above this (a guidance
               interval, after Kynkaenniemi et al. 2024): the last, low-noise steps, which
               draw the strokes' fine detail, go unguided. 0 = every step.
+    spacing:  DDIM's timesteps: "linspace" from T to 1 (``ddim_timesteps``), or "trailing",
+              k T / K for k = K..1 (``trailing_timesteps``: the grid a distilled student
+              learnt, nested so that each halving keeps every other step).
 
     The field defaults are the app's defaults, for every front end: the GUI's
     sampler form, ``sample``, ``evaluate`` and the benchmarks read them here.
@@ -65,10 +69,13 @@ class SamplerConfig:
     guidance: float = DEFAULT_GUIDANCE
     autoguidance: float = DEFAULT_AUTOGUIDANCE
     autoguidance_min_t: int = DEFAULT_AUTOGUIDANCE_MIN_T
+    spacing: Literal["linspace", "trailing"] = "linspace"
 
     def __post_init__(self) -> None:
         if self.kind not in SAMPLER_KINDS:
             raise ValueError(f"unknown sampler {self.kind!r}; choose one of {', '.join(SAMPLER_KINDS)}")
+        if self.spacing not in SPACINGS:
+            raise ValueError(f"unknown step spacing {self.spacing!r}; choose one of {', '.join(SPACINGS)}")
         if self.variance not in VARIANCE_KINDS:
             raise ValueError(f"unknown variance {self.variance!r}; choose one of {', '.join(VARIANCE_KINDS)}")
         if self.steps is not None and self.steps < 1:
@@ -127,6 +134,8 @@ class SamplerConfig:
         else:
             steps = self.num_steps(timesteps) if timesteps else (self.steps or self.default_steps)
             parts = [f"{self.title}, {steps} steps"] + ([f"eta {self.eta:g}"] if self.takes_eta else [])
+            if self.spacing == "trailing":
+                parts.append("trailing spacing")
         if self.clips_x0:
             parts.append("x_0 clipped")
         parts.append(f"guidance {self.guidance:g} (class-conditional models)")
@@ -284,6 +293,15 @@ def dpmpp2m_step(schedule: NoiseSchedule, x_t: torch.Tensor, eps: torch.Tensor, 
 STRIP_TIMESTEPS = (300, 100, 50, 20, 0)
 
 
+def student_sampler(sampler: SamplerConfig, steps: int) -> SamplerConfig:
+    """How a distilled student of ``steps`` steps samples: the deterministic DDIM steps it was
+    distilled on (trailing spacing, x_0 clipped as its teacher's steps were), keeping the
+    guidance weights of ``sampler`` (the student takes them as an input)."""
+    from dataclasses import replace
+
+    return replace(sampler, kind="ddim", steps=steps, eta=0.0, clip_x0=True, spacing="trailing")
+
+
 def strip_timesteps(T: int) -> list[int]:
     """The strip's timesteps for a schedule of T steps, descending: 300, 100, 50,
     20, 0 clipped to T (for T=300 exactly the report's; for T=10: 10, 0)."""
@@ -311,6 +329,21 @@ def ddim_timesteps(timesteps: int, steps: int) -> list[int]:
     if not 1 <= steps <= timesteps:
         raise ValueError(f"DDIM steps must lie in 1..T={timesteps}, got {steps}")
     return [int(t) for t in np.round(np.linspace(timesteps, 1, steps)).astype(int)]
+
+
+def trailing_timesteps(timesteps: int, steps: int, start: int | None = None) -> list[int]:
+    """k T / K rounded, for k = K..1 (diffusers' "trailing" spacing), descending from T.
+
+    Halving K keeps every other timestep (round(2k T / 2K) = round(k T / K)), so a student
+    that takes one step where its teacher took two lands where the teacher landed. With a
+    ``start`` below T (denoising from a given x_t) the run starts there and then visits the
+    grid's timesteps below it."""
+    if not 1 <= steps <= timesteps:
+        raise ValueError(f"steps must lie in 1..T={timesteps}, got {steps}")
+    grid = [(2 * k * timesteps + steps) // (2 * steps) for k in range(steps, 0, -1)]  # floor(kT/K + 1/2)
+    if start is None or start >= timesteps:
+        return grid
+    return [int(start)] + [t for t in grid if t < start]
 
 
 def log_snr_timesteps(schedule: NoiseSchedule, steps: int, start: int | None = None) -> list[int]:
@@ -351,6 +384,8 @@ def reverse_timesteps(sampler: SamplerConfig, schedule: NoiseSchedule | int, sta
         if start == timesteps:
             sampler.num_steps(timesteps)  # refuses DDPM with a step count other than T
         return list(range(start, 0, -1))
+    if sampler.spacing == "trailing":
+        return trailing_timesteps(timesteps, sampler.num_steps(timesteps), start)
     steps = min(sampler.num_steps(timesteps), start)
     if sampler.kind == "dpmpp2m":
         if isinstance(schedule, int):

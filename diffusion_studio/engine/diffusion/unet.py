@@ -38,6 +38,12 @@ from .schedule import _known_fields
 
 
 ARCHS = ("plain", "res")
+# what the network's output means: the noise eps (the app's training), or v = alpha eps - sigma x_0
+# (Salimans & Ho 2022), which stays well defined at t = T, where a one-step student starts
+PREDICTIONS = ("eps", "v")
+# a weight the network takes as an input (a distilled student, Meng et al. 2023): "" none,
+# "guidance" the classifier-free weight w, "autoguidance" the autoguidance weight g
+WEIGHT_INPUTS = ("", "guidance", "autoguidance")
 # Size limits, checked before anything is allocated (a config can come from a
 # damaged or hostile checkpoint): 1024 channels at 28x28 are already ~20 GFLOP
 # per image, far beyond what this app trains or samples in reasonable time.
@@ -69,6 +75,9 @@ class UNetConfig:
     level_blocks: tuple[int, int, int] = (1, 2, 2)  # "res" only: residual blocks per level
     attention: bool = True  # "res" only: self-attention at 7x7
     norm_groups: int = 8  # "res" only: GroupNorm groups
+    prediction: Literal["eps", "v"] = "eps"  # what forward() returns (PREDICTIONS)
+    weight_input: Literal["", "guidance", "autoguidance"] = ""  # a guidance weight as input (students)
+    distilled_steps: int = 0  # a student's sampling steps (0: not a student; it samples as asked)
 
     def __post_init__(self) -> None:
         for name, value, limit in (("base_channels", self.base_channels, MAX_CHANNELS),
@@ -101,10 +110,24 @@ class UNetConfig:
             raise ValueError(f"time_embed_dim must be an even number >= 2, got {self.time_embed_dim}")
         if self.num_classes < 0:
             raise ValueError(f"num_classes must be >= 0, got {self.num_classes}")
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {', '.join(PREDICTIONS)}, got {self.prediction!r}")
+        if self.weight_input not in WEIGHT_INPUTS:
+            raise ValueError(f"weight_input must be one of {WEIGHT_INPUTS}, got {self.weight_input!r}")
+        if self.weight_input == "guidance" and not self.conditional:
+            raise ValueError("a network that takes the classifier-free weight must be class-conditional")
+        if isinstance(self.distilled_steps, bool) or not isinstance(self.distilled_steps, int) \
+                or not 0 <= self.distilled_steps <= 10_000:
+            raise ValueError(f"distilled_steps must be a whole number in 0..10000, got {self.distilled_steps!r}")
 
     @property
     def conditional(self) -> bool:
         return self.num_classes > 0
+
+    @property
+    def is_student(self) -> bool:
+        """A distilled student: it samples with its own ``distilled_steps`` steps."""
+        return self.distilled_steps > 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -130,18 +153,39 @@ def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0)
     return torch.cat([torch.sin(args), torch.cos(args)], dim=1)
 
 
-def conditioning(net: nn.Module, t: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-    """The vector every block receives: time_mlp(embedding of t), plus the label's
-    embedding for a class-conditional ``net`` (y None = the "no label" token).
+# the weight input's embedding: sinusoids of w x WEIGHT_SCALE, so weights 0.01 apart (the slider's
+# step) get distinct embeddings at the frequencies the time embedding uses for timesteps
+WEIGHT_SCALE = 100.0
 
-    net: a UNet or ResUNet (it has ``config``, ``time_mlp`` and ``label_embed``).
-    t: (B,) timesteps; y: (B,) labels or None -> (B, time_embed_dim).
+
+def weight_mlp(dim: int) -> nn.Sequential:
+    """The embedding MLP of a weight input; its last layer starts at zero, so a student starts
+    as exactly the network it was copied from."""
+    mlp = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+    nn.init.zeros_(mlp[-1].weight)
+    nn.init.zeros_(mlp[-1].bias)
+    return mlp
+
+
+def conditioning(net: nn.Module, t: torch.Tensor, y: torch.Tensor | None,
+                 w: torch.Tensor | float | None = None) -> torch.Tensor:
+    """The vector every block receives: time_mlp(embedding of t), plus the label's
+    embedding for a class-conditional ``net`` (y None = the "no label" token), plus the
+    weight's for a ``net`` that takes a guidance weight (w None = 0).
+
+    net: a UNet or ResUNet (it has ``config``, ``time_mlp``, ``label_embed``, ``weight_mlp``).
+    t: (B,) timesteps; y: (B,) labels or None; w: (B,) weights, one number, or None
+    -> (B, time_embed_dim).
     """
     emb = net.time_mlp(sinusoidal_embedding(t, net.config.time_embed_dim))
     if net.label_embed is not None:
         if y is None:
             y = torch.full_like(t, net.config.num_classes, dtype=torch.long)
         emb = emb + net.label_embed(y)
+    if net.weight_mlp is not None:
+        w = torch.zeros(t.shape, device=t.device) if w is None else \
+            torch.as_tensor(w, dtype=torch.float32, device=t.device).reshape(-1).expand(t.shape[0])
+        emb = emb + net.weight_mlp(sinusoidal_embedding(w * WEIGHT_SCALE, net.config.time_embed_dim))
     return emb
 
 
@@ -172,7 +216,8 @@ class UNet(nn.Module):
       t: (B,) integer timesteps in 1..T
       y: (B,) integer labels in 0..num_classes (num_classes = "no label"), only
          for a conditional network; None means "no label" for every image.
-    returns (B, C, H, W): the predicted noise.
+      w: the guidance weight, only for a network that takes one (``weight_input``).
+    returns (B, C, H, W): the predicted noise (or v, for ``prediction`` "v").
     """
 
     def __init__(self, config: UNetConfig | None = None) -> None:
@@ -181,6 +226,7 @@ class UNet(nn.Module):
         b, e, n = c.base_channels, c.time_embed_dim, c.convs_per_block
         self.time_mlp = nn.Sequential(nn.Linear(e, e), nn.SiLU(), nn.Linear(e, e))
         self.label_embed = nn.Embedding(c.num_classes + 1, e) if c.conditional else None
+        self.weight_mlp = weight_mlp(e) if c.weight_input else None
         self.enc1 = ConvBlock(c.image_channels, b, e, n)
         self.enc2 = ConvBlock(b, 2 * b, e, n)
         self.pool = nn.MaxPool2d(2)
@@ -191,8 +237,9 @@ class UNet(nn.Module):
         self.dec1 = ConvBlock(2 * b, b, e, n)
         self.out = nn.Conv2d(b, c.image_channels, 1)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        emb = conditioning(self, t, y)
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None,
+                w: torch.Tensor | float | None = None) -> torch.Tensor:
+        emb = conditioning(self, t, y, w)
         s1 = self.enc1(x, emb)
         s2 = self.enc2(self.pool(s1), emb)
         h = self.mid(self.pool(s2), emb)
@@ -306,7 +353,7 @@ class ResUNet(nn.Module):
 
     One skip per level, as in the plain U-Net (not one per block, as in
     Ho et al.'s network): the concatenations at 28x28 are what cost most.
-    Same call as ``UNet``: forward(x, t, y=None) -> predicted noise (B, C, H, W).
+    Same call as ``UNet``: forward(x, t, y=None, w=None) -> the prediction (B, C, H, W).
     """
 
     def __init__(self, config: UNetConfig) -> None:
@@ -316,6 +363,7 @@ class ResUNet(nn.Module):
         (c0, c1, c2), (n0, n1, n2) = c.level_channels, c.level_blocks
         self.time_mlp = nn.Sequential(nn.Linear(e, e), nn.SiLU(), nn.Linear(e, e))
         self.label_embed = nn.Embedding(c.num_classes + 1, e) if c.conditional else None
+        self.weight_mlp = weight_mlp(e) if c.weight_input else None
 
         def blocks(first_in: int, out: int, n: int) -> nn.ModuleList:
             return nn.ModuleList([ResBlock(first_in if i == 0 else out, out, e, g) for i in range(n)])
@@ -341,8 +389,9 @@ class ResUNet(nn.Module):
             h = block(h, emb)
         return h
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        emb = conditioning(self, t, y)
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None,
+                w: torch.Tensor | float | None = None) -> torch.Tensor:
+        emb = conditioning(self, t, y, w)
         s0 = self._run(self.enc0, self.stem(x), emb)
         s1 = self._run(self.enc1, self.down0(s0), emb)
         h = self._run(self.mid1, self.down1(s1), emb)

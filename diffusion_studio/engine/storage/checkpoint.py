@@ -258,7 +258,7 @@ def _check_structure(data: dict, where: str) -> None:
             raise _damaged(where, f"{key!r} configuration", data[key], "a dict")
     _check_weights(where, "'weights'", data["weights"])
     _check_weights(where, "'ema_weights'", data.get("ema_weights"), optional=True)
-    for key in ("train", "meta", "best", "position", "rng", "optimizer"):
+    for key in ("train", "meta", "best", "position", "rng", "optimizer", "distill"):
         if data.get(key) is not None and not isinstance(data[key], dict):
             raise _damaged(where, repr(key), data[key], "a dict")
     for key in ("epoch", "seed", "global_step", "warmup_origin", "epochs_without_improvement"):
@@ -279,6 +279,17 @@ def _check_structure(data: dict, where: str) -> None:
         _check_weights(where, "best epoch's 'ema_weights'", best_weights.get("ema_weights"), optional=True)
     _check_history(data.get("history"), where)
     _check_guide_structure(data.get("guide"), where)
+    _check_teacher_structure(data.get("teacher"), where)
+
+
+def _check_teacher_structure(teacher: Any, where: str) -> None:
+    """A distillation round's teacher (its last.pt keeps it): configs, weights, maybe a guide."""
+    if teacher is None:
+        return
+    if not isinstance(teacher, dict) or not all(isinstance(teacher.get(k), dict) for k in ("model", "schedule")):
+        raise _damaged(where, "'teacher'", teacher, "a dict with the teacher's configuration")
+    _check_weights(where, "teacher's weights", teacher.get("weights"))
+    _check_guide_structure(teacher.get("guide"), where)
 
 
 def _check_guide_structure(guide: Any, where: str) -> None:
@@ -418,6 +429,7 @@ def check_network_fits(payload: dict, where: str | os.PathLike = "the checkpoint
         why = _check_fits(expected, tensors, what) if isinstance(tensors, dict) else ""
         if why:
             raise CheckpointError(f"{where}: the weights do not fit the network it describes ({why}); {_DAMAGED}")
+    _check_teacher_fits(payload.get("teacher"), schedule_config, where)
     guide = payload.get("guide")
     if guide is None:
         return
@@ -432,6 +444,29 @@ def check_network_fits(payload: dict, where: str | os.PathLike = "the checkpoint
             raise ValueError(why)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise _guide_error(where, first_line(exc)) from None
+
+
+def _check_teacher_fits(teacher: dict | None, schedule_config, where: str) -> None:
+    """A distillation round's teacher has the weights its configuration describes, on the same schedule."""
+    if teacher is None:
+        return
+    from ..diffusion.schedule import ScheduleConfig
+    from ..diffusion.unet import UNetConfig
+
+    try:
+        if ScheduleConfig.from_dict(teacher["schedule"]) != schedule_config:
+            raise ValueError("it was trained on another noise schedule than the student")
+        config = UNetConfig.from_dict(teacher["model"])
+        why = _check_fits(expected_weights(config), teacher["weights"], "its weights")
+        if not why and teacher.get("guide") is not None:
+            guide = teacher["guide"]
+            why = _check_fits(expected_weights(UNetConfig.from_dict(guide["model"])), guide["weights"],
+                              "its guide's weights")
+        if why:
+            raise ValueError(why)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{where}: its distillation teacher cannot be used ({first_line(exc)}); "
+                              "start the round again") from None
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -626,7 +661,7 @@ def export_for_sampling(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     ema = data.get("ema_weights")
     slim = {
         key: data[key]
-        for key in ("model", "schedule", "train", "epoch", "seed", "best", "meta", "guide")
+        for key in ("model", "schedule", "train", "epoch", "seed", "best", "meta", "guide", "distill")
         if key in data
     }
     slim["weights"] = {k: v.clone() for k, v in (ema if ema is not None else data["weights"]).items()}

@@ -43,6 +43,8 @@ class TrainPlan:
     meta:     what the run records about itself (its preset; what it continues).
     run_dir:  resume: the run's folder (a new or continued run's folder is chosen when it starts).
     repairs:  resume: what was put right in the folder first (a save a kill interrupted), one line each.
+    distill, teacher, init_weights: a distillation round's settings, its teacher (``teacher_entry``)
+              and, for a new round, the student's first weights (``plan_distill``).
     """
 
     mode: Mode
@@ -56,6 +58,9 @@ class TrainPlan:
     meta: dict[str, Any] = field(default_factory=dict)
     run_dir: Path | None = None
     repairs: tuple[str, ...] = ()
+    distill: Any = None  # a distillation round's DistillConfig (engine.training.distill), else None
+    teacher: dict | None = field(default=None, repr=False, compare=False)  # its teacher_entry
+    init_weights: dict | None = field(default=None, repr=False, compare=False)  # a new round's first weights
 
     @property
     def source_name(self) -> str | None:
@@ -135,8 +140,24 @@ def plan_resume(run_dir: str | os.PathLike, requested: dict[tuple[str, str], Any
     model, schedule, saved = _configs(payload, last)
     train = replace(saved, **_raised(saved, requested))
     meta = _kept_meta(payload)
+    distill, teacher = _distillation(payload, last)
     return TrainPlan("resume", model, schedule, train, str(meta.get("preset", "")), last, payload,
-                     meta=meta, run_dir=folder, repairs=tuple(repairs))
+                     meta=meta, run_dir=folder, repairs=tuple(repairs), distill=distill, teacher=teacher)
+
+
+def _distillation(payload: dict, path: Path) -> tuple[Any, dict | None]:
+    """A distillation round's settings and teacher from its last.pt, or (None, None)."""
+    if payload.get("distill") is None:
+        return None, None
+    from .distill import DistillConfig
+
+    try:
+        distill = DistillConfig.from_dict(payload["distill"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path} has invalid distillation settings: {exc}") from exc
+    if payload.get("teacher") is None:
+        raise CheckpointError(f"{path} is a distillation round without its teacher; start the round again")
+    return distill, payload["teacher"]
 
 
 def continued_name(checkpoint: str | os.PathLike) -> str:
@@ -164,6 +185,9 @@ def plan_continue(source: str | os.PathLike, requested: dict[tuple[str, str], An
     """
     path = checkpoint_to_continue(source)
     payload = load_checkpoint(path)
+    if payload.get("distill") is not None or UNetConfig.from_dict(payload.get("model") or {}).is_student:
+        raise ResumeConflict(f"{path.name} is a distilled student; resume its round, or distil it further "
+                             "with `diffusion-studio distill`")
     model, schedule, saved = _configs(payload, path)
     requested = {key: value for key, value in (requested or {}).items() if value is not None}
     changes = {name: value for (section, name), value in requested.items()

@@ -124,11 +124,28 @@ class Trainer:
         snr = self.schedule.snr.to(self.device)
         gamma = self.config.min_snr_gamma
         self._snr_weight = torch.clamp(snr, max=gamma) / snr if gamma > 0 else None
+        self.distiller = self._distiller()
+        if plan.init_weights is not None and payload is None:
+            from .distill import load_initial_weights
+
+            load_initial_weights(self.model, plan.init_weights)
+            if self.ema is not None:
+                self.ema.model.load_state_dict(self.model.state_dict())
         if payload is not None:
             # a continued checkpoint without best weights: its own are validated before training
             pending = plan.mode == "continue" and payload.get("best_weights") is None
             self.state = RunState.from_payload(payload, self.steps_per_epoch, baseline_pending=pending)
             self._restore(payload)
+
+    def _distiller(self):
+        """A distillation round's loss (``distill.Distiller``), or None for Algorithm 1."""
+        if self.plan.distill is None:
+            return None
+        from .distill import Distiller
+
+        return Distiller(self.plan.distill, self.plan.teacher, self.schedule, device=self.device,
+                         precision=self.precision, memory_format=self.memory_format,
+                         label_dropout=self.config.label_dropout)
 
     def _join_processes(self) -> None:
         """Distributed (torchrun + DDP): each process trains on its shard of every epoch with
@@ -257,6 +274,10 @@ class Trainer:
         }
         if self.guide_entry is not None:
             payload["guide"] = self.guide_entry
+        if self.plan.distill is not None:
+            payload["distill"] = self.plan.distill.to_dict()
+            if with_training_state:  # a resume needs nothing but last.pt
+                payload["teacher"] = self.plan.teacher
         if with_training_state:
             payload.update(
                 **self.state.resume_fields(),
@@ -303,7 +324,11 @@ class Trainer:
 
     def train_step(self, idx: torch.Tensor) -> torch.Tensor:
         """One optimiser step of Algorithm 1 on the training digits at ``idx`` (t ~ U{1..T},
-        eps ~ N(0, I), the eps-prediction MSE, optionally min-SNR weighted); returns the loss."""
+        eps ~ N(0, I), the eps-prediction MSE, optionally min-SNR weighted), or of a distillation
+        round's loss (``distill.Distiller``); returns the loss."""
+        if self.distiller is not None:
+            y = self.train_y[idx] if self.model_config.conditional else None
+            return self._optimise(self.distiller.loss(self._ddp or self.model, self.train_x[idx], y, self.noise_gen))
         x_t, t, eps = noised_batch(self.schedule, self.train_x[idx], self.noise_gen, self.memory_format)
         y = self._labels_for(self.train_y[idx])
         net = self._ddp or self.model
@@ -315,6 +340,10 @@ class Trainer:
             loss = (per_image * self._snr_weight[t]).mean()
         else:
             loss = F.mse_loss(pred.float(), eps)
+        return self._optimise(loss)
+
+    def _optimise(self, loss: torch.Tensor) -> torch.Tensor:
+        """One optimiser step on ``loss``: the rate's schedule, clipping, Adam, the EMA."""
         self._set_lr()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -397,8 +426,11 @@ class Trainer:
         """Mean ||eps - eps_theta||^2 over the validation split with its fixed (t, eps).
 
         Returns None when the stop event was set during the pass (checked every
-        batch, so a stop never waits for all 10,000 validation digits).
+        batch, so a stop never waits for all 10,000 validation digits). A distillation
+        round measures its own loss (``Distiller.validation``).
         """
+        if self.distiller is not None:
+            return self._distill_validation()
         model = self.sampling_model()
         was_training = model.training
         model.eval()
@@ -438,6 +470,15 @@ class Trainer:
         self.last_val_by_t = [float(sv / cv) if cv > 0 else None
                               for sv, cv in zip(bin_sum.tolist(), bin_count.tolist())]
         return float(total) / max(count, 1)
+
+    def _distill_validation(self) -> float | None:
+        result = self.distiller.validation(
+            self.sampling_model(), self.val_x, self.val_y if self.model_config.conditional else None,
+            seed=self.config.val_seed, bins=loss_bins(self.schedule.timesteps), should_stop=self.stop_event.is_set)
+        if result is None:
+            return None
+        loss, self.last_val_by_t = result
+        return loss
 
     def _epoch_permutation(self) -> torch.Tensor:
         """This rank's sample order for the current epoch (re-creatable from the saved state)."""
