@@ -2,6 +2,7 @@
 
     diffusion-studio [--data DIR] [--checkpoint MODEL]  open the app
     diffusion-studio train ...                          see ``diffusion-studio train -h``
+    diffusion-studio distill ...
     diffusion-studio sample ...
     diffusion-studio explore ...
     diffusion-studio evaluate ...
@@ -22,7 +23,7 @@ import sys
 from . import __version__
 
 # Modules under diffusion_studio.commands, in the order `--help` lists them.
-COMMAND_MODULES = ["train", "sample", "explore", "noise", "evaluate", "runs", "desktop"]
+COMMAND_MODULES = ["train", "distill", "sample", "explore", "noise", "evaluate", "runs", "desktop"]
 
 
 class CLIError(Exception):
