@@ -34,6 +34,8 @@ def register(sub) -> None:
                         f"{D.DISTILL_GUIDANCE_RANGE[0]:g}..{D.DISTILL_GUIDANCE_RANGE[1]:g} for a class-conditional "
                         f"teacher, g {D.DISTILL_AUTOGUIDANCE_RANGE[0]:g}..{D.DISTILL_AUTOGUIDANCE_RANGE[1]:g} for "
                         "one with an autoguidance guide)")
+    p.add_argument("--epochs", type=int,
+                   help=f"each round's most epochs (default {D.DEFAULT_EPOCHS}: the time budget ends a round first)")
     p.add_argument("--lr", type=float, help=f"peak Adam learning rate (default {D.DISTILL_LR:g})")
     p.add_argument("--batch-size", type=int, help=f"images per step (default {D.DISTILL_BATCH_SIZE})")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
@@ -66,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         weights = _numbers(args.weights, "--weights")
         if len(weights) != 2:
             raise CLIError(f"--weights takes two numbers, LO,HI (for example 0,0.5), got {args.weights!r}")
-    changes = {k: v for k, v in (("lr", args.lr), ("batch_size", args.batch_size), ("seed", args.seed),
+    changes = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr), ("batch_size", args.batch_size), ("seed", args.seed),
                                  ("precision", args.precision)) if v is not None}
     request = DistillRequest(teacher=args.teacher, out=Path(args.out), steps=args.steps,
                              start_steps=args.start_steps, round_minutes=_numbers(args.round_minutes, "--round-minutes"),

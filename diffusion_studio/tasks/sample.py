@@ -125,13 +125,22 @@ def provenance_text(model: LoadedModel, label: str, description: str = "", **set
     return text
 
 
+def describe_model_sampling(model: LoadedModel, sampler: SamplerConfig) -> str:
+    """What makes ``model``'s digits with ``sampler``, in one line (a student: its own steps)."""
+    from ..engine.diffusion.sampling import describe_sampling, sampler_for
+
+    distill = model.payload.get("distill") or {}
+    return describe_sampling(model.model, model.schedule.timesteps, sampler_for(model.model, sampler),
+                             origin=distill.get("origin") or distill.get("teacher"))
+
+
 def sample_settings(model: LoadedModel, request: SampleRequest) -> dict:
     """A SampleRequest's settings as text: the sampler as ``SamplerConfig.describe``, seed, n, digit."""
     if not model.model_config.conditional:
         digit = "none (an unconditional model)"
     else:
         digit = "0-9 in turn" if request.digit is None else str(request.digit)
-    return {"sampler": request.sampler.describe(model.schedule.timesteps), "seed": str(request.seed),
+    return {"sampler": describe_model_sampling(model, request.sampler), "seed": str(request.seed),
             "n": str(request.n), "digit": digit}
 
 

@@ -240,6 +240,7 @@ def test_a_distillation_runs_its_rounds_as_runs_and_goes_on_where_it_stopped(tin
     # every round knows its steps and its teacher; its last.pt carries the teacher for a resume
     best = load_checkpoint(tmp_path / "d" / "steps-1" / "best.pt")
     assert best["distill"]["steps"] == 1 and best["distill"]["teacher"] == "steps-2"
+    assert best["distill"]["origin"] == tiny_teacher.name  # the model the first round distilled
     assert "teacher" not in best and "teacher" in load_checkpoint(tmp_path / "d" / "steps-1" / "last.pt")
     first = load_checkpoint(tmp_path / "d" / "guidance-4" / "best.pt")
     assert first["distill"]["teacher"] == tiny_teacher.name and first["model"]["prediction"] == "v"
@@ -248,6 +249,11 @@ def test_a_distillation_runs_its_rounds_as_runs_and_goes_on_where_it_stopped(tin
     assert student.model_config.distilled_steps == 1
     result = sample_images(student, SampleRequest(n=3, sampler=SamplerConfig(guidance=0.2), precision="fp32"))
     assert result.images.shape == (3, 1, 28, 28) and torch.isfinite(result.images).all()
+    from diffusion_studio.tasks.sample import describe_model_sampling
+
+    assert describe_model_sampling(student, SamplerConfig(kind="ddpm", guidance=0.2)) == (
+        f"a 1-step student distilled from {tiny_teacher.name}: its own 1 deterministic step, one network call "
+        "each, guidance w = 0.2")
 
 
 def test_the_learners_strip_has_the_teacher_and_every_student_from_the_same_noise(tiny_teacher, tiny_data, tmp_path):

@@ -27,6 +27,20 @@ def sampler_for(model: nn.Module, sampler: SamplerConfig | None) -> SamplerConfi
     return student_sampler(sampler, steps) if steps else sampler
 
 
+def describe_sampling(model: nn.Module, timesteps: int, sampler: SamplerConfig, origin: str | None = None) -> str:
+    """One line on what makes a model's digits: ``sampler.describe``, or for a distilled student
+    its own steps and the weight it takes ("a 4-step student distilled from default-conditional:
+    its own 4 deterministic steps, one network call each, guidance w = 0.1")."""
+    config = getattr(model, "config", None)
+    if config is None or not config.is_student:
+        return sampler.describe(timesteps)
+    steps = config.distilled_steps
+    weight = f"guidance w = {sampler.guidance:g}" if config.weight_input == "guidance" \
+        else f"autoguidance g = {sampler.autoguidance:g}"
+    return (f"a {steps}-step student distilled from {origin or 'a model'}: its own {steps} deterministic "
+            f"step{'s' if steps > 1 else ''}, one network call each, {weight}")
+
+
 def initial_noise(n: int, seed: int, *, channels: int = 1, device: torch.device | str = "cpu") -> torch.Tensor:
     """The x_T that ``sample_steps`` draws for ``n`` images from ``seed`` (its first draw):
     (n, channels, 28, 28) float32."""

@@ -219,7 +219,7 @@ def _common_protocol(config: EvaluationConfig, generation: dict, ckpt_name: str,
     from ..device import describe
 
     return {
-        "sampler": config.sampler.kind, "sampler_steps": generation["sampler_steps"],
+        "sampler": generation["sampler"], "sampler_steps": generation["sampler_steps"],
         "seed": config.seed, "checkpoint": ckpt_name, "checkpoint_sha256": ckpt_sha, "app_version": __version__,
         "device": describe(device), "sampling_precision": precision,
         "sampling_seconds": generation["seconds"],
@@ -256,14 +256,23 @@ def _checkpoint_identity(loaded, checkpoint_path, checkpoint_label) -> tuple[str
     return name, sha
 
 
+def made_by(loaded, sampler) -> str:
+    """One line on what made the digits (``describe_sampling``) for a loaded model."""
+    from ..diffusion.sampling import describe_sampling
+
+    distill = (getattr(loaded, "payload", None) or {}).get("distill") or {}
+    return describe_sampling(loaded.model, loaded.schedule.timesteps, sampler,
+                             origin=distill.get("origin") or distill.get("teacher"))
+
+
 def _generate(loaded, config: EvaluationConfig, device, precision: str, progress, should_stop) -> dict:
     """Phase 3: the digits (labels 0-9 in turn for a conditional model) and the x_T -> x_0
     strip. Returns {"samples" (n, 28, 28) uint8, "strip", "labels", "generation"}."""
     from ..storage.data import to_uint8
     from ..device import describe
-    from ..diffusion.sampling import SamplingStopped, sample
+    from ..diffusion.sampling import SamplingStopped, sample, sampler_for
 
-    sampler = config.sampler
+    sampler = sampler_for(loaded.model, config.sampler)  # a student samples with its own steps
     model_config = getattr(loaded, "model_config", None)
     conditional = bool(model_config is not None and model_config.conditional)
     labels = torch.arange(config.n) % 10 if conditional else None
@@ -287,6 +296,9 @@ def _generate(loaded, config: EvaluationConfig, device, precision: str, progress
                        strip_labels, device, precision, should_stop, guide=guide)
     generation = {
         "n": config.n,
+        "made_by": made_by(loaded, sampler),
+        "student_steps": model_config.distilled_steps if model_config is not None and model_config.is_student
+        else None,
         "sampler": sampler.kind,
         "sampler_steps": sampler.num_steps(loaded.schedule.timesteps),
         "eta": sampler.eta if sampler.takes_eta else None,

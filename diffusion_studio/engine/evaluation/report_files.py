@@ -90,6 +90,9 @@ img.px{image-rendering:pixelated;image-rendering:crisp-edges;border:1px solid #c
 def _generation_line(gen: dict) -> str:
     """How the digits were made: n, sampler, steps, guidance, seed, precision, time."""
     e = html.escape
+    if gen.get("student_steps"):  # a distilled student: its own steps, the weight it takes
+        return (f"<p>{gen['n']:,} digits made by {e(gen['made_by'])}, seed {gen['seed']} "
+                f"({e(gen['precision'])}, {gen['seconds']:.1f} s).</p>")
     return (f"<p>{gen['n']:,} digits generated with the <b>{e(gen['sampler'].upper())}</b> sampler, "
             f"{gen['sampler_steps']} steps"
             + (f", classifier-free guidance w = {gen['guidance']:g}" if gen.get("guidance") is not None else "")

@@ -59,6 +59,7 @@ class DistillConfig:
     weight_min, weight_max: the weights the student learns, drawn uniformly per image.
     teacher:     what the teacher is called (a bundled model's name, a run or a file).
     teacher_sha256: the teacher's weights' checksum (``contents_checksum`` of its entry).
+    origin:      the model the whole distillation started from ("default-conditional").
     val_images:  how many validation digits measure the round (with fixed t, noise and w).
     """
 
@@ -70,6 +71,7 @@ class DistillConfig:
     teacher: str = ""
     teacher_sha256: str = ""
     val_images: int = DISTILL_VAL_IMAGES
+    origin: str = ""  # the model the first round distilled (the teacher of every round is the round before)
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
@@ -340,9 +342,11 @@ def plan_distill(teacher_source, *, stage: str, steps: int, train, weights: tupl
     name = bundled_name(path) or continued_name(path)
     entry = teacher_entry(payload, name)
     sha = contents_checksum({"weights": entry["weights"]})
-    config = DistillConfig(stage, steps, kind, float(weights[0]), float(weights[1]), name, sha, val_images)
+    earlier = payload.get("distill") or {}
+    origin = earlier.get("origin") or (earlier.get("teacher") if earlier.get("stage") == "guidance" else "") or name
+    config = DistillConfig(stage, steps, kind, float(weights[0]), float(weights[1]), name, sha, val_images, origin)
     check_teacher(config, teacher, payload.get("guide") is not None)
-    meta = {"preset": "distill",
-            "distilled_from": {"teacher": name, "teacher_steps": config.teacher_steps, "stage": stage}}
+    meta = {"preset": "distill", "distilled_from": {"teacher": name, "teacher_steps": config.teacher_steps,
+                                                    "stage": stage, "origin": origin}}
     return TrainPlan("new", student_config(teacher, kind, steps), ScheduleConfig.from_dict(payload["schedule"]),
                      train, "distill", meta=meta, distill=config, teacher=entry, init_weights=entry["weights"])
