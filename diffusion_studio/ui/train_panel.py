@@ -21,6 +21,7 @@ from ..engine.text import baseline_validated, continuing_from, resuming_at
 from ..engine.text import format_duration as _format_duration
 from ..engine.training.config import loss_bins
 from ..engine.training.presets import Preset
+from .distill_box import DistillBox
 from .state import AppState
 from .train_form import TrainForm
 from .train_view import LossView, PreviewBox, build_panel, fill_resume_menu
@@ -58,7 +59,7 @@ class TrainPanel(QWidget):
       shutdown(timeout_ms=15000) -> bool: stop and wait (bounded) for the worker;
           called when the window closes. last.pt / best.pt are written by the engine.
       is_training() -> bool.
-    Parts: ``form`` (TrainForm), ``view`` (LossView), ``preview`` (PreviewBox).
+    Parts: ``form`` (TrainForm), ``view`` (LossView), ``preview`` (PreviewBox), ``distill`` (DistillBox).
     Signals
       training_finished(reason, message): after a run ends ("completed",
           "early_stopped", "budget", "stopped", "diverged", or "failed").
@@ -79,6 +80,7 @@ class TrainPanel(QWidget):
         self.form = TrainForm(state)
         self.view = LossView()
         self.preview = PreviewBox()
+        self.distill = DistillBox(self)  # "Distil a model": its rounds run as this panel's run
         build_panel(self)
         self._reset_run()
         self._redraw_timer = QTimer(self)
@@ -121,6 +123,7 @@ class TrainPanel(QWidget):
         self.data_hint.setVisible(bool(why))
         for w in self.form.fields():
             w.setEnabled(not running)
+        self.distill.update_enabled()
 
     def _show_error(self, message: str) -> None:
         self.view.stopping_label.setText(message)
@@ -200,13 +203,11 @@ class TrainPanel(QWidget):
         return self._start(self._request("resume", source=run_dir, settings=self.form.raised_settings()))
 
     def continue_training(self, source: str | Path | None = None) -> bool:
-        """A new run from a checkpoint (``tasks.train``, mode "continue"): its weights, settings,
-        epoch count, history and guide network. The form's epochs and patience, where set, may
-        raise its own, and its fresh Adam trains with the form's learning rate and EMA decay where
-        they differ from the preset's (``TrainForm.continue_settings``; the CLI's ``--lr`` and
-        ``--ema``), else the file's. ``source``: a bundled model's name ("default"), a .pt file or
-        a run folder (its last.pt); None asks with a file dialog. The run goes into the Run folder
-        field's folder when one was chosen, else a new one in the runs folder."""
+        """A new run from a checkpoint (``tasks.train``, mode "continue"): its weights, settings, epoch
+        count, history and guide network. The form's epochs and patience, where set, may raise its own;
+        its fresh Adam takes the form's lr and EMA where they differ from the preset's
+        (``TrainForm.continue_settings``; the CLI's ``--lr``, ``--ema``), else the file's. ``source``: a
+        bundled model's name, a .pt file or a run folder (its last.pt); None asks with a file dialog."""
         from ..engine.storage.checkpoint import CheckpointError
         from ..engine.training.plan import checkpoint_to_continue
 
@@ -247,18 +248,23 @@ class TrainPanel(QWidget):
                             **fields)
 
     def _start(self, request, plan=None) -> bool:
+        return self.start_job(_train_job(request, plan, self.state.data), "training", request, self._on_records)
+
+    def start_job(self, fn, activity: str, request, on_records) -> bool:
+        """Run ``fn(ctx)``, a task that hands training records to ``ctx.partial``, as this panel's
+        run (``on_records(list)`` hears them): a training, or the distillation box's rounds."""
         self._reset_run()
         self.view.stopping_label.setStyleSheet("")
         self.view.stopping_label.setText("Starting…")
         self.view.progress_label.setText("Preparing the data and the network…")
         self.preview.clear()
-        worker = TaskWorker(_train_job(request, plan, self.state.data), "training", request=request)
-        worker.partial.connect(self._on_records)
+        worker = TaskWorker(fn, activity, request=request)
+        worker.partial.connect(on_records)
         worker.failed.connect(self._on_failed)
         self.runner.start(worker)
         self._redraw_timer.start()
         self._update_enabled()
-        self.state.report("training started")
+        self.state.report(f"{activity} started")
         return True
 
     @Slot()
@@ -272,7 +278,8 @@ class TrainPanel(QWidget):
         """Stop the run and wait at most ``timeout_ms``; True when no thread is left.
         The engine has already written last.pt / best.pt, so nothing is lost."""
         self._redraw_timer.stop()
-        return self.runner.stop_and_wait(timeout_ms) and self.state.wait_for_model(timeout_ms)
+        return (self.runner.stop_and_wait(timeout_ms) and self.distill.shutdown(timeout_ms)
+                and self.state.wait_for_model(timeout_ms))
 
     # ------------------------------------------------------------ the run's records
     def _reset_run(self) -> None:

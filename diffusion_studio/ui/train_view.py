@@ -150,6 +150,7 @@ class LossView(QWidget):
         self._x_max = 1.0
         self._y_range: tuple[float, float] | None = None
         self.plot.getPlotItem().setXRange(0, 1, padding=0.02)
+        self.plot.getPlotItem().setTitle(None)  # (a distillation names its round there)
         self.progress.setValue(0)
         self._dirty = False
 
@@ -340,8 +341,9 @@ def _nice_ceiling(x: float, limit: int) -> float:
 
 def build_panel(panel) -> None:
     """The Training panel's layout (``TrainPanel``): its form; Start / Stop and the 2-minute
-    "Watch it learn" run; Resume (a menu of runs) / Continue from (a menu of models); the data
-    hint and the preview; the view beside them. Sets the buttons and ``data_hint`` on ``panel``."""
+    "Watch it learn" run; Resume (a menu of runs) / Continue from (a menu of models); "Distil a
+    model…", which shows the distillation box; the data hint and the preview; the view beside
+    them. Sets the buttons and ``data_hint`` on ``panel``."""
     panel.start_button = QPushButton("Start", objectName="startTrainingButton")
     panel.start_button.setShortcut("Ctrl+T")
     panel.start_button.clicked.connect(lambda: panel.start_training())  # not clicked(bool) as a budget
@@ -357,18 +359,23 @@ def build_panel(panel) -> None:
     panel.resume_button.setMenu(panel.resume_menu)
     panel.continue_button = QPushButton("Continue from…", objectName="continueTrainingButton")
     panel.continue_button.setMenu(_continue_menu(panel))
+    panel.distill_button = QPushButton("Distil a model…", objectName="distillToggle", checkable=True)
+    panel.distill_button.setToolTip("Few-step students of a trained model: the same digits in 8, 4, 2 or 1 steps")
+    panel.distill_button.toggled.connect(panel.distill.setVisible)
+    panel.distill.setVisible(False)
     panel.data_hint = QLabel(wordWrap=True, objectName="trainDataHint")
     panel.data_hint.setStyleSheet("color: #b35900;")
     left = QVBoxLayout()
     left.addWidget(panel.form)
     left.addWidget(panel.form.estimate_label)
     rows = ((panel.start_button, panel.stop_button), (panel.watch_button,),
-            (panel.resume_button, panel.continue_button))
+            (panel.resume_button, panel.continue_button), (panel.distill_button,))
     for pair in rows:  # a new run and its stop; a short demo; going on from earlier training
         row = QHBoxLayout()
         for button in pair:
             row.addWidget(button)
         left.addLayout(row)
+    left.addWidget(panel.distill)
     left.addWidget(panel.data_hint)
     left.addWidget(panel.preview)
     left.addStretch(1)
