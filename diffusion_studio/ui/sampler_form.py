@@ -19,6 +19,7 @@ from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QSpinBox, QWidget
 
 from ..engine.diffusion.scheduling import DEFAULT_DDIM_STEPS, SamplerConfig
+from .student_mode import StudentMode
 from .widgets import WrappingLabel
 
 SAMPLER_TITLES = {"ddpm": "DDPM (all T steps)", "ddim": "DDIM (fewer steps)", "dpmpp2m": "DPM-Solver++ 2M"}
@@ -34,6 +35,7 @@ class SamplerForm(QGroupBox):
         super().__init__("Sampling", parent)
         self.model = None  # the LoadedModel the form is set up for
         self._build()
+        self.student_mode = StudentMode(self)
         self._sampler_kind = SamplerConfig().kind  # the kind the steps field was last set for
         self.sampler_combo.currentIndexChanged.connect(self._on_sampler_changed)
         for w in (self.sampler_combo, self.digit_combo):
@@ -69,6 +71,10 @@ class SamplerForm(QGroupBox):
         self.eta_spin.setValue(default.eta)
         self.eta_spin.setToolTip("DDIM noise: 0 = deterministic, 1 = DDPM-like (the default: it scored better)")
         form.addRow("η (eta)", self.eta_spin)
+        self.student_info = WrappingLabel(objectName="studentInfo")
+        self.student_info.setStyleSheet("color: #1b5e8c; font-size: 11px;")
+        self.student_info.setVisible(False)
+        form.addRow(self.student_info)
         self.seed_spin = QSpinBox(objectName="sampleSeedSpin", minimum=0, maximum=2**31 - 1, value=0)
         form.addRow("Seed", self.seed_spin)
         self._build_guidance_rows(form, default)
@@ -101,6 +107,11 @@ class SamplerForm(QGroupBox):
     def guide_info(self) -> str | None:
         return None if self.model is None else self.model.guide_info
 
+    def autoguided(self) -> bool:
+        """Whether the model takes an autoguidance weight: it carries a guide network, or it is a
+        student that learnt the guided steps (weight_input "autoguidance")."""
+        return self.guide_info() is not None or self.student_mode.weight_input() == "autoguidance"
+
     def show_model(self, loaded, source: str = "", bundled: list = ()) -> None:
         """Set the form up for ``loaded`` (None: no model), called ``source``: the model list
         (it, then the ``bundled`` models (name, title, path), then "Open checkpoint…"), its
@@ -119,11 +130,14 @@ class SamplerForm(QGroupBox):
         combo.setToolTip(combo.itemText(0))
         if loaded is None:
             self.model_info.setText("Train a model or open a checkpoint to sample.")
+            self.student_mode.show(None)
             return
         self.model_info.setText(describe_model(loaded))
         T = loaded.schedule.timesteps
+        self.student_mode.show(None)  # the user's sampler back before the steps' maximum changes
         self.steps_spin.setMaximum(T)
         self.steps_spin.setValue(min(self.steps_spin.value(), T))
+        self.student_mode.show(loaded)
 
     @Slot()
     def _on_sampler_changed(self, *_args) -> None:
@@ -138,14 +152,16 @@ class SamplerForm(QGroupBox):
 
     def set_running(self, running: bool) -> None:
         """Enable what applies to the model while nothing runs, and say why a control is off."""
+        student = self.student_mode.weight_input() is not None
         for w in (self.model_combo, self.count_spin, self.sampler_combo, self.seed_spin, self.clip_check):
-            w.setEnabled(not running)
+            w.setEnabled(not running and not (student and w in (self.sampler_combo, self.clip_check)))
         conditional, guide = self.conditional(), self.guide_info()
         for w in (self.digit_combo, self.guidance_spin):
             w.setEnabled(conditional and not running)
-        for w in (self.autoguidance_spin, self.autoguidance_min_t_spin):
-            w.setEnabled(guide is not None and not running)
+        self.autoguidance_spin.setEnabled(self.autoguided() and not running)
+        self.autoguidance_min_t_spin.setEnabled(guide is not None and not running and not student)
         self._explain(conditional, guide)
+        self.student_mode.explain()
         self._on_sampler_changed()
 
     def _explain(self, conditional: bool, guide: str | None) -> None:
@@ -173,15 +189,16 @@ class SamplerForm(QGroupBox):
     def sampler_config(self) -> SamplerConfig:
         """The form's reverse process (ValueError when invalid)."""
         kind = SamplerConfig(kind=self.sampler_combo.currentData())
-        return SamplerConfig(
+        config = SamplerConfig(
             kind=kind.kind,
             steps=self.steps_spin.value() if kind.takes_steps else None,
             eta=self.eta_spin.value() if kind.takes_eta else kind.eta,
             clip_x0=self.clip_check.isChecked(),
             guidance=self.guidance_spin.value() if self.conditional() else 0.0,
-            autoguidance=self.autoguidance_spin.value() if self.guide_info() is not None else 0.0,
+            autoguidance=self.autoguidance_spin.value() if self.autoguided() else 0.0,
             autoguidance_min_t=self.autoguidance_min_t_spin.value(),
         )
+        return self.student_mode.sampler(config)
 
     def digit(self) -> int | None:
         """The digit to ask a class-conditional model for (None: 0-9 in turn, or an unconditional model)."""
@@ -231,9 +248,13 @@ def describe_model(loaded) -> str:
     """One line about a model: its network, schedule, training and guide."""
     mc, sc = loaded.model_config, loaded.schedule_config
     best_val = (loaded.payload.get("best") or {}).get("val_loss")
+    distilled = loaded.payload.get("distill") or {}
     return ((f"residual U-Net {'/'.join(map(str, mc.level_channels))} channels" if mc.arch == "res"
              else f"U-Net base {mc.base_channels}") + f", {sc.kind} schedule T={loaded.schedule.timesteps}, "
-            f"{round(loaded.epochs_trained, 1):g} epochs"
+            + (f"a {mc.distilled_steps}-step student of "
+               f"{distilled.get('origin') or distilled.get('teacher') or 'a model'}, "
+               if mc.is_student else "")
+            + f"{round(loaded.epochs_trained, 1):g} epochs"
             + (f" (validation {best_val:.5f})" if best_val is not None else "")
             + (", EMA weights" if loaded.uses_ema else "")
             + (", class-conditional" if mc.conditional else "")

@@ -102,7 +102,7 @@ class SamplerPanel(QWidget):
     # ------------------------------------------------------------ the model
     @Slot()
     def _on_model_changed(self) -> None:
-        self.form.show_model(self.state.model, self.state.model_source, _bundled_models())
+        self.form.show_model(self.state.model, self.state.model_source, _listed_models())
         self._update_enabled()
         self._push_sampler_config()  # guidance applies only to what this model has
         if self._mark_stale() and not self.runner.is_running():
@@ -141,7 +141,7 @@ class SamplerPanel(QWidget):
         if kind == "open":
             self.open_checkpoint()
         else:
-            for name, title, path in _bundled_models():
+            for name, title, path in _listed_models():
                 if name == kind:
                     self.open_checkpoint(path, source=title[:1].lower() + title[1:])
         self.form.model_combo.setCurrentIndex(0)
@@ -492,7 +492,11 @@ def _export_path(parent: QWidget, path, what: str, suffix: str, name: str) -> Pa
     return chosen
 
 
-def _bundled_models() -> list[tuple[str, str, Path]]:
+def _listed_models() -> list[tuple[str, str, Path]]:
+    """(key, title, path) of the models the list offers: the bundled ones, then the students of
+    the distillations in the runs folder (``distill_form.student_models``)."""
+    from ..engine.storage import paths
     from ..engine.storage.bundled import available_bundled
+    from .distill_form import student_models
 
-    return available_bundled()
+    return available_bundled() + student_models(paths.runs_dir())
