@@ -26,8 +26,10 @@ from .distill_view import RoundStripDialog
 from .widgets import WrappingLabel
 from .workers import TaskWorker, WorkerRunner, on_gui_thread
 
-PLOTS_CAPTION = ("Each round is a training run of its own (the student learns its teacher's steps), so the plots "
-                 "start afresh for every round; the round is named above them.")
+PLOTS_CAPTION = ("Each round is a training run of its own, so the plots start afresh for every round, named above "
+                 "them. Its loss ‖v − ṽ‖² is how far the student's step lands from where its teacher's steps land "
+                 "(two steps; in the first round, one guided step).")
+ROUND_LOSS_LABEL = "loss  ‖v − ṽ‖²"  # the student's v against the one its teacher's steps imply
 STATUS_WORDS = {"waiting": "to come", "starting": "training…", "resuming": "resuming…", "done": "done earlier",
                 "completed": "done", "early_stopped": "done (early stopping)", "budget": "done (time budget)",
                 "stopped": "stopped", "diverged": "diverged", "failed": "failed"}
@@ -82,6 +84,7 @@ class DistillBox(QGroupBox):
         self.rounds_button.clicked.connect(lambda: self.show_rounds())
         self.status_label = QLabel(objectName="distillStatus", wordWrap=True)
         self.status_label.setStyleSheet("color: #444;")
+        self.status_label.setVisible(False)  # until a distillation starts: a line per round
         self.caption = WrappingLabel(text=PLOTS_CAPTION, objectName="distillCaption")
         self.caption.setStyleSheet("color: palette(mid); font-size: 11px;")
         buttons = QHBoxLayout()
@@ -111,6 +114,7 @@ class DistillBox(QGroupBox):
 
     def _show_rounds_status(self) -> None:
         self.status_label.setText("\n".join(self.round_lines))
+        self.status_label.setVisible(bool(self.round_lines))
 
     # ------------------------------------------------------------ distilling
     def start(self) -> bool:
@@ -163,24 +167,24 @@ class DistillBox(QGroupBox):
             else:
                 batch.append(record)
                 if record.kind == "finished" and self._round is not None:
-                    self._set_round(self._round, record.reason)
+                    self._set_round_status(self._round, record.reason)
         self.panel._on_records(batch)
 
     _round: int | None = None  # the round training now
 
-    def _set_round(self, index: int, status: str) -> None:
+    def _set_round_status(self, index: int, status: str) -> None:
         head = self.round_lines[index].rsplit(": ", 1)[0]
         self.round_lines[index] = f"{head}: {STATUS_WORDS.get(status, status)}"
         self._show_rounds_status()
 
     def _on_round(self, rec) -> None:
-        self._set_round(rec.index, rec.status)
+        self._set_round_status(rec.index, rec.status)
         if rec.status == "done":
             return
         self._round = rec.index
         title = round_title(rec.index, rec.rounds, rec.stage, rec.steps)
         self.panel.view.reset()  # each round is a run of its own: its curves start afresh
-        self.panel.view.plot.getPlotItem().setTitle(f"{title} (this round's curves)", size="9pt", color="#444")
+        self.panel.view.set_round(f"{title} (this round's curves)", ROUND_LOSS_LABEL)
         self.state.report(f"{title}: {rec.status}, {rec.folder}")
 
     @Slot()

@@ -33,6 +33,7 @@ from ..engine.defaults import DEMO_BUDGET_MINUTES
 from .imaging import tile
 from .widgets import ImageView, Series, StreamingSmoother, WrappingLabel, styled_plot
 
+LOSS_LABEL = "loss  ‖ε − ε_θ‖²"  # a training run's (a distillation's round says its own)
 SMOOTHING = 0.95  # weight of the smoothed train-loss curve (engine.runs.smooth, debiased)
 Y_FIT_AFTER_STEPS = 500  # from here on the linear y axis fits where training is, not its first steps
 
@@ -41,7 +42,8 @@ class LossView(QWidget):
     """The loss plot, the loss-by-timestep plot and the lines under them.
 
     add_steps(global_steps, losses), add_epoch(epoch, val_loss, fraction=1.0), set_best(epoch, val_loss),
-    add_loss_by_timestep(edges, values), reset(), redraw() (only when something changed).
+    add_loss_by_timestep(edges, values), set_round(title, loss_label), reset(), redraw() (only when
+    something changed).
     ``steps_per_epoch`` converts steps to epochs; ``epochs_total`` bounds the x axis.
     """
 
@@ -79,7 +81,7 @@ class LossView(QWidget):
         layout.addWidget(self.epoch_label)
 
     def _build_loss_plot(self) -> None:
-        self.plot = styled_plot(left="loss  ‖ε − ε_θ‖²", bottom="epoch", grid=None, interactive=True)
+        self.plot = styled_plot(left=LOSS_LABEL, bottom="epoch", grid=None, interactive=True)
         self.plot.setObjectName("lossPlot")
         self.plot.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         pi = self.plot.getPlotItem()
@@ -150,9 +152,16 @@ class LossView(QWidget):
         self._x_max = 1.0
         self._y_range: tuple[float, float] | None = None
         self.plot.getPlotItem().setXRange(0, 1, padding=0.02)
-        self.plot.getPlotItem().setTitle(None)  # (a distillation names its round there)
+        self.set_round(None)
         self.progress.setValue(0)
         self._dirty = False
+
+    def set_round(self, title: str | None, loss_label: str = LOSS_LABEL) -> None:
+        """Name the run drawn above the plot (a distillation's round; None: no title) and say
+        what its loss measures on the y axis."""
+        item = self.plot.getPlotItem()
+        item.setTitle(title, size="9pt", color="#444")
+        item.setLabel("left", loss_label, color="#222")
 
     def add_steps(self, global_steps, losses) -> None:
         """Steps' losses (global step numbers, 1-based), in order."""

@@ -17,8 +17,10 @@ from PySide6.QtWidgets import QApplication
 
 from diffusion_studio.engine.storage import paths
 from diffusion_studio.tasks.distill import DistillRequest, student_checkpoints
+from diffusion_studio.ui.distill_box import ROUND_LOSS_LABEL
 from diffusion_studio.ui.state import AppState
 from diffusion_studio.ui.train_panel import TrainPanel
+from diffusion_studio.ui.train_view import LOSS_LABEL
 
 TINY_TRAIN = dict(epochs=1, batch_size=16, precision="fp32")
 
@@ -143,6 +145,11 @@ def test_a_run_through_the_panel_makes_every_round(run):
     assert box.start_button.isEnabled() and not box.stop_button.isEnabled()
     # the next Start makes a new folder; the run's training form kept its own settings
     assert box.form.out_dir() != out and panel.form.train_config().batch_size != 16
+    # the y axis says what a round's loss is; the next training's plot is a training's again
+    left = panel.view.plot.getPlotItem().getAxis("left")
+    assert left.labelText == ROUND_LOSS_LABEL
+    panel.view.reset()
+    assert left.labelText == LOSS_LABEL and not panel.view.plot.getPlotItem().titleLabel.isVisible()
 
 
 def test_the_learners_view_shows_the_rounds(run, tmp_path):
@@ -231,3 +238,23 @@ def test_the_sampler_runs_a_student_on_its_own_steps(qtbot, world, run):
     assert form.sampler_combo.isEnabled() and form.sampler_combo.currentData() == "ddpm"
     assert form.guidance_spin.maximum() == 20.0 and form.guidance_spin.value() == 3.0
     assert not form.student_info.isVisibleTo(panel)
+
+
+@pytest.mark.parametrize("screen", ["1280x720"])
+def test_the_open_distillation_box_fits_a_laptop_screen(qtbot, screen):
+    from test_window_fit import SCREENS, overlapping_widgets, settle, squeezed_widgets
+
+    from diffusion_studio.ui.main_window import MainWindow
+
+    window = MainWindow(AppState())
+    qtbot.addWidget(window)
+    window.show()
+    window.resize(MainWindow.default_size(SCREENS[screen]))
+    panel = window.panels["trainPanel"]
+    window.show_panel("trainPanel")
+    panel.distill_button.click()
+    panel.distill.round_lines = ["Round 1 of 3: fold the guidance in, 16 steps: done"] * 4
+    panel.distill._show_rounds_status()
+    settle()
+    assert panel.distill.isVisible() and panel.distill.form.out_edit.width() > 100
+    assert overlapping_widgets(panel) + squeezed_widgets(panel) == []
