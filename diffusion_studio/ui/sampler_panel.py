@@ -452,7 +452,8 @@ def _describe_sampling(request, loaded, steps: int) -> tuple[str, str]:
     digit = None if not conditional else (request.digit if request.digit is not None else -1)
     what = "" if digit is None else (f", digit {digit}" if digit >= 0 else ", digits 0–9")
     what += f", guidance {sampler.guidance:g}" if conditional else ""
-    autoguided = loaded.guide is not None and sampler.autoguidance > 0
+    takes_g = loaded.guide is not None or loaded.model_config.weight_input == "autoguidance"  # (a student)
+    autoguided = takes_g and sampler.autoguidance > 0
     what += f", autoguidance {sampler.autoguidance:g}" if autoguided else ""
     info = (f"{n} images, {sampler.title}" + (f" {steps} steps" if sampler.takes_steps else "")
             + (f", η={sampler.eta:g}" if sampler.takes_eta else "") + what + f", seed {seed}")

@@ -99,12 +99,15 @@ class StudentMode:
         f.student_info.setText(f"{student_caption(steps)}. It learnt {what} from {lo:g} to {hi:g}.")
 
     def sampler(self, config):
-        """``config`` as the model runs it: for a student, ``sampler_for``'s (its own steps)."""
+        """``config`` as the model runs it: for a student, ``sampler_for``'s (its own steps), its
+        weight at every step (it learnt the guided step at every t: no guidance interval)."""
         if self.loaded is None:
             return config
+        from dataclasses import replace
+
         from ..engine.diffusion.sampling import sampler_for
 
-        return sampler_for(self.loaded.model, config)
+        return replace(sampler_for(self.loaded.model, config), autoguidance_min_t=0)
 
     def explain(self) -> None:
         if self.loaded is None:
@@ -113,6 +116,8 @@ class StudentMode:
                "deterministic steps it was distilled on, whatever is set here")
         for w in (self.form.sampler_combo, self.form.steps_spin, self.form.eta_spin, self.form.clip_check):
             w.setToolTip(why)
+        self.form.autoguidance_min_t_spin.setToolTip("A student takes its weight at every step: it learnt the "
+                                                     "guided step at every t")
         lo, hi = self.weights()
         spin = self.form.autoguidance_spin if self.weight_input() == "autoguidance" else self.form.guidance_spin
         what = LEARNT.get(self.weight_input(), ("weight",))[0]

@@ -258,3 +258,27 @@ def test_the_open_distillation_box_fits_a_laptop_screen(qtbot, screen):
     settle()
     assert panel.distill.isVisible() and panel.distill.form.out_edit.width() > 100
     assert overlapping_widgets(panel) + squeezed_widgets(panel) == []
+
+
+def test_an_autoguidance_student_limits_the_autoguidance_weight(qtbot, run):
+    from diffusion_studio.engine.storage.checkpoint import LoadedModel, load_checkpoint
+    from diffusion_studio.ui.sampler_panel import SamplerPanel
+
+    payload = load_checkpoint(run[1] / "steps-1" / "best.pt")
+    payload = {**payload, "model": {**payload["model"], "weight_input": "autoguidance"},
+               "distill": {**payload["distill"], "weight_kind": "autoguidance", "weight_min": 0.5, "weight_max": 3.0}}
+    student = LoadedModel(payload, None, "cpu")  # a student that takes g (a guide folded in), as a file has it
+    assert student.guide is None and student.model_config.weight_input == "autoguidance"
+    state = AppState()
+    panel = SamplerPanel(state)
+    qtbot.addWidget(panel)
+    form = panel.form
+    form.autoguidance_min_t_spin.setValue(100)
+    state.set_model(student, "student")
+    assert form.autoguidance_spin.isEnabled() and not form.autoguidance_min_t_spin.isEnabled()
+    assert (form.autoguidance_spin.minimum(), form.autoguidance_spin.maximum()) == (0.5, 3.0)
+    assert form.guidance_spin.maximum() == 20.0  # the weight it does not take keeps its range
+    assert "1-step student: its own single deterministic step" in form.student_info.text()
+    assert "autoguidance g from 0.5 to 3" in form.student_info.text()
+    config = panel.sampler_config()
+    assert (config.steps, config.autoguidance_min_t, config.autoguidance) == (1, 0, form.autoguidance_spin.value())
