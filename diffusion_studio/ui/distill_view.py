@@ -90,12 +90,12 @@ class RoundStripView(QWidget):
         """Write the strip as a PNG with what made it in its text; returns the path (None:
         nothing to export, cancelled or failed, which the status line says)."""
         from ..engine.storage.images import save_png
-        from .sampler_panel import _export_path
+        from .settings import export_path
 
         if self.strip is None:
             self.show_error("Nothing to export yet: the rounds' digits are still being made.")
             return None
-        path = _export_path(self, path, "rounds", ".png", f"rounds-{self.folder.name}")
+        path = export_path(self, path, "rounds", ".png", f"rounds-{self.folder.name}")
         if path is None:
             return None
         text = {"Software": "Diffusion Studio", "Teacher": self.teacher, "Distillation": str(self.folder),

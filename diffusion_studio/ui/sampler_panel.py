@@ -23,7 +23,7 @@ from ..tasks.sample import Frame, sample_frames, sampling_precision
 from .imaging import tile
 from .sampler_form import Provenance, SamplerForm, explore_provenance, sample_provenance
 from .sampler_view import ExploreBox, FramesView, build_panel, gif_pictures
-from .settings import CHECKPOINT_FOLDER, EXPORT_FOLDER, app_settings
+from .settings import CHECKPOINT_FOLDER, app_settings, export_path
 from .state import AppState
 from .workers import TaskWorker, WorkerRunner
 
@@ -422,7 +422,7 @@ class SamplerPanel(QWidget):
 
     def _export(self, path, what: str, suffix: str, write, name: str | None = None) -> Path | None:
         """Ask for the file (when ``path`` is None), write it, and say what happened."""
-        path = _export_path(self, path, what, suffix, name or self._export_name)
+        path = export_path(self, path, what, suffix, name or self._export_name)
         if path is None:
             return None
         try:
@@ -473,24 +473,6 @@ def _ask_checkpoint_path(parent: QWidget) -> Path | None:
         return None
     app_settings().setValue(CHECKPOINT_FOLDER, str(Path(path).parent))
     return Path(path)
-
-
-def _export_path(parent: QWidget, path, what: str, suffix: str, name: str) -> Path | None:
-    """``path`` with ``suffix``; None asks with a save dialog in the last export folder."""
-    if path is not None:
-        path = Path(path)
-        return path if path.suffix.lower() == suffix else path.with_name(path.name + suffix)
-    settings = app_settings()
-    folder = settings.value(EXPORT_FOLDER, "") or str(Path.home())
-    filt = "GIF animations (*.gif)" if suffix == ".gif" else "PNG images (*.png)"
-    chosen, _ = QFileDialog.getSaveFileName(parent, f"Export {what}", str(Path(folder) / f"{name}{suffix}"), filt)
-    if not chosen:
-        return None
-    chosen = Path(chosen)
-    if chosen.suffix.lower() != suffix:
-        chosen = chosen.with_name(chosen.name + suffix)
-    settings.setValue(EXPORT_FOLDER, str(chosen.parent))
-    return chosen
 
 
 def _listed_models() -> list[tuple[str, str, Path]]:

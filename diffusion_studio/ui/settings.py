@@ -1,12 +1,16 @@
 """The app's one settings store (QSettings, per user).
 
 Every panel reads and writes through ``app_settings()``, so a folder chosen in one
-place is the one offered in another. Tests point XDG_CONFIG_HOME elsewhere.
+place is the one offered in another (``export_path``: every picture export's save dialog
+opens where the last export went). Tests point XDG_CONFIG_HOME elsewhere.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QFileDialog, QWidget
 
 ORGANISATION = APPLICATION = "diffusion-studio"
 
@@ -20,3 +24,23 @@ WINDOW_GEOMETRY, WINDOW_STATE, WINDOW_TAB = "window/geometry", "window/state", "
 def app_settings() -> QSettings:
     """The app's settings store."""
     return QSettings(ORGANISATION, APPLICATION)
+
+
+def export_path(parent: QWidget, path, what: str, suffix: str, name: str) -> Path | None:
+    """``path`` with ``suffix``; None asks with a save dialog in the last export folder (and
+    remembers the folder chosen). None when the dialog was cancelled. ``what`` names the export
+    in the dialog's title, ``name`` the file it offers."""
+    if path is not None:
+        path = Path(path)
+        return path if path.suffix.lower() == suffix else path.with_name(path.name + suffix)
+    settings = app_settings()
+    folder = settings.value(EXPORT_FOLDER, "") or str(Path.home())
+    filt = "GIF animations (*.gif)" if suffix == ".gif" else "PNG images (*.png)"
+    chosen, _ = QFileDialog.getSaveFileName(parent, f"Export {what}", str(Path(folder) / f"{name}{suffix}"), filt)
+    if not chosen:
+        return None
+    chosen = Path(chosen)
+    if chosen.suffix.lower() != suffix:
+        chosen = chosen.with_name(chosen.name + suffix)
+    settings.setValue(EXPORT_FOLDER, str(chosen.parent))
+    return chosen
