@@ -100,6 +100,12 @@ class DistillBox(QGroupBox):
         self.update_enabled()
 
     # ------------------------------------------------------------ state
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        """Shown ("Distil a model…"): list the runs trained since as teachers too."""
+        super().showEvent(event)
+        if not self.panel.is_training():
+            self.form.fill_teachers()
+
     def is_distilling(self) -> bool:
         return self._distilling
 
