@@ -91,6 +91,7 @@ DISTILL_AUTOGUIDANCE_RANGE = (0.0, 3.0)
 # FD 1.17x the floor and 97.2% confident on default-conditional (docs/distillation.md)
 DISTILL_START_STEPS = 16
 DISTILL_STEPS = 4  # the student a distillation ends with unless asked otherwise
+DISTILL_STEP_CHOICES = (8, 4, 2, 1)  # the last student a form offers (halvings of DISTILL_START_STEPS)
 DISTILL_VAL_IMAGES = 2000  # each validation runs the teacher on these once, then only the student
 DISTILL_BATCH_SIZE = 64
 DISTILL_LR = 2e-4  # a fine-tuning of a trained network: a fifth of training's peak

@@ -172,6 +172,7 @@ def distill(request: DistillRequest, data, ctx: TaskContext | None = None) -> It
     ctx = context_or_default(ctx)
     rounds = request.rounds
     request.out.mkdir(parents=True, exist_ok=True)
+    write_distillation_file(request)
     for index, rnd in enumerate(rounds):
         status = round_status(rnd.folder)
         if status == "done":
@@ -195,6 +196,30 @@ def distill(request: DistillRequest, data, ctx: TaskContext | None = None) -> It
                     finished = record
         if finished is None or finished.reason == "stopped":
             return
+
+
+DISTILLATION_FILE = "distill.json"
+
+
+def write_distillation_file(request: DistillRequest) -> None:
+    """``out/distill.json``: what the distillation was asked to do, so a viewer finds its teacher
+    (as the user named it) and a later run of the command can be compared with it."""
+    from ..engine.storage.atomic import write_json_atomic
+
+    write_json_atomic(request.out / DISTILLATION_FILE, {
+        "teacher": str(request.teacher), "steps": request.steps, "start_steps": request.start_steps,
+        "round_minutes": list(request.round_minutes),
+        "weights": list(request.weights) if request.weights is not None else None})
+
+
+def distillation_teacher(out: str | os.PathLike) -> str | None:
+    """The teacher a distillation folder was made from, as the user named it (``distill.json``),
+    or None when the folder has no readable record of it."""
+    try:
+        teacher = json.loads((Path(out) / DISTILLATION_FILE).read_text()).get("teacher")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return teacher if isinstance(teacher, str) and teacher else None
 
 
 def student_checkpoints(out: str | os.PathLike) -> list[tuple[int, Path]]:

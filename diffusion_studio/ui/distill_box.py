@@ -286,10 +286,14 @@ def _strip_job(folder: Path, students, teacher, device: str, n: int):
 def teacher_of(folder: Path, students) -> str:
     """The model the distillation in ``folder`` started from, as a model source: the first
     student's checkpoint names it (a bundled model, or a run folder beside the distillation's
-    or in the runs folder). ValueError, one line, when it is not found."""
+    or in the runs folder), unless the folder's distill.json records it. ValueError, one line, when it is not found."""
     from ..engine.storage.bundled import BUNDLED
     from ..engine.storage.checkpoint import load_checkpoint
+    from ..tasks.distill import distillation_teacher
 
+    recorded = distillation_teacher(folder)  # distill.json: the teacher as the user named it
+    if recorded is not None and (recorded in BUNDLED or Path(recorded).exists()):
+        return recorded
     distilled = load_checkpoint(students[0][1]).get("distill") or {}
     name = distilled.get("origin") or distilled.get("teacher", "")
     if name in BUNDLED:

@@ -28,10 +28,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..engine.defaults import DISTILL_ROUND_MINUTES, DISTILL_START_STEPS, DISTILL_STEPS
+from ..engine.defaults import DISTILL_ROUND_MINUTES, DISTILL_START_STEPS, DISTILL_STEP_CHOICES, DISTILL_STEPS
 
 #: the last student's steps the form offers (each round halves the steps, so powers of 2)
-STEP_CHOICES = (8, 4, 2, 1)
 DEFAULT_TEACHER = "default-conditional"
 
 
@@ -94,7 +93,7 @@ class DistillForm(QWidget):
         self.teacher_combo.setToolTip("The trained model whose digits the students learn to make in fewer steps")
         form.addRow("Teacher", self.teacher_combo)
         self.steps_combo = QComboBox(objectName="distillStepsCombo")
-        for steps in STEP_CHOICES:
+        for steps in DISTILL_STEP_CHOICES:
             self.steps_combo.addItem(f"{steps} step{'s' if steps > 1 else ''}", steps)
         self.steps_combo.setCurrentIndex(self.steps_combo.findData(DISTILL_STEPS))
         self.steps_combo.setToolTip("The last student's steps: one network call each")

@@ -237,6 +237,14 @@ def test_a_distillation_runs_its_rounds_as_runs_and_goes_on_where_it_stopped(tin
     again = [(r.kind, getattr(r, "status", None)) for r in distill(request, tiny_data)]
     assert [k for k in again if k[0] == "round"] == [("round", "done"), ("round", "resuming"), ("round", "starting")]
     assert [s for s, _ in student_checkpoints(tmp_path / "d")] == [4, 2, 1]
+    # the runs list shows the rounds as runs; the folder records the teacher as it was named
+    from diffusion_studio.engine import runs as R
+    from diffusion_studio.tasks.distill import distillation_teacher
+
+    listed = {info.name: info for info in R.list_runs(tmp_path)}
+    assert {"d/guidance-4", "d/steps-2", "d/steps-1"} <= set(listed) and "d" not in listed
+    assert listed["d/steps-1"].path == tmp_path / "d" / "steps-1"
+    assert distillation_teacher(tmp_path / "d") == str(tiny_teacher)
     # every round knows its steps and its teacher; its last.pt carries the teacher for a resume
     best = load_checkpoint(tmp_path / "d" / "steps-1" / "best.pt")
     assert best["distill"]["steps"] == 1 and best["distill"]["teacher"] == "steps-2"

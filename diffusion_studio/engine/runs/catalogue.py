@@ -7,6 +7,7 @@ import datetime as _dt
 import json
 import math
 import os
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -342,9 +343,22 @@ def _is_run_candidate(p: Path) -> bool:
     return p.is_dir() and not p.name.startswith(".")
 
 
+# the round folders of a distillation (``tasks.distill``): guidance-16, steps-8, steps-4 ...
+_ROUND_NAME = re.compile(r"^(guidance|steps)-\d+$")
+
+
+def distillation_rounds(folder: Path) -> list[Path]:
+    """The round folders of a distillation folder, most steps first ([] for any other folder:
+    a run folder holds checkpoints itself, a distillation only its rounds)."""
+    if (folder / "run.json").exists() or (folder / "last.pt").exists():
+        return []
+    rounds = [p for p in folder.iterdir() if p.is_dir() and _ROUND_NAME.match(p.name)]
+    return sorted(rounds, key=lambda p: -int(p.name.split("-")[1]))
+
+
 def list_runs(runs_dir: str | os.PathLike | None = None) -> list[RunInfo]:
     """Every run folder in ``runs_dir`` (default ``paths.runs_dir()``), oldest
-    name first. A missing runs folder gives []; a damaged run is listed with
+    name first; a distillation folder's rounds are listed as "<distillation>/<round>". A missing runs folder gives []; a damaged run is listed with
     status "damaged" and never stops the others from loading."""
     root = _runs_dir(runs_dir)
     if not root.exists():
@@ -360,7 +374,13 @@ def list_runs(runs_dir: str | os.PathLike | None = None) -> list[RunInfo]:
         try:
             if not _is_run_candidate(p):
                 continue
-            out.append(read_run(p))
+            rounds = distillation_rounds(p)
+            for r in rounds:  # a distillation's rounds are runs, named "<distillation>/<round>"
+                info = read_run(r)
+                info.name = f"{p.name}/{r.name}"
+                out.append(info)
+            if not rounds:
+                out.append(read_run(p))
         except Exception as exc:  # noqa: BLE001 - last resort: never let one run break the list
             out.append(RunInfo(path=p, name=p.name, status="damaged", reason=f"unreadable ({exc})"))
     return out
