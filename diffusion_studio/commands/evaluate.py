@@ -36,8 +36,10 @@ def register(sub) -> None:
                     "write a shareable report.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--checkpoint", required=True, metavar="FILE",
-                   help="a .pt checkpoint, a run folder, or a bundled model: 'default' or 'default-conditional'")
+    p.add_argument("--checkpoint", default=D.DEFAULT_MODEL, metavar="MODEL",
+                   help="a .pt checkpoint, a run folder, or a bundled model: default, default-conditional, or its "
+                        "students default-conditional-8step, -4step, -2step, -1step (default: %(default)s, the "
+                        "model the app opens with)")
     p.add_argument("--n", type=int, default=D.DEFAULT_EVAL_N, help="digits to generate (default %(default)s)")
     p.add_argument("--report", metavar="DIR",
                    help="folder for report.json, report.html, samples.png (default: the checkpoint's run "

@@ -30,8 +30,9 @@ def register(sub) -> None:
                            ("denoise", "real digits noised to t, then denoised from there"),
                            ("identity", "the share of digits that keep their label after denoising from t")):
         q = kinds.add_parser(name, help=helptext, description=helptext)
-        q.add_argument("--checkpoint", required=True, metavar="MODEL",
-                       help="a bundled model (default, default-conditional), a .pt file or a run folder")
+        q.add_argument("--checkpoint", default=D.DEFAULT_MODEL, metavar="MODEL",
+                       help="a bundled model (default, default-conditional, default-conditional-4step ...), a .pt "
+                            "file or a run folder (default: %(default)s)")
         q.add_argument("--seed", type=int, default=0, help="default: %(default)s")
         q.add_argument("--device", default="auto", choices=D.DEVICE_CHOICES)
         add_sampler_arguments(q)

@@ -40,6 +40,12 @@ DEFAULT_AUTOGUIDANCE = 1.5
 # (docs/quality.md, "Autoguidance weight").
 DEFAULT_AUTOGUIDANCE_MIN_T = 0
 
+# ---- the model: what the app opens, and what sample / evaluate / explore use without --checkpoint.
+# The 4-step student of the class-conditional model: 4 network calls per digit against the teacher's
+# 600 with DDPM, as confident, FD a little higher (docs/distillation.md, "Quality per network call");
+# its teacher, with DDPM, is one click away in the Sampler.
+DEFAULT_MODEL = "default-conditional-4step"
+
 # ---- training
 PRESET_NAMES = ("default", "plain", "report")
 # the default preset's training settings (presets.PRESETS["default"] is built from them, and the

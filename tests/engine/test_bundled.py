@@ -10,7 +10,7 @@ import torch
 from diffusion_studio.engine.storage.bundled import default_checkpoint_path
 from diffusion_studio.engine.storage.checkpoint import load_checkpoint, load_model
 from diffusion_studio.engine.training.presets import PRESETS
-from diffusion_studio.engine.diffusion.scheduling import SamplerConfig
+from diffusion_studio.engine.diffusion.scheduling import DEFAULT_GUIDANCE, SamplerConfig
 from diffusion_studio.engine.diffusion.sampling import sample
 
 
@@ -39,7 +39,8 @@ def test_bundled_model_is_the_default_recipe_and_samples():
 def test_bundled_conditional_model_samples_the_asked_digit_path():
     from diffusion_studio.engine.storage.bundled import available_bundled, bundled_checkpoint_path, resolve_checkpoint
 
-    assert [name for name, _, _ in available_bundled()] == ["default", "default-conditional"]
+    assert [name for name, _, _ in available_bundled()] == ["default", "default-conditional",
+                                                            "default-conditional-8step", "default-conditional-4step"]
     path = bundled_checkpoint_path("default-conditional")
     assert resolve_checkpoint("default-conditional") == path and path.stat().st_size < 8 * 2**20
     loaded = load_model(path)
@@ -51,13 +52,17 @@ def test_bundled_conditional_model_samples_the_asked_digit_path():
     assert x.shape == (2, 1, 28, 28) and torch.isfinite(x).all()
 
 
-def test_the_app_starts_with_the_conditional_model_else_the_unconditional_one(monkeypatch, tmp_path):
+def test_the_app_starts_with_the_default_student_else_its_teacher_else_the_unconditional_model(monkeypatch,
+                                                                                                 tmp_path):
     from diffusion_studio.engine.storage import bundled
 
     name, title, path = bundled.startup_model()
-    assert (name, path) == ("default-conditional", bundled.bundled_checkpoint_path("default-conditional"))
-    assert title == "Bundled class-conditional model"
-    # an installation without the conditional file opens the unconditional one; without either, none
+    assert (name, path) == ("default-conditional-4step", bundled.bundled_checkpoint_path("default-conditional-4step"))
+    assert title == "Bundled class-conditional student, 4 steps"
+    teacher = [("default-conditional", "Bundled class-conditional model", tmp_path / "default-conditional.pt")]
+    monkeypatch.setattr(bundled, "available_bundled", lambda: teacher)
+    assert bundled.startup_model() == teacher[0]
+    # an installation without the conditional files opens the unconditional one; without either, none
     only_default = [("default", "Bundled default model", tmp_path / "default.pt")]
     monkeypatch.setattr(bundled, "available_bundled", lambda: only_default)
     assert bundled.startup_model() == only_default[0]
@@ -68,8 +73,27 @@ def test_the_app_starts_with_the_conditional_model_else_the_unconditional_one(mo
 def test_a_bundled_model_is_known_by_its_name_not_its_install_path(tmp_path):
     from diffusion_studio.engine.storage.bundled import bundled_checkpoint_path, bundled_name
 
-    for name in ("default", "default-conditional"):
+    for name in ("default", "default-conditional", "default-conditional-4step"):
         assert bundled_name(bundled_checkpoint_path(name)) == name
     copy = tmp_path / "default.pt"  # the same name elsewhere is a file of the user's, not the bundled one
     copy.write_bytes(bundled_checkpoint_path("default").read_bytes())
     assert bundled_name(copy) is None
+
+
+def test_every_bundled_student_knows_its_steps_teacher_and_weights_and_samples_with_one_call_per_step():
+    from diffusion_studio.engine.storage.bundled import BUNDLED
+    from diffusion_studio.tasks.models import open_model
+
+    for steps in (8, 4):
+        name = f"default-conditional-{steps}step"
+        assert name in BUNDLED
+        student = open_model(name, "cpu")
+        config, distill = student.model_config, student.payload["distill"]
+        assert (config.distilled_steps, config.prediction, config.weight_input) == (steps, "v", "guidance")
+        assert distill["origin"] == "default-conditional" and distill["steps"] == steps
+        assert distill["weight_min"] <= DEFAULT_GUIDANCE <= distill["weight_max"]
+        calls = []
+        hook = student.model.register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
+        x = sample(student.model, student.schedule, 2, labels=torch.tensor([3, 7]), seed=0)
+        hook.remove()
+        assert calls == [2] * steps and torch.isfinite(x).all()

@@ -380,9 +380,10 @@ def test_one_settings_store():
     assert offenders == []
 
 
-def test_start_up_opens_the_bundled_conditional_model_then_the_asked_checkpoint():
+def test_start_up_opens_the_default_model_then_the_asked_checkpoint():
     from diffusion_studio import app
-    from diffusion_studio.engine.storage.bundled import bundled_checkpoint_path
+    from diffusion_studio.engine.defaults import DEFAULT_MODEL
+    from diffusion_studio.engine.storage.bundled import BUNDLED, bundled_checkpoint_path
 
     class Window:
         def __init__(self):
@@ -394,7 +395,7 @@ def test_start_up_opens_the_bundled_conditional_model_then_the_asked_checkpoint(
     window = Window()
     app.load_initial_models(window, "mine.pt")
     assert window.opened == [
-        (bundled_checkpoint_path("default-conditional"), "Bundled class-conditional model", True),
+        (bundled_checkpoint_path(DEFAULT_MODEL), BUNDLED[DEFAULT_MODEL][1], True),
         (Path("mine.pt"), None, False),
     ]
 

@@ -7,6 +7,7 @@ import os
 from importlib import resources
 from pathlib import Path
 
+from ..defaults import DEFAULT_MODEL
 from .checkpoint import CheckpointError
 
 DEFAULT_CHECKPOINT = "default.pt"
@@ -14,10 +15,15 @@ DEFAULT_CHECKPOINT = "default.pt"
 BUNDLED = {
     "default": (DEFAULT_CHECKPOINT, "Bundled default model"),
     "default-conditional": ("default-conditional.pt", "Bundled class-conditional model"),
+    # few-step students distilled from default-conditional (docs/distillation.md)
+    **{f"default-conditional-{k}step": (f"default-conditional-{k}step.pt",
+                                          f"Bundled class-conditional student, {k} step{'s' if k > 1 else ''}")
+       for k in (8, 4)},
 }
-# what the app opens at start-up, the first one installed: the default recipe as it is (class-conditional:
-# its digits are recognisable far more often, docs/quality.md, "The bundled models' scores"), else the unconditional one
-STARTUP_MODELS = ("default-conditional", "default")
+# what the app opens at start-up, the first one installed: the default model (engine.defaults.DEFAULT_MODEL),
+# else its teacher, the default recipe as it is (class-conditional: its digits are recognisable far more
+# often, docs/quality.md, "The bundled models' scores"), else the unconditional one
+STARTUP_MODELS = (DEFAULT_MODEL, "default-conditional", "default")
 
 
 def _models_dir() -> Path:
