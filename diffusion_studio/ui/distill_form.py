@@ -91,6 +91,9 @@ class DistillForm(QWidget):
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         self.teacher_combo = QComboBox(objectName="distillTeacherCombo")
         self.teacher_combo.setToolTip("The trained model whose digits the students learn to make in fewer steps")
+        # long model names (the bundled students') must not widen the box past a laptop screen
+        self.teacher_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.teacher_combo.setMinimumContentsLength(22)
         form.addRow("Teacher", self.teacher_combo)
         self.steps_combo = QComboBox(objectName="distillStepsCombo")
         for steps in DISTILL_STEP_CHOICES:
