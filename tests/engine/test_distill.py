@@ -214,6 +214,7 @@ def _request(teacher, out, **changes):
     return DistillRequest(teacher=str(teacher), out=out, **{**settings, **changes})
 
 
+@pytest.mark.slow  # trains a tiny teacher and distils it: whole rounds, tens of seconds
 def test_a_distillation_runs_its_rounds_as_runs_and_goes_on_where_it_stopped(tiny_teacher, tiny_data, tmp_path):
     from diffusion_studio.engine.storage.checkpoint import load_checkpoint
     from diffusion_studio.tasks.context import TaskContext
@@ -264,6 +265,7 @@ def test_a_distillation_runs_its_rounds_as_runs_and_goes_on_where_it_stopped(tin
         "each, guidance w = 0.2")
 
 
+@pytest.mark.slow  # trains a tiny teacher and distils it: whole rounds, tens of seconds
 def test_the_learners_strip_has_the_teacher_and_every_student_from_the_same_noise(tiny_teacher, tiny_data, tmp_path):
     from diffusion_studio.tasks.distill import distill, round_strip, student_checkpoints
 
@@ -278,6 +280,7 @@ def test_the_learners_strip_has_the_teacher_and_every_student_from_the_same_nois
     assert picture.dtype.name == "uint8" and picture.shape[0] >= 4 * 28 and picture.shape[1] > 4 * 28
 
 
+@pytest.mark.slow  # trains a tiny teacher and distils it: whole rounds, tens of seconds
 def test_a_student_is_not_continued_as_a_training_run(tiny_teacher, tiny_data, tmp_path):
     from diffusion_studio.engine.training.plan import ResumeConflict, plan_continue
     from diffusion_studio.tasks.distill import distill
@@ -289,6 +292,7 @@ def test_a_student_is_not_continued_as_a_training_run(tiny_teacher, tiny_data, t
         plan_continue(tmp_path / "d" / "guidance-4")
 
 
+@pytest.mark.slow  # trains a tiny teacher and distils it: whole rounds, tens of seconds
 def test_a_round_whose_teacher_was_damaged_is_refused_in_one_line(tiny_teacher, tiny_data, tmp_path):
     from diffusion_studio.engine.storage.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
     from diffusion_studio.tasks.distill import distill
@@ -306,6 +310,7 @@ def test_a_round_whose_teacher_was_damaged_is_refused_in_one_line(tiny_teacher, 
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.slow  # trains a tiny teacher and distils it: whole rounds, tens of seconds
 def test_a_stopped_event_before_the_start_stops_before_any_round(tiny_teacher, tiny_data, tmp_path):
     from diffusion_studio.tasks.context import TaskContext
     from diffusion_studio.tasks.distill import distill
