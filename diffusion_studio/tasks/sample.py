@@ -127,11 +127,10 @@ def provenance_text(model: LoadedModel, label: str, description: str = "", **set
 
 def describe_model_sampling(model: LoadedModel, sampler: SamplerConfig) -> str:
     """What makes ``model``'s digits with ``sampler``, in one line (a student: its own steps)."""
-    from ..engine.diffusion.sampling import describe_sampling, sampler_for
+    from ..engine.diffusion.sampling import sampler_for
+    from ..engine.evaluation.report import made_by
 
-    distill = model.payload.get("distill") or {}
-    return describe_sampling(model.model, model.schedule.timesteps, sampler_for(model.model, sampler),
-                             origin=distill.get("origin") or distill.get("teacher"))
+    return made_by(model, sampler_for(model.model, sampler))
 
 
 def sample_settings(model: LoadedModel, request: SampleRequest) -> dict:

@@ -38,7 +38,7 @@ from ..defaults import (
 from ..device import autocast
 from ..diffusion.guidance import guided_eps
 from ..diffusion.schedule import NoiseSchedule, _known_fields
-from ..diffusion.scheduling import trailing_timesteps
+from ..diffusion.scheduling import _predicted_x0, trailing_timesteps
 from ..diffusion.unet import UNetConfig, build_model
 from .algorithm import drop_labels
 
@@ -210,9 +210,7 @@ class Distiller:
                          w if kind == "guidance" else 0.0, self.teacher_config.num_classes, self.device,
                          self.precision, guide=self.guide, autoguidance=w if kind == "autoguidance" else 0.0,
                          schedule=self.schedule)
-        a, s = self._coef(self.sa, t), self._coef(self.so, t)
-        x0 = ((z - s * eps) / a).clamp(-1, 1)
-        eps = (z - a * x0) / s
+        x0, eps = _predicted_x0(z, eps, self.schedule.alphabar.to(z.device)[t].view(-1, 1, 1, 1), True)
         return self._coef(self.sa, t_next) * x0 + self._coef(self.so, t_next) * eps
 
     @torch.no_grad()
@@ -240,8 +238,7 @@ class Distiller:
         w = lo + (hi - lo) * torch.rand((n,), generator=gen, device=x0.device)
         if y is not None and drop:
             y = drop_labels(y, self.label_dropout, self.teacher_config.num_classes, gen)
-        z = self._coef(self.sa, self.grid[i]) * x0 + self._coef(self.so, self.grid[i]) * eps
-        return i, z, w, y
+        return i, self.schedule.q_sample(x0, self.grid[i], eps), w, y
 
     def predict(self, net: nn.Module, z, i, y, w) -> torch.Tensor:
         with autocast(self.device, self.precision):
