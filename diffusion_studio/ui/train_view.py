@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Slot
+from PySide6.QtCore import Qt, QTimer, Slot
 from PySide6.QtGui import QColor, QFont, QFontMetricsF
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -371,6 +371,7 @@ def build_panel(panel) -> None:
     panel.distill_button = QPushButton("Distil a model…", objectName="distillToggle", checkable=True)
     panel.distill_button.setToolTip("Few-step students of a trained model: the same digits in 8, 4, 2 or 1 steps")
     panel.distill_button.toggled.connect(panel.distill.setVisible)
+    panel.distill_button.toggled.connect(lambda on: on and _scroll_into_view(panel.distill))
     panel.distill.setVisible(False)
     panel.data_hint = QLabel(wordWrap=True, objectName="trainDataHint")
     panel.data_hint.setStyleSheet("color: #b35900;")
@@ -432,3 +433,15 @@ def fill_resume_menu(menu: QMenu, last_run, runs_dir, resume, report) -> None:
     if menu.actions():
         menu.addSeparator()
     menu.addAction("A run folder…", lambda: resume(None))
+
+
+def _scroll_into_view(widget) -> None:
+    """Scroll the tab that holds ``widget`` until it shows (a box opened below the fold of a
+    laptop screen), once the layout has placed it."""
+    from PySide6.QtWidgets import QScrollArea
+
+    area = widget.parentWidget()
+    while area is not None and not isinstance(area, QScrollArea):
+        area = area.parentWidget()
+    if area is not None:
+        QTimer.singleShot(0, lambda: area.ensureWidgetVisible(widget, 0, 0))

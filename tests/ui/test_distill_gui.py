@@ -258,6 +258,10 @@ def test_the_open_distillation_box_fits_a_laptop_screen(qtbot, screen):
     settle()
     assert panel.distill.isVisible() and panel.distill.form.out_edit.width() > 100
     assert overlapping_widgets(panel) + squeezed_widgets(panel) == []
+    # the box opened below the fold is scrolled into view
+    area = window.scroll_areas["trainPanel"]
+    top = panel.distill.mapTo(area.viewport(), panel.distill.rect().topLeft()).y()
+    assert 0 <= top < area.viewport().height()
 
 
 def test_an_autoguidance_student_limits_the_autoguidance_weight(qtbot, run):
