@@ -3,8 +3,10 @@
 The grid is a ``QListView`` in icon mode over ``DigitListModel``, a
 ``QAbstractListModel`` that builds each thumbnail only when the view asks for
 it and keeps the most recent ones in an LRU cache, so 50,000 digits scroll
-smoothly. Selecting digits sends them (at most ``MAX_SELECTION``) to
-``AppState.set_selection`` for the forward-noise panel.
+smoothly. "Send to noise panel" sends the selected digits (at most ``MAX_SELECTION``) to
+``AppState.set_selection`` for the forward-noise panel; browsing and selecting alone never
+replace what that panel shows (the selection label says which digits it shows). The thumbnails
+and the enlarged digit zoom in whole-pixel steps (Ctrl+wheel, the zoom fields, Ctrl++ / Ctrl+-).
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ from PySide6.QtCore import (
     QItemSelectionModel,
     QModelIndex,
     QPersistentModelIndex,
+    QEvent,
+    QObject,
     QSize,
     Qt,
-    QTimer,
     Signal,
 )
-from PySide6.QtGui import QColor, QPainter, QPen, QPixmap
+from PySide6.QtGui import QAction, QColor, QKeySequence, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -35,7 +38,9 @@ from PySide6.QtWidgets import (
     QLabel,
     QListView,
     QPushButton,
+    QScrollArea,
     QSizePolicy,
+    QSpinBox,
     QStackedWidget,
     QStyle,
     QStyledItemDelegate,
@@ -45,13 +50,20 @@ from PySide6.QtWidgets import (
 
 from ..engine.storage import paths
 from .imaging import gray_pixmap
+from .settings import DATASET_THUMB_ZOOM, app_settings
 from .state import AppState
-from .widgets import ImageView
+from .widgets import MAX_ZOOM, ImageView, WrappingLabel
 
 SPLIT_TITLES = {"train": "Train", "val": "Validation", "test": "Test"}
 MAX_SELECTION = 64  # the noise panel redraws every selected digit on each slider move
 DEFAULT_SELECTION = 16
-THUMB_SCALE = 2  # 28 px -> 56 px thumbnails
+THUMB_SCALE = 2  # 28 px -> 56 px thumbnails, the default zoom
+MAX_THUMB_SCALE = 6  # 168 px: a few digits a row in a small window
+ENLARGED_MIN_SIDE = 28 * 8 + 8  # the enlarged digit is drawn at least 8x
+#: what the panel shows, for a learner who has not met MNIST
+INTRO = ("<b>MNIST</b>: 70,000 handwritten digits, each 28 × 28 gray pixels (0 = black, 255 = white), "
+         "with its label 0–9. These are the pictures the diffusion model learns to make.")
+SEND_TEXT = "Send to noise panel"
 
 IndexRole = Qt.ItemDataRole.UserRole + 1  # the digit's index within its split
 LabelRole = Qt.ItemDataRole.UserRole + 2  # its label 0..9
@@ -118,6 +130,15 @@ class DigitListModel(QAbstractListModel):
     def cached(self) -> int:
         return len(self._cache)
 
+    def set_scale(self, scale: int) -> None:
+        """Thumbnails ``scale`` screen pixels per image pixel, rebuilt as they are shown (the rows,
+        and so the view's selection, stay)."""
+        self.scale = int(scale)
+        self._cache.clear()
+        if self._n:
+            self.dataChanged.emit(self.index(0), self.index(self._n - 1),
+                                  [Qt.ItemDataRole.DecorationRole, Qt.ItemDataRole.SizeHintRole])
+
     # ------------------------------------------------------------ Qt model API
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else self._n
@@ -156,8 +177,7 @@ class ThumbnailDelegate(QStyledItemDelegate):
 
     def __init__(self, parent=None, scale: int = THUMB_SCALE) -> None:
         super().__init__(parent)
-        self._side = 28 * scale
-        self._size = QSize(self._side + 6, self._side + 6)
+        self.set_scale(scale)
         self._select_pen = QPen(QColor("#4aa3ff"), 3)
         self._select_fill = QColor(74, 163, 255, 70)
         self._focus_pen = QPen(QColor("#ffb300"), 2, Qt.PenStyle.DashLine)
@@ -180,9 +200,39 @@ class ThumbnailDelegate(QStyledItemDelegate):
     def sizeHint(self, option, index) -> QSize:  # noqa: N802 (Qt name)
         return self._size
 
+    def set_scale(self, scale: int) -> None:
+        self._side = 28 * scale
+        self._size = QSize(self._side + 6, self._side + 6)
+
+
+class _CtrlWheelZoom(QObject):
+    """Turns Ctrl+wheel over the thumbnail grid into one zoom step a notch (the plain wheel scrolls)."""
+
+    def __init__(self, step, parent: QObject) -> None:
+        super().__init__(parent)
+        self._step = step
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 (Qt name)
+        if event.type() == QEvent.Type.Wheel and event.modifiers() & Qt.KeyboardModifier.ControlModifier:
+            notches = event.angleDelta().y() // 120
+            if notches:
+                self._step(notches)
+            return True
+        return False
+
+
+class _SquareScrollArea(QScrollArea):
+    """A scroll area as tall as it is wide: the enlarged digit's box, panned when zoomed past it."""
+
+    def hasHeightForWidth(self) -> bool:  # noqa: N802 (Qt name)
+        return True
+
+    def heightForWidth(self, width: int) -> int:  # noqa: N802 (Qt name)
+        return width
+
 
 class DatasetPanel(QWidget):
-    """Browse MNIST; the selection feeds the forward-noise panel.
+    """Browse MNIST; "Send to noise panel" gives the selection to the forward-noise panel.
 
     Shows a page with "Choose folder…" / "Download MNIST" when no data is
     loaded (``state.data is None``), a "loading" page while a load runs, and the
@@ -198,76 +248,69 @@ class DatasetPanel(QWidget):
         self.model = DigitListModel(self)
         self._split = "train"
         self._label_filter: int | None = None
-        self._send_timer = QTimer(self)
-        self._send_timer.setSingleShot(True)
-        self._send_timer.setInterval(0)
-        self._send_timer.timeout.connect(self._send_view_selection)
+        self._sent: tuple[str, tuple[int, ...]] | None = None  # (split, indices) the noise panel shows
+        zoom = app_settings().value(DATASET_THUMB_ZOOM, THUMB_SCALE, int)
+        self.model.set_scale(min(max(1, zoom), MAX_THUMB_SCALE))
 
         self.stack = QStackedWidget(self)
-        self.stack.addWidget(self._build_missing_page())
+        self.stack.addWidget(_build_missing_page(self))
         self.stack.addWidget(self._build_browser_page())
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(self.stack)
+
+        # Ctrl++ / Ctrl+- / Ctrl+0 while the panel has the focus; the window's View menu lists them
+        zoom_in = [QKeySequence(QKeySequence.StandardKey.ZoomIn), QKeySequence("Ctrl+=")]  # "+" needs Shift
+        self.zoom_actions: list[QAction] = []
+        for name, text, keys, slot in (
+                ("zoomInAction", "Zoom thumbnails &in", zoom_in, lambda: self.zoom_thumbnails(1)),
+                ("zoomOutAction", "Zoom thumbnails &out", [QKeySequence(QKeySequence.StandardKey.ZoomOut)],
+                 lambda: self.zoom_thumbnails(-1)),
+                ("zoomResetAction", "Default &zoom", [QKeySequence("Ctrl+0")], self.reset_zoom)):
+            act = QAction(text, self, objectName=name)
+            act.setShortcuts(keys)
+            act.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            act.triggered.connect(lambda _=False, f=slot: (self.state.show_panel("datasetPanel"), f()))
+            self.addAction(act)
+            self.zoom_actions.append(act)
 
         state.data_changed.connect(self._on_data_changed)
         state.data_loading.connect(self._on_loading)
         self._on_data_changed()
 
     # ---------------------------------------------------------------- building
-    def _build_missing_page(self) -> QWidget:
-        page = QWidget()
-        page.setObjectName("dataMissingPage")
-        box = QFrame(page)
-        box.setObjectName("dataMissingBanner")
-        box.setFrameShape(QFrame.Shape.StyledPanel)
-        box.setStyleSheet(
-            "#dataMissingBanner { background: #fff8e1; border: 1px solid #e0c068; border-radius: 6px; }"
-        )
-        box.setMaximumWidth(760)
-        self.missing_title = QLabel("<h2>MNIST was not found</h2>")
-        self.missing_text = QLabel()
-        self.missing_text.setObjectName("dataMissingMessage")
-        self.missing_text.setWordWrap(True)
-        self.missing_text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.choose_button = QPushButton("Choose folder…")
-        self.choose_button.setObjectName("chooseDataFolderButton")
-        self.choose_button.setToolTip("Pick a folder holding the four MNIST .gz files")
-        self.choose_button.clicked.connect(self.choose_folder)
-        self.download_button = QPushButton("Download MNIST")
-        self.download_button.setObjectName("downloadMnistButton")
-        self.download_button.setToolTip("Fetch MNIST (about 11 MB) into the default data folder")
-        self.download_button.clicked.connect(self.download)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.choose_button)
-        buttons.addWidget(self.download_button)
-        buttons.addStretch(1)
-        inner = QVBoxLayout(box)
-        inner.setContentsMargins(24, 18, 24, 18)
-        inner.setSpacing(12)
-        inner.addWidget(self.missing_title)
-        inner.addWidget(self.missing_text)
-        inner.addLayout(buttons)
-        lay = QVBoxLayout(page)
-        lay.addStretch(1)
-        row = QHBoxLayout()
-        row.addStretch(1)
-        row.addWidget(box, 4)
-        row.addStretch(1)
-        lay.addLayout(row)
-        lay.addStretch(2)
-        return page
-
     def _build_browser_page(self) -> QWidget:
         page = QWidget()
-        lay = QHBoxLayout(page)
+        self.intro_label = WrappingLabel(objectName="datasetIntro")
+        self.intro_label.setText(INTRO)
+        self.intro_label.setStyleSheet("color: #444;")
+        lay = QHBoxLayout()
         lay.addWidget(_fixed_width(self._build_filters(), 250))
-        lay.addWidget(self._build_thumbnail_view(), 3)
+        grid = QVBoxLayout()
+        grid.addLayout(self._build_thumbnail_zoom())
+        grid.addWidget(self._build_thumbnail_view(), 1)
+        lay.addLayout(grid, 3)
         enlarged = QWidget()  # a quarter of a wide window: the digit grows with it
         enlarged.setLayout(self._build_enlarged())
         enlarged.setMinimumWidth(250)
         lay.addWidget(enlarged, 1)
+        outer = QVBoxLayout(page)
+        outer.addWidget(self.intro_label)
+        outer.addLayout(lay, 1)
         return page
+
+    def _build_thumbnail_zoom(self) -> QHBoxLayout:
+        """Above the grid: the thumbnails' size, a whole-pixel factor."""
+        self.thumb_zoom_spin = _zoom_spin("thumbnailZoomSpin", 1, MAX_THUMB_SCALE, self.model.scale)
+        self.thumb_zoom_spin.setToolTip("Thumbnail size: screen pixels per image pixel (Ctrl+wheel over "
+                                        "the digits, Ctrl++ / Ctrl+-; Ctrl+0 for the default)")
+        self.thumb_zoom_spin.valueChanged.connect(self._set_thumbnail_scale)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Thumbnails"))
+        row.addWidget(self.thumb_zoom_spin)
+        row.addWidget(QLabel("Ctrl+wheel to zoom", styleSheet="color: #777;"))
+        row.addStretch(1)
+        return row
 
     def _build_filters(self) -> QVBoxLayout:
         """Left: the split, the label filter, the per-label counts and the selection."""
@@ -281,8 +324,9 @@ class DatasetPanel(QWidget):
             self.label_combo.addItem(str(d), d)
         self.label_combo.currentIndexChanged.connect(self._on_label_changed)
         self.count_label = QLabel(objectName="shownCountLabel", wordWrap=True)
-        self.send_button = QPushButton("Send to noise panel", objectName="sendToNoiseButton")
-        self.send_button.setToolTip(f"Use the selected digits (at most {MAX_SELECTION}) in the forward-noise panel")
+        self.send_button = QPushButton(SEND_TEXT, objectName="sendToNoiseButton")
+        self.send_button.setToolTip(f"Use the selected digits (at most {MAX_SELECTION}) in the Forward noise panel "
+                                    "and show it; with none selected, the first ones shown")
         self.send_button.clicked.connect(self.send_to_noise_panel)
         self.selection_label = QLabel(objectName="selectionLabel", wordWrap=True)
         form = QGridLayout()
@@ -333,13 +377,14 @@ class DatasetPanel(QWidget):
         view.setLayoutMode(QListView.LayoutMode.Batched)
         view.setBatchSize(4000)
         view.setSpacing(2)
-        view.setIconSize(QSize(28 * THUMB_SCALE, 28 * THUMB_SCALE))
-        view.setGridSize(QSize(28 * THUMB_SCALE + 6, 28 * THUMB_SCALE + 6))
+        view.setIconSize(QSize(28 * self.model.scale, 28 * self.model.scale))
+        view.setGridSize(QSize(28 * self.model.scale + 6, 28 * self.model.scale + 6))
         view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         view.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
         view.verticalScrollBar().setSingleStep(20)
         view.setStyleSheet("QListView { background: #202124; }")
-        view.setItemDelegate(ThumbnailDelegate(view))
+        view.setItemDelegate(ThumbnailDelegate(view, self.model.scale))
+        view.viewport().installEventFilter(_CtrlWheelZoom(self.zoom_thumbnails, view))
         view.setModel(self.model)
         view.selectionModel().selectionChanged.connect(self._on_view_selection)
         view.selectionModel().currentChanged.connect(self._on_current_changed)
@@ -349,15 +394,35 @@ class DatasetPanel(QWidget):
     def _build_enlarged(self) -> QVBoxLayout:
         """Right: the digit last clicked, enlarged (at least eight screen pixels per pixel, more
         as the column grows), and how to select."""
-        self.big_image = ImageView("", min_side=28 * 8 + 8, square=True)
+        self.big_image = ImageView("", min_side=ENLARGED_MIN_SIDE, zoomable=True)
         self.big_image.setObjectName("enlargedDigit")
+        self.big_image.setToolTip("Ctrl+wheel zooms in whole pixels; the scroll bars pan a zoomed digit")
+        box = self.big_scroll = _SquareScrollArea(objectName="enlargedScroll", widgetResizable=True)
+        box.setFrameShape(QFrame.Shape.NoFrame)
+        box.setMinimumSize(ENLARGED_MIN_SIDE, ENLARGED_MIN_SIDE)
+        policy = QSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        policy.setHeightForWidth(True)
+        box.setSizePolicy(policy)
+        box.setWidget(self.big_image)
+        self.big_zoom_spin = _zoom_spin("enlargedZoomSpin", 0, MAX_ZOOM, 0)
+        self.big_zoom_spin.setSpecialValueText("Fit")
+        self.big_zoom_spin.setToolTip("Screen pixels per image pixel; Fit: as large as the box (Ctrl+wheel "
+                                      "over the digit zooms too)")
+        self.big_zoom_spin.valueChanged.connect(self.big_image.set_zoom)
+        self.big_image.zoom_changed.connect(self._on_big_zoom)
+        zoom_row = QHBoxLayout()
+        zoom_row.addWidget(QLabel("Zoom"))
+        zoom_row.addWidget(self.big_zoom_spin)
+        zoom_row.addStretch(1)
         self.big_caption = QLabel("Click a digit to enlarge it.", objectName="enlargedCaption", wordWrap=True)
         self.big_caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        hint = QLabel("Shift/Ctrl-click or drag to select several digits; they go to the "
-                      f"<b>Forward noise</b> panel (at most {MAX_SELECTION}).", wordWrap=True)
+        hint = QLabel("Shift/Ctrl-click or drag to select several digits, then press "
+                      f"<b>{SEND_TEXT}</b> to noise them in <b>Forward noise</b> (at most {MAX_SELECTION}).",
+                      wordWrap=True, objectName="selectHint")
         hint.setStyleSheet("color: #555;")
         right = QVBoxLayout()
-        right.addWidget(self.big_image)
+        right.addLayout(zoom_row)
+        right.addWidget(box)
         right.addWidget(self.big_caption)
         right.addSpacing(12)
         right.addWidget(hint)
@@ -373,6 +438,34 @@ class DatasetPanel(QWidget):
 
     def download(self) -> None:
         self.state.request_data(None, download=True)
+
+    def zoom_thumbnails(self, steps: int) -> None:
+        """Thumbnails ``steps`` whole-pixel factors larger (or smaller, when negative)."""
+        self.thumb_zoom_spin.setValue(self.thumb_zoom_spin.value() + int(steps))
+
+    def reset_zoom(self) -> None:
+        """The default thumbnail size, and the enlarged digit fitted to its box."""
+        self.thumb_zoom_spin.setValue(THUMB_SCALE)
+        self.big_zoom_spin.setValue(0)
+
+    def _set_thumbnail_scale(self, scale: int) -> None:
+        if scale == self.model.scale:
+            return
+        current = self.view.currentIndex()
+        self.model.set_scale(scale)
+        self.view.itemDelegate().set_scale(scale)
+        self.view.setIconSize(QSize(28 * scale, 28 * scale))
+        self.view.setGridSize(QSize(28 * scale + 6, 28 * scale + 6))  # lays the grid out again
+        if current.isValid():  # the digit being looked at stays in view
+            self.view.scrollTo(current, QAbstractItemView.ScrollHint.PositionAtCenter)
+        app_settings().setValue(DATASET_THUMB_ZOOM, scale)
+
+    def _on_big_zoom(self, zoom: int) -> None:
+        """Ctrl+wheel over the digit: the field follows, and the zoomed digit stays centred."""
+        if self.big_zoom_spin.value() != zoom:
+            self.big_zoom_spin.setValue(zoom)
+        for bar in (self.big_scroll.horizontalScrollBar(), self.big_scroll.verticalScrollBar()):
+            bar.setValue((bar.minimum() + bar.maximum()) // 2)
 
     def send_to_noise_panel(self) -> None:
         """Send the selected digits (or, with none selected, the first ones shown) and show the noise panel."""
@@ -476,26 +569,37 @@ class DatasetPanel(QWidget):
         return sorted(i.row() for i in self.view.selectionModel().selectedIndexes())
 
     def _on_view_selection(self, *_args) -> None:
+        # browsing only selects: the noise panel keeps its digits until Send (the label says so)
         self._update_selection_label()
-        self._send_timer.start()  # coalesce a burst of selection changes into one send
-
-    def _send_view_selection(self) -> None:
-        rows = self._selected_rows()
-        if rows:  # an empty selection (e.g. after a filter change) keeps the noise panel's digits
-            self._send_rows(rows)
 
     def _send_rows(self, rows: list[int]) -> None:
         used = rows[:MAX_SELECTION]
         images, labels = self.model.rows_data(used)
         self.state.set_selection(images, labels)
+        self._sent = self._key(used)
         extra = f" (the first {MAX_SELECTION} of {len(rows)} selected)" if len(rows) > MAX_SELECTION else ""
         self.state.report(f"{len(used)} digits sent to the forward-noise panel{extra}")
         self.selection_sent.emit(len(used))
+        self._update_selection_label()
+
+    def _key(self, rows: list[int]) -> tuple[str, tuple[int, ...]]:
+        """Which digits ``rows`` are: the split and their indices in it."""
+        return self._split, tuple(self.model.digit(r)[2] for r in rows)
 
     def _update_selection_label(self) -> None:
-        n = len(self.view.selectionModel().selectedIndexes())
-        used = min(n, MAX_SELECTION)
-        text = f"<b>{n:,}</b> selected" + (f"; the first {MAX_SELECTION} go to the noise panel." if n > used else ".")
+        """How many are selected, and what Send would change: the noise panel shows the digits sent last."""
+        rows = self._selected_rows()
+        n = len(rows)
+        shown = len(self._sent[1]) if self._sent else 0
+        if n and self._sent == self._key(rows[:MAX_SELECTION]):
+            which = f"the first {MAX_SELECTION} of these" if n > MAX_SELECTION else "these"
+            text = f"<b>{n:,}</b> selected: Forward noise shows {which}."
+        else:
+            head = f"<b>{n:,}</b> selected." if n else "None selected."
+            now = f" Forward noise still shows the {shown} digits sent before." if shown else ""
+            use = (f"the first {MAX_SELECTION} of these" if n > MAX_SELECTION else "these" if n
+                   else f"the first {min(DEFAULT_SELECTION, self.model.rowCount())} shown")
+            text = f"{head}{now} <i>{SEND_TEXT}</i> uses {use}."
         self.selection_label.setText(text)
 
     def _on_current_changed(self, current, _previous) -> None:
@@ -507,6 +611,58 @@ class DatasetPanel(QWidget):
         self.big_image.set_array(image)
         split = SPLIT_TITLES[self._split]
         self.big_caption.setText(f"<b>{split} #{index:,}</b><br>label <b>{label}</b>")
+
+
+def _build_missing_page(panel: DatasetPanel) -> QWidget:
+    """The page shown without data: why, and "Choose folder…" / "Download MNIST"."""
+    page = QWidget()
+    page.setObjectName("dataMissingPage")
+    box = QFrame(page)
+    box.setObjectName("dataMissingBanner")
+    box.setFrameShape(QFrame.Shape.StyledPanel)
+    box.setStyleSheet(
+        "#dataMissingBanner { background: #fff8e1; border: 1px solid #e0c068; border-radius: 6px; }"
+    )
+    box.setMaximumWidth(760)
+    panel.missing_title = QLabel("<h2>MNIST was not found</h2>")
+    panel.missing_text = QLabel()
+    panel.missing_text.setObjectName("dataMissingMessage")
+    panel.missing_text.setWordWrap(True)
+    panel.missing_text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    panel.choose_button = QPushButton("Choose folder…")
+    panel.choose_button.setObjectName("chooseDataFolderButton")
+    panel.choose_button.setToolTip("Pick a folder holding the four MNIST .gz files")
+    panel.choose_button.clicked.connect(panel.choose_folder)
+    panel.download_button = QPushButton("Download MNIST")
+    panel.download_button.setObjectName("downloadMnistButton")
+    panel.download_button.setToolTip("Fetch MNIST (about 11 MB) into the default data folder")
+    panel.download_button.clicked.connect(panel.download)
+    buttons = QHBoxLayout()
+    buttons.addWidget(panel.choose_button)
+    buttons.addWidget(panel.download_button)
+    buttons.addStretch(1)
+    inner = QVBoxLayout(box)
+    inner.setContentsMargins(24, 18, 24, 18)
+    inner.setSpacing(12)
+    inner.addWidget(panel.missing_title)
+    inner.addWidget(panel.missing_text)
+    inner.addLayout(buttons)
+    lay = QVBoxLayout(page)
+    lay.addStretch(1)
+    row = QHBoxLayout()
+    row.addStretch(1)
+    row.addWidget(box, 4)
+    row.addStretch(1)
+    lay.addLayout(row)
+    lay.addStretch(2)
+    return page
+
+
+def _zoom_spin(name: str, low: int, high: int, value: int) -> QSpinBox:
+    """A whole-pixel zoom field: "3x" is three screen pixels per image pixel."""
+    spin = QSpinBox(objectName=name, minimum=low, maximum=high, value=value, suffix="x")
+    spin.setAccelerated(False)
+    return spin
 
 
 def _fixed_width(layout, width: int) -> QWidget:

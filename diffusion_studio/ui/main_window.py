@@ -279,6 +279,10 @@ class MainWindow(QMainWindow):
             shortcut = f"Ctrl+{i + 1}" if i < 9 else None
             act = self._action(view_menu, self.tabs.tabText(i), shortcut, lambda _=False, n=name: self.show_panel(n))
             self.panel_actions.append(act)
+        zoom = getattr(self.panels.get("datasetPanel"), "zoom_actions", ())  # the panel's own (Ctrl++ / Ctrl+-)
+        if zoom:
+            view_menu.addSeparator()
+            view_menu.addActions(zoom)
 
         help_menu = self.menuBar().addMenu("&Help")
         self.getting_started_action = self._action(help_menu, "&Getting started", "F1", self.show_getting_started)

@@ -2,7 +2,8 @@
 
 Every panel reads and writes through ``app_settings()``, so a folder chosen in one
 place is the one offered in another (``export_path``: every picture export's save dialog
-opens where the last export went). Tests point XDG_CONFIG_HOME elsewhere.
+opens where the last export went). Tests keep their own store: XDG_CONFIG_HOME (tests/conftest.py)
+and QSettings.setPath (tests/ui/conftest.py) point it at a temporary folder.
 """
 
 from __future__ import annotations
@@ -19,6 +20,13 @@ CHECKPOINT_FOLDER = "checkpoint/lastFolder"  # where checkpoints were last opene
 DATA_FOLDER = "data/lastFolder"  # the MNIST folder last opened
 EXPORT_FOLDER = "export/lastFolder"  # where images were last exported
 WINDOW_GEOMETRY, WINDOW_STATE, WINDOW_TAB = "window/geometry", "window/state", "window/tab"
+#: the training form's choices (ui/train_form.py), under one group so tests can forget them at once
+TRAIN_FORM_GROUP = "trainForm"
+TRAIN_PRESET, TRAIN_BUDGET = "trainForm/preset", "trainForm/budgetMinutes"
+TRAIN_CONDITIONAL, TRAIN_DEVICE = "trainForm/conditional", "trainForm/device"
+#: the Dataset panel's thumbnail zoom (a whole-pixel factor)
+DATASET_GROUP = "dataset"
+DATASET_THUMB_ZOOM = "dataset/thumbnailZoom"
 
 
 def app_settings() -> QSettings:

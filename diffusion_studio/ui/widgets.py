@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtWidgets import QGraphicsItem, QLabel, QSizePolicy, QToolButton, QWidget
 
 from .imaging import gray_pixmap
 
 #: an image view's smallest box; it grows with the window
 MIN_IMAGE_SIDE = 160
+#: the largest whole-pixel factor a zoomable ImageView offers (a 28 px digit 1,120 px wide)
+MAX_ZOOM = 40
 
 
 class ImageView(QLabel):
@@ -24,12 +26,21 @@ class ImageView(QLabel):
 
     set_array(array): (H, W) uint8 (0 = black), or None for the placeholder text.
     ``array`` is the image shown (None when none is); ``scale`` the whole-pixel factor drawn.
+
+    Opt-in zoom (``zoomable=True``): Ctrl+wheel, or ``set_zoom(k)``, draws the image at exactly
+    ``k`` screen pixels per image pixel (1..MAX_ZOOM) and makes the view at least that large, so a
+    QScrollArea around it pans; ``set_zoom(0)`` fits the box again. ``zoom_changed(k)`` follows.
     """
 
+    zoom_changed = Signal(int)  # the zoom a person chose (0 = fit the box)
+
     def __init__(self, placeholder: str = "", parent: QWidget | None = None, min_side: int = MIN_IMAGE_SIDE,
-                 square: bool = False) -> None:
+                 square: bool = False, zoomable: bool = False) -> None:
         super().__init__(parent)
         self._square = square  # a box as tall as it is wide (one digit), whatever width it gets
+        self._min_side = min_side
+        self.zoomable = zoomable
+        self.zoom = 0  # 0: the largest whole factor that fits the box
         self.array: np.ndarray | None = None
         self.scale = 0
         self._placeholder = placeholder
@@ -45,7 +56,42 @@ class ImageView(QLabel):
 
     def set_array(self, array: np.ndarray | None) -> None:
         self.array = None if array is None else np.ascontiguousarray(array, dtype=np.uint8)
+        self._fit_zoom()
         self._rescale()
+
+    def set_zoom(self, zoom: int) -> None:
+        """Draw at ``zoom`` screen pixels per image pixel (clamped to 1..MAX_ZOOM), or fit the box with 0."""
+        zoom = 0 if zoom <= 0 else min(int(zoom), MAX_ZOOM)
+        if zoom == self.zoom:
+            return
+        self.zoom = zoom
+        self._fit_zoom()
+        self._rescale()
+        self.zoom_changed.emit(zoom)
+
+    def wheelEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        """Ctrl+wheel zooms a zoomable view one whole factor a notch; any other wheel turn scrolls
+        whatever holds the view."""
+        if not (self.zoomable and event.modifiers() & Qt.KeyboardModifier.ControlModifier):
+            super().wheelEvent(event)
+            return
+        notches = event.angleDelta().y() // 120
+        if notches:
+            self.set_zoom(max(1, (self.zoom or self.scale or 1) + notches))
+        event.accept()
+
+    def _fit_zoom(self) -> None:
+        """A zoomed view is as large as its picture (plus the margin), so a scroll area pans it."""
+        if not self.zoomable:
+            return
+        side = self._min_side
+        if self.zoom and self.array is not None:
+            rows, cols = self.array.shape[:2]
+            want = QSize(max(side, cols * self.zoom + 8), max(side, rows * self.zoom + 8))
+        else:
+            want = QSize(side, side)
+        if self.minimumSize() != want:
+            self.setMinimumSize(want)
 
     def setFixedHeight(self, height: int) -> None:  # noqa: N802 (Qt name)
         """A fixed height that layouts keep: a layout that sizes by height-for-width (one holding a
@@ -79,7 +125,7 @@ class ImageView(QLabel):
         # fit the box itself, whatever its shape: a square side would crop a mosaic in a short
         # box and shrink a wide strip
         width, height = max(16, self.width() - 8), max(16, self.height() - 8)
-        self.scale = whole_pixel_scale(self.array.shape, (height, width))
+        self.scale = self.zoom or whole_pixel_scale(self.array.shape, (height, width))
         if self.scale:
             pix = gray_pixmap(self.array, self.scale)
         else:  # larger than its box: fitted (nearest neighbour, so pixels stay sharp)

@@ -146,15 +146,38 @@ def test_default_selection_fills_the_noise_panel(panel, tiny_data):
     np.testing.assert_array_equal(state.selection_labels, tiny_data.labels("train")[:DEFAULT_SELECTION].numpy())
 
 
-def test_view_selection_reaches_state_and_click_enlarges(panel, qtbot, tiny_data):
+def test_browsing_keeps_the_noise_panels_digits_until_send(panel, qtbot, tiny_data):
+    """Issue 32, item 12: selecting digits only selects; the label says the noise panel still shows
+    the digits sent before, and Send (the button, by object name) replaces them and says so."""
+    from PySide6.QtWidgets import QLabel, QPushButton
+
     state = panel.state
+    label = panel.findChild(QLabel, "selectionLabel")
+    send = panel.findChild(QPushButton, "sendToNoiseButton")
+    before = state.selection.copy()
+    assert "Forward noise shows these" in label.text()  # the default selection was sent on load
     panel.set_split("test")
     sel = panel.view.selectionModel()
-    with qtbot.waitSignal(state.selection_changed, timeout=2000):
+    with qtbot.assertNotEmitted(state.selection_changed, wait=50):
         sel.select(QItemSelection(panel.model.index(4), panel.model.index(9)), QItemSelectionModel.SelectionFlag.ClearAndSelect)
+    np.testing.assert_array_equal(state.selection, before)
+    assert label.text().startswith("<b>6</b> selected.")
+    assert f"still shows the {DEFAULT_SELECTION} digits sent before" in label.text() and "uses these" in label.text()
+
+    with qtbot.waitSignal(state.panel_requested, timeout=1000) as shown:
+        qtbot.mouseClick(send, Qt.MouseButton.LeftButton)
+    assert shown.args == ["noisePanel"]
     np.testing.assert_array_equal(state.selection, tiny_data.images("test")[4:10].numpy())
     np.testing.assert_array_equal(state.selection_labels, tiny_data.labels("test")[4:10].numpy())
-    assert "6" in panel.selection_label.text()
+    assert "<b>6</b> selected: Forward noise shows these." == label.text()
+    panel.set_label_filter(3)  # the filter clears the view's selection, not the noise panel's digits
+    np.testing.assert_array_equal(state.selection, tiny_data.images("test")[4:10].numpy())
+    assert label.text().startswith("None selected. Forward noise still shows the 6 digits sent before.")
+
+
+def test_click_enlarges(panel, qtbot, tiny_data):
+    panel.set_split("test")
+    before = panel.state.selection.copy()
 
     # a click (current index) shows the digit enlarged with its index and label
     rect = panel.view.visualRect(panel.model.index(7))
@@ -162,16 +185,18 @@ def test_view_selection_reaches_state_and_click_enlarges(panel, qtbot, tiny_data
     label = int(tiny_data.labels("test")[7])
     assert "#7" in panel.big_caption.text() and f"label <b>{label}</b>" in panel.big_caption.text()
     assert panel.big_image.pixmap().width() == 28 * 8
+    np.testing.assert_array_equal(panel.state.selection, before)  # looking is not sending
 
 
 def test_large_selection_is_capped_and_send_button_switches_panel(panel, qtbot):
     state = panel.state
     panel.view.selectAll()
-    qtbot.waitUntil(lambda: len(state.selection) == MAX_SELECTION, timeout=2000)
-    assert "first 64" in panel.selection_label.text()
+    assert f"uses the first {MAX_SELECTION} of these" in panel.selection_label.text()
     with qtbot.waitSignal(state.panel_requested, timeout=1000) as blocker:
         qtbot.mouseClick(panel.send_button, Qt.MouseButton.LeftButton)
     assert blocker.args == ["noisePanel"]
+    assert len(state.selection) == MAX_SELECTION
+    assert f"Forward noise shows the first {MAX_SELECTION} of these" in panel.selection_label.text()
 
 
 def test_missing_data_page_offers_choose_and_download(qtbot, tmp_path):
@@ -217,3 +242,99 @@ def test_whole_pixel_scale():
     assert whole_pixel_scale((28, 28), (100, 300)) == 3
     assert whole_pixel_scale((28, 280), (300, 300)) == 1  # a wide strip: its width decides
     assert whole_pixel_scale((28, 28), (20, 300)) == 0  # larger than the box: shrunk to fit
+
+
+# ------------------------------------------------------------------ zoom (issue 32, item 12)
+def _ctrl_wheel(widget, notches: int = 1) -> None:
+    from PySide6.QtCore import QPoint, QPointF
+    from PySide6.QtGui import QWheelEvent
+
+    centre = QPointF(widget.width() / 2, widget.height() / 2)
+    event = QWheelEvent(centre, QPointF(widget.mapToGlobal(centre.toPoint())), QPoint(), QPoint(0, 120 * notches),
+                        Qt.MouseButton.NoButton, Qt.KeyboardModifier.ControlModifier, Qt.ScrollPhase.NoScrollPhase,
+                        False)
+    QApplication.sendEvent(widget, event)
+
+
+def test_thumbnails_zoom_in_whole_pixels_and_the_size_is_remembered(panel, qtbot, tiny_data):
+    """The zoom field, Ctrl+wheel over the grid and Ctrl++ / Ctrl+- / Ctrl+0 make every thumbnail
+    28 x k screen pixels; the selection stays; a new panel (a restart) opens at the last size."""
+    from PySide6.QtGui import QAction
+    from PySide6.QtWidgets import QSpinBox
+
+    spin = panel.findChild(QSpinBox, "thumbnailZoomSpin")
+    assert spin.value() == panel.model.scale == 2
+    panel.view.selectionModel().select(QItemSelection(panel.model.index(3), panel.model.index(5)),
+                                       QItemSelectionModel.SelectionFlag.ClearAndSelect)
+    first_row = panel.view.visualRect(panel.model.index(0)).width()
+
+    def thumb_width() -> int:
+        return panel.model.data(panel.model.index(0), Qt.ItemDataRole.DecorationRole).width()
+
+    spin.setValue(4)
+    assert thumb_width() == 28 * 4 and panel.view.gridSize().width() == 28 * 4 + 6
+    assert panel.view.visualRect(panel.model.index(0)).width() > first_row
+    _ctrl_wheel(panel.view.viewport())
+    assert spin.value() == 5 and thumb_width() == 28 * 5
+    bar = panel.view.verticalScrollBar().value()
+    _ctrl_wheel(panel.view.viewport(), -2)  # Ctrl+wheel zooms; it does not scroll the grid
+    assert spin.value() == 3 and panel.view.verticalScrollBar().value() <= bar
+    panel.findChild(QAction, "zoomInAction").trigger()
+    assert spin.value() == 4
+    panel.findChild(QAction, "zoomOutAction").trigger()
+    assert spin.value() == 3 and thumb_width() == 28 * 3
+    assert [i.row() for i in panel.view.selectionModel().selectedIndexes()] == [3, 4, 5]
+    spin.setValue(spin.maximum() + 3)
+    assert spin.value() == 6 and thumb_width() == 28 * 6  # clamped
+
+    again = DatasetPanel(panel.state)
+    qtbot.addWidget(again)
+    assert again.findChild(QSpinBox, "thumbnailZoomSpin").value() == again.model.scale == 6
+    again.findChild(QAction, "zoomResetAction").trigger()
+    assert again.model.scale == 2
+
+
+def test_the_view_menu_offers_the_zoom_and_shows_the_dataset(qtbot, tiny_mnist):
+    from PySide6.QtGui import QKeySequence
+
+    from diffusion_studio.ui.main_window import MainWindow
+
+    window = MainWindow(AppState())
+    qtbot.addWidget(window)
+    window.show()
+    window.loader.load(tiny_mnist)
+    assert window.loader.wait(60)
+    view_menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&View")
+    zoom_in = next(a for a in view_menu.actions() if a.objectName() == "zoomInAction")
+    assert QKeySequence("Ctrl++") in zoom_in.shortcuts() and QKeySequence("Ctrl+=") in zoom_in.shortcuts()
+    assert [a.objectName() for a in view_menu.actions()][-3:] == ["zoomInAction", "zoomOutAction", "zoomResetAction"]
+    window.show_panel("samplerPanel")
+    panel = window.panels["datasetPanel"]
+    zoom_in.trigger()
+    assert window.current_panel() is panel and panel.model.scale == 3  # zooms what it shows
+
+
+def test_the_enlarged_digit_zooms_in_whole_pixels_and_pans(panel, qtbot):
+    """Ctrl+wheel over the enlarged digit (or its Zoom field) draws it k screen pixels per image
+    pixel, past its box with scroll bars to pan; Fit puts it back to the largest that fits."""
+    from PySide6.QtWidgets import QScrollArea, QSpinBox
+
+    panel.view.setCurrentIndex(panel.model.index(2))
+    qtbot.wait(20)
+    spin = panel.findChild(QSpinBox, "enlargedZoomSpin")
+    box = panel.findChild(QScrollArea, "enlargedScroll")
+    w, h, fit = _drawn(panel)
+    assert spin.value() == 0 and spin.text() == "Fit" and fit >= 8
+    _ctrl_wheel(panel.big_image)
+    qtbot.wait(20)
+    assert spin.value() == fit + 1 and _drawn(panel) == (28 * (fit + 1), 28 * (fit + 1), fit + 1)
+    assert box.verticalScrollBar().maximum() > 0  # bigger than its box: it pans
+    spin.setValue(20)
+    qtbot.wait(20)
+    assert _drawn(panel) == (560, 560, 20) and box.horizontalScrollBar().maximum() > 0
+    _ctrl_wheel(panel.big_image, -3)
+    assert spin.value() == 17 and panel.big_image.scale == 17
+    spin.setValue(0)
+    qtbot.wait(20)
+    assert _drawn(panel) == (w, h, fit) and box.verticalScrollBar().maximum() == 0
+
