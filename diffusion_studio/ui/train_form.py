@@ -3,7 +3,9 @@
 ``TrainForm`` holds the widgets and turns them into what a run needs: the configs of a new
 run (``model_config``, ``schedule_config``, ``train_config``), the settings a resume or a continuation asks for (``raised_settings``,
 ``continue_settings``), and the run folder. It shows a resumed run's own settings
-(``show_run_settings``) and tells the shared state which schedule the next run trains.
+(``show_run_settings``) and tells the shared state which schedule the next run trains. The
+learner's choices (preset, time budget, class-conditional, device) are remembered in the app's
+settings store and come back after a restart; the run folder is always a fresh one.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
-from PySide6.QtCore import Slot
+from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -42,6 +44,7 @@ from ..engine.diffusion.unet import UNetConfig
 from ..engine.storage import paths
 from ..engine.training.config import TrainConfig
 from ..engine.training.presets import PRESETS, Preset
+from .settings import TRAIN_BUDGET, TRAIN_CONDITIONAL, TRAIN_DEVICE, TRAIN_PRESET, app_settings
 from .state import AppState, cuda_available
 from .widgets import WrappingLabel
 
@@ -51,6 +54,9 @@ TRAIN_FIELDS = ("epochs", "batch_size", "lr", "patience", "seed", "ema_decay", "
 BUDGET_QUALITY = "about 95% of digits clearly recognisable, FD 1.5x real digits' (w = 0.1; Xeon CPU, fp32)"
 EXPECTED_QUALITY = (f"{DEFAULT_GUI_BUDGET_MINUTES} minutes of the default recipe: {BUDGET_QUALITY}; "
                     "docs/quality.md has the measurements.")
+#: what the form is, for a learner who has never trained a network
+FORM_INTRO = ("What the next run trains: a network that learns to predict the noise added to a digit. "
+              "A preset fills in every field; change any of them before Start.")
 
 
 class TrainForm(QGroupBox):
@@ -71,14 +77,25 @@ class TrainForm(QGroupBox):
         self.epochs_spin.valueChanged.connect(self._update_estimate)
         self.budget_spin.valueChanged.connect(self._update_estimate)
         self._on_preset_changed()
+        self._restore_choices()
+        # remembered as they change (a resumed run's settings are shown with signals blocked, so
+        # they never become the learner's choices)
+        for signal in (self.preset_combo.currentIndexChanged, self.budget_spin.valueChanged,
+                       self.conditional_check.toggled, self.device_combo.currentIndexChanged):
+            signal.connect(self._remember_choices)
 
     # ------------------------------------------------------------ layout
     def _build(self) -> None:
         form = QFormLayout(self)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        self.intro_label = WrappingLabel(objectName="trainFormIntro")
+        self.intro_label.setText(FORM_INTRO)
+        self.intro_label.setStyleSheet("color: #555;")
+        form.addRow(self.intro_label)
         self.preset_combo = QComboBox(objectName="presetCombo")
         for p in self.presets.values():
             self.preset_combo.addItem(p.title, p.name)
+            self.preset_combo.setItemData(self.preset_combo.count() - 1, p.description, Qt.ItemDataRole.ToolTipRole)
         form.addRow("Preset", self.preset_combo)
         # the recipe's first words; the whole of it in the tooltip (in a form row, a long wrapped
         # text was squeezed and cut off)
@@ -188,6 +205,7 @@ class TrainForm(QGroupBox):
         p = self.current_preset()
         self.preset_label.setText(_summary(p.description))
         self.preset_label.setToolTip(p.description)
+        self.preset_combo.setToolTip(p.description)
         self._set_train_values(p.train.to_dict())
         self._update_estimate()
         self.conditional_check.setChecked(p.model.conditional)
@@ -195,6 +213,33 @@ class TrainForm(QGroupBox):
             self.schedule_combo.setCurrentIndex(self.schedule_combo.findData(p.schedule.kind))
             self.timesteps_spin.setValue(p.schedule.timesteps)
         self._on_schedule_edited()
+
+    # ------------------------------------------------------------ remembered choices
+    def _restore_choices(self) -> None:
+        """The learner's last preset, budget, class-conditional box and device; a remembered value
+        the form no longer offers (a preset renamed, a GPU gone) is skipped."""
+        store = app_settings()
+        i = self.preset_combo.findData(store.value(TRAIN_PRESET, "", str))
+        if i >= 0 and i != self.preset_combo.currentIndex():
+            self.preset_combo.setCurrentIndex(i)
+        minutes = _whole_number(store.value(TRAIN_BUDGET))
+        if minutes is not None and self.budget_spin.minimum() <= minutes <= self.budget_spin.maximum():
+            self.budget_spin.setValue(minutes)
+        if store.contains(TRAIN_CONDITIONAL):
+            self.conditional_check.setChecked(store.value(TRAIN_CONDITIONAL, False, bool))
+        i = self.device_combo.findText(store.value(TRAIN_DEVICE, "", str))
+        item = self.device_combo.model().item(i) if i >= 0 else None
+        if item is not None and item.isEnabled():
+            self.device_combo.setCurrentIndex(i)
+
+    @Slot()
+    def _remember_choices(self, *_args) -> None:
+        store = app_settings()
+        if self.preset_combo.currentData() in PRESETS:  # a preset added at run time is not offered after a restart
+            store.setValue(TRAIN_PRESET, self.preset_combo.currentData())
+        store.setValue(TRAIN_BUDGET, self.budget_spin.value())
+        store.setValue(TRAIN_CONDITIONAL, self.conditional_check.isChecked())
+        store.setValue(TRAIN_DEVICE, self.device_combo.currentText())
 
     def _set_train_values(self, values: dict) -> None:
         """Show these TrainConfig values (a dict; missing keys keep their field)."""
@@ -363,6 +408,14 @@ def _summary(description: str, limit: int = 48) -> str:
     end = min(cuts + [limit, len(description)])
     head = description[:end].rstrip(" .,")
     return head if end >= len(description) else head + "…"
+
+
+def _whole_number(value) -> int | None:
+    """A stored whole number (the settings file keeps it as text), else None."""
+    try:
+        return int(str(value))
+    except ValueError:
+        return None
 
 
 class _signals_blocked:

@@ -309,6 +309,32 @@ def test_class_conditional_checkbox_trains_a_conditional_network(qtbot, panel):
     assert not check.isChecked()  # the report's recipe is unconditional
 
 
+def test_the_form_says_what_it_is_and_names_its_presets_plainly(panel):
+    """Issue 32, item 11: a learner has no report; the first recipe is named after what it is, the
+    paper in its tooltip, and a line above the form says what the form makes."""
+    from PySide6.QtWidgets import QComboBox, QLabel, QStyle, QStyleOptionComboBox
+
+    from diffusion_studio.engine.training.presets import PRESETS
+
+    intro = panel.findChild(QLabel, "trainFormIntro")
+    assert intro.isVisible() and "predict the noise" in intro.text()
+    assert intro.height() >= intro.heightForWidth(intro.width())  # every line shown
+    combo = panel.findChild(QComboBox, "presetCombo")
+    titles = [combo.itemText(i) for i in range(combo.count())]
+    assert "Original DDPM recipe" in titles
+    assert not any("report" in t.lower() for t in titles)
+    i = combo.findData("report")
+    assert "Ho et al. 2020" in combo.itemData(i, Qt.ItemDataRole.ToolTipRole) == PRESETS["report"].description
+    combo.setCurrentIndex(i)
+    assert combo.toolTip() == PRESETS["report"].description
+    opt = QStyleOptionComboBox()
+    combo.initStyleOption(opt)
+    field = combo.style().subControlRect(QStyle.ComplexControl.CC_ComboBox, opt,
+                                         QStyle.SubControl.SC_ComboBoxEditField, combo)
+    assert combo.fontMetrics().horizontalAdvance(combo.currentText()) <= field.width()  # never cut off
+    assert panel.form.preset_label.text() == "The first recipe, kept to compare against…"
+
+
 def test_time_budget_field_reaches_the_trainer_and_caps_the_eta(qtbot, panel, tmp_path, monkeypatch):
     budget = panel.findChild(type(panel.form.budget_spin), "timeBudgetSpin")
     assert budget is panel.form.budget_spin and budget.value() == DEFAULT_GUI_BUDGET_MINUTES  # the measured recipe
