@@ -160,7 +160,8 @@ def _stop_on_signals(stop: threading.Event, received: list) -> dict:
 
 
 class _Printer:
-    """Prints the training's records: the start line, one line per epoch, a progress bar per epoch."""
+    """Prints the training's records: the start line, the early estimate's line, one line per epoch,
+    a progress bar per epoch."""
 
     def __init__(self) -> None:
         self.bar = None
@@ -180,6 +181,14 @@ class _Printer:
             self.bar = progress_bar(record.steps_per_epoch, f"epoch {record.epoch}")
         self.bar.set_postfix_str(f"loss {record.loss:.4f}, {record.images_per_s:.0f} img/s", refresh=False)
         advance_to(self.bar, record.step)
+
+    def _early_validation(self, record) -> None:
+        line = record.describe()
+        if self.bar is not None:  # above the epoch's bar, which goes on
+            self.bar.write(line, file=sys.stdout)
+            sys.stdout.flush()
+        else:
+            print(line, flush=True)
 
     def _baseline(self, record) -> None:
         print(baseline_validated(record.val_loss, record.seconds), flush=True)

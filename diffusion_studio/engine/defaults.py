@@ -71,9 +71,13 @@ DEFAULT_GUI_BUDGET_MINUTES = 15
 DEFAULT_EPOCH_SECONDS = 15 * 60 / 1.66
 # the Training panel's "Watch it learn" run: long enough for a few previews of recognisable strokes
 DEMO_BUDGET_MINUTES = 2
-# a run with previews shows one from the EMA weights after this many steps (0: none), not only at
-# the first epoch's end (7.5 minutes on that Xeon)
-DEFAULT_PREVIEW_FIRST_STEPS = 200
+# a run's first look at itself, after this many steps (0: none) instead of only at the first epoch's
+# end (7.5 minutes on that Xeon): preview digits from the EMA weights, where previews are on, and an
+# early estimate of the validation loss (engine.training.trainer, EarlyValidationRecord)
+DEFAULT_EARLY_STEPS = 200
+# the early estimate's validation digits: the first this many, with the epoch validation's fixed
+# (t, eps); 3.6 s (13 training steps) for the default recipe on a 2-core Xeon (docs/training.md)
+DEFAULT_EARLY_VALIDATION_IMAGES = 1000
 PRECISIONS = ("auto", "fp32", "bf16")
 SCHEDULE_KINDS = ("linear", "cosine", "rescaled_linear")
 LR_SCHEDULES = ("constant", "cosine")

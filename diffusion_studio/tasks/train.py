@@ -3,8 +3,8 @@ is written, then run as a stream of records both front ends draw.
 
     plan = plan_train(request)          # validates everything, refuses in one line, writes nothing
     for record in train(request, plan, data, ctx):
-        ...                             # StartedRecord, StepRecord, EpochRecord, BaselineRecord,
-                                        # PreviewRecord, FinishedRecord
+        ...                             # StartedRecord, StepRecord, EarlyValidationRecord, EpochRecord,
+                                        # BaselineRecord, PreviewRecord, FinishedRecord
 
 ``train`` makes the run folder (a new or continued run), holds the run's lock while it
 trains, and stops cooperatively when ``ctx`` asks (within one batch; last.pt then holds
@@ -23,7 +23,7 @@ from typing import Any, Iterator, Literal
 import numpy as np
 
 from ..engine import runs as R
-from ..engine.defaults import DEFAULT_PREVIEW_FIRST_STEPS
+from ..engine.defaults import DEFAULT_EARLY_STEPS
 from ..engine.diffusion.schedule import ScheduleConfig
 from ..engine.diffusion.unet import UNetConfig
 from ..engine.training.config import Record, TrainConfig
@@ -50,6 +50,8 @@ class TrainRequest:
     max_minutes: a wall-clock budget. preview_every: epochs between preview digits (0: none).
     preview_first_steps: with previews on, one more after this many steps of the run (0: none),
         so a learner sees digits long before the first epoch ends.
+    early_validation_steps: after this many steps of the first epoch, an estimate of the validation
+        loss on a subset of the split (``EarlyValidationRecord``; 0: none), for the CLI too.
     """
 
     mode: Mode = "new"
@@ -70,7 +72,8 @@ class TrainRequest:
     preview_every: int = 0
     preview_count: int = 8
     preview_steps: int = 20
-    preview_first_steps: int = DEFAULT_PREVIEW_FIRST_STEPS
+    preview_first_steps: int = DEFAULT_EARLY_STEPS
+    early_validation_steps: int = DEFAULT_EARLY_STEPS
 
     def __post_init__(self) -> None:
         if self.mode not in ("new", "resume", "continue"):
@@ -79,6 +82,8 @@ class TrainRequest:
             raise ValueError(f"a {self.mode} needs the run or checkpoint it starts from")
         if self.max_minutes is not None and not (self.max_minutes > 0 and math.isfinite(self.max_minutes)):
             raise ValueError(f"the time budget must be a positive number of minutes, got {self.max_minutes}")
+        if self.early_validation_steps < 0:
+            raise ValueError(f"the early validation's step must be >= 0 (0: none), got {self.early_validation_steps}")
 
     @property
     def max_seconds(self) -> float | None:
@@ -198,7 +203,7 @@ def train(request: TrainRequest, plan: TrainPlan, data, ctx: TaskContext | None 
             raise R.RunError(f"{run_dir} already holds a run (another process trained there since); "
                              "resume it or choose another folder")
         trainer = Trainer(plan, data, device=request.device, run_dir=run_dir, stop_event=ctx.stop_event,
-                          max_seconds=request.max_seconds)
+                          max_seconds=request.max_seconds, early_validation_steps=request.early_validation_steps)
         yield trainer.started()
         yield from _records_with_previews(trainer, request, ctx)
 

@@ -2,8 +2,8 @@
 
 A form (``train_form.TrainForm``) builds the request, this panel starts and stops it, and
 a view (``train_view.LossView``) draws what comes back. The run is one call of the task
-layer, ``tasks.train.train``, in a ``TaskWorker``: its records (started, step, epoch,
-baseline, preview, finished) arrive in batches and are drawn at most every 40 ms.
+layer, ``tasks.train.train``, in a ``TaskWorker``: its records (started, step, early
+validation, epoch, baseline, preview, finished) arrive in batches and are drawn at most every 40 ms.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 from PySide6.QtCore import QTimer, Signal, Slot
 from PySide6.QtWidgets import QFileDialog, QWidget
 
-from ..engine.defaults import DEFAULT_PREVIEW_FIRST_STEPS, DEMO_BUDGET_MINUTES
+from ..engine.defaults import DEFAULT_EARLY_STEPS, DEMO_BUDGET_MINUTES
 from ..engine.storage import paths
 from ..engine.text import baseline_validated, continuing_from, resuming_at
 from ..engine.text import format_duration as _format_duration
@@ -67,7 +67,7 @@ class TrainPanel(QWidget):
 
     training_finished = Signal(str, str)
     preview_every = 5  # epochs between previews (tests lower it)
-    preview_first_steps = DEFAULT_PREVIEW_FIRST_STEPS  # the early preview's step
+    preview_first_steps = DEFAULT_EARLY_STEPS  # the early preview's step (the early validation's: the task's)
 
     def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -244,8 +244,7 @@ class TrainPanel(QWidget):
 
         return TrainRequest(mode=mode, runs_dir=paths.runs_dir(), max_minutes=max_minutes or self.form.max_minutes(),
                             device=self.form.device_combo.currentText(), preview_every=self.preview_every,
-                            preview_first_steps=self.preview_first_steps,
-                            **fields)
+                            preview_first_steps=self.preview_first_steps, **fields)
 
     def _start(self, request, plan=None) -> bool:
         return self.start_job(_train_job(request, plan, self.state.data), "training", request, self._on_records)
@@ -297,7 +296,7 @@ class TrainPanel(QWidget):
     @Slot(object)
     def _on_records(self, records: list) -> None:
         """A batch of the run's records, in order: runs of steps are drawn together, every
-        other record by ``_on_<kind>`` (started, epoch, baseline, preview, finished)."""
+        other record by ``_on_<kind>`` (started, early_validation, epoch, baseline, preview, finished)."""
         steps = []
         for record in records:
             if record.kind == "step":
@@ -383,6 +382,9 @@ class TrainPanel(QWidget):
             f"epoch {rec.epoch}/{rec.epochs}: train {rec.train_loss:.5f} · validation {rec.val_loss:.5f} · "
             f"best {rec.best_val_loss:.5f} at epoch {rec.best_epoch} · {format_duration(rec.seconds)} · "
             f"{rec.images_per_s:,.0f} images/s")
+
+    def _on_early_validation(self, rec) -> None:
+        self.state.report(self.view.show_early_estimate(rec))  # the marker, the line under it, the status bar
 
     def _on_baseline(self, rec) -> None:
         """A continued run validated the weights it brought: the loss its epochs must beat."""

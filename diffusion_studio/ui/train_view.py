@@ -2,7 +2,8 @@
 progress lines, and the preview digits.
 
 ``LossView`` keeps every step's loss (raw and smoothed by ``engine.runs.smooth``, streamed)
-and every epoch's validation loss, plotted against the epoch (fractional for steps) and
+and every epoch's validation loss (and the early estimate of it after the first steps, a distinct
+marker), plotted against the epoch (fractional for steps) and
 redrawn by ``redraw()`` at most as often as the panel's timer asks (pyqtgraph's streaming
 pattern: curves made once, fed with ``setData``).
 """
@@ -42,8 +43,8 @@ class LossView(QWidget):
     """The loss plot, the loss-by-timestep plot and the lines under them.
 
     add_steps(global_steps, losses), add_epoch(epoch, val_loss, fraction=1.0), set_best(epoch, val_loss),
-    add_loss_by_timestep(edges, values), set_round(title, loss_label), reset(), redraw() (only when
-    something changed).
+    show_early_estimate(record) -> its line, add_loss_by_timestep(edges, values), set_round(title,
+    loss_label), reset(), redraw() (only when something changed).
     ``steps_per_epoch`` converts steps to epochs; ``epochs_total`` bounds the x axis.
     """
 
@@ -97,6 +98,10 @@ class LossView(QWidget):
         self.smooth_curve = pi.plot(pen=pg.mkPen("#1f6fb5", width=2), name="train (smoothed)")
         self.val_curve = pi.plot(pen=pg.mkPen("#e0701b", width=2), symbol="o", symbolSize=6,
                                  symbolBrush="#e0701b", symbolPen="w", name="validation")
+        # the early estimate (EarlyValidationRecord): a hollow diamond, in the legend once it is drawn
+        self.early_curve = pi.plot(pen=None, symbol="d", symbolSize=13, symbolBrush=pg.mkBrush("w"),
+                                   symbolPen=pg.mkPen("#e0701b", width=2))
+        self.early_curve.setZValue(5)  # over the train curves it sits on
         self.best_marker = pg.ScatterPlotItem(size=16, symbol="star", brush=pg.mkBrush("#2ca02c"),
                                               pen=pg.mkPen("#1b6e1b"), name="best epoch")
         pi.addItem(self.best_marker)  # (named, so the legend lists it)
@@ -142,10 +147,12 @@ class LossView(QWidget):
         self.val_losses: list[float] = []
         self.best_epoch = 0
         self.best_val = math.inf
+        self.early: tuple[float, float] | None = None  # the early estimate: (epoch position, loss)
+        self.legend.removeItem(self.early_curve)
         for curve in self.t_curves:
             self.t_plot.getPlotItem().removeItem(curve)
         self.t_curves = []
-        for c in (self.raw_curve, self.smooth_curve, self.val_curve):
+        for c in (self.raw_curve, self.smooth_curve, self.val_curve, self.early_curve):
             c.setData([], [])
         self.best_marker.setData([], [])
         self.best_line.setVisible(False)
@@ -178,6 +185,24 @@ class LossView(QWidget):
         self.val_losses.append(float(val_loss))
         self._dirty = True
 
+    def add_early_estimate(self, position: float, val_loss: float, images: int) -> None:
+        """The early estimate of the validation loss on ``images`` digits, drawn at ``position``
+        (epochs, fractional) and named in the legend."""
+        self.early = (float(position), float(val_loss))
+        name = f"early estimate ({int(images):,} digits)"
+        self.early_curve.setData([self.early[0]], [self.early[1]], name=name)
+        self.legend.removeItem(self.early_curve)
+        self.legend.addItem(self.early_curve, name)
+        self._dirty = True
+
+    def show_early_estimate(self, rec) -> str:
+        """An EarlyValidationRecord: its marker, and its line under the plot; returns the line."""
+        self.add_early_estimate(rec.position, rec.val_loss, rec.images)
+        line = rec.describe()
+        line = f"{line[:1].upper()}{line[1:]}; the full validation comes at the epoch's end"
+        self.epoch_label.setText(line)
+        return line
+
     def set_best(self, epoch: int, val_loss: float) -> None:
         self.best_epoch, self.best_val = int(epoch), float(val_loss)
         self._dirty = True
@@ -190,6 +215,9 @@ class LossView(QWidget):
         for e in history.get("epochs", []):  # a partial epoch's "epoch" is where it ended (1.32)
             x = float(e["epoch"])
             self.add_epoch(math.ceil(x), float(e["val_loss"]), x - math.ceil(x) + 1)
+        early = history.get("early_validation")
+        if early:  # {"epoch": 0.13, "val_loss", "images", ...}: the run's early estimate
+            self.add_early_estimate(float(early["epoch"]), float(early["val_loss"]), int(early.get("images", 0)))
         if history.get("epochs"):
             best = float(history["epochs"][-1].get("best_val_loss", math.inf))
             best_x = min(zip(self.val_losses, self.val_epochs))[1] if self.val_losses else 0
@@ -232,7 +260,8 @@ class LossView(QWidget):
     def _update_y_range(self) -> None:
         """Set the y range only when the data leaves it (or fills under half of it),
         with 10% slack, so most redraws keep the axes as they are."""
-        need = _y_needs(self.steps.values.values, np.asarray(self.val_losses, float), self.log_check.isChecked())
+        val = np.asarray(self.val_losses + ([self.early[1]] if self.early else []), float)
+        need = _y_needs(self.steps.values.values, val, self.log_check.isChecked())
         if need is None:
             return
         lo, hi = need

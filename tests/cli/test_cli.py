@@ -201,3 +201,22 @@ def test_train_help_quotes_the_default_presets_own_settings():
     assert quoted["--lr-schedule"].startswith(preset.train.lr_schedule)
     assert quoted["--schedule"] == preset.schedule.kind and int(quoted["--timesteps"]) == preset.schedule.timesteps
     assert "res or report" not in helps["--preset"] and "plain" in helps["--preset"]  # presets that exist
+
+
+def test_train_prints_one_line_for_the_early_estimate(capsys):
+    """In-process: the train command's printer gives the early estimate one line of stdout, also
+    while an epoch's progress bar is open."""
+    from diffusion_studio.commands.train import _Printer
+    from diffusion_studio.engine.training.config import EarlyValidationRecord, StepRecord
+
+    early = EarlyValidationRecord(epoch=1, step=200, global_step=200, position=200 / 1563, val_loss=0.0812,
+                                  images=1000, val_images=10000, seconds=2.1)
+    printer = _Printer()
+    printer(StepRecord(1, 200, 1563, 200, 0.09, 90.0, 70.0))
+    printer(early)
+    printer.close()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["early estimate after 200 steps (0.13 epoch): validation loss 0.08120 on the first 1,000 of "
+                     "10,000 validation digits, 2.1 s"]
+    _Printer()(early)  # no bar open
+    assert capsys.readouterr().out.splitlines() == lines

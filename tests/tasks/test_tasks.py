@@ -195,3 +195,27 @@ def test_the_guidance_sweep_is_a_grid_with_its_weights_and_rows_labelled(bundled
                                                                 precision="fp32"))
     assert auto.images.shape == (4, 28, 28) and auto.column_labels == ("g = 0", "g = 1")
     assert auto.row_labels == ("seed 5", "seed 6") and auto.caption.startswith("seeds 5–6 (rows): autoguidance")
+
+
+def test_an_early_validation_estimate_comes_after_the_early_steps_for_both_front_ends(tiny_data, tmp_path):
+    """Before the first epoch's validation, an estimate of its loss on the first validation digits:
+    one record, after the same first steps as the early preview, with or without previews (the CLI)."""
+    import json
+
+    from diffusion_studio.engine.defaults import DEFAULT_EARLY_STEPS
+
+    assert TrainRequest().early_validation_steps == TrainRequest().preview_first_steps == DEFAULT_EARLY_STEPS > 0
+    with pytest.raises(ValueError, match="early validation"):
+        TrainRequest(early_validation_steps=-1)
+    request = TrainRequest(settings={"epochs": 1, "batch_size": 25, "precision": "fp32"}, width=4, timesteps=10,
+                           preset="plain", out=tmp_path / "run", early_validation_steps=2)
+    records = list(train(request, plan_train(request), tiny_data))
+    kinds = [r.kind for r in records]
+    assert kinds.count("early_validation") == 1
+    i = kinds.index("early_validation")
+    early = records[i]
+    assert kinds[:i].count("step") == 2 and i < kinds.index("epoch") and kinds[-1] == "finished"
+    assert np.isfinite(early.val_loss) and early.position == 0.5 and early.images == early.val_images == 20
+    assert early.describe().startswith("early estimate after 2 steps (0.50 epoch): validation loss ")
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert history["early_validation"]["val_loss"] == early.val_loss and len(history["epochs"]) == 1

@@ -556,3 +556,39 @@ def test_the_preset_line_is_short_and_its_tooltip_has_the_recipe(panel):
     recipe = panel.form.current_preset().description
     assert label.toolTip() == recipe and len(label.text()) < 80 and label.text() != recipe
     assert label.sizeHint().width() <= label.width()  # one line, never cut off
+
+
+def test_the_early_estimate_is_drawn_apart_at_its_fractional_epoch_and_said(qtbot, panel):
+    """Item 4: after the first 200 steps an estimate of the validation loss on 1,000 digits is drawn
+    at 200 / 1563 of the first epoch as a marker of its own, named in the legend and in the line
+    under the plot; it is no epoch's validation point and no best epoch."""
+    import pyqtgraph as pg
+    from PySide6.QtWidgets import QLabel
+
+    from diffusion_studio.engine.training.config import EarlyValidationRecord
+
+    panel._on_records([started({"steps_per_epoch": 1563, "epochs": 50, "patience": 5, "start_epoch": 0,
+                                "device": "cpu", "precision": "bf16", "batch_size": 32, "timesteps": 300})])
+    reported = []
+    panel.state.status_message.connect(reported.append)
+    panel._on_records([EarlyValidationRecord(epoch=1, step=200, global_step=200, position=200 / 1563,
+                                             val_loss=0.0812, images=1000, val_images=10000, seconds=2.1)])
+    panel.view.redraw()
+    plot = panel.findChild(pg.PlotWidget, "lossPlot").getPlotItem()
+    early = [item for item in plot.listDataItems() if item.name() == "early estimate (1,000 digits)"]
+    assert len(early) == 1
+    assert early[0].getData()[0].tolist() == [pytest.approx(200 / 1563)]
+    assert early[0].getData()[1].tolist() == [pytest.approx(0.0812)]
+    assert "early estimate (1,000 digits)" in [label.text for _, label in plot.legend.items]
+    line = panel.findChild(QLabel, "epochLabel").text()
+    assert line.startswith("Early estimate after 200 steps (0.13 epoch): validation loss 0.08120 on the first "
+                           "1,000 of 10,000 validation digits") and reported == [line]
+    assert panel.view.val_curve.getData()[0] is None and not panel.view.best_marker.getData()[0].size
+    panel._on_records([epoch_record(1, 0.0611, 1, 0.0611, 0)])  # the epoch's own point comes beside it
+    panel.view.redraw()
+    assert panel.view.val_curve.getData()[0].tolist() == [1.0]
+    assert early[0].getData()[0].tolist() == [pytest.approx(200 / 1563)]
+    panel.view.reset()  # a new run: no estimate yet, none in the legend
+    assert "early estimate (1,000 digits)" not in [label.text for _, label in plot.legend.items]
+    panel.view.show_history({"early_validation": {"epoch": 0.128, "val_loss": 0.0812, "images": 1000}})
+    assert early[0].getData()[0].tolist() == [pytest.approx(0.128)]  # a resumed run's, from its history

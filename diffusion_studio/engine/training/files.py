@@ -23,9 +23,13 @@ BEST, LAST, HISTORY = "best.pt", "last.pt", "history.json"
 
 def history_document(state: RunState, model: dict, schedule: dict, train: dict, timesteps: int,
                      meta: dict) -> dict:
-    """history.json: the per-epoch records and what the Runs panel lists a run by."""
+    """history.json: the per-epoch records and what the Runs panel lists a run by; a run's early
+    estimate of the validation loss (``Trainer.early_validation``) apart from its epochs, so that
+    what reads the epochs (best epoch, curves, resume) never takes it for one."""
+    early = state.history.get("early_validation")
     return {
         "epochs": state.history["epochs"],
+        **({"early_validation": early} if early else {}),
         "best_epoch": state.best_epoch,
         "best_val_loss": state.best_val_loss if math.isfinite(state.best_val_loss) else None,
         "finished_reason": state.finished_reason,

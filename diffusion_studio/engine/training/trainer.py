@@ -9,9 +9,11 @@
 ``EpochRecord`` after every epoch (with the validation loss) and one
 ``FinishedRecord`` at the end; a run that continues a checkpoint without best
 weights first yields a ``BaselineRecord``, the validation of the weights it
-brought. The caller (CLI, GUI worker, tests) decides what to print or draw; the
-trainer only trains and, when given a run folder, keeps ``best.pt``, ``last.pt``
-and ``history.json`` there.
+brought; given ``early_validation_steps``, one ``EarlyValidationRecord`` after
+that many steps of the first epoch, an estimate on a subset of the validation
+split that nothing but the history keeps. The caller (CLI, GUI worker, tests)
+decides what to print or draw; the trainer only trains and, when given a run
+folder, keeps ``best.pt``, ``last.pt`` and ``history.json`` there.
 
 Stopping: set ``stop_event`` (a ``threading.Event``); it is checked before every
 step, so training stops within one batch. ``last.pt`` then holds the exact
@@ -33,14 +35,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..defaults import DEFAULT_EARLY_VALIDATION_IMAGES
 from ..device import autocast, choose_precision, resolve_device
 from ..diffusion.schedule import NoiseSchedule
 from ..diffusion.unet import build_model
 from ..storage.data import MNISTSplits, to_model_range
 from .algorithm import EMA, drop_labels, noised_batch, recalibrate_batchnorm
 from .config import (
-    BaselineRecord, EpochRecord, FinishedRecord, Record, StartedRecord, StepRecord, _format_loss, loss_bins,
-    lr_factor,
+    BaselineRecord, EarlyValidationRecord, EpochRecord, FinishedRecord, Record, StartedRecord, StepRecord,
+    _format_loss, loss_bins, lr_factor,
 )
 from .files import HISTORY, RunFiles, history_document
 from .plan import TrainPlan
@@ -82,6 +85,11 @@ class Trainer:
               validation, training validates what it has (a partial epoch counts),
               keeps best.pt and last.pt, and finishes with reason "budget". A
               resumed run gets a new budget. Early stopping applies inside it.
+    early_validation_steps: after this many optimiser steps of the first epoch (0: never), an
+              EarlyValidationRecord: the loss on the first ``early_validation_images``
+              validation digits (``early_validation``). Skipped where the epoch is no longer
+              (the step count is past an epoch), the budget cannot afford it, or a
+              distillation round trains (its validation runs the teacher: not a few seconds).
     """
 
     def __init__(
@@ -93,9 +101,15 @@ class Trainer:
         run_dir: str | os.PathLike | None = None,
         stop_event: threading.Event | None = None,
         max_seconds: float | None = None,
+        early_validation_steps: int = 0,
+        early_validation_images: int = DEFAULT_EARLY_VALIDATION_IMAGES,
     ) -> None:
         if max_seconds is not None and not (max_seconds > 0 and math.isfinite(max_seconds)):
             raise ValueError(f"the time budget must be a positive number of seconds, got {max_seconds}")
+        if early_validation_steps < 0 or early_validation_images < 1:
+            raise ValueError(f"the early validation needs steps >= 0 and images >= 1, got {early_validation_steps} "
+                             f"steps and {early_validation_images} images")
+        self.early_validation_steps, self.early_validation_images = early_validation_steps, early_validation_images
         self.plan = plan
         self.max_seconds = max_seconds
         self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
@@ -209,7 +223,8 @@ class Trainer:
             run_dir=str(self.run_dir) if self.run_dir is not None else "", max_seconds=self.max_seconds,
             history={"epochs": list(self.state.history.get("epochs", [])),
                      "global_step": [int(s) for s in steps.get("global_step", [])],
-                     "loss": [float(v) for v in steps.get("loss", [])]},
+                     "loss": [float(v) for v in steps.get("loss", [])],
+                     "early_validation": self.state.history.get("early_validation")},
             continued_from=self.extra_meta.get("continued_from") if self.plan.mode == "continue" else None,
             source_name=self.plan.source_name or "",
         )
@@ -431,6 +446,17 @@ class Trainer:
         """
         if self.distiller is not None:
             return self._distill_validation()
+        result = self._validation_pass(len(self.val_x), batch_size)
+        if result is None:
+            return None
+        loss, self.last_val_by_t = result
+        return loss
+
+    @torch.no_grad()
+    def _validation_pass(self, n: int, batch_size: int = 1000) -> tuple[float, list] | None:
+        """(mean ||eps - eps_theta||^2, its mean per t bin) of the sampling weights on the first
+        ``n`` validation digits with their fixed (t, eps), shared among the processes; None when
+        stopped."""
         model = self.sampling_model()
         was_training = model.training
         model.eval()
@@ -439,7 +465,6 @@ class Trainer:
         bin_sum = torch.zeros(len(bins) - 1, device=self.device, dtype=torch.float64)
         bin_count = torch.zeros(len(bins) - 1, device=self.device, dtype=torch.float64)
         edges = torch.tensor(bins[1:-1], device=self.device)
-        n = len(self.val_x)
         lo, hi = (n * self.rank) // self.world_size, (n * (self.rank + 1)) // self.world_size
         try:
             with torch.inference_mode():
@@ -467,9 +492,8 @@ class Trainer:
             total, count = packed[0], float(packed[1])
             nb = len(bin_sum)
             bin_sum, bin_count = packed[2 : 2 + nb], packed[2 + nb :]
-        self.last_val_by_t = [float(sv / cv) if cv > 0 else None
-                              for sv, cv in zip(bin_sum.tolist(), bin_count.tolist())]
-        return float(total) / max(count, 1)
+        by_t = [float(sv / cv) if cv > 0 else None for sv, cv in zip(bin_sum.tolist(), bin_count.tolist())]
+        return float(total) / max(count, 1), by_t
 
     def _distill_validation(self) -> float | None:
         result = self.distiller.validation(
@@ -697,7 +721,38 @@ class Trainer:
                 progress.images / max(now - progress.epoch_start, 1e-9), now - self._run_start,
                 lr=float(self.optimizer.param_groups[0]["lr"]),
             )
+            if self._early_validation_due(progress.step_seconds):
+                early = self.early_validation(epoch)
+                if early is not None:
+                    yield early
         return progress
+
+    def _early_validation_due(self, step_seconds: float) -> bool:
+        """Whether the early estimate runs now: the first epoch has reached its step count (once per
+        run: a resume past it, or a run that has one, does not redo it), the epoch's own validation
+        is not next, and the budget still covers it, a step and that validation."""
+        st, n = self.state, self.early_validation_steps
+        return (n > 0 and self.distiller is None and st.epoch == 0 and n <= st.global_step
+                and st.step_in_epoch < self.steps_per_epoch and "early_validation" not in st.history
+                and not self._budget_exhausted(step_seconds + self._validation_seconds_estimate(step_seconds)))
+
+    def early_validation(self, epoch: int) -> EarlyValidationRecord | None:
+        """The early estimate: recalibrate the sampling weights' BatchNorm as an epoch's validation
+        does (when set), then validate them on the first ``early_validation_images`` digits. Kept
+        only in the history's "early_validation" (not its epochs), so best.pt, early stopping, the
+        budget's validation estimate and a resume's position never see it. None when stopped."""
+        st, images = self.state, min(self.early_validation_images, len(self.val_x))
+        start = time.perf_counter()
+        # (epoch -1: a recalibration seeded apart from the epochs', seed * 1000 + 31 + epoch)
+        result = self._validation_pass(images) if self.recalibrate(-1) else None
+        if result is None:
+            return None
+        record = EarlyValidationRecord(
+            epoch, st.step_in_epoch, st.global_step, epoch - 1 + st.step_in_epoch / self.steps_per_epoch,
+            result[0], images, len(self.val_x), time.perf_counter() - start)
+        st.history["early_validation"] = {"epoch": record.position, "global_step": record.global_step,
+                                          "val_loss": record.val_loss, "images": images, "seconds": record.seconds}
+        return record
 
     def _kept(self) -> str:
         return f"; best epoch {self.state.best_epoch} kept" if self.state.best_epoch else ""
