@@ -117,3 +117,16 @@ def test_no_early_estimate_where_the_first_epoch_is_no_longer_or_it_is_off(tiny_
     for steps, epochs in ((0, 1), (7, 1), (10, 2)):  # off; at the epoch's own validation; in the second epoch
         records = list(early_trainer(tiny_data, steps=steps, epochs=epochs, bn_recalibration=0).run())
         assert not [r for r in records if isinstance(r, EarlyValidationRecord)], steps
+
+
+def test_the_time_budget_makes_room_for_the_early_estimate_unless_it_is_nearly_spent(tiny_data, monkeypatch):
+    """The default recipe's case: a 15-minute budget, 10,000 validation digits, batch 32, 0.35 s a
+    step, 60 s spent: the estimate runs (it and the epoch's validation take about 37 s each before
+    any was measured); with 850 s spent, it would leave no time for the validation at the budget's end."""
+    trainer = early_trainer(tiny_data, steps=2, batch_size=32, bn_recalibration=0)  # 4 steps an epoch
+    trainer.val_x = trainer.val_x.repeat(500, 1, 1, 1)  # 10,000 digits, for the validation's estimate
+    trainer.max_seconds = 900.0
+    trainer.state.global_step = trainer.state.step_in_epoch = 2
+    for spent, due in ((60.0, True), (850.0, False)):
+        monkeypatch.setattr(trainer, "_budget_used", lambda spent=spent: spent)
+        assert trainer._early_validation_due(0.35) == due, spent

@@ -396,8 +396,9 @@ class Trainer:
         """Seconds of this run()'s time budget spent so far."""
         return time.perf_counter() - self._run_start if self._run_start is not None else 0.0
 
-    def _budget_exhausted(self, step_seconds: float) -> bool:
-        """True when the time left would not cover one more step and a validation."""
+    def _budget_exhausted(self, step_seconds: float, extra_seconds: float = 0.0) -> bool:
+        """True when the time left would not cover one more step and a validation (and
+        ``extra_seconds`` of other work before them)."""
         if self.max_seconds is None:
             return False
         if self.distributed:  # every rank must agree, or the collectives hang
@@ -406,7 +407,7 @@ class Trainer:
             used = float(flag)
         else:
             used = self._budget_used()
-        return used + step_seconds + self._validation_seconds_estimate(step_seconds) >= self.max_seconds
+        return used + extra_seconds + step_seconds + self._validation_seconds_estimate(step_seconds) >= self.max_seconds
 
     def _validation_seconds_estimate(self, step_seconds: float) -> float:
         """How long the next recalibration + validation will take: the last one's
@@ -734,7 +735,8 @@ class Trainer:
         st, n = self.state, self.early_validation_steps
         return (n > 0 and self.distiller is None and st.epoch == 0 and n <= st.global_step
                 and st.step_in_epoch < self.steps_per_epoch and "early_validation" not in st.history
-                and not self._budget_exhausted(step_seconds + self._validation_seconds_estimate(step_seconds)))
+                # (its cost bounded by a whole validation's)
+                and not self._budget_exhausted(step_seconds, self._validation_seconds_estimate(step_seconds)))
 
     def early_validation(self, epoch: int) -> EarlyValidationRecord | None:
         """The early estimate: recalibrate the sampling weights' BatchNorm as an epoch's validation
