@@ -14,8 +14,8 @@ import time
 
 import numpy as np
 import torch
-from PySide6.QtCore import Qt, QTimer, Signal, Slot
-from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtCore import QTimer, Signal, Slot
+from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from ..engine.defaults import SCHEDULE_KINDS
 from ..engine.diffusion.schedule import NoiseSchedule, ScheduleConfig
@@ -36,20 +36,16 @@ from .noise_view import (
     build_readouts,
     build_top_bar,
     HIST_RANGE,
-    DenoiseBox,
-    ModelViewBox,
     Origin,
-    ScheduleCurves,
-    forward_strip,
+    build_views,
     mosaic,
-    readout_html,
-    t_readout_html,
+    show_readout,
+    show_t_readout,
 )
 from .state import AppState
-from .widgets import ImageView
 from .workers import TaskWorker, WorkerRunner
 
-STRIP_TIMESTEPS = (20, 50, 100, 300)  # the report's Figure 3
+STRIP_TIMESTEPS = (20, 50, 100, 300)  # as in the report's Figure 3
 STRIP_ROWS = 3  # digits shown in the strip
 PLAY_INTERVAL_MS = 30
 PLAY_FRAMES = 150  # a sweep 0 -> T takes this many frames
@@ -62,7 +58,8 @@ class NoisePanel(QWidget):
     ``timestepSlider`` (0..T) redraws x_t for ``state.selection``; the schedule
     selector and T change ``state.schedule_config``. ``last_frame_ms`` holds the
     time of the latest redraw (closed form, mosaic, histogram, markers).
-    Parts: ``curves`` (ScheduleCurves), ``model_box`` (ModelViewBox), ``denoise_box`` (DenoiseBox).
+    Parts: ``curves`` (ScheduleCurves), ``model_box`` (ModelViewBox), ``denoise_box`` (DenoiseBox),
+    ``strip`` (ForwardStrip), laid out by ``noise_view.build_views``.
     """
 
     frame_drawn = Signal(int)  # t of the frame just drawn
@@ -113,28 +110,9 @@ class NoisePanel(QWidget):
 
     # ---------------------------------------------------------------- building
     def _build(self) -> None:
-        self.curves = ScheduleCurves()
-        self.model_box = ModelViewBox()
-        self.denoise_box = DenoiseBox()
+        body = build_views(self)
         self.denoise_box.denoise_button.clicked.connect(lambda: self.denoise_from_here())
         self.denoise_box.identity_button.clicked.connect(lambda: self.identity_curve())
-        self.image_label = ImageView("Select digits in the Dataset panel.")
-        self.image_label.setObjectName("noisyImages")
-        image_box = QGroupBox("x_t for the selected digits")
-        QVBoxLayout(image_box).addWidget(self.image_label, 1)
-        self.strip_label = QLabel(objectName="noiseStrip", alignment=Qt.AlignmentFlag.AlignCenter)
-        strip_box = QGroupBox("Forward process at fixed t (the report's Figure 3)")
-        QVBoxLayout(strip_box).addWidget(self.strip_label)
-        left = QVBoxLayout()
-        left.addWidget(image_box, 3)
-        left.addWidget(self.model_box, 4)
-        left.addWidget(self.denoise_box, 3)
-        right = QVBoxLayout()
-        right.addWidget(self.curves, 1)
-        right.addWidget(strip_box)
-        body = QHBoxLayout()
-        body.addLayout(left, 1)
-        body.addLayout(right, 1)
         lay = QVBoxLayout(self)
         lay.addLayout(build_top_bar(self))
         lay.addLayout(build_readouts(self))
@@ -262,7 +240,7 @@ class NoisePanel(QWidget):
         self.slider.setValue(min(t_old if t_old else min(100, T), T))
         self.slider.blockSignals(False)
         self.curves.show_schedule(self.schedule)
-        self.readout.setText(readout_html(self.schedule, self._x0))
+        show_readout(self.readout, self.schedule, self._x0)
         self._update_strip()
         self._render()
         self.mark_stale()
@@ -271,7 +249,7 @@ class NoisePanel(QWidget):
         self._x0 = to_model_range(torch.from_numpy(np.ascontiguousarray(self.state.selection)))
         self._update_denoise_enabled()
         self._draw_noise()
-        self.readout.setText(readout_html(self.schedule, self._x0))
+        show_readout(self.readout, self.schedule, self._x0)
         self._update_strip()
         self._render()
 
@@ -287,7 +265,7 @@ class NoisePanel(QWidget):
             ts.append(T)
         self.strip_timesteps = ts
         k = min(STRIP_ROWS, len(self._x0))
-        self.strip_label.setPixmap(forward_strip(self.schedule, self._x0[:k], self._noise[:k], ts))
+        self.strip.draw(self.schedule, self._x0[:k], self._noise[:k], ts)
 
     def _render(self, *_args) -> None:
         """Redraw x_t, the histogram, the markers and the readout for the slider's t."""
@@ -308,7 +286,7 @@ class NoisePanel(QWidget):
             self._hist = np.zeros(HIST_BINS)
         self.curves.show_t(t, self._edges, self._hist)
         self.t_label.setText(f"t = {t}")
-        self.t_readout.setText(t_readout_html(self.schedule, t))
+        show_t_readout(self.t_readout, self.schedule, t)
         self._request_prediction(t)
         self.last_frame_ms = (time.perf_counter() - start) * 1000.0
         self.frame_label.setText(f"{k} digits · frame drawn in {self.last_frame_ms:.1f} ms")

@@ -5,9 +5,11 @@
 - ``ModelViewBox``: the network's predicted x_0 and eps error at this t, with the error's
   colour scale (``ErrorScaleBar``);
 - ``DenoiseBox``: "denoise from here" and the identity-vs-t curve;
-- ``forward_strip``: the report's Figure 3 (digits at fixed t);
-- ``readout_html``: what the schedule keeps of the image at T;
-- ``build_top_bar`` / ``build_readouts``: the panel's controls and lines (made as its attributes).
+- ``ForwardStrip`` / ``forward_strip``: the report's Figure 3 (digits at fixed t);
+- ``show_readout`` / ``show_t_readout``: what the schedule keeps of the image at T and at t;
+- ``caption``: a view's "what am I looking at" line in plain words (the formulas go in tooltips);
+- ``build_top_bar`` / ``build_readouts`` / ``build_views``: the panel's controls, lines and views
+  (made as its attributes).
 """
 
 from __future__ import annotations
@@ -54,10 +56,28 @@ def mosaic(images: np.ndarray) -> np.ndarray:
     return tile(images, min(8, max(1, math.ceil(math.sqrt(len(images))))))
 
 
-def _plot(title: str, name: str, **kwargs) -> pg.PlotWidget:
+def _plot(title: str, name: str, tip: str, **kwargs) -> pg.PlotWidget:
     plot = styled_plot(title, **{"bottom": "t", **kwargs}, menu=False, min_size=(240, 170))
     plot.setObjectName(name)
+    plot.setToolTip(tip)
     return plot
+
+
+def caption(text: str, name: str, tip: str = "") -> QLabel:
+    """A view's "what am I looking at" line: plain words on screen, the formula in ``tip``."""
+    label = QLabel(text, objectName=name, wordWrap=True)
+    label.setStyleSheet("color: #444; font-size: 11px;")
+    label.setToolTip(tip)
+    return label
+
+
+def image_box(title: str, line: QLabel, view: QWidget) -> QGroupBox:
+    """A group box titled ``title``: its caption ``line`` above its picture ``view``."""
+    box = QGroupBox(title)
+    lay = QVBoxLayout(box)
+    lay.addWidget(line)
+    lay.addWidget(view, 1)
+    return box
 
 
 class ScheduleCurves(QWidget):
@@ -65,15 +85,22 @@ class ScheduleCurves(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.beta_plot = _plot("β_t (noise added per step)", "betaPlot")
+        self.caption = caption(
+            "How the schedule wipes the digit out, step by step: the noise each step adds, how much of the digit "
+            "is left, and how x_t's pixels compare with pure noise. The red line is the slider's t.", "curvesCaption")
+        self.beta_plot = _plot("Noise added at each step (β_t)", "betaPlot", "β_t, the variance of the noise "
+                               "step t adds: q(x_t | x_{t−1}) = N(√(1−β_t) x_{t−1}, β_t I)")
         self.beta_curve = self.beta_plot.plot(pen=pg.mkPen(BLUE, width=2))
-        self.alphabar_plot = _plot("ᾱ_t and √ᾱ_t (signal kept)", "alphabarPlot")
+        self.alphabar_plot = _plot("How much of the digit is left", "alphabarPlot",
+                                   "x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε with ᾱ_t = (1−β_1)···(1−β_t): √ᾱ_t scales the "
+                                   "digit, ᾱ_t is the share of x_t's variance that is still the digit")
         self.alphabar_plot.addLegend(offset=(-10, 10), labelTextColor="#222")
         self.alphabar_curve = self.alphabar_plot.plot(pen=pg.mkPen(BLUE, width=2), name="ᾱ_t")
         self.sqrt_alphabar_curve = self.alphabar_plot.plot(
             pen=pg.mkPen("#d0782a", width=2, style=Qt.PenStyle.DashLine), name="√ᾱ_t")
         self.alphabar_plot.setYRange(0, 1.02)
-        self.snr_plot = _plot("SNR_t = ᾱ_t / (1 − ᾱ_t), log scale", "snrPlot")
+        self.snr_plot = _plot("Signal-to-noise ratio (log scale)", "snrPlot",
+                              "SNR_t = ᾱ_t / (1 − ᾱ_t): the digit's variance over the noise's in x_t")
         self.snr_plot.getPlotItem().setLogMode(x=False, y=True)
         self.snr_curve = self.snr_plot.plot(pen=pg.mkPen(BLUE, width=2))
         self._build_histogram()
@@ -89,11 +116,14 @@ class ScheduleCurves(QWidget):
         grid = QGridLayout(self)
         grid.setContentsMargins(0, 0, 0, 0)
         grid.setSpacing(8)
+        grid.addWidget(self.caption, 0, 0, 1, 2)
         for i, plot in enumerate((self.beta_plot, self.alphabar_plot, self.snr_plot, self.hist_plot)):
-            grid.addWidget(plot, i // 2, i % 2)
+            grid.addWidget(plot, 1 + i // 2, i % 2)
 
     def _build_histogram(self) -> None:
-        self.hist_plot = _plot("Pixels of x_t against N(0, 1)", "histogramPlot", left="density", bottom="value")
+        self.hist_plot = _plot("Pixel values of x_t against pure noise", "histogramPlot",
+                               "The histogram of x_t's pixels against the density of N(0, 1): once they match, "
+                               "nothing of the digits is left", left="density", bottom="value")
         self.hist_plot.addLegend(offset=(-10, 10), labelTextColor="#222")
         self.hist_curve = self.hist_plot.plot(stepMode="center", fillLevel=0, brush=(31, 95, 191, 90),
                                               pen=pg.mkPen(BLUE, width=1.5), name="x_t")
@@ -176,6 +206,8 @@ class ModelViewBox(QGroupBox):
         super().__init__(self.TITLE, parent)
         self._text, self.stale_note = "", ""
         grid = QGridLayout(self)
+        self.caption = caption("What the trained network makes of x_t: its guess of the clean digits, and where "
+                               "its guess of the noise that was added is wrong.", "modelViewCaption")
         self.prediction_view = ImageView("Load or train a model to see what it predicts from x_t.", min_side=120)
         self.prediction_view.setObjectName("predictionView")
         self.prediction_view.setToolTip(
@@ -184,17 +216,21 @@ class ModelViewBox(QGroupBox):
         self.eps_error_view.setObjectName("epsErrorView")
         self.eps_error_view.setToolTip(
             f"|ε_θ(x_t, t) − ε| per pixel: black = exact, white = off by {ERROR_FULL_SCALE:g} or more")
-        grid.addWidget(QLabel("predicted x̂_0", alignment=Qt.AlignmentFlag.AlignCenter), 0, 0)
-        grid.addWidget(QLabel("|ε_θ − ε| (error of the predicted noise)", alignment=Qt.AlignmentFlag.AlignCenter), 0, 1)
-        grid.addWidget(self.prediction_view, 1, 0)
-        grid.addWidget(self.eps_error_view, 1, 1)
+        centre = Qt.AlignmentFlag.AlignCenter
+        grid.addWidget(self.caption, 0, 0, 1, 3)
+        grid.addWidget(QLabel("its guess of the clean digits", alignment=centre,
+                              toolTip=self.prediction_view.toolTip()), 1, 0)
+        grid.addWidget(QLabel("where its noise guess is wrong", alignment=centre,
+                              toolTip=self.eps_error_view.toolTip()), 1, 1)
+        grid.addWidget(self.prediction_view, 2, 0)
+        grid.addWidget(self.eps_error_view, 2, 1)
         self.error_scale = ErrorScaleBar()
-        grid.addWidget(self.error_scale, 1, 2)
-        self.model_error_label = QLabel(objectName="epsErrorLabel", wordWrap=True)
-        self.model_error_label.setStyleSheet("color: #444; font-size: 11px;")
+        grid.addWidget(self.error_scale, 2, 2)
+        self.model_error_label = caption("", "epsErrorLabel", "‖ε_θ(x_t, t) − ε‖², the squared error of the predicted "
+                                         "noise, averaged over each digit's pixels")
         self.model_error_label.setFixedHeight(3 * self.model_error_label.fontMetrics().lineSpacing() + 4)
-        grid.addWidget(self.model_error_label, 2, 0, 1, 3)
-        grid.setRowStretch(1, 1)  # the views take the room the box gets; the labels keep their lines
+        grid.addWidget(self.model_error_label, 3, 0, 1, 3)
+        grid.setRowStretch(2, 1)  # the views take the room the box gets; the labels keep their lines
         # an explicit minimum, which the layout honours where it may squeeze a hint: the denoise
         # box's expanding plot once took the room and the error line overlapped the views
         self.setMinimumHeight(self.minimumSizeHint().height() + 4)
@@ -215,8 +251,8 @@ class ModelViewBox(QGroupBox):
         errors = " ".join(f"{v:.3f}" for v in result["mse"])
         stale = "" if result["t"] == current_t else " (catching up with the slider)"
         given = " (conditioned on each digit's label)" if result.get("conditioned") else ""
-        self.set_text(
-            f"t = {result['t']}{stale}{given}: ‖ε_θ − ε‖² per digit (mean over pixels), in the order shown: {errors}")
+        self.set_text(f"t = {result['t']}{stale}{given}: how far off the noise guess is, per digit "
+                      f"(mean squared error), in the order shown: {errors}")
 
     def set_text(self, text: str) -> None:
         """The line under the views (after the stale mark, if any)."""
@@ -234,8 +270,11 @@ class DenoiseBox(QGroupBox):
     """"Denoise from here" and the identity-vs-t curve: two buttons, the picture, the plot."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__("Denoise from here: x_t → x_0 with the sampler panel's settings", parent)
+        super().__init__("Denoise from here (with the Sampler panel's settings)", parent)
         self._text, self.stale_note = "", ""
+        self.caption = caption("Does a digit survive the noise? The model takes the noise away again from this t, "
+                               "and a classifier checks whether each result is still the same digit.",
+                               "denoiseCaption", "SDEdit: the reverse process from x_t down to x_0")
         self.denoise_button = QPushButton("Denoise from here", objectName="denoiseFromHereButton")
         self.denoise_button.setToolTip(
             f"Run the reverse process from this x_t of the first {VIEW_DIGITS} digits down to x_0 (SDEdit), "
@@ -245,8 +284,7 @@ class DenoiseBox(QGroupBox):
         self.denoise_view = ImageView("", min_side=90)
         self.denoise_view.setObjectName("denoiseView")
         self.denoise_view.setMinimumWidth(200)
-        self.denoise_label = QLabel(objectName="denoiseLabel", wordWrap=True)
-        self.denoise_label.setStyleSheet("color: #444; font-size: 11px;")
+        self.denoise_label = caption("", "denoiseLabel")
         self.identity_plot = styled_plot("same digit after denoising", left="share", bottom="t", menu=False)
         self.identity_plot.setObjectName("identityPlot")
         self.identity_plot.setYRange(0, 1.05)
@@ -254,14 +292,15 @@ class DenoiseBox(QGroupBox):
         self.identity_curve_item = self.identity_plot.plot(pen=pg.mkPen(BLUE, width=2), symbol="o", symbolSize=6,
                                                            symbolBrush=BLUE)
         grid = QGridLayout(self)
-        grid.addWidget(self.denoise_button, 0, 0)
-        grid.addWidget(self.identity_button, 0, 1)
-        grid.addWidget(self.denoise_view, 1, 0)
-        grid.addWidget(self.identity_plot, 1, 1)
-        grid.addWidget(self.denoise_label, 2, 0, 1, 2)
+        grid.addWidget(self.caption, 0, 0, 1, 2)
+        grid.addWidget(self.denoise_button, 1, 0)
+        grid.addWidget(self.identity_button, 1, 1)
+        grid.addWidget(self.denoise_view, 2, 0)
+        grid.addWidget(self.identity_plot, 2, 1)
+        grid.addWidget(self.denoise_label, 3, 0, 1, 2)
         grid.setColumnStretch(0, 3)
         grid.setColumnStretch(1, 2)
-        self.setMaximumHeight(260)
+        self.setMaximumHeight(260 + 2 * self.caption.fontMetrics().lineSpacing())  # the caption's two lines
 
     def show_step(self, t: int, x: np.ndarray) -> None:
         self.denoise_view.set_array(mosaic(x))
@@ -340,6 +379,33 @@ def with_stale_mark(note: str, text: str) -> str:
     return f'<span style="{STALE_STYLE}">{html.escape(note, quote=False)}.</span> {html.escape(text, quote=False)}'
 
 
+class ForwardStrip(QGroupBox):
+    """The forward process at fixed t (objectName ``forwardStripBox``): the first digits at t = 0
+    and a few t (``label``, objectName ``noiseStrip``), under a line (``caption``, objectName
+    ``noiseStripCaption``) saying how much of the digit the last column keeps."""
+
+    TIP = ("Each column is x_t = √ᾱ_t·x_0 + √(1−ᾱ_t)·ε at one t, with the same noise ε in every column "
+           "(the layout of Figure 3 of the project report)")
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Noise builds up: the same digits at a few t", parent)
+        self.setObjectName("forwardStripBox")
+        self.setToolTip(self.TIP)
+        self.caption = caption("", "noiseStripCaption", self.TIP)
+        self.label = QLabel(objectName="noiseStrip", alignment=Qt.AlignmentFlag.AlignCenter)
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.caption)
+        lay.addWidget(self.label)
+
+    def draw(self, schedule, x0: torch.Tensor, noise: torch.Tensor, ts: list[int]) -> None:
+        """The digits x0 (k, 1, 28, 28) with ``noise`` at each t in ``ts`` (t = 0: x_0), and the caption."""
+        self.label.setPixmap(forward_strip(schedule, x0, noise, ts))
+        kept = float(schedule.sqrt_alphabar[ts[-1]])
+        left = "almost nothing" if kept < 0.05 else f"only {kept:.0%}" if kept < 0.5 else f"{kept:.0%}"
+        self.caption.setText(f"The same digits with more and more noise added, left to right: by t = {ts[-1]}, "
+                             f"{left} of the digit is left.")
+
+
 def forward_strip(schedule, x0: torch.Tensor, noise: torch.Tensor, ts: list[int]) -> QPixmap:
     """The report's Figure 3: the digits x0 (k, 1, 28, 28) at each t in ``ts`` (t = 0: x_0),
     noised with ``noise``, a labelled column per t; "no digits selected" when k = 0."""
@@ -370,25 +436,32 @@ def _num(x: float) -> str:
     return f"{x:.3f}" if abs(x) >= 1e-3 or x == 0 else f"{x:.2g}"
 
 
-def readout_html(schedule, x0: torch.Tensor) -> str:
-    """What the schedule keeps of the image at T, and how far x_T is from N(0, I)."""
+def show_readout(label: QLabel, schedule, x0: torch.Tensor) -> None:
+    """What the schedule keeps of the image at T, in words; the closed form and how far x_T is
+    from N(0, I) (KL, in nats) in the tooltip."""
     summ = schedule.summary()
     title = SCHEDULE_TITLES.get(schedule.config.kind, schedule.config.kind)
+    verdict = ("the noise has all but wiped out the digit: x<sub>T</sub> is as good as the pure noise sampling "
+               "starts from"
+               if summ["signal_at_T"] < 0.05 else
+               "a visible trace of the digit remains in x<sub>T</sub>, which sampling (starting from pure noise) "
+               "never sees")
+    label.setText(f"<b>{title}</b> schedule, T = {schedule.timesteps} steps: the last step, x<sub>T</sub>, keeps "
+                  f"<b>{_num(summ['signal_at_T'])}</b> × the digit under its noise. So {verdict}.")
     kl_sel = f"; {schedule.prior_kl(x0):.3g} nats/pixel averaged over the selected digits" if len(x0) else ""
-    verdict = ("the chain has essentially destroyed the image" if summ["signal_at_T"] < 0.05 else
-               "a visible trace of the digit remains in x_T, which sampling (starting from pure noise) never sees")
-    return (f"<b>{title}</b> schedule, T = {schedule.timesteps}: at t = T, √ᾱ<sub>T</sub> = "
-            f"<b>{_num(summ['signal_at_T'])}</b> of the image survives (ᾱ<sub>T</sub> = {summ['alphabar_T']:.3g}); "
-            f"KL(q(x<sub>T</sub>|x<sub>0</sub>) ‖ N(0, I)) = {summ['prior_kl_background']:.3g} nats for a "
-            f"background pixel{kl_sel}. So {verdict}.")
+    label.setToolTip(f"x_T = √ᾱ_T·x_0 + √(1−ᾱ_T)·ε with √ᾱ_T = {_num(summ['signal_at_T'])}, ᾱ_T = "
+                     f"{summ['alphabar_T']:.3g}. How far x_T is from pure noise: KL(q(x_T|x_0) ‖ N(0, I)) = "
+                     f"{summ['prior_kl_background']:.3g} nats for a background pixel{kl_sel} (0: no difference).")
 
 
-def t_readout_html(schedule, t: int) -> str:
+def show_t_readout(label: QLabel, schedule, t: int) -> None:
+    """x_t as so much digit plus so much noise, with the schedule's β_t, ᾱ_t and SNR_t in the tooltip."""
     a, b = float(schedule.sqrt_alphabar[t]), float(schedule.sqrt_one_minus_alphabar[t])
     snr = "∞" if t == 0 else f"{float(schedule.snr[t]):.3g}"
-    return (f"x<sub>{t}</sub> = <b>{a:.3f}</b>·x<sub>0</sub> + <b>{b:.3f}</b>·ε &nbsp;&nbsp; "
-            f"β<sub>t</sub> = {float(schedule.beta[t]):.4g}, &nbsp; ᾱ<sub>t</sub> = {float(schedule.alphabar[t]):.4g}, "
-            f"&nbsp; SNR = {snr}")
+    label.setText(f"x<sub>{t}</sub> = <b>{a:.3f}</b> × the digit + <b>{b:.3f}</b> × noise &nbsp;&nbsp; "
+                  f"signal-to-noise ratio {snr}")
+    label.setToolTip(f"x_t = √ᾱ_t·x_0 + √(1−ᾱ_t)·ε; β_t = {float(schedule.beta[t]):.4g}, ᾱ_t = "
+                     f"{float(schedule.alphabar[t]):.4g}, SNR_t = ᾱ_t / (1 − ᾱ_t) = {snr}")
 
 
 def build_top_bar(panel) -> QHBoxLayout:
@@ -421,6 +494,32 @@ def build_top_bar(panel) -> QHBoxLayout:
     top.addWidget(panel.play_button)
     top.addWidget(panel.new_noise_button)
     return top
+
+
+def build_views(panel) -> QHBoxLayout:
+    """The noise panel's views, made as its attributes: on the left x_t (``image_label``), the
+    model's view (``model_box``) and "denoise from here" (``denoise_box``); on the right the
+    schedule's curves (``curves``) above the strip at fixed t (``strip``, its picture ``strip_label``)."""
+    panel.curves, panel.model_box, panel.denoise_box = ScheduleCurves(), ModelViewBox(), DenoiseBox()
+    panel.image_label = ImageView("Select digits in the Dataset panel.")
+    panel.image_label.setObjectName("noisyImages")
+    xt_box = image_box("x_t: the selected digits at the slider's t", caption(
+        "The digits picked in the Dataset panel with noise added up to t: t = 0 is the clean digit, t = T is "
+        "pure noise. Drag t and watch the digit fade.", "noisyImagesCaption",
+        "x_t = √ᾱ_t·x_0 + √(1−ᾱ_t)·ε, with one fixed noise ε per digit (New noise draws another)"), panel.image_label)
+    panel.strip = ForwardStrip()
+    panel.strip_label = panel.strip.label
+    left = QVBoxLayout()
+    left.addWidget(xt_box, 3)
+    left.addWidget(panel.model_box, 4)
+    left.addWidget(panel.denoise_box, 3)
+    right = QVBoxLayout()
+    right.addWidget(panel.curves, 1)
+    right.addWidget(panel.strip)
+    body = QHBoxLayout()
+    body.addLayout(left, 1)
+    body.addLayout(right, 1)
+    return body
 
 
 def build_readouts(panel) -> QVBoxLayout:

@@ -3,7 +3,8 @@
 ``SamplerForm`` turns its widgets into a ``SamplerConfig`` and a ``tasks.sample.SampleRequest``
 for the model it is shown (``show_model``): guidance applies only to a class-conditional
 model, autoguidance only to one with a guide network, and the form says why a control is off.
-Every default comes from ``SamplerConfig()`` (the one source the CLI reads too).
+Every default comes from ``SamplerConfig()`` (the one source the CLI reads too). Its model
+list (``ModelCombo``) shows every name whole, or cut in the middle where a run's name is long.
 
 ``Provenance`` records what a request was asked of which model, so that pictures on screen
 can say they came from a previous model and an exported PNG carries its origin.
@@ -15,14 +16,64 @@ import weakref
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from PySide6.QtCore import Signal, Slot
-from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QSpinBox, QWidget
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QLabel,
+    QSpinBox,
+    QStyle,
+    QStyleOptionComboBox,
+    QStylePainter,
+    QWidget,
+)
 
 from ..engine.diffusion.scheduling import DEFAULT_DDIM_STEPS, SamplerConfig
 from .student_mode import StudentMode
 from .widgets import WrappingLabel
 
 SAMPLER_TITLES = {"ddpm": "DDPM (all T steps)", "ddim": "DDIM (fewer steps)", "dpmpp2m": "DPM-Solver++ 2M"}
+
+
+class ModelCombo(QComboBox):
+    """The model list (objectName ``modelCombo``): as wide as its row allows, never wider; the
+    chosen name cut in the middle with "…" where it does not fit (its start and end stay in view),
+    every item's full name in its tooltip, and a popup as wide as the longest name."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        # the names never set the width (a long one widened the Sampler's fixed-width column)
+        self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.setMinimumContentsLength(16)
+
+    def addItem(self, text: str, data=None) -> None:  # noqa: N802 (Qt name)
+        super().addItem(text, data)
+        self.setItemData(self.count() - 1, text, Qt.ItemDataRole.ToolTipRole)
+
+    def shown_text(self) -> str:
+        """The current name as drawn: whole, or cut in the middle to the width of the field."""
+        opt = QStyleOptionComboBox()
+        self.initStyleOption(opt)
+        field = self.style().subControlRect(QStyle.ComplexControl.CC_ComboBox, opt,
+                                            QStyle.SubControl.SC_ComboBoxEditField, self)
+        return self.fontMetrics().elidedText(self.currentText(), Qt.TextElideMode.ElideMiddle, field.width() - 4)
+
+    def paintEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        painter = QStylePainter(self)
+        opt = QStyleOptionComboBox()
+        self.initStyleOption(opt)
+        painter.drawComplexControl(QStyle.ComplexControl.CC_ComboBox, opt)
+        opt.currentText = self.shown_text()
+        painter.drawControl(QStyle.ControlElement.CE_ComboBoxLabel, opt)
+
+    def showPopup(self) -> None:  # noqa: N802 (Qt name)
+        view = self.view()
+        widest = max((view.fontMetrics().horizontalAdvance(self.itemText(i)) for i in range(self.count())), default=0)
+        view.setMinimumWidth(widest + 4 * view.fontMetrics().averageCharWidth())  # the items' padding
+        super().showPopup()
 
 
 class SamplerForm(QGroupBox):
@@ -50,8 +101,9 @@ class SamplerForm(QGroupBox):
         default = SamplerConfig()
         form = QFormLayout(self)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        self.model_combo = QComboBox(objectName="modelCombo")
-        form.addRow("Model", self.model_combo)
+        self.model_combo = ModelCombo(objectName="modelCombo")
+        form.addRow(QLabel("Model"))
+        form.addRow(self.model_combo)  # a row of its own: the whole width for the models' names
         self.model_info = WrappingLabel(objectName="modelInfo")
         self.model_info.setStyleSheet("color: palette(mid); font-size: 11px;")
         form.addRow(self.model_info)

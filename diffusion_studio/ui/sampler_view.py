@@ -1,5 +1,6 @@
 """What the Sampler panel draws: x_t and the predicted x_0 of the kept frames, played or
-scrubbed without recomputing; the t = 300, 100, 50, 20, 0 strip; an exploration's strip.
+scrubbed without recomputing; the t = 300, 100, 50, 20, 0 strip (the report's Figure 7); an
+exploration's strip. Each view has a plain caption; the formulas are in its tooltips.
 
 ``FramesView`` holds the kept frames (``tasks.sample.Frame``: t, x_t and predicted x_0 as
 uint8) and shows one at a time, under a line saying which model made them; ``ExploreBox``
@@ -30,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from .imaging import tile
+from .noise_view import caption  # (the forward panel's captions look the same)
 from .widgets import ImageView
 
 PLAY_FPS = 12
@@ -93,8 +95,13 @@ class FramesView(QWidget):
         self.xt_view.setObjectName("xtView")
         self.x0_view = ImageView("predicted x_0")
         self.x0_view.setObjectName("x0View")
+        self.caption = caption("Left: the digits as the model takes the noise away, from pure noise (t = T) to the "
+                               "result (t = 0). Right: at each step, the model's guess of the finished digits.",
+                               "framesCaption")
         self.xt_title = QLabel("x_t", alignment=Qt.AlignmentFlag.AlignCenter)
-        self.x0_title = QLabel("predicted x_0 = (x_t − √(1−ᾱ_t) ε_θ) / √ᾱ_t", alignment=Qt.AlignmentFlag.AlignCenter)
+        self.xt_title.setToolTip("x_t: the digits part-way through sampling, at step t of the reverse process")
+        self.x0_title = QLabel("its guess of the result (predicted x_0)", alignment=Qt.AlignmentFlag.AlignCenter)
+        self.x0_title.setToolTip("x̂_0 = (x_t − √(1−ᾱ_t) ε_θ(x_t, t)) / √ᾱ_t: where the network thinks x_t is heading")
         title_font = QFont(self.xt_title.font())
         title_font.setBold(True)
         for title in (self.xt_title, self.x0_title):
@@ -119,16 +126,24 @@ class FramesView(QWidget):
         playback.addWidget(self.play_button)
         playback.addWidget(self.slider, 1)
         playback.addWidget(self.frame_label)
-        strip_box = QGroupBox("The reverse process at t = 300, 100, 50, 20, 0 (report Figure 7)")
+        strip_box = QGroupBox("The reverse process, step by step", objectName="reverseStripBox")
+        tip = ("The kept frames nearest t = 300, 100, 50, 20, 0 (within the model's T): the layout of Figure 7 "
+               "of the project report")
+        strip_box.setToolTip(tip)
+        self.strip_caption = caption("Each row is one of the digits above, from pure noise on the left to the "
+                                     "finished digit on the right.", "stripCaption", tip)
         self.strip_view = ImageView("Sample to see the strip", min_side=120)
         self.strip_view.setObjectName("stripView")
         self.strip_view.setStyleSheet("color: palette(mid);")
         # the strip's own height (drawn at scale 2): shown 1:1, its labels are never resampled
         self.strip_view.setFixedHeight(22 + STRIP_ROWS * (2 * 28 + 6) + 6 + 8)
-        QVBoxLayout(strip_box).addWidget(self.strip_view)
+        strip_layout = QVBoxLayout(strip_box)
+        strip_layout.addWidget(self.strip_caption)
+        strip_layout.addWidget(self.strip_view)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.source_label)
+        layout.addWidget(self.caption)
         layout.addLayout(views, 1)
         layout.addLayout(playback)
         layout.addWidget(strip_box)
@@ -339,7 +354,7 @@ def build_panel(panel) -> None:
     left.addStretch(1)
     left_w = QWidget()
     left_w.setLayout(left)
-    left_w.setFixedWidth(320)
+    left_w.setFixedWidth(340)  # the bundled models' names whole in the model list
     right = QVBoxLayout()
     right.addWidget(panel.view, 1)
     right.addWidget(panel.explore_box)

@@ -58,12 +58,13 @@ def test_the_app_starts_with_the_default_student_else_its_teacher_else_the_uncon
 
     name, title, path = bundled.startup_model()
     assert (name, path) == ("default-conditional-4step", bundled.bundled_checkpoint_path("default-conditional-4step"))
-    assert title == "Bundled class-conditional student, 4 steps"
-    teacher = [("default-conditional", "Bundled class-conditional model", tmp_path / "default-conditional.pt")]
+    assert title == "Bundled class-conditional 4-step student"
+    teacher = [("default-conditional", "Bundled class-conditional model (300 steps)",
+                tmp_path / "default-conditional.pt")]
     monkeypatch.setattr(bundled, "available_bundled", lambda: teacher)
     assert bundled.startup_model() == teacher[0]
     # an installation without the conditional files opens the unconditional one; without either, none
-    only_default = [("default", "Bundled default model", tmp_path / "default.pt")]
+    only_default = [("default", "Bundled unconditional model (300 steps)", tmp_path / "default.pt")]
     monkeypatch.setattr(bundled, "available_bundled", lambda: only_default)
     assert bundled.startup_model() == only_default[0]
     monkeypatch.setattr(bundled, "available_bundled", lambda: [])

@@ -6,6 +6,7 @@ import math
 import time
 
 import numpy as np
+import pyqtgraph as pg
 import pytest
 import torch
 from PySide6.QtCore import Qt
@@ -116,7 +117,7 @@ def test_schedule_switch_changes_state_and_readout(panel, qtbot):
     panel.set_schedule("linear", 300)
     text = panel.readout.text()
     assert "0.219" in text  # the report's linear T = 300 schedule keeps 0.219 of the image
-    assert "KL" in text
+    assert "KL" not in text and "KL(q(x_T|x_0) ‖ N(0, I))" in panel.readout.toolTip()  # the formula in the tooltip
     beta_before = panel.curves.beta_curve.getData()[1].copy()
     with qtbot.waitSignal(panel.state.schedule_changed, timeout=1000):
         panel.schedule_combo.setCurrentIndex(panel.schedule_combo.findData("cosine"))
@@ -425,3 +426,66 @@ def test_views_of_a_previous_model_or_schedule_are_marked_until_recomputed(qtbot
     panel.set_schedule("rescaled_linear", 300)
     assert "Computed under" not in view_line.text()
     panel.shutdown()
+
+
+# ------------------------------------------------ plain words, formulas in tooltips (issue 32, item 11)
+#: what a learner, who has no report and no paper at hand, should not meet on screen
+JARGON = ("report", "Figure", "nats", "KL(", "ᾱ", "ε_θ", "‖")
+
+
+def visible_texts(root) -> dict[str, str]:
+    """{where: text} of every visible label and group box title under ``root``."""
+    from PySide6.QtWidgets import QGroupBox, QLabel
+
+    out = {}
+    for w in root.findChildren(QLabel) + root.findChildren(QGroupBox):
+        if w.isVisibleTo(root):
+            out[f"{type(w).__name__}({w.objectName()})"] = w.text() if isinstance(w, QLabel) else w.title()
+    return out
+
+
+def test_no_label_on_the_forward_panel_uses_a_papers_words(qtbot, tiny_data, tiny_model_checkpoint):
+    """Labels and box titles speak plainly, with a model's view and a schedule's readouts shown;
+    the formulas, the KL in nats and the report's figure live in the tooltips."""
+    from diffusion_studio.engine.storage.checkpoint import load_model
+
+    panel = make_panel(qtbot, tiny_data)
+    with qtbot.waitSignal(panel.prediction_shown, timeout=20000):
+        panel.state.set_model(load_model(tiny_model_checkpoint), "a tiny model")
+    texts = visible_texts(panel)
+    assert len(texts) >= 10
+    found = {where: text for where, text in texts.items() if any(word in text for word in JARGON)}
+    assert found == {}
+    assert "nats" in panel.readout.toolTip()
+    tip = panel.t_readout.toolTip()
+    assert "β_t = " in tip and "ᾱ_t = " in tip and "SNR_t = ᾱ_t / (1 − ᾱ_t)" in tip
+    assert "× the digit" in panel.t_readout.text() and "× noise" in panel.t_readout.text()
+    for name, formula in (("betaPlot", "N(√(1−β_t) x_{t−1}, β_t I)"), ("alphabarPlot", "x_t = √ᾱ_t x_0"),
+                          ("snrPlot", "ᾱ_t / (1 − ᾱ_t)"), ("histogramPlot", "N(0, 1)")):
+        assert formula in panel.findChild(pg.PlotWidget, name).toolTip(), name
+
+
+def test_each_view_says_what_it_shows(panel):
+    from PySide6.QtWidgets import QLabel
+
+    for name in ("noisyImagesCaption", "curvesCaption", "modelViewCaption", "denoiseCaption", "noiseStripCaption"):
+        line = panel.findChild(QLabel, name)
+        assert line is not None and line.isVisibleTo(panel), name
+        assert len(line.text().split()) >= 8 and not any(word in line.text() for word in JARGON), name
+        assert line.geometry().bottom() < line.parentWidget().height(), name  # drawn inside its box
+
+
+def test_the_strips_caption_says_how_much_of_the_digit_is_left_and_its_tooltip_has_the_formula(panel):
+    from PySide6.QtWidgets import QGroupBox, QLabel
+
+    line = panel.findChild(QLabel, "noiseStripCaption")
+    assert "x_t = √ᾱ_t·x_0 + √(1−ᾱ_t)·ε" in line.toolTip() and "Figure 3" in line.toolTip()
+    assert panel.findChild(QGroupBox, "forwardStripBox").toolTip() == line.toolTip()
+    for kind, T in (("linear", 300), ("rescaled_linear", 300), ("linear", 80)):
+        panel.set_schedule(kind, T)
+        last = panel.strip_timesteps[-1]
+        kept = float(NoiseSchedule(ScheduleConfig(kind=kind, timesteps=T)).sqrt_alphabar[last])
+        assert f"by t = {last}," in line.text()
+        # the linear schedule keeps 22% of the digit at t = 300; the rescaled one under 1%
+        assert ("almost nothing" in line.text()) == (kept < 0.05), (kind, T, line.text())
+        assert kept < 0.05 or f"{kept:.0%} of the digit is left" in line.text(), (kind, T, line.text())

@@ -541,3 +541,71 @@ def test_exports_are_scaled_for_a_slide_and_gif_frames_carry_their_t(qtbot, pane
     head = pictures[0].shape[0] - 4 * (4 * 30 + 2)  # the caption's band above the 4 x 4 mosaics
     assert head > 0 and (first[:head] < 128).any()  # the caption's text above the digits
     assert not np.array_equal(pictures[0][:head], pictures[-1][:head])  # t = 3 and t = 0 say different things
+
+
+# ------------------------------------------------ plain words, formulas in tooltips (issue 32, item 11)
+#: what a learner, who has no report and no paper at hand, should not meet on screen
+JARGON = ("report", "Figure", "nats", "ᾱ", "ε_θ", "‖")
+
+
+def test_the_sampler_panel_speaks_plainly_and_keeps_the_formulas_in_tooltips(qtbot, panel):
+    from PySide6.QtWidgets import QGroupBox, QLabel
+
+    assert run_sampling(qtbot, panel) == "finished"
+    texts = {f"{type(w).__name__}({w.objectName()})": w.text() if isinstance(w, QLabel) else w.title()
+             for w in panel.findChildren(QLabel) + panel.findChildren(QGroupBox) if w.isVisibleTo(panel)}
+    assert len(texts) >= 10
+    assert {where: t for where, t in texts.items() if any(word in t for word in JARGON)} == {}
+    for name in ("framesCaption", "stripCaption"):  # each view says what it shows
+        line = panel.findChild(QLabel, name)
+        assert line.isVisibleTo(panel) and len(line.text().split()) >= 8, name
+    assert "Figure 7" in panel.findChild(QLabel, "stripCaption").toolTip()
+    assert "Figure 7" in panel.findChild(QGroupBox, "reverseStripBox").toolTip()
+    assert "x̂_0 = (x_t − √(1−ᾱ_t) ε_θ(x_t, t)) / √ᾱ_t" in panel.view.x0_title.toolTip()
+    assert "predicted x_0" in panel.view.x0_title.text()
+
+
+# ------------------------------------------------ the model list (issue 32, item 12)
+def test_the_model_list_says_what_each_bundled_model_is(qtbot, panel):
+    """Each bundled model's entry says unconditional or class-conditional, and its steps (a student's
+    own steps), as read from the model itself; every entry's whole name is in its tooltip."""
+    from PySide6.QtWidgets import QComboBox
+
+    from diffusion_studio.engine.storage.bundled import available_bundled
+
+    combo = panel.findChild(QComboBox, "modelCombo")
+    items = {combo.itemData(i): combo.itemText(i) for i in range(combo.count())}
+    bundled = available_bundled()
+    assert bundled and {name for name, _title, _path in bundled} <= set(items)
+    for name, title, path in bundled:
+        assert items[name] == title
+        config, T = (m := load_model(path)).model_config, m.schedule.timesteps
+        assert ("class-conditional" if config.conditional else "unconditional") in title.split(), title
+        assert (f"{config.distilled_steps}-step student" if config.is_student else f"{T} steps") in title, title
+    for i in range(combo.count()):
+        assert combo.itemData(i, sp.Qt.ItemDataRole.ToolTipRole) == combo.itemText(i)
+
+
+def test_the_model_list_shows_whole_names_and_cuts_a_long_one_in_the_middle(qtbot, panel, tiny_checkpoint):
+    from diffusion_studio.engine.storage.bundled import available_bundled
+
+    combo = panel.form.model_combo
+    column = combo.parentWidget().width()
+    # a bundled model chosen reads whole in the closed list (it is named as its title says)
+    for _name, title, _path in available_bundled():
+        panel.state.set_model(load_model(tiny_checkpoint), title[:1].lower() + title[1:])
+        assert combo.shown_text() == combo.currentText(), combo.shown_text()
+    # a run's long name keeps its start and its file, and the list does not widen its column
+    long_name = "run: " + "a-long-run-name-" * 4 + "/best.pt"
+    panel.state.set_model(load_model(tiny_checkpoint), long_name)
+    shown = combo.shown_text()
+    assert "…" in shown and shown.startswith("run: a-long") and shown.endswith("/best.pt")
+    assert combo.parentWidget().width() == column and combo.geometry().right() <= column
+    assert combo.toolTip() == long_name
+    # the popup is wide enough for the longest name
+    combo.showPopup()
+    view = combo.view()
+    qtbot.waitUntil(view.isVisible, timeout=2000)
+    widest = max(view.fontMetrics().horizontalAdvance(combo.itemText(i)) for i in range(combo.count()))
+    assert view.viewport().width() >= widest
+    combo.hidePopup()

@@ -198,7 +198,7 @@ def test_continue_from_a_checkpoint_trains_a_new_run_on_from_its_epochs(qtbot, p
     from diffusion_studio.engine.storage.checkpoint import export_for_sampling, load_checkpoint
 
     menu = [a.text() for a in panel.continue_button.menu().actions()]
-    assert menu[-1] == "A checkpoint file…" and "Bundled default model" in menu
+    assert menu[-1] == "A checkpoint file…" and "Bundled unconditional model (300 steps)" in menu
 
     panel.add_preset(tiny_preset(epochs=1))
     panel.set_run_dir(str(tmp_path / "first"))

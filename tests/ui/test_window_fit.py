@@ -140,6 +140,41 @@ def test_every_panel_fits_and_nothing_overlaps(window, screen):
     assert problems == []
 
 
+@pytest.mark.parametrize("screen", sorted(SCREENS))
+def test_the_noise_and_sampler_panels_fit_with_a_model_at_work(window, qtbot, screen):
+    """The two panels with all they show once a model works: the bundled student's long name in the
+    model list and its caption, the model's view at t, sampled frames, their strip and an
+    interpolation below them. Nothing overlaps, no spin box is squeezed, the window keeps its size."""
+    from diffusion_studio.engine.storage.bundled import startup_model
+    from diffusion_studio.engine.storage.checkpoint import load_model
+
+    size = MainWindow.default_size(SCREENS[screen])
+    window.resize(size)
+    _name, title, path = startup_model()
+    noise, sampler = window.panels["noisePanel"], window.panels["samplerPanel"]
+    data = window.state.data
+    window.state.set_selection(data.images("train")[:16].numpy(), data.labels("train")[:16].numpy())
+    window.show_panel("noisePanel")
+    noise.set_t(150)
+    with qtbot.waitSignal(noise.prediction_shown, timeout=30000):
+        window.state.set_model(load_model(path), title[:1].lower() + title[1:])
+    window.show_panel("samplerPanel")
+    for action in (sampler.sample, sampler.interpolate):
+        with qtbot.waitSignal(sampler.sampling_finished, timeout=60000):
+            assert action()
+    assert sampler.form.student_info.isVisibleTo(sampler) and sampler.explore_box.isVisibleTo(sampler)
+    problems = []
+    for name in ("noisePanel", "samplerPanel"):
+        window.show_panel(name)
+        settle(100)
+        assert window.size() == size, (name, window.size())
+        panel = window.panels[name]
+        problems += [f"{name}: {p}" for p in overlapping_widgets(panel) + squeezed_widgets(panel)]
+    assert problems == []
+    combo = sampler.form.model_combo
+    assert combo.shown_text() == combo.currentText()  # the student's name whole, not cut
+
+
 def test_a_panel_that_asks_for_more_room_scrolls_instead_of_growing_the_window(window):
     """Showing the nearest training digits once grew the window to 1422 px wide."""
     size = MainWindow.default_size(SCREENS["1280x720"])

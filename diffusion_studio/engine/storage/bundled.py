@@ -11,13 +11,14 @@ from ..defaults import DEFAULT_MODEL
 from .checkpoint import CheckpointError
 
 DEFAULT_CHECKPOINT = "default.pt"
-# name (as the CLI's --checkpoint takes it) -> (file, title in the app)
+# name (as the CLI's --checkpoint takes it) -> (file, title in the app); a title says what the
+# model is (unconditional or class-conditional, its steps), as the Sampler's model list shows it
 BUNDLED = {
-    "default": (DEFAULT_CHECKPOINT, "Bundled default model"),
-    "default-conditional": ("default-conditional.pt", "Bundled class-conditional model"),
+    "default": (DEFAULT_CHECKPOINT, "Bundled unconditional model (300 steps)"),
+    "default-conditional": ("default-conditional.pt", "Bundled class-conditional model (300 steps)"),
     # few-step students distilled from default-conditional (docs/distillation.md)
     **{f"default-conditional-{k}step": (f"default-conditional-{k}step.pt",
-                                          f"Bundled class-conditional student, {k} step{'s' if k > 1 else ''}")
+                                          f"Bundled class-conditional {k}-step student")
        for k in (8, 4)},
 }
 # what the app opens at start-up, the first one installed: the default model (engine.defaults.DEFAULT_MODEL),
