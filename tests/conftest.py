@@ -107,3 +107,24 @@ def pytest_collection_modifyitems(config, items):
         path = item.nodeid.replace("\\", "/")
         if path.startswith(SLOW_PATHS):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True)
+def _ui_settings_store(request):
+    """UI tests share one settings store for the session, in its private folder (never the
+    user's, even where XDG_CONFIG_HOME is set), and forget what the panels remember before
+    each test, so a test that picks a preset or a zoom does not change the next one's form.
+    Engine tests import no Qt, so this only acts under tests/ui/."""
+    if not request.node.nodeid.replace("\\", "/").startswith("tests/ui/"):
+        yield
+        return
+    from PySide6.QtCore import QSettings
+
+    from diffusion_studio.ui import settings as S
+
+    for fmt in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
+        QSettings.setPath(fmt, QSettings.Scope.UserScope, os.path.join(_HOME, "config"))
+    store = S.app_settings()
+    for group in (S.TRAIN_FORM_GROUP, S.DATASET_GROUP):
+        store.remove(group)
+    yield
