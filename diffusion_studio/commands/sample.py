@@ -17,7 +17,7 @@ def register(sub) -> None:
                    help="a .pt checkpoint, a run folder, or a bundled model: default, default-conditional, or its "
                         "students default-conditional-8step, -4step, -2step, -1step (default: %(default)s, the "
                         "model the app opens with)")
-    p.add_argument("--n", type=int, default=64, help="how many images (default %(default)s)")
+    p.add_argument("--n", type=int, default=D.DEFAULT_SAMPLE_COUNT, help="how many images (default %(default)s)")
     p.add_argument("--out", required=True, metavar="FILE", help=".png (a grid) or .npz (key 'images', uint8)")
     add_sampler_arguments(p)
     p.add_argument("--label", type=int, help="digit to generate (class-conditional models; default: the digits "

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..engine.defaults import DEFAULT_SAMPLE_BATCH
+from ..engine.defaults import DEFAULT_SAMPLE_BATCH, DEFAULT_SAMPLE_COUNT
 from ..engine.device import PrecisionChoice, choose_precision
 from ..engine.diffusion.sampling import initial_noise, sample, sample_steps
 from ..engine.diffusion.scheduling import SamplerConfig, kept_frames, reverse_timesteps
@@ -35,7 +35,7 @@ class SampleRequest:
     batch_size: digits per batch (``sample_images``).
     """
 
-    n: int = 16
+    n: int = DEFAULT_SAMPLE_COUNT
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     seed: int = 0
     digit: int | None = None

@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..engine.defaults import DEFAULT_SAMPLE_COUNT
 from ..engine.diffusion.scheduling import DEFAULT_DDIM_STEPS, SamplerConfig
 from .student_mode import StudentMode
 from .widgets import WrappingLabel
@@ -107,7 +108,8 @@ class SamplerForm(QGroupBox):
         self.model_info = WrappingLabel(objectName="modelInfo")
         self.model_info.setStyleSheet("color: palette(mid); font-size: 11px;")
         form.addRow(self.model_info)
-        self.count_spin = QSpinBox(objectName="imageCountSpin", minimum=1, maximum=400, value=16)
+        self.count_spin = QSpinBox(objectName="imageCountSpin", minimum=1, maximum=400,
+                                   value=DEFAULT_SAMPLE_COUNT)
         self.count_spin.setToolTip("How many digits to generate")
         form.addRow("Images", self.count_spin)
         self.sampler_combo = QComboBox(objectName="samplerCombo")

@@ -275,35 +275,37 @@ def test_autoguidance_only_for_models_with_a_guide(qtbot, panel, tiny_checkpoint
 
 @pytest.mark.slow
 def test_the_gui_sampler_at_its_initial_settings_makes_the_cli_samples(qtbot, tmp_path):
-    """One SamplerConfig end to end: the panel as it opens and `sample --checkpoint default
-    --n 16 --seed 0` (every other option at its default) give the same pixels."""
+    """One SamplerConfig and one default count end to end: the panel as the app opens it (the
+    default model) and `sample --seed 0` with every other option at its default give the same
+    pixels."""
     import os
     import subprocess
     import sys
     from pathlib import Path
 
-    from diffusion_studio.engine.storage.bundled import default_checkpoint_path
-
     import torch
+
+    from diffusion_studio.engine.defaults import DEFAULT_MODEL
+    from diffusion_studio.engine.storage.bundled import bundled_checkpoint_path
 
     # the same thread count, so the CLI's measured precision choice (cached in this session's
     # folder) is the one the panel reads: both sample at the same precision
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
            "OMP_NUM_THREADS": str(torch.get_num_threads())}
-    r = subprocess.run([sys.executable, "-m", "diffusion_studio", "sample", "--checkpoint", "default", "--n", "16",
-                        "--seed", "0", "--out", str(tmp_path / "a.npz")], capture_output=True, text=True, env=env)
+    r = subprocess.run([sys.executable, "-m", "diffusion_studio", "sample", "--seed", "0",
+                        "--out", str(tmp_path / "a.npz")], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     cli = np.load(tmp_path / "a.npz")["images"]
     state = AppState()
-    state.set_model(load_model(default_checkpoint_path()), "bundled default model")
+    state.set_model(load_model(bundled_checkpoint_path(DEFAULT_MODEL)), DEFAULT_MODEL)
     p = sp.SamplerPanel(state)
     qtbot.addWidget(p)
-    assert p.form.count_spin.value() == 16 and p.form.seed_spin.value() == 0  # the form as it opens
+    assert p.form.seed_spin.value() == 0  # the form as it opens
     with qtbot.waitSignal(p.sampling_finished, timeout=300000):
         p.sample()
     gui = p.frames[-1].x
     p.shutdown(5000)
-    assert gui.shape == cli.shape == (16, 28, 28)
+    assert gui.shape == cli.shape == (p.form.count_spin.value(), 28, 28) and len(gui) > 1
     np.testing.assert_array_equal(gui, cli)
 
 
@@ -609,3 +611,16 @@ def test_the_model_list_shows_whole_names_and_cuts_a_long_one_in_the_middle(qtbo
     widest = max(view.fontMetrics().horizontalAdvance(combo.itemText(i)) for i in range(combo.count()))
     assert view.viewport().width() >= widest
     combo.hidePopup()
+
+
+def test_the_sampler_form_the_sample_task_and_command_make_the_same_number_of_digits(qtbot):
+    """One source for the count: the GUI said 16 while `sample` made 64."""
+    from diffusion_studio.cli import build_parser
+    from diffusion_studio.engine.defaults import DEFAULT_SAMPLE_COUNT
+    from diffusion_studio.tasks.sample import SampleRequest
+    from diffusion_studio.ui.sampler_form import SamplerForm
+
+    form = SamplerForm()
+    qtbot.addWidget(form)
+    cli = build_parser().parse_args(["sample", "--out", "x.png"])
+    assert form.count_spin.value() == SampleRequest().n == cli.n == DEFAULT_SAMPLE_COUNT
