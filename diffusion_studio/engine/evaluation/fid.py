@@ -278,6 +278,8 @@ class InceptionExtractor:
         self.weights_sha256 = sha256_file(weights) if weights is not None else f"random-seed-{random_seed}"
         self.official_weights = self.weights_sha256.startswith(FID_WEIGHTS_SHA256_PREFIX)
         self.model = build_inception(weights, random_seed=random_seed, dims=dims).to(self.device)
+        if self.device.type == "cpu":  # the same features (to 4e-7), 13% faster here (docs/benchmarks.md)
+            self.model = self.model.to(memory_format=torch.channels_last)
         block = {64: "first max pool", 192: "second max pool", 768: "pre-aux", 2048: "pool3"}[dims]
         self.name = f"InceptionV3 {block} {dims}-d (pytorch-fid {pytorch_fid_version()})" + (
             "" if weights is not None else " with RANDOM weights")
