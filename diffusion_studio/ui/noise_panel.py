@@ -84,6 +84,7 @@ class NoisePanel(QWidget):
         self._hist = np.zeros(HIST_BINS)
         self.last_prediction: dict | None = None
         self.denoise_result = None  # the last tasks.explore.Denoised
+        self._first_use = ""  # said while a denoising runs that will train the metric classifier
         self.identity_points: list | None = None
         self.view_origin, self.denoise_origin = Origin(), Origin()  # which model made what is shown
         self.predictions = PredictionService(self)
@@ -376,14 +377,17 @@ class NoisePanel(QWidget):
 
     def _start_denoising(self, worker: TaskWorker, message: str) -> None:
         worker.failed.connect(self.denoise_box.set_text)
+        self._first_use = first_use_note(self.state.data)
         self.denoise_runner.start(worker)
-        self.denoise_box.set_text(message)
+        self.denoise_box.set_text(message + self._first_use)
         self._update_denoise_enabled()
 
     @Slot(object)
     def _on_denoise_steps(self, steps: list) -> None:
         t, x = steps[-1]  # the newest of (t, x_t as uint8)
         self.denoise_box.show_step(t, x)
+        if self._first_use:  # the classifier trains after the last step: no silent "t = 0"
+            self.denoise_box.set_text(f"Denoising… t = {t}.{self._first_use}")
 
     @Slot(object)
     def _on_denoised(self, result) -> None:
@@ -432,3 +436,17 @@ class NoisePanel(QWidget):
         has = self.state.model is not None and len(self._x0) > 0
         self.denoise_box.denoise_button.setEnabled(has and not busy)
         self.denoise_box.identity_button.setEnabled(has and not busy and self.state.data is not None)
+
+
+def first_use_note(data) -> str:
+    """" …" for a denoising whose results the metric classifier must first be trained to check:
+    the app ships it for the official MNIST only; other digits train it once (it is then kept)."""
+    if data is None:
+        return ""
+    from ..engine.evaluation.classifier import bundled_classifier_dir, classifier_path
+
+    path = classifier_path(data)
+    if path.is_file() or (bundled_classifier_dir() / path.name).is_file():
+        return ""
+    return (" Then, once only for these digits, the metric classifier that checks the results is trained "
+            "(a minute or more; it is kept for next time).")

@@ -328,9 +328,15 @@ class SamplerPanel(QWidget):
         worker.finished.connect(self._on_strip)
         worker.cancelled.connect(self._on_cancelled)
         worker.failed.connect(self._on_failed)
+        worker.progress.connect(self._on_explore_progress)
         self._what = what
         self._start(worker, f"Running the {what}…")
         return True
+
+    @Slot(str, int, int)
+    def _on_explore_progress(self, stage: str, done: int, total: int) -> None:
+        if stage == "training classifier":  # digits the app ships no metric classifier for: a first use
+            self._say(f"Training the metric classifier for these digits, once (it is kept): step {done:,} of {total:,}…")
 
     @Slot()
     def _on_cancelled(self) -> None:
