@@ -212,16 +212,30 @@ def _records_with_previews(trainer, request: TrainRequest, ctx: TaskContext) -> 
     every = request.preview_every
     first = request.preview_first_steps if every else 0
     steps = 0
+    # the early preview waits for the trainer's early estimate, when one follows the same step: it
+    # recalibrates the plain preset's BatchNorm, which the preview's sampling weights need
+    pending: int | None = None
     for record in trainer.run():
+        if pending is not None and record.kind != "early_validation":
+            yield from _early_preview(trainer, request, pending, first, ctx)
+            pending = None
         yield record
-        if record.kind == "step":
+        if record.kind == "early_validation" and pending is not None:
+            yield from _early_preview(trainer, request, pending, first, ctx)
+            pending = None
+        elif record.kind == "step":
             steps += 1
-            if steps == first and record.step < record.steps_per_epoch and not ctx.should_stop():
-                yield from _preview(trainer, request, record.epoch, ctx, after_steps=steps)
+            if steps == first and record.step < record.steps_per_epoch:
+                pending = record.epoch
         elif record.kind == "epoch" and every and record.epoch % every == 0 and not ctx.should_stop():
             yield from _preview(trainer, request, record.epoch, ctx)
         elif record.kind == "finished" and every and record.best_epoch and record.reason != "stopped":
             yield from _preview(trainer, request, record.best_epoch, ctx)  # the restored best weights
+
+
+def _early_preview(trainer, request: TrainRequest, epoch: int, steps: int, ctx: TaskContext) -> Iterator[Record]:
+    if not ctx.should_stop():
+        yield from _preview(trainer, request, epoch, ctx, after_steps=steps)
 
 
 def _preview(trainer, request: TrainRequest, epoch: int, ctx: TaskContext,

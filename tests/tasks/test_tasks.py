@@ -197,6 +197,17 @@ def test_the_guidance_sweep_is_a_grid_with_its_weights_and_rows_labelled(bundled
     assert auto.row_labels == ("seed 5", "seed 6") and auto.caption.startswith("seeds 5–6 (rows): autoguidance")
 
 
+def test_the_early_preview_waits_for_the_early_estimate_of_the_same_step(tiny_data, tmp_path):
+    """The plain preset's preview samples with BatchNorm statistics the estimate recalibrates first,
+    so at the same step the estimate comes first, and the preview right after it."""
+    request = TrainRequest(settings={"epochs": 1, "batch_size": 25, "precision": "fp32"}, width=4, timesteps=10,
+                           preset="plain", out=tmp_path / "run", preview_every=1, preview_count=2,
+                           preview_steps=2, preview_first_steps=2, early_validation_steps=2)
+    kinds = [r.kind for r in train(request, plan_train(request), tiny_data)]
+    i = kinds.index("early_validation")
+    assert kinds[:i].count("step") == 2 and kinds[i + 1] == "preview" and kinds.count("preview") == 3
+
+
 def test_an_early_validation_estimate_comes_after_the_early_steps_for_both_front_ends(tiny_data, tmp_path):
     """Before the first epoch's validation, an estimate of its loss on the first validation digits:
     one record, after the same first steps as the early preview, with or without previews (the CLI)."""
