@@ -21,7 +21,7 @@ import weakref
 import numpy as np
 import pyqtgraph as pg
 import torch
-from PySide6.QtCore import QRect, Qt
+from PySide6.QtCore import QEvent, QRect, Qt
 from PySide6.QtGui import QColor, QFont, QLinearGradient, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
@@ -46,6 +46,8 @@ from .widgets import ImageView, styled_plot
 
 HIST_RANGE = 4.0
 HIST_BINS = 80
+#: the largest whole factor the heights of the x_t box and the model's views grow for with their width
+PICTURE_MAX_SCALE = 5
 SCHEDULE_TITLES = {"linear": "linear", "cosine": "cosine", "rescaled_linear": "rescaled linear"}
 BLUE, RED = "#1f5fbf", "#c0392b"
 STALE_STYLE = "color: #b00020; font-weight: bold;"  # as the Sampler panel marks a previous model's digits
@@ -208,11 +210,13 @@ class ModelViewBox(QGroupBox):
         grid = QGridLayout(self)
         self.caption = caption("What the trained network makes of x_t: its guess of the clean digits, and where "
                                "its guess of the noise that was added is wrong.", "modelViewCaption")
-        self.prediction_view = ImageView("Load or train a model to see what it predicts from x_t.", min_side=120)
+        # their heights follow their widths, the box's caption kept in sight with them when scrolled to
+        follow = {"min_side": 120, "follow_width": PICTURE_MAX_SCALE, "follow_anchor": self}
+        self.prediction_view = ImageView("Load or train a model to see what it predicts from x_t.", **follow)
         self.prediction_view.setObjectName("predictionView")
         self.prediction_view.setToolTip(
             "x̂_0 = (x_t − √(1−ᾱ_t) ε_θ(x_t, t)) / √ᾱ_t: the network's guess of the clean digit")
-        self.eps_error_view = ImageView("", min_side=120)
+        self.eps_error_view = ImageView("", **follow)
         self.eps_error_view.setObjectName("epsErrorView")
         self.eps_error_view.setToolTip(
             f"|ε_θ(x_t, t) − ε| per pixel: black = exact, white = off by {ERROR_FULL_SCALE:g} or more")
@@ -234,6 +238,13 @@ class ModelViewBox(QGroupBox):
         # an explicit minimum, which the layout honours where it may squeeze a hint: the denoise
         # box's expanding plot once took the room and the error line overlapped the views
         self.setMinimumHeight(self.minimumSizeHint().height() + 4)
+
+    def event(self, event) -> bool:
+        if event.type() == QEvent.Type.LayoutRequest:  # a view's height followed its width: so does the minimum
+            want = self.minimumSizeHint().height() + 4
+            if want != self.minimumHeight():
+                self.setMinimumHeight(want)
+        return super().event(event)
 
     def show_model(self, source: str | None) -> None:
         """Title the box for the model ``source`` names (None: no model, the views cleared)."""
@@ -501,7 +512,9 @@ def build_views(panel) -> QHBoxLayout:
     model's view (``model_box``) and "denoise from here" (``denoise_box``); on the right the
     schedule's curves (``curves``) above the strip at fixed t (``strip``, its picture ``strip_label``)."""
     panel.curves, panel.model_box, panel.denoise_box = ScheduleCurves(), ModelViewBox(), DenoiseBox()
-    panel.image_label = ImageView("Select digits in the Dataset panel.")
+    # its height follows its width, so the mosaic grows with the window (the panel scrolls); up to
+    # 5x (140 px digits): beyond, the model's view below went out of sight
+    panel.image_label = ImageView("Select digits in the Dataset panel.", follow_width=PICTURE_MAX_SCALE)
     panel.image_label.setObjectName("noisyImages")
     xt_box = image_box("x_t: the selected digits at the slider's t", caption(
         "The digits picked in the Dataset panel with noise added up to t: t = 0 is the clean digit, t = T is "
@@ -514,8 +527,9 @@ def build_views(panel) -> QHBoxLayout:
     left.addWidget(panel.model_box, 4)
     left.addWidget(panel.denoise_box, 3)
     right = QVBoxLayout()
-    right.addWidget(panel.curves, 1)
+    right.addWidget(panel.curves)
     right.addWidget(panel.strip)
+    right.addStretch(1)
     body = QHBoxLayout()
     body.addLayout(left, 1)
     body.addLayout(right, 1)

@@ -34,7 +34,24 @@ from ..engine.defaults import DEMO_BUDGET_MINUTES
 from .imaging import tile
 from .widgets import ImageView, Series, StreamingSmoother, WrappingLabel, styled_plot
 
-LOSS_LABEL = "loss  ‖ε − ε_θ‖²"  # a training run's (a distillation's round says its own)
+LOSS_LABEL = "loss"  # the y axis's plain word: the caption says what it measures, its tooltip the formula
+LOSS_FORMULA = "‖ε − ε_θ‖²"  # a training run's loss (a distillation's round names its own)
+#: the chart's "what am I looking at" line for a training run, and for a distillation's round
+CHART_CAPTION = ("How wrong the network's guesses of the added noise are: lower is better. The thin line is "
+                 "every step's loss, the thick one smooths it, and the dots are the loss on validation digits it "
+                 "never trains on.")
+ROUND_CAPTION = ("How far the student's one step lands from where its teacher's steps take the same digit: lower "
+                 "is better. The thin line is every step of this round, the thick one smooths it, and the dots are "
+                 "the loss on validation digits it never trains on.")
+CHART_TIP = ("loss = {formula}: the squared error of the noise the network guesses, ε_θ(x_t, t), against the noise "
+             "ε added to a digit x_0 at a random step t, averaged over the pixels. Thin line: each optimiser "
+             "step's batch; thick: their debiased moving average (weight {smoothing}); dots: the validation "
+             "split's loss at each epoch's end (a hollow diamond: an early estimate on fewer digits); star: the best "
+             "epoch.")
+ROUND_TIP = ("loss = {formula}: the student predicts v = √ᾱ_t·ε − √(1−ᾱ_t)·x_0, and ṽ is the v that would land "
+             "its one step where its teacher's two steps land (in the first round, where the teacher's one guided "
+             "step lands), squared and averaged over the pixels. Thin line: each optimiser step's batch; thick: "
+             "their debiased moving average (weight {smoothing}); dots: the loss on validation digits.")
 SMOOTHING = 0.95  # weight of the smoothed train-loss curve (engine.runs.smooth, debiased)
 Y_FIT_AFTER_STEPS = 500  # from here on the linear y axis fits where training is, not its first steps
 
@@ -44,7 +61,7 @@ class LossView(QWidget):
 
     add_steps(global_steps, losses), add_epoch(epoch, val_loss, fraction=1.0), set_best(epoch, val_loss),
     show_early_estimate(record) -> its line, add_loss_by_timestep(edges, values), set_round(title,
-    loss_label), reset(), redraw() (only when something changed).
+    loss), reset(), redraw() (only when something changed).
     ``steps_per_epoch`` converts steps to epochs; ``epochs_total`` bounds the x axis.
     """
 
@@ -69,12 +86,15 @@ class LossView(QWidget):
         header = QHBoxLayout()
         header.addWidget(self.stopping_label, 1)
         header.addWidget(self.log_check)
+        self.caption = QLabel(objectName="lossCaption", wordWrap=True)  # what the chart shows, in plain words
+        self.caption.setStyleSheet("color: #444;")
         self._build_loss_plot()
         self._build_t_plot()
         self._build_lines()
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(header)
+        layout.addWidget(self.caption)
         layout.addWidget(self.plot, 1)
         layout.addWidget(self.t_plot)
         layout.addWidget(self.progress)
@@ -163,12 +183,19 @@ class LossView(QWidget):
         self.progress.setValue(0)
         self._dirty = False
 
-    def set_round(self, title: str | None, loss_label: str = LOSS_LABEL) -> None:
-        """Name the run drawn above the plot (a distillation's round; None: no title) and say
-        what its loss measures on the y axis."""
+    def set_round(self, title: str | None, loss: str = LOSS_FORMULA) -> None:
+        """Name the run drawn above the plot (a distillation's round; None: a training run, no
+        title) and say in plain words what its loss measures, with ``loss``'s formula (a leading
+        "loss" dropped: the distillation box names a round's "loss  ‖v − ṽ‖²") in the tooltips of
+        the caption and the y axis, which reads just LOSS_LABEL."""
         item = self.plot.getPlotItem()
         item.setTitle(title, size="9pt", color="#444")
-        item.setLabel("left", loss_label, color="#222")
+        item.setLabel("left", LOSS_LABEL, color="#222")
+        formula = loss.removeprefix("loss").strip()
+        self.caption.setText(CHART_CAPTION if title is None else ROUND_CAPTION)
+        tip = (CHART_TIP if title is None else ROUND_TIP).format(formula=formula, smoothing=SMOOTHING)
+        self.caption.setToolTip(tip)
+        item.getAxis("left").setToolTip(tip)
 
     def add_steps(self, global_steps, losses) -> None:
         """Steps' losses (global step numbers, 1-based), in order."""

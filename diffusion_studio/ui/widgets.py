@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtWidgets import QGraphicsItem, QLabel, QSizePolicy, QToolButton, QWidget
+from PySide6.QtCore import QEvent, QPoint, QSize, Qt, Signal
+from PySide6.QtWidgets import QGraphicsItem, QLabel, QScrollArea, QSizePolicy, QToolButton, QWidget
 
 from .imaging import gray_pixmap
 
@@ -14,6 +14,8 @@ from .imaging import gray_pixmap
 MIN_IMAGE_SIDE = 160
 #: the largest whole-pixel factor a zoomable ImageView offers (a 28 px digit 1,120 px wide)
 MAX_ZOOM = 40
+#: the room a height-following ImageView leaves under itself in the scroll area's view (its box's frame)
+FOLLOW_MARGIN = 16
 
 
 class ImageView(QLabel):
@@ -30,13 +32,24 @@ class ImageView(QLabel):
     Opt-in zoom (``zoomable=True``): Ctrl+wheel, or ``set_zoom(k)``, draws the image at exactly
     ``k`` screen pixels per image pixel (1..MAX_ZOOM) and makes the view at least that large, so a
     QScrollArea around it pans; ``set_zoom(0)`` fits the box again. ``zoom_changed(k)`` follows.
+
+    Opt-in height that follows the width (``follow_width=k``, k > 0), for a view in a panel that
+    scrolls: its minimum height is what the picture needs at the whole factor its width allows,
+    up to ``k``, and no more than the scroll area shows below the view's top within
+    ``follow_anchor`` (default: the panel; less FOLLOW_MARGIN), so the whole picture and what is
+    above it in the anchor (the panel's slider, a box's caption) are in sight together. A panel
+    taller than the window gives its views only their minimum height: a wider window grew nothing.
     """
 
     zoom_changed = Signal(int)  # the zoom a person chose (0 = fit the box)
 
     def __init__(self, placeholder: str = "", parent: QWidget | None = None, min_side: int = MIN_IMAGE_SIDE,
-                 square: bool = False, zoomable: bool = False) -> None:
+                 square: bool = False, zoomable: bool = False, follow_width: int = 0,
+                 follow_anchor: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.follow_width = int(follow_width)  # the largest factor the height grows for; 0: it does not
+        self.follow_anchor = follow_anchor
+        self._watched: QWidget | None = None  # the scroll area's viewport, whose resizes re-fit the height
         self._square = square  # a box as tall as it is wide (one digit), whatever width it gets
         self._min_side = min_side
         self.zoomable = zoomable
@@ -55,7 +68,10 @@ class ImageView(QLabel):
         self.setText(placeholder)
 
     def set_array(self, array: np.ndarray | None) -> None:
+        shape = None if self.array is None else self.array.shape
         self.array = None if array is None else np.ascontiguousarray(array, dtype=np.uint8)
+        if self.follow_width and self.array is not None and self.array.shape != shape:
+            self._follow_width()  # (only for a new shape: set_array runs on every frame of a drag)
         self._fit_zoom()
         self._rescale()
 
@@ -115,7 +131,48 @@ class ImageView(QLabel):
 
     def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
         super().resizeEvent(event)
+        if self.follow_width:
+            self._follow_width()
         self._rescale()
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().showEvent(event)
+        if self.follow_width:
+            area = self._scroll_area()
+            port = None if area is None else area.viewport()
+            if port is not self._watched:  # a taller window alone resizes the viewport, not this view
+                if self._watched is not None:
+                    self._watched.removeEventFilter(self)
+                self._watched = port
+                if port is not None:
+                    port.installEventFilter(self)
+            self._follow_width()
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 (Qt name)
+        if watched is self._watched and event.type() == QEvent.Type.Resize:
+            self._follow_width()
+        return False
+
+    def _scroll_area(self) -> QScrollArea | None:
+        parent = self.parentWidget()
+        while parent is not None and not isinstance(parent, QScrollArea):
+            parent = parent.parentWidget()
+        return parent
+
+    def _follow_width(self) -> None:
+        """``follow_width``: the minimum height at which the picture draws at the whole factor
+        the width allows, within the scroll area's view below this view's top (see the class)."""
+        area = self._scroll_area()
+        if self.array is None or area is None or area.widget() is None:
+            return  # outside a scroll area the window would grow itself: the height stays as laid out
+        rows, cols = self.array.shape[:2]
+        anchor = self.follow_anchor if self.follow_anchor is not None else area.widget()
+        top = self.mapTo(anchor, QPoint(0, 0)).y()
+        room = area.viewport().height() - top - FOLLOW_MARGIN
+        scale = min(self.follow_width, (self.width() - 8) // max(1, cols), (room - 8) // max(1, rows))
+        want = max(self._min_side, scale * rows + 8)
+        if want != self.minimumHeight():
+            self.setMinimumHeight(want)
 
     def _rescale(self) -> None:
         if self.array is None:

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 import pytest
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QLabel
 
 from diffusion_studio.engine.storage import paths
 from diffusion_studio.tasks.distill import DistillRequest, student_checkpoints
@@ -145,11 +145,16 @@ def test_a_run_through_the_panel_makes_every_round(run):
     assert box.start_button.isEnabled() and not box.stop_button.isEnabled()
     # the next Start makes a new folder; the run's training form kept its own settings
     assert box.form.out_dir() != out and panel.form.train_config().batch_size != 16
-    # the y axis says what a round's loss is; the next training's plot is a training's again
+    # the caption says what a round's loss is, its formula in the tooltips (the y axis just says
+    # "loss"); the next training's plot is a training's again
     left = panel.view.plot.getPlotItem().getAxis("left")
-    assert left.labelText == ROUND_LOSS_LABEL
+    caption = panel.findChild(QLabel, "lossCaption")
+    formula = ROUND_LOSS_LABEL.removeprefix("loss").strip()
+    assert left.labelText == LOSS_LABEL and "student" in caption.text() and "‖" not in caption.text()
+    assert formula in caption.toolTip() and formula in left.toolTip()
     panel.view.reset()
     assert left.labelText == LOSS_LABEL and not panel.view.plot.getPlotItem().titleLabel.isVisible()
+    assert "student" not in caption.text() and "ε_θ" in caption.toolTip() and formula not in left.toolTip()
 
 
 def test_the_learners_view_shows_the_rounds(run, tmp_path):
