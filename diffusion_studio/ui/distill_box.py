@@ -27,8 +27,11 @@ from .widgets import WrappingLabel
 from .workers import TaskWorker, WorkerRunner, on_gui_thread
 
 PLOTS_CAPTION = ("Each round is a training run of its own, so the plots start afresh for every round, named above "
-                 "them. Its loss ‖v − ṽ‖² is how far the student's step lands from where its teacher's steps land "
-                 "(two steps; in the first round, one guided step).")
+                 "them. Its loss is how far the student's step lands from where its teacher's steps land "
+                 "(two steps; in the first round, one guided step): lower is better.")
+PLOTS_TOOLTIP = ("The loss of a round is ‖v − ṽ‖²: v is the student's output, ṽ the one that would take its "
+                 "one step to where the teacher's two steps land (Salimans & Ho 2022; the first round: the "
+                 "teacher's guided output, Meng et al. 2023).")
 ROUND_LOSS_LABEL = "loss  ‖v − ṽ‖²"  # the student's v against the one its teacher's steps imply
 STATUS_WORDS = {"waiting": "to come", "starting": "training…", "resuming": "resuming…", "done": "done earlier",
                 "completed": "done", "early_stopped": "done (early stopping)", "budget": "done (time budget)",
@@ -86,6 +89,7 @@ class DistillBox(QGroupBox):
         self.status_label.setStyleSheet("color: #444;")
         self.status_label.setVisible(False)  # until a distillation starts: a line per round
         self.caption = WrappingLabel(text=PLOTS_CAPTION, objectName="distillCaption")
+        self.caption.setToolTip(PLOTS_TOOLTIP)
         self.caption.setStyleSheet("color: palette(mid); font-size: 11px;")
         buttons = QHBoxLayout()
         for button in (self.start_button, self.stop_button, self.rounds_button):

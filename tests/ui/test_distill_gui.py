@@ -152,6 +152,8 @@ def test_a_run_through_the_panel_makes_every_round(run):
     formula = ROUND_LOSS_LABEL.removeprefix("loss").strip()
     assert left.labelText == LOSS_LABEL and "student" in caption.text() and "‖" not in caption.text()
     assert formula in caption.toolTip() and formula in left.toolTip()
+    box_caption = box.findChild(QLabel, "distillCaption")
+    assert "‖" not in box_caption.text() and formula in box_caption.toolTip()
     panel.view.reset()
     assert left.labelText == LOSS_LABEL and not panel.view.plot.getPlotItem().titleLabel.isVisible()
     assert "student" not in caption.text() and "ε_θ" in caption.toolTip() and formula not in left.toolTip()
