@@ -212,7 +212,7 @@ class ModelViewBox(QGroupBox):
                                "its guess of the noise that was added is wrong.", "modelViewCaption")
         # their heights follow their widths, the box's caption kept in sight with them when scrolled to
         follow = {"min_side": 120, "follow_width": PICTURE_MAX_SCALE, "follow_anchor": self}
-        self.prediction_view = ImageView("Load or train a model to see what it predicts from x_t.", **follow)
+        self.prediction_view = ImageView("Load or train a model\nto see what it predicts\nfrom x_t.", **follow)
         self.prediction_view.setObjectName("predictionView")
         self.prediction_view.setToolTip(
             "x̂_0 = (x_t − √(1−ᾱ_t) ε_θ(x_t, t)) / √ᾱ_t: the network's guess of the clean digit")
