@@ -40,7 +40,8 @@ def test_bundled_conditional_model_samples_the_asked_digit_path():
     from diffusion_studio.engine.storage.bundled import available_bundled, bundled_checkpoint_path, resolve_checkpoint
 
     assert [name for name, _, _ in available_bundled()] == ["default", "default-conditional",
-                                                            "default-conditional-8step", "default-conditional-4step"]
+                                                            "default-conditional-8step", "default-conditional-4step",
+                                                            "default-conditional-2step", "default-conditional-1step"]
     path = bundled_checkpoint_path("default-conditional")
     assert resolve_checkpoint("default-conditional") == path and path.stat().st_size < 8 * 2**20
     loaded = load_model(path)
@@ -85,7 +86,7 @@ def test_every_bundled_student_knows_its_steps_teacher_and_weights_and_samples_w
     from diffusion_studio.engine.storage.bundled import BUNDLED
     from diffusion_studio.tasks.models import open_model
 
-    for steps in (8, 4):
+    for steps in (8, 4, 2, 1):
         name = f"default-conditional-{steps}step"
         assert name in BUNDLED
         student = open_model(name, "cpu")

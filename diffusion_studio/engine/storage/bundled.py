@@ -19,7 +19,7 @@ BUNDLED = {
     # few-step students distilled from default-conditional (docs/distillation.md)
     **{f"default-conditional-{k}step": (f"default-conditional-{k}step.pt",
                                           f"Bundled class-conditional {k}-step student")
-       for k in (8, 4)},
+       for k in (8, 4, 2, 1)},
 }
 # what the app opens at start-up, the first one installed: the default model (engine.defaults.DEFAULT_MODEL),
 # else its teacher, the default recipe as it is (class-conditional: its digits are recognisable far more
