@@ -3,7 +3,7 @@
 Every panel reads and writes through ``app_settings()``, so a folder chosen in one
 place is the one offered in another (``export_path``: every picture export's save dialog
 opens where the last export went). Tests keep their own store: XDG_CONFIG_HOME (tests/conftest.py)
-and QSettings.setPath (tests/ui/conftest.py) point it at a temporary folder.
+and QSettings.setPath (the UI tests' fixture there) point it at a temporary folder.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from test_window_fit import (  # noqa: F401 (window: the fixture)
     SCREENS,
     _wheel_and_drag,
     overlapping_widgets,
+    problems_at_work,
     settle,
     squeezed_widgets,
     window,
@@ -141,14 +142,7 @@ def test_the_training_and_runs_panels_fit_with_a_run_shown(qtbot, tiny_mnist, ti
     w.show_panel("runsPanel")
     qtbot.waitUntil(lambda: len(runs_panel.runs()) == len(names), timeout=5000)
     runs_panel.select_runs(names)
-    problems = []
-    for name in ("trainPanel", "runsPanel"):
-        w.show_panel(name)
-        settle(100)
-        assert w.size() == size, (name, w.size())
-        panel = w.panels[name]
-        problems += [f"{name}: {p}" for p in overlapping_widgets(panel) + squeezed_widgets(panel)]
-    assert problems == []
+    assert problems_at_work(w, ("trainPanel", "runsPanel"), size) == []
     assert train.preview.has_digits() and len(runs_panel.selected_runs()) == len(names)
     train.state.wait_for_model()
 

@@ -101,6 +101,19 @@ def settle(ms: int = 50) -> None:
         time.sleep(0.005)
 
 
+def problems_at_work(window, names, size: QSize) -> list[str]:
+    """Show each named panel with its work on screen: the window keeps ``size`` (it never grows
+    itself); what overlaps or is squeezed, as 'panel: problem' lines."""
+    problems = []
+    for name in names:
+        window.show_panel(name)
+        settle(100)
+        assert window.size() == size, (name, window.size())
+        panel = window.panels[name]
+        problems += [f"{name}: {p}" for p in overlapping_widgets(panel) + squeezed_widgets(panel)]
+    return problems
+
+
 @pytest.fixture
 def window(qtbot, tiny_mnist):
     w = MainWindow(AppState())
@@ -163,14 +176,7 @@ def test_the_noise_and_sampler_panels_fit_with_a_model_at_work(window, qtbot, sc
         with qtbot.waitSignal(sampler.sampling_finished, timeout=60000):
             assert action()
     assert sampler.form.student_info.isVisibleTo(sampler) and sampler.explore_box.isVisibleTo(sampler)
-    problems = []
-    for name in ("noisePanel", "samplerPanel"):
-        window.show_panel(name)
-        settle(100)
-        assert window.size() == size, (name, window.size())
-        panel = window.panels[name]
-        problems += [f"{name}: {p}" for p in overlapping_widgets(panel) + squeezed_widgets(panel)]
-    assert problems == []
+    assert problems_at_work(window, ("noisePanel", "samplerPanel"), size) == []
     combo = sampler.form.model_combo
     assert combo.shown_text() == combo.currentText()  # the student's name whole, not cut
 
