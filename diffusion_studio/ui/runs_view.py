@@ -294,9 +294,13 @@ class RunsPlot(QWidget):
         self.legend.clear()
         self.curve_items = {"train": [], "val": []}
         axis = self.x_axis_combo.currentText()
-        item.setLogMode(x=False, y=self.log_check.isChecked())
         item.setLabel("bottom", X_LABELS[axis])
         item.setLabel("left", "loss (lower is better)")
+        # an empty chart shows no made-up numbers: no legend box, no ticks of an empty log axis
+        self.legend.setVisible(bool(runs))
+        for side in ("left", "bottom"):
+            item.getAxis(side).setStyle(showValues=bool(runs))
+        item.setLogMode(x=False, y=bool(runs) and self.log_check.isChecked())
         if not runs:
             item.setTitle('<span style="color:#666">Select runs in the table to overlay their loss curves</span>')
             return []

@@ -190,6 +190,23 @@ def test_refresh_picks_up_new_runs_and_running_state(panel, qtbot):
     assert not panel.running_timer.isActive()
 
 
+def test_the_chart_shows_no_legend_or_ticks_until_a_run_is_selected(panel):
+    view = panel.plot_view
+    item = view.plot.getPlotItem()
+
+    def shown() -> tuple[bool, bool, bool]:
+        return (view.legend.isVisible(), item.getAxis("left").style["showValues"],
+                item.getAxis("bottom").style["showValues"])
+
+    panel.show()
+    panel.select_runs([])
+    assert shown() == (False, False, False)  # an empty box and log ticks 2..9 of nothing, before
+    panel.select_runs(good_names(panel)[:1])
+    assert shown() == (True, True, True) and item.getAxis("left").logMode
+    panel.select_runs([])
+    assert shown() == (False, False, False)
+
+
 def test_empty_and_missing_runs_folder(qtbot, tmp_path):
     p = RunsPanel(AppState(), runs_dir=tmp_path / "nothing-here")
     qtbot.addWidget(p)
