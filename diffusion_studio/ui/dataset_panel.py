@@ -50,7 +50,7 @@ from PySide6.QtWidgets import (
 
 from ..engine.storage import paths
 from .imaging import gray_pixmap
-from .settings import DATASET_THUMB_ZOOM, app_settings
+from .settings import DATASET_THUMB_ZOOM, app_settings, stored_int
 from .state import AppState
 from .widgets import MAX_ZOOM, ImageView, WrappingLabel
 
@@ -249,8 +249,8 @@ class DatasetPanel(QWidget):
         self._split = "train"
         self._label_filter: int | None = None
         self._sent: tuple[str, tuple[int, ...]] | None = None  # (split, indices) the noise panel shows
-        zoom = app_settings().value(DATASET_THUMB_ZOOM, THUMB_SCALE, int)
-        self.model.set_scale(min(max(1, zoom), MAX_THUMB_SCALE))
+        zoom = stored_int(app_settings(), DATASET_THUMB_ZOOM)
+        self.model.set_scale(THUMB_SCALE if zoom is None else min(max(1, zoom), MAX_THUMB_SCALE))
 
         self.stack = QStackedWidget(self)
         self.stack.addWidget(_build_missing_page(self))

@@ -34,6 +34,15 @@ def app_settings() -> QSettings:
     return QSettings(ORGANISATION, APPLICATION)
 
 
+def stored_int(store: QSettings, key: str) -> int | None:
+    """A whole number kept under ``key`` (the settings file keeps it as text), or None when it is
+    missing or is not one (an edited file): the caller keeps its default."""
+    try:
+        return int(str(store.value(key)))
+    except ValueError:
+        return None
+
+
 def export_path(parent: QWidget, path, what: str, suffix: str, name: str) -> Path | None:
     """``path`` with ``suffix``; None asks with a save dialog in the last export folder (and
     remembers the folder chosen). None when the dialog was cancelled. ``what`` names the export

@@ -44,7 +44,7 @@ from ..engine.diffusion.unet import UNetConfig
 from ..engine.storage import paths
 from ..engine.training.config import TrainConfig
 from ..engine.training.presets import PRESETS, Preset
-from .settings import TRAIN_BUDGET, TRAIN_CONDITIONAL, TRAIN_DEVICE, TRAIN_PRESET, app_settings
+from .settings import TRAIN_BUDGET, TRAIN_CONDITIONAL, TRAIN_DEVICE, TRAIN_PRESET, app_settings, stored_int
 from .state import AppState, cuda_available
 from .widgets import WrappingLabel
 
@@ -222,7 +222,7 @@ class TrainForm(QGroupBox):
         i = self.preset_combo.findData(store.value(TRAIN_PRESET, "", str))
         if i >= 0 and i != self.preset_combo.currentIndex():
             self.preset_combo.setCurrentIndex(i)
-        minutes = _whole_number(store.value(TRAIN_BUDGET))
+        minutes = stored_int(store, TRAIN_BUDGET)
         if minutes is not None and self.budget_spin.minimum() <= minutes <= self.budget_spin.maximum():
             self.budget_spin.setValue(minutes)
         if store.contains(TRAIN_CONDITIONAL):
@@ -408,14 +408,6 @@ def _summary(description: str, limit: int = 48) -> str:
     end = min(cuts + [limit, len(description)])
     head = description[:end].rstrip(" .,")
     return head if end >= len(description) else head + "…"
-
-
-def _whole_number(value) -> int | None:
-    """A stored whole number (the settings file keeps it as text), else None."""
-    try:
-        return int(str(value))
-    except ValueError:
-        return None
 
 
 class _signals_blocked:

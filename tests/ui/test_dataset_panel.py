@@ -294,6 +294,18 @@ def test_thumbnails_zoom_in_whole_pixels_and_the_size_is_remembered(panel, qtbot
     assert again.model.scale == 2
 
 
+def test_a_stored_zoom_that_is_not_a_whole_number_leaves_the_default(panel, qtbot):
+    from PySide6.QtWidgets import QSpinBox
+
+    from diffusion_studio.ui.settings import DATASET_THUMB_ZOOM, app_settings
+
+    for stored, shown in (("abc", 2), ("", 2), ("0", 1), ("99", 6), ("3", 3)):
+        app_settings().setValue(DATASET_THUMB_ZOOM, stored)  # as a hand-edited settings file has it
+        again = DatasetPanel(panel.state)
+        qtbot.addWidget(again)
+        assert again.findChild(QSpinBox, "thumbnailZoomSpin").value() == again.model.scale == shown, stored
+
+
 def test_the_view_menu_offers_the_zoom_and_shows_the_dataset(qtbot, tiny_mnist):
     from PySide6.QtGui import QKeySequence
 
