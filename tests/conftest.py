@@ -60,6 +60,20 @@ def tiny_mnist(tmp_path_factory):
     return write_mnist_folder(tmp_path_factory.mktemp("mnist"))
 
 
+@pytest.fixture
+def loaded_window(qtbot, tiny_mnist):
+    """The main window, shown, with the tiny MNIST folder loaded."""
+    from diffusion_studio.ui.main_window import MainWindow
+    from diffusion_studio.ui.state import AppState
+
+    w = MainWindow(AppState())
+    qtbot.addWidget(w)
+    w.show()
+    w.loader.load(tiny_mnist)
+    assert w.loader.wait(60)
+    return w
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tiny_mnist):
     from diffusion_studio.engine.storage.data import load_mnist

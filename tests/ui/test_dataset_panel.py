@@ -306,16 +306,10 @@ def test_a_stored_zoom_that_is_not_a_whole_number_leaves_the_default(panel, qtbo
         assert again.findChild(QSpinBox, "thumbnailZoomSpin").value() == again.model.scale == shown, stored
 
 
-def test_the_view_menu_offers_the_zoom_and_shows_the_dataset(qtbot, tiny_mnist):
+def test_the_view_menu_offers_the_zoom_and_shows_the_dataset(loaded_window):
     from PySide6.QtGui import QKeySequence
 
-    from diffusion_studio.ui.main_window import MainWindow
-
-    window = MainWindow(AppState())
-    qtbot.addWidget(window)
-    window.show()
-    window.loader.load(tiny_mnist)
-    assert window.loader.wait(60)
+    window = loaded_window
     view_menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&View")
     zoom_in = next(a for a in view_menu.actions() if a.objectName() == "zoomInAction")
     assert QKeySequence("Ctrl++") in zoom_in.shortcuts() and QKeySequence("Ctrl+=") in zoom_in.shortcuts()

@@ -23,7 +23,6 @@ from PySide6.QtWidgets import (
 )
 
 from diffusion_studio.ui.main_window import FRAME_MARGIN, MainWindow
-from diffusion_studio.ui.state import AppState
 
 #: (screen, its free area: the screen less a 48 px taskbar)
 SCREENS = {"1280x720": QRect(0, 0, 1280, 720 - 48), "1366x768": QRect(0, 0, 1366, 768 - 48)}
@@ -115,13 +114,8 @@ def problems_at_work(window, names, size: QSize) -> list[str]:
 
 
 @pytest.fixture
-def window(qtbot, tiny_mnist):
-    w = MainWindow(AppState())
-    qtbot.addWidget(w)
-    w.show()
-    w.loader.load(tiny_mnist)
-    assert w.loader.wait(60)
-    return w
+def window(loaded_window):
+    return loaded_window
 
 
 def test_the_default_size_fits_the_free_screen_area():
