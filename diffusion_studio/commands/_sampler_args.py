@@ -13,6 +13,14 @@ import argparse
 from ..engine import defaults as D
 
 
+def model_help() -> str:
+    """--checkpoint's help for the commands that sample, the bundled names from ``engine.defaults``."""
+    suffixes = ", ".join(f"-{k}step" for k in D.BUNDLED_STUDENT_STEPS[:-1]) + f" or -{D.BUNDLED_STUDENT_STEPS[-1]}step"
+    return ("a .pt checkpoint, a run folder, or a bundled model: default, default-conditional, or a student of "
+            f"either (its name and {suffixes}, e.g. default-4step) (default: %(default)s, the model the app "
+            "opens with)")
+
+
 def add_sampler_arguments(p: argparse.ArgumentParser) -> None:
     """--sampler, --steps, --eta, --variance, --clip-x0, --guidance, --autoguidance and
     --autoguidance-min-t, each defaulting to None

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..engine import defaults as D
 from ._progress import advance_to, progress_bar
-from ._sampler_args import add_sampler_arguments, sampler_from_args
+from ._sampler_args import add_sampler_arguments, model_help, sampler_from_args
 
 EPILOG = """\
 metrics:
@@ -37,9 +37,7 @@ def register(sub) -> None:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--checkpoint", default=D.DEFAULT_MODEL, metavar="MODEL",
-                   help="a .pt checkpoint, a run folder, or a bundled model: default, default-conditional, or its "
-                        "students default-conditional-8step, -4step, -2step, -1step (default: %(default)s, the "
-                        "model the app opens with)")
+                   help=model_help())
     p.add_argument("--n", type=int, default=D.DEFAULT_EVAL_N, help="digits to generate (default %(default)s)")
     p.add_argument("--report", metavar="DIR",
                    help="folder for report.json, report.html, samples.png (default: the checkpoint's run "

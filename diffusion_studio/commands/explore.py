@@ -31,8 +31,8 @@ def register(sub) -> None:
                            ("identity", "the share of digits that keep their label after denoising from t")):
         q = kinds.add_parser(name, help=helptext, description=helptext)
         q.add_argument("--checkpoint", default=D.DEFAULT_MODEL, metavar="MODEL",
-                       help="a bundled model (default, default-conditional, default-conditional-4step ...), a .pt "
-                            "file or a run folder (default: %(default)s)")
+                       help="a bundled model (default, default-conditional or a student, e.g. default-4step), a "
+                            ".pt file or a run folder (default: %(default)s)")
         q.add_argument("--seed", type=int, default=0, help="default: %(default)s")
         q.add_argument("--device", default="auto", choices=D.DEVICE_CHOICES)
         add_sampler_arguments(q)

@@ -7,16 +7,14 @@ import sys
 
 from ..engine import defaults as D
 from ._progress import advance_to, progress_bar
-from ._sampler_args import add_sampler_arguments, sampler_from_args
+from ._sampler_args import add_sampler_arguments, model_help, sampler_from_args
 
 
 def register(sub) -> None:
     p = sub.add_parser("sample", help="generate digits from a checkpoint",
                        description="Generate digits (Algorithm 2, or DDIM) and save a PNG grid or an NPZ.")
     p.add_argument("--checkpoint", default=D.DEFAULT_MODEL, metavar="MODEL",
-                   help="a .pt checkpoint, a run folder, or a bundled model: default, default-conditional, or its "
-                        "students default-conditional-8step, -4step, -2step, -1step (default: %(default)s, the "
-                        "model the app opens with)")
+                   help=model_help())
     p.add_argument("--n", type=int, default=D.DEFAULT_SAMPLE_COUNT, help="how many images (default %(default)s)")
     p.add_argument("--out", required=True, metavar="FILE", help=".png (a grid) or .npz (key 'images', uint8)")
     add_sampler_arguments(p)

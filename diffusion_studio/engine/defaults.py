@@ -45,6 +45,8 @@ DEFAULT_AUTOGUIDANCE_MIN_T = 0
 # 600 with DDPM, as confident, FD a little higher (docs/distillation.md, "Quality per network call");
 # its teacher, with DDPM, is one click away in the Sampler.
 DEFAULT_MODEL = "default-conditional-4step"
+# the steps of the students bundled with each bundled model ("default-4step", ...)
+BUNDLED_STUDENT_STEPS = (8, 4, 2, 1)
 # digits per Sampler run and `sample` command: 64 of the default model show 0.46 s after the
 # click on a 2-core Xeon (docs/distillation.md)
 DEFAULT_SAMPLE_COUNT = 64

@@ -39,9 +39,8 @@ def test_bundled_model_is_the_default_recipe_and_samples():
 def test_bundled_conditional_model_samples_the_asked_digit_path():
     from diffusion_studio.engine.storage.bundled import available_bundled, bundled_checkpoint_path, resolve_checkpoint
 
-    assert [name for name, _, _ in available_bundled()] == ["default", "default-conditional",
-                                                            "default-conditional-8step", "default-conditional-4step",
-                                                            "default-conditional-2step", "default-conditional-1step"]
+    students = [f"{teacher}-{k}step" for teacher in ("default-conditional", "default") for k in (8, 4, 2, 1)]
+    assert [name for name, _, _ in available_bundled()] == ["default", "default-conditional", *students]
     path = bundled_checkpoint_path("default-conditional")
     assert resolve_checkpoint("default-conditional") == path and path.stat().st_size < 8 * 2**20
     loaded = load_model(path)
@@ -83,19 +82,24 @@ def test_a_bundled_model_is_known_by_its_name_not_its_install_path(tmp_path):
 
 
 def test_every_bundled_student_knows_its_steps_teacher_and_weights_and_samples_with_one_call_per_step():
+    from diffusion_studio.engine.diffusion.scheduling import DEFAULT_AUTOGUIDANCE
     from diffusion_studio.engine.storage.bundled import BUNDLED
     from diffusion_studio.tasks.models import open_model
 
-    for steps in (8, 4, 2, 1):
-        name = f"default-conditional-{steps}step"
-        assert name in BUNDLED
-        student = open_model(name, "cpu")
-        config, distill = student.model_config, student.payload["distill"]
-        assert (config.distilled_steps, config.prediction, config.weight_input) == (steps, "v", "guidance")
-        assert distill["origin"] == "default-conditional" and distill["steps"] == steps
-        assert distill["weight_min"] <= DEFAULT_GUIDANCE <= distill["weight_max"]
-        calls = []
-        hook = student.model.register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
-        x = sample(student.model, student.schedule, 2, labels=torch.tensor([3, 7]), seed=0)
-        hook.remove()
-        assert calls == [2] * steps and torch.isfinite(x).all()
+    for origin, weight, default_weight, labels in (("default-conditional", "guidance", DEFAULT_GUIDANCE,
+                                                    torch.tensor([3, 7])),
+                                                   ("default", "autoguidance", DEFAULT_AUTOGUIDANCE, None)):
+        for steps in (8, 4, 2, 1):
+            name = f"{origin}-{steps}step"
+            assert name in BUNDLED
+            student = open_model(name, "cpu")
+            config, distill = student.model_config, student.payload["distill"]
+            assert (config.distilled_steps, config.prediction, config.weight_input) == (steps, "v", weight), name
+            assert config.conditional == (labels is not None) and student.guide is None  # one call a step
+            assert distill["origin"] == origin and distill["steps"] == steps
+            assert distill["weight_min"] <= default_weight <= distill["weight_max"]
+            calls = []
+            hook = student.model.register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
+            x = sample(student.model, student.schedule, 2, labels=labels, seed=0)
+            hook.remove()
+            assert calls == [2] * steps and torch.isfinite(x).all()

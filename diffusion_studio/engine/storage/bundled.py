@@ -7,7 +7,7 @@ import os
 from importlib import resources
 from pathlib import Path
 
-from ..defaults import DEFAULT_MODEL
+from ..defaults import BUNDLED_STUDENT_STEPS, DEFAULT_MODEL
 from .checkpoint import CheckpointError
 
 DEFAULT_CHECKPOINT = "default.pt"
@@ -16,10 +16,10 @@ DEFAULT_CHECKPOINT = "default.pt"
 BUNDLED = {
     "default": (DEFAULT_CHECKPOINT, "Bundled unconditional model (300 steps)"),
     "default-conditional": ("default-conditional.pt", "Bundled class-conditional model (300 steps)"),
-    # few-step students distilled from default-conditional (docs/distillation.md)
-    **{f"default-conditional-{k}step": (f"default-conditional-{k}step.pt",
-                                          f"Bundled class-conditional {k}-step student")
-       for k in (8, 4, 2, 1)},
+    # few-step students distilled from each (docs/distillation.md)
+    **{f"{teacher}-{k}step": (f"{teacher}-{k}step.pt", f"Bundled {kind} {k}-step student")
+       for teacher, kind in (("default-conditional", "class-conditional"), ("default", "unconditional"))
+       for k in BUNDLED_STUDENT_STEPS},
 }
 # what the app opens at start-up, the first one installed: the default model (engine.defaults.DEFAULT_MODEL),
 # else its teacher, the default recipe as it is (class-conditional: its digits are recognisable far more
