@@ -12,7 +12,8 @@ from ._sampler_args import add_sampler_arguments, model_help, sampler_from_args
 
 def register(sub) -> None:
     p = sub.add_parser("sample", help="generate digits from a checkpoint",
-                       description="Generate digits (Algorithm 2, or DDIM) and save a PNG grid or an NPZ.")
+                       description="Generate digits (DDPM's Algorithm 2, DDIM or DPM-Solver++; a student with its own "
+                                   "steps) and save a PNG grid or an NPZ.")
     p.add_argument("--checkpoint", default=D.DEFAULT_MODEL, metavar="MODEL",
                    help=model_help())
     p.add_argument("--n", type=int, default=D.DEFAULT_SAMPLE_COUNT, help="how many images (default %(default)s)")

@@ -624,3 +624,27 @@ def test_the_sampler_form_the_sample_task_and_command_make_the_same_number_of_di
     qtbot.addWidget(form)
     cli = build_parser().parse_args(["sample", "--out", "x.png"])
     assert form.count_spin.value() == SampleRequest().n == cli.n == DEFAULT_SAMPLE_COUNT
+
+
+def test_an_unconditional_student_takes_the_autoguidance_weight_and_one_call_a_step(qtbot):
+    """The bundled default-4step: the form offers g (its input), not w or the guide's threshold,
+    and a run makes its digits in 4 calls of the student alone."""
+    from diffusion_studio.engine.storage.bundled import bundled_checkpoint_path
+
+    state = AppState()
+    state.set_model(load_model(bundled_checkpoint_path("default-4step")), "default-4step")
+    p = sp.SamplerPanel(state)
+    qtbot.addWidget(p)
+    form = p.form
+    assert form.autoguidance_spin.isEnabled() and not form.guidance_spin.isEnabled()
+    assert not form.autoguidance_min_t_spin.isEnabled()
+    assert form.sampler_config().autoguidance == form.autoguidance_spin.value() > 0
+    form.count_spin.setValue(3)
+    calls = []
+    hook = state.model.model.register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
+    with qtbot.waitSignal(p.sampling_finished, timeout=120000) as blocker:
+        p.sample()
+    hook.remove()
+    p.shutdown(5000)
+    assert blocker.args[0] == "finished" and calls == [3] * 4
+    assert p.frames[-1].x.shape == (3, 28, 28)
