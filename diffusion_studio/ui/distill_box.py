@@ -26,13 +26,13 @@ from .distill_view import RoundStripDialog
 from .widgets import WrappingLabel
 from .workers import TaskWorker, WorkerRunner, on_gui_thread
 
+ROUND_LOSS_FORMULA = "‖v − ṽ‖²"  # the student's v against the one its teacher's steps imply
 PLOTS_CAPTION = ("Each round is a training run of its own, so the plots start afresh for every round, named above "
                  "them. Its loss is how far the student's step lands from where its teacher's steps land "
                  "(two steps; in the first round, one guided step): lower is better.")
-PLOTS_TOOLTIP = ("The loss of a round is ‖v − ṽ‖²: v is the student's output, ṽ the one that would take its "
-                 "one step to where the teacher's two steps land (Salimans & Ho 2022; the first round: the "
-                 "teacher's guided output, Meng et al. 2023).")
-ROUND_LOSS_LABEL = "loss  ‖v − ṽ‖²"  # the student's v against the one its teacher's steps imply
+PLOTS_TOOLTIP = (f"The loss of a round is {ROUND_LOSS_FORMULA}: v is the student's output, ṽ the one that would "
+                 "take its one step to where the teacher's two steps land (Salimans & Ho 2022; the first round: "
+                 "the teacher's guided output, Meng et al. 2023).")
 STATUS_WORDS = {"waiting": "to come", "starting": "training…", "resuming": "resuming…", "done": "done earlier",
                 "completed": "done", "early_stopped": "done (early stopping)", "budget": "done (time budget)",
                 "stopped": "stopped", "diverged": "diverged", "failed": "failed"}
@@ -194,7 +194,7 @@ class DistillBox(QGroupBox):
         self._round = rec.index
         title = round_title(rec.index, rec.rounds, rec.stage, rec.steps)
         self.panel.view.reset()  # each round is a run of its own: its curves start afresh
-        self.panel.view.set_round(f"{title} (this round's curves)", ROUND_LOSS_LABEL)
+        self.panel.view.set_round(f"{title} (this round's curves)", ROUND_LOSS_FORMULA)
         self.state.report(f"{title}: {rec.status}, {rec.folder}")
 
     @Slot()

@@ -7,7 +7,6 @@
 - ``DenoiseBox``: "denoise from here" and the identity-vs-t curve;
 - ``ForwardStrip`` / ``forward_strip``: the report's Figure 3 (digits at fixed t);
 - ``show_readout`` / ``show_t_readout``: what the schedule keeps of the image at T and at t;
-- ``caption``: a view's "what am I looking at" line in plain words (the formulas go in tooltips);
 - ``build_top_bar`` / ``build_readouts`` / ``build_views``: the panel's controls, lines and views
   (made as its attributes).
 """
@@ -42,7 +41,7 @@ from ..engine.defaults import SCHEDULE_KINDS
 from ..engine.storage.data import to_uint8
 from ..tasks.explore import ERROR_FULL_SCALE, VIEW_DIGITS
 from .imaging import gray_pixmap, tile
-from .widgets import ImageView, styled_plot
+from .widgets import ImageView, caption, styled_plot
 
 HIST_RANGE = 4.0
 HIST_BINS = 80
@@ -63,14 +62,6 @@ def _plot(title: str, name: str, tip: str, **kwargs) -> pg.PlotWidget:
     plot.setObjectName(name)
     plot.setToolTip(tip)
     return plot
-
-
-def caption(text: str, name: str, tip: str = "") -> QLabel:
-    """A view's "what am I looking at" line: plain words on screen, the formula in ``tip``."""
-    label = QLabel(text, objectName=name, wordWrap=True)
-    label.setStyleSheet("color: #444; font-size: 11px;")
-    label.setToolTip(tip)
-    return label
 
 
 def image_box(title: str, line: QLabel, view: QWidget) -> QGroupBox:

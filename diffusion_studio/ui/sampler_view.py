@@ -31,8 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from .imaging import tile
-from .noise_view import caption  # (the forward panel's captions look the same)
-from .widgets import ImageView
+from .widgets import ImageView, caption
 
 PLAY_FPS = 12
 #: the exports' default enlargement: a 16-digit grid of 122 px becomes 488 px, enough for a slide

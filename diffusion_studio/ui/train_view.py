@@ -61,7 +61,7 @@ class LossView(QWidget):
 
     add_steps(global_steps, losses), add_epoch(epoch, val_loss, fraction=1.0), set_best(epoch, val_loss),
     show_early_estimate(record) -> its line, add_loss_by_timestep(edges, values), set_round(title,
-    loss), reset(), redraw() (only when something changed).
+    formula), reset(), redraw() (only when something changed).
     ``steps_per_epoch`` converts steps to epochs; ``epochs_total`` bounds the x axis.
     """
 
@@ -183,15 +183,13 @@ class LossView(QWidget):
         self.progress.setValue(0)
         self._dirty = False
 
-    def set_round(self, title: str | None, loss: str = LOSS_FORMULA) -> None:
+    def set_round(self, title: str | None, formula: str = LOSS_FORMULA) -> None:
         """Name the run drawn above the plot (a distillation's round; None: a training run, no
-        title) and say in plain words what its loss measures, with ``loss``'s formula (a leading
-        "loss" dropped: the distillation box names a round's "loss  ‖v − ṽ‖²") in the tooltips of
-        the caption and the y axis, which reads just LOSS_LABEL."""
+        title) and say in plain words what its loss measures, with its ``formula`` in the tooltips
+        of the caption and the y axis, which reads just LOSS_LABEL."""
         item = self.plot.getPlotItem()
         item.setTitle(title, size="9pt", color="#444")
         item.setLabel("left", LOSS_LABEL, color="#222")
-        formula = loss.removeprefix("loss").strip()
         self.caption.setText(CHART_CAPTION if title is None else ROUND_CAPTION)
         tip = (CHART_TIP if title is None else ROUND_TIP).format(formula=formula, smoothing=SMOOTHING)
         self.caption.setToolTip(tip)

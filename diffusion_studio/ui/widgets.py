@@ -18,6 +18,14 @@ MAX_ZOOM = 40
 FOLLOW_MARGIN = 16
 
 
+def caption(text: str, name: str, tip: str = "") -> QLabel:
+    """A view's "what am I looking at" line: plain words on screen, the formula in ``tip``."""
+    label = QLabel(text, objectName=name, wordWrap=True)
+    label.setStyleSheet("color: #444; font-size: 11px;")
+    label.setToolTip(tip)
+    return label
+
+
 class ImageView(QLabel):
     """Shows a uint8 image (a digit, a mosaic of digits, a strip) as large as its box allows, in
     whole-pixel multiples of its size: a 28 px digit is drawn 2x, 3x, ... as the box grows, every

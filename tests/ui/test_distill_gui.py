@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QApplication, QLabel
 
 from diffusion_studio.engine.storage import paths
 from diffusion_studio.tasks.distill import DistillRequest, student_checkpoints
-from diffusion_studio.ui.distill_box import ROUND_LOSS_LABEL
+from diffusion_studio.ui.distill_box import ROUND_LOSS_FORMULA
 from diffusion_studio.ui.state import AppState
 from diffusion_studio.ui.train_panel import TrainPanel
 from diffusion_studio.ui.train_view import LOSS_LABEL
@@ -149,7 +149,7 @@ def test_a_run_through_the_panel_makes_every_round(run):
     # "loss"); the next training's plot is a training's again
     left = panel.view.plot.getPlotItem().getAxis("left")
     caption = panel.findChild(QLabel, "lossCaption")
-    formula = ROUND_LOSS_LABEL.removeprefix("loss").strip()
+    formula = ROUND_LOSS_FORMULA
     assert left.labelText == LOSS_LABEL and "student" in caption.text() and "‖" not in caption.text()
     assert formula in caption.toolTip() and formula in left.toolTip()
     box_caption = box.findChild(QLabel, "distillCaption")
