@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..engine.defaults import DEFAULT_EVAL_N, DEFAULT_METRIC, METRIC_CHOICES
-from .imaging import tile
+from ..engine.storage.images import tile
 from .widgets import ImageView, WrappingLabel
 
 METRIC_TITLES = {

@@ -1,12 +1,10 @@
 """Converting uint8 images to Qt images. Model-range tensors become uint8 by the engine's
-one conversion, ``engine.storage.data.to_uint8``; mosaics are the engine's ``tile``."""
+one conversion, ``engine.storage.data.to_uint8``; mosaics are the engine's ``engine.storage.images.tile``."""
 
 from __future__ import annotations
 
 import numpy as np
 from PySide6.QtGui import QImage, QPixmap
-
-from ..engine.storage.images import tile  # noqa: F401 (the panels' mosaics: the engine's)
 
 
 def gray_qimage(array: np.ndarray) -> QImage:

@@ -40,7 +40,8 @@ from PySide6.QtWidgets import (
 from ..engine.defaults import SCHEDULE_KINDS
 from ..engine.storage.data import to_uint8
 from ..tasks.explore import ERROR_FULL_SCALE, VIEW_DIGITS
-from .imaging import gray_pixmap, tile
+from ..engine.storage.images import tile
+from .imaging import gray_pixmap
 from .widgets import ImageView, caption, styled_plot
 
 HIST_RANGE = 4.0

@@ -12,15 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import Qt, Signal, Slot  # noqa: F401 (Qt: the tests reach it here)
+from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import QFileDialog, QWidget
 
 from ..engine.text import first_line
 from ..tasks.explore import NeighboursRequest, guidance_sweep, interpolate, nearest_neighbours
 from ..engine.device import PrecisionChoice
-from ..engine.storage.images import enlarge, save_png
+from ..engine.storage.images import enlarge, save_png, tile
 from ..tasks.sample import Frame, sample_frames, sampling_precision
-from .imaging import tile
 from .sampler_form import Provenance, SamplerForm, explore_provenance, sample_provenance
 from .sampler_view import ExploreBox, FramesView, build_panel, gif_pictures
 from .settings import CHECKPOINT_FOLDER, app_settings, export_path

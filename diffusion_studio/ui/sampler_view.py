@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .imaging import tile
+from ..engine.storage.images import tile
 from .widgets import ImageView, caption
 
 PLAY_FPS = 12

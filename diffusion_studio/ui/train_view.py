@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..engine.defaults import DEMO_BUDGET_MINUTES
-from .imaging import tile
+from ..engine.storage.images import tile
 from .widgets import ImageView, Series, StreamingSmoother, WrappingLabel, styled_plot
 
 LOSS_LABEL = "loss"  # the y axis's plain word: the caption says what it measures, its tooltip the formula

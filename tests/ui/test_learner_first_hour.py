@@ -25,14 +25,13 @@ from PySide6.QtWidgets import (
     QSpinBox,
     QWidget,
 )
-from test_window_fit import (  # noqa: F401 (window: the fixture)
+from test_window_fit import (
     SCREENS,
     _wheel_and_drag,
     overlapping_widgets,
     problems_at_work,
     settle,
     squeezed_widgets,
-    window,
 )
 
 from diffusion_studio.engine.storage.checkpoint import load_model
@@ -44,6 +43,11 @@ from diffusion_studio.ui.widgets import ImageView, whole_pixel_scale
 
 #: a large desktop's free area, to see the pictures grow past the laptop's
 LARGE_SCREEN = QRect(0, 0, 1920, 1080 - 48)
+
+
+@pytest.fixture
+def window(loaded_window):
+    return loaded_window
 
 
 @pytest.fixture

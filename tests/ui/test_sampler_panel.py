@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
+from PySide6.QtCore import Qt
 
 from diffusion_studio.engine.storage.checkpoint import load_model
 from diffusion_studio.engine.diffusion.scheduling import SamplerConfig
@@ -14,7 +15,7 @@ from diffusion_studio.engine.training.plan import plan_new
 from diffusion_studio.engine.training.trainer import Trainer
 from diffusion_studio.engine.diffusion.unet import UNetConfig
 from diffusion_studio.ui import sampler_panel as sp
-from diffusion_studio.ui.imaging import tile
+from diffusion_studio.engine.storage.images import tile
 from diffusion_studio.ui.state import AppState
 from diffusion_studio.tasks import sample as sample_task
 
@@ -43,7 +44,7 @@ def panel(qtbot, tiny_checkpoint):
 def run_sampling(qtbot, panel, n=6):
     panel.form.count_spin.setValue(n)
     with qtbot.waitSignal(panel.sampling_finished, timeout=30000) as blocker:
-        qtbot.mouseClick(panel.sample_button, sp.Qt.MouseButton.LeftButton)
+        qtbot.mouseClick(panel.sample_button, Qt.MouseButton.LeftButton)
     return blocker.args[0]
 
 
@@ -257,7 +258,7 @@ def test_autoguidance_only_for_models_with_a_guide(qtbot, panel, tiny_checkpoint
     # the sweep compares autoguidance weights for it (it has no labels for classifier-free guidance)
     assert panel.sweep_button.isEnabled() and "Autoguidance g = 0, 0.5, 1, 2, 4" in panel.sweep_button.toolTip()
     with qtbot.waitSignal(panel.sampling_finished, timeout=60000) as blocker:
-        qtbot.mouseClick(panel.sweep_button, sp.Qt.MouseButton.LeftButton)
+        qtbot.mouseClick(panel.sweep_button, Qt.MouseButton.LeftButton)
     assert blocker.args[0] == "completed" and panel.explore_strip.shape == (4 * 5, 28, 28)  # four seeds x five g
     assert "autoguidance g = 0, 0.5, 1, 2, 4 above t = 3, away from a guide of 1.0 epochs" in panel.explore_box.caption.text()
     assert panel.explore_box.strip.column_labels == ("g = 0", "g = 0.5", "g = 1", "g = 2", "g = 4")
@@ -317,7 +318,7 @@ def test_interpolation_strip_between_two_seeds(qtbot, panel, tmp_path):
     panel.form.seed_spin.setValue(3)
     panel.seed_b_spin.setValue(8)
     with qtbot.waitSignal(panel.sampling_finished, timeout=60000) as blocker:
-        qtbot.mouseClick(button, sp.Qt.MouseButton.LeftButton)
+        qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
     assert blocker.args[0] == "completed"
     assert panel.explore_strip.shape == (9, 28, 28) and panel.explore_box.isVisible()
     assert "seed 3 → seed 8" in panel.explore_box.caption.text()
@@ -336,7 +337,7 @@ def test_guidance_sweep_strip(qtbot, tiny_conditional_checkpoint, tmp_path):
     assert sweep.isEnabled()
     # "0-9 in turn" (the default): a digits x w grid, each column labelled with its w
     with qtbot.waitSignal(p.sampling_finished, timeout=60000):
-        qtbot.mouseClick(sweep, sp.Qt.MouseButton.LeftButton)
+        qtbot.mouseClick(sweep, Qt.MouseButton.LeftButton)
     strip = p.explore_box.strip
     assert p.explore_strip.shape == (10 * 5, 28, 28) and strip.columns == 5
     assert strip.column_labels == ("w = 0", "w = 0.5", "w = 1", "w = 2", "w = 4")
@@ -351,7 +352,7 @@ def test_guidance_sweep_strip(qtbot, tiny_conditional_checkpoint, tmp_path):
     # one digit: four seeds of it in rows
     p.form.digit_combo.setCurrentIndex(p.form.digit_combo.findData(7))
     with qtbot.waitSignal(p.sampling_finished, timeout=60000):
-        qtbot.mouseClick(sweep, sp.Qt.MouseButton.LeftButton)
+        qtbot.mouseClick(sweep, Qt.MouseButton.LeftButton)
     assert p.explore_strip.shape == (4 * 5, 28, 28)
     assert "digit 7, seeds 0–3 (rows)" in p.explore_box.caption.text() and "w = 0, 0.5, 1, 2, 4" in p.explore_box.caption.text()
     p.shutdown(5000)
@@ -380,7 +381,7 @@ def test_nearest_training_digits_of_the_samples(qtbot, panel, tiny_data, tmp_pat
     run_sampling(qtbot, panel, n=4)
     assert button.isEnabled()
     with qtbot.waitSignal(panel.sampling_finished, timeout=120000):
-        qtbot.mouseClick(button, sp.Qt.MouseButton.LeftButton)
+        qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
     strip = panel.explore_strip
     assert strip.shape == (12, 28, 28)  # samples, nearest in pixels, nearest in features
     np.testing.assert_array_equal(strip[:4], panel.frames[-1].x)
@@ -585,7 +586,7 @@ def test_the_model_list_says_what_each_bundled_model_is(qtbot, panel):
         assert ("class-conditional" if config.conditional else "unconditional") in title.split(), title
         assert (f"{config.distilled_steps}-step student" if config.is_student else f"{T} steps") in title, title
     for i in range(combo.count()):
-        assert combo.itemData(i, sp.Qt.ItemDataRole.ToolTipRole) == combo.itemText(i)
+        assert combo.itemData(i, Qt.ItemDataRole.ToolTipRole) == combo.itemText(i)
 
 
 def test_the_model_list_shows_whole_names_and_cuts_a_long_one_in_the_middle(qtbot, panel, tiny_checkpoint):

@@ -58,10 +58,10 @@ from .metrics import (
     feature_stats,
     frechet_distance,
     kid,
-    sha256_file,
     small_n_warning,
     SMALL_N_CLASSIFIER,
 )
+from ..storage.checkpoint import sha256_file
 
 CLASSIFIER_FORMAT = "diffusion-studio-mnist-classifier"
 CLASSIFIER_VERSION = 1

@@ -53,8 +53,8 @@ from .metrics import (
     array_identity,
     as_uint8_images,
     check_stop,
-    sha256_file,
 )
+from ..storage.checkpoint import sha256_file
 
 FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 FID_WEIGHTS_SHA256_PREFIX = "6726825d"  # torch hub's convention: the file name holds the sha256's start

@@ -199,9 +199,6 @@ def kid(
 
 
 # ------------------------------------------------------------------ identity
-from ..storage.checkpoint import sha256_file  # noqa: E402, F401  (re-exported: fid, classifier and report import it from here)
-
-
 def array_identity(*arrays) -> str:
     """sha256 over the shapes, dtypes and bytes of tensors/arrays (the data's identity)."""
     h = hashlib.sha256()

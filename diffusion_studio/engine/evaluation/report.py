@@ -38,9 +38,9 @@ from .metrics import (
     StopFn,
     check_stop,
     frechet_distance,
-    sha256_file,
     small_n_warning,
 )
+from ..storage.checkpoint import sha256_file
 from ..defaults import DEFAULT_EVAL_N, DEFAULT_METRIC, DEFAULT_SAMPLE_BATCH, METRIC_CHOICES
 from ..diffusion.scheduling import SamplerConfig
 
