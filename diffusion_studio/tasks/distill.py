@@ -7,7 +7,8 @@
 
 The rounds (``engine.training.distill``): first "guidance", a student of ``start_steps``
 steps that takes the guidance weight as an input, then "halve" rounds of start_steps / 2,
-/ 4, ... down to ``steps``. Each round is a training run in its own folder under ``out``
+/ 4, ... down to ``steps``, less the students in ``skip`` (the round after a skipped student
+learns from the one before it: 16 -> 4 in one round with skip=(8,)). Each round is a training run in its own folder under ``out``
 (``guidance-16``, ``steps-8``, ``steps-4`` ...): its own curves, time budget, stop and
 resume. Running the same request again goes on where it stopped: finished rounds are
 kept, a stopped one is resumed, the rest start from the round before.
@@ -43,18 +44,24 @@ def distill_train_config(**changes) -> TrainConfig:
     return TrainConfig(**{**base, **changes})
 
 
+def round_what(stage: str, steps: int, teacher_steps: int) -> str:
+    """What a round does, in words: "fold the guidance in, 16 steps" or "16 steps -> 4"."""
+    return f"fold the guidance in, {steps} steps" if stage == "guidance" else f"{teacher_steps} steps -> {steps}"
+
+
 @dataclass(frozen=True)
 class Round:
-    """One round: its stage ("guidance" or "halve"), the student's steps and its folder."""
+    """One round: its stage ("guidance" or "halve"), the student's steps, its folder and the
+    steps of the teacher it learns from (the round before's student; the guidance round's own)."""
 
     stage: str
     steps: int
     folder: Path
+    teacher_steps: int
 
     @property
-    def title(self) -> str:
-        return (f"fold the guidance in ({self.steps} steps)" if self.stage == "guidance"
-                else f"{2 * self.steps} steps -> {self.steps}")
+    def factor(self) -> int:
+        return self.teacher_steps // self.steps
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,8 @@ class DistillRequest:
     teacher: a model as a user names it (bundled name, .pt file or run folder).
     out: the distillation's folder (one run folder per round inside it).
     steps: the last round's student; start_steps: the guidance round's grid (steps times a power of 2).
+    skip: students of the halving ladder between them not to make (the next round learns from the
+        one before: fewer rounds, fewer errors that compound, each round a harder jump).
     round_minutes: the time budget of each round: one number for all, or one per round.
     weights: the weight range the students learn (None: ``engine.defaults``).
     """
@@ -72,6 +81,7 @@ class DistillRequest:
     out: Path
     steps: int = DISTILL_STEPS
     start_steps: int = DISTILL_START_STEPS
+    skip: tuple[int, ...] = ()
     round_minutes: tuple[float, ...] = (DISTILL_ROUND_MINUTES,)
     weights: tuple[float, float] | None = None
     device: str = "auto"
@@ -81,6 +91,7 @@ class DistillRequest:
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out))
         object.__setattr__(self, "round_minutes", tuple(float(m) for m in self.round_minutes))
+        object.__setattr__(self, "skip", tuple(sorted(set(self.skip), reverse=True)))
         if not (isinstance(self.steps, int) and isinstance(self.start_steps, int)
                 and 1 <= self.steps <= self.start_steps <= 1000):
             raise ValueError(f"the steps must satisfy 1 <= steps <= start steps <= 1000, got {self.steps} "
@@ -89,6 +100,11 @@ class DistillRequest:
         if self.start_steps % self.steps or ratio & (ratio - 1):
             raise ValueError(f"the start steps ({self.start_steps}) must be the steps ({self.steps}) times a "
                              "power of 2: each round halves them")
+        ladder = [self.start_steps // 2 ** k for k in range(1, ratio.bit_length() - 1)]  # strictly between
+        if any(k not in ladder for k in self.skip):
+            between = ", ".join(map(str, ladder)) or "none"
+            raise ValueError(f"only the students between the start and the last can be skipped ({between}), "
+                             f"got {', '.join(map(str, self.skip))}")
         if not self.round_minutes or any(not (m > 0 and math.isfinite(m)) for m in self.round_minutes):
             raise ValueError(f"each round's time budget must be a positive number of minutes, got "
                              f"{list(self.round_minutes)}")
@@ -98,11 +114,12 @@ class DistillRequest:
 
     @property
     def rounds(self) -> list[Round]:
-        out = [Round("guidance", self.start_steps, self.out / f"guidance-{self.start_steps}")]
+        out = [Round("guidance", self.start_steps, self.out / f"guidance-{self.start_steps}", self.start_steps)]
         steps = self.start_steps
         while steps > self.steps:
             steps //= 2
-            out.append(Round("halve", steps, self.out / f"steps-{steps}"))
+            if steps not in self.skip:
+                out.append(Round("halve", steps, self.out / f"steps-{steps}", out[-1].steps))
         return out
 
     def minutes(self, index: int) -> float:
@@ -119,10 +136,11 @@ class RoundRecord:
     steps: int
     folder: str
     status: str
+    teacher_steps: int
     kind: str = "round"
 
     def describe(self) -> str:
-        what = "fold the guidance in" if self.stage == "guidance" else f"{2 * self.steps} steps -> {self.steps}"
+        what = round_what(self.stage, self.steps, self.teacher_steps)
         return f"round {self.index + 1}/{self.rounds} ({what}): {self.status}, {self.folder}"
 
 
@@ -132,11 +150,27 @@ def round_status(folder: Path) -> str:
         return "new"
     if not (folder / "last.pt").exists():
         R.check_new_run_folder(folder)  # refuses, in one line, a folder it cannot go on with
-    try:
-        reason = json.loads((folder / "history.json").read_text()).get("finished_reason")
-    except (OSError, ValueError):
-        reason = None
+    reason = _history(folder).get("finished_reason")
     return "done" if reason not in (None, "stopped") else "resume"
+
+
+def _history(folder: Path) -> dict:
+    try:
+        history = json.loads((folder / "history.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return history if isinstance(history, dict) else {}
+
+
+def check_round_teacher(rnd: Round) -> None:
+    """Refuse, in one line, a round folder made from another teacher than the request's round
+    learns from (a distillation asked for with other skipped students)."""
+    made = (_history(rnd.folder).get("meta") or {}).get("distilled_from") or {}
+    steps = made.get("teacher_steps") if isinstance(made, dict) else None
+    if rnd.stage == "halve" and isinstance(steps, int) and steps != rnd.teacher_steps:
+        raise ValueError(f"{rnd.folder} learnt from a {steps}-step teacher, where this distillation's round learns "
+                         f"from a {rnd.teacher_steps}-step one; ask with the skipped students that made it, or "
+                         "choose another folder")
 
 
 def plan_distill_round(request: DistillRequest, index: int):
@@ -150,7 +184,7 @@ def plan_distill_round(request: DistillRequest, index: int):
         return plan_resume(rnd.folder)
     teacher = ModelRef.of(request.teacher).checkpoint() if index == 0 else request.rounds[index - 1].folder
     return plan_distill(teacher, stage=rnd.stage, steps=rnd.steps, train=request.train, weights=request.weights,
-                        val_images=request.val_images)
+                        val_images=request.val_images, factor=rnd.factor if rnd.stage == "halve" else 2)
 
 
 def check_request(request: DistillRequest) -> None:
@@ -160,6 +194,7 @@ def check_request(request: DistillRequest) -> None:
         raise ValueError(f"{request.out} is a file; choose a folder for the distillation")
     for rnd in request.rounds:
         round_status(rnd.folder)
+        check_round_teacher(rnd)
     if round_status(request.rounds[0].folder) == "new":
         plan_distill_round(request, 0)  # reads the teacher: a wrong one is refused now
 
@@ -176,7 +211,7 @@ def distill(request: DistillRequest, data, ctx: TaskContext | None = None) -> It
     for index, rnd in enumerate(rounds):
         status = round_status(rnd.folder)
         if status == "done":
-            yield RoundRecord(index, len(rounds), rnd.stage, rnd.steps, str(rnd.folder), "done")
+            yield RoundRecord(index, len(rounds), rnd.stage, rnd.steps, str(rnd.folder), "done", rnd.teacher_steps)
             continue
         if ctx.should_stop():
             return
@@ -184,7 +219,7 @@ def distill(request: DistillRequest, data, ctx: TaskContext | None = None) -> It
         if status == "new":
             R.init_run(R.check_new_run_folder(rnd.folder), f"distill-{rnd.stage}-{rnd.steps}")
         yield RoundRecord(index, len(rounds), rnd.stage, rnd.steps, str(rnd.folder),
-                          "starting" if status == "new" else "resuming")
+                          "starting" if status == "new" else "resuming", rnd.teacher_steps)
         finished = None
         with R.mark_running(rnd.folder):
             trainer = Trainer(plan, data, device=request.device, run_dir=rnd.folder, stop_event=ctx.stop_event,
@@ -208,7 +243,7 @@ def write_distillation_file(request: DistillRequest) -> None:
 
     write_json_atomic(request.out / DISTILLATION_FILE, {
         "teacher": str(request.teacher), "steps": request.steps, "start_steps": request.start_steps,
-        "round_minutes": list(request.round_minutes),
+        "skip": list(request.skip), "round_minutes": list(request.round_minutes),
         "weights": list(request.weights) if request.weights is not None else None})
 
 

@@ -38,10 +38,11 @@ STATUS_WORDS = {"waiting": "to come", "starting": "training…", "resuming": "re
                 "stopped": "stopped", "diverged": "diverged", "failed": "failed"}
 
 
-def round_title(index: int, rounds: int, stage: str, steps: int) -> str:
+def round_title(index: int, rounds: int, stage: str, steps: int, teacher_steps: int) -> str:
     """"Round 1 of 3: fold the guidance in, 16 steps" or "Round 2 of 3: 16 steps -> 8"."""
-    what = f"fold the guidance in, {steps} steps" if stage == "guidance" else f"{2 * steps} steps -> {steps}"
-    return f"Round {index + 1} of {rounds}: {what}"
+    from ..tasks.distill import round_what
+
+    return f"Round {index + 1} of {rounds}: {round_what(stage, steps, teacher_steps)}"
 
 
 class DistillBox(QGroupBox):
@@ -146,7 +147,7 @@ class DistillBox(QGroupBox):
             self.panel._show_error(f"Cannot distil: {exc}")
             return False
         self.request, self.outcome = request, ""
-        self.round_lines = [f"{round_title(i, len(request.rounds), r.stage, r.steps)}: {STATUS_WORDS['waiting']}"
+        self.round_lines = [f"{round_title(i, len(request.rounds), r.stage, r.steps, r.teacher_steps)}: {STATUS_WORDS['waiting']}"
                             for i, r in enumerate(request.rounds)]
         self._show_rounds_status()
         self.form.set_out_dir(request.out)  # Start again with this folder goes on where it stops
@@ -192,7 +193,7 @@ class DistillBox(QGroupBox):
         if rec.status == "done":
             return
         self._round = rec.index
-        title = round_title(rec.index, rec.rounds, rec.stage, rec.steps)
+        title = round_title(rec.index, rec.rounds, rec.stage, rec.steps, rec.teacher_steps)
         self.panel.view.reset()  # each round is a run of its own: its curves start afresh
         self.panel.view.set_round(f"{title} (this round's curves)", ROUND_LOSS_FORMULA)
         self.state.report(f"{title}: {rec.status}, {rec.folder}")

@@ -41,7 +41,7 @@ def test_distill_runs_every_round_writes_the_strip_and_goes_on_where_it_stopped(
     assert main(_args(teachers["cond"], out, tiny_mnist, "--steps", "2", "--start-steps", "4",
                       "--strip", str(strip))) == 0
     printed = capsys.readouterr()
-    assert "round 1/2 (fold the guidance in): starting" in printed.out
+    assert "round 1/2 (fold the guidance in, 4 steps): starting" in printed.out
     assert "round 2/2 (4 steps -> 2): starting" in printed.out
     assert (out / "guidance-4" / "best.pt").is_file() and (out / "steps-2" / "best.pt").is_file()
     from PIL import Image
@@ -49,7 +49,7 @@ def test_distill_runs_every_round_writes_the_strip_and_goes_on_where_it_stopped(
     assert Image.open(strip).size[0] > 2 * 28
     assert main(_args(teachers["cond"], out, tiny_mnist, "--steps", "1", "--start-steps", "4")) == 0
     printed = capsys.readouterr().out
-    assert "round 1/3 (fold the guidance in): done" in printed and "round 2/3 (4 steps -> 2): done" in printed
+    assert "round 1/3 (fold the guidance in, 4 steps): done" in printed and "round 2/3 (4 steps -> 2): done" in printed
     assert "round 3/3 (2 steps -> 1): starting" in printed
     assert (out / "rounds.png").is_file()  # the default strip goes into the distillation folder
     # a student samples from the command line like any model
@@ -59,8 +59,27 @@ def test_distill_runs_every_round_writes_the_strip_and_goes_on_where_it_stopped(
     assert png.is_file()
 
 
+def test_distill_can_skip_a_student_and_refuses_to_mix_its_rounds_with_a_halving(teachers, tiny_mnist, tmp_path,
+                                                                                capsys):
+    from diffusion_studio.engine.storage.checkpoint import load_checkpoint
+
+    out = tmp_path / "d"
+    assert main(_args(teachers["cond"], out, tiny_mnist, "--steps", "1", "--start-steps", "4", "--skip", "2")) == 0
+    printed = capsys.readouterr().out
+    assert "round 2/2 (4 steps -> 1): starting" in printed and not (out / "steps-2").exists()
+    made = load_checkpoint(out / "steps-1" / "best.pt")["distill"]
+    assert (made["steps"], made["factor"], made["teacher"]) == (1, 4, "guidance-4")
+    # the same folder asked for with every halving: its 1-step round learnt from another teacher
+    assert main(_args(teachers["cond"], out, tiny_mnist, "--steps", "1", "--start-steps", "4")) == 2
+    err = capsys.readouterr().err.strip()
+    assert "learnt from a 4-step teacher" in err and "\n" not in err
+    assert not (out / "steps-2").exists()  # refused before anything ran
+
+
 @pytest.mark.parametrize("extra, words", [
     (["--steps", "3", "--start-steps", "16"], "power of 2"),
+    (["--skip", "eight"], "whole numbers separated by commas"),
+    (["--start-steps", "16", "--skip", "4"], "only the students between the start and the last can be skipped (8)"),
     (["--round-minutes", "ten"], "numbers separated by commas"),
     (["--round-minutes", "5,5"], "one time budget for all rounds or one per round"),
     (["--weights", "0.5"], "two numbers"),

@@ -37,14 +37,15 @@ def _payload(net, schedule: ScheduleConfig) -> dict:
 
 # ------------------------------------------------------------------ the grid
 @pytest.mark.parametrize("T", [300, 20, 7])
-def test_each_halving_of_the_trailing_grid_keeps_every_other_timestep(T):
+@pytest.mark.parametrize("factor", [2, 4])
+def test_a_grid_divided_by_a_factor_keeps_every_factorth_timestep(T, factor):
     for steps in (1, 2, 3, 4, 8, 16):
-        if 2 * steps > T:
+        if factor * steps > T:
             continue
-        coarse, fine = trailing_timesteps(T, steps), trailing_timesteps(T, 2 * steps)
+        coarse, fine = trailing_timesteps(T, steps), trailing_timesteps(T, factor * steps)
         assert coarse[0] == T and fine[0] == T
-        assert fine[::2] == coarse
-        assert len(set(fine)) == 2 * steps and fine == sorted(fine, reverse=True) and fine[-1] >= 1
+        assert fine[::factor] == coarse
+        assert len(set(fine)) == factor * steps and fine == sorted(fine, reverse=True) and fine[-1] >= 1
 
 
 def test_trailing_grid_values_and_a_start_below_T():
@@ -123,18 +124,20 @@ def test_a_students_weight_input_is_the_samplers_weight():
 
 
 # --------------------------------------------------------------- targets
-@pytest.mark.parametrize("stage", ["guidance", "halve"])
-def test_one_ddim_step_towards_the_target_lands_where_the_teachers_steps_land(stage):
+@pytest.mark.parametrize("stage, factor", [("guidance", 1), ("halve", 2), ("halve", 4)])
+def test_one_ddim_step_towards_the_target_lands_where_the_teachers_steps_land(stage, factor):
     """Salimans & Ho's target: the x_0 for which one deterministic step from z_t reaches the
-    teacher's z_t'' (two steps when halving, one when folding the guidance in)."""
+    teacher's z_t'' (two steps when halving, four when a round skips a student, one when folding
+    the guidance in)."""
     sc = ScheduleConfig(timesteps=20)
     schedule = NoiseSchedule(sc)
     steps = 2
     if stage == "guidance":
         teacher = _network(TINY)
+        config = DistillConfig(stage, steps, "guidance", 0.0, 0.5)
     else:
-        teacher = _network(student_config(TINY, "guidance", 2 * steps))
-    config = DistillConfig(stage, steps, "guidance", 0.0, 0.5)
+        teacher = _network(student_config(TINY, "guidance", factor * steps))
+        config = DistillConfig(stage, steps, "guidance", 0.0, 0.5, factor=factor)
     d = Distiller(config, teacher_entry(_payload(teacher, sc), "t"), schedule, device=torch.device("cpu"),
                   precision="fp32", memory_format=torch.contiguous_format, label_dropout=0.0)
     g = torch.Generator().manual_seed(1)
@@ -148,7 +151,9 @@ def test_one_ddim_step_towards_the_target_lands_where_the_teachers_steps_land(st
     one_step = a2 * x_target + s2 * (z - a * x_target) / s  # one DDIM (eta 0) step
     # the teacher's own steps, written out: guided eps, x_0 clipped, deterministic DDIM
     zz = z
-    path = [t, d.mid[i], t_next] if stage == "halve" else [t, t_next]
+    teacher_grid = torch.tensor(trailing_timesteps(20, factor * steps) + [0])
+    path = [teacher_grid[factor * i + k] for k in range(factor + 1)]
+    assert torch.equal(path[0], t) and torch.equal(path[-1], t_next)
     for here, there in zip(path, path[1:]):
         eps = guided_eps(teacher, zz, here, y, w, 10, torch.device("cpu"), "fp32", schedule=schedule)
         ah, sh = schedule.sqrt_alphabar[here].view(-1, 1, 1, 1), schedule.sqrt_one_minus_alphabar[here].view(-1, 1, 1, 1)
@@ -177,6 +182,11 @@ def test_the_guidance_round_learns_the_guided_prediction_not_the_conditional_one
 def test_a_round_refuses_a_teacher_it_cannot_learn_from():
     with pytest.raises(ValueError, match="2-step student"):
         check_teacher(DistillConfig("halve", 1, "guidance", 0, 1), TINY, False)
+    with pytest.raises(ValueError, match="16-step student"):  # a round that skips the 8-step student
+        check_teacher(DistillConfig("halve", 4, "guidance", 0, 1, factor=4), student_config(TINY, "guidance", 8),
+                      False)
+    with pytest.raises(ValueError, match="factor"):
+        DistillConfig("halve", 4, "guidance", 0, 1, factor=1)
     with pytest.raises(ValueError, match="4-step student"):
         check_teacher(DistillConfig("halve", 2, "guidance", 0, 1), student_config(TINY, "guidance", 8), False)
     with pytest.raises(ValueError, match="class-conditional"):
@@ -189,6 +199,18 @@ def test_a_round_refuses_a_teacher_it_cannot_learn_from():
         from diffusion_studio.tasks.distill import DistillRequest
 
         DistillRequest(teacher="default-conditional", out="x", steps=3, start_steps=16)
+
+
+def test_a_skipped_student_makes_the_next_round_learn_from_the_one_before():
+    from diffusion_studio.tasks.distill import DistillRequest
+
+    rounds = DistillRequest(teacher="default-conditional", out="d", steps=1, start_steps=16, skip=(8, 2)).rounds
+    assert [(r.stage, r.teacher_steps, r.steps, r.folder.name) for r in rounds] == [
+        ("guidance", 16, 16, "guidance-16"), ("halve", 16, 4, "steps-4"), ("halve", 4, 1, "steps-1")]
+    assert [r.factor for r in rounds[1:]] == [4, 4]
+    for skip in ((16,), (1,), (3,)):
+        with pytest.raises(ValueError, match="between the start and the last"):
+            DistillRequest(teacher="default-conditional", out="d", steps=1, start_steps=16, skip=skip)
 
 
 # --------------------------------------------------------- rounds as runs

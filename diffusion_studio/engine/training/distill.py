@@ -14,6 +14,10 @@ Two stages, each a training run of its own (the Trainer's loop, with this module
 
        x~ = (z_t'' - (sigma_t'' / sigma_t) z_t) / (alpha_t'' - (sigma_t'' / sigma_t) alpha_t)
 
+   With ``factor`` F > 2 a round skips students: the student of K steps learns from one of
+   F K steps, whose F steps from t_i end at t_{i+1} (fewer rounds, so fewer errors that
+   compound: Berthelot et al. 2023, TRACT).
+
 The student predicts v = alpha eps - sigma x_0 (Salimans & Ho, section 4): an eps-prediction
 network's x_0 = (z - sigma eps) / alpha divides by alpha_T = 0.006 at t = T, where every
 student starts and a one-step student does all its work; v gives x_0 = alpha z - sigma v,
@@ -61,6 +65,7 @@ class DistillConfig:
     teacher_sha256: the teacher's weights' checksum (``contents_checksum`` of its entry).
     origin:      the model the whole distillation started from ("default-conditional").
     val_images:  how many validation digits measure the round (with fixed t, noise and w).
+    factor:      "halve" only: the teacher's steps per student step (2 halves them).
     """
 
     stage: Literal["guidance", "halve"]
@@ -72,6 +77,7 @@ class DistillConfig:
     teacher_sha256: str = ""
     val_images: int = DISTILL_VAL_IMAGES
     origin: str = ""  # the model the first round distilled (the teacher of every round is the round before)
+    factor: int = 2
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
@@ -85,14 +91,18 @@ class DistillConfig:
                              f"got {self.weight_min}..{self.weight_max}")
         if isinstance(self.val_images, bool) or not isinstance(self.val_images, int) or self.val_images < 1:
             raise ValueError(f"val_images must be a whole number >= 1, got {self.val_images!r}")
+        if isinstance(self.factor, bool) or not isinstance(self.factor, int) or not 2 <= self.factor <= 1000:
+            raise ValueError(f"a round's factor (the teacher's steps per student step) must be a whole number "
+                             f"in 2..1000, got {self.factor!r}")
 
     @property
     def teacher_steps(self) -> int:
-        """The steps the teacher takes over the student's grid: as many, or twice as many."""
-        return self.steps if self.stage == "guidance" else 2 * self.steps
+        """The steps the teacher takes over the student's grid: as many, or ``factor`` times as many."""
+        return self.steps if self.stage == "guidance" else self.factor * self.steps
 
     def describe(self) -> str:
-        what = "fold the guidance into" if self.stage == "guidance" else "halve"
+        what = ("fold the guidance into" if self.stage == "guidance"
+                else "halve" if self.factor == 2 else f"divide the steps by {self.factor}")
         return (f"distilling {self.teacher or 'the teacher'} ({self.teacher_steps} steps) into a {self.steps}-step "
                 f"student ({what}), {self.weight_kind} weight {self.weight_min:g}..{self.weight_max:g}")
 
@@ -192,10 +202,12 @@ class Distiller:
         self.guide = None if guide is None else _frozen(UNetConfig.from_dict(guide["model"]), guide["weights"],
                                                         device, memory_format)
         T = schedule.timesteps
-        # index i of the student's grid <-> index 2i of the teacher's (nested: ``trailing_timesteps``)
+        # index i of the student's grid <-> index F i of the teacher's (nested: ``trailing_timesteps``);
+        # row i of ``path``: the teacher's timesteps from t_i to t_{i+1}
         self.grid = torch.tensor(trailing_timesteps(T, config.steps) + [0], device=device)
         teacher_grid = trailing_timesteps(T, config.teacher_steps) + [0]
-        self.mid = torch.tensor(teacher_grid[1::2] if config.stage == "halve" else [], device=device)
+        f = config.teacher_steps // config.steps
+        self.path = torch.tensor([teacher_grid[f * i:f * (i + 1) + 1] for i in range(config.steps)], device=device)
         self.sa = schedule.sqrt_alphabar.to(device)
         self.so = schedule.sqrt_one_minus_alphabar.to(device)
         self._val: tuple | None = None
@@ -217,11 +229,9 @@ class Distiller:
     def target_v(self, z, i, y, w) -> torch.Tensor:
         """v~ for the student at grid index ``i`` (B,) from z_t (B, C, H, W)."""
         t, t_next = self.grid[i], self.grid[i + 1]
-        if self.config.stage == "halve":
-            t_mid = self.mid[i]
-            z_next = self._teacher_step(self._teacher_step(z, t, t_mid, y, w), t_mid, t_next, y, w)
-        else:
-            z_next = self._teacher_step(z, t, t_next, y, w)
+        z_next, path = z, self.path[i]
+        for k in range(path.shape[1] - 1):
+            z_next = self._teacher_step(z_next, path[:, k], path[:, k + 1], y, w)
         a, s = self._coef(self.sa, t), self._coef(self.so, t)
         a2, s2 = self._coef(self.sa, t_next), self._coef(self.so, t_next)
         ratio = s2 / s
@@ -315,12 +325,12 @@ def default_round_minutes(total_minutes: float, rounds: int) -> float:
 
 
 def plan_distill(teacher_source, *, stage: str, steps: int, train, weights: tuple[float, float] | None = None,
-                 val_images: int = DISTILL_VAL_IMAGES):
+                 val_images: int = DISTILL_VAL_IMAGES, factor: int = 2):
     """A new distillation round of the model ``teacher_source`` names (a bundled model, a .pt file
     or a run folder: its best.pt), as a ``TrainPlan`` the Trainer runs like any training run.
 
     stage "guidance" needs a model trained by the app (class-conditional, or carrying its
-    autoguidance guide); "halve" needs a student of 2 ``steps`` steps. ``weights``: the weight
+    autoguidance guide); "halve" needs a student of ``factor`` x ``steps`` steps. ``weights``: the weight
     range the student learns (default: the teacher student's, else ``weight_range``). Raises
     CheckpointError or ValueError, one line each.
     """
@@ -341,7 +351,8 @@ def plan_distill(teacher_source, *, stage: str, steps: int, train, weights: tupl
     sha = contents_checksum({"weights": entry["weights"]})
     earlier = payload.get("distill") or {}
     origin = earlier.get("origin") or (earlier.get("teacher") if earlier.get("stage") == "guidance" else "") or name
-    config = DistillConfig(stage, steps, kind, float(weights[0]), float(weights[1]), name, sha, val_images, origin)
+    config = DistillConfig(stage, steps, kind, float(weights[0]), float(weights[1]), name, sha, val_images, origin,
+                           factor)
     check_teacher(config, teacher, payload.get("guide") is not None)
     meta = {"preset": "distill", "distilled_from": {"teacher": name, "teacher_steps": config.teacher_steps,
                                                     "stage": stage, "origin": origin}}
