@@ -44,6 +44,15 @@ def distill_train_config(**changes) -> TrainConfig:
     return TrainConfig(**{**base, **changes})
 
 
+def students_between(start_steps: int, steps: int) -> tuple[int, ...]:
+    """The students a halving ladder from ``start_steps`` to ``steps`` makes between them (16, 4:
+    (8,)); () when there are none or the ratio is not a power of 2."""
+    ratio = start_steps // steps if steps >= 1 else 0
+    if ratio < 2 or start_steps % steps or ratio & (ratio - 1):
+        return ()
+    return tuple(start_steps // 2 ** k for k in range(1, ratio.bit_length() - 1))
+
+
 def round_what(stage: str, steps: int, teacher_steps: int) -> str:
     """What a round does, in words: "fold the guidance in, 16 steps" or "16 steps -> 4"."""
     return f"fold the guidance in, {steps} steps" if stage == "guidance" else f"{teacher_steps} steps -> {steps}"
@@ -100,7 +109,7 @@ class DistillRequest:
         if self.start_steps % self.steps or ratio & (ratio - 1):
             raise ValueError(f"the start steps ({self.start_steps}) must be the steps ({self.steps}) times a "
                              "power of 2: each round halves them")
-        ladder = [self.start_steps // 2 ** k for k in range(1, ratio.bit_length() - 1)]  # strictly between
+        ladder = students_between(self.start_steps, self.steps)
         if any(k not in ladder for k in self.skip):
             between = ", ".join(map(str, ladder)) or "none"
             raise ValueError(f"only the students between the start and the last can be skipped ({between}), "

@@ -29,7 +29,8 @@ from .workers import TaskWorker, WorkerRunner, on_gui_thread
 ROUND_LOSS_FORMULA = "‖v − ṽ‖²"  # the student's v against the one its teacher's steps imply
 PLOTS_CAPTION = ("Each round is a training run of its own, so the plots start afresh for every round, named above "
                  "them. Its loss is how far the student's step lands from where its teacher's steps land "
-                 "(two steps; in the first round, one guided step): lower is better.")
+                 "(two steps, four in one round from 16 to 4; in the first round, one guided step): lower is "
+                 "better.")
 PLOTS_TOOLTIP = (f"The loss of a round is {ROUND_LOSS_FORMULA}: v is the student's output, ṽ the one that would "
                  "take its one step to where the teacher's two steps land (Salimans & Ho 2022; the first round: "
                  "the teacher's guided output, Meng et al. 2023).")

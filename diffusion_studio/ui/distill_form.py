@@ -17,6 +17,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -106,7 +107,14 @@ class DistillForm(QWidget):
         self.start_spin.setToolTip("The first student learns the teacher's deterministic DDIM with this many steps "
                                    "(guidance folded in); each later round halves them. The final steps times a "
                                    "power of 2")
-        form.addRow("Start steps", self.start_spin)
+        self.one_round_check = QCheckBox("in one round", objectName="distillOneRoundCheck")
+        self.one_round_check.setToolTip("Skip the students between: the final student learns straight from the "
+                                        "first (16 -> 4: four teacher steps per student step). Fewer rounds "
+                                        "compound fewer errors; the bundled 4-step student was made this way")
+        start_row = QHBoxLayout()
+        start_row.addWidget(self.start_spin, 1)
+        start_row.addWidget(self.one_round_check)
+        form.addRow("Start steps", start_row)
         self.minutes_spin = QDoubleSpinBox(objectName="distillMinutesSpin", decimals=1, minimum=0.1,
                                            maximum=24 * 60.0, value=DISTILL_ROUND_MINUTES, suffix=" min")
         self.minutes_spin.setToolTip("Each round's time budget; a round may end sooner (its epochs, early stopping)")
@@ -127,12 +135,13 @@ class DistillForm(QWidget):
             combo.currentIndexChanged.connect(self.changed)
         for spin in (self.start_spin, self.minutes_spin):
             spin.valueChanged.connect(self.changed)
+        self.one_round_check.toggled.connect(self.changed)
         self.fill_teachers(self.runs_dir)
 
     def fields(self) -> tuple[QWidget, ...]:
         """Every input, to disable while a run trains."""
-        return (self.teacher_combo, self.steps_combo, self.start_spin, self.minutes_spin, self.out_edit,
-                self.out_button)
+        return (self.teacher_combo, self.steps_combo, self.start_spin, self.one_round_check, self.minutes_spin,
+                self.out_edit, self.out_button)
 
     # ------------------------------------------------------------ teacher
     def fill_teachers(self, runs_dir: Path | None = None) -> None:
@@ -209,10 +218,12 @@ class DistillForm(QWidget):
     def request(self, device: str = "auto", **more):
         """The form's ``DistillRequest`` (ValueError, one line, when it cannot be made); ``more``:
         the request's other fields (``train``, ``val_images``)."""
-        from ..tasks.distill import DistillRequest
+        from ..tasks.distill import DistillRequest, students_between
 
         if not self.teacher():
             raise ValueError("No model to distil: train one or install the bundled models.")
         return DistillRequest(teacher=self.teacher(), out=self.out_dir(), steps=self.steps(),
                               start_steps=self.start_spin.value(), round_minutes=(self.minutes_spin.value(),),
+                              skip=students_between(self.start_spin.value(), self.steps())
+                              if self.one_round_check.isChecked() else (),
                               device=device, **more)

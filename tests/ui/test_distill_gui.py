@@ -107,6 +107,11 @@ def test_the_form_builds_the_request(qtbot, world):
     assert request == DistillRequest(teacher=str(world[1]), out=form.out_dir(), steps=1, start_steps=4,
                                      round_minutes=(2.5,), device="cpu", val_images=8)
     assert [r.folder.name for r in request.rounds] == ["guidance-4", "steps-2", "steps-1"]
+    form.one_round_check.setChecked(True)  # the final student straight from the first
+    request = form.request("cpu", val_images=8)
+    assert request.skip == (2,) and [(r.folder.name, r.teacher_steps) for r in request.rounds] == [
+        ("guidance-4", 4), ("steps-1", 4)]
+    form.one_round_check.setChecked(False)
     form.start_spin.setValue(3)  # not 1 times a power of 2: refused in one line, nothing starts
     assert not panel.distill.start()
     assert "power of 2" in panel.view.stopping_label.text() and not panel.is_training()
