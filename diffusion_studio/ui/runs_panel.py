@@ -114,6 +114,7 @@ class RunsPanel(QWidget):
         self.folder_label = QLabel(styleSheet="color: #666;")
         self.folder_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.message_label = QLabel(objectName="runsMessage", styleSheet="color: #8a4b00;")
+        self._listing_error = ""  # the footer's text when the last refresh could not list the folder
         foot = QHBoxLayout()
         foot.addWidget(self.folder_label, 1)
         foot.addWidget(self.message_label)
@@ -192,11 +193,14 @@ class RunsPanel(QWidget):
         """Re-read the runs folder, keeping the selection (by run name)."""
         keep = {r.name for r in self.selected_runs()}
         try:
-            infos = R.list_runs(self.runs_dir)
-            self._message("")
+            infos, error = R.list_runs(self.runs_dir), ""
         except R.RunError as exc:
-            infos = []
-            self._message(str(exc))
+            infos, error = [], str(exc)
+        # only a listing error of its own is cleared: a watcher's refresh (a training writing its
+        # epoch) must not wipe a verification's result from the footer
+        if error or self.message_label.text() == self._listing_error:
+            self._message(error)
+        self._listing_error = error
         self.model.set_runs(infos)
         self.folder_label.setText(f"{len(infos)} run{'s' if len(infos) != 1 else ''} in {self.runs_dir}")
         self.empty_label.setVisible(not infos)

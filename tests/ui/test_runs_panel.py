@@ -261,6 +261,7 @@ def test_verify_reads_every_file_and_shows_a_corrupted_checkpoint_as_failed(pane
     assert failed_line.startswith("best.pt: FAILED — ")
     assert f"<b>✗ {html.escape(failed_line)}</b>" in text
     assert "Verify: 1 problem" in text and "Verify: every file ok" in text
+    panel.refresh()  # as the folder's watcher does when a training writes: the result stays in the footer
     assert panel.message_label.text() == f"verified 2 runs: problems in {corrupted} (see the details)"
     assert "font-weight: bold" in panel.message_label.styleSheet()
     # the result shows while the files are as verified, for whichever of them is selected
