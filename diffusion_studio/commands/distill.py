@@ -85,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
     changes = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr), ("batch_size", args.batch_size), ("seed", args.seed),
                                  ("precision", args.precision)) if v is not None}
     request = DistillRequest(teacher=args.teacher, out=Path(args.out), steps=args.steps,
-                             start_steps=args.start_steps, skip=_whole_numbers(args.skip, "--skip"), round_minutes=_numbers(args.round_minutes, "--round-minutes"),
+                             start_steps=args.start_steps, skip=_whole_numbers(args.skip, "--skip"),
+                             round_minutes=_numbers(args.round_minutes, "--round-minutes"),
                              weights=weights, device=args.device, train=distill_train_config(**changes))
     check_request(request)  # every refusal before the data is read
     data = load_mnist(Path(args.data) if args.data else paths.default_mnist_dir())

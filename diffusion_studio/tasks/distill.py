@@ -8,10 +8,11 @@
 The rounds (``engine.training.distill``): first "guidance", a student of ``start_steps``
 steps that takes the guidance weight as an input, then "halve" rounds of start_steps / 2,
 / 4, ... down to ``steps``, less the students in ``skip`` (the round after a skipped student
-learns from the one before it: 16 -> 4 in one round with skip=(8,)). Each round is a training run in its own folder under ``out``
-(``guidance-16``, ``steps-8``, ``steps-4`` ...): its own curves, time budget, stop and
-resume. Running the same request again goes on where it stopped: finished rounds are
-kept, a stopped one is resumed, the rest start from the round before.
+learns from the one before it: 16 -> 4 in one round with skip=(8,)). Each round is a training
+run in its own folder under ``out`` (``guidance-16``, ``steps-8``, ``steps-4`` ...): its own
+curves, time budget, stop and resume. Running the same request again goes on where it
+stopped: finished rounds are kept, a stopped one is resumed, the rest start from the round
+before.
 """
 
 from __future__ import annotations
