@@ -94,8 +94,8 @@ METRIC_CHOICES = ("inception", "mnist", "all")
 DEFAULT_METRIC = "all"
 # an evaluation's digits: 10,000, the number a comparable Inception FID is computed from
 DEFAULT_EVAL_N = 10_000
-DEFAULT_SAMPLE_BATCH = 500
-DEFAULT_VIEW_DIGITS = 16  # the model's view and "denoise from here": the first this many digits  # digits per sampling batch (sample, evaluate)
+DEFAULT_SAMPLE_BATCH = 500  # digits per sampling batch (sample, evaluate)
+DEFAULT_VIEW_DIGITS = 16  # the model's view and "denoise from here": the first this many digits
 
 # ---- distillation (engine.training.distill): few-step students of a trained model
 # the weights a student learns to take as an input: around the defaults above, up to where the
