@@ -38,6 +38,10 @@ def register(sub) -> None:
                         f"{D.DISTILL_GUIDANCE_RANGE[0]:g}..{D.DISTILL_GUIDANCE_RANGE[1]:g} for a class-conditional "
                         f"teacher, g {D.DISTILL_AUTOGUIDANCE_RANGE[0]:g}..{D.DISTILL_AUTOGUIDANCE_RANGE[1]:g} for "
                         "one with an autoguidance guide)")
+    p.add_argument("--guidance-loss", choices=("eps", "v"),
+                   help="the space the guidance round measures the student's error in (default "
+                        f"{D.DISTILL_LOSS['guidance']}: the error the teacher was trained on; v weights the steps "
+                        "from pure noise as much as the rest)")
     p.add_argument("--epochs", type=int,
                    help=f"each round's most epochs (default {D.DEFAULT_EPOCHS}: the time budget ends a round first)")
     p.add_argument("--lr", type=float, help=f"peak Adam learning rate (default {D.DISTILL_LR:g})")
@@ -82,12 +86,13 @@ def run(args: argparse.Namespace) -> int:
         weights = _numbers(args.weights, "--weights")
         if len(weights) != 2:
             raise CLIError(f"--weights takes two numbers, LO,HI (for example 0,0.5), got {args.weights!r}")
-    changes = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr), ("batch_size", args.batch_size), ("seed", args.seed),
-                                 ("precision", args.precision)) if v is not None}
+    changes = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr), ("batch_size", args.batch_size),
+                                 ("seed", args.seed), ("precision", args.precision)) if v is not None}
     request = DistillRequest(teacher=args.teacher, out=Path(args.out), steps=args.steps,
                              start_steps=args.start_steps, skip=_whole_numbers(args.skip, "--skip"),
                              round_minutes=_numbers(args.round_minutes, "--round-minutes"),
-                             weights=weights, device=args.device, train=distill_train_config(**changes))
+                             weights=weights, guidance_loss=args.guidance_loss, device=args.device,
+                             train=distill_train_config(**changes))
     check_request(request)  # every refusal before the data is read
     data = load_mnist(Path(args.data) if args.data else paths.default_mnist_dir())
     code = _distill(request, data)

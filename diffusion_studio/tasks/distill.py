@@ -85,6 +85,8 @@ class DistillRequest:
         one before: fewer rounds, fewer errors that compound, each round a harder jump).
     round_minutes: the time budget of each round: one number for all, or one per round.
     weights: the weight range the students learn (None: ``engine.defaults``).
+    guidance_loss: the space the guidance round's error is measured in, "eps" or "v" (None:
+        ``engine.defaults.DISTILL_LOSS``); the halving rounds measure it in v.
     """
 
     teacher: str
@@ -94,6 +96,7 @@ class DistillRequest:
     skip: tuple[int, ...] = ()
     round_minutes: tuple[float, ...] = (DISTILL_ROUND_MINUTES,)
     weights: tuple[float, float] | None = None
+    guidance_loss: str | None = None
     device: str = "auto"
     train: TrainConfig = field(default_factory=distill_train_config)
     val_images: int = DISTILL_VAL_IMAGES
@@ -118,6 +121,8 @@ class DistillRequest:
         if not self.round_minutes or any(not (m > 0 and math.isfinite(m)) for m in self.round_minutes):
             raise ValueError(f"each round's time budget must be a positive number of minutes, got "
                              f"{list(self.round_minutes)}")
+        if self.guidance_loss not in (None, "eps", "v"):
+            raise ValueError(f"the guidance round's loss is eps or v, got {self.guidance_loss!r}")
         if len(self.round_minutes) not in (1, len(self.rounds)):
             raise ValueError(f"give one time budget for all rounds or one per round ({len(self.rounds)}), "
                              f"got {len(self.round_minutes)}")
@@ -193,8 +198,11 @@ def plan_distill_round(request: DistillRequest, index: int):
     if round_status(rnd.folder) == "resume":
         return plan_resume(rnd.folder)
     teacher = ModelRef.of(request.teacher).checkpoint() if index == 0 else request.rounds[index - 1].folder
+    if rnd.stage == "guidance":
+        return plan_distill(teacher, stage=rnd.stage, steps=rnd.steps, train=request.train, weights=request.weights,
+                            val_images=request.val_images, loss=request.guidance_loss)
     return plan_distill(teacher, stage=rnd.stage, steps=rnd.steps, train=request.train, weights=request.weights,
-                        val_images=request.val_images, factor=rnd.factor if rnd.stage == "halve" else 2)
+                        val_images=request.val_images, factor=rnd.factor)
 
 
 def check_request(request: DistillRequest) -> None:

@@ -156,7 +156,8 @@ def test_one_ddim_step_towards_the_target_lands_where_the_teachers_steps_land(st
     assert torch.equal(path[0], t) and torch.equal(path[-1], t_next)
     for here, there in zip(path, path[1:]):
         eps = guided_eps(teacher, zz, here, y, w, 10, torch.device("cpu"), "fp32", schedule=schedule)
-        ah, sh = schedule.sqrt_alphabar[here].view(-1, 1, 1, 1), schedule.sqrt_one_minus_alphabar[here].view(-1, 1, 1, 1)
+        ah = schedule.sqrt_alphabar[here].view(-1, 1, 1, 1)
+        sh = schedule.sqrt_one_minus_alphabar[here].view(-1, 1, 1, 1)
         x = ((zz - sh * eps) / ah).clamp(-1, 1)
         zz = schedule.sqrt_alphabar[there].view(-1, 1, 1, 1) * x + \
             schedule.sqrt_one_minus_alphabar[there].view(-1, 1, 1, 1) * (zz - ah * x) / sh
@@ -177,6 +178,39 @@ def test_the_guidance_round_learns_the_guided_prediction_not_the_conditional_one
         i, z, ww, y = d.draw(torch.zeros(4, 1, 28, 28), torch.arange(4), g)
         targets.append(d.target_v(z, i, y, ww))
     assert not torch.allclose(targets[0], targets[1])
+
+
+@pytest.mark.parametrize("loss", ["v", "eps"])
+def test_the_rounds_loss_is_the_students_error_in_v_or_in_eps(loss):
+    """"v": ||v - v~||^2; "eps": the same prediction and target turned into eps = sigma z + alpha v,
+    whose error at high noise (alpha -> 0) hardly counts."""
+    sc = ScheduleConfig(timesteps=20)
+    schedule = NoiseSchedule(sc)
+    teacher, student = _network(TINY), _network(student_config(TINY, "guidance", 4), seed=5)
+    d = Distiller(DistillConfig("guidance", 4, "guidance", 0.0, 0.5, loss=loss),
+                  teacher_entry(_payload(teacher, sc), "t"), schedule, device=torch.device("cpu"), precision="fp32",
+                  memory_format=torch.contiguous_format, label_dropout=0.0)
+    x0, y = torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(2)) * 2 - 1, torch.arange(16) % 10
+    got = d.loss(student, x0, y, torch.Generator().manual_seed(7))
+    i, z, w, yy = d.draw(x0, y, torch.Generator().manual_seed(7))  # the same draw, written out
+    v, v_target = d.predict(student, z, i, yy, w), d.target_v(z, i, yy, w)
+    if loss == "eps":
+        a = schedule.sqrt_alphabar[d.grid[i]].view(-1, 1, 1, 1)
+        s = schedule.sqrt_one_minus_alphabar[d.grid[i]].view(-1, 1, 1, 1)
+        v, v_target = s * z + a * v, s * z + a * v_target
+    assert torch.allclose(got, (v - v_target).pow(2).mean(), rtol=1e-5)
+    first, last = d.loss_weights(torch.tensor([0, 3])).flatten().tolist()  # t = T, the grid's last t
+    if loss == "v":
+        assert first == last == 1.0
+    else:
+        assert first == pytest.approx(float(schedule.alphabar[d.grid[0]])) and first < last < 1.0
+
+
+def test_a_rounds_loss_defaults_to_its_stages_and_older_files_read_as_v():
+    assert DistillConfig.from_dict({"stage": "guidance", "steps": 16, "weight_kind": "guidance", "weight_min": 0,
+                                    "weight_max": 0.5}).loss == "v"
+    with pytest.raises(ValueError, match="unknown distillation loss"):
+        DistillConfig("halve", 4, "guidance", 0, 1, loss="x0")
 
 
 def test_a_round_refuses_a_teacher_it_cannot_learn_from():
@@ -271,10 +305,12 @@ def test_a_distillation_runs_its_rounds_as_runs_and_goes_on_where_it_stopped(tin
     # every round knows its steps and its teacher; its last.pt carries the teacher for a resume
     best = load_checkpoint(tmp_path / "d" / "steps-1" / "best.pt")
     assert best["distill"]["steps"] == 1 and best["distill"]["teacher"] == "steps-2"
+    assert best["distill"]["loss"] == "v"  # the stages' losses (engine.defaults.DISTILL_LOSS)
     assert best["distill"]["origin"] == tiny_teacher.name  # the model the first round distilled
     assert "teacher" not in best and "teacher" in load_checkpoint(tmp_path / "d" / "steps-1" / "last.pt")
     first = load_checkpoint(tmp_path / "d" / "guidance-4" / "best.pt")
     assert first["distill"]["teacher"] == tiny_teacher.name and first["model"]["prediction"] == "v"
+    assert first["distill"]["loss"] == "eps"
     # a student samples like any model, with its own one step
     student = open_model(tmp_path / "d" / "steps-1", "cpu")
     assert student.model_config.distilled_steps == 1
@@ -285,6 +321,16 @@ def test_a_distillation_runs_its_rounds_as_runs_and_goes_on_where_it_stopped(tin
     assert describe_model_sampling(student, SamplerConfig(kind="ddpm", guidance=0.2)) == (
         f"a 1-step student distilled from {tiny_teacher.name}: its own 1 deterministic step, one network call "
         "each, guidance w = 0.2")
+
+
+@pytest.mark.slow  # trains the tiny teacher
+def test_the_guidance_rounds_loss_is_the_requests_and_a_bad_one_is_refused(tiny_teacher, tmp_path):
+    from diffusion_studio.tasks.distill import plan_distill_round
+
+    assert plan_distill_round(_request(tiny_teacher, tmp_path / "a"), 0).distill.loss == "eps"
+    assert plan_distill_round(_request(tiny_teacher, tmp_path / "b", guidance_loss="v"), 0).distill.loss == "v"
+    with pytest.raises(ValueError, match="eps or v"):
+        _request(tiny_teacher, tmp_path / "c", guidance_loss="x0")
 
 
 @pytest.mark.slow  # trains a tiny teacher and distils it: whole rounds, tens of seconds

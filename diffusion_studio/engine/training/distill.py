@@ -21,9 +21,12 @@ Two stages, each a training run of its own (the Trainer's loop, with this module
 The student predicts v = alpha eps - sigma x_0 (Salimans & Ho, section 4): an eps-prediction
 network's x_0 = (z - sigma eps) / alpha divides by alpha_T = 0.006 at t = T, where every
 student starts and a one-step student does all its work; v gives x_0 = alpha z - sigma v,
-well defined everywhere. The loss is ||v - v~||^2 with v~ = (alpha z - x~) / sigma, which is the
-x_0 error weighted by SNR + 1, their "SNR+1" weighting. The teacher's steps clip x_0 to [-1, 1],
-and a student samples with the same clipped deterministic steps (``student_sampler``).
+well defined everywhere. A halving round's loss is ||v - v~||^2 with v~ = (alpha z - x~) / sigma,
+the x_0 error weighted by SNR + 1, their "SNR+1" weighting. The guidance round's is the same error
+in eps (``DistillConfig.loss``), the space its eps-prediction teacher learnt in: there the steps
+from near-pure noise, which hardly move z, no longer dominate the loss. The teacher's steps clip
+x_0 to [-1, 1], and a student samples with the same clipped deterministic steps
+(``student_sampler``).
 """
 
 from __future__ import annotations
@@ -33,11 +36,10 @@ from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..defaults import (
-    DISTILL_AUTOGUIDANCE_RANGE, DISTILL_GUIDANCE_RANGE, DISTILL_VAL_IMAGES,
+    DISTILL_AUTOGUIDANCE_RANGE, DISTILL_GUIDANCE_RANGE, DISTILL_LOSS, DISTILL_VAL_IMAGES,
 )
 from ..device import autocast
 from ..diffusion.guidance import guided_eps
@@ -48,6 +50,7 @@ from .algorithm import drop_labels
 
 STAGES = ("guidance", "halve")
 WEIGHT_KINDS = ("guidance", "autoguidance")
+LOSSES = ("v", "eps")
 MAX_WEIGHT = 100.0
 
 
@@ -66,6 +69,9 @@ class DistillConfig:
     origin:      the model the whole distillation started from ("default-conditional").
     val_images:  how many validation digits measure the round (with fixed t, noise and w).
     factor:      "halve" only: the teacher's steps per student step (2 halves them).
+    loss:        the space the student's error is measured in: "v" (||v - v~||^2, the x_0 error
+                 weighted by SNR + 1) or "eps" (||eps - eps~||^2 = alphabar_t ||v - v~||^2, the
+                 error an eps-prediction teacher was trained on; see ``loss_weights``).
     """
 
     stage: Literal["guidance", "halve"]
@@ -78,6 +84,7 @@ class DistillConfig:
     val_images: int = DISTILL_VAL_IMAGES
     origin: str = ""  # the model the first round distilled (the teacher of every round is the round before)
     factor: int = 2
+    loss: Literal["v", "eps"] = "v"  # files from before the choice read as "v", what they learnt
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
@@ -94,6 +101,8 @@ class DistillConfig:
         if isinstance(self.factor, bool) or not isinstance(self.factor, int) or not 2 <= self.factor <= 1000:
             raise ValueError(f"a round's factor (the teacher's steps per student step) must be a whole number "
                              f"in 2..1000, got {self.factor!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown distillation loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
 
     @property
     def teacher_steps(self) -> int:
@@ -255,11 +264,21 @@ class Distiller:
             out = net(z.contiguous(memory_format=self.memory_format), self.grid[i], y, w)
         return out.float()
 
+    def loss_weights(self, i: torch.Tensor) -> torch.Tensor:
+        """Each image's weight on ||v - v~||^2 (B, 1, 1, 1): 1 for the "v" loss; alphabar_t for
+        "eps", since eps = sigma z + alpha v at a fixed z, so ||eps - eps~||^2 = alpha^2 ||v - v~||^2.
+        In eps an eps-prediction teacher's step from high noise counts as little as it moves z;
+        in v its x_0 there (noise amplified 1 / alpha = 170 times, then clipped) dominates the loss."""
+        if self.config.loss == "v":
+            return torch.ones((len(i), 1, 1, 1), device=i.device)
+        return self._coef(self.sa, self.grid[i]) ** 2
+
     def loss(self, net: nn.Module, x0: torch.Tensor, y: torch.Tensor | None, gen: torch.Generator) -> torch.Tensor:
-        """The mean ||v - v~||^2 of one training batch (x0 in [-1, 1])."""
+        """The round's mean loss on one training batch (x0 in [-1, 1]): ||v - v~||^2, weighted
+        by ``loss_weights``."""
         i, z, w, y = self.draw(x0, y, gen)
         target = self.target_v(z, i, y, w)
-        return F.mse_loss(self.predict(net, z, i, y, w), target)
+        return ((self.predict(net, z, i, y, w) - target).pow(2) * self.loss_weights(i)).mean()
 
     def _validation_set(self, x0: torch.Tensor, y: torch.Tensor | None, seed: int, should_stop) -> tuple | None:
         """The fixed validation batch: its z, indices, labels, weights and targets, computed once."""
@@ -279,7 +298,7 @@ class Distiller:
     @torch.no_grad()
     def validation(self, net: nn.Module, x0: torch.Tensor, y: torch.Tensor | None, *, seed: int,
                    bins: list[int], should_stop) -> tuple[float, list] | None:
-        """(mean ||v - v~||^2 on the fixed validation batch, the same per t bin), or None when
+        """(the mean loss on the fixed validation batch, the same per t bin), or None when
         ``should_stop()`` became true."""
         fixed = self._validation_set(x0, y, seed, should_stop)
         if fixed is None:
@@ -294,7 +313,8 @@ class Distiller:
                     return None
                 e = min(s + 500, len(z))
                 pred = self.predict(net, z[s:e], i[s:e], None if yy is None else yy[s:e], w[s:e])
-                per_image.append((pred - target[s:e]).pow(2).mean(dim=(1, 2, 3)).double())
+                error = (pred - target[s:e]).pow(2) * self.loss_weights(i[s:e])
+                per_image.append(error.mean(dim=(1, 2, 3)).double())
         finally:
             net.train(was)
         losses = torch.cat(per_image)
@@ -325,13 +345,14 @@ def default_round_minutes(total_minutes: float, rounds: int) -> float:
 
 
 def plan_distill(teacher_source, *, stage: str, steps: int, train, weights: tuple[float, float] | None = None,
-                 val_images: int = DISTILL_VAL_IMAGES, factor: int = 2):
+                 val_images: int = DISTILL_VAL_IMAGES, factor: int = 2, loss: str | None = None):
     """A new distillation round of the model ``teacher_source`` names (a bundled model, a .pt file
     or a run folder: its best.pt), as a ``TrainPlan`` the Trainer runs like any training run.
 
     stage "guidance" needs a model trained by the app (class-conditional, or carrying its
     autoguidance guide); "halve" needs a student of ``factor`` x ``steps`` steps. ``weights``: the weight
-    range the student learns (default: the teacher student's, else ``weight_range``). Raises
+    range the student learns (default: the teacher student's, else ``weight_range``); ``loss``: the
+    space its error is measured in (default: the stage's, ``DISTILL_LOSS``). Raises
     CheckpointError or ValueError, one line each.
     """
     from ..diffusion.schedule import ScheduleConfig
@@ -352,7 +373,7 @@ def plan_distill(teacher_source, *, stage: str, steps: int, train, weights: tupl
     earlier = payload.get("distill") or {}
     origin = earlier.get("origin") or (earlier.get("teacher") if earlier.get("stage") == "guidance" else "") or name
     config = DistillConfig(stage, steps, kind, float(weights[0]), float(weights[1]), name, sha, val_images, origin,
-                           factor)
+                           factor, loss or DISTILL_LOSS.get(stage, "v"))
     check_teacher(config, teacher, payload.get("guide") is not None)
     meta = {"preset": "distill", "distilled_from": {"teacher": name, "teacher_steps": config.teacher_steps,
                                                     "stage": stage, "origin": origin}}
