@@ -38,7 +38,7 @@ def register(sub) -> None:
                         f"{D.DISTILL_GUIDANCE_RANGE[0]:g}..{D.DISTILL_GUIDANCE_RANGE[1]:g} for a class-conditional "
                         f"teacher, g {D.DISTILL_AUTOGUIDANCE_RANGE[0]:g}..{D.DISTILL_AUTOGUIDANCE_RANGE[1]:g} for "
                         "one with an autoguidance guide)")
-    p.add_argument("--guidance-loss", choices=("eps", "v"),
+    p.add_argument("--guidance-loss", choices=D.DISTILL_LOSSES,
                    help="the space the guidance round measures the student's error in (default "
                         f"{D.DISTILL_LOSS['guidance']}: the error the teacher was trained on; v weights the steps "
                         "from pure noise as much as the rest)")

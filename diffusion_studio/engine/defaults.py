@@ -104,6 +104,7 @@ DISTILL_GUIDANCE_RANGE = (0.0, 0.5)
 DISTILL_AUTOGUIDANCE_RANGE = (0.0, 3.0)
 # the space each stage's error is measured in (engine.training.distill.DistillConfig.loss): the
 # guidance round matches its eps-prediction teacher in eps, the halving rounds in v
+DISTILL_LOSSES = ("v", "eps")
 DISTILL_LOSS = {"guidance": "eps", "halve": "v"}
 # the grid the guidance round learns on: the teacher's deterministic DDIM with 16 steps scored
 # FD 1.17x the floor and 97.2% confident on default-conditional (docs/distillation.md)

@@ -29,7 +29,7 @@ import numpy as np
 from ..engine import runs as R
 from ..engine.defaults import (
     DEFAULT_EPOCHS, DEFAULT_GRAD_CLIP, DEFAULT_PATIENCE, DEFAULT_WARMUP_STEPS, DISTILL_BATCH_SIZE, DISTILL_LR,
-    DISTILL_ROUND_MINUTES, DISTILL_START_STEPS, DISTILL_STEPS, DISTILL_VAL_IMAGES,
+    DISTILL_LOSSES, DISTILL_ROUND_MINUTES, DISTILL_START_STEPS, DISTILL_STEPS, DISTILL_VAL_IMAGES,
 )
 from ..engine.training.config import Record, TrainConfig
 from .context import TaskContext, context_or_default
@@ -121,7 +121,7 @@ class DistillRequest:
         if not self.round_minutes or any(not (m > 0 and math.isfinite(m)) for m in self.round_minutes):
             raise ValueError(f"each round's time budget must be a positive number of minutes, got "
                              f"{list(self.round_minutes)}")
-        if self.guidance_loss not in (None, "eps", "v"):
+        if self.guidance_loss is not None and self.guidance_loss not in DISTILL_LOSSES:
             raise ValueError(f"the guidance round's loss is eps or v, got {self.guidance_loss!r}")
         if len(self.round_minutes) not in (1, len(self.rounds)):
             raise ValueError(f"give one time budget for all rounds or one per round ({len(self.rounds)}), "
@@ -143,7 +143,8 @@ class DistillRequest:
 
 @dataclass(frozen=True)
 class RoundRecord:
-    """A round begins ("starting", "resuming") or is already done ("done")."""
+    """A round begins ("starting", "resuming") or is already done ("done"); ``loss``: the space
+    its error is measured in ("v" or "eps"; "" for a round already done)."""
 
     index: int
     rounds: int
@@ -152,6 +153,7 @@ class RoundRecord:
     folder: str
     status: str
     teacher_steps: int
+    loss: str = ""
     kind: str = "round"
 
     def describe(self) -> str:
@@ -198,11 +200,9 @@ def plan_distill_round(request: DistillRequest, index: int):
     if round_status(rnd.folder) == "resume":
         return plan_resume(rnd.folder)
     teacher = ModelRef.of(request.teacher).checkpoint() if index == 0 else request.rounds[index - 1].folder
-    if rnd.stage == "guidance":
-        return plan_distill(teacher, stage=rnd.stage, steps=rnd.steps, train=request.train, weights=request.weights,
-                            val_images=request.val_images, loss=request.guidance_loss)
+    own = {"loss": request.guidance_loss} if rnd.stage == "guidance" else {"factor": rnd.factor}
     return plan_distill(teacher, stage=rnd.stage, steps=rnd.steps, train=request.train, weights=request.weights,
-                        val_images=request.val_images, factor=rnd.factor)
+                        val_images=request.val_images, **own)
 
 
 def check_request(request: DistillRequest) -> None:
@@ -237,7 +237,7 @@ def distill(request: DistillRequest, data, ctx: TaskContext | None = None) -> It
         if status == "new":
             R.init_run(R.check_new_run_folder(rnd.folder), f"distill-{rnd.stage}-{rnd.steps}")
         yield RoundRecord(index, len(rounds), rnd.stage, rnd.steps, str(rnd.folder),
-                          "starting" if status == "new" else "resuming", rnd.teacher_steps)
+                          "starting" if status == "new" else "resuming", rnd.teacher_steps, plan.distill.loss)
         finished = None
         with R.mark_running(rnd.folder):
             trainer = Trainer(plan, data, device=request.device, run_dir=rnd.folder, stop_event=ctx.stop_event,

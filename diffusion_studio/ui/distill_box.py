@@ -26,14 +26,17 @@ from .distill_view import RoundStripDialog
 from .widgets import WrappingLabel
 from .workers import TaskWorker, WorkerRunner, on_gui_thread
 
-ROUND_LOSS_FORMULA = "‖v − ṽ‖²"  # the student's v against the one its teacher's steps imply
+# a round's loss (RoundRecord.loss): the student's v against the one its teacher's steps imply,
+# or that error in ε, the guidance round's default
+ROUND_LOSS_FORMULAS = {"v": "‖v − ṽ‖²", "eps": "ᾱ_t·‖v − ṽ‖² (the same error in ε: ‖ε − ε̃‖²)"}
 PLOTS_CAPTION = ("Each round is a training run of its own, so the plots start afresh for every round, named above "
                  "them. Its loss is how far the student's step lands from where its teacher's steps land "
                  "(two steps, four in one round from 16 to 4; in the first round, one guided step): lower is "
                  "better.")
-PLOTS_TOOLTIP = (f"The loss of a round is {ROUND_LOSS_FORMULA}: v is the student's output, ṽ the one that would "
-                 "take its one step to where the teacher's two steps land (Salimans & Ho 2022; the first round: "
-                 "the teacher's guided output, Meng et al. 2023).")
+PLOTS_TOOLTIP = (f"The loss of a round is {ROUND_LOSS_FORMULAS['v']}: v is the student's output, ṽ the one that "
+                 "would take its one step to where the teacher's two steps land (Salimans & Ho 2022). The first "
+                 "round's target is the teacher's guided output (Meng et al. 2023), and its loss "
+                 f"{ROUND_LOSS_FORMULAS['eps']}, the error the teacher was trained on.")
 STATUS_WORDS = {"waiting": "to come", "starting": "training…", "resuming": "resuming…", "done": "done earlier",
                 "completed": "done", "early_stopped": "done (early stopping)", "budget": "done (time budget)",
                 "stopped": "stopped", "diverged": "diverged", "failed": "failed"}
@@ -196,7 +199,7 @@ class DistillBox(QGroupBox):
         self._round = rec.index
         title = round_title(rec.index, rec.rounds, rec.stage, rec.steps, rec.teacher_steps)
         self.panel.view.reset()  # each round is a run of its own: its curves start afresh
-        self.panel.view.set_round(f"{title} (this round's curves)", ROUND_LOSS_FORMULA)
+        self.panel.view.set_round(f"{title} (this round's curves)", ROUND_LOSS_FORMULAS[rec.loss])
         self.state.report(f"{title}: {rec.status}, {rec.folder}")
 
     @Slot()

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QApplication, QLabel
 
 from diffusion_studio.engine.storage import paths
 from diffusion_studio.tasks.distill import DistillRequest, student_checkpoints
-from diffusion_studio.ui.distill_box import ROUND_LOSS_FORMULA
+from diffusion_studio.ui.distill_box import ROUND_LOSS_FORMULAS
 from diffusion_studio.ui.state import AppState
 from diffusion_studio.ui.train_panel import TrainPanel
 from diffusion_studio.ui.train_view import LOSS_LABEL
@@ -84,7 +84,8 @@ def run(world, qapp):
     panel.distill.form.set_out_dir(out)
     seen_titles = []
     assert panel.distill.start()
-    wait_for(lambda: (seen_titles.append(panel.view.plot.getPlotItem().titleLabel.text)
+    item = panel.view.plot.getPlotItem()
+    wait_for(lambda: (seen_titles.append((item.titleLabel.text, item.getAxis("left").toolTip()))
                       or not panel.is_training()))
     wait_for(lambda: panel.distill.dialog is not None and panel.distill.dialog.view.strip is not None)
     yield panel, out, seen_titles
@@ -145,7 +146,11 @@ def test_a_run_through_the_panel_makes_every_round(run):
                                    "Round 2 of 3: 4 steps -> 2: done", "Round 3 of 3: 2 steps -> 1: done"]
     assert "Round 3 of 3: 2 steps -> 1: done" in box.status_label.text()
     # each round's curves were drawn under its name, and the last round's are on the plot
-    assert any("Round 2 of 3" in t for t in titles) and "Round 3 of 3" in titles[-1]
+    assert any("Round 2 of 3" in t for t, _ in titles) and "Round 3 of 3" in titles[-1][0]
+    # each round's loss under its own formula: the guidance round's in eps, the halving rounds' in v
+    assert all(ROUND_LOSS_FORMULAS["eps"] in tip for t, tip in titles if "Round 1 of 3" in t)
+    assert any("Round 1 of 3" in t for t, _ in titles)
+    assert all(ROUND_LOSS_FORMULAS["eps"] not in tip for t, tip in titles if "Round 3 of 3" in t)
     assert len(panel.view.steps.values.values) >= 1 and panel.view.val_losses
     assert box.start_button.isEnabled() and not box.stop_button.isEnabled()
     # the next Start makes a new folder; the run's training form kept its own settings
@@ -154,7 +159,7 @@ def test_a_run_through_the_panel_makes_every_round(run):
     # "loss"); the next training's plot is a training's again
     left = panel.view.plot.getPlotItem().getAxis("left")
     caption = panel.findChild(QLabel, "lossCaption")
-    formula = ROUND_LOSS_FORMULA
+    formula = ROUND_LOSS_FORMULAS["v"]
     assert left.labelText == LOSS_LABEL and "student" in caption.text() and "‖" not in caption.text()
     assert formula in caption.toolTip() and formula in left.toolTip()
     box_caption = box.findChild(QLabel, "distillCaption")

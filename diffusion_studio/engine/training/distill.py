@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from ..defaults import (
-    DISTILL_AUTOGUIDANCE_RANGE, DISTILL_GUIDANCE_RANGE, DISTILL_LOSS, DISTILL_VAL_IMAGES,
+    DISTILL_AUTOGUIDANCE_RANGE, DISTILL_GUIDANCE_RANGE, DISTILL_LOSS, DISTILL_LOSSES, DISTILL_VAL_IMAGES,
 )
 from ..device import autocast
 from ..diffusion.guidance import guided_eps
@@ -50,7 +50,6 @@ from .algorithm import drop_labels
 
 STAGES = ("guidance", "halve")
 WEIGHT_KINDS = ("guidance", "autoguidance")
-LOSSES = ("v", "eps")
 MAX_WEIGHT = 100.0
 
 
@@ -101,8 +100,8 @@ class DistillConfig:
         if isinstance(self.factor, bool) or not isinstance(self.factor, int) or not 2 <= self.factor <= 1000:
             raise ValueError(f"a round's factor (the teacher's steps per student step) must be a whole number "
                              f"in 2..1000, got {self.factor!r}")
-        if self.loss not in LOSSES:
-            raise ValueError(f"unknown distillation loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
+        if self.loss not in DISTILL_LOSSES:
+            raise ValueError(f"unknown distillation loss {self.loss!r}; choose one of {', '.join(DISTILL_LOSSES)}")
 
     @property
     def teacher_steps(self) -> int:
